@@ -1,0 +1,202 @@
+// Package apierr is the one registry of error codes that Portcullis returns to API
+// clients, with the HTTP status and error type each code carries. Handlers return an
+// *Error; one wrapper per server turns it into the right wire schema (OpenAI on /v1,
+// JSON problem objects on /admin/v1) and logs the internal cause, which never reaches
+// the client.
+package apierr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Code is a stable, machine-readable error code.
+type Code string
+
+// Error type strings, as used in OpenAI's error schema.
+const (
+	TypeInvalidRequest = "invalid_request_error"
+	TypeAuthentication = "authentication_error"
+	TypePermission     = "permission_error"
+	TypeNotFound       = "not_found_error"
+	TypeRateLimit      = "rate_limit_error"
+	TypeServer         = "server_error"
+	TypeUnavailable    = "service_unavailable"
+)
+
+// Data-plane codes.
+const (
+	InvalidRequest      Code = "invalid_request"
+	InvalidJSON         Code = "invalid_json"
+	BodyTooLarge        Code = "body_too_large"
+	InvalidToken        Code = "invalid_token"
+	ClientUnknown       Code = "client_unknown"
+	ClientDisabled      Code = "client_disabled"
+	ModelNotAllowed     Code = "model_not_allowed"
+	OperationNotAllowed Code = "operation_not_allowed"
+	ModelNotFound       Code = "model_not_found"
+	NotFound            Code = "not_found"
+	MethodNotAllowed    Code = "method_not_allowed"
+	RateLimited         Code = "rate_limit_exceeded"
+	NoCompliantUpstream Code = "no_compliant_upstream"
+	UpstreamUnavailable Code = "upstream_unavailable"
+	UpstreamError       Code = "upstream_error"
+	UpstreamTimeout     Code = "upstream_timeout"
+	UpstreamKey         Code = "upstream_key_unavailable"
+	LimitsUnavailable   Code = "limits_unavailable"
+	PolicyNotReady      Code = "policy_not_ready"
+	Internal            Code = "internal_error"
+)
+
+// Admin-API codes.
+const (
+	Unauthorized         Code = "unauthorized"
+	ValidationFailed     Code = "validation_failed"
+	Conflict             Code = "conflict"
+	PreconditionFailed   Code = "precondition_failed"
+	PreconditionRequired Code = "precondition_required"
+	UnsupportedMedia     Code = "unsupported_media_type"
+)
+
+// Def is what the registry knows about a code.
+type Def struct {
+	Status int
+	Type   string
+}
+
+var registry = map[Code]Def{
+	InvalidRequest:       {http.StatusBadRequest, TypeInvalidRequest},
+	InvalidJSON:          {http.StatusBadRequest, TypeInvalidRequest},
+	BodyTooLarge:         {http.StatusRequestEntityTooLarge, TypeInvalidRequest},
+	InvalidToken:         {http.StatusUnauthorized, TypeAuthentication},
+	ClientUnknown:        {http.StatusForbidden, TypePermission},
+	ClientDisabled:       {http.StatusForbidden, TypePermission},
+	ModelNotAllowed:      {http.StatusForbidden, TypePermission},
+	OperationNotAllowed:  {http.StatusForbidden, TypePermission},
+	ModelNotFound:        {http.StatusNotFound, TypeInvalidRequest},
+	NotFound:             {http.StatusNotFound, TypeInvalidRequest},
+	MethodNotAllowed:     {http.StatusMethodNotAllowed, TypeInvalidRequest},
+	RateLimited:          {http.StatusTooManyRequests, TypeRateLimit},
+	NoCompliantUpstream:  {http.StatusServiceUnavailable, TypeUnavailable},
+	UpstreamUnavailable:  {http.StatusServiceUnavailable, TypeUnavailable},
+	UpstreamError:        {http.StatusBadGateway, TypeServer},
+	UpstreamTimeout:      {http.StatusGatewayTimeout, TypeServer},
+	UpstreamKey:          {http.StatusServiceUnavailable, TypeUnavailable},
+	LimitsUnavailable:    {http.StatusServiceUnavailable, TypeUnavailable},
+	PolicyNotReady:       {http.StatusServiceUnavailable, TypeUnavailable},
+	Internal:             {http.StatusInternalServerError, TypeServer},
+	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
+	ValidationFailed:     {http.StatusUnprocessableEntity, TypeInvalidRequest},
+	Conflict:             {http.StatusConflict, TypeInvalidRequest},
+	PreconditionFailed:   {http.StatusPreconditionFailed, TypeInvalidRequest},
+	PreconditionRequired: {http.StatusPreconditionRequired, TypeInvalidRequest},
+	UnsupportedMedia:     {http.StatusUnsupportedMediaType, TypeInvalidRequest},
+}
+
+// Lookup returns the registry entry of c. An unregistered code reads as Internal.
+func Lookup(c Code) Def {
+	if d, ok := registry[c]; ok {
+		return d
+	}
+	return registry[Internal]
+}
+
+// Codes returns every registered code.
+func Codes() []Code {
+	out := make([]Code, 0, len(registry))
+	for c := range registry {
+		out = append(out, c)
+	}
+	return out
+}
+
+// FieldError is one per-field validation problem.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is an error with a public face: a registered code and a message that is safe
+// to show the client. Cause is internal and only ever logged.
+type Error struct {
+	Code    Code
+	Message string
+	Param   string       // optional: the request field at fault
+	Fields  []FieldError // optional: per-field validation problems
+	Cause   error
+}
+
+// New returns an *Error with a client-safe message.
+func New(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error whose internal cause is err.
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Cause: err}
+}
+
+// Status is the HTTP status of e's code.
+func (e *Error) Status() int { return Lookup(e.Code).Status }
+
+// Type is the error type of e's code.
+func (e *Error) Type() string { return Lookup(e.Code).Type }
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Cause)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// From returns the *Error in err's chain, or an Internal error wrapping err.
+func From(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: Internal, Message: "internal error", Cause: err}
+}
+
+// OpenAIBody is the OpenAI error schema: {"error":{"message","type","param","code"}}.
+type OpenAIBody struct {
+	Error OpenAIError `json:"error"`
+}
+
+// OpenAIError is the inner object of OpenAIBody.
+type OpenAIError struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    Code    `json:"code"`
+}
+
+// OpenAI renders e in OpenAI's error schema.
+func (e *Error) OpenAI() OpenAIBody {
+	var param *string
+	if e.Param != "" {
+		p := e.Param
+		param = &p
+	}
+	return OpenAIBody{Error: OpenAIError{Message: e.Message, Type: e.Type(), Param: param, Code: e.Code}}
+}
+
+// AdminBody is the admin API's error schema.
+type AdminBody struct {
+	Error AdminError `json:"error"`
+}
+
+// AdminError is the inner object of AdminBody.
+type AdminError struct {
+	Code    Code         `json:"code"`
+	Message string       `json:"message"`
+	Fields  []FieldError `json:"fields,omitempty"`
+}
+
+// Admin renders e in the admin API's error schema.
+func (e *Error) Admin() AdminBody {
+	return AdminBody{Error: AdminError{Code: e.Code, Message: e.Message, Fields: e.Fields}}
+}

@@ -1,0 +1,8 @@
+// Package shared is the root of the wire contract between the Portcullis control plane
+// and its data planes. The contract itself lives in the subpackages: policy (the
+// snapshot), natsnames (bucket, stream and subject names), apierr (the error-code
+// registry), identity (JWT claim names), config (flag and environment loading),
+// natsembed (the embedded nats-server used in dev and tests), httpmetrics and logging.
+//
+// This module must never import pgx, echo or Vault; an architecture test enforces it.
+package shared

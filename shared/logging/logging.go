@@ -1,0 +1,34 @@
+// Package logging builds the JSON slog loggers that every Portcullis binary uses.
+// Loggers are passed explicitly; there is no package-level logger.
+package logging
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// New returns a JSON logger writing to w at level ("debug", "info", "warn", "error").
+func New(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// ValidLevel reports whether level is one New understands.
+func ValidLevel(level string) bool {
+	switch strings.ToLower(level) {
+	case "debug", "info", "warn", "warning", "error":
+		return true
+	}
+	return false
+}

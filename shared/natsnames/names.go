@@ -1,0 +1,54 @@
+// Package natsnames holds every NATS JetStream bucket, stream, key and subject name
+// that Portcullis uses. No other package spells these names out.
+package natsnames
+
+import "strings"
+
+const (
+	// PolicyBucket is the KV bucket that carries the policy snapshot.
+	PolicyBucket = "PC_POLICY"
+	// PolicySnapshotKey is the key in PolicyBucket that holds the whole snapshot.
+	PolicySnapshotKey = "snapshot"
+
+	// LimitsBucket holds the global limit counters, updated by compare-and-swap.
+	LimitsBucket = "PC_LIMITS"
+	// WorkersBucket holds one heartbeat key per live data-plane worker.
+	WorkersBucket = "PC_WORKERS"
+
+	// KeysStream carries key lifecycle events (never key material).
+	KeysStream = "PC_KEYS"
+	// AlertsStream carries anomaly and security alerts.
+	AlertsStream = "PC_ALERTS"
+)
+
+// KeysRotatedSubject is the subject a key rotation for provider is announced on.
+func KeysRotatedSubject(provider string) string { return "keys.rotated." + token(provider) }
+
+// KeysRevokedSubject is the subject an emergency key revocation for provider is announced on.
+func KeysRevokedSubject(provider string) string { return "keys.revoked." + token(provider) }
+
+// AuditStream is the name of the audit stream of region, e.g. PC_AUDIT_EU.
+func AuditStream(region string) string { return "PC_AUDIT_" + strings.ToUpper(token(region)) }
+
+// AuditSubject is the subject one audit event of client in region is published on.
+func AuditSubject(region, client string) string {
+	return "audit." + token(region) + "." + token(client)
+}
+
+// AlertSubject is the subject an alert of kind about client is published on.
+func AlertSubject(kind, client string) string { return "alerts." + token(kind) + "." + token(client) }
+
+// token makes s safe to use as one NATS subject token: wildcards, separators and
+// whitespace become underscores, and an empty string becomes "_".
+func token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MaxDecodedSize bounds the size of a decompressed snapshot, so a corrupt or hostile
+// entry cannot exhaust a data plane's memory.
+const MaxDecodedSize = 256 << 20
+
+// Encode serialises s as gzip-compressed JSON.
+func Encode(s *Snapshot) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(s); err != nil {
+		return nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode parses an encoded snapshot, rejects an unknown schema version and validates
+// references between entities. On any error the caller must keep its last good snapshot.
+func Decode(data []byte) (*Snapshot, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("decompress snapshot: %w", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, MaxDecodedSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompress snapshot: %w", err)
+	}
+	if len(raw) > MaxDecodedSize {
+		return nil, fmt.Errorf("snapshot larger than %d bytes", MaxDecodedSize)
+	}
+	var probe struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("parse snapshot: %w", err)
+	}
+	if probe.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("snapshot schema version %d: this build reads only %d", probe.SchemaVersion, SchemaVersion)
+	}
+	var s Snapshot
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("parse snapshot: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Validate checks that every reference in s names an entity that exists and that names
+// are unique. It reports every problem at once.
+func (s *Snapshot) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Version <= 0 {
+		bad("version %d: must be positive", s.Version)
+	}
+	tenants := names(s.Tenants, func(t Tenant) string { return t.Name }, "tenant", bad)
+	tiers := names(s.Tiers, func(t Tier) string { return t.Name }, "tier", bad)
+	providers := names(s.Providers, func(p Provider) string { return p.Name }, "provider", bad)
+	deployments := names(s.Deployments, func(d Deployment) string { return d.Name }, "deployment", bad)
+	names(s.Clients, func(c Client) string { return c.ClientID }, "client", bad)
+	residencies := names(s.ResidencyRules, func(r ResidencyRule) string { return r.Residency }, "residency rule", bad)
+	for _, c := range s.Clients {
+		if !tenants[c.Tenant] {
+			bad("client %q: unknown tenant %q", c.ClientID, c.Tenant)
+		}
+		if !tiers[c.Tier] {
+			bad("client %q: unknown tier %q", c.ClientID, c.Tier)
+		}
+		if c.Residency != "" && !residencies[c.Residency] {
+			bad("client %q: residency %q has no rule", c.ClientID, c.Residency)
+		}
+	}
+	for _, d := range s.Deployments {
+		if !providers[d.Provider] {
+			bad("deployment %q: unknown provider %q", d.Name, d.Provider)
+		}
+	}
+	for _, m := range s.Models {
+		if m.Name == "" {
+			bad("model %q: empty name", m.ID)
+		}
+		if !deployments[m.Deployment] {
+			bad("model %q: unknown deployment %q", m.Name, m.Deployment)
+		}
+	}
+	for _, f := range s.FallbackMaps {
+		if !providers[f.Provider] {
+			bad("fallback map %q: unknown provider %q", f.ID, f.Provider)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func names[T any](items []T, name func(T) string, what string, bad func(string, ...any)) map[string]bool {
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		n := name(it)
+		if n == "" {
+			bad("%s with empty name", what)
+			continue
+		}
+		if seen[n] {
+			bad("%s %q: duplicate", what, n)
+		}
+		seen[n] = true
+	}
+	return seen
+}

@@ -1,0 +1,173 @@
+// Package policy defines the policy snapshot: the whole, versioned view of tenants,
+// clients, tiers, providers, deployments, models, residency rules, fallback maps and
+// revoked tokens that the control plane publishes to the PC_POLICY KV bucket and every
+// data plane compiles into lookup tables.
+//
+// A snapshot is encoded as gzip-compressed JSON (see Encode) so that a policy for tens
+// of thousands of clients stays well under NATS's default 1 MB payload limit.
+package policy
+
+import "time"
+
+// SchemaVersion is the snapshot schema this build reads and writes. A reader rejects
+// any other version and keeps its last good snapshot.
+const SchemaVersion = 1
+
+// Operation names, as used in a tier's AllowedOperations.
+const (
+	OpChat       = "chat"
+	OpCompletion = "completion"
+	OpEmbeddings = "embeddings"
+)
+
+// Operations lists every operation a tier may allow.
+var Operations = []string{OpChat, OpCompletion, OpEmbeddings}
+
+// Provider kinds.
+const (
+	ProviderOpenAI    = "openai"
+	ProviderAnthropic = "anthropic"
+	ProviderOllama    = "ollama"
+)
+
+// ProviderKinds lists every provider kind.
+var ProviderKinds = []string{ProviderOpenAI, ProviderAnthropic, ProviderOllama}
+
+// Deployment kinds.
+const (
+	KindCloud      = "cloud"
+	KindSelfHosted = "self_hosted"
+)
+
+// DeploymentKinds lists every deployment kind.
+var DeploymentKinds = []string{KindCloud, KindSelfHosted}
+
+// Key sources a deployment may name.
+const (
+	KeySourceNone         = "none"          // self-hosted upstreams that take no key
+	KeySourceFile         = "file"          // dev only: the key is the content of KeyPath
+	KeySourceVault        = "vault"         // KV v2 secret at KeyPath
+	KeySourceVaultDynamic = "vault_dynamic" // a read of KeyPath returns a leased key
+	KeySourceEnv          = "env"           // refused unless a dev flag allows it
+)
+
+// KeySources lists every key source.
+var KeySources = []string{KeySourceNone, KeySourceFile, KeySourceVault, KeySourceVaultDynamic, KeySourceEnv}
+
+// Snapshot is the whole policy at one version. It is immutable once published.
+type Snapshot struct {
+	SchemaVersion int       `json:"schema_version"`
+	Version       int64     `json:"version"` // strictly increasing across publishes
+	GeneratedAt   time.Time `json:"generated_at"`
+
+	Tenants        []Tenant        `json:"tenants"`
+	Tiers          []Tier          `json:"tiers"`
+	Clients        []Client        `json:"clients"`
+	Providers      []Provider      `json:"providers"`
+	Deployments    []Deployment    `json:"deployments"`
+	Models         []Model         `json:"models"`
+	ResidencyRules []ResidencyRule `json:"residency_rules"`
+	FallbackMaps   []FallbackMap   `json:"fallback_maps"`
+	RevokedTokens  []RevokedToken  `json:"revoked_tokens"`
+}
+
+// Tenant is an organisation that owns clients.
+type Tenant struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+}
+
+// Tier is a named set of limits and allowlists that clients are assigned to.
+type Tier struct {
+	Name                  string   `json:"name"`
+	RequestsPerMinute     int64    `json:"requests_per_minute"`
+	TokensPerHour         int64    `json:"tokens_per_hour"`
+	MaxConcurrentRequests int64    `json:"max_concurrent_requests"`
+	AllowedModels         []string `json:"allowed_models"`
+	AllowedOperations     []string `json:"allowed_operations"`
+	DefaultMaxTokens      int64    `json:"default_max_tokens"`
+}
+
+// Client is one calling application, identified by the client_id claim of its JWT.
+type Client struct {
+	ClientID  string `json:"client_id"`
+	Tenant    string `json:"tenant"`
+	Tier      string `json:"tier"`
+	Residency string `json:"residency,omitempty"` // "" means no residency restriction
+	Enabled   bool   `json:"enabled"`
+}
+
+// Provider is an upstream LLM vendor or self-hosted runtime.
+type Provider struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"` // one of ProviderKinds
+}
+
+// Deployment is one reachable endpoint of a provider in a region.
+type Deployment struct {
+	Name           string         `json:"name"`
+	Provider       string         `json:"provider"`
+	Region         string         `json:"region"`
+	Kind           string         `json:"kind"` // one of DeploymentKinds
+	BaseURL        string         `json:"base_url"`
+	KeySource      string         `json:"key_source"` // one of KeySources
+	KeyPath        string         `json:"key_path,omitempty"`
+	TLS            TLS            `json:"tls"`
+	TimeoutSeconds int            `json:"timeout_seconds"`
+	Retry          Retry          `json:"retry"`
+	CircuitBreaker CircuitBreaker `json:"circuit_breaker"`
+	Enabled        bool           `json:"enabled"`
+}
+
+// TLS is a deployment's upstream TLS policy.
+type TLS struct {
+	Verify     bool     `json:"verify"`
+	MinVersion string   `json:"min_version,omitempty"` // "TLS1.2" or "TLS1.3"
+	PinSHA256  []string `json:"pin_sha256,omitempty"`
+	CAFile     string   `json:"ca_file,omitempty"`
+}
+
+// Retry is a deployment's retry policy.
+type Retry struct {
+	MaxAttempts int    `json:"max_attempts"`
+	Backoff     string `json:"backoff"` // "exponential" or "constant"
+}
+
+// CircuitBreaker is a deployment's breaker policy.
+type CircuitBreaker struct {
+	FailureThreshold    int `json:"failure_threshold"`
+	ResetTimeoutSeconds int `json:"reset_timeout_seconds"`
+}
+
+// Model maps a public model name to one deployment and the upstream's model name.
+// A public name served by several deployments has one Model per deployment.
+type Model struct {
+	ID             string  `json:"id"`
+	Name           string  `json:"name"`
+	Deployment     string  `json:"deployment"`
+	UpstreamModel  string  `json:"upstream_model"`
+	InputUSDPer1M  float64 `json:"input_usd_per_1m"`
+	OutputUSDPer1M float64 `json:"output_usd_per_1m"`
+}
+
+// ResidencyRule lists the deployment regions a residency may be served from.
+type ResidencyRule struct {
+	Residency      string   `json:"residency"`
+	AllowedRegions []string `json:"allowed_regions"`
+}
+
+// FallbackMap maps a model served by Provider to a self-hosted model used when that
+// provider is failing.
+type FallbackMap struct {
+	ID        string `json:"id"`
+	Provider  string `json:"provider"`
+	FromModel string `json:"from_model"`
+	ToModel   string `json:"to_model"`
+}
+
+// RevokedToken is a JWT id that must be rejected until ExpiresAt.
+type RevokedToken struct {
+	JTI       string    `json:"jti"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Reason    string    `json:"reason,omitempty"`
+}
