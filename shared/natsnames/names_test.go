@@ -1,0 +1,21 @@
+package natsnames
+
+import "testing"
+
+func TestSubjectsAreSingleTokens(t *testing.T) {
+	tests := []struct{ name, got, want string }{
+		{"audit stream", AuditStream("eu"), "PC_AUDIT_EU"},
+		{"audit subject", AuditSubject("eu", "moltbot-agent-07"), "audit.eu.moltbot-agent-07"},
+		{"wildcards escaped", AuditSubject("eu", "a.b*>"), "audit.eu.a_b__"},
+		{"empty client", AuditSubject("us", ""), "audit.us._"},
+		{"keys rotated", KeysRotatedSubject("openai"), "keys.rotated.openai"},
+		{"alert", AlertSubject("token_spike", "c"), "alerts.token_spike.c"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("got %q, want %q", tc.got, tc.want)
+			}
+		})
+	}
+}
