@@ -1,0 +1,25 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+)
+
+// clientDirectory answers the dev issuer's "does this client exist" from Postgres.
+type clientDirectory struct{ st *store.Store }
+
+var _ devissuer.ClientDirectory = clientDirectory{}
+
+func (d clientDirectory) ClientExists(ctx context.Context, clientID string) (bool, error) {
+	_, err := d.st.Clients().Get(ctx, clientID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,191 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+)
+
+// Config is the control plane's configuration. Every field has a flag and a
+// PORTCULLIS_* environment variable (see LoadConfig).
+type Config struct {
+	DatabaseURL        string // database-url, required
+	Listen             string // listen, host:port of the HTTP server
+	NATSURL            string // nats-url; empty starts an embedded nats-server
+	EmbeddedNATSListen string // embedded-nats-listen, used when NATSURL is empty
+	DataDir            string // data-dir: admin token, signing key, embedded JetStream store
+	IssuerURL          string // issuer-url of the dev issuer; empty means http://<listen address>
+	LogLevel           string // log-level: debug, info, warn or error
+	DevIssuer          bool   // dev-issuer: serve the development JWT issuer
+	PublishInterval    time.Duration
+}
+
+// Defaults of the keys that have one.
+const (
+	DefaultListen             = "127.0.0.1:8080"
+	DefaultEmbeddedNATSListen = "127.0.0.1:14222"
+	DefaultDataDir            = ".data"
+	DefaultPublishInterval    = 30 * time.Second
+)
+
+// Flags declares every key on l, with its default, writing into cfg.
+func Flags(l *config.Loader, cfg *Config) {
+	l.String(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (required)")
+	l.String(&cfg.Listen, "listen", DefaultListen, "HTTP listen address host:port (port 0 picks a free port)")
+	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded nats-server")
+	l.String(&cfg.EmbeddedNATSListen, "embedded-nats-listen", DefaultEmbeddedNATSListen, "listen address of the embedded nats-server")
+	l.String(&cfg.DataDir, "data-dir", DefaultDataDir, "data directory: admin token, JWT signing key, embedded JetStream store")
+	l.Bool(&cfg.DevIssuer, "dev-issuer", false, "serve the development JWT issuer (JWKS, discovery, POST /admin/v1/tokens)")
+	l.String(&cfg.IssuerURL, "issuer-url", "", "iss of dev tokens and base of the JWKS URL (default http://<listen address>)")
+	l.Duration(&cfg.PublishInterval, "publish-interval", DefaultPublishInterval, "republish the policy snapshot at least this often")
+	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// LoadConfig reads the configuration from defaults, then the environment (through
+// getenv), then args, and validates it, reporting every problem at once. It returns
+// the positional arguments left after the flags (a subcommand, for instance). Usage
+// text goes to stderr.
+func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, []string, error) {
+	var cfg Config
+	l := config.NewLoader("controlplane", stderr)
+	Flags(l, &cfg)
+	rest, err := l.Parse(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return Config{}, nil, err
+	}
+	// A value that did not parse keeps its default, so validating anyway reports the
+	// remaining problems in the same error without repeating that one.
+	if err := errors.Join(err, cfg.Validate()); err != nil {
+		return Config{}, nil, err
+	}
+	return cfg, rest, nil
+}
+
+// Validate reports every invalid key of c together, naming each key and its value
+// (with any password redacted).
+func (c Config) Validate() error {
+	var p config.Problems
+	if c.DatabaseURL == "" {
+		p.Add("database-url", "", "required: a PostgreSQL URL such as postgres://user@127.0.0.1:5432/portcullis")
+	} else if reason := checkDatabaseURL(c.DatabaseURL); reason != "" {
+		p.Add("database-url", redactURL(c.DatabaseURL), reason)
+	}
+	if reason := checkHostPort(c.Listen); reason != "" {
+		p.Add("listen", c.Listen, reason)
+	}
+	if c.NATSURL == "" {
+		if reason := checkHostPort(c.EmbeddedNATSListen); reason != "" {
+			p.Add("embedded-nats-listen", c.EmbeddedNATSListen, reason)
+		}
+	} else {
+		for _, u := range strings.Split(c.NATSURL, ",") {
+			if reason := checkNATSURL(strings.TrimSpace(u)); reason != "" {
+				p.Add("nats-url", redactURL(strings.TrimSpace(u)), reason)
+			}
+		}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		p.Add("data-dir", c.DataDir, "required")
+	}
+	if c.IssuerURL != "" {
+		if reason := checkIssuerURL(c.IssuerURL); reason != "" {
+			p.Add("issuer-url", c.IssuerURL, reason)
+		}
+	}
+	if c.PublishInterval < time.Second || c.PublishInterval > time.Hour {
+		p.Add("publish-interval", c.PublishInterval, "must be between 1s and 1h")
+	}
+	if !logging.ValidLevel(c.LogLevel) {
+		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
+	}
+	return p.Err()
+}
+
+func checkHostPort(s string) string {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "must be host:port, e.g. 127.0.0.1:8080"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return "port must be a number from 0 to 65535"
+	}
+	return ""
+}
+
+func checkDatabaseURL(s string) string {
+	if !strings.Contains(s, "://") {
+		if strings.Contains(s, "=") {
+			return "" // a libpq keyword/value string, e.g. "host=127.0.0.1 dbname=portcullis"
+		}
+		return "must be a postgres:// URL or a keyword=value connection string"
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "not a valid URL"
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return "scheme must be postgres or postgresql"
+	}
+	return ""
+}
+
+func checkNATSURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "must be a URL such as nats://127.0.0.1:4222"
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+		return ""
+	}
+	return "scheme must be nats, tls, ws or wss"
+}
+
+func checkIssuerURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "must be an absolute http(s) URL"
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "must not carry user info, a query or a fragment"
+	}
+	return ""
+}
+
+// redactURL hides the password of a URL (or keyword=value string) so that an error
+// message can show the rest of it.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err == nil && u.User != nil:
+		return u.Redacted()
+	case err == nil && !strings.Contains(s, "password"):
+		return s
+	case err != nil && !strings.ContainsAny(s, "@=") && !strings.Contains(s, "password"):
+		return s
+	}
+	return "(redacted: it may hold a password)"
+}
+
+// issuerFor derives the dev issuer URL from the address the server bound to, using a
+// loopback host when it bound to all interfaces.
+func issuerFor(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("http://%s", net.JoinHostPort(host, port))
+}

@@ -1,0 +1,118 @@
+// Command controlplane runs the Portcullis control plane.
+//
+//	controlplane [flags]                     serve (the default)
+//	controlplane migrate [flags]             apply database migrations and exit
+//	controlplane admin-token reset [flags]   replace every admin token with a new one,
+//	                                         written to <data dir>/admin-token
+//
+// Every flag can also be set with its PORTCULLIS_* environment variable; run
+// "controlplane -h" for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+)
+
+// stopTimeout bounds a graceful shutdown.
+const stopTimeout = 20 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+// run executes one command line: serve until ctx ends, or a one-shot subcommand.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, args := subcommand(args)
+	cfg, rest, err := app.LoadConfig(args, os.Getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if sub == "" && len(rest) > 0 {
+		sub, rest = subcommand(rest)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected arguments %q (commands: migrate, admin-token reset)", rest)
+	}
+	log := logging.New(stderr, cfg.LogLevel)
+	switch sub {
+	case "":
+		return serve(ctx, cfg, log, stdout)
+	case "migrate":
+		return withStore(ctx, cfg, func(st *store.Store) error {
+			if err := st.Migrate(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "migrations applied")
+			return nil
+		})
+	case "admin-token reset":
+		return withStore(ctx, cfg, func(st *store.Store) error {
+			if err := admintoken.Reset(ctx, st, cfg.DataDir, log); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "new admin token written to %s/%s\n", strings.TrimRight(cfg.DataDir, "/"), "admin-token")
+			return nil
+		})
+	}
+	return fmt.Errorf("unknown command %q (commands: migrate, admin-token reset)", sub)
+}
+
+// subcommand splits leading non-flag words off args: "migrate", "admin-token reset".
+func subcommand(args []string) (string, []string) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", args
+	}
+	if args[0] == "admin-token" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		return "admin-token " + args[1], args[2:]
+	}
+	return args[0], args[1:]
+}
+
+// serve runs the control plane until ctx ends, then stops it gracefully.
+func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stdout io.Writer) error {
+	a, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "control plane listening on http://%s (NATS %s)\n", a.Addr(), a.NATSURL())
+	if cfg.DevIssuer {
+		fmt.Fprintf(stdout, "dev issuer %s, JWKS %s\n", a.IssuerURL(), a.JWKSURL())
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	return a.Stop(stopCtx)
+}
+
+func withStore(ctx context.Context, cfg app.Config, fn func(*store.Store) error) error {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}

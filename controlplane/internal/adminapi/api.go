@@ -1,0 +1,71 @@
+// Package adminapi serves the admin REST API under /admin/v1: create, read, update,
+// delete and list for every policy entity, with per-field validation (422), optimistic
+// concurrency through ETag and If-Match (412, 428) and keyset pagination.
+//
+// Every resource is one generic resource[T] over a store.Collection[T]; the entity
+// types and their JSON are those of shared/policy, plus "revision", "created_at" and
+// "updated_at". Handlers return errors; ErrorHandler renders them as apierr.AdminBody.
+package adminapi
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+// API is the admin API. It is safe for concurrent use.
+type API struct {
+	st       *store.Store
+	log      *slog.Logger
+	onChange func()
+}
+
+// New returns the admin API over st. onChange (which may be nil) is called after every
+// committed mutation, e.g. to publish a new policy snapshot; it must not block long.
+func New(st *store.Store, log *slog.Logger, onChange func()) *API {
+	return &API{st: st, log: log, onChange: onChange}
+}
+
+// Register adds every admin route to g, which is expected to be /admin/v1 behind the
+// admin token middleware. Unknown paths under g answer 404 in the admin error schema.
+func (a *API) Register(g *echo.Group) {
+	paths := []string{
+		register(g, a.tenants()),
+		register(g, a.tiers()),
+		register(g, a.clients()),
+		register(g, a.providers()),
+		register(g, a.deployments()),
+		register(g, a.models()),
+		register(g, a.residencyRules()),
+		register(g, a.fallbackMaps()),
+		register(g, a.revokedTokens()),
+	}
+	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths) })
+}
+
+// unrouted answers a request no route took: 405 on a resource's path (echo prefers a
+// not-found route to its own 405), else 404.
+func unrouted(c echo.Context, paths []string) error {
+	segments := strings.Split(c.Param("*"), "/")
+	if slices.Contains(paths, segments[0]) {
+		switch len(segments) {
+		case 1:
+			c.Response().Header().Set(echo.HeaderAllow, "GET, POST")
+			return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on a collection", c.Request().Method)
+		case 2:
+			c.Response().Header().Set(echo.HeaderAllow, "GET, PUT, PATCH, DELETE")
+			return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on an item", c.Request().Method)
+		}
+	}
+	return apierr.New(apierr.NotFound, "no such admin endpoint")
+}
+
+func (a *API) changed() {
+	if a.onChange != nil {
+		a.onChange()
+	}
+}

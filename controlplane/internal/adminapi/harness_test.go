@@ -1,0 +1,167 @@
+package adminapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
+)
+
+// harness is a real admin API over a real database behind a real HTTP server.
+type harness struct {
+	t       *testing.T
+	st      *store.Store
+	url     string
+	token   string
+	changes atomic.Int64 // onChange calls
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, pgtest.Database(t))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	dataDir := t.TempDir()
+	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {
+		t.Fatalf("bootstrap admin token: %v", err)
+	}
+	token, err := os.ReadFile(filepath.Join(dataDir, admintoken.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, st: st, token: strings.TrimSpace(string(token))}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HTTPErrorHandler = adminapi.ErrorHandler(log)
+	adminapi.New(st, log, func() { h.changes.Add(1) }).Register(e.Group("/admin/v1", admintoken.Middleware(st)))
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	h.url = srv.URL
+	return h
+}
+
+// response is what a request got back.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into a generic value.
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
+	}
+	return v
+}
+
+// errorCode is the admin error code of the body, or "".
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	e, _ := r.json(t)["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+// errorFields lists the fields of a 422's per-field errors.
+func (r response) errorFields(t *testing.T) []string {
+	t.Helper()
+	e, _ := r.json(t)["error"].(map[string]any)
+	fields, _ := e["fields"].([]any)
+	var names []string
+	for _, f := range fields {
+		names = append(names, f.(map[string]any)["field"].(string))
+	}
+	return names
+}
+
+// do sends a request with the admin token; headers are name, value pairs.
+func (h *harness) do(method, path, body string, headers ...string) response {
+	h.t.Helper()
+	return h.send(method, path, body, append([]string{"Authorization", "Bearer " + h.token}, headers...)...)
+}
+
+// send sends a request without adding the token.
+func (h *harness) send(method, path, body string, headers ...string) response {
+	h.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// must sends a request and fails the test unless the status is want.
+func (h *harness) must(want int, method, path, body string, headers ...string) response {
+	h.t.Helper()
+	r := h.do(method, path, body, headers...)
+	if r.status != want {
+		h.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r.body)
+	}
+	return r
+}
+
+// fixture creates the entities that the others refer to.
+func (h *harness) fixture() {
+	h.t.Helper()
+	for _, c := range []struct{ path, body string }{
+		{"/admin/v1/tenants", `{"name":"acme"}`},
+		{"/admin/v1/tiers", `{"name":"default","requests_per_minute":60,"tokens_per_hour":100000,"max_concurrent_requests":5,"allowed_models":["gpt-4o-mini"]}`},
+		{"/admin/v1/residency-rules", `{"residency":"eu","allowed_regions":["eu"]}`},
+		{"/admin/v1/providers", `{"name":"openai","kind":"openai"}`},
+		{"/admin/v1/deployments", `{"name":"openai-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1"}`},
+	} {
+		h.must(http.StatusCreated, http.MethodPost, c.path, c.body)
+	}
+}
+
+func (h *harness) version() int64 {
+	h.t.Helper()
+	v, err := h.st.PolicyVersion(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return v
+}

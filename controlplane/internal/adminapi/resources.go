@@ -1,0 +1,173 @@
+package adminapi
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Upper bounds that keep settings sane (and inside their SQL integer columns).
+const (
+	maxTimeoutSeconds   = 3600
+	maxRetryAttempts    = 10
+	maxBreakerThreshold = 10000
+	maxBreakerReset     = 86400
+	maxPriceUSD         = 1e6
+)
+
+// retryBackoffs lists the retry backoff strategies a deployment may name.
+var retryBackoffs = []string{"exponential", "constant"}
+
+// tlsVersions lists the minimum TLS versions a deployment may name ("" means the default).
+var tlsVersions = []string{"", "TLS1.2", "TLS1.3"}
+
+func (a *API) tenants() *resource[policy.Tenant] {
+	return newResource(a, "tenants", "tenant", a.st.Tenants(), slug,
+		func() policy.Tenant { return policy.Tenant{} },
+		func(r *report, t *policy.Tenant) {
+			r.check("display_name", text(t.DisplayName, 200), "must be printable text of at most 200 characters")
+		})
+}
+
+func (a *API) tiers() *resource[policy.Tier] {
+	return newResource(a, "tiers", "tier", a.st.Tiers(), slug,
+		func() policy.Tier { return policy.Tier{AllowedOperations: slices.Clone(policy.Operations)} },
+		func(r *report, t *policy.Tier) {
+			positive := func(field string, v int64) {
+				r.check(field, v > 0, "must be a positive integer")
+			}
+			positive("requests_per_minute", t.RequestsPerMinute)
+			positive("tokens_per_hour", t.TokensPerHour)
+			positive("max_concurrent_requests", t.MaxConcurrentRequests)
+			r.check("default_max_tokens", t.DefaultMaxTokens >= 0,
+				"must be zero (no default cap) or a positive integer")
+			msg := eachOf(t.AllowedModels, modelName.valid, "model names")
+			r.check("allowed_models", msg == "", msg)
+			msg = eachOf(t.AllowedOperations, func(op string) bool { return slices.Contains(policy.Operations, op) }, "operations")
+			if msg != "" {
+				msg += "; allowed are " + list(policy.Operations)
+			}
+			r.check("allowed_operations", msg == "", msg)
+		})
+}
+
+func (a *API) clients() *resource[policy.Client] {
+	return newResource(a, "clients", "client", a.st.Clients(), clientID,
+		func() policy.Client { return policy.Client{Enabled: true} },
+		func(r *report, c *policy.Client) {
+			r.check("tenant", slug.valid(c.Tenant), "names the tenant and "+slug.message)
+			r.check("tier", slug.valid(c.Tier), "names the tier and "+slug.message)
+			r.check("residency", c.Residency == "" || slug.valid(c.Residency),
+				"names a residency rule, or is empty for no restriction, and "+slug.message)
+		})
+}
+
+func (a *API) providers() *resource[policy.Provider] {
+	return newResource(a, "providers", "provider", a.st.Providers(), slug,
+		func() policy.Provider { return policy.Provider{} },
+		func(r *report, p *policy.Provider) {
+			ok, msg := oneOf(p.Kind, policy.ProviderKinds)
+			r.check("kind", ok, msg)
+		})
+}
+
+func (a *API) deployments() *resource[policy.Deployment] {
+	return newResource(a, "deployments", "deployment", a.st.Deployments(), slug,
+		func() policy.Deployment {
+			return policy.Deployment{
+				Kind:           policy.KindCloud,
+				KeySource:      policy.KeySourceNone,
+				TLS:            policy.TLS{Verify: true},
+				TimeoutSeconds: 30,
+				Retry:          policy.Retry{MaxAttempts: 3, Backoff: "exponential"},
+				CircuitBreaker: policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60},
+				Enabled:        true,
+			}
+		},
+		validateDeployment)
+}
+
+func validateDeployment(r *report, d *policy.Deployment) {
+	r.check("provider", slug.valid(d.Provider), "names the provider and "+slug.message)
+	r.check("region", slug.valid(d.Region), slug.message)
+	ok, msg := oneOf(d.Kind, policy.DeploymentKinds)
+	r.check("kind", ok, msg)
+	msg = httpURL(d.BaseURL)
+	r.check("base_url", msg == "", msg)
+
+	switch d.KeySource {
+	case policy.KeySourceEnv:
+		r.check("key_source", false, `"env" is refused: keys in environment variables need the dev flag `+
+			`that allows them, which arrives with the keys issue; use "file" in development or "vault"`)
+	case policy.KeySourceFile, policy.KeySourceVault, policy.KeySourceVaultDynamic:
+		r.check("key_path", d.KeyPath != "", `is required when key_source is "`+d.KeySource+`"`)
+		r.check("key_path", text(d.KeyPath, 1024), "must be printable text of at most 1024 characters")
+	case policy.KeySourceNone:
+		r.check("key_path", d.KeyPath == "", `must be empty when key_source is "none"`)
+	default:
+		ok, msg := oneOf(d.KeySource, []string{policy.KeySourceNone, policy.KeySourceFile, policy.KeySourceVault, policy.KeySourceVaultDynamic})
+		r.check("key_source", ok, msg)
+	}
+
+	ok, msg = oneOf(d.TLS.MinVersion, tlsVersions)
+	r.check("tls.min_version", ok, msg+` ("" means the Go default)`)
+	msg = eachOf(d.TLS.PinSHA256, pin, "pins (SHA-256 of a public key, base64 or hex)")
+	r.check("tls.pin_sha256", msg == "", msg)
+	r.check("tls.ca_file", text(d.TLS.CAFile, 1024), "must be printable text of at most 1024 characters")
+
+	between := func(field string, v, lo, hi int) {
+		r.check(field, v >= lo && v <= hi, fmt.Sprintf("must be an integer from %d to %d", lo, hi))
+	}
+	between("timeout_seconds", d.TimeoutSeconds, 1, maxTimeoutSeconds)
+	between("retry.max_attempts", d.Retry.MaxAttempts, 1, maxRetryAttempts)
+	ok, msg = oneOf(d.Retry.Backoff, retryBackoffs)
+	r.check("retry.backoff", ok, msg)
+	between("circuit_breaker.failure_threshold", d.CircuitBreaker.FailureThreshold, 1, maxBreakerThreshold)
+	between("circuit_breaker.reset_timeout_seconds", d.CircuitBreaker.ResetTimeoutSeconds, 1, maxBreakerReset)
+}
+
+func (a *API) models() *resource[policy.Model] {
+	return newResource(a, "models", "model", a.st.Models(), id,
+		func() policy.Model { return policy.Model{} },
+		func(r *report, m *policy.Model) {
+			r.check("name", modelName.valid(m.Name), modelName.message)
+			r.check("deployment", slug.valid(m.Deployment), "names the deployment and "+slug.message)
+			r.check("upstream_model", upstreamModel.valid(m.UpstreamModel), upstreamModel.message)
+			price := "must be a number of US dollars from 0 to 1000000"
+			r.check("input_usd_per_1m", m.InputUSDPer1M >= 0 && m.InputUSDPer1M <= maxPriceUSD, price)
+			r.check("output_usd_per_1m", m.OutputUSDPer1M >= 0 && m.OutputUSDPer1M <= maxPriceUSD, price)
+		})
+}
+
+func (a *API) residencyRules() *resource[policy.ResidencyRule] {
+	return newResource(a, "residency-rules", "residency rule", a.st.ResidencyRules(), slug,
+		func() policy.ResidencyRule { return policy.ResidencyRule{} },
+		func(r *report, rr *policy.ResidencyRule) {
+			msg := eachOf(rr.AllowedRegions, slug.valid, "region names")
+			if len(rr.AllowedRegions) == 0 {
+				msg = "must list at least one region"
+			}
+			r.check("allowed_regions", msg == "", msg)
+		})
+}
+
+func (a *API) fallbackMaps() *resource[policy.FallbackMap] {
+	return newResource(a, "fallback-maps", "fallback map", a.st.FallbackMaps(), id,
+		func() policy.FallbackMap { return policy.FallbackMap{} },
+		func(r *report, f *policy.FallbackMap) {
+			r.check("provider", slug.valid(f.Provider), "names the provider and "+slug.message)
+			r.check("from_model", modelName.valid(f.FromModel), modelName.message)
+			r.check("to_model", modelName.valid(f.ToModel), modelName.message)
+			r.check("to_model", f.ToModel != f.FromModel, "must differ from from_model")
+		})
+}
+
+func (a *API) revokedTokens() *resource[policy.RevokedToken] {
+	return newResource(a, "revoked-tokens", "revoked token", a.st.RevokedTokens(), jti,
+		func() policy.RevokedToken { return policy.RevokedToken{} },
+		func(r *report, t *policy.RevokedToken) {
+			r.check("expires_at", !t.ExpiresAt.IsZero(), "is required: the revocation lasts until the token expires")
+			r.check("reason", text(t.Reason, 500), "must be printable text of at most 500 characters")
+		})
+}

@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// controlPlane starts a real control plane (fresh database, embedded NATS, dev issuer).
+func controlPlane(t *testing.T) (*app.App, app.Config) {
+	t.Helper()
+	cfg := app.Config{
+		DatabaseURL:        pgtest.Database(t),
+		Listen:             "127.0.0.1:0",
+		EmbeddedNATSListen: "127.0.0.1:0",
+		DataDir:            t.TempDir(),
+		LogLevel:           "info",
+		DevIssuer:          true,
+		PublishInterval:    app.DefaultPublishInterval,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := app.Start(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil {
+			t.Errorf("stop control plane: %v", err)
+		}
+	})
+	return a, cfg
+}
+
+// cliRun runs the CLI against a with the admin token read from the data directory.
+type cliRun struct {
+	t       *testing.T
+	a       *app.App
+	dataDir string
+	token   string // only to check it never appears in output
+}
+
+func newCLI(t *testing.T) cliRun {
+	a, cfg := controlPlane(t)
+	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: strings.TrimSpace(string(raw))}
+}
+
+func (c cliRun) run(args ...string) (stdout, stderr string, err error) {
+	c.t.Helper()
+	var out, errOut bytes.Buffer
+	full := append([]string{"--admin-url", "http://" + c.a.Addr(), "--data-dir", c.dataDir}, args...)
+	err = Run(context.Background(), full, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut},
+		func(string) string { return "" })
+	if strings.Contains(out.String()+errOut.String(), c.token) {
+		c.t.Fatalf("portcullis %q printed the admin token", args)
+	}
+	return out.String(), errOut.String(), err
+}
+
+func (c cliRun) mustRun(args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("portcullis %q: %v\nstderr: %s", args, err, errOut)
+	}
+	return out
+}
+
+func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
+	c := newCLI(t)
+	keyFile := filepath.Join(t.TempDir(), "upstream.key")
+	if err := os.WriteFile(keyFile, []byte("test-upstream-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, first, err := c.run("seed", "demo", "--upstream-url", "http://127.0.0.1:9100", "--key-file", keyFile)
+	if err != nil {
+		t.Fatalf("first seed: %v\n%s", err, first)
+	}
+	if strings.Contains(first, "exists") {
+		t.Fatalf("first seed found existing entities:\n%s", first)
+	}
+	_, second, err := c.run("seed", "demo", "--key-file", keyFile)
+	if err != nil {
+		t.Fatalf("second seed: %v\n%s", err, second)
+	}
+	if strings.Contains(second, "created ") || !strings.Contains(second, "0 created") {
+		t.Fatalf("second seed created something:\n%s", second)
+	}
+
+	var tiers []policy.Tier
+	decode(t, c.mustRun("tiers", "list"), &tiers)
+	want := map[string]policy.Tier{
+		"default": {Name: "default", RequestsPerMinute: 60, TokensPerHour: 100000, MaxConcurrentRequests: 5,
+			AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: policy.Operations, DefaultMaxTokens: 1024},
+		"tier_premium": {Name: "tier_premium", RequestsPerMinute: 600, TokensPerHour: 2000000, MaxConcurrentRequests: 50,
+			AllowedModels: []string{"gpt-4o", "claude-3-5-sonnet", "llama3-70b"}, AllowedOperations: policy.Operations, DefaultMaxTokens: 4096},
+		"service_account_analytics": {Name: "service_account_analytics", RequestsPerMinute: 30, TokensPerHour: 50000, MaxConcurrentRequests: 3,
+			AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: []string{"completion"}, DefaultMaxTokens: 1024},
+	}
+	if len(tiers) != len(want) {
+		t.Fatalf("%d tiers, want %d", len(tiers), len(want))
+	}
+	for _, got := range tiers {
+		if w := want[got.Name]; !equalJSON(t, got, w) {
+			t.Errorf("tier %s = %+v, want %+v", got.Name, got, w)
+		}
+	}
+
+	var models []policy.Model
+	decode(t, c.mustRun("models", "list"), &models)
+	if len(models) != 8 {
+		t.Fatalf("%d models, want 8", len(models))
+	}
+	var deps []policy.Deployment
+	decode(t, c.mustRun("deployments", "list"), &deps)
+	for _, d := range deps {
+		wantKey := map[string]string{"openai-us": keyFile, "openai-eu": keyFile, "ollama-eu": ""}[d.Name]
+		if d.KeyPath != wantKey || d.BaseURL != "http://127.0.0.1:9100" {
+			t.Errorf("deployment %s: key_path %q base_url %q", d.Name, d.KeyPath, d.BaseURL)
+		}
+	}
+	var moltbot policy.Client
+	decode(t, c.mustRun("clients", "get", "moltbot-agent-07"), &moltbot)
+	if moltbot.Tier != "default" || moltbot.Residency != "eu" || !moltbot.Enabled || moltbot.Tenant != "demo" {
+		t.Fatalf("moltbot-agent-07 = %+v", moltbot)
+	}
+
+	out := c.mustRun("tokens", "mint", "--client", "moltbot-agent-07", "--ttl", "10m")
+	raw := strings.TrimSpace(out)
+	if strings.Count(raw, ".") != 2 || strings.Contains(raw, "\n") {
+		t.Fatalf("tokens mint printed %q, want only a JWT", out)
+	}
+	set, err := jwk.Fetch(context.Background(), c.a.JWKSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Parse([]byte(raw), jwt.WithKeySet(set), jwt.WithIssuer(c.a.IssuerURL()), jwt.WithAudience(identity.DefaultAudience))
+	if err != nil {
+		t.Fatalf("minted token does not verify: %v", err)
+	}
+	if id, _ := tok.Get(identity.ClaimClientID); id != "moltbot-agent-07" {
+		t.Fatalf("client_id claim %v", id)
+	}
+}
+
+func TestResourceCommands(t *testing.T) {
+	c := newCLI(t)
+	steps := []struct {
+		name       string
+		args       []string
+		wantCode   apierr.Code // "" means success
+		wantField  string
+		wantStdout string
+	}{
+		{"create from --json", []string{"tenants", "create", "--json", `{"name":"acme","display_name":"Acme"}`}, "", "", `"acme"`},
+		{"create again conflicts", []string{"tenants", "create", "--json", `{"name":"acme"}`}, apierr.Conflict, "", ""},
+		{"create invalid names the field", []string{"tenants", "create", "--json", `{"name":"Not A Slug"}`}, apierr.ValidationFailed, "name", ""},
+		{"get", []string{"tenants", "get", "acme"}, "", "", `"display_name": "Acme"`},
+		{"update merges with If-Match", []string{"tenants", "update", "acme", "--json", `{"display_name":"Acme Corp"}`}, "", "", `"Acme Corp"`},
+		{"get unknown", []string{"tenants", "get", "nobody"}, apierr.NotFound, "", ""},
+		{"tier", []string{"tiers", "create", "--json", `{"name":"t1","requests_per_minute":1,"tokens_per_hour":1,"max_concurrent_requests":1,"allowed_models":[]}`}, "", "", `"t1"`},
+		{"client", []string{"clients", "create", "--json", `{"client_id":"app-1","tenant":"acme","tier":"t1"}`}, "", "", `"app-1"`},
+		{"disable", []string{"clients", "disable", "app-1"}, "", "", `"enabled": false`},
+		{"enable", []string{"clients", "enable", "app-1"}, "", "", `"enabled": true`},
+		{"delete referenced tenant conflicts", []string{"tenants", "delete", "acme"}, apierr.Conflict, "", ""},
+		{"revoke", []string{"tokens", "revoke", "--jti", "abc-123", "--expires-at", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "--reason", "leaked"}, "", "", `"abc-123"`},
+		{"list revoked", []string{"revoked-tokens", "list"}, "", "", `"leaked"`},
+		{"mint for unknown client", []string{"tokens", "mint", "--client", "ghost"}, apierr.ValidationFailed, "client_id", ""},
+		{"delete client", []string{"clients", "delete", "app-1"}, "", "", ""},
+		{"list after delete", []string{"clients", "list"}, "", "", "[]"},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			out, errOut, err := c.run(s.args...)
+			if s.wantCode == "" {
+				if err != nil {
+					t.Fatalf("%v\nstderr: %s", err, errOut)
+				}
+				if !strings.Contains(out, s.wantStdout) {
+					t.Fatalf("stdout %s lacks %s", out, s.wantStdout)
+				}
+				return
+			}
+			var apiErr *APIError
+			if !errors.As(err, &apiErr) || apiErr.Code != s.wantCode {
+				t.Fatalf("err = %v, want API error %s", err, s.wantCode)
+			}
+			if !strings.HasPrefix(err.Error(), string(s.wantCode)+": ") {
+				t.Fatalf("error prints as %q, want \"code: message\"", err.Error())
+			}
+			if s.wantField != "" && !strings.Contains(err.Error(), "\n  "+s.wantField+": ") {
+				t.Fatalf("error %q does not list field %s", err.Error(), s.wantField)
+			}
+		})
+	}
+}
+
+func TestUsageAndConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"no command", nil, nil, "usage error"},
+		{"unknown resource", []string{"widgets", "list"}, nil, "usage error"},
+		{"unknown verb", []string{"tenants", "explode"}, nil, "usage error"},
+		{"mint without client", []string{"tokens", "mint"}, nil, "--client is required"},
+		{"revoke with bad time", []string{"tokens", "revoke", "--jti", "x", "--expires-at", "tomorrow"}, nil, "RFC 3339"},
+		{"seed without key file", []string{"seed", "demo"}, nil, "--key-file is required"},
+		{"create without body", []string{"--admin-token", "pca_x", "tenants", "create"}, nil, "JSON body is required"},
+		{"no token file", []string{"--data-dir", "/nonexistent", "tenants", "list"}, nil, "no admin token"},
+		{"bad admin url", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "ftp://x", "PORTCULLIS_ADMIN_TOKEN": "pca_x"}, "must be an http(s) URL"},
+		{"unreachable control plane", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "http://127.0.0.1:1", "PORTCULLIS_ADMIN_TOKEN": "pca_secret"}, "connect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := Run(context.Background(), tt.args, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut},
+				func(k string) string { return tt.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error()+out.String()+errOut.String(), "pca_secret") {
+				t.Fatal("the admin token was printed")
+			}
+		})
+	}
+}
+
+func decode(t *testing.T, s string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("decode %s: %v", s, err)
+	}
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// DefaultUpstreamURL is where the dev stack's mock OpenAI-compatible upstream listens.
+const DefaultUpstreamURL = "http://127.0.0.1:9100"
+
+// seedItem is one entity the demo seed creates.
+type seedItem struct {
+	resource string
+	key      string
+	body     any
+}
+
+// demoSeed is the demo tenant: the seed document's three tiers, the dev stack's
+// deployments of the mock upstream, their models and three clients.
+func demoSeed(upstreamURL, keyFile string) []seedItem {
+	allOps := policy.Operations
+	items := []seedItem{
+		{"tenants", "demo", policy.Tenant{Name: "demo", DisplayName: "Demo tenant"}},
+		{"tiers", "default", policy.Tier{Name: "default", RequestsPerMinute: 60, TokensPerHour: 100_000,
+			MaxConcurrentRequests: 5, AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: allOps, DefaultMaxTokens: 1024}},
+		{"tiers", "tier_premium", policy.Tier{Name: "tier_premium", RequestsPerMinute: 600, TokensPerHour: 2_000_000,
+			MaxConcurrentRequests: 50, AllowedModels: []string{"gpt-4o", "claude-3-5-sonnet", "llama3-70b"},
+			AllowedOperations: allOps, DefaultMaxTokens: 4096}},
+		{"tiers", "service_account_analytics", policy.Tier{Name: "service_account_analytics", RequestsPerMinute: 30,
+			TokensPerHour: 50_000, MaxConcurrentRequests: 3, AllowedModels: []string{"gpt-4o-mini"},
+			AllowedOperations: []string{policy.OpCompletion}, DefaultMaxTokens: 1024}},
+		{"residency-rules", "eu", policy.ResidencyRule{Residency: "eu", AllowedRegions: []string{"eu"}}},
+		{"residency-rules", "us", policy.ResidencyRule{Residency: "us", AllowedRegions: []string{"us"}}},
+		{"providers", "openai", policy.Provider{Name: "openai", Kind: policy.ProviderOpenAI}},
+		{"providers", "ollama", policy.Provider{Name: "ollama", Kind: policy.ProviderOllama}},
+		{"deployments", "openai-us", deployment("openai-us", "openai", "us", policy.KindCloud, upstreamURL, keyFile)},
+		{"deployments", "openai-eu", deployment("openai-eu", "openai", "eu", policy.KindCloud, upstreamURL, keyFile)},
+		{"deployments", "ollama-eu", deployment("ollama-eu", "ollama", "eu", policy.KindSelfHosted, upstreamURL, "")},
+	}
+	models := []struct {
+		name        string
+		deployments []string
+		in, out     float64 // USD per 1M tokens
+	}{
+		{"gpt-4o", []string{"openai-us", "openai-eu"}, 2.50, 10.00},
+		{"gpt-4o-mini", []string{"openai-us", "openai-eu"}, 0.15, 0.60},
+		{"claude-3-5-sonnet", []string{"openai-us", "openai-eu"}, 3.00, 15.00},
+		{"llama3-70b", []string{"ollama-eu"}, 0, 0},
+		{"llama3-8b", []string{"ollama-eu"}, 0, 0},
+	}
+	for _, m := range models {
+		for _, d := range m.deployments {
+			id := m.name + "." + d
+			items = append(items, seedItem{"models", id, policy.Model{ID: id, Name: m.name, Deployment: d,
+				UpstreamModel: m.name, InputUSDPer1M: m.in, OutputUSDPer1M: m.out}})
+		}
+	}
+	for _, f := range []struct{ from, to string }{{"gpt-4o", "llama3-70b"}, {"gpt-4o-mini", "llama3-8b"}} {
+		id := "openai." + f.from
+		items = append(items, seedItem{"fallback-maps", id, policy.FallbackMap{ID: id, Provider: "openai", FromModel: f.from, ToModel: f.to}})
+	}
+	return append(items,
+		seedItem{"clients", "moltbot-agent-07", demoClient("moltbot-agent-07", "default", "eu")},
+		seedItem{"clients", "premium-app", demoClient("premium-app", "tier_premium", "")},
+		seedItem{"clients", "analytics-svc", demoClient("analytics-svc", "service_account_analytics", "")},
+	)
+}
+
+func deployment(name, provider, region, kind, baseURL, keyFile string) map[string]any {
+	d := map[string]any{"name": name, "provider": provider, "region": region, "kind": kind, "base_url": baseURL}
+	if keyFile != "" {
+		d["key_source"], d["key_path"] = policy.KeySourceFile, keyFile
+	} else {
+		d["key_source"] = policy.KeySourceNone
+	}
+	return d // other settings take the API's creation defaults
+}
+
+func demoClient(id, tier, residency string) map[string]any {
+	c := map[string]any{"client_id": id, "tenant": "demo", "tier": tier, "enabled": true}
+	if residency != "" {
+		c["residency"] = residency
+	}
+	return c
+}
+
+// seedDemo creates the demo tenant's entities. It is idempotent: an entity that
+// already exists (409) is left as it is.
+func (cmd *command) seedDemo(ctx context.Context, args []string) error {
+	fs := cmd.newFlags("seed demo", "seed demo --key-file PATH [--upstream-url URL]")
+	upstream := fs.String("upstream-url", DefaultUpstreamURL, "base URL of the upstream every demo deployment points at")
+	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai deployments (required)")
+	if _, err := cmd.parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *keyFile == "" {
+		fs.Usage()
+		return fmt.Errorf("%w: --key-file is required", ErrUsage)
+	}
+	// The data planes read the key file; an absolute path works from any directory.
+	absKey, err := filepath.Abs(*keyFile)
+	if err != nil {
+		return fmt.Errorf("--key-file: %w", err)
+	}
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	created, existing := 0, 0
+	for _, it := range demoSeed(*upstream, absKey) {
+		body, err := json.Marshal(it.body)
+		if err != nil {
+			return err
+		}
+		_, err = c.call(ctx, http.MethodPost, "/"+it.resource, body, nil)
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			created++
+			fmt.Fprintf(cmd.io.Stderr, "created %s %s\n", it.resource, it.key)
+		case errors.As(err, &apiErr) && apiErr.Code == apierr.Conflict:
+			existing++
+			fmt.Fprintf(cmd.io.Stderr, "exists  %s %s (left unchanged)\n", it.resource, it.key)
+		default:
+			return fmt.Errorf("seed %s %s: %w", it.resource, it.key, err)
+		}
+	}
+	fmt.Fprintf(cmd.io.Stderr, "demo seed: %d created, %d already present\n", created, existing)
+	return nil
+}

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Record is one stored entity with its bookkeeping: Revision changes on every update
+// and serves as the admin API's ETag.
+type Record[T any] struct {
+	Entity    T
+	Revision  int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Page is one page of a collection in key order.
+type Page[T any] struct {
+	Items []Record[T]
+	Next  string // opaque cursor of the next page; "" when this page is the last
+}
+
+// Collection is the stored set of one policy entity type, e.g. the tiers. Every
+// mutation bumps the policy version in the same transaction. Safe for concurrent use.
+type Collection[T any] struct {
+	s *Store
+	t *table[T]
+}
+
+// KeyName is the name of the key column, which is also the key's JSON field.
+func (c *Collection[T]) KeyName() string { return c.t.key }
+
+// Key points at e's key field.
+func (c *Collection[T]) Key(e *T) *string { return c.t.keyOf(e) }
+
+// GeneratesKey reports whether Create fills an empty key with a fresh random id.
+func (c *Collection[T]) GeneratesKey() bool { return c.t.newKey != nil }
+
+// Get returns the entity with key, or ErrNotFound.
+func (c *Collection[T]) Get(ctx context.Context, key string) (Record[T], error) {
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1`, c.t.selectList(), c.t.name, c.t.key)
+	r, err := c.t.scan(c.s.pool.QueryRow(ctx, q, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record[T]{}, ErrNotFound
+	}
+	if err != nil {
+		return Record[T]{}, fmt.Errorf("get %s %q: %w", c.t.name, key, err)
+	}
+	return r, nil
+}
+
+// List returns up to limit entities after cursor ("" for the first page), ordered by
+// the collection's natural key. Pages stay consistent under concurrent inserts and
+// deletes: every entity present throughout the walk is returned exactly once.
+func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Page[T], error) {
+	if limit < 1 {
+		return Page[T]{}, fmt.Errorf("list %s: limit %d must be positive", c.t.name, limit)
+	}
+	after, err := decodeCursor(cursor, len(c.t.order))
+	if err != nil {
+		return Page[T]{}, err
+	}
+	var q strings.Builder
+	fmt.Fprintf(&q, `SELECT %s FROM %s`, c.t.selectList(), c.t.name)
+	args := make([]any, 0, len(after)+1)
+	if after != nil {
+		marks := make([]string, len(after))
+		for i, v := range after {
+			args = append(args, v)
+			marks[i] = fmt.Sprintf("$%d", i+1)
+		}
+		fmt.Fprintf(&q, ` WHERE (%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
+	}
+	args = append(args, limit+1)
+	fmt.Fprintf(&q, ` ORDER BY %s LIMIT $%d`, strings.Join(c.t.order, ", "), len(args))
+	rows, err := c.s.pool.Query(ctx, q.String(), args...)
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %s: %w", c.t.name, err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record[T], error) { return c.t.scan(row) })
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %s: %w", c.t.name, err)
+	}
+	page := Page[T]{Items: items}
+	if len(items) > limit {
+		page.Items = items[:limit]
+		page.Next = encodeCursor(c.t.orderOf(&items[limit-1].Entity))
+	}
+	return page, nil
+}
+
+// Create inserts e. An empty key is filled with a random id if the collection
+// generates keys. It returns a *DuplicateError if the key (or another unique key)
+// exists and a *ReferenceError if e names an entity that does not exist.
+func (c *Collection[T]) Create(ctx context.Context, e T) (Record[T], error) {
+	if key := c.t.keyOf(&e); *key == "" && c.t.newKey != nil {
+		*key = c.t.newKey()
+	}
+	cols := c.t.columnNames()
+	marks := make([]string, len(cols))
+	for i := range cols {
+		marks[i] = c.t.writeExpr(i, fmt.Sprintf("$%d", i+1))
+	}
+	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING %s`,
+		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.selectList())
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
+		var err error
+		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...))
+		return err
+	})
+	if err != nil {
+		return Record[T]{}, fmt.Errorf("create %s: %w", c.t.name, translate(c.t, err, false))
+	}
+	return rec, nil
+}
+
+// Update replaces the entity with key by e (whose key field is ignored). If revision
+// is not zero the stored revision must equal it, else ErrStale. It returns
+// ErrNotFound if there is no such entity.
+func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, e T) (Record[T], error) {
+	*c.t.keyOf(&e) = key
+	cols := c.t.columnNames()
+	sets := make([]string, 0, len(cols))
+	for i, col := range cols[1:] {
+		sets = append(sets, col+" = "+c.t.writeExpr(i+1, fmt.Sprintf("$%d", i+2)))
+	}
+	q := fmt.Sprintf(`UPDATE %s SET %s, revision = revision + 1, updated_at = now()
+		WHERE %s = $1 AND ($%d::bigint = 0 OR revision = $%d) RETURNING %s`,
+		c.t.name, strings.Join(sets, ", "), c.t.key, len(cols)+1, len(cols)+1, c.t.selectList())
+	args := append(c.t.values(&e), revision)
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
+		var err error
+		rec, err = c.t.scan(tx.QueryRow(ctx, q, args...))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return c.missing(ctx, tx, key)
+		}
+		return err
+	})
+	if err != nil {
+		return Record[T]{}, fmt.Errorf("update %s %q: %w", c.t.name, key, translate(c.t, err, false))
+	}
+	return rec, nil
+}
+
+// Delete removes the entity with key. If revision is not zero the stored revision
+// must equal it, else ErrStale. It returns ErrNotFound if there is no such entity and
+// an *InUseError if other entities still reference it.
+func (c *Collection[T]) Delete(ctx context.Context, key string, revision int64) error {
+	q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)`, c.t.name, c.t.key)
+	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, q, key, revision)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return c.missing(ctx, tx, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", c.t.name, key, translate(c.t, err, true))
+	}
+	return nil
+}
+
+// missing explains why a conditional write to key touched no row.
+func (c *Collection[T]) missing(ctx context.Context, tx pgx.Tx, key string) error {
+	var exists bool
+	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1)`, c.t.name, c.t.key)
+	if err := tx.QueryRow(ctx, q, key).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return ErrStale
+	}
+	return ErrNotFound
+}
+
+// all reads every live entity in key order, for a snapshot.
+func (t *table[T]) all(ctx context.Context, tx pgx.Tx) ([]T, error) {
+	q := fmt.Sprintf(`SELECT %s FROM %s`, t.selectList(), t.name)
+	if t.live != "" {
+		q += " WHERE " + t.live
+	}
+	q += " ORDER BY " + strings.Join(t.order, ", ")
+	rows, err := tx.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t.name, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) {
+		r, err := t.scan(row)
+		return r.Entity, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+func encodeCursor(after []string) string {
+	b, _ := json.Marshal(after) // a []string always marshals
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(cursor string, n int) ([]string, error) {
+	if cursor == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, ErrBadCursor
+	}
+	var after []string
+	if err := json.Unmarshal(b, &after); err != nil || len(after) != n {
+		return nil, ErrBadCursor
+	}
+	return after, nil
+}
