@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# devstack.sh runs the Portcullis dev stack in the foreground (make run): PostgreSQL, the
+# control plane with embedded NATS and the dev JWT issuer, a mock OpenAI-compatible
+# upstream, and two data planes (eu and us). Ctrl-C or SIGTERM stops everything it started.
+#
+# PostgreSQL, in order of preference:
+#   1. PORTCULLIS_DATABASE_URL, if set;
+#   2. a server answering on 127.0.0.1:5432 (database portcullis_dev, created if missing);
+#   3. a cluster of its own under .data/pg (initdb/pg_ctl) on a free port;
+#   4. otherwise it stops and says which package to install.
+#
+# Listen addresses (host:port), overridable from the environment:
+#   PORTCULLIS_DEV_CONTROLPLANE_LISTEN  control plane        (default 127.0.0.1:8080)
+#   PORTCULLIS_DEV_EU_LISTEN            data plane eu        (default 127.0.0.1:8081)
+#   PORTCULLIS_DEV_US_LISTEN            data plane us        (default 127.0.0.1:8082)
+#   PORTCULLIS_MOCK_LISTEN              mock upstream        (default 127.0.0.1:9100)
+#   PORTCULLIS_EMBEDDED_NATS_LISTEN     embedded nats-server (default 127.0.0.1:14222)
+# PORTCULLIS_DEV_WAIT_SECONDS bounds each readiness wait (default 60).
+#
+# Logs go to .data/logs/<name>.log. Dev tokens are written to .data/dev-tokens/ (mode 0600)
+# rather than printed, so they do not end up in terminal scrollback or CI logs.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+DATA=$ROOT/.data
+LOGS=$DATA/logs
+KEY_FILE=$DATA/dev-keys/openai.key
+TOKENS=$DATA/dev-tokens
+
+CP_LISTEN=${PORTCULLIS_DEV_CONTROLPLANE_LISTEN:-127.0.0.1:8080}
+EU_LISTEN=${PORTCULLIS_DEV_EU_LISTEN:-127.0.0.1:8081}
+US_LISTEN=${PORTCULLIS_DEV_US_LISTEN:-127.0.0.1:8082}
+MOCK_LISTEN=${PORTCULLIS_MOCK_LISTEN:-127.0.0.1:9100}
+NATS_LISTEN=${PORTCULLIS_EMBEDDED_NATS_LISTEN:-127.0.0.1:14222}
+WAIT_SECONDS=${PORTCULLIS_DEV_WAIT_SECONDS:-60}
+CP_URL=http://$CP_LISTEN
+
+PIDS=()   # started processes, in start order; each leads its own process group
+NAMES=()
+PG_STARTED=""   # data dir of a cluster this script started
+PG_BIN=""
+
+say() { printf '%s\n' "devstack: $*"; }
+die() { printf '%s\n' "devstack: error: $*" >&2; exit 1; }
+
+# ---- process control --------------------------------------------------------------------
+
+# stop_group PID NAME: SIGTERM the process group led by PID, SIGKILL it after 10 s.
+stop_group() {
+	local pid=$1 name=$2 i
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		say "$name did not stop within 10s; killing it"
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	if ((${#PIDS[@]} > 0)); then
+		say "stopping..."
+		for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+			stop_group "${PIDS[i]}" "${NAMES[i]}"
+		done
+	fi
+	if [[ -n $PG_STARTED ]]; then
+		pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_STARTED" stop -m fast -w >/dev/null 2>&1 ||
+			say "could not stop PostgreSQL in $PG_STARTED; stop it with: pg_ctl -D $PG_STARTED stop"
+	fi
+	((${#PIDS[@]} > 0)) && say "stopped"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: run CMD in its own session (so its whole process group can be
+# stopped), with output to .data/logs/NAME.log. Environment assignments go before CMD
+# via env(1).
+start() {
+	local name=$1
+	shift
+	: >"$LOGS/$name.log"
+	setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	PIDS+=("$!")
+	NAMES+=("$name")
+}
+
+pid_of() {
+	local i
+	for i in "${!NAMES[@]}"; do
+		[[ ${NAMES[i]} == "$1" ]] && { echo "${PIDS[i]}"; return 0; }
+	done
+	return 1
+}
+
+show_log() { say "last lines of $LOGS/$1.log:"; tail -n 30 "$LOGS/$1.log" >&2 || true; }
+
+# wait_http NAME URL [CODE]: wait until URL answers (with CODE, if given), while process
+# NAME stays alive, for at most WAIT_SECONDS.
+wait_http() {
+	local name=$1 url=$2 want=${3:-} pid code deadline=$((SECONDS + WAIT_SECONDS))
+	pid=$(pid_of "$name")
+	while ((SECONDS < deadline)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			show_log "$name"
+			die "$name exited before $url answered"
+		fi
+		code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)
+		if [[ -n $want && $code == "$want" ]] || [[ -z $want && $code != 000 ]]; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	show_log "$name"
+	die "$name: $url did not answer${want:+ $want} within ${WAIT_SECONDS}s"
+}
+
+# tcp_answers HOST PORT: whether something accepts TCP connections there.
+tcp_answers() {
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+require_free() {
+	local listen=$1 what=$2
+	if tcp_answers "${listen%:*}" "${listen##*:}"; then
+		die "$listen ($what) is already in use; is another dev stack running? Override it with the variable named in scripts/devstack.sh"
+	fi
+}
+
+# ---- PostgreSQL ---------------------------------------------------------------------------
+
+pg_answers() {
+	if command -v pg_isready >/dev/null; then
+		pg_isready -q -h "$1" -p "$2" -t 2
+	else
+		tcp_answers "$1" "$2"
+	fi
+}
+
+# pg_as_owner CMD...: run a PostgreSQL server command as a non-root user (initdb and
+# postgres refuse to run as root).
+pg_as_owner() {
+	if ((EUID == 0)); then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+find_pg_bin() {
+	local d
+	if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
+		dirname "$(command -v pg_ctl)"
+		return 0
+	fi
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		[[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+	done
+	return 1
+}
+
+free_port() {
+	local p
+	for ((p = 54329; p < 54400; p++)); do
+		tcp_answers 127.0.0.1 "$p" || { echo "$p"; return 0; }
+	done
+	die "no free port in 54329-54399 for a dev PostgreSQL"
+}
+
+# own_cluster: start (creating it the first time) a cluster under .data/pg. It persists
+# between runs, like the admin token it goes with; make clean-data removes it.
+own_cluster() {
+	local dir=$DATA/pg port
+	PG_BIN=$(find_pg_bin) || die "no PostgreSQL found: install the 'postgresql' package (e.g. apt-get install postgresql), start a server on 127.0.0.1:5432, or set PORTCULLIS_DATABASE_URL"
+	if ((EUID == 0)); then
+		id postgres >/dev/null 2>&1 || die "running as root, a dev PostgreSQL needs the 'postgres' user (install the 'postgresql' package) or set PORTCULLIS_DATABASE_URL"
+		chmod 0711 "$DATA" # the postgres user must reach .data/pg; listing .data stays root's
+	fi
+	mkdir -p "$dir"
+	chmod 0700 "$dir"
+	((EUID == 0)) && chown postgres: "$dir"
+	if [[ ! -f $dir/PG_VERSION ]]; then
+		say "creating a PostgreSQL cluster in $dir"
+		pg_as_owner "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >"$LOGS/initdb.log" 2>&1 ||
+			{ show_log initdb; die "initdb failed"; }
+		printf "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" >>"$dir/postgresql.conf"
+	fi
+	if pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+		say "stopping a PostgreSQL left running in $dir"
+		pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" stop -m fast -w >/dev/null
+	fi
+	port=$(free_port)
+	: >"$LOGS/postgres.log"
+	((EUID == 0)) && chown postgres: "$LOGS/postgres.log"
+	pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGS/postgres.log" -o "-p $port" -w -t 60 start >/dev/null ||
+		{ show_log postgres; die "PostgreSQL in $dir did not start"; }
+	PG_STARTED=$dir
+	DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+	say "PostgreSQL: own cluster in $dir on 127.0.0.1:$port"
+}
+
+find_postgres() {
+	if [[ -n ${PORTCULLIS_DATABASE_URL:-} ]]; then
+		DATABASE_URL=$PORTCULLIS_DATABASE_URL
+		say "PostgreSQL: PORTCULLIS_DATABASE_URL"
+		return
+	fi
+	if pg_answers 127.0.0.1 5432; then
+		command -v psql >/dev/null || die "PostgreSQL answers on 127.0.0.1:5432 but psql is missing to create database portcullis_dev: install 'postgresql-client' or set PORTCULLIS_DATABASE_URL"
+		local psql=(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
+		local exists
+		exists=$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'portcullis_dev'") ||
+			die "cannot connect to PostgreSQL on 127.0.0.1:5432 as user postgres without a password; set PORTCULLIS_DATABASE_URL"
+		if [[ $exists != 1 ]]; then
+			"${psql[@]}" -c "CREATE DATABASE portcullis_dev" >/dev/null
+			say "created database portcullis_dev"
+		fi
+		DATABASE_URL="postgres://postgres@127.0.0.1:5432/portcullis_dev?sslmode=disable"
+		say "PostgreSQL: 127.0.0.1:5432, database portcullis_dev"
+		return
+	fi
+	own_cluster
+}
+
+# ---- the stack ------------------------------------------------------------------------------
+
+dev_key() {
+	if [[ ! -s $KEY_FILE ]]; then
+		(
+			umask 077
+			mkdir -p "$(dirname "$KEY_FILE")"
+			printf 'dev-%s\n' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$KEY_FILE"
+		)
+		say "wrote a random dev upstream key to $KEY_FILE"
+	fi
+	chmod 0600 "$KEY_FILE"
+}
+
+# mint CLIENT: mint a token for CLIENT into .data/dev-tokens/CLIENT.jwt (mode 0600).
+mint() {
+	local client=$1 out
+	out=$(PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis tokens mint --client "$client" 2>>"$LOGS/portcullis.log") ||
+		{ show_log portcullis; die "portcullis tokens mint --client $client failed"; }
+	out=$(printf '%s\n' "$out" | awk 'NF { last = $0 } END { print last }')
+	[[ -n $out ]] || die "portcullis tokens mint --client $client printed no token"
+	(umask 077 && printf '%s\n' "$out" >"$TOKENS/$client.jwt")
+}
+
+main() {
+	command -v go >/dev/null || die "go is not installed (https://go.dev/dl/)"
+	command -v curl >/dev/null || die "curl is not installed"
+	say "building ./bin"
+	"${MAKE:-make}" --no-print-directory -s build
+
+	mkdir -p "$DATA" "$LOGS"
+	chmod 0700 "$DATA" # admin token, keys and tokens live here
+	(umask 077 && mkdir -p "$TOKENS")
+	require_free "$CP_LISTEN" "control plane"
+	require_free "$EU_LISTEN" "data plane eu"
+	require_free "$US_LISTEN" "data plane us"
+	require_free "$MOCK_LISTEN" "mock upstream"
+	require_free "$NATS_LISTEN" "embedded NATS"
+
+	find_postgres
+	dev_key
+
+	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" \
+		bin/mockupstream --listen "$MOCK_LISTEN" --require-key-file "$KEY_FILE"
+	wait_http mockupstream "http://$MOCK_LISTEN/v1/models"
+
+	start controlplane env \
+		PORTCULLIS_DATABASE_URL="$DATABASE_URL" \
+		PORTCULLIS_LISTEN="$CP_LISTEN" \
+		PORTCULLIS_NATS_URL= \
+		PORTCULLIS_EMBEDDED_NATS_LISTEN="$NATS_LISTEN" \
+		PORTCULLIS_DATA_DIR="$DATA" \
+		PORTCULLIS_DEV_ISSUER=true \
+		PORTCULLIS_ISSUER_URL="$CP_URL" \
+		bin/controlplane
+	say "waiting for the control plane on $CP_URL"
+	wait_http controlplane "$CP_URL/healthz" 200
+
+	say "seeding the demo tenant"
+	PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis seed demo \
+		--upstream-url "http://$MOCK_LISTEN" --key-file "$KEY_FILE" >"$LOGS/seed.log" 2>&1 ||
+		{ show_log seed; die "portcullis seed demo failed"; }
+
+	local region listen
+	for region in eu us; do
+		listen=$EU_LISTEN
+		[[ $region == us ]] && listen=$US_LISTEN
+		start "dataplane-$region" env \
+			PORTCULLIS_REGION="$region" \
+			PORTCULLIS_LISTEN="$listen" \
+			PORTCULLIS_WORKER_ID="$region-1" \
+			PORTCULLIS_NATS_URL="nats://$NATS_LISTEN" \
+			PORTCULLIS_JWT_ISSUER="$CP_URL" \
+			PORTCULLIS_JWKS_URL="$CP_URL/.well-known/jwks.json" \
+			PORTCULLIS_EXPOSE_ROUTING_HEADERS=true \
+			bin/dataplane
+	done
+	say "waiting for the data planes"
+	wait_http dataplane-eu "http://$EU_LISTEN/readyz" 200
+	wait_http dataplane-us "http://$US_LISTEN/readyz" 200
+
+	mint moltbot-agent-07
+	mint premium-app
+
+	cat <<EOF
+
+Portcullis dev stack is up (logs in .data/logs/, Ctrl-C stops everything).
+
+  control plane   $CP_URL   (admin API $CP_URL/admin/v1, admin token in .data/admin-token)
+  data plane eu   http://$EU_LISTEN
+  data plane us   http://$US_LISTEN
+  mock upstream   http://$MOCK_LISTEN
+  embedded NATS   nats://$NATS_LISTEN
+  tokens          $TOKENS/moltbot-agent-07.jwt, $TOKENS/premium-app.jwt
+
+Try it:
+
+curl -sS http://$EU_LISTEN/v1/chat/completions \\
+  -H "Authorization: Bearer \$(cat $TOKENS/moltbot-agent-07.jwt)" \\
+  -H 'Content-Type: application/json' \\
+  -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
+
+EOF
+
+	# Run until Ctrl-C, or until one of the processes dies.
+	local rc=0 i
+	wait -n "${PIDS[@]}" || rc=$?
+	for i in "${!PIDS[@]}"; do
+		if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+			show_log "${NAMES[i]}"
+			die "${NAMES[i]} exited (status $rc)"
+		fi
+	done
+}
+
+# Run unless sourced (sourcing lets one exercise a single step by hand).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi

@@ -1,0 +1,166 @@
+// Command bench measures what the data plane adds to a request. It starts an embedded
+// nats-server with a one-client policy, a JWKS issuer, the mock upstream and a data
+// plane built from source and run as a separate process with JWT auth on, then drives
+// a bounded number of requests at each concurrency level, non-streaming and streaming,
+// first straight to the mock and then through the gateway. It prints p50, p99 and RPS
+// per cell, the latency the gateway adds and its peak RSS, and writes the table to
+// docs/benchmarks.md.
+//
+// It is a benchmark, not a test: nothing it measures is asserted. Run it with make bench
+// or go run ./tests/bench from the repository root.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the benchmark's configuration, from flags.
+type config struct {
+	Requests     int           // measured requests per cell
+	Warmup       int           // unmeasured requests before each cell
+	Concurrency  []int         // levels
+	MaxDuration  time.Duration // a cell stops early after this long
+	Out          string        // markdown report path, relative to the repository root; "" skips it
+	DataplaneBin string        // a prebuilt data plane; "" builds one
+}
+
+func loadConfig(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.Requests, "requests", 5000, "measured requests per cell (target, mode, concurrency)")
+	fs.IntVar(&c.Warmup, "warmup", 200, "unmeasured warm-up requests before each cell")
+	levels := fs.String("concurrency", "1,32", "comma-separated concurrency levels")
+	fs.DurationVar(&c.MaxDuration, "max-duration", 60*time.Second, "stop a cell early after this long")
+	fs.StringVar(&c.Out, "out", "docs/benchmarks.md", "markdown report, relative to the repository root (empty: none)")
+	fs.StringVar(&c.DataplaneBin, "dataplane-bin", "", "use this data plane binary instead of building ./dataplane/cmd/dataplane")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var problems []error
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if c.Requests < 1 || c.Requests > 1_000_000 {
+		problems = append(problems, fmt.Errorf("requests %d: want 1..1000000", c.Requests))
+	}
+	if c.Warmup < 0 || c.Warmup > 100_000 {
+		problems = append(problems, fmt.Errorf("warmup %d: want 0..100000", c.Warmup))
+	}
+	if c.MaxDuration <= 0 {
+		problems = append(problems, fmt.Errorf("max-duration %s: must be positive", c.MaxDuration))
+	}
+	for _, s := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 1024 {
+			problems = append(problems, fmt.Errorf("concurrency %q: want integers in 1..1024", *levels))
+			break
+		}
+		c.Concurrency = append(c.Concurrency, n)
+	}
+	return c, errors.Join(problems...)
+}
+
+// repoRoot finds the directory holding go.work, from the working directory up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.work not found: run from inside the repository")
+		}
+		dir = parent
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	host := describeMachine(root) // before the load, for its load average
+	tmp, err := os.MkdirTemp("", "portcullis-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Fprintln(stdout, "bench: starting NATS, issuer, mock upstream and data plane")
+	st, err := startStack(ctx, root, tmp, cfg.DataplaneBin, stdout)
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+
+	var results []result
+	for _, stream := range []bool{false, true} {
+		for _, c := range cfg.Concurrency {
+			for _, t := range []target{st.direct, st.gateway} {
+				cell := cell{Target: t.Name, Stream: stream, Concurrency: c}
+				if err := warm(ctx, t, cell, cfg.Warmup); err != nil {
+					return fmt.Errorf("warm-up %s: %w", cell, err)
+				}
+				r, err := measure(ctx, t, cell, cfg.Requests, cfg.MaxDuration)
+				if err != nil {
+					return fmt.Errorf("%s: %w", cell, err)
+				}
+				fmt.Fprintf(stdout, "bench: %-32s p50 %8s  p99 %8s  %8.0f req/s  %d errors\n",
+					cell, fmtDur(r.P50), fmtDur(r.P99), r.RPS, r.Errors)
+				results = append(results, r)
+			}
+		}
+	}
+	rss, err := st.gw.PeakRSS()
+	if err != nil {
+		return fmt.Errorf("gateway peak RSS: %w", err)
+	}
+
+	rep := report{Results: results, PeakRSSKiB: rss, Config: cfg, Machine: host}
+	md := rep.Markdown()
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, rep.Tables())
+	if cfg.Out != "" {
+		path := filepath.Join(root, cfg.Out)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		fmt.Fprintf(stdout, "\nbench: wrote %s\n", cfg.Out)
+	}
+	return nil
+}

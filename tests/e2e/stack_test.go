@@ -1,0 +1,296 @@
+// Package e2e runs the whole gateway in one process: a control plane on a real
+// Postgres with its embedded nats-server, two regional data planes and one mock
+// upstream per region, all over real HTTP on loopback.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
+	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/tests/mockupstream"
+)
+
+// stack is one running gateway. Its fields are read-only after startStack.
+type stack struct {
+	cp         *cpapp.App
+	dp         map[string]*dpapp.App // by region
+	upstream   map[string]*mockupstream.Server
+	upURL      map[string]string
+	adminURL   string
+	adminToken string
+	keyFile    string
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+// startStack starts a control plane with the dev issuer and two data planes, eu and us.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	cp, err := cpapp.Start(ctx, cpapp.Config{
+		DatabaseURL:        pgtest.Database(t),
+		Listen:             "127.0.0.1:0",
+		EmbeddedNATSListen: "127.0.0.1:0",
+		DataDir:            dataDir,
+		DevIssuer:          true,
+		PublishInterval:    30 * time.Second,
+		LogLevel:           "error",
+	}, quietLogger())
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(func() { stopWithin(t, cp.Stop) })
+
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil {
+		t.Fatalf("read admin token: %v", err)
+	}
+	s := &stack{
+		cp:         cp,
+		dp:         map[string]*dpapp.App{},
+		upstream:   map[string]*mockupstream.Server{},
+		upURL:      map[string]string{},
+		adminURL:   "http://" + cp.Addr(),
+		adminToken: strings.TrimSpace(string(token)),
+		keyFile:    filepath.Join(t.TempDir(), "openai.key"),
+	}
+	if err := os.WriteFile(s.keyFile, []byte("test-upstream-key-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, region := range []string{"eu", "us"} {
+		up := mockupstream.New(mockupstream.Options{Name: "mock-" + region})
+		srv := httptest.NewServer(up)
+		t.Cleanup(srv.Close)
+		s.upstream[region] = up
+		s.upURL[region] = srv.URL
+		dp, err := dpapp.Start(ctx, dpapp.Config{
+			Region:               region,
+			Listen:               "127.0.0.1:0",
+			NATSURL:              cp.NATSURL(),
+			JWTIssuer:            s.adminURL,
+			JWTAudience:          "portcullis-gateway",
+			JWKSURL:              s.adminURL + "/.well-known/jwks.json",
+			LogLevel:             "error",
+			WorkerID:             "e2e-" + region,
+			ExposeRoutingHeaders: true,
+			MaxBodyBytes:         4 << 20,
+		}, quietLogger())
+		if err != nil {
+			t.Fatalf("start %s data plane: %v", region, err)
+		}
+		t.Cleanup(func() { stopWithin(t, dp.Stop) })
+		s.dp[region] = dp
+	}
+	return s
+}
+
+func stopWithin(t *testing.T, stop func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+// admin calls the control plane's admin API and decodes a JSON answer into out (if
+// non-nil). It returns the status and headers.
+func (s *stack) admin(t *testing.T, method, path string, body any, out any, header ...string) (int, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.adminURL+"/admin/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+// mustAdmin is admin that fails the test unless the status is want.
+func (s *stack) mustAdmin(t *testing.T, want int, method, path string, body any) {
+	t.Helper()
+	var out json.RawMessage
+	if got, _ := s.admin(t, method, path, body, &out); got != want {
+		t.Fatalf("%s %s = %d, want %d: %s", method, path, got, want, out)
+	}
+}
+
+// patch updates one admin resource with its current ETag.
+func (s *stack) patch(t *testing.T, path string, body any) {
+	t.Helper()
+	status, h := s.admin(t, http.MethodGet, path, nil, nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET %s = %d", path, status)
+	}
+	var out json.RawMessage
+	if got, _ := s.admin(t, http.MethodPatch, path, body, &out, "If-Match", h.Get("ETag")); got != http.StatusOK {
+		t.Fatalf("PATCH %s = %d: %s", path, got, out)
+	}
+}
+
+// seed creates the fixture every test starts from: tenant demo, residency rules
+// eu→[eu] and us→[us], one OpenAI deployment per region pointing at that region's
+// mock upstream, the seed document's default and analytics tiers, and three clients.
+func (s *stack) seed(t *testing.T) {
+	t.Helper()
+	s.mustAdmin(t, 201, "POST", "/tenants", map[string]any{"name": "demo"})
+	s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": "eu", "allowed_regions": []string{"eu"}})
+	s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": "us", "allowed_regions": []string{"us"}})
+	s.mustAdmin(t, 201, "POST", "/providers", map[string]any{"name": "openai", "kind": "openai"})
+	for _, region := range []string{"eu", "us"} {
+		s.mustAdmin(t, 201, "POST", "/deployments", map[string]any{
+			"name": "openai-" + region, "provider": "openai", "region": region, "kind": "cloud",
+			"base_url": s.upURL[region], "key_source": "file", "key_path": s.keyFile,
+		})
+		for _, m := range []string{"gpt-4o", "gpt-4o-mini", "text-embedding-3-small"} {
+			s.mustAdmin(t, 201, "POST", "/models", map[string]any{
+				"name": m, "deployment": "openai-" + region, "upstream_model": m,
+			})
+		}
+	}
+	s.mustAdmin(t, 201, "POST", "/tiers", map[string]any{
+		"name": "default", "requests_per_minute": 60, "tokens_per_hour": 100000, "max_concurrent_requests": 5,
+		"allowed_models": []string{"gpt-4o-mini", "text-embedding-3-small"}, "default_max_tokens": 1024,
+	})
+	s.mustAdmin(t, 201, "POST", "/tiers", map[string]any{
+		"name": "service_account_analytics", "requests_per_minute": 30, "tokens_per_hour": 50000, "max_concurrent_requests": 3,
+		"allowed_models": []string{"gpt-4o-mini"}, "allowed_operations": []string{"completion"}, "default_max_tokens": 1024,
+	})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "eu-app", "tenant": "demo", "tier": "default", "residency": "eu"})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "global-app", "tenant": "demo", "tier": "default"})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "analytics-svc", "tenant": "demo", "tier": "service_account_analytics"})
+}
+
+// mint asks the control plane's dev issuer for a token for clientID.
+func (s *stack) mint(t *testing.T, clientID string) string {
+	t.Helper()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if status, _ := s.admin(t, "POST", "/tokens", map[string]any{"client_id": clientID}, &out); status != http.StatusOK && status != http.StatusCreated {
+		t.Fatalf("mint token for %s: status %d", clientID, status)
+	}
+	if strings.Count(out.Token, ".") != 2 {
+		t.Fatalf("mint token for %s: not a JWT", clientID)
+	}
+	return out.Token
+}
+
+// gatewayResponse is one answer of a data plane.
+type gatewayResponse struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// code returns the OpenAI error code in the body, or "".
+func (r gatewayResponse) code() string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// call sends one request to the data plane of region.
+func (s *stack) call(t *testing.T, region, token, method, path string, body any) gatewayResponse {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, "http://"+s.dp[region].Addr()+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, region, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gatewayResponse{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+func chatBody(model string) map[string]any {
+	return map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": "hello"}}}
+}
+
+// waitFor polls cond until it holds or the deadline passes, and returns how long it took.
+func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > deadline {
+			t.Fatalf("%s: not true after %v", what, deadline)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitReady waits until every data plane has the seeded policy: analytics-svc, the
+// last client seed creates, is known everywhere.
+func (s *stack) waitReady(t *testing.T) {
+	t.Helper()
+	token := s.mint(t, "analytics-svc")
+	for region := range s.dp {
+		waitFor(t, 10*time.Second, region+" data plane has the seeded policy", func() bool {
+			return s.call(t, region, token, "GET", "/v1/models", nil).Status == http.StatusOK
+		})
+	}
+}

@@ -1,0 +1,190 @@
+// Package mockupstream is a deterministic, OpenAI-compatible upstream for tests, the dev
+// stack and the benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions
+// (plain and SSE streaming, honouring stream_options.include_usage), POST /v1/completions,
+// POST /v1/embeddings and GET /v1/models, records every request it receives, and can be
+// told to fail the way real providers do: 500, 429, slow answers, connection resets and
+// streams cut midway (see Failure).
+//
+// Answers depend only on the request, so tests can assert them exactly:
+//   - a chat reply is "mock reply from <Name> to <N> messages";
+//   - a completion is "mock completion from <Name> for <W> words" per prompt;
+//   - an embedding is an 8-dimensional unit vector derived from the SHA-256 of its input;
+//   - a token is a whitespace-separated word. A chat's prompt tokens are the words of every
+//     message's text plus one per message; completion tokens are the words of the reply
+//     (cut to max_tokens or max_completion_tokens when smaller, with finish_reason "length").
+package mockupstream
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultName      = "mock"
+	DefaultSlowDelay = 10 * time.Second
+)
+
+// DefaultModels are the model ids GET /v1/models lists unless Options.Models is set. Every
+// endpoint accepts any model name, listed or not.
+var DefaultModels = []string{"gpt-4o", "gpt-4o-mini", "text-embedding-3-small"}
+
+// maxBodyBytes bounds a request body; larger bodies get 413.
+const maxBodyBytes = 16 << 20
+
+// Options configures a Server. The zero value is usable.
+type Options struct {
+	// Name appears in replies and as the models' owner, so a test can tell which upstream
+	// answered. Defaults to DefaultName.
+	Name string
+	// RequireKey, when set, rejects with 401 every request whose Authorization header is
+	// not exactly "Bearer <RequireKey>".
+	RequireKey string
+	// SlowDelay is how long FailSlow waits before answering. Defaults to DefaultSlowDelay.
+	SlowDelay time.Duration
+	// ChunkDelay is a pause before every streamed chunk after the first. Zero means none.
+	ChunkDelay time.Duration
+	// Models are the ids GET /v1/models lists. Defaults to DefaultModels.
+	Models []string
+}
+
+// Request is what the Server recorded about one request it received.
+type Request struct {
+	Method string
+	Path   string
+	Model  string // the body's "model", "" if absent or unparsable
+	Stream bool   // the body's "stream"
+	// HadAuth reports whether the request carried an Authorization header at all.
+	HadAuth bool
+	// Header is a copy of the request headers with Authorization removed.
+	Header http.Header
+}
+
+// Server is the mock upstream. It is an http.Handler; serve it with httptest.NewServer or
+// an http.Server. It is safe for concurrent use.
+type Server struct {
+	opts Options
+
+	mu       sync.Mutex // guards requests and failure
+	requests []Request
+	failure  Failure
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server configured by o.
+func New(o Options) *Server {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.SlowDelay <= 0 {
+		o.SlowDelay = DefaultSlowDelay
+	}
+	if len(o.Models) == 0 {
+		o.Models = DefaultModels
+	}
+	return &Server{opts: o}
+}
+
+// Requests returns a copy of every request recorded since New or the last Reset, oldest
+// first.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.requests))
+	copy(out, s.requests)
+	return out
+}
+
+// Reset forgets the recorded requests and clears any failure.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = nil
+	s.failure = FailNone
+}
+
+// SetFailure makes every following request fail as f describes, until the next
+// SetFailure or Reset.
+func (s *Server) SetFailure(f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failure = f
+}
+
+func (s *Server) record(r *http.Request, body []byte) Failure {
+	var probe struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.Unmarshal(body, &probe) // best effort: a bad body is still recorded
+	h := r.Header.Clone()
+	h.Del("Authorization")
+	rec := Request{
+		Method:  r.Method,
+		Path:    r.URL.Path,
+		Model:   probe.Model,
+		Stream:  probe.Stream,
+		HadAuth: r.Header.Get("Authorization") != "",
+		Header:  h,
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, rec)
+	return s.failure
+}
+
+// endpoint answers one route. body is the whole request body; fail is the failure in
+// force, of which endpoints only act on FailCutStream (the others are handled before).
+type endpoint func(w http.ResponseWriter, r *http.Request, body []byte, fail Failure) error
+
+func (s *Server) route(r *http.Request) (endpoint, error) {
+	var method string
+	var ep endpoint
+	switch r.URL.Path {
+	case "/v1/chat/completions":
+		method, ep = http.MethodPost, s.chat
+	case "/v1/completions":
+		method, ep = http.MethodPost, s.completions
+	case "/v1/embeddings":
+		method, ep = http.MethodPost, s.embeddings
+	case "/v1/models":
+		method, ep = http.MethodGet, s.models
+	default:
+		return nil, errNotFound(r)
+	}
+	if r.Method != method {
+		return nil, errMethod(r)
+	}
+	return ep, nil
+}
+
+// ServeHTTP records the request, then checks the route, the key and the injected failure,
+// in that order, before answering.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.serve(w, r); err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	fail := s.record(r, body)
+	if err != nil {
+		return errTooLarge(err)
+	}
+	ep, err := s.route(r)
+	if err != nil {
+		return err
+	}
+	if s.opts.RequireKey != "" && r.Header.Get("Authorization") != "Bearer "+s.opts.RequireKey {
+		return errBadKey()
+	}
+	if err := s.inject(w, r, fail); err != nil {
+		return err
+	}
+	return ep(w, r, body, fail)
+}
