@@ -1,0 +1,162 @@
+// Package app wires a Portcullis data plane together: the NATS connection and the
+// policy cache watching PC_POLICY, the JWT verifier, and the OpenAI-compatible HTTP
+// API. It is exported so that cmd/dataplane and the cross-module tests start a data
+// plane the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+)
+
+// App is a running data plane. Its methods are safe for concurrent use.
+type App struct {
+	log    *slog.Logger
+	nc     *nats.Conn
+	policy *policycache.Cache
+	srv    *http.Server
+	ln     net.Listener
+
+	cancel context.CancelFunc // stops the policy watch and the JWKS refresh
+	wg     sync.WaitGroup     // the policy watch and the HTTP server
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start connects to NATS, starts watching the policy (waiting, with retries, for
+// the PC_POLICY bucket; it never creates it) and serves the API on cfg.Listen. It
+// returns once the listener is open; /readyz answers 503 until the first policy
+// snapshot has been applied. Zero fields of cfg that have a default get it, and the
+// result is validated as LoadConfig does. ctx bounds startup only; call Stop to shut
+// down.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	var problems config.Problems
+	cfg.validate(&problems)
+	if err := problems.Err(); err != nil {
+		return nil, fmt.Errorf("dataplane config: %w", err)
+	}
+	log = log.With("region", cfg.Region, "worker", cfg.WorkerID)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &App{log: log, cancel: cancel}
+	ok := false
+	defer func() {
+		if !ok {
+			cancel()
+			if a.nc != nil {
+				a.nc.Close()
+			}
+		}
+	}()
+
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("portcullis-dataplane "+cfg.WorkerID),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	a.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+
+	metrics := httpmetrics.New("portcullis_dataplane")
+	a.policy, err = policycache.New(policycache.Options{
+		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.NewVerifier(runCtx, auth.Config{
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWKSURL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	handler := api.New(api.Options{
+		Policy:               a.policy,
+		Verifier:             verifier,
+		Region:               cfg.Region,
+		ExposeRoutingHeaders: cfg.ExposeRoutingHeaders,
+		MaxBodyBytes:         cfg.MaxBodyBytes,
+		Log:                  log,
+		Metrics:              metrics,
+	})
+
+	var lc net.ListenConfig
+	a.ln, err = lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	a.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No ReadTimeout or WriteTimeout: both would cut streamed answers, which may
+		// legitimately run for minutes. The API bounds body reads itself.
+	}
+
+	a.wg.Go(func() { _ = a.policy.Run(runCtx) })
+	a.wg.Go(func() {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	})
+	log.Info("data plane listening", "addr", a.ln.Addr().String(), "jwks_url", cfg.JWKSURL, "issuer", cfg.JWTIssuer)
+	ok = true
+	return a, nil
+}
+
+// Addr is the address the API listens on (useful when Listen used port 0).
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// PolicyVersion is the version of the policy in use, or 0 before the first snapshot.
+func (a *App) PolicyVersion() int64 { return a.policy.Version() }
+
+// Stop stops accepting requests, waits for in-flight ones until ctx is done (then
+// closes them), stops the policy watch and closes the NATS connection. It is
+// idempotent; later calls return the first call's result.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		if err := a.srv.Shutdown(ctx); err != nil {
+			_ = a.srv.Close()
+			a.stopErr = fmt.Errorf("shut down http server: %w", err)
+		}
+		a.cancel()
+		a.wg.Wait()
+		a.nc.Close()
+		a.log.Info("data plane stopped")
+	})
+	return a.stopErr
+}

@@ -1,0 +1,146 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+)
+
+// Defaults of the keys that have one.
+const (
+	DefaultListen       = "127.0.0.1:8081"
+	DefaultMaxBodyBytes = 4 << 20 // DESIGN.md §4 step 1
+)
+
+// Config is a data plane's whole configuration. Every field has a flag and a
+// PORTCULLIS_* environment variable; see LoadConfig.
+type Config struct {
+	Region      string // PORTCULLIS_REGION: the region this worker serves, e.g. "eu"
+	Listen      string // PORTCULLIS_LISTEN: host:port of the OpenAI-compatible API
+	NATSURL     string // PORTCULLIS_NATS_URL: NATS server(s), comma-separated
+	JWTIssuer   string // PORTCULLIS_JWT_ISSUER: the required iss claim
+	JWTAudience string // PORTCULLIS_JWT_AUDIENCE: the required aud claim
+	JWKSURL     string // PORTCULLIS_JWKS_URL: where the issuer's signing keys are served
+	LogLevel    string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
+	WorkerID    string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
+
+	ExposeRoutingHeaders bool  // PORTCULLIS_EXPOSE_ROUTING_HEADERS: add x-portcullis-region/-deployment
+	MaxBodyBytes         int64 // PORTCULLIS_MAX_BODY_BYTES: request body limit
+}
+
+var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// LoadConfig reads the configuration from defaults, then the environment (looked up
+// with getenv), then args, and validates all of it at once. Usage text goes to
+// stderr. With -h it returns flag.ErrHelp.
+func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var cfg Config
+	l := config.NewLoader("dataplane", stderr)
+	l.String(&cfg.Region, "region", "", "region this worker serves, e.g. eu (required)")
+	l.String(&cfg.Listen, "listen", DefaultListen, "address of the OpenAI-compatible API")
+	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
+	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
+	l.String(&cfg.JWTAudience, "jwt-audience", identity.DefaultAudience, "required aud claim of client tokens")
+	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
+	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
+	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
+	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	l.String(&cfg.WorkerID, "worker-id", defaultWorkerID(), "this worker's id in logs")
+	rest, err := l.Parse(args, getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("dataplane config: %w", err)
+	}
+	var p config.Problems
+	if len(rest) > 0 {
+		p.Add("args", strings.Join(rest, " "), "unexpected positional arguments")
+	}
+	cfg.validate(&p)
+	if err := p.Err(); err != nil {
+		return Config{}, fmt.Errorf("dataplane config: %w", err)
+	}
+	return cfg, nil
+}
+
+// withDefaults fills the zero fields that have a default, for callers (such as
+// tests) that build a Config by hand instead of with LoadConfig.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.JWTAudience == "" {
+		c.JWTAudience = identity.DefaultAudience
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.WorkerID == "" {
+		c.WorkerID = defaultWorkerID()
+	}
+	return c
+}
+
+func (c *Config) validate(p *config.Problems) {
+	if !regionPattern.MatchString(c.Region) {
+		p.Add("region", c.Region, "required: 1-64 letters, digits, '-' or '_'")
+	}
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		p.Add("listen", c.Listen, "must be host:port")
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || host == "" {
+		p.Add("listen", c.Listen, "must be host:port with a numeric port")
+	}
+	if c.NATSURL == "" {
+		p.Add("nats-url", c.NATSURL, "required")
+	} else {
+		for _, part := range strings.Split(c.NATSURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(part))
+			if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
+				p.Add("nats-url", c.NATSURL, "must be nats://, tls://, ws:// or wss:// URLs, comma-separated")
+				break
+			}
+		}
+	}
+	if strings.TrimSpace(c.JWTIssuer) == "" {
+		p.Add("jwt-issuer", c.JWTIssuer, "required")
+	}
+	if strings.TrimSpace(c.JWTAudience) == "" {
+		p.Add("jwt-audience", c.JWTAudience, "must not be empty")
+	}
+	if u, err := url.Parse(c.JWKSURL); c.JWKSURL == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		p.Add("jwks-url", c.JWKSURL, "required: an http:// or https:// URL")
+	}
+	if c.MaxBodyBytes <= 0 {
+		p.Add("max-body-bytes", c.MaxBodyBytes, "must be positive")
+	}
+	if !logging.ValidLevel(c.LogLevel) {
+		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
+	}
+	if strings.TrimSpace(c.WorkerID) == "" {
+		p.Add("worker-id", c.WorkerID, "must not be empty")
+	}
+}
+
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "dataplane"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
+}

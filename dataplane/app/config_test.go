@@ -1,0 +1,107 @@
+package app_test
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+)
+
+func getenv(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+var required = map[string]string{
+	"PORTCULLIS_REGION":     "eu",
+	"PORTCULLIS_NATS_URL":   "nats://127.0.0.1:14222",
+	"PORTCULLIS_JWT_ISSUER": "http://127.0.0.1:8080",
+	"PORTCULLIS_JWKS_URL":   "http://127.0.0.1:8080/.well-known/jwks.json",
+}
+
+func with(extra map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range required {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+func TestLoadConfigDefaultsAndPrecedence(t *testing.T) {
+	cfg, err := app.LoadConfig(nil, getenv(required), io.Discard)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.Listen != "127.0.0.1:8081" || cfg.JWTAudience != "portcullis-gateway" || cfg.MaxBodyBytes != 4<<20 ||
+		cfg.LogLevel != "info" || cfg.ExposeRoutingHeaders || cfg.WorkerID == "" || cfg.Region != "eu" {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+
+	cfg, err = app.LoadConfig([]string{"-listen", "127.0.0.1:9999", "-expose-routing-headers"},
+		getenv(with(map[string]string{"PORTCULLIS_LISTEN": "127.0.0.1:7777", "PORTCULLIS_JWT_AUDIENCE": "aud", "PORTCULLIS_WORKER_ID": "w1", "PORTCULLIS_MAX_BODY_BYTES": "1024"})), io.Discard)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.Listen != "127.0.0.1:9999" || cfg.JWTAudience != "aud" || cfg.WorkerID != "w1" || cfg.MaxBodyBytes != 1024 || !cfg.ExposeRoutingHeaders {
+		t.Fatalf("env then flags = %+v", cfg)
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		args []string
+		want []string // each must appear in the error
+	}{
+		{name: "nothing set", vars: map[string]string{},
+			want: []string{"PORTCULLIS_REGION", "PORTCULLIS_NATS_URL", "PORTCULLIS_JWT_ISSUER", "PORTCULLIS_JWKS_URL"}},
+		{name: "bad values", vars: with(map[string]string{
+			"PORTCULLIS_REGION": "e u", "PORTCULLIS_LISTEN": "nope", "PORTCULLIS_NATS_URL": "http://x:1",
+			"PORTCULLIS_JWKS_URL": "ftp://idp/jwks", "PORTCULLIS_MAX_BODY_BYTES": "0", "PORTCULLIS_LOG_LEVEL": "loud",
+			"PORTCULLIS_JWT_AUDIENCE": " ",
+		}), want: []string{`PORTCULLIS_REGION="e u"`, `PORTCULLIS_LISTEN="nope"`, `PORTCULLIS_NATS_URL="http://x:1"`,
+			`PORTCULLIS_JWKS_URL="ftp://idp/jwks"`, `PORTCULLIS_MAX_BODY_BYTES="0"`, `PORTCULLIS_LOG_LEVEL="loud"`, "PORTCULLIS_JWT_AUDIENCE"}},
+		{name: "unparsable values", vars: with(map[string]string{"PORTCULLIS_EXPOSE_ROUTING_HEADERS": "maybe", "PORTCULLIS_MAX_BODY_BYTES": "lots"}),
+			want: []string{`PORTCULLIS_EXPOSE_ROUTING_HEADERS="maybe"`, `PORTCULLIS_MAX_BODY_BYTES="lots"`}},
+		{name: "stray argument", vars: required, args: []string{"serve"}, want: []string{"unexpected positional arguments"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := app.LoadConfig(tt.args, getenv(tt.vars), io.Discard)
+			if err == nil {
+				t.Fatal("LoadConfig succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %s:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigHelp(t *testing.T) {
+	var usage strings.Builder
+	_, err := app.LoadConfig([]string{"-h"}, getenv(nil), &usage)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	if !strings.Contains(usage.String(), "PORTCULLIS_JWKS_URL") {
+		t.Fatalf("usage does not name the env variables:\n%s", usage.String())
+	}
+}
+
+func TestStartValidatesAHandBuiltConfig(t *testing.T) {
+	_, err := app.Start(t.Context(), app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: "nats://127.0.0.1:1", JWTIssuer: "iss", JWKSURL: "not a url"},
+		logging.New(io.Discard, "info"))
+	if err == nil || !strings.Contains(err.Error(), "PORTCULLIS_JWKS_URL") {
+		t.Fatalf("Start error = %v, want a PORTCULLIS_JWKS_URL problem", err)
+	}
+}

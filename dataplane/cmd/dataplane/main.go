@@ -1,0 +1,50 @@
+// Command dataplane runs a Portcullis data-plane worker: it authenticates client
+// JWTs, enforces the policy published by the control plane over NATS JetStream KV,
+// and proxies OpenAI-compatible requests to the upstreams the client's residency
+// allows. Configuration comes from flags or PORTCULLIS_* environment variables; run
+// with -h for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dataplane:", err)
+		os.Exit(1)
+	}
+}
+
+// run loads the configuration, starts the data plane and serves until ctx is done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := app.LoadConfig(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := logging.New(stdout, cfg.LogLevel)
+	a, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return a.Stop(stopCtx)
+}

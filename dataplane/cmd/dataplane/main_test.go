@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/natsembed"
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRunRejectsABadConfiguration(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"-region", "eu", "-jwks-url", "file:///etc/passwd"}, &bytes.Buffer{}, &stderr)
+	if err == nil {
+		t.Fatal("run succeeded with a bad configuration")
+	}
+	for _, want := range []string{"PORTCULLIS_NATS_URL", "PORTCULLIS_JWT_ISSUER", "PORTCULLIS_JWKS_URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
+
+func TestRunServesUntilTheContextEnds(t *testing.T) {
+	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start embedded nats-server: %v", err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"-region", "eu", "-listen", "127.0.0.1:0", "-nats-url", ns.ClientURL(),
+			"-jwt-issuer", "http://127.0.0.1:1/issuer", "-jwks-url", "http://127.0.0.1:1/jwks.json",
+		}, stdout, &bytes.Buffer{})
+	}()
+
+	var addr string
+	deadline := time.Now().Add(30 * time.Second)
+	for addr == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line in the log:\n%s", stdout.String())
+		}
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "data plane listening" {
+				addr, _ = m["addr"].(string)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz = %d", resp.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after the context ended")
+	}
+}

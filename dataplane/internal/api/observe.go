@@ -1,0 +1,117 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// requestInfo collects what the access log line says about one request. Handlers
+// fill it in as they learn more; it never holds a token or a prompt.
+type requestInfo struct {
+	id         string
+	clientID   string
+	model      string
+	deployment string
+	errCode    string
+	errReason  string
+	errCause   string
+}
+
+const infoKey = "portcullis.request"
+
+// routeUnmatched is the route label of requests no route matched.
+const routeUnmatched = "unmatched"
+
+// info returns the request's info; observe always sets it.
+func info(c echo.Context) *requestInfo {
+	if ri, ok := c.Get(infoKey).(*requestInfo); ok {
+		return ri
+	}
+	ri := &requestInfo{}
+	c.Set(infoKey, ri)
+	return ri
+}
+
+// observe is the outermost middleware: it assigns the request id, renders any
+// error, and then writes the one access log line and the request metrics.
+func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		ri := &requestInfo{id: requestID(req.Header.Get(HeaderRequestID))}
+		c.Set(infoKey, ri)
+		h := c.Response().Header()
+		h.Set(HeaderRequestID, ri.id)
+		if s.ExposeRoutingHeaders {
+			h.Set(HeaderRegion, s.Region)
+		}
+
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+
+		elapsed := time.Since(start)
+		status := c.Response().Status
+		route := c.Path()
+		if errors.Is(err, echo.ErrNotFound) {
+			route = routeUnmatched // keeps the metric's label set bounded
+		}
+		s.Metrics.Observe(route, req.Method, status, elapsed)
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", ri.id),
+			slog.String("method", req.Method),
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
+			slog.String("client_id", ri.clientID),
+			slog.String("model", ri.model),
+			slog.String("deployment", ri.deployment),
+		}
+		if ri.errCode != "" {
+			attrs = append(attrs, slog.String("error_code", ri.errCode))
+		}
+		if ri.errReason != "" {
+			attrs = append(attrs, slog.String("reason", ri.errReason))
+		}
+		if ri.errCause != "" {
+			attrs = append(attrs, slog.String("error", ri.errCause))
+		}
+		s.Log.LogAttrs(req.Context(), level, "request", attrs...)
+		return nil
+	}
+}
+
+// requestID returns the client's request id if it is sane, else a new one.
+func requestID(client string) string {
+	if validRequestID(client) {
+		return client
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID matches ^[A-Za-z0-9._:-]{1,128}$.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

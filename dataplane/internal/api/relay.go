@@ -1,0 +1,112 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+// relay turns the upstream's response into the client's. Success and the
+// upstream's own 4xx answers pass through; 429 stays 429; everything else becomes a
+// 502 upstream_error with the upstream's body withheld.
+func relay(c echo.Context, resp *http.Response, deployment string, stream bool) error {
+	status := resp.StatusCode
+	switch {
+	case status == http.StatusTooManyRequests:
+		discard(resp.Body)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			c.Response().Header().Set("Retry-After", ra)
+		}
+		return apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", deployment),
+			"the upstream is rate limiting requests; retry later")
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		discard(resp.Body)
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s refused the gateway's key with %d", deployment, status),
+			"the upstream failed to answer")
+	case status >= 500 || status < 200 || (status >= 300 && status < 400):
+		discard(resp.Body)
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
+			"the upstream failed to answer")
+	}
+	if stream && status/100 == 2 && isEventStream(resp.Header.Get("Content-Type")) {
+		return relayStream(c, resp.Body, deployment)
+	}
+	w := c.Response()
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = echo.MIMEApplicationJSON
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
+	}
+	return nil
+}
+
+// relayStream passes a server-sent event stream through event by event, flushing
+// after each. A stream that breaks before "data: [DONE]" ends with an error event
+// and no [DONE], so the client can tell the answer is cut.
+func relayStream(c echo.Context, body io.Reader, deployment string) error {
+	w := c.Response()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+
+	events := upstream.NewEventReader(body, upstream.MaxEventBytes)
+	done := false
+	for {
+		ev, err := events.Next()
+		if err != nil {
+			if done {
+				return nil // anything after [DONE] does not matter
+			}
+			if ctxErr := c.Request().Context().Err(); ctxErr != nil {
+				return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("client went away during stream from deployment %s: %w", deployment, ctxErr), "request cancelled")
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // ended without [DONE]
+			}
+			_, _ = w.Write(errorEvent)
+			w.Flush()
+			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke: %w", deployment, err), "the upstream stream ended unexpectedly")
+		}
+		if _, err := w.Write(ev); err != nil {
+			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("write stream to client: %w", err), "request cancelled")
+		}
+		w.Flush()
+		if upstream.IsDone(ev) {
+			done = true
+		}
+	}
+}
+
+// errorEvent is the last event of a stream the upstream broke off.
+var errorEvent = func() []byte {
+	b, err := json.Marshal(apierr.New(apierr.UpstreamError, "the upstream stream ended unexpectedly").OpenAI())
+	if err != nil {
+		panic(err)
+	}
+	return []byte("data: " + string(b) + "\n\n")
+}()
+
+func isEventStream(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "text/event-stream"
+}
+
+// discard drains a little of an unwanted body so the connection can be reused.
+func discard(body io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+}

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+// request is an OpenAI-style request body. Only model and stream are interpreted;
+// every other field is kept verbatim and forwarded.
+type request struct {
+	Model  string
+	Stream bool
+	fields map[string]json.RawMessage
+}
+
+// bodyReadTimeout bounds reading a request body, so a client trickling bytes cannot
+// hold a worker. (The server sets no ReadTimeout: it would also cut long streams.)
+const bodyReadTimeout = time.Minute
+
+// readBody reads the whole body, refusing more than limit bytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, apierr.New(apierr.BodyTooLarge, "the request body is larger than %d bytes", limit)
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, apierr.New(apierr.BodyTooLarge, "the request body is larger than %d bytes", limit)
+	case err != nil:
+		return nil, apierr.Wrap(apierr.InvalidRequest, err, "the request body could not be read")
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeRequest parses body as a JSON object with a non-empty string "model" and an
+// optional boolean "stream". Errors are 400s.
+func decodeRequest(body []byte) (*request, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		e := apierr.New(apierr.InvalidJSON, "the request body must be a JSON object")
+		e.Cause = err
+		return nil, e
+	}
+	r := &request{fields: fields}
+	raw, ok := fields["model"]
+	if !ok {
+		return nil, paramError("model", "you must provide a model parameter")
+	}
+	if err := json.Unmarshal(raw, &r.Model); err != nil || strings.TrimSpace(r.Model) == "" {
+		return nil, paramError("model", "model must be a non-empty string")
+	}
+	if raw, ok := fields["stream"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &r.Stream); err != nil {
+			return nil, paramError("stream", "stream must be a boolean")
+		}
+	}
+	return r, nil
+}
+
+func paramError(param, msg string) *apierr.Error {
+	e := apierr.New(apierr.InvalidRequest, "%s", msg)
+	e.Param = param
+	return e
+}
+
+// withModel returns the body to send upstream: the client's fields with "model"
+// replaced by upstreamModel. HTML characters are not escaped, so the client's text
+// reaches the upstream byte for byte.
+func (r *request) withModel(upstreamModel string) ([]byte, error) {
+	fields := make(map[string]json.RawMessage, len(r.fields))
+	for k, v := range r.fields {
+		fields[k] = v
+	}
+	m, err := json.Marshal(upstreamModel)
+	if err != nil {
+		return nil, err
+	}
+	fields["model"] = m
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(fields); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

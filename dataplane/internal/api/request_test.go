@@ -1,0 +1,146 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		wantModel  string
+		wantStream bool
+		wantCode   apierr.Code
+		wantParam  string
+	}{
+		{name: "chat", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, wantModel: "gpt-4o"},
+		{name: "stream true", body: `{"model":"m","stream":true}`, wantModel: "m", wantStream: true},
+		{name: "stream null", body: `{"model":"m","stream":null}`, wantModel: "m"},
+		{name: "not json", body: `{"model":`, wantCode: apierr.InvalidJSON},
+		{name: "json array", body: `[1,2]`, wantCode: apierr.InvalidJSON},
+		{name: "json null", body: `null`, wantCode: apierr.InvalidJSON},
+		{name: "empty body", body: ``, wantCode: apierr.InvalidJSON},
+		{name: "missing model", body: `{"messages":[]}`, wantCode: apierr.InvalidRequest, wantParam: "model"},
+		{name: "model not a string", body: `{"model":42}`, wantCode: apierr.InvalidRequest, wantParam: "model"},
+		{name: "blank model", body: `{"model":"  "}`, wantCode: apierr.InvalidRequest, wantParam: "model"},
+		{name: "stream not a bool", body: `{"model":"m","stream":"yes"}`, wantCode: apierr.InvalidRequest, wantParam: "stream"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := decodeRequest([]byte(tt.body))
+			if tt.wantCode != "" {
+				var e *apierr.Error
+				if !errors.As(err, &e) || e.Code != tt.wantCode || e.Param != tt.wantParam || e.Status() != http.StatusBadRequest {
+					t.Fatalf("decodeRequest error = %#v, want code %s param %q", err, tt.wantCode, tt.wantParam)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("decodeRequest: %v", err)
+			}
+			if r.Model != tt.wantModel || r.Stream != tt.wantStream {
+				t.Fatalf("got model %q stream %v, want %q %v", r.Model, r.Stream, tt.wantModel, tt.wantStream)
+			}
+		})
+	}
+}
+
+func TestWithModelKeepsEveryOtherField(t *testing.T) {
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"<b>&</b>"}],"x_vendor":{"a":[1,2]},"stream":false}`
+	r, err := decodeRequest([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.withModel("gpt-4o-2024-08-06")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"content":"<b>&</b>"`) {
+		t.Fatalf("text was re-escaped: %s", out)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(body), &want); err != nil {
+		t.Fatal(err)
+	}
+	want["model"] = "gpt-4o-2024-08-06"
+	gotJSON, _ := json.Marshal(got)
+	wantJSON, _ := json.Marshal(want)
+	if string(gotJSON) != string(wantJSON) {
+		t.Fatalf("rewritten body = %s, want %s", gotJSON, wantJSON)
+	}
+	if r.Model != "gpt-4o" {
+		t.Fatalf("withModel changed the request's own model to %q", r.Model)
+	}
+}
+
+// FuzzDecodeRequest checks that any body either decodes into a request whose
+// rewritten form is a JSON object with the new model and the same other fields, or
+// fails with a 400 from the registry; never a panic or another status.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"include_usage":true}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := decodeRequest(body)
+		if err != nil {
+			var e *apierr.Error
+			if !errors.As(err, &e) || e.Status() != http.StatusBadRequest {
+				t.Fatalf("error %v is not a 400 *apierr.Error", err)
+			}
+			return
+		}
+		if strings.TrimSpace(r.Model) == "" {
+			t.Fatal("decoded an empty model")
+		}
+		out, err := r.withModel("upstream-model")
+		if err != nil {
+			t.Fatalf("withModel: %v", err)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(out, &fields); err != nil {
+			t.Fatalf("rewritten body is not a JSON object: %v", err)
+		}
+		var model string
+		if err := json.Unmarshal(fields["model"], &model); err != nil || model != "upstream-model" {
+			t.Fatalf("rewritten model = %s", fields["model"])
+		}
+		if len(fields) != len(r.fields) {
+			t.Fatalf("rewritten body has %d fields, want %d", len(fields), len(r.fields))
+		}
+	})
+}
+
+func TestRequestID(t *testing.T) {
+	tests := []struct {
+		name   string
+		client string
+		keep   bool
+	}{
+		{name: "sane id is kept", client: "req-01.AB_c:9", keep: true},
+		{name: "128 chars is kept", client: strings.Repeat("a", 128), keep: true},
+		{name: "empty is replaced", client: ""},
+		{name: "129 chars is replaced", client: strings.Repeat("a", 129)},
+		{name: "space is replaced", client: "a b"},
+		{name: "header injection is replaced", client: "a\r\nx-evil: 1"},
+		{name: "non-ascii is replaced", client: "übel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := requestID(tt.client)
+			if tt.keep && got != tt.client {
+				t.Fatalf("requestID(%q) = %q, want it kept", tt.client, got)
+			}
+			if !tt.keep && (got == tt.client || !validRequestID(got) || len(got) != 32) {
+				t.Fatalf("requestID(%q) = %q, want a fresh 32-char id", tt.client, got)
+			}
+		})
+	}
+}

@@ -1,0 +1,93 @@
+// Package api serves the data plane's OpenAI-compatible HTTP API: it runs each
+// request through the path of DESIGN.md §4 (size and shape, authentication, client
+// resolution, authorization, routing, the upstream call) and renders every failure
+// in OpenAI's error schema through one error handler. It also serves /healthz,
+// /readyz and /metrics.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Response headers.
+const (
+	HeaderRequestID  = "X-Request-Id"
+	HeaderRegion     = "X-Portcullis-Region"
+	HeaderDeployment = "X-Portcullis-Deployment"
+)
+
+// PolicySource yields the policy in use, or nil before the first snapshot.
+type PolicySource interface {
+	Current() *policycache.Policy
+}
+
+// TokenVerifier checks an Authorization header value.
+type TokenVerifier interface {
+	Verify(ctx context.Context, authorization string, revoked auth.Revocations) (auth.Identity, error)
+}
+
+var (
+	_ PolicySource     = (*policycache.Cache)(nil)
+	_ TokenVerifier    = (*auth.Verifier)(nil)
+	_ auth.Revocations = (*policycache.Policy)(nil)
+)
+
+// Options configures the API.
+type Options struct {
+	Policy               PolicySource
+	Verifier             TokenVerifier
+	Region               string // the worker's region
+	ExposeRoutingHeaders bool   // add X-Portcullis-Region and X-Portcullis-Deployment
+	MaxBodyBytes         int64
+	Log                  *slog.Logger
+	Metrics              *httpmetrics.HTTP
+}
+
+type server struct {
+	Options
+}
+
+// New returns the API's HTTP handler.
+func New(o Options) http.Handler {
+	s := &server{Options: o}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
+
+	e.POST("/v1/chat/completions", s.proxy(policy.OpChat, upstream.PathChatCompletions))
+	e.POST("/v1/completions", s.proxy(policy.OpCompletion, upstream.PathCompletions))
+	e.POST("/v1/embeddings", s.proxy(policy.OpEmbeddings, upstream.PathEmbeddings))
+	e.GET("/v1/models", s.listModels)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(o.Metrics.Handler()))
+	return e
+}
+
+func (s *server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(c echo.Context) error {
+	p := s.Policy.Current()
+	if p == nil {
+		return errPolicyNotReady
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "policy_version": p.Version})
+}
+
+var errPolicyNotReady = apierr.New(apierr.PolicyNotReady, "the gateway has not received its policy yet; retry shortly")

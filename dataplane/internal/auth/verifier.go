@@ -1,0 +1,217 @@
+// Package auth verifies the client JWTs presented to the data plane (DESIGN.md §4
+// step 2): an asymmetric signature by a key from the issuer's JWKS (cached, refreshed,
+// rotation honoured), iss, aud, exp and nbf with bounded skew, the client_id claim,
+// the llm:access scope, and the token id against the policy's revoked set. Every
+// failure is a 401 invalid_token whose internal cause names a Reason; the token itself
+// never appears in an error or a log line.
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/portcullis-gw/portcullis/shared/identity"
+)
+
+// MaxAuthorizationBytes caps the Authorization header; anything longer is rejected
+// before it is parsed.
+const MaxAuthorizationBytes = 8 << 10
+
+// Skew is the clock skew tolerated on exp, nbf and iat.
+const Skew = identity.MaxClockSkewSeconds * time.Second
+
+// allowedAlgs is the allowlist of signature algorithms: asymmetric ones only, so
+// neither "none" nor an HMAC keyed with a public key can pass.
+var allowedAlgs = map[jwa.SignatureAlgorithm]bool{
+	jwa.RS256: true, jwa.RS384: true, jwa.RS512: true,
+	jwa.PS256: true, jwa.PS384: true, jwa.PS512: true,
+	jwa.ES256: true, jwa.ES384: true, jwa.ES512: true,
+	jwa.EdDSA: true,
+}
+
+// Config configures a Verifier.
+type Config struct {
+	Issuer   string // required iss
+	Audience string // required aud
+	JWKSURL  string // the issuer's JWKS
+	// HTTPClient fetches the JWKS; the default times out after 10s.
+	HTTPClient *http.Client
+	// RefreshInterval is how often the JWKS is refetched in the background;
+	// default 5 minutes.
+	RefreshInterval time.Duration
+	// ForcedRefreshGap is the least time between two refetches forced by an unknown
+	// key id; default 5 seconds.
+	ForcedRefreshGap time.Duration
+}
+
+// Revocations is the set of revoked token ids.
+type Revocations interface {
+	Revoked(jti string) bool
+}
+
+// Identity is what a verified token says about its caller.
+type Identity struct {
+	ClientID string
+	Subject  string
+	TokenID  string // jti, may be empty
+	Scopes   []string
+}
+
+// Verifier checks bearer tokens. It is safe for concurrent use.
+type Verifier struct {
+	cfg  Config
+	keys *keySet
+}
+
+// NewVerifier returns a Verifier whose JWKS cache refreshes in the background until
+// ctx is done. The JWKS is first fetched by the first Verify.
+func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 5 * time.Minute
+	}
+	if cfg.ForcedRefreshGap <= 0 {
+		cfg.ForcedRefreshGap = 5 * time.Second
+	}
+	ks, err := newKeySet(ctx, cfg.JWKSURL, cfg.HTTPClient, cfg.RefreshInterval, cfg.ForcedRefreshGap)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{cfg: cfg, keys: ks}, nil
+}
+
+// Verify checks the Authorization header value and returns the caller's identity.
+// revoked may be nil. Every error is an *apierr.Error with code invalid_token whose
+// cause is a *RejectedError.
+func (v *Verifier) Verify(ctx context.Context, authorization string, revoked Revocations) (Identity, error) {
+	if len(authorization) > MaxAuthorizationBytes {
+		return Identity{}, reject(ReasonHeaderTooLarge)
+	}
+	scheme, token, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return Identity{}, reject(ReasonMissing)
+	}
+	if !isCompactJWS(token) {
+		return Identity{}, reject(ReasonMalformed)
+	}
+	msg, err := jws.Parse([]byte(token), jws.WithCompact())
+	if err != nil || len(msg.Signatures()) != 1 {
+		return Identity{}, reject(ReasonMalformed)
+	}
+	hdr := msg.Signatures()[0].ProtectedHeaders()
+	alg := hdr.Algorithm()
+	if !allowedAlgs[alg] {
+		return Identity{}, reject(ReasonAlgNotAllowed)
+	}
+	kid := hdr.KeyID()
+	if kid == "" {
+		return Identity{}, reject(ReasonMissingKeyID)
+	}
+	key, reason := v.keys.lookup(ctx, kid)
+	if reason != "" {
+		return Identity{}, reject(reason)
+	}
+	if ka := key.Algorithm(); ka != nil && ka.String() != "" && ka.String() != alg.String() {
+		return Identity{}, reject(ReasonKeyAlgMismatch)
+	}
+	tok, err := jwt.Parse([]byte(token),
+		jwt.WithKey(alg, key),
+		jwt.WithValidate(true),
+		jwt.WithIssuer(v.cfg.Issuer),
+		jwt.WithAudience(v.cfg.Audience),
+		jwt.WithAcceptableSkew(Skew),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+	)
+	if err != nil {
+		return Identity{}, reject(parseReason(err))
+	}
+	clientID, _ := claim(tok, identity.ClaimClientID).(string)
+	if strings.TrimSpace(clientID) == "" {
+		return Identity{}, reject(ReasonMissingClientID)
+	}
+	scopes, ok := scopeList(claim(tok, identity.ClaimScope))
+	if !ok || !slices.Contains(scopes, identity.ScopeLLMAccess) {
+		return Identity{}, reject(ReasonMissingScope)
+	}
+	jti := tok.JwtID()
+	if jti != "" && revoked != nil && revoked.Revoked(jti) {
+		return Identity{}, reject(ReasonRevoked)
+	}
+	return Identity{ClientID: clientID, Subject: tok.Subject(), TokenID: jti, Scopes: scopes}, nil
+}
+
+// parseReason maps a jwt.Parse error to a Reason.
+func parseReason(err error) Reason {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
+		return ReasonNotYetValid
+	case errors.Is(err, jwt.ErrInvalidIssuer()):
+		return ReasonWrongIssuer
+	case errors.Is(err, jwt.ErrInvalidAudience()):
+		return ReasonWrongAudience
+	case errors.Is(err, jwt.ErrRequiredClaim()):
+		return ReasonMissingExpiry
+	case jws.IsVerificationError(err):
+		return ReasonBadSignature
+	case jwt.IsValidationError(err):
+		return ReasonInvalidClaims
+	default:
+		return ReasonMalformed
+	}
+}
+
+func claim(tok jwt.Token, name string) any {
+	v, _ := tok.Get(name)
+	return v
+}
+
+// scopeList reads a scope claim: a space-separated string (RFC 8693) or a JSON
+// array of strings.
+func scopeList(v any) ([]string, bool) {
+	switch s := v.(type) {
+	case string:
+		return strings.Fields(s), true
+	case []any:
+		out := make([]string, 0, len(s))
+		for _, item := range s {
+			str, ok := item.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, str)
+		}
+		return out, true
+	case []string:
+		return s, true
+	}
+	return nil, false
+}
+
+// isCompactJWS reports whether s has the shape header.payload.signature with only
+// base64url characters, so JSON-serialized JWS and JWE are refused before parsing.
+func isCompactJWS(s string) bool {
+	dots := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			dots++
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}

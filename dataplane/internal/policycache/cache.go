@@ -1,0 +1,204 @@
+// Package policycache keeps the data plane's view of the policy: it watches the
+// snapshot key of the PC_POLICY KV bucket, decodes and compiles each new snapshot off
+// to the side, and swaps it in with an atomic pointer. A snapshot that cannot be
+// decoded, or whose schema version this build does not know, is rejected (logged and
+// counted) and the last good one keeps serving; a snapshot whose version is not newer
+// than the current one is ignored.
+package policycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Options configures a Cache.
+type Options struct {
+	// JetStream is the connection to watch the policy bucket on.
+	JetStream jetstream.JetStream
+	// Region is the worker's region; routes in it are preferred.
+	Region string
+	// Log receives snapshot events.
+	Log *slog.Logger
+	// Registerer receives the cache's metrics.
+	Registerer prometheus.Registerer
+	// RetryMin and RetryMax bound the backoff while the bucket is missing or the
+	// watch breaks; they default to 100ms and 5s.
+	RetryMin, RetryMax time.Duration
+}
+
+// Cache holds the current compiled policy. Current is safe for concurrent use; Run
+// must be called once.
+type Cache struct {
+	opts     Options
+	log      *slog.Logger
+	current  atomic.Pointer[Policy]
+	version  prometheus.Gauge
+	rejected *prometheus.CounterVec
+}
+
+// New returns a Cache that has no policy until Run has applied the first snapshot.
+func New(o Options) (*Cache, error) {
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(5*time.Second, o.RetryMin)
+	}
+	c := &Cache{
+		opts: o,
+		log:  o.Log.With("component", "policycache"),
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "portcullis_dataplane", Name: "policy_version",
+			Help: "Version of the policy snapshot in use; 0 before the first one.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis_dataplane", Name: "policy_snapshots_rejected_total",
+			Help: "Policy snapshots not applied, by reason (invalid: undecodable or unknown schema; stale: older than the one in use).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"invalid", "stale"} {
+		c.rejected.WithLabelValues(r)
+	}
+	if err := o.Registerer.Register(c.version); err != nil {
+		return nil, fmt.Errorf("register policy metrics: %w", err)
+	}
+	if err := o.Registerer.Register(c.rejected); err != nil {
+		return nil, fmt.Errorf("register policy metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Current returns the policy in use, or nil before the first snapshot.
+func (c *Cache) Current() *Policy { return c.current.Load() }
+
+// Version returns the version of the policy in use, or 0 before the first snapshot.
+func (c *Cache) Version() int64 {
+	if p := c.current.Load(); p != nil {
+		return p.Version
+	}
+	return 0
+}
+
+// Run watches the policy bucket until ctx is done, then returns nil. It waits, with
+// backoff, for the bucket to exist (it never creates it), and re-establishes the
+// watch whenever it breaks, and at once after a NATS reconnect.
+func (c *Cache) Run(ctx context.Context) error {
+	defer func() {
+		if p := c.current.Load(); p != nil {
+			p.closeIdle()
+		}
+	}()
+	nc := c.opts.JetStream.Conn()
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(reconnected)
+
+	delay := c.opts.RetryMin
+	waitingLogged := false
+	for {
+		err := c.watch(ctx, reconnected, func() { delay = c.opts.RetryMin; waitingLogged = false })
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case errors.Is(err, errReconnected):
+			c.log.Info("nats reconnected; re-establishing the policy watch")
+			continue
+		case errors.Is(err, errStatusClosed):
+			reconnected = nil // the connection is closed for good; keep retrying until ctx ends
+		case errors.Is(err, jetstream.ErrBucketNotFound) && !waitingLogged:
+			c.log.Info("waiting for the policy bucket to be created by the control plane", "bucket", natsnames.PolicyBucket)
+			waitingLogged = true
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+		default:
+			c.log.Warn("policy watch interrupted; retrying", "err", err, "retry_in", delay)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, c.opts.RetryMax)
+	}
+}
+
+var (
+	errReconnected  = errors.New("nats reconnected")
+	errStatusClosed = errors.New("nats connection closed")
+)
+
+// watch opens the bucket and applies every update of the snapshot key until the
+// watch ends or the connection reports a reconnect. connected is called once the
+// watch is established.
+func (c *Cache) watch(ctx context.Context, reconnected <-chan nats.Status, connected func()) error {
+	kv, err := c.opts.JetStream.KeyValue(ctx, natsnames.PolicyBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
+	}
+	w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey)
+	if err != nil {
+		return fmt.Errorf("watch %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+	}
+	defer func() { _ = w.Stop() }()
+	connected()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-reconnected:
+			if !ok {
+				return errStatusClosed
+			}
+			// The watch's consumer may be gone with the old server; a fresh watch
+			// replays the current value (skipped if unchanged) and follows updates.
+			return errReconnected
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("policy watcher closed")
+			}
+			if e != nil { // nil marks the end of the initial values
+				c.apply(e)
+			}
+		}
+	}
+}
+
+// apply decodes, compiles and swaps in one KV entry, or rejects it.
+func (c *Cache) apply(e jetstream.KeyValueEntry) {
+	cur := c.current.Load()
+	if e.Operation() != jetstream.KeyValuePut {
+		c.log.Warn("policy snapshot key was deleted; keeping the current policy", "revision", e.Revision(), "version", c.Version())
+		return
+	}
+	s, err := policy.Decode(e.Value())
+	if err != nil {
+		c.rejected.WithLabelValues("invalid").Inc()
+		c.log.Error("policy snapshot rejected; keeping the last good one", "revision", e.Revision(), "version", c.Version(), "err", err)
+		return
+	}
+	if cur != nil && s.Version <= cur.Version {
+		if s.Version < cur.Version {
+			c.rejected.WithLabelValues("stale").Inc()
+			c.log.Warn("ignoring a policy snapshot older than the one in use", "revision", e.Revision(), "snapshot_version", s.Version, "version", cur.Version)
+		}
+		return
+	}
+	p, retired := compile(s, c.opts.Region, cur, c.log)
+	c.current.Store(p)
+	c.version.Set(float64(p.Version))
+	for _, t := range retired {
+		t.CloseIdle()
+	}
+	c.log.Info("policy snapshot applied", "version", p.Version, "revision", e.Revision(),
+		"clients", len(s.Clients), "deployments", len(s.Deployments), "models", len(s.Models))
+}

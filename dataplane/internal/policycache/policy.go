@@ -1,0 +1,240 @@
+package policycache
+
+import (
+	"cmp"
+	"log/slog"
+	"reflect"
+	"slices"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Policy is one snapshot compiled into lookup tables for the request path. It is
+// immutable once built and safe for concurrent use.
+type Policy struct {
+	// Version is the snapshot's policy version.
+	Version int64
+
+	clients     map[string]*Client
+	models      map[string]*Model
+	deployments map[string]*Deployment
+	revoked     map[string]struct{}
+}
+
+// Client is a calling application, resolved with its tier and residency.
+type Client struct {
+	ID        string
+	Tenant    string
+	Enabled   bool
+	Tier      *Tier
+	Residency string // "" means no residency restriction
+	// allowedRegions is nil when the client may be served from any region;
+	// otherwise the regions its residency rule allows (empty if the rule is missing).
+	allowedRegions map[string]struct{}
+}
+
+// RegionAllowed reports whether the client's residency allows a deployment in region.
+func (c *Client) RegionAllowed(region string) bool {
+	if c.allowedRegions == nil {
+		return true
+	}
+	_, ok := c.allowedRegions[region]
+	return ok
+}
+
+// Tier is a tier's allowlists as sets.
+type Tier struct {
+	Name       string
+	models     map[string]struct{}
+	operations map[string]struct{}
+	// Models lists the allowed model names, sorted.
+	Models []string
+}
+
+// AllowsModel reports whether the tier allows the public model name.
+func (t *Tier) AllowsModel(name string) bool { _, ok := t.models[name]; return ok }
+
+// AllowsOperation reports whether the tier allows op (e.g. policy.OpChat).
+func (t *Tier) AllowsOperation(op string) bool { _, ok := t.operations[op]; return ok }
+
+// Model is a public model name and every deployment serving it.
+type Model struct {
+	Name string
+	// Routes are ordered: deployments in the worker's own region first, then the
+	// rest, each group by deployment name.
+	Routes []Route
+}
+
+// Route is one deployment serving a model, with the model's name upstream.
+type Route struct {
+	Deployment    *Deployment
+	UpstreamModel string
+}
+
+// Deployment is a deployment with its provider resolved and its upstream built.
+type Deployment struct {
+	Name         string
+	Region       string
+	Kind         string
+	Provider     string
+	ProviderKind string
+	Enabled      bool
+	// Target calls the upstream. It is nil when the deployment's settings could not
+	// be built into one; BuildErr says why.
+	Target   *upstream.Target
+	BuildErr error
+
+	spec policy.Deployment
+}
+
+// Client returns the client with the given client_id.
+func (p *Policy) Client(id string) (*Client, bool) { c, ok := p.clients[id]; return c, ok }
+
+// Model returns the model with the given public name.
+func (p *Policy) Model(name string) (*Model, bool) { m, ok := p.models[name]; return m, ok }
+
+// Revoked reports whether the token id jti has been revoked.
+func (p *Policy) Revoked(jti string) bool { _, ok := p.revoked[jti]; return ok }
+
+// Compile builds the lookup tables of s for a worker in region, with fresh upstream
+// targets. The Cache compiles every snapshot the same way, reusing unchanged targets.
+func Compile(s *policy.Snapshot, region string, log *slog.Logger) *Policy {
+	p, _ := compile(s, region, nil, log)
+	return p
+}
+
+// compile builds the lookup tables of s for a worker in region. Upstream targets of
+// prev whose deployment settings are unchanged are reused, so connection pools
+// survive unrelated policy changes; the targets no longer used are returned so the
+// caller can close their idle connections once the new policy is in place.
+func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger) (*Policy, []*upstream.Target) {
+	p := &Policy{
+		Version:     s.Version,
+		clients:     make(map[string]*Client, len(s.Clients)),
+		models:      make(map[string]*Model, len(s.Models)),
+		deployments: make(map[string]*Deployment, len(s.Deployments)),
+		revoked:     make(map[string]struct{}, len(s.RevokedTokens)),
+	}
+
+	providerKind := make(map[string]string, len(s.Providers))
+	for _, pr := range s.Providers {
+		providerKind[pr.Name] = pr.Kind
+	}
+	for _, d := range s.Deployments {
+		dep := &Deployment{
+			Name: d.Name, Region: d.Region, Kind: d.Kind, Provider: d.Provider,
+			ProviderKind: providerKind[d.Provider], Enabled: d.Enabled, spec: d,
+		}
+		if old, ok := prev.deployment(d.Name); ok && old.Target != nil && old.ProviderKind == dep.ProviderKind && reflect.DeepEqual(old.spec, d) {
+			dep.Target = old.Target
+		} else if t, err := upstream.New(d, dep.ProviderKind); err != nil {
+			dep.BuildErr = err
+			log.Warn("deployment unusable", "deployment", d.Name, "err", err)
+		} else {
+			dep.Target = t
+			if !d.TLS.Verify {
+				log.Warn("deployment does not verify its upstream's TLS certificate", "deployment", d.Name)
+			}
+		}
+		p.deployments[d.Name] = dep
+	}
+
+	for _, m := range s.Models {
+		dep, ok := p.deployments[m.Deployment]
+		if !ok {
+			continue // Decode's Validate rejects this; stay defensive
+		}
+		model := p.models[m.Name]
+		if model == nil {
+			model = &Model{Name: m.Name}
+			p.models[m.Name] = model
+		}
+		upstreamModel := m.UpstreamModel
+		if upstreamModel == "" {
+			upstreamModel = m.Name
+		}
+		model.Routes = append(model.Routes, Route{Deployment: dep, UpstreamModel: upstreamModel})
+	}
+	for _, model := range p.models {
+		slices.SortStableFunc(model.Routes, func(a, b Route) int {
+			aHome, bHome := a.Deployment.Region == region, b.Deployment.Region == region
+			if aHome != bHome {
+				if aHome {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Compare(a.Deployment.Name, b.Deployment.Name)
+		})
+	}
+
+	tiers := make(map[string]*Tier, len(s.Tiers))
+	for _, t := range s.Tiers {
+		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(t.AllowedOperations)}
+		for m := range tier.models {
+			tier.Models = append(tier.Models, m)
+		}
+		slices.Sort(tier.Models)
+		tiers[t.Name] = tier
+	}
+	rules := make(map[string]map[string]struct{}, len(s.ResidencyRules))
+	for _, r := range s.ResidencyRules {
+		rules[r.Residency] = set(r.AllowedRegions)
+	}
+	for _, c := range s.Clients {
+		tier := tiers[c.Tier]
+		if tier == nil {
+			tier = &Tier{Name: c.Tier} // allows nothing; Validate rejects this anyway
+		}
+		client := &Client{ID: c.ClientID, Tenant: c.Tenant, Enabled: c.Enabled, Tier: tier, Residency: c.Residency}
+		if c.Residency != "" {
+			client.allowedRegions = rules[c.Residency]
+			if client.allowedRegions == nil {
+				client.allowedRegions = map[string]struct{}{} // a residency without a rule allows nothing
+			}
+		}
+		p.clients[c.ClientID] = client
+	}
+	for _, r := range s.RevokedTokens {
+		p.revoked[r.JTI] = struct{}{}
+	}
+
+	var retired []*upstream.Target
+	if prev != nil {
+		for name, old := range prev.deployments {
+			if old.Target == nil {
+				continue
+			}
+			if now, ok := p.deployments[name]; !ok || now.Target != old.Target {
+				retired = append(retired, old.Target)
+			}
+		}
+	}
+	return p, retired
+}
+
+func (p *Policy) deployment(name string) (*Deployment, bool) {
+	if p == nil {
+		return nil, false
+	}
+	d, ok := p.deployments[name]
+	return d, ok
+}
+
+// closeIdle closes the idle upstream connections of every deployment.
+func (p *Policy) closeIdle() {
+	for _, d := range p.deployments {
+		if d.Target != nil {
+			d.Target.CloseIdle()
+		}
+	}
+}
+
+func set(items []string) map[string]struct{} {
+	s := make(map[string]struct{}, len(items))
+	for _, it := range items {
+		s[it] = struct{}{}
+	}
+	return s
+}
