@@ -289,6 +289,15 @@ main() {
 	say "waiting for the control plane on $CP_URL"
 	wait_http controlplane "$CP_URL/healthz" 200
 
+	if [[ ! -f $DATA/admin-token ]]; then
+		# The database already had an admin token (say, from another checkout sharing the
+		# same Postgres) whose file is not here: issue a new one for this checkout.
+		say "no $DATA/admin-token for the existing database; issuing a new admin token"
+		PORTCULLIS_DATABASE_URL="$DATABASE_URL" PORTCULLIS_DATA_DIR="$DATA" \
+			bin/controlplane admin-token reset >"$LOGS/admin-token-reset.log" 2>&1 ||
+			{ show_log admin-token-reset; die "controlplane admin-token reset failed"; }
+	fi
+
 	say "seeding the demo tenant"
 	PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis seed demo \
 		--upstream-url "http://$MOCK_LISTEN" --key-file "$KEY_FILE" >"$LOGS/seed.log" 2>&1 ||

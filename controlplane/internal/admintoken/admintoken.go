@@ -35,7 +35,12 @@ func Bootstrap(ctx context.Context, st *store.Store, dataDir string, log *slog.L
 	}
 	path := filepath.Join(dataDir, FileName)
 	if exists {
-		log.Info("admin token already set", "file", path)
+		if _, err := os.Stat(path); err != nil {
+			log.Warn("an admin token is set in the database but its file is missing; "+
+				"run `controlplane admin-token reset` to issue a new one", "file", path)
+		} else {
+			log.Info("admin token already set", "file", path)
+		}
 		return nil
 	}
 	token, hash := generate()

@@ -100,15 +100,32 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first seed: %v\n%s", err, first)
 	}
-	if strings.Contains(first, "exists") {
+	if !strings.Contains(first, " created, 0 updated, 0 unchanged") {
 		t.Fatalf("first seed found existing entities:\n%s", first)
 	}
 	_, second, err := c.run("seed", "demo", "--key-file", keyFile)
 	if err != nil {
 		t.Fatalf("second seed: %v\n%s", err, second)
 	}
-	if strings.Contains(second, "created ") || !strings.Contains(second, "0 created") {
-		t.Fatalf("second seed created something:\n%s", second)
+	if !strings.Contains(second, "0 created, 0 updated") {
+		t.Fatalf("second seed changed something:\n%s", second)
+	}
+	// A new checkout keeps its key file elsewhere: the seed repoints the deployments.
+	movedKey := filepath.Join(t.TempDir(), "moved.key")
+	if err := os.WriteFile(movedKey, []byte("test-upstream-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, third, err := c.run("seed", "demo", "--key-file", movedKey)
+	if err != nil {
+		t.Fatalf("third seed: %v\n%s", err, third)
+	}
+	if !strings.Contains(third, "0 created, 2 updated") || !strings.Contains(third, "updated   deployments openai-eu") {
+		t.Fatalf("third seed did not repoint exactly the two keyed deployments:\n%s", third)
+	}
+	var dep policy.Deployment
+	decode(t, c.mustRun("deployments", "get", "openai-us"), &dep)
+	if dep.KeyPath != movedKey {
+		t.Fatalf("openai-us key_path = %q, want %q", dep.KeyPath, movedKey)
 	}
 
 	var tiers []policy.Tier
@@ -138,7 +155,7 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	var deps []policy.Deployment
 	decode(t, c.mustRun("deployments", "list"), &deps)
 	for _, d := range deps {
-		wantKey := map[string]string{"openai-us": keyFile, "openai-eu": keyFile, "ollama-eu": ""}[d.Name]
+		wantKey := map[string]string{"openai-us": movedKey, "openai-eu": movedKey, "ollama-eu": ""}[d.Name]
 		if d.KeyPath != wantKey || d.BaseURL != "http://127.0.0.1:9100" {
 			t.Errorf("deployment %s: key_path %q base_url %q", d.Name, d.KeyPath, d.BaseURL)
 		}

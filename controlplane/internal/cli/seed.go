@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"reflect"
 
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -92,7 +93,8 @@ func demoClient(id, tier, residency string) map[string]any {
 }
 
 // seedDemo creates the demo tenant's entities. It is idempotent: an entity that
-// already exists (409) is left as it is.
+// already exists is reconciled to the seed (for example when a new checkout's key file
+// lives elsewhere) and left alone when it already matches.
 func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 	fs := cmd.newFlags("seed demo", "seed demo --key-file PATH [--upstream-url URL]")
 	upstream := fs.String("upstream-url", DefaultUpstreamURL, "base URL of the upstream every demo deployment points at")
@@ -113,7 +115,7 @@ func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	created, existing := 0, 0
+	var created, updated, unchanged int
 	for _, it := range demoSeed(*upstream, absKey) {
 		body, err := json.Marshal(it.body)
 		if err != nil {
@@ -124,14 +126,51 @@ func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 		switch {
 		case err == nil:
 			created++
-			fmt.Fprintf(cmd.io.Stderr, "created %s %s\n", it.resource, it.key)
+			fmt.Fprintf(cmd.io.Stderr, "created   %s %s\n", it.resource, it.key)
 		case errors.As(err, &apiErr) && apiErr.Code == apierr.Conflict:
-			existing++
-			fmt.Fprintf(cmd.io.Stderr, "exists  %s %s (left unchanged)\n", it.resource, it.key)
+			changed, err := reconcile(ctx, c, itemPath(it.resource, it.key), body)
+			if err != nil {
+				return fmt.Errorf("seed %s %s: %w", it.resource, it.key, err)
+			}
+			if changed {
+				updated++
+				fmt.Fprintf(cmd.io.Stderr, "updated   %s %s\n", it.resource, it.key)
+			} else {
+				unchanged++
+				fmt.Fprintf(cmd.io.Stderr, "unchanged %s %s\n", it.resource, it.key)
+			}
 		default:
 			return fmt.Errorf("seed %s %s: %w", it.resource, it.key, err)
 		}
 	}
-	fmt.Fprintf(cmd.io.Stderr, "demo seed: %d created, %d already present\n", created, existing)
+	fmt.Fprintf(cmd.io.Stderr, "demo seed: %d created, %d updated, %d unchanged\n", created, updated, unchanged)
 	return nil
+}
+
+// reconcile makes the existing item at path carry every field of want, patching it
+// with its current ETag only when some field differs. It reports whether it patched.
+func reconcile(ctx context.Context, c *client, path string, want []byte) (bool, error) {
+	cur, err := c.call(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	var have, desired map[string]any
+	if err := json.Unmarshal(cur.body, &have); err != nil {
+		return false, fmt.Errorf("decode current: %w", err)
+	}
+	if err := json.Unmarshal(want, &desired); err != nil {
+		return false, err
+	}
+	same := true
+	for k, v := range desired {
+		if !reflect.DeepEqual(have[k], v) {
+			same = false
+			break
+		}
+	}
+	if same {
+		return false, nil
+	}
+	_, err = c.call(ctx, http.MethodPatch, path, want, map[string]string{"If-Match": cur.header.Get("ETag")})
+	return err == nil, err
 }
