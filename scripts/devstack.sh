@@ -274,7 +274,7 @@ main() {
 	dev_key
 
 	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" \
-		bin/mockupstream --listen "$MOCK_LISTEN" --require-key-file "$KEY_FILE"
+		bin/mockupstream --listen "$MOCK_LISTEN"
 	wait_http mockupstream "http://$MOCK_LISTEN/v1/models"
 
 	start controlplane env \
