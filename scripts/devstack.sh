@@ -16,6 +16,7 @@
 #   PORTCULLIS_MOCK_LISTEN              mock upstream        (default 127.0.0.1:9100)
 #   PORTCULLIS_EMBEDDED_NATS_LISTEN     embedded nats-server (default 127.0.0.1:14222)
 # PORTCULLIS_DEV_WAIT_SECONDS bounds each readiness wait (default 60).
+# PORTCULLIS_DEV_DATA_DIR moves .data (admin token, keys, tokens, logs, NATS store) elsewhere.
 #
 # Logs go to .data/logs/<name>.log. Dev tokens are written to .data/dev-tokens/ (mode 0600)
 # rather than printed, so they do not end up in terminal scrollback or CI logs.
@@ -23,7 +24,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-DATA=$ROOT/.data
+DATA=${PORTCULLIS_DEV_DATA_DIR:-$ROOT/.data}
 LOGS=$DATA/logs
 KEY_FILE=$DATA/dev-keys/openai.key
 TOKENS=$DATA/dev-tokens
