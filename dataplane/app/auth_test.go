@@ -35,6 +35,8 @@ func TestRejectedTokensGet401(t *testing.T) {
 			authz: "Bearer " + testissuer.Sign(t, jwa.HS256, testissuer.PublicKeyPEM(t, iss.Key), "k1", iss.Claims("premium-app"))},
 		{name: "key not in the JWKS", reason: "unknown_kid",
 			authz: "Bearer " + iss.Token(t, testissuer.NewKey(t, "k-stranger"), iss.Claims("premium-app"))},
+		{name: "foreign key reusing a JWKS kid", reason: "bad_signature",
+			authz: "Bearer " + iss.Token(t, testissuer.NewKey(t, "k1"), iss.Claims("premium-app"))},
 		{name: "expired", reason: "expired",
 			authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) {
 				c["iat"], c["exp"] = now.Add(-10*time.Minute).Unix(), now.Add(-2*time.Minute).Unix()
