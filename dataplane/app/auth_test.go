@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 func TestRejectedTokensGet401(t *testing.T) {
@@ -112,5 +113,68 @@ func TestJWKSRotationIsPickedUpWithoutRestart(t *testing.T) {
 	// The old key keeps working while the issuer still publishes it.
 	if resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("first key after rotation: status %d", resp.StatusCode)
+	}
+}
+
+// TestCachedTokensFollowPolicySwaps presents the same two tokens before and after
+// policy swaps. After its first use a token is answered from the verifier's cache,
+// which must not delay a revocation or a disabled client by even one request.
+func TestCachedTokensFollowPolicySwaps(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	claims := e.iss.Claims("premium-app")
+	claims["jti"] = "swap-jti"
+	revocable := e.iss.Token(t, e.iss.Key, claims)
+	other := e.token(t, "premium-app")
+
+	revoke := e.snapshot()
+	revoke.RevokedTokens = append(revoke.RevokedTokens, policy.RevokedToken{JTI: "swap-jti", ExpiresAt: time.Now().Add(time.Hour)})
+	disable := e.snapshot()
+	disable.RevokedTokens = revoke.RevokedTokens
+	for i := range disable.Clients {
+		if disable.Clients[i].ClientID == "premium-app" {
+			disable.Clients[i].Enabled = false
+		}
+	}
+
+	steps := []struct {
+		name     string
+		publish  *policy.Snapshot // applied before the step; nil keeps the policy
+		token    string
+		status   int
+		code     apierr.Code
+		reason   string
+		attempts int
+	}{
+		{name: "first use verifies and caches", token: revocable, status: http.StatusOK, attempts: 2},
+		{name: "other token cached too", token: other, status: http.StatusOK, attempts: 2},
+		{name: "jti revoked by the next snapshot", publish: revoke, token: revocable,
+			status: http.StatusUnauthorized, code: apierr.InvalidToken, reason: "revoked", attempts: 2},
+		{name: "unrevoked token unaffected", token: other, status: http.StatusOK, attempts: 1},
+		{name: "client disabled by the next snapshot", publish: disable, token: other,
+			status: http.StatusForbidden, code: apierr.ClientDisabled, attempts: 2},
+	}
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.publish != nil {
+				e.publish(t, st.publish)
+			}
+			for n := range st.attempts {
+				id := fmt.Sprintf("swap-%d-%d", i, n)
+				resp := e.do(t, http.MethodPost, "/v1/chat/completions", st.token,
+					`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, map[string]string{"X-Request-Id": id})
+				if st.status == http.StatusOK {
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("attempt %d: status %d, want 200", n, resp.StatusCode)
+					}
+					continue
+				}
+				openAIError(t, resp, st.status, st.code)
+				if st.reason != "" {
+					if line := e.logs.line(t, id); line["reason"] != st.reason {
+						t.Fatalf("attempt %d: log reason %v, want %s", n, line["reason"], st.reason)
+					}
+				}
+			}
+		})
 	}
 }

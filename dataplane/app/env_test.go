@@ -30,7 +30,7 @@ import (
 const upstreamKey = "test-upstream-key-not-secret"
 
 // waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -95,9 +95,12 @@ type env struct {
 type envOptions struct {
 	region   string // the worker's region; default "eu"
 	noBucket bool   // do not create the bucket nor publish a snapshot
+	// quiet logs at info level, the production default, to io.Discard instead of
+	// collecting debug lines; benchmarks use it.
+	quiet bool
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	if o.region == "" {
 		o.region = "eu"
@@ -135,7 +138,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
 	}
-	e.app, err = app.Start(context.Background(), cfg, logging.New(e.logs, cfg.LogLevel))
+	var logTo io.Writer = e.logs
+	if o.quiet {
+		cfg.LogLevel, logTo = "info", io.Discard
+	}
+	e.app, err = app.Start(context.Background(), cfg, logging.New(logTo, cfg.LogLevel))
 	if err != nil {
 		t.Fatalf("start data plane: %v", err)
 	}
@@ -156,7 +163,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-func (e *env) createBucket(t *testing.T) {
+func (e *env) createBucket(t testing.TB) {
 	t.Helper()
 	var err error
 	e.kv, err = e.js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{
@@ -169,7 +176,7 @@ func (e *env) createBucket(t *testing.T) {
 
 // publish puts s with the next version into the bucket and waits until the data
 // plane serves it.
-func (e *env) publish(t *testing.T, s *policy.Snapshot) {
+func (e *env) publish(t testing.TB, s *policy.Snapshot) {
 	t.Helper()
 	e.version++
 	s.Version = e.version
@@ -181,7 +188,7 @@ func (e *env) publish(t *testing.T, s *policy.Snapshot) {
 	waitFor(t, "policy version to propagate", func() bool { return e.app.PolicyVersion() == s.Version })
 }
 
-func (e *env) putRaw(t *testing.T, value []byte) {
+func (e *env) putRaw(t testing.TB, value []byte) {
 	t.Helper()
 	if _, err := e.kv.Put(context.Background(), natsnames.PolicySnapshotKey, value); err != nil {
 		t.Fatalf("put snapshot: %v", err)
@@ -240,7 +247,7 @@ func (e *env) snapshot() *policy.Snapshot {
 }
 
 // token mints a valid token for clientID.
-func (e *env) token(t *testing.T, clientID string) string {
+func (e *env) token(t testing.TB, clientID string) string {
 	t.Helper()
 	return e.iss.Token(t, e.iss.Key, e.iss.Claims(clientID))
 }
@@ -321,7 +328,7 @@ type spyRequest struct {
 	Body          map[string]any
 }
 
-func newSpy(t *testing.T, region string) *spy {
+func newSpy(t testing.TB, region string) *spy {
 	s := &spy{region: region}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)

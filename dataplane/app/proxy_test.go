@@ -196,32 +196,47 @@ func streamRequest(t *testing.T, e *env, ctx context.Context) *http.Response {
 
 func TestStreamIsPassedThroughEventByEvent(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	release := make(chan struct{})
-	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		writeEvent(w, chatChunk("gpt-4o", "first"))
-		select { // the rest only once the client has the first chunk
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		writeEvent(w, chatChunk("gpt-4o", "second"))
-		writeEvent(w, "[DONE]")
-	})
-	resp := streamRequest(t, e, t.Context())
-	r := bufio.NewReader(resp.Body)
-	if ev := readEvent(t, r); !strings.Contains(ev, `"first"`) {
-		t.Fatalf("first event = %q", ev)
+	second := "data: " + chatChunk("gpt-4o", "second") + "\n\n"
+	tests := []struct {
+		name    string
+		pauseAt int // bytes of the second event sent before the upstream waits
+	}{
+		{name: "upstream waits after a whole event"},
+		{name: "upstream waits inside the next event's line", pauseAt: 12},
+		{name: "upstream waits before the next event's blank line", pauseAt: len(second) - 1},
+		{name: "upstream sends two events, then waits", pauseAt: len(second)},
 	}
-	close(release)
-	if ev := readEvent(t, r); !strings.Contains(ev, `"second"`) {
-		t.Fatalf("second event = %q", ev)
-	}
-	if ev := readEvent(t, r); ev != "data: [DONE]\n\n" {
-		t.Fatalf("last event = %q", ev)
-	}
-	if ev := readEvent(t, r); ev != "" {
-		t.Fatalf("event after [DONE]: %q", ev)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, "data: "+chatChunk("gpt-4o", "first")+"\n\n"+second[:tt.pauseAt])
+				w.(http.Flusher).Flush()
+				select { // the rest only once the client has the first chunk
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(w, second[tt.pauseAt:])
+				writeEvent(w, "[DONE]")
+			})
+			resp := streamRequest(t, e, t.Context())
+			r := bufio.NewReader(resp.Body)
+			if ev := readEvent(t, r); !strings.Contains(ev, `"first"`) {
+				t.Fatalf("first event = %q", ev)
+			}
+			close(release)
+			if ev := readEvent(t, r); ev != second {
+				t.Fatalf("second event = %q", ev)
+			}
+			if ev := readEvent(t, r); ev != "data: [DONE]\n\n" {
+				t.Fatalf("last event = %q", ev)
+			}
+			if ev := readEvent(t, r); ev != "" {
+				t.Fatalf("event after [DONE]: %q", ev)
+			}
+		})
 	}
 }
 

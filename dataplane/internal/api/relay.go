@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -46,15 +47,22 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool) 
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(status)
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(w, resp.Body, *buf); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	return nil
 }
 
+// copyBuffers holds the buffers relay copies answers through. io.Copy would allocate
+// 32 KiB for every request, as neither side has ReadFrom or WriteTo.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // relayStream passes a server-sent event stream through event by event, flushing
-// after each. A stream that breaks before "data: [DONE]" ends with an error event
-// and no [DONE], so the client can tell the answer is cut.
+// whenever no further event has already arrived. A stream that breaks before
+// "data: [DONE]" ends with an error event and no [DONE], so the client can tell the
+// answer is cut.
 func relayStream(c echo.Context, body io.Reader, deployment string) error {
 	w := c.Response()
 	h := w.Header()
@@ -65,6 +73,7 @@ func relayStream(c echo.Context, body io.Reader, deployment string) error {
 	w.Flush()
 
 	events := upstream.NewEventReader(body, upstream.MaxEventBytes)
+	defer events.Release()
 	done := false
 	for {
 		ev, err := events.Next()
@@ -85,7 +94,9 @@ func relayStream(c echo.Context, body io.Reader, deployment string) error {
 		if _, err := w.Write(ev); err != nil {
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("write stream to client: %w", err), "request cancelled")
 		}
-		w.Flush()
+		if !events.EventReady() { // else the next event leaves with this one
+			w.Flush()
+		}
 		if upstream.IsDone(ev) {
 			done = true
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,22 +80,68 @@ func paramError(param, msg string) *apierr.Error {
 
 // withModel returns the body to send upstream: the client's fields with "model"
 // replaced by upstreamModel. HTML characters are not escaped, so the client's text
-// reaches the upstream byte for byte.
+// reaches the upstream byte for byte. The output is what encoding/json's Encoder
+// (with SetEscapeHTML(false)) makes of the fields as a map: keys sorted, each value
+// compacted. It is written directly, without the Encoder's reflection.
 func (r *request) withModel(upstreamModel string) ([]byte, error) {
-	fields := make(map[string]json.RawMessage, len(r.fields))
-	for k, v := range r.fields {
-		fields[k] = v
-	}
-	m, err := json.Marshal(upstreamModel)
+	model, err := json.Marshal(upstreamModel)
 	if err != nil {
 		return nil, err
 	}
-	fields["model"] = m
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(fields); err != nil {
-		return nil, err
+	keys := make([]string, 0, len(r.fields)+1)
+	size := len(model) + len(`{"model":}`)
+	for k, v := range r.fields {
+		if k != "model" {
+			keys = append(keys, k)
+			size += len(k) + len(v) + len(`,"":`)
+		}
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	keys = append(keys, "model")
+	slices.Sort(keys)
+
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := writeKey(buf, k); err != nil {
+			return nil, err
+		}
+		buf.WriteByte(':')
+		if k == "model" {
+			buf.Write(model)
+			continue
+		}
+		if err := json.Compact(buf, r.fields[k]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// writeKey writes k as a JSON string the way the Encoder does without HTML
+// escaping. Keys of printable ASCII other than '"' and '\\', the usual case, are
+// written as they are; any other key goes through the Encoder.
+func writeKey(buf *bytes.Buffer, k string) error {
+	plain := true
+	for i := 0; i < len(k) && plain; i++ {
+		c := k[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+	}
+	if plain {
+		buf.WriteByte('"')
+		buf.WriteString(k)
+		buf.WriteByte('"')
+		return nil
+	}
+	var quoted bytes.Buffer
+	enc := json.NewEncoder(&quoted)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(k); err != nil {
+		return err
+	}
+	buf.Write(bytes.TrimSuffix(quoted.Bytes(), []byte("\n")))
+	return nil
 }

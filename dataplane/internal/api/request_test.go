@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -82,9 +83,64 @@ func TestWithModelKeepsEveryOtherField(t *testing.T) {
 	}
 }
 
+// encoderWithModel is how withModel used to build the body, with encoding/json's
+// Encoder over a copy of the fields; withModel must produce the same bytes.
+func encoderWithModel(t testing.TB, r *request, upstreamModel string) []byte {
+	t.Helper()
+	fields := make(map[string]json.RawMessage, len(r.fields))
+	for k, v := range r.fields {
+		fields[k] = v
+	}
+	m, err := json.Marshal(upstreamModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields["model"] = m
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(fields); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+func TestWithModelMatchesTheEncoder(t *testing.T) {
+	tests := []struct {
+		name, body, upstream string
+	}{
+		{name: "chat", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":64}`, upstream: "gpt-4o-2024-08-06"},
+		{name: "whitespace inside values", body: "{ \"model\" : \"m\" ,\n\t\"messages\": [ {\"role\" : \"user\", \"content\": \"a  b\"} ] }", upstream: "u"},
+		{name: "html and unicode text", body: `{"model":"m","messages":[{"content":"<b>&amp;</b> \u003c \u2028 é 日本"}]}`, upstream: "u"},
+		{name: "upstream model with html", body: `{"model":"m"}`, upstream: "a<b>&c"},
+		{name: "escaped and odd keys", body: `{"model":"m","a\"b":1,"back\\slash":2,"tab\tkey":3,"\u00e9t\u00e9":4,"<html>&":5,"del\u007f":6,"ctl\u0001":7,"":8}`, upstream: "u"},
+		{name: "key spelled with escapes", body: `{"\u006dodel":"m","x":1}`, upstream: "u"},
+		{name: "duplicate keys", body: `{"model":"a","x":1,"x":2,"model":"b"}`, upstream: "u"},
+		{name: "invalid utf-8 in a key", body: "{\"model\":\"m\",\"k\xff\":1}", upstream: "u"},
+		{name: "numbers and literals", body: `{"model":"m","t":0.10,"e":1e3,"n":null,"b":false,"neg":-0}`, upstream: "u"},
+		{name: "sorting", body: `{"z":1,"model":"m","a":2,"M":3,"mode":4,"models":5}`, upstream: "u"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := decodeRequest([]byte(tt.body))
+			if err != nil {
+				t.Fatalf("decodeRequest: %v", err)
+			}
+			got, err := r.withModel(tt.upstream)
+			if err != nil {
+				t.Fatalf("withModel: %v", err)
+			}
+			if want := encoderWithModel(t, r, tt.upstream); !bytes.Equal(got, want) {
+				t.Fatalf("withModel = %s\nencoder   = %s", got, want)
+			}
+		})
+	}
+}
+
 // FuzzDecodeRequest checks that any body either decodes into a request whose
-// rewritten form is a JSON object with the new model and the same other fields, or
-// fails with a 400 from the registry; never a panic or another status.
+// rewritten form is a JSON object with the new model and the same other fields,
+// byte for byte what the Encoder makes of them, or fails with a 400 from the
+// registry; never a panic or another status.
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
 	f.Add([]byte(`{"model":"m","stream":true,"stream_options":{"include_usage":true}}`))
@@ -103,6 +159,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		out, err := r.withModel("upstream-model")
 		if err != nil {
 			t.Fatalf("withModel: %v", err)
+		}
+		if want := encoderWithModel(t, r, "upstream-model"); !bytes.Equal(out, want) {
+			t.Fatalf("withModel = %s, encoder = %s", out, want)
 		}
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(out, &fields); err != nil {

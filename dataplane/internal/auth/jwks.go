@@ -34,24 +34,30 @@ func newKeySet(ctx context.Context, url string, client *http.Client, interval, g
 	return &keySet{url: url, cache: cache, gap: gap}, nil
 }
 
-// lookup returns the signing key with id kid. The returned reason is set when no key
-// is returned.
-func (k *keySet) lookup(ctx context.Context, kid string) (jwk.Key, Reason) {
-	set, err := k.cache.Get(ctx, k.url)
+// lookup returns the signing key with id kid and the JWKS it was found in. The
+// returned reason is set when no key is returned.
+func (k *keySet) lookup(ctx context.Context, kid string) (jwk.Key, jwk.Set, Reason) {
+	set, err := k.current(ctx)
 	if err == nil {
 		if key, ok := signingKey(set, kid); ok {
-			return key, ""
+			return key, set, ""
 		}
 	}
 	k.forceRefresh(ctx)
-	set, err = k.cache.Get(ctx, k.url)
+	set, err = k.current(ctx)
 	if err != nil {
-		return nil, ReasonJWKSUnavailable
+		return nil, nil, ReasonJWKSUnavailable
 	}
 	if key, ok := signingKey(set, kid); ok {
-		return key, ""
+		return key, set, ""
 	}
-	return nil, ReasonUnknownKeyID
+	return nil, nil, ReasonUnknownKeyID
+}
+
+// current returns the JWKS in use. Each fetch of the JWKS yields a new Set, so two
+// results are equal only if no refresh happened in between.
+func (k *keySet) current(ctx context.Context) (jwk.Set, error) {
+	return k.cache.Get(ctx, k.url)
 }
 
 // forceRefresh refetches the JWKS unless another forced refresh ran less than gap

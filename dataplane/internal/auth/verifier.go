@@ -8,6 +8,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"slices"
@@ -50,6 +51,12 @@ type Config struct {
 	// ForcedRefreshGap is the least time between two refetches forced by an unknown
 	// key id; default 5 seconds.
 	ForcedRefreshGap time.Duration
+	// TokenCacheSize is how many verified tokens are remembered, so that a token
+	// presented again skips the signature check; 0 means DefaultTokenCacheSize and
+	// a negative value turns the cache off. A remembered token is still refused once
+	// it expires, once its jti is in the Revocations passed to Verify, and once the
+	// JWKS it was checked against has been refreshed (then it is verified afresh).
+	TokenCacheSize int
 }
 
 // Revocations is the set of revoked token ids.
@@ -67,8 +74,10 @@ type Identity struct {
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg  Config
-	keys *keySet
+	cfg    Config
+	keys   *keySet
+	tokens *tokenCache      // nil when the cache is off
+	now    func() time.Time // the clock exp, nbf and iat are checked against
 }
 
 // NewVerifier returns a Verifier whose JWKS cache refreshes in the background until
@@ -83,15 +92,20 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.ForcedRefreshGap <= 0 {
 		cfg.ForcedRefreshGap = 5 * time.Second
 	}
+	if cfg.TokenCacheSize == 0 {
+		cfg.TokenCacheSize = DefaultTokenCacheSize
+	}
 	ks, err := newKeySet(ctx, cfg.JWKSURL, cfg.HTTPClient, cfg.RefreshInterval, cfg.ForcedRefreshGap)
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, keys: ks}, nil
+	return &Verifier{cfg: cfg, keys: ks, tokens: newTokenCache(cfg.TokenCacheSize), now: time.Now}, nil
 }
 
 // Verify checks the Authorization header value and returns the caller's identity.
-// revoked may be nil. Every error is an *apierr.Error with code invalid_token whose
+// revoked may be nil. A token verified before is answered from the token cache
+// (Config.TokenCacheSize) once its time claims, the JWKS in use and revoked have
+// been checked again. Every error is an *apierr.Error with code invalid_token whose
 // cause is a *RejectedError.
 func (v *Verifier) Verify(ctx context.Context, authorization string, revoked Revocations) (Identity, error) {
 	if len(authorization) > MaxAuthorizationBytes {
@@ -104,25 +118,59 @@ func (v *Verifier) Verify(ctx context.Context, authorization string, revoked Rev
 	if !isCompactJWS(token) {
 		return Identity{}, reject(ReasonMalformed)
 	}
+	digest := tokenDigest(sha256.Sum256([]byte(token)))
+	if vt, ok := v.tokens.get(digest); ok {
+		if v.stillValid(ctx, vt) {
+			if vt.id.TokenID != "" && revoked != nil && revoked.Revoked(vt.id.TokenID) {
+				return Identity{}, reject(ReasonRevoked)
+			}
+			return vt.identity(), nil
+		}
+		v.tokens.remove(digest) // expired, or the JWKS changed: verify afresh
+	}
+	id, vt, err := v.verify(ctx, token, revoked)
+	if err != nil {
+		return Identity{}, err
+	}
+	if vt != nil {
+		v.tokens.put(digest, vt)
+	}
+	return id, nil
+}
+
+// stillValid reports whether a remembered verdict holds now: the token's time
+// claims still let it through and the JWKS it was checked against is still the one
+// in use.
+func (v *Verifier) stillValid(ctx context.Context, vt *verifiedToken) bool {
+	if !vt.timely(v.now()) {
+		return false
+	}
+	set, err := v.keys.current(ctx)
+	return err == nil && set == vt.keys
+}
+
+// verify is the full check of a compact JWS token: signature, claims and
+// revocation. On success it also returns what the token cache may remember, or nil.
+func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations) (Identity, *verifiedToken, error) {
 	msg, err := jws.Parse([]byte(token), jws.WithCompact())
 	if err != nil || len(msg.Signatures()) != 1 {
-		return Identity{}, reject(ReasonMalformed)
+		return Identity{}, nil, reject(ReasonMalformed)
 	}
 	hdr := msg.Signatures()[0].ProtectedHeaders()
 	alg := hdr.Algorithm()
 	if !allowedAlgs[alg] {
-		return Identity{}, reject(ReasonAlgNotAllowed)
+		return Identity{}, nil, reject(ReasonAlgNotAllowed)
 	}
 	kid := hdr.KeyID()
 	if kid == "" {
-		return Identity{}, reject(ReasonMissingKeyID)
+		return Identity{}, nil, reject(ReasonMissingKeyID)
 	}
-	key, reason := v.keys.lookup(ctx, kid)
+	key, set, reason := v.keys.lookup(ctx, kid)
 	if reason != "" {
-		return Identity{}, reject(reason)
+		return Identity{}, nil, reject(reason)
 	}
 	if ka := key.Algorithm(); ka != nil && ka.String() != "" && ka.String() != alg.String() {
-		return Identity{}, reject(ReasonKeyAlgMismatch)
+		return Identity{}, nil, reject(ReasonKeyAlgMismatch)
 	}
 	tok, err := jwt.Parse([]byte(token),
 		jwt.WithKey(alg, key),
@@ -130,24 +178,34 @@ func (v *Verifier) Verify(ctx context.Context, authorization string, revoked Rev
 		jwt.WithIssuer(v.cfg.Issuer),
 		jwt.WithAudience(v.cfg.Audience),
 		jwt.WithAcceptableSkew(Skew),
+		jwt.WithClock(jwt.ClockFunc(v.now)),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
 	)
 	if err != nil {
-		return Identity{}, reject(parseReason(err))
+		return Identity{}, nil, reject(parseReason(err))
+	}
+	if tok.Expiration().Unix() == 0 {
+		// jwt.Validate treats exp 0 as absent, which would make the token valid forever.
+		return Identity{}, nil, reject(ReasonMissingExpiry)
 	}
 	clientID, _ := claim(tok, identity.ClaimClientID).(string)
 	if strings.TrimSpace(clientID) == "" {
-		return Identity{}, reject(ReasonMissingClientID)
+		return Identity{}, nil, reject(ReasonMissingClientID)
 	}
 	scopes, ok := scopeList(claim(tok, identity.ClaimScope))
 	if !ok || !slices.Contains(scopes, identity.ScopeLLMAccess) {
-		return Identity{}, reject(ReasonMissingScope)
+		return Identity{}, nil, reject(ReasonMissingScope)
 	}
 	jti := tok.JwtID()
 	if jti != "" && revoked != nil && revoked.Revoked(jti) {
-		return Identity{}, reject(ReasonRevoked)
+		return Identity{}, nil, reject(ReasonRevoked)
 	}
-	return Identity{ClientID: clientID, Subject: tok.Subject(), TokenID: jti, Scopes: scopes}, nil
+	id := Identity{ClientID: clientID, Subject: tok.Subject(), TokenID: jti, Scopes: scopes}
+	vt, ok := newVerifiedToken(id, set, tok)
+	if !ok {
+		return id, nil, nil
+	}
+	return vt.identity(), vt, nil
 }
 
 // parseReason maps a jwt.Parse error to a Reason.

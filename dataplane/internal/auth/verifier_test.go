@@ -20,7 +20,7 @@ type revokedSet map[string]bool
 
 func (r revokedSet) Revoked(jti string) bool { return r[jti] }
 
-func newVerifier(t *testing.T, iss *testissuer.Issuer, gap time.Duration) *auth.Verifier {
+func newVerifier(t testing.TB, iss *testissuer.Issuer, gap time.Duration) *auth.Verifier {
 	t.Helper()
 	v, err := auth.NewVerifier(t.Context(), auth.Config{
 		Issuer: iss.Name, Audience: testissuer.Audience, JWKSURL: iss.JWKSURL, ForcedRefreshGap: gap,
@@ -78,6 +78,7 @@ func TestVerifyReasons(t *testing.T) {
 		{name: "missing kid", authz: "Bearer " + testissuer.Sign(t, jwa.ES256, testissuer.Raw(t, iss.Key), "", claims(nil)), want: auth.ReasonMissingKeyID},
 		{name: "wrong key behind a known kid", authz: "Bearer " + testissuer.Sign(t, jwa.ES256, testissuer.NewKey(t, "k1"), "k1", claims(nil)), want: auth.ReasonBadSignature},
 		{name: "missing exp", authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) { delete(c, "exp") })), want: auth.ReasonMissingExpiry},
+		{name: "exp 0 is no expiry", authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) { c["exp"] = 0 })), want: auth.ReasonMissingExpiry},
 		{name: "iat in the future", authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) { c["iat"] = time.Now().Add(10 * time.Minute).Unix() })), want: auth.ReasonNotYetValid},
 		{name: "empty client_id", authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) { c["client_id"] = "" })), want: auth.ReasonMissingClientID},
 		{name: "numeric client_id", authz: "Bearer " + iss.Token(t, iss.Key, claims(func(c map[string]any) { c["client_id"] = 7 })), want: auth.ReasonMissingClientID},

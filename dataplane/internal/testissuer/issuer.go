@@ -1,7 +1,7 @@
 // Package testissuer is a real token issuer for tests: it generates signing keys at
 // test time, serves their public halves as a JWKS from an httptest server on
-// 127.0.0.1, counts the fetches, and signs tokens. Keys can be added while it runs,
-// to test rotation. Nothing here is used outside tests.
+// 127.0.0.1, counts the fetches, and signs tokens. Keys can be added and removed
+// while it runs, to test rotation. Nothing here is used outside tests.
 package testissuer
 
 import (
@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,6 +89,14 @@ func (i *Issuer) Publish(t testing.TB, key jwk.Key) jwk.Key {
 	i.published = append(i.published, pub)
 	i.mu.Unlock()
 	return key
+}
+
+// Unpublish removes the key with id kid from the JWKS, as an issuer does with a
+// compromised key.
+func (i *Issuer) Unpublish(kid string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.published = slices.DeleteFunc(i.published, func(k jwk.Key) bool { return k.KeyID() == kid })
 }
 
 // Fetches is how many times the JWKS has been served.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // MaxEventBytes bounds one server-sent event; OpenAI's events are a few KiB.
@@ -21,9 +22,26 @@ type EventReader struct {
 	buf []byte
 }
 
-// NewEventReader reads events from r, each at most max bytes.
+// readers holds the 32 KiB read buffers of released EventReaders, so that a stream
+// does not allocate one.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
+// NewEventReader reads events from r, each at most max bytes. Call Release when done.
 func NewEventReader(r io.Reader, max int) *EventReader {
-	return &EventReader{r: bufio.NewReaderSize(r, 32<<10), max: max}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &EventReader{r: br, max: max}
+}
+
+// Release returns the reader's buffer for reuse. The EventReader, and any event it
+// returned, must not be used afterwards. Release is idempotent.
+func (er *EventReader) Release() {
+	if er.r == nil {
+		return
+	}
+	er.r.Reset(nil)
+	readers.Put(er.r)
+	er.r, er.buf = nil, nil
 }
 
 // Next returns the next event: its lines up to and including the blank line that
@@ -56,6 +74,18 @@ func (er *EventReader) Next() ([]byte, error) {
 		}
 		atLineStart = true
 	}
+}
+
+// EventReady reports whether a whole event is already buffered, so that the next
+// call to Next returns without waiting for the stream. A relay flushes its client
+// only when no event is ready: events that arrived together leave together, and an
+// event is never held back waiting for the upstream. It may report false when an
+// event is ready, never true when none is.
+func (er *EventReader) EventReady() bool {
+	buffered, _ := er.r.Peek(er.r.Buffered())
+	// A blank line ends an event; Next starts at the start of a line, so the first
+	// "\n\n" or "\n\r\n" ends an event at the latest.
+	return bytes.Contains(buffered, []byte("\n\n")) || bytes.Contains(buffered, []byte("\n\r\n"))
 }
 
 func isBlankLine(line []byte) bool {

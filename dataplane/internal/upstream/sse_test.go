@@ -13,6 +13,7 @@ import (
 func readAll(t testing.TB, input []byte, max int) ([][]byte, error) {
 	t.Helper()
 	er := upstream.NewEventReader(bytes.NewReader(input), max)
+	defer er.Release() // so the cases below reuse each other's buffers
 	var events [][]byte
 	for range len(input) + 1 { // each event consumes at least one byte
 		ev, err := er.Next()
@@ -23,6 +24,62 @@ func readAll(t testing.TB, input []byte, max int) ([][]byte, error) {
 	}
 	t.Fatalf("EventReader returned more events than input bytes")
 	return nil, nil
+}
+
+func TestReleasedReaderForgetsItsStream(t *testing.T) {
+	for i := range 20 { // enough rounds for the pool to hand a released buffer back
+		first := upstream.NewEventReader(strings.NewReader("data: old-1\n\ndata: old-2\n\ndata: old-3"), upstream.MaxEventBytes)
+		if ev, err := first.Next(); err != nil || string(ev) != "data: old-1\n\n" {
+			t.Fatalf("round %d: first event = %q, %v", i, ev, err)
+		}
+		first.Release() // with old-2 and a partial old-3 still buffered
+		first.Release()
+
+		second := upstream.NewEventReader(strings.NewReader("data: new\n\n"), upstream.MaxEventBytes)
+		ev, err := second.Next()
+		if err != nil || string(ev) != "data: new\n\n" {
+			t.Fatalf("round %d: event of a fresh reader = %q, %v", i, ev, err)
+		}
+		if _, err := second.Next(); !errors.Is(err, io.EOF) {
+			t.Fatalf("round %d: after the only event: %v, want EOF", i, err)
+		}
+		second.Release()
+	}
+}
+
+func TestEventReady(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string // what the upstream has sent so far; the reader has returned the first event
+		want  bool
+	}{
+		{name: "nothing more", input: "data: 1\n\n"},
+		{name: "half a line", input: "data: 1\n\ndata: {\"a\""},
+		{name: "a line, no blank line yet", input: "data: 1\n\ndata: 2\n"},
+		{name: "a whole event", input: "data: 1\n\ndata: 2\n\n", want: true},
+		{name: "a whole crlf event", input: "data: 1\r\n\r\ndata: 2\r\n\r\n", want: true},
+		{name: "several events", input: "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: [DONE]\n\n", want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			defer pr.Close()
+			go func() { _, _ = io.WriteString(pw, tt.input) }() // then stays open, like a live stream
+			er := upstream.NewEventReader(pr, upstream.MaxEventBytes)
+			defer er.Release()
+			if _, err := er.Next(); err != nil {
+				t.Fatalf("first event: %v", err)
+			}
+			if got := er.EventReady(); got != tt.want {
+				t.Fatalf("EventReady = %v, want %v", got, tt.want)
+			}
+			if tt.want {
+				if _, err := er.Next(); err != nil { // must not block on the open pipe
+					t.Fatalf("ready event: %v", err)
+				}
+			}
+		})
+	}
 }
 
 func TestEventReader(t *testing.T) {

@@ -77,7 +77,7 @@ func New(d policy.Deployment, providerKind string) (*Target, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   256, // one host per transport: as many as MaxIdleConns
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
