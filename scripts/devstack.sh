@@ -246,6 +246,16 @@ dev_key() {
 	chmod 0600 "$KEY_FILE"
 }
 
+# admin_token_works: the admin token file exists and the control plane accepts it.
+admin_token_works() {
+	[[ -f $DATA/admin-token ]] || return 1
+	local code
+	# The header comes from a file descriptor so the token never shows in the process list.
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H @<(printf 'Authorization: Bearer %s\n' "$(<"$DATA/admin-token")") \
+		"$CP_URL/admin/v1/tenants?limit=1" 2>/dev/null) || return 1
+	[[ $code == 200 ]]
+}
+
 # mint CLIENT: mint a token for CLIENT into .data/dev-tokens/CLIENT.jwt (mode 0600).
 mint() {
 	local client=$1 out
@@ -290,10 +300,10 @@ main() {
 	say "waiting for the control plane on $CP_URL"
 	wait_http controlplane "$CP_URL/healthz" 200
 
-	if [[ ! -f $DATA/admin-token ]]; then
-		# The database already had an admin token (say, from another checkout sharing the
-		# same Postgres) whose file is not here: issue a new one for this checkout.
-		say "no $DATA/admin-token for the existing database; issuing a new admin token"
+	if ! admin_token_works; then
+		# The database already had an admin token whose file is not here, or the file
+		# here is stale (say, another checkout shares the same Postgres): issue a new one.
+		say "$DATA/admin-token is missing or not accepted by this database; issuing a new admin token"
 		PORTCULLIS_DATABASE_URL="$DATABASE_URL" PORTCULLIS_DATA_DIR="$DATA" \
 			bin/controlplane admin-token reset >"$LOGS/admin-token-reset.log" 2>&1 ||
 			{ show_log admin-token-reset; die "controlplane admin-token reset failed"; }
