@@ -114,11 +114,7 @@ func (r *resource[T]) create(c echo.Context) error {
 
 // replace is PUT: the body is the whole entity; omitted fields take creation defaults.
 func (r *resource[T]) replace(c echo.Context) error {
-	key, err := r.urlKey(c)
-	if err != nil {
-		return err
-	}
-	revision, err := r.precondition(c, key, true)
+	key, revision, err := r.target(c, true)
 	if err != nil {
 		return err
 	}
@@ -132,11 +128,7 @@ func (r *resource[T]) replace(c echo.Context) error {
 // patch is PATCH with a JSON merge patch of top-level fields: a field set to null
 // returns to its creation default.
 func (r *resource[T]) patch(c echo.Context) error {
-	key, err := r.urlKey(c)
-	if err != nil {
-		return err
-	}
-	revision, err := r.precondition(c, key, true)
+	key, revision, err := r.target(c, true)
 	if err != nil {
 		return err
 	}
@@ -176,11 +168,7 @@ func (r *resource[T]) update(c echo.Context, key string, revision int64, e T, ob
 }
 
 func (r *resource[T]) delete(c echo.Context) error {
-	key, err := r.urlKey(c)
-	if err != nil {
-		return err
-	}
-	revision, err := r.precondition(c, key, false)
+	key, revision, err := r.target(c, false)
 	if err != nil {
 		return err
 	}
@@ -189,6 +177,16 @@ func (r *resource[T]) delete(c echo.Context) error {
 	}
 	r.api.changed()
 	return c.NoContent(http.StatusNoContent)
+}
+
+// target reads the item key from the URL and the revision from If-Match, which
+// must be present when required.
+func (r *resource[T]) target(c echo.Context, required bool) (key string, revision int64, err error) {
+	if key, err = r.urlKey(c); err != nil {
+		return "", 0, err
+	}
+	revision, err = r.precondition(c, key, required)
+	return key, revision, err
 }
 
 // urlKey reads the key from the URL. A key no entity could have is simply not found.
