@@ -71,7 +71,7 @@ func TestRejectedTokensGet401(t *testing.T) {
 			if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
 				t.Fatalf("WWW-Authenticate = %q", got)
 			}
-			line := e.logs.line(t, id)
+			line := accessLine(t, e.logs, id)
 			if line["reason"] != tt.reason || line["status"] != float64(401) {
 				t.Fatalf("log line reason=%v status=%v, want %s 401", line["reason"], line["status"], tt.reason)
 			}
@@ -170,7 +170,7 @@ func TestCachedTokensFollowPolicySwaps(t *testing.T) {
 				}
 				openAIError(t, resp, st.status, st.code)
 				if st.reason != "" {
-					if line := e.logs.line(t, id); line["reason"] != st.reason {
+					if line := accessLine(t, e.logs, id); line["reason"] != st.reason {
 						t.Fatalf("attempt %d: log reason %v, want %s", n, line["reason"], st.reason)
 					}
 				}

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/logtest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,26 +42,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// syncBuffer collects log lines while the data plane writes them.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// line returns the decoded log line whose request_id is id.
-func (b *syncBuffer) line(t *testing.T, id string) map[string]any {
+// accessLine returns the decoded access log line whose request_id is id.
+func accessLine(t *testing.T, b *logtest.Buffer, id string) map[string]any {
 	t.Helper()
 	var found map[string]any
 	waitFor(t, "the access log line of request "+id, func() bool {
@@ -87,7 +70,7 @@ type env struct {
 	kv      jetstream.KeyValue
 	app     *app.App
 	base    string
-	logs    *syncBuffer
+	logs    *logtest.Buffer
 	client  *http.Client
 	version int64
 }
@@ -119,7 +102,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		iss:     testissuer.New(t),
 		spies:   map[string]*spy{"eu": newSpy(t, "eu"), "us": newSpy(t, "us")},
 		keyPath: filepath.Join(t.TempDir(), "openai-key"),
-		logs:    &syncBuffer{},
+		logs:    &logtest.Buffer{},
 		client:  &http.Client{Transport: &http.Transport{}},
 	}
 	t.Cleanup(e.client.CloseIdleConnections)

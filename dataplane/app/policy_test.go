@@ -127,7 +127,7 @@ func TestClientAndTierAllowlists(t *testing.T) {
 				return
 			}
 			openAIError(t, resp, tt.status, tt.code)
-			line := e.logs.line(t, id)
+			line := accessLine(t, e.logs, id)
 			if line["client_id"] != tt.client || line["error_code"] != string(tt.code) {
 				t.Fatalf("log line client_id=%v error_code=%v", line["client_id"], line["error_code"])
 			}

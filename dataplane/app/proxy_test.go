@@ -90,7 +90,7 @@ func TestProxiesEachOperation(t *testing.T) {
 			}
 		})
 	}
-	line := e.logs.line(t, "client-chat")
+	line := accessLine(t, e.logs, "client-chat")
 	for k, want := range map[string]any{"method": "POST", "route": "/v1/chat/completions", "status": float64(200),
 		"client_id": "premium-app", "model": "gpt-4o", "deployment": "openai-eu"} {
 		if line[k] != want {
@@ -453,7 +453,7 @@ func TestRequestIDs(t *testing.T) {
 			if up[len(up)-1].RequestID != got {
 				t.Fatalf("upstream got request id %q, client got %q", up[len(up)-1].RequestID, got)
 			}
-			e.logs.line(t, got)
+			accessLine(t, e.logs, got)
 		})
 	}
 	t.Run("errors and ops endpoints carry one too", func(t *testing.T) {

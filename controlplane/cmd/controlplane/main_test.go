@@ -9,30 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/logtest"
+
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // isolateEnv clears the PORTCULLIS_* keys a developer's shell may have set.
 func isolateEnv(t *testing.T) {
@@ -90,7 +73,7 @@ func TestServeUntilCancelled(t *testing.T) {
 	isolateEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout := &syncBuffer{}
+	stdout := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--database-url", pgtest.Database(t), "--data-dir", t.TempDir(),

@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/logtest"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -104,34 +105,16 @@ func encode(t *testing.T, s *policy.Snapshot) []byte {
 	return b
 }
 
-// syncBuffer is a log sink that tests can read while the cache writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harness struct {
 	cache *policycache.Cache
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 }
 
 // runCache starts a Cache on js and stops it when t ends.
 func runCache(t *testing.T, js jetstream.JetStream) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h := &harness{reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
 	var err error
 	h.cache, err = policycache.New(policycache.Options{
 		JetStream: js, Region: "eu", Log: slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs, t.Output()), nil)),
