@@ -13,11 +13,13 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
+
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 )
 
 // harness is a real admin API over a real database behind a real HTTP server.
@@ -32,14 +34,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, pgtest.Database(t))
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
+	st, _ := storetest.Open(t)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	dataDir := t.TempDir()
 	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {

@@ -14,27 +14,17 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 )
 
-func openStore(t *testing.T) (*store.Store, string) {
-	t.Helper()
-	dbURL := pgtest.Database(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return st, dbURL
-}
+func openStore(t *testing.T) (*store.Store, string) { return storetest.Open(t) }
 
 func readToken(t *testing.T, dataDir string) string {
 	t.Helper()

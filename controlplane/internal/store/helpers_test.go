@@ -4,26 +4,16 @@ import (
 	"context"
 	"testing"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
+
 	"github.com/jackc/pgx/v5"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // openStore returns a migrated store on a fresh database, and that database's URL.
-func openStore(t *testing.T) (*store.Store, string) {
-	t.Helper()
-	dbURL := pgtest.Database(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return st, dbURL
-}
+func openStore(t *testing.T) (*store.Store, string) { return storetest.Open(t) }
 
 func connect(t *testing.T, dbURL string) *pgx.Conn {
 	t.Helper()
