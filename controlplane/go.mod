@@ -12,6 +12,7 @@ require (
 	github.com/portcullis-gw/portcullis/shared v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/web v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (
