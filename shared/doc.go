@@ -2,7 +2,8 @@
 // and its data planes. The contract itself lives in the subpackages: policy (the
 // snapshot), natsnames (bucket, stream and subject names), apierr (the error-code
 // registry), identity (JWT claim names), config (flag and environment loading),
-// natsembed (the embedded nats-server used in dev and tests), httpmetrics and logging.
+// natsembed (the embedded nats-server used in dev and tests), natsconn (the one way
+// both binaries connect to NATS: credentials, TLS, reconnects), httpmetrics and logging.
 //
 // This module must never import pgx, echo or Vault; an architecture test enforces it.
 package shared

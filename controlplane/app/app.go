@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		a.natsURL = a.natsSrv.ClientURL()
 		log.Info("embedded nats-server started", "url", a.natsURL)
 	}
-	if a.nc, err = connectNATS(a.natsURL, log); err != nil {
+	if a.nc, err = connectNATS(cfg, a.natsURL, log); err != nil {
 		return nil, err
 	}
 	kv, err := policyBucket(ctx, a.nc)

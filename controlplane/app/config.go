@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsconn"
 )
 
 // Config is the control plane's configuration. Every field has a flag and a
@@ -21,6 +22,8 @@ type Config struct {
 	DatabaseURL        string // database-url, required
 	Listen             string // listen, host:port of the HTTP server
 	NATSURL            string // nats-url; empty starts an embedded nats-server
+	NATSCreds          string // nats-creds: NATS user credentials file, only with nats-url
+	NATSCAFile         string // nats-ca-file: CA certificates of the NATS servers, only with nats-url
 	EmbeddedNATSListen string // embedded-nats-listen, used when NATSURL is empty
 	DataDir            string // data-dir: admin token, signing key, embedded JetStream store
 	IssuerURL          string // issuer-url of the dev issuer; empty means http://<listen address>
@@ -42,6 +45,7 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.String(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (required)")
 	l.String(&cfg.Listen, "listen", DefaultListen, "HTTP listen address host:port (port 0 picks a free port)")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded nats-server")
+	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.EmbeddedNATSListen, "embedded-nats-listen", DefaultEmbeddedNATSListen, "listen address of the embedded nats-server")
 	l.String(&cfg.DataDir, "data-dir", DefaultDataDir, "data directory: admin token, JWT signing key, embedded JetStream store")
 	l.Bool(&cfg.DevIssuer, "dev-issuer", false, "serve the development JWT issuer (JWKS, discovery, POST /admin/v1/tokens)")
@@ -86,12 +90,20 @@ func (c Config) Validate() error {
 		if reason := checkHostPort(c.EmbeddedNATSListen); reason != "" {
 			p.Add("embedded-nats-listen", c.EmbeddedNATSListen, reason)
 		}
+		const embedded = "applies only with nats-url; the embedded nats-server needs no credentials or TLS"
+		if c.NATSCreds != "" {
+			p.Add(natsconn.KeyCreds, c.NATSCreds, embedded)
+		}
+		if c.NATSCAFile != "" {
+			p.Add(natsconn.KeyCAFile, c.NATSCAFile, embedded)
+		}
 	} else {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if reason := checkNATSURL(strings.TrimSpace(u)); reason != "" {
 				p.Add("nats-url", redactURL(strings.TrimSpace(u)), reason)
 			}
 		}
+		c.natsOptions(c.NATSURL).Validate(&p)
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		p.Add("data-dir", c.DataDir, "required")
@@ -108,6 +120,11 @@ func (c Config) Validate() error {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
 	}
 	return p.Err()
+}
+
+// natsOptions are the options to connect to url, the configured or the embedded one.
+func (c Config) natsOptions(url string) natsconn.Options {
+	return natsconn.Options{URL: url, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile, Name: "portcullis-controlplane"}
 }
 
 func checkHostPort(s string) string {

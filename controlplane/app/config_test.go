@@ -48,6 +48,21 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 			want: []string{`PORTCULLIS_EMBEDDED_NATS_LISTEN="bad"`},
 		},
 		{
+			name: "nats credentials and CA apply only with a nats url",
+			args: []string{"--database-url", "postgres://x@127.0.0.1/db", "--nats-creds", "/etc/nats/user.creds", "--nats-ca-file", "/etc/nats/ca.pem"},
+			want: []string{`PORTCULLIS_NATS_CREDS="/etc/nats/user.creds": applies only with nats-url`,
+				`PORTCULLIS_NATS_CA_FILE="/etc/nats/ca.pem": applies only with nats-url`},
+		},
+		{
+			name: "unreadable nats files are named",
+			env: map[string]string{
+				"PORTCULLIS_DATABASE_URL": "postgres://x@127.0.0.1/db", "PORTCULLIS_NATS_URL": "tls://127.0.0.1:4222",
+				"PORTCULLIS_NATS_CREDS": "/nonexistent/user.creds", "PORTCULLIS_NATS_CA_FILE": "/nonexistent/ca.pem",
+			},
+			want: []string{`PORTCULLIS_NATS_CREDS="/nonexistent/user.creds": cannot read`,
+				`PORTCULLIS_NATS_CA_FILE="/nonexistent/ca.pem": cannot read`},
+		},
+		{
 			name: "unparsable values are named with the invalid ones",
 			args: []string{"--listen", "x"},
 			env:  map[string]string{"PORTCULLIS_DEV_ISSUER": "maybe", "PORTCULLIS_PUBLISH_INTERVAL": "soon"},

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
@@ -28,24 +29,10 @@ func startEmbeddedNATS(cfg Config) (*server.Server, error) {
 	})
 }
 
-// connectNATS connects to url and keeps reconnecting for the life of the connection.
-func connectNATS(url string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
-		nats.Name("portcullis-controlplane"),
-		nats.Timeout(5*time.Second),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect to nats: %w", err)
-	}
-	return nc, nil
+// connectNATS connects to url with the configured credentials and CA, and keeps
+// reconnecting for the life of the connection.
+func connectNATS(cfg Config, url string, log *slog.Logger) (*nats.Conn, error) {
+	return natsconn.Connect(cfg.natsOptions(url), log, nats.Timeout(5*time.Second))
 }
 
 // policyBucket creates the PC_POLICY bucket, or updates its settings if it exists.

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/natsconn"
 )
 
 // App is a running data plane. Its methods are safe for concurrent use.
@@ -68,20 +69,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}()
 
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("portcullis-dataplane "+cfg.WorkerID),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
-	)
+	nc, err := natsconn.Connect(cfg.natsOptions(), log, nats.RetryOnFailedConnect(true))
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats: %w", err)
+		return nil, err
 	}
 	a.nc = nc
 	js, err := jetstream.New(nc)

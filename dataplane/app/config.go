@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsconn"
 )
 
 // Defaults of the keys that have one.
@@ -30,6 +31,8 @@ type Config struct {
 	Region      string // PORTCULLIS_REGION: the region this worker serves, e.g. "eu"
 	Listen      string // PORTCULLIS_LISTEN: host:port of the OpenAI-compatible API
 	NATSURL     string // PORTCULLIS_NATS_URL: NATS server(s), comma-separated
+	NATSCreds   string // PORTCULLIS_NATS_CREDS: NATS user credentials file (JWT + nkey seed)
+	NATSCAFile  string // PORTCULLIS_NATS_CA_FILE: CA certificates of the NATS servers
 	JWTIssuer   string // PORTCULLIS_JWT_ISSUER: the required iss claim
 	JWTAudience string // PORTCULLIS_JWT_AUDIENCE: the required aud claim
 	JWKSURL     string // PORTCULLIS_JWKS_URL: where the issuer's signing keys are served
@@ -51,6 +54,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.Region, "region", "", "region this worker serves, e.g. eu (required)")
 	l.String(&cfg.Listen, "listen", DefaultListen, "address of the OpenAI-compatible API")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
+	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
 	l.String(&cfg.JWTAudience, "jwt-audience", identity.DefaultAudience, "required aud claim of client tokens")
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
@@ -117,6 +121,7 @@ func (c *Config) validate(p *config.Problems) {
 			}
 		}
 	}
+	c.natsOptions().Validate(p)
 	if strings.TrimSpace(c.JWTIssuer) == "" {
 		p.Add("jwt-issuer", c.JWTIssuer, "required")
 	}
@@ -135,6 +140,11 @@ func (c *Config) validate(p *config.Problems) {
 	if strings.TrimSpace(c.WorkerID) == "" {
 		p.Add("worker-id", c.WorkerID, "must not be empty")
 	}
+}
+
+// natsOptions are the options of this worker's NATS connection.
+func (c Config) natsOptions() natsconn.Options {
+	return natsconn.Options{URL: c.NATSURL, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile, Name: "portcullis-dataplane " + c.WorkerID}
 }
 
 func defaultWorkerID() string {

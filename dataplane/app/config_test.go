@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,7 +40,8 @@ func TestLoadConfigDefaultsAndPrecedence(t *testing.T) {
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	if cfg.Listen != "127.0.0.1:8081" || cfg.JWTAudience != "portcullis-gateway" || cfg.MaxBodyBytes != 4<<20 ||
-		cfg.LogLevel != "info" || cfg.ExposeRoutingHeaders || cfg.WorkerID == "" || cfg.Region != "eu" {
+		cfg.LogLevel != "info" || cfg.ExposeRoutingHeaders || cfg.WorkerID == "" || cfg.Region != "eu" ||
+		cfg.NATSCreds != "" || cfg.NATSCAFile != "" {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 
@@ -70,6 +72,9 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 			`PORTCULLIS_JWKS_URL="ftp://idp/jwks"`, `PORTCULLIS_MAX_BODY_BYTES="0"`, `PORTCULLIS_LOG_LEVEL="loud"`, "PORTCULLIS_JWT_AUDIENCE"}},
 		{name: "unparsable values", vars: with(map[string]string{"PORTCULLIS_EXPOSE_ROUTING_HEADERS": "maybe", "PORTCULLIS_MAX_BODY_BYTES": "lots"}),
 			want: []string{`PORTCULLIS_EXPOSE_ROUTING_HEADERS="maybe"`, `PORTCULLIS_MAX_BODY_BYTES="lots"`}},
+		{name: "unusable NATS files", vars: with(map[string]string{"PORTCULLIS_NATS_CREDS": "/nonexistent/user.creds"}),
+			args: []string{"-nats-ca-file", "/nonexistent/ca.pem"},
+			want: []string{`PORTCULLIS_NATS_CREDS="/nonexistent/user.creds": cannot read`, `PORTCULLIS_NATS_CA_FILE="/nonexistent/ca.pem": cannot read`}},
 		{name: "stray argument", vars: required, args: []string{"serve"}, want: []string{"unexpected positional arguments"}},
 	}
 	for _, tt := range tests {
@@ -99,9 +104,12 @@ func TestLoadConfigHelp(t *testing.T) {
 }
 
 func TestStartValidatesAHandBuiltConfig(t *testing.T) {
-	_, err := app.Start(t.Context(), app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: "nats://127.0.0.1:1", JWTIssuer: "iss", JWKSURL: "not a url"},
+	_, err := app.Start(t.Context(), app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: "nats://127.0.0.1:1", JWTIssuer: "iss", JWKSURL: "not a url",
+		NATSCreds: filepath.Join(t.TempDir(), "missing.creds")},
 		logging.New(io.Discard, "info"))
-	if err == nil || !strings.Contains(err.Error(), "PORTCULLIS_JWKS_URL") {
-		t.Fatalf("Start error = %v, want a PORTCULLIS_JWKS_URL problem", err)
+	for _, want := range []string{"PORTCULLIS_JWKS_URL", "PORTCULLIS_NATS_CREDS"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Start error = %v, want a %s problem", err, want)
+		}
 	}
 }

@@ -19,6 +19,9 @@ type Options struct {
 	StoreDir string
 	// ServerName names the server; defaults to "portcullis-embedded".
 	ServerName string
+	// Configure, when set, may change the server options just before the server is
+	// created, e.g. to require TLS or to trust an operator (tests use it).
+	Configure func(*server.Options)
 }
 
 // Start runs a nats-server with JetStream and waits until it accepts connections.
@@ -50,6 +53,9 @@ func Start(o Options) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if o.Configure != nil {
+		o.Configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

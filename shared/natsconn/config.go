@@ -1,0 +1,89 @@
+package natsconn
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/portcullis-gw/portcullis/shared/config"
+)
+
+// The configuration keys of the credentials and CA files, the same in every binary.
+const (
+	KeyCreds  = "nats-creds"
+	KeyCAFile = "nats-ca-file"
+)
+
+// Flags declares KeyCreds and KeyCAFile on l, writing into creds and caFile. Both
+// default to empty (no credentials; the system's roots if the server offers TLS).
+func Flags(l *config.Loader, creds, caFile *string) {
+	l.String(creds, KeyCreds, "", "NATS user credentials file (.creds: user JWT and nkey seed); keeps secrets out of the NATS URL")
+	l.String(caFile, KeyCAFile, "", "PEM file of the CA certificates that sign the NATS servers' certificates; requires TLS")
+}
+
+// Validate adds a problem to p for each of the files in o that is set but cannot be
+// used: unreadable, not a user credentials file, or holding no PEM certificate. It
+// names the file, never its content. URL is checked by each binary.
+func (o Options) Validate(p *config.Problems) {
+	if o.CredsFile != "" {
+		if reason := checkCreds(o.CredsFile, time.Now()); reason != "" {
+			p.Add(KeyCreds, o.CredsFile, reason)
+		}
+	}
+	if o.CAFile != "" {
+		if reason := checkCAFile(o.CAFile); reason != "" {
+			p.Add(KeyCAFile, o.CAFile, reason)
+		}
+	}
+}
+
+func checkCreds(path string, now time.Time) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "cannot read the credentials file: " + pathErrReason(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		return "not a NATS credentials file: no user JWT"
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return "not a NATS credentials file: no valid user JWT"
+	}
+	if claims.Expires != 0 && now.Unix() >= claims.Expires {
+		return "the user JWT expired at " + time.Unix(claims.Expires, 0).UTC().Format(time.RFC3339)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(data)
+	if err != nil {
+		return "not a NATS credentials file: no user nkey seed"
+	}
+	defer kp.Wipe()
+	if pub, err := kp.PublicKey(); err != nil || pub != claims.Subject {
+		return "the nkey seed does not belong to the user JWT"
+	}
+	return ""
+}
+
+func checkCAFile(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "cannot read the CA file: " + pathErrReason(err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return "holds no PEM certificate"
+	}
+	return ""
+}
+
+// pathErrReason is the cause of a file error without the path, which the problem
+// already shows.
+func pathErrReason(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
