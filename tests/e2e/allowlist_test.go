@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 )
@@ -45,7 +46,7 @@ func TestSeedAnalyticsTierAllowlists(t *testing.T) {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := jsonUnmarshal(r.Body, &list); err != nil {
+	if err := json.Unmarshal(r.Body, &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Data) != 1 || list.Data[0].ID != "gpt-4o-mini" {

@@ -21,10 +21,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
-	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
-
-func openStore(t *testing.T) (*store.Store, string) { return storetest.Open(t) }
 
 func readToken(t *testing.T, dataDir string) string {
 	t.Helper()
@@ -53,7 +50,7 @@ func storedHashes(t *testing.T, dbURL string) [][]byte {
 
 func TestBootstrapWritesTheTokenOnceAndStoresOnlyItsHash(t *testing.T) {
 	ctx := context.Background()
-	st, dbURL := openStore(t)
+	st, dbURL := storetest.Open(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -104,7 +101,7 @@ func TestBootstrapWritesTheTokenOnceAndStoresOnlyItsHash(t *testing.T) {
 }
 
 func TestBootstrapRefusesAStaleFile(t *testing.T) {
-	st, dbURL := openStore(t)
+	st, dbURL := storetest.Open(t)
 	dataDir := t.TempDir()
 	path := filepath.Join(dataDir, admintoken.FileName)
 	if err := os.WriteFile(path, []byte("pca_from-another-database\n"), 0o600); err != nil {
@@ -125,7 +122,7 @@ func TestBootstrapRefusesAStaleFile(t *testing.T) {
 // TestBootstrapRaceHasOneWinner starts replicas together on one database, each with its
 // own data dir: exactly one token is stored and exactly one file holds it.
 func TestBootstrapRaceHasOneWinner(t *testing.T) {
-	st, dbURL := openStore(t)
+	st, dbURL := storetest.Open(t)
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	var wg sync.WaitGroup
 	errs := make([]error, len(dirs))
@@ -153,7 +150,7 @@ func TestBootstrapRaceHasOneWinner(t *testing.T) {
 
 func TestMiddlewareAndReset(t *testing.T) {
 	ctx := context.Background()
-	st, _ := openStore(t)
+	st, _ := storetest.Open(t)
 	dataDir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {

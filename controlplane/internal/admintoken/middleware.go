@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )

@@ -8,13 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 func TestMutationsBumpVersionOnceAndShowInSnapshot(t *testing.T) {
 	ctx := context.Background()
-	st, _ := openStore(t)
+	st, _ := storetest.Open(t)
 	seed(t, st)
 
 	tests := []struct {
@@ -72,7 +74,7 @@ func TestMutationsBumpVersionOnceAndShowInSnapshot(t *testing.T) {
 
 func TestRefusedWritesAreTypedAndBumpNothing(t *testing.T) {
 	ctx := context.Background()
-	st, _ := openStore(t)
+	st, _ := storetest.Open(t)
 	seed(t, st)
 	if _, err := st.Clients().Create(ctx, policy.Client{ClientID: "c1", Tenant: "acme", Tier: "default", Enabled: true}); err != nil {
 		t.Fatal(err)
@@ -148,7 +150,7 @@ func TestRefusedWritesAreTypedAndBumpNothing(t *testing.T) {
 
 func TestListWalksEveryEntityOnceInNaturalKeyOrder(t *testing.T) {
 	ctx := context.Background()
-	st, _ := openStore(t)
+	st, _ := storetest.Open(t)
 	seed(t, st)
 	var want [][2]string
 	for i := range 23 {
@@ -193,7 +195,7 @@ func TestListWalksEveryEntityOnceInNaturalKeyOrder(t *testing.T) {
 
 func TestSnapshotLeavesOutExpiredRevocations(t *testing.T) {
 	ctx := context.Background()
-	st, _ := openStore(t)
+	st, _ := storetest.Open(t)
 	for jti, exp := range map[string]time.Duration{"live": time.Hour, "expired": -time.Hour} {
 		if _, err := st.RevokedTokens().Create(ctx, policy.RevokedToken{JTI: jti, ExpiresAt: time.Now().Add(exp)}); err != nil {
 			t.Fatal(err)

@@ -4,16 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
-
 	"github.com/jackc/pgx/v5"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
-
-// openStore returns a migrated store on a fresh database, and that database's URL.
-func openStore(t *testing.T) (*store.Store, string) { return storetest.Open(t) }
 
 func connect(t *testing.T, dbURL string) *pgx.Conn {
 	t.Helper()

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
+
 	"github.com/jackc/pgx/v5"
+
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -14,7 +17,7 @@ import (
 // NATS's default max_payload is 1 MB.
 func TestSnapshotOfTenThousandClientsFitsInOneMessage(t *testing.T) {
 	ctx := context.Background()
-	st, dbURL := openStore(t)
+	st, dbURL := storetest.Open(t)
 	seed(t, st)
 	const n = 10000
 	rows := make([][]any, n)
