@@ -52,7 +52,8 @@ type App struct {
 
 // Start opens Postgres and applies migrations, makes sure an admin token exists,
 // connects to NATS (starting the embedded server when cfg.NATSURL is empty), ensures
-// the PC_POLICY bucket, starts the policy publisher and serves HTTP on cfg.Listen.
+// the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher and
+// serves HTTP on cfg.Listen.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
@@ -92,7 +93,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.nc, err = connectNATS(cfg, a.natsURL, log); err != nil {
 		return nil, err
 	}
-	kv, err := policyBucket(ctx, a.nc)
+	kv, err := ensureBuckets(ctx, a.nc, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
@@ -32,6 +33,8 @@ func startApp(t *testing.T, tweaks ...func(*Config)) (*App, Config) {
 		LogLevel:           "info",
 		DevIssuer:          true,
 		PublishInterval:    DefaultPublishInterval,
+		NATSReplicas:       DefaultNATSReplicas,
+		WorkerTTL:          DefaultWorkerTTL,
 	}
 	for _, tweak := range tweaks {
 		tweak(&cfg)
@@ -137,8 +140,8 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.History() != policyHistory {
-		t.Fatalf("bucket history %d, want %d", st.History(), policyHistory)
+	if st.History() != natsbuckets.PolicyHistory {
+		t.Fatalf("bucket history %d, want %d", st.History(), natsbuckets.PolicyHistory)
 	}
 
 	waitFor(t, "the first publish", func() bool { return policyVersion(t, kv) > 0 })
@@ -269,6 +272,8 @@ func TestStartFailsCleanlyOnUnreachableDatabase(t *testing.T) {
 		DataDir:            t.TempDir(),
 		LogLevel:           "info",
 		PublishInterval:    DefaultPublishInterval,
+		NATSReplicas:       DefaultNATSReplicas,
+		WorkerTTL:          DefaultWorkerTTL,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

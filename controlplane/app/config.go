@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 )
 
@@ -30,6 +31,8 @@ type Config struct {
 	LogLevel           string // log-level: debug, info, warn or error
 	DevIssuer          bool   // dev-issuer: serve the development JWT issuer
 	PublishInterval    time.Duration
+	NATSReplicas       int           // nats-replicas of every KV bucket (1 with the embedded server)
+	WorkerTTL          time.Duration // worker-ttl: how long a data-plane heartbeat outlives its worker
 }
 
 // Defaults of the keys that have one.
@@ -38,6 +41,15 @@ const (
 	DefaultEmbeddedNATSListen = "127.0.0.1:14222"
 	DefaultDataDir            = ".data"
 	DefaultPublishInterval    = 30 * time.Second
+	DefaultNATSReplicas       = 1
+	DefaultWorkerTTL          = natsbuckets.DefaultWorkerTTL
+)
+
+// Bounds of the keys that have them.
+const (
+	maxNATSReplicas = 5 // JetStream's own maximum
+	minWorkerTTL    = 3 * time.Second
+	maxWorkerTTL    = 5 * time.Minute
 )
 
 // Flags declares every key on l, with its default, writing into cfg.
@@ -51,6 +63,8 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Bool(&cfg.DevIssuer, "dev-issuer", false, "serve the development JWT issuer (JWKS, discovery, POST /admin/v1/tokens)")
 	l.String(&cfg.IssuerURL, "issuer-url", "", "iss of dev tokens and base of the JWKS URL (default http://<listen address>)")
 	l.Duration(&cfg.PublishInterval, "publish-interval", DefaultPublishInterval, "republish the policy snapshot at least this often")
+	l.Int(&cfg.NATSReplicas, "nats-replicas", DefaultNATSReplicas, "replicas of the PC_POLICY, PC_LIMITS and PC_WORKERS buckets (1 to 5; 1 with the embedded nats-server)")
+	l.Duration(&cfg.WorkerTTL, "worker-ttl", DefaultWorkerTTL, "TTL of data-plane heartbeats in PC_WORKERS: a crashed worker's concurrency slots come back within it (3s to 5m)")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -97,6 +111,9 @@ func (c Config) Validate() error {
 		if c.NATSCAFile != "" {
 			p.Add(natsconn.KeyCAFile, c.NATSCAFile, embedded)
 		}
+		if c.NATSReplicas != 1 {
+			p.Add("nats-replicas", c.NATSReplicas, "must be 1 without nats-url: the embedded nats-server is a single node")
+		}
 	} else {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if reason := checkNATSURL(strings.TrimSpace(u)); reason != "" {
@@ -115,6 +132,12 @@ func (c Config) Validate() error {
 	}
 	if c.PublishInterval < time.Second || c.PublishInterval > time.Hour {
 		p.Add("publish-interval", c.PublishInterval, "must be between 1s and 1h")
+	}
+	if c.NATSURL != "" && (c.NATSReplicas < 1 || c.NATSReplicas > maxNATSReplicas) {
+		p.Add("nats-replicas", c.NATSReplicas, fmt.Sprintf("must be from 1 to %d", maxNATSReplicas))
+	}
+	if c.WorkerTTL < minWorkerTTL || c.WorkerTTL > maxWorkerTTL {
+		p.Add("worker-ttl", c.WorkerTTL, fmt.Sprintf("must be between %v and %v", minWorkerTTL, maxWorkerTTL))
 	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")

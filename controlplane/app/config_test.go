@@ -32,9 +32,23 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 				"PORTCULLIS_DATA_DIR":         " ",
 				"PORTCULLIS_LISTEN":           "127.0.0.1:99999",
 				"PORTCULLIS_PUBLISH_INTERVAL": "10ms",
+				"PORTCULLIS_NATS_REPLICAS":    "6",
+				"PORTCULLIS_WORKER_TTL":       "10m",
 			},
 			want: []string{"PORTCULLIS_DATABASE_URL=", "PORTCULLIS_NATS_URL=", "PORTCULLIS_ISSUER_URL=",
-				"PORTCULLIS_LOG_LEVEL=", "PORTCULLIS_DATA_DIR=", "PORTCULLIS_LISTEN=", "PORTCULLIS_PUBLISH_INTERVAL="},
+				"PORTCULLIS_LOG_LEVEL=", "PORTCULLIS_DATA_DIR=", "PORTCULLIS_LISTEN=", "PORTCULLIS_PUBLISH_INTERVAL=",
+				`PORTCULLIS_NATS_REPLICAS="6": must be from 1 to 5`, `PORTCULLIS_WORKER_TTL="10m0s": must be between 3s and 5m0s`},
+		},
+		{
+			name: "bucket keys at their bounds",
+			args: []string{"--database-url", "postgres://x@127.0.0.1/db", "--nats-url", "nats://127.0.0.1:4222",
+				"--nats-replicas", "0", "--worker-ttl", "2s"},
+			want: []string{`PORTCULLIS_NATS_REPLICAS="0": must be from 1 to 5`, `PORTCULLIS_WORKER_TTL="2s": must be between 3s and 5m0s`},
+		},
+		{
+			name: "replicas need a nats url",
+			args: []string{"--database-url", "postgres://x@127.0.0.1/db", "--nats-replicas", "3"},
+			want: []string{`PORTCULLIS_NATS_REPLICAS="3": must be 1 without nats-url`},
 		},
 		{
 			name:    "password is redacted",
@@ -93,9 +107,10 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 	cfg, rest, err := LoadConfig(
 		[]string{"--listen", "127.0.0.1:9999", "--dev-issuer", "migrate"},
 		env(map[string]string{
-			"PORTCULLIS_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portcullis",
-			"PORTCULLIS_LISTEN":       "127.0.0.1:7777", // the flag wins
-			"PORTCULLIS_NATS_URL":     "nats://127.0.0.1:4333",
+			"PORTCULLIS_DATABASE_URL":  "postgres://postgres@127.0.0.1:5432/portcullis",
+			"PORTCULLIS_LISTEN":        "127.0.0.1:7777", // the flag wins
+			"PORTCULLIS_NATS_URL":      "nats://127.0.0.1:4333",
+			"PORTCULLIS_NATS_REPLICAS": "3",
 		}), io.Discard)
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
@@ -109,12 +124,23 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		LogLevel:           "info",
 		DevIssuer:          true,
 		PublishInterval:    30 * time.Second,
+		NATSReplicas:       3,
+		WorkerTTL:          DefaultWorkerTTL,
 	}
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)
 	}
 	if len(rest) != 1 || rest[0] != "migrate" {
 		t.Fatalf("positional args %q, want [migrate]", rest)
+	}
+
+	cfg, _, err = LoadConfig([]string{"--worker-ttl", "45s"},
+		env(map[string]string{"PORTCULLIS_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portcullis"}), io.Discard)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.NATSReplicas != 1 || cfg.WorkerTTL != 45*time.Second {
+		t.Fatalf("nats-replicas %d, worker-ttl %v; want the default 1 and the flag's 45s", cfg.NATSReplicas, cfg.WorkerTTL)
 	}
 }
 

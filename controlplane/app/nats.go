@@ -11,13 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
-
-// policyHistory is how many past snapshots the PC_POLICY bucket keeps.
-const policyHistory = 5
 
 // startEmbeddedNATS runs the dev-mode nats-server with its JetStream store under the
 // data directory.
@@ -35,20 +33,20 @@ func connectNATS(cfg Config, url string, log *slog.Logger) (*nats.Conn, error) {
 	return natsconn.Connect(cfg.natsOptions(url), log, nats.Timeout(5*time.Second))
 }
 
-// policyBucket creates the PC_POLICY bucket, or updates its settings if it exists.
-func policyBucket(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+// ensureBuckets creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets with the
+// configured replicas and worker TTL, or updates their settings if they exist, and
+// returns PC_POLICY, which the publisher writes.
+func ensureBuckets(ctx context.Context, nc *nats.Conn, cfg Config) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      natsnames.PolicyBucket,
-		Description: "Portcullis policy snapshot, written by the control plane",
-		History:     policyHistory,
-		Storage:     jetstream.FileStorage,
-	})
+	if err := natsbuckets.Ensure(ctx, js, natsbuckets.Options{Replicas: cfg.NATSReplicas, WorkerTTL: cfg.WorkerTTL}); err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, natsnames.PolicyBucket)
 	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", natsnames.PolicyBucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
 	}
 	return kv, nil
 }

@@ -122,7 +122,10 @@ type FieldError struct {
 type Error struct {
 	Code    Code
 	Message string
-	Param   string       // optional: the request field at fault
+	Param   string // optional: the request field at fault
+	// ErrType, when set, replaces the code's registered type in the OpenAI schema:
+	// OpenAI's 429s say which limit was hit ("requests", "tokens").
+	ErrType string
 	Fields  []FieldError // optional: per-field validation problems
 	Cause   error
 }
@@ -140,8 +143,13 @@ func Wrap(code Code, err error, format string, args ...any) *Error {
 // Status is the HTTP status of e's code.
 func (e *Error) Status() int { return Lookup(e.Code).Status }
 
-// Type is the error type of e's code.
-func (e *Error) Type() string { return Lookup(e.Code).Type }
+// Type is e's error type: ErrType if set, else its code's registered type.
+func (e *Error) Type() string {
+	if e.ErrType != "" {
+		return e.ErrType
+	}
+	return Lookup(e.Code).Type
+}
 
 func (e *Error) Error() string {
 	if e.Cause != nil {

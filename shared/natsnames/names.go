@@ -21,6 +21,12 @@ const (
 	AlertsStream = "PC_ALERTS"
 )
 
+// KVStream is the name of the JetStream stream that backs KV bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// KVSubject is the subject key of KV bucket is stored under.
+func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
 // KeysRotatedSubject is the subject a key rotation for provider is announced on.
 func KeysRotatedSubject(provider string) string { return "keys.rotated." + token(provider) }
 

@@ -71,7 +71,7 @@ func (s *Snapshot) Validate() error {
 	tiers := names(s.Tiers, func(t Tier) string { return t.Name }, "tier", bad)
 	providers := names(s.Providers, func(p Provider) string { return p.Name }, "provider", bad)
 	deployments := names(s.Deployments, func(d Deployment) string { return d.Name }, "deployment", bad)
-	names(s.Clients, func(c Client) string { return c.ClientID }, "client", bad)
+	clients := names(s.Clients, func(c Client) string { return c.ClientID }, "client", bad)
 	residencies := names(s.ResidencyRules, func(r ResidencyRule) string { return r.Residency }, "residency rule", bad)
 	for _, c := range s.Clients {
 		if !tenants[c.Tenant] {
@@ -100,6 +100,19 @@ func (s *Snapshot) Validate() error {
 	for _, f := range s.FallbackMaps {
 		if !providers[f.Provider] {
 			bad("fallback map %q: unknown provider %q", f.ID, f.Provider)
+		}
+	}
+	overridden := make(map[string]bool, len(s.LimitOverrides))
+	for _, o := range s.LimitOverrides {
+		if !clients[o.ClientID] {
+			bad("limit override: unknown client %q", o.ClientID)
+		}
+		if overridden[o.ClientID] {
+			bad("limit override of client %q: duplicate", o.ClientID)
+		}
+		overridden[o.ClientID] = true
+		if o.RequestsPerMinute < 0 || o.TokensPerHour < 0 || o.MaxConcurrentRequests < 0 {
+			bad("limit override of client %q: limits must not be negative", o.ClientID)
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validSnapshot() *Snapshot {
@@ -68,6 +69,16 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown deployment", mutate(func(s *Snapshot) { s.Models[0].Deployment = "nope" }), `unknown deployment "nope"`},
 		{"duplicate client", mutate(func(s *Snapshot) { s.Clients = append(s.Clients, s.Clients[0]) }), "duplicate"},
 		{"residency without rule", mutate(func(s *Snapshot) { s.ResidencyRules = nil }), "has no rule"},
+		{"override of unknown client", mutate(func(s *Snapshot) {
+			s.LimitOverrides = []LimitOverride{{ClientID: "ghost", RequestsPerMinute: 5, ExpiresAt: time.Now().Add(time.Hour)}}
+		}), `limit override: unknown client "ghost"`},
+		{"duplicate override", mutate(func(s *Snapshot) {
+			o := LimitOverride{ClientID: s.Clients[0].ClientID, RequestsPerMinute: 5, ExpiresAt: time.Now().Add(time.Hour)}
+			s.LimitOverrides = []LimitOverride{o, o}
+		}), "duplicate"},
+		{"negative override", mutate(func(s *Snapshot) {
+			s.LimitOverrides = []LimitOverride{{ClientID: s.Clients[0].ClientID, TokensPerHour: -1, ExpiresAt: time.Now().Add(time.Hour)}}
+		}), "must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,6 +69,7 @@ type Snapshot struct {
 	ResidencyRules []ResidencyRule `json:"residency_rules"`
 	FallbackMaps   []FallbackMap   `json:"fallback_maps"`
 	RevokedTokens  []RevokedToken  `json:"revoked_tokens"`
+	LimitOverrides []LimitOverride `json:"limit_overrides"`
 }
 
 // Tenant is an organisation that owns clients.
@@ -170,4 +171,18 @@ type RevokedToken struct {
 	JTI       string    `json:"jti"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Reason    string    `json:"reason,omitempty"`
+}
+
+// LimitOverride replaces some of one client's tier limits until ExpiresAt, for
+// example a throttle set by anomaly detection or a temporary raise for a customer.
+// A zero limit field keeps the tier's value. Data planes ignore an override once
+// ExpiresAt has passed, so it lifts itself without a new snapshot.
+type LimitOverride struct {
+	ClientID              string    `json:"client_id"`
+	RequestsPerMinute     int64     `json:"requests_per_minute,omitempty"`
+	TokensPerHour         int64     `json:"tokens_per_hour,omitempty"`
+	MaxConcurrentRequests int64     `json:"max_concurrent_requests,omitempty"`
+	ExpiresAt             time.Time `json:"expires_at"`
+	Reason                string    `json:"reason,omitempty"`
+	SetBy                 string    `json:"set_by,omitempty"` // who or what set it, e.g. "admin" or "anomaly:token_spike"
 }

@@ -1,6 +1,8 @@
 // Package adminapi serves the admin REST API under /admin/v1: create, read, update,
 // delete and list for every policy entity, with per-field validation (422), optimistic
-// concurrency through ETag and If-Match (412, 428) and keyset pagination.
+// concurrency through ETag and If-Match (412, 428) and keyset pagination; and the
+// time-boxed limit override of each client (/clients/{client_id}/limit-override,
+// /limit-overrides).
 //
 // Every resource is one generic resource[T] over a store.Collection[T]; the entity
 // types and their JSON are those of shared/policy, plus "revision", "created_at" and
@@ -44,13 +46,18 @@ func (a *API) Register(g *echo.Group) {
 		register(g, a.fallbackMaps()),
 		register(g, a.revokedTokens()),
 	}
-	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths) })
+	ov := a.limitOverrides()
+	ov.register(g)
+	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 
 // unrouted answers a request no route took: 405 on a resource's path (echo prefers a
 // not-found route to its own 405), else 404.
-func unrouted(c echo.Context, paths []string) error {
+func unrouted(c echo.Context, paths []string, ov *overrides) error {
 	segments := strings.Split(c.Param("*"), "/")
+	if ok, err := ov.unrouted(c, segments); ok {
+		return err
+	}
 	if slices.Contains(paths, segments[0]) {
 		switch len(segments) {
 		case 1:

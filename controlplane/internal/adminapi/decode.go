@@ -103,6 +103,9 @@ func jsonFields(t reflect.Type) map[string]int {
 var timeType = reflect.TypeFor[time.Time]()
 
 func kindOf(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem() // an optional field
+	}
 	switch {
 	case t == timeType:
 		return "an RFC 3339 timestamp, e.g. 2030-01-02T15:04:05Z"

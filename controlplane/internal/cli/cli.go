@@ -51,6 +51,10 @@ commands:
   <resource> update <key> (-f FILE | --json '{...}')  JSON merge patch, guarded by If-Match
   <resource> delete <key>
   clients disable|enable <client_id>
+  overrides set <client_id> [--requests-per-minute N] [--tokens-per-hour N]
+      [--max-concurrent-requests N] (--for 15m | --until RFC3339) --reason TEXT
+  overrides get|clear <client_id>
+  overrides list
   seed demo --key-file PATH [--upstream-url http://127.0.0.1:9100]
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens" + `
@@ -91,6 +95,8 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.seedDemo(ctx, tail)
 	case noun == "clients" && (verb == "disable" || verb == "enable"):
 		return cmd.setClientEnabled(ctx, verb == "enable", tail)
+	case noun == "overrides":
+		return cmd.overrides(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
 		return cmd.resource(ctx, noun, verb, tail)
 	}

@@ -34,6 +34,8 @@ func controlPlane(t *testing.T) (*app.App, app.Config) {
 		LogLevel:           "info",
 		DevIssuer:          true,
 		PublishInterval:    app.DefaultPublishInterval,
+		NATSReplicas:       app.DefaultNATSReplicas,
+		WorkerTTL:          app.DefaultWorkerTTL,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -77,6 +77,12 @@ func (cmd *command) list(ctx context.Context, res string, args []string) error {
 	if _, err := cmd.parse(fs, args, 0); err != nil {
 		return err
 	}
+	return cmd.listAll(ctx, res, *limit)
+}
+
+// listAll prints every item of the admin collection at path (relative to /admin/v1,
+// without a leading slash), following next_cursor, as one JSON array.
+func (cmd *command) listAll(ctx context.Context, res string, limit int) error {
 	c, err := cmd.client()
 	if err != nil {
 		return err
@@ -84,7 +90,7 @@ func (cmd *command) list(ctx context.Context, res string, args []string) error {
 	items := []json.RawMessage{}
 	cursor := ""
 	for range maxListPages {
-		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		q := url.Values{"limit": {strconv.Itoa(limit)}}
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}

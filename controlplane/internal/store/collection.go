@@ -28,7 +28,9 @@ type Page[T any] struct {
 }
 
 // Collection is the stored set of one policy entity type, e.g. the tiers. Every
-// mutation bumps the policy version in the same transaction. Safe for concurrent use.
+// mutation bumps the policy version in the same transaction. In a collection whose
+// entities expire (LimitOverrides), an expired entity is invisible to Get, List, Update
+// and Delete, as if it had been deleted. Safe for concurrent use.
 type Collection[T any] struct {
 	s *Store
 	t *table[T]
@@ -45,7 +47,7 @@ func (c *Collection[T]) GeneratesKey() bool { return c.t.newKey != nil }
 
 // Get returns the entity with key, or ErrNotFound.
 func (c *Collection[T]) Get(ctx context.Context, key string) (Record[T], error) {
-	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1`, c.t.selectList(), c.t.name, c.t.key)
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1%s`, c.t.selectList(), c.t.name, c.t.key, c.t.visible())
 	r, err := c.t.scan(c.s.pool.QueryRow(ctx, q, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record[T]{}, ErrNotFound
@@ -70,14 +72,16 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 	var q strings.Builder
 	fmt.Fprintf(&q, `SELECT %s FROM %s`, c.t.selectList(), c.t.name)
 	args := make([]any, 0, len(after)+1)
+	where := "true"
 	if after != nil {
 		marks := make([]string, len(after))
 		for i, v := range after {
 			args = append(args, v)
 			marks[i] = fmt.Sprintf("$%d", i+1)
 		}
-		fmt.Fprintf(&q, ` WHERE (%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
+		where = fmt.Sprintf(`(%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
 	}
+	fmt.Fprintf(&q, ` WHERE %s%s`, where, c.t.visible())
 	args = append(args, limit+1)
 	fmt.Fprintf(&q, ` ORDER BY %s LIMIT $%d`, strings.Join(c.t.order, ", "), len(args))
 	rows, err := c.s.pool.Query(ctx, q.String(), args...)
@@ -133,8 +137,8 @@ func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, 
 		sets = append(sets, col+" = "+c.t.writeExpr(i+1, fmt.Sprintf("$%d", i+2)))
 	}
 	q := fmt.Sprintf(`UPDATE %s SET %s, revision = revision + 1, updated_at = now()
-		WHERE %s = $1 AND ($%d::bigint = 0 OR revision = $%d) RETURNING %s`,
-		c.t.name, strings.Join(sets, ", "), c.t.key, len(cols)+1, len(cols)+1, c.t.selectList())
+		WHERE %s = $1 AND ($%d::bigint = 0 OR revision = $%d)%s RETURNING %s`,
+		c.t.name, strings.Join(sets, ", "), c.t.key, len(cols)+1, len(cols)+1, c.t.visible(), c.t.selectList())
 	args := append(c.t.values(&e), revision)
 	var rec Record[T]
 	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
@@ -155,7 +159,7 @@ func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, 
 // must equal it, else ErrStale. It returns ErrNotFound if there is no such entity and
 // an *InUseError if other entities still reference it.
 func (c *Collection[T]) Delete(ctx context.Context, key string, revision int64) error {
-	q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)`, c.t.name, c.t.key)
+	q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)%s`, c.t.name, c.t.key, c.t.visible())
 	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, q, key, revision)
 		if err != nil {
@@ -172,10 +176,51 @@ func (c *Collection[T]) Delete(ctx context.Context, key string, revision int64) 
 	return nil
 }
 
+// Put creates the entity with e's key, or replaces it if it exists: the stored
+// revision goes up by one and created_at stays. In a table whose rows expire (see
+// LimitOverrides), an expired row is replaced as a new one (revision 1). Put needs a
+// key even in a collection that generates keys. Errors are those of Create.
+func (c *Collection[T]) Put(ctx context.Context, e T) (Record[T], error) {
+	key := *c.t.keyOf(&e)
+	if key == "" {
+		return Record[T]{}, fmt.Errorf("put %s: empty %s", c.t.name, c.t.key)
+	}
+	cols := c.t.columnNames()
+	marks := make([]string, len(cols))
+	sets := make([]string, 0, len(cols)+2)
+	for i, col := range cols {
+		marks[i] = c.t.writeExpr(i, fmt.Sprintf("$%d", i+1))
+		if i > 0 {
+			sets = append(sets, col+" = EXCLUDED."+col)
+		}
+	}
+	// The table-qualified columns of live are those of the existing row.
+	alive := "true"
+	if c.t.liveOnly && c.t.live != "" {
+		alive = c.t.live
+	}
+	sets = append(sets,
+		fmt.Sprintf("revision = CASE WHEN %s THEN %s.revision + 1 ELSE 1 END", alive, c.t.name),
+		fmt.Sprintf("created_at = CASE WHEN %s THEN %s.created_at ELSE now() END", alive, c.t.name),
+		"updated_at = now()")
+	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s RETURNING %s`,
+		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.key, strings.Join(sets, ", "), c.t.selectList())
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
+		var err error
+		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...))
+		return err
+	})
+	if err != nil {
+		return Record[T]{}, fmt.Errorf("put %s %q: %w", c.t.name, key, translate(c.t, err, false))
+	}
+	return rec, nil
+}
+
 // missing explains why a conditional write to key touched no row.
 func (c *Collection[T]) missing(ctx context.Context, tx pgx.Tx, key string) error {
 	var exists bool
-	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1)`, c.t.name, c.t.key)
+	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1%s)`, c.t.name, c.t.key, c.t.visible())
 	if err := tx.QueryRow(ctx, q, key).Scan(&exists); err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
-// The tables of the nine policy entities. Column names match the JSON fields of the
+// The tables of the ten policy entities. Column names match the JSON fields of the
 // shared/policy types, except where a nested object is flattened (tls_verify is tls.verify).
 
 var tenants = (&table[policy.Tenant]{
@@ -135,4 +135,21 @@ var revokedTokens = (&table[policy.RevokedToken]{
 		col("reason", func(e *policy.RevokedToken) *string { return &e.Reason }),
 	},
 	live: "expires_at > now()",
+}).init()
+
+var limitOverrides = (&table[policy.LimitOverride]{
+	name:  "limit_overrides",
+	key:   "client_id",
+	keyOf: func(e *policy.LimitOverride) *string { return &e.ClientID },
+	columns: []column[policy.LimitOverride]{
+		optionalCol("requests_per_minute", func(e *policy.LimitOverride) *int64 { return &e.RequestsPerMinute }),
+		optionalCol("tokens_per_hour", func(e *policy.LimitOverride) *int64 { return &e.TokensPerHour }),
+		optionalCol("max_concurrent_requests", func(e *policy.LimitOverride) *int64 { return &e.MaxConcurrentRequests }),
+		col("expires_at", func(e *policy.LimitOverride) *time.Time { return &e.ExpiresAt }),
+		col("reason", func(e *policy.LimitOverride) *string { return &e.Reason }),
+		col("set_by", func(e *policy.LimitOverride) *string { return &e.SetBy }),
+	},
+	refs:     map[string]string{"limit_overrides_client_id_fkey": "client_id"},
+	live:     "limit_overrides.expires_at > now()",
+	liveOnly: true,
 }).init()

@@ -10,7 +10,8 @@ import (
 )
 
 // Snapshot reads the whole policy in one REPEATABLE READ, read-only transaction, so its
-// Version and its content always agree. Revoked tokens that have expired are left out.
+// Version and its content always agree. Revoked tokens and limit overrides that have
+// expired (by the database clock) are left out.
 func (s *Store) Snapshot(ctx context.Context) (*policy.Snapshot, error) {
 	snap := &policy.Snapshot{SchemaVersion: policy.SchemaVersion}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
@@ -43,7 +44,10 @@ func (s *Store) Snapshot(ctx context.Context) (*policy.Snapshot, error) {
 			if snap.FallbackMaps, err = fallbackMaps.all(ctx, tx); err != nil {
 				return err
 			}
-			snap.RevokedTokens, err = revokedTokens.all(ctx, tx)
+			if snap.RevokedTokens, err = revokedTokens.all(ctx, tx); err != nil {
+				return err
+			}
+			snap.LimitOverrides, err = limitOverrides.all(ctx, tx)
 			return err
 		})
 	if err != nil {

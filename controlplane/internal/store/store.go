@@ -97,6 +97,13 @@ func (s *Store) RevokedTokens() *Collection[policy.RevokedToken] {
 	return &Collection[policy.RevokedToken]{s, revokedTokens}
 }
 
+// LimitOverrides is the per-client limit overrides collection, keyed by client_id. An
+// override is live until its expires_at (by the database clock); an expired one is
+// invisible, and Put replaces it as new. Deleting a client deletes its override.
+func (s *Store) LimitOverrides() *Collection[policy.LimitOverride] {
+	return &Collection[policy.LimitOverride]{s, limitOverrides}
+}
+
 // PolicyVersion returns the current policy version.
 func (s *Store) PolicyVersion(ctx context.Context) (int64, error) {
 	var v int64

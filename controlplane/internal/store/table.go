@@ -23,6 +23,11 @@ type table[T any] struct {
 	refs    map[string]string   // foreign-key constraint name → JSON field
 	unique  map[string][]string // unique constraint name → JSON fields (the primary key is implied)
 	live    string              // SQL condition a row must meet to enter a snapshot; "" means every row
+	// liveOnly hides rows that fail live from Get, List, Update and Delete as well, as
+	// if they were deleted; Put replaces such a row as a new one. live must then qualify
+	// its columns with the table name, so that in Put's ON CONFLICT it reads the
+	// existing row.
+	liveOnly bool
 }
 
 // column is one non-key column of a table.
@@ -126,6 +131,24 @@ func nullableCol[T any](name string, field func(*T) *string) column[T] {
 	c.read = "coalesce(" + name + ", '')"
 	c.write = "nullif(%s, '')"
 	return c
+}
+
+// optionalCol maps a nullable bigint column; NULL reads as 0 and 0 is stored as NULL,
+// so that "not set" is NULL in SQL and the zero value in Go.
+func optionalCol[T any](name string, field func(*T) *int64) column[T] {
+	c := col(name, field)
+	c.read = "coalesce(" + name + ", 0)"
+	c.write = "nullif(%s::bigint, 0)"
+	return c
+}
+
+// visible is the SQL condition, joined with AND, that a row must meet to be seen by
+// Get, List, Update and Delete: "" unless the table is liveOnly.
+func (t *table[T]) visible() string {
+	if !t.liveOnly || t.live == "" {
+		return ""
+	}
+	return " AND (" + t.live + ")"
 }
 
 // newID returns a random (version 4) UUID.

@@ -1,0 +1,88 @@
+// Package natsbuckets creates the JetStream KV buckets Portcullis shares between the
+// control plane and the data planes, with the settings each one needs. The control
+// plane calls Ensure at start; data planes only ever open the buckets, and tests
+// that run a data plane without a control plane call Ensure themselves.
+package natsbuckets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+// Defaults of Options.
+const (
+	// DefaultWorkerTTL is how long a worker's heartbeat outlives it. A crashed
+	// worker's concurrency slots are reclaimed at most this long after its last
+	// heartbeat.
+	DefaultWorkerTTL = 10 * time.Second
+	// PolicyHistory is how many past snapshots PC_POLICY keeps.
+	PolicyHistory = 5
+	// limitsMarkerTTL is how long PC_LIMITS keeps the marker a key leaves when its
+	// TTL expires.
+	limitsMarkerTTL = time.Minute
+)
+
+// Options are the settings an operator may choose.
+type Options struct {
+	// Replicas of every bucket (1 for a single server; 3 in a production cluster).
+	Replicas int
+	// WorkerTTL is the PC_WORKERS bucket's TTL: a heartbeat not renewed within it
+	// disappears. Zero means DefaultWorkerTTL.
+	WorkerTTL time.Duration
+}
+
+// Ensure creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, or updates
+// their settings if they exist.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	var errs []error
+	for _, cfg := range Configs(o) {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Configs are the bucket settings Ensure applies.
+func Configs(o Options) []jetstream.KeyValueConfig {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.WorkerTTL <= 0 {
+		o.WorkerTTL = DefaultWorkerTTL
+	}
+	return []jetstream.KeyValueConfig{
+		{
+			Bucket:      natsnames.PolicyBucket,
+			Description: "Portcullis policy snapshot, written by the control plane",
+			History:     PolicyHistory,
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+		},
+		{
+			// Counters only need to outlive a node, not a whole-cluster restart
+			// (DESIGN.md §3), so memory storage with replicas is enough. Every key
+			// carries its own TTL, so old windows clear themselves.
+			Bucket:         natsnames.LimitsBucket,
+			Description:    "Portcullis global limit counters, compare-and-swap updated by data planes",
+			History:        1,
+			Storage:        jetstream.MemoryStorage,
+			Replicas:       o.Replicas,
+			LimitMarkerTTL: limitsMarkerTTL,
+		},
+		{
+			Bucket:      natsnames.WorkersBucket,
+			Description: "Portcullis data-plane heartbeats",
+			History:     1,
+			TTL:         o.WorkerTTL,
+			Storage:     jetstream.MemoryStorage,
+			Replicas:    o.Replicas,
+		},
+	}
+}

@@ -1,0 +1,63 @@
+package natsbuckets
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
+	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, ttl := range []time.Duration{0, 4 * time.Second} { // the second call updates
+		if err := Ensure(ctx, js, Options{WorkerTTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+		want := ttl
+		if want == 0 {
+			want = DefaultWorkerTTL
+		}
+		workers, err := js.Stream(ctx, natsnames.KVStream(natsnames.WorkersBucket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := workers.CachedInfo().Config.MaxAge; got != want {
+			t.Errorf("PC_WORKERS TTL %s, want %s", got, want)
+		}
+	}
+	limits, err := js.Stream(ctx, natsnames.KVStream(natsnames.LimitsBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := limits.CachedInfo().Config
+	if !cfg.AllowMsgTTL || cfg.Storage != jetstream.MemoryStorage || cfg.MaxMsgsPerSubject != 1 {
+		t.Errorf("PC_LIMITS config: allow_msg_ttl %v, storage %v, history %d", cfg.AllowMsgTTL, cfg.Storage, cfg.MaxMsgsPerSubject)
+	}
+	policy, err := js.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := policy.CachedInfo().Config.MaxMsgsPerSubject; got != PolicyHistory {
+		t.Errorf("PC_POLICY history %d, want %d", got, PolicyHistory)
+	}
+}
