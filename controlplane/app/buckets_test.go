@@ -56,8 +56,8 @@ func TestStartEnsuresEveryBucket(t *testing.T) {
 		markerTTL time.Duration // how long a TTL-expired key leaves a marker
 	}{
 		{bucket: natsnames.PolicyBucket, storage: jetstream.FileStorage, history: natsbuckets.PolicyHistory},
-		{bucket: natsnames.LimitsBucket, storage: jetstream.MemoryStorage, history: 1, msgTTL: true, markerTTL: time.Minute},
-		{bucket: natsnames.WorkersBucket, storage: jetstream.MemoryStorage, history: 1, ttl: workerTTL},
+		{bucket: natsnames.LimitsBucket, storage: jetstream.FileStorage, history: 1, msgTTL: true, markerTTL: time.Minute},
+		{bucket: natsnames.WorkersBucket, storage: jetstream.FileStorage, history: 1, ttl: workerTTL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.bucket, func(t *testing.T) {

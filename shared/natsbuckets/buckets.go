@@ -66,13 +66,15 @@ func Configs(o Options) []jetstream.KeyValueConfig {
 			Replicas:    o.Replicas,
 		},
 		{
-			// Counters only need to outlive a node, not a whole-cluster restart
-			// (DESIGN.md §3), so memory storage with replicas is enough. Every key
-			// carries its own TTL, so old windows clear themselves.
+			// File storage, although DESIGN.md §3 allows memory: a memory stream
+			// does not survive a single server's restart (the bucket itself would be
+			// gone), and leases make writes rare (a few per thousand requests), so
+			// the disk costs little. Every key carries its own TTL, so old windows
+			// clear themselves.
 			Bucket:         natsnames.LimitsBucket,
 			Description:    "Portcullis global limit counters, compare-and-swap updated by data planes",
 			History:        1,
-			Storage:        jetstream.MemoryStorage,
+			Storage:        jetstream.FileStorage,
 			Replicas:       o.Replicas,
 			LimitMarkerTTL: limitsMarkerTTL,
 		},
@@ -81,7 +83,7 @@ func Configs(o Options) []jetstream.KeyValueConfig {
 			Description: "Portcullis data-plane heartbeats",
 			History:     1,
 			TTL:         o.WorkerTTL,
-			Storage:     jetstream.MemoryStorage,
+			Storage:     jetstream.FileStorage, // survives a server restart, like PC_LIMITS
 			Replicas:    o.Replicas,
 		},
 	}

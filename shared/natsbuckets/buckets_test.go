@@ -50,7 +50,7 @@ func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := limits.CachedInfo().Config
-	if !cfg.AllowMsgTTL || cfg.Storage != jetstream.MemoryStorage || cfg.MaxMsgsPerSubject != 1 {
+	if !cfg.AllowMsgTTL || cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 {
 		t.Errorf("PC_LIMITS config: allow_msg_ttl %v, storage %v, history %d", cfg.AllowMsgTTL, cfg.Storage, cfg.MaxMsgsPerSubject)
 	}
 	policy, err := js.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
@@ -59,5 +59,52 @@ func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
 	}
 	if got := policy.CachedInfo().Config.MaxMsgsPerSubject; got != PolicyHistory {
 		t.Errorf("PC_POLICY history %d, want %d", got, PolicyHistory)
+	}
+}
+
+func TestCountersSurviveAServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (*nats.Conn, jetstream.JetStream, func()) {
+		ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, js, func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, js, stop := start()
+	if err := Ensure(ctx, js, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, natsnames.LimitsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "rpm.c.0", []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	_, js, stop = start()
+	defer stop()
+	kv, err = js.KeyValue(ctx, natsnames.LimitsBucket)
+	if err != nil {
+		t.Fatalf("PC_LIMITS after a restart: %v", err)
+	}
+	e, err := kv.Get(ctx, "rpm.c.0")
+	if err != nil || string(e.Value()) != "7" {
+		t.Fatalf("counter after a restart: %v", err)
+	}
+	if _, err := js.KeyValue(ctx, natsnames.WorkersBucket); err != nil {
+		t.Fatalf("PC_WORKERS after a restart: %v", err)
 	}
 }
