@@ -10,6 +10,7 @@ require (
 	github.com/portcullis-gw/portcullis/controlplane v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/dataplane v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/shared v0.0.0-00010101000000-000000000000
+	github.com/tiktoken-go/tokenizer v0.10.0
 )
 
 require (
@@ -18,6 +19,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
+	github.com/dlclark/regexp2/v2 v2.5.1 // indirect
 	github.com/goccy/go-json v0.10.6 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect

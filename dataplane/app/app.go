@@ -19,7 +19,9 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
@@ -30,11 +32,12 @@ type App struct {
 	log    *slog.Logger
 	nc     *nats.Conn
 	policy *policycache.Cache
+	limits *limits.Limiter
 	srv    *http.Server
 	ln     net.Listener
 
-	cancel context.CancelFunc // stops the policy watch and the JWKS refresh
-	wg     sync.WaitGroup     // the policy watch and the HTTP server
+	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
+	wg     sync.WaitGroup     // the policy watch, the limiter and the HTTP server
 
 	stopOnce sync.Once
 	stopErr  error
@@ -86,6 +89,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.limits, err = limits.New(limits.Options{
+		JetStream: js, Connected: nc.IsConnected, WorkerID: cfg.WorkerID, Region: cfg.Region,
+		FailPolicy: cfg.LimitsFailPolicy, OpTimeout: cfg.LimitsKVTimeout, IdleReturn: cfg.LimitsIdleReturn,
+		Log: log, Registerer: metrics.Registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	failOpen := cfg.LimitsFailPolicy == limits.FailOpen
 	verifier, err := auth.NewVerifier(runCtx, auth.Config{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWKSURL,
 	})
@@ -95,6 +107,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	handler := api.New(api.Options{
 		Policy:               a.policy,
 		Verifier:             verifier,
+		Limiter:              a.limits,
+		LimitsReady:          func() bool { return failOpen || a.limits.Ready() },
 		Region:               cfg.Region,
 		ExposeRoutingHeaders: cfg.ExposeRoutingHeaders,
 		MaxBodyBytes:         cfg.MaxBodyBytes,
@@ -117,7 +131,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		// legitimately run for minutes. The API bounds body reads itself.
 	}
 
+	a.wg.Go(usage.Warm) // builds the tokenizer's vocabulary before a request needs it
 	a.wg.Go(func() { _ = a.policy.Run(runCtx) })
+	a.wg.Go(func() {
+		if err := a.limits.Run(runCtx); err != nil {
+			log.Error("limiter stopped", "err", err)
+		}
+	})
 	a.wg.Go(func() {
 		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -134,9 +154,26 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // PolicyVersion is the version of the policy in use, or 0 before the first snapshot.
 func (a *App) PolicyVersion() int64 { return a.policy.Version() }
 
+// LimitsHolder is this worker's key in PC_WORKERS.
+func (a *App) LimitsHolder() string { return a.limits.Holder() }
+
+// Kill stops the worker the way a crash would, for tests of crash recovery: the
+// NATS connection goes first, so no lease or concurrency slot is given back and
+// the heartbeat is left to expire; then every client connection is cut.
+func (a *App) Kill() {
+	a.stopOnce.Do(func() {
+		a.nc.Close()
+		_ = a.srv.Close()
+		a.cancel()
+		a.wg.Wait()
+		a.log.Info("data plane killed")
+	})
+}
+
 // Stop stops accepting requests, waits for in-flight ones until ctx is done (then
-// closes them), stops the policy watch and closes the NATS connection. It is
-// idempotent; later calls return the first call's result.
+// closes them), gives back the limit budget it holds, stops the policy watch and
+// closes the NATS connection. It is idempotent; later calls return the first
+// call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() {
 		if err := a.srv.Shutdown(ctx); err != nil {

@@ -98,6 +98,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	for i := range s.Deployments {
 		s.Deployments[i].BaseURL = up.srv.URL
 	}
+	for i := range s.Tiers { // limits on, far from reach: the common case
+		s.Tiers[i].RequestsPerMinute, s.Tiers[i].TokensPerHour, s.Tiers[i].MaxConcurrentRequests = 1<<40, 1<<50, 1<<20
+	}
 	e.publish(b, s)
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
 	b.Cleanup(tr.CloseIdleConnections)

@@ -12,7 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -41,6 +43,10 @@ type Config struct {
 
 	ExposeRoutingHeaders bool  // PORTCULLIS_EXPOSE_ROUTING_HEADERS: add x-portcullis-region/-deployment
 	MaxBodyBytes         int64 // PORTCULLIS_MAX_BODY_BYTES: request body limit
+
+	LimitsFailPolicy string        // PORTCULLIS_LIMITS_FAIL_POLICY: fail_closed or fail_open
+	LimitsKVTimeout  time.Duration // PORTCULLIS_LIMITS_KV_TIMEOUT: bound of one PC_LIMITS operation
+	LimitsIdleReturn time.Duration // PORTCULLIS_LIMITS_IDLE_RETURN: unused leases go back after this long
 }
 
 var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -60,6 +66,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
+	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
+	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
+	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	l.String(&cfg.WorkerID, "worker-id", defaultWorkerID(), "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
@@ -97,6 +106,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WorkerID == "" {
 		c.WorkerID = defaultWorkerID()
+	}
+	if c.LimitsFailPolicy == "" {
+		c.LimitsFailPolicy = limits.FailClosed
+	}
+	if c.LimitsKVTimeout == 0 {
+		c.LimitsKVTimeout = limits.DefaultOpTimeout
+	}
+	if c.LimitsIdleReturn == 0 {
+		c.LimitsIdleReturn = limits.DefaultIdleReturn
 	}
 	return c
 }
@@ -139,6 +157,15 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if strings.TrimSpace(c.WorkerID) == "" {
 		p.Add("worker-id", c.WorkerID, "must not be empty")
+	}
+	if c.LimitsFailPolicy != limits.FailClosed && c.LimitsFailPolicy != limits.FailOpen {
+		p.Add("limits-fail-policy", c.LimitsFailPolicy, "must be fail_closed or fail_open")
+	}
+	if c.LimitsKVTimeout < 10*time.Millisecond || c.LimitsKVTimeout > time.Minute {
+		p.Add("limits-kv-timeout", c.LimitsKVTimeout, "must be between 10ms and 1m")
+	}
+	if c.LimitsIdleReturn < 10*time.Millisecond || c.LimitsIdleReturn > time.Minute {
+		p.Add("limits-idle-return", c.LimitsIdleReturn, "must be between 10ms and 1m")
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -148,12 +149,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 
 func (e *env) createBucket(t testing.TB) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := natsbuckets.Ensure(ctx, e.js, natsbuckets.Options{}); err != nil {
+		t.Fatalf("create buckets: %v", err)
+	}
 	var err error
-	e.kv, err = e.js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{
-		Bucket: natsnames.PolicyBucket, History: 5, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		t.Fatalf("create policy bucket: %v", err)
+	if e.kv, err = e.js.KeyValue(ctx, natsnames.PolicyBucket); err != nil {
+		t.Fatalf("open policy bucket: %v", err)
 	}
 }
 

@@ -10,9 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -29,12 +32,32 @@ func TestReadyzUntilTheFirstSnapshot(t *testing.T) {
 
 	e.createBucket(t)
 	e.publish(t, e.snapshot())
-	resp := e.do(t, http.MethodGet, "/readyz", "", "", nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz = %d after the first snapshot", resp.StatusCode)
-	}
+	// Ready once the limiter has found its buckets too (it polls for them).
+	waitFor(t, "/readyz after the first snapshot and the limit buckets", func() bool {
+		return e.do(t, http.MethodGet, "/readyz", "", "", nil).StatusCode == http.StatusOK
+	})
 	if resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("chat = %d after the first snapshot", resp.StatusCode)
+	}
+}
+
+func TestReadyzWhileTheLimitBucketsAreMissing(t *testing.T) {
+	e := newEnv(t, envOptions{noBucket: true})
+	ctx := context.Background()
+	var err error
+	if e.kv, err = e.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsnames.PolicyBucket, History: 5}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, e.snapshot())
+	// fail_closed: a limited client cannot be served, and the worker says so.
+	openAIError(t, e.do(t, http.MethodGet, "/readyz", "", "", nil), http.StatusServiceUnavailable, apierr.LimitsUnavailable)
+	openAIError(t, e.chat(t, e.token(t, "premium-app"), "gpt-4o"), http.StatusServiceUnavailable, apierr.LimitsUnavailable)
+	e.createBucket(t)
+	waitFor(t, "/readyz once the limit buckets exist", func() bool {
+		return e.do(t, http.MethodGet, "/readyz", "", "", nil).StatusCode == http.StatusOK
+	})
+	if resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("chat = %d once the limit buckets exist", resp.StatusCode)
 	}
 }
 

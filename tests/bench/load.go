@@ -39,6 +39,9 @@ type result struct {
 	P50, P99   time.Duration // over successful requests
 	RPS        float64       // completed requests per second of wall time
 	FirstError string
+	// Limits is how the data plane's limiter counters changed over the measured
+	// requests; set for the limits-on target only.
+	Limits *limitsCounters
 }
 
 // prompt is the user message of every request: about 40 words.
@@ -125,8 +128,8 @@ func drive(ctx context.Context, t target, c cell, n int, deadline time.Time) (la
 	return lat, completed, errs, first
 }
 
-// warm sends n unmeasured requests. It fails only if every one of them failed, which
-// means the stack is broken rather than loaded.
+// warm sends n unmeasured requests. It fails if every one of them failed, which means
+// the stack is broken rather than loaded, and on a limited target if any failed.
 func warm(ctx context.Context, t target, c cell, n int) error {
 	if n == 0 {
 		return nil
@@ -137,6 +140,9 @@ func warm(ctx context.Context, t target, c cell, n int) error {
 	}
 	if completed > 0 && errs == completed {
 		return fmt.Errorf("all %d requests failed; first: %w", errs, first)
+	}
+	if t.Limited && errs > 0 {
+		return fmt.Errorf("%d of %d requests failed with limits on; first: %w", errs, completed, first)
 	}
 	return nil
 }
@@ -151,6 +157,9 @@ func measure(ctx context.Context, t target, c cell, n int, maxDuration time.Dura
 	}
 	if len(lat) == 0 {
 		return result{}, errors.Join(errors.New("no request succeeded"), first)
+	}
+	if t.Limited && errs > 0 {
+		return result{}, fmt.Errorf("%d of %d requests failed with limits on; first: %w", errs, completed, first)
 	}
 	slices.Sort(lat)
 	r := result{

@@ -1,13 +1,17 @@
 // Command bench measures what the data plane adds to a request. It starts an embedded
-// nats-server with a one-client policy, a JWKS issuer, the mock upstream and a data
+// nats-server with a two-client policy, a JWKS issuer, the mock upstream and a data
 // plane built from source and run as a separate process with JWT auth on, then drives
-// a bounded number of requests at each concurrency level, non-streaming and streaming,
-// first straight to the mock and then through the gateway. It prints p50, p99 and RPS
-// per cell, the latency the gateway adds and its peak RSS, and writes the table to
-// docs/benchmarks.md.
+// a bounded number of requests at each concurrency level, non-streaming and streaming:
+// straight to the mock, through the gateway as a client without limits, and through
+// the gateway as a client whose global limits are far out of reach (limits on). It
+// prints p50, p99 and RPS per cell, the latency the gateway adds with limits off and
+// on, the limiter's KV operations per admitted request and the gateway's peak RSS, and
+// writes the tables to docs/benchmarks.md.
 //
-// It is a benchmark, not a test: nothing it measures is asserted. Run it with make bench
-// or go run ./tests/bench from the repository root.
+// It is a benchmark, not a test: what it measures is not held to a goal. It does fail,
+// with no report, if any limits-on request fails or the limiter's admission count does
+// not match the requests sent, so a broken limiter cannot produce a report. Run it with
+// make bench or go run ./tests/bench from the repository root.
 package main
 
 import (
@@ -125,30 +129,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Stop()
 
+	runStart, err := st.scrapeLimits(ctx)
+	if err != nil {
+		return err
+	}
 	var results []result
 	for _, stream := range []bool{false, true} {
 		for _, c := range cfg.Concurrency {
-			for _, t := range []target{st.direct, st.gateway} {
-				cell := cell{Target: t.Name, Stream: stream, Concurrency: c}
-				if err := warm(ctx, t, cell, cfg.Warmup); err != nil {
-					return fmt.Errorf("warm-up %s: %w", cell, err)
-				}
-				r, err := measure(ctx, t, cell, cfg.Requests, cfg.MaxDuration)
+			for _, t := range st.targets() {
+				r, err := runCell(ctx, st, t, cell{Target: t.Name, Stream: stream, Concurrency: c}, cfg)
 				if err != nil {
-					return fmt.Errorf("%s: %w", cell, err)
+					return err
 				}
-				fmt.Fprintf(stdout, "bench: %-32s p50 %8s  p99 %8s  %8.0f req/s  %d errors\n",
-					cell, fmtDur(r.P50), fmtDur(r.P99), r.RPS, r.Errors)
+				fmt.Fprintf(stdout, "bench: %-40s p50 %8s  p99 %8s  %8.0f req/s  %d errors%s\n",
+					r.cell, fmtDur(r.P50), fmtDur(r.P99), r.RPS, r.Errors, limitsNote(r))
 				results = append(results, r)
 			}
 		}
+	}
+	runEnd, err := st.scrapeLimits(ctx)
+	if err != nil {
+		return err
 	}
 	rss, err := st.gw.PeakRSS()
 	if err != nil {
 		return fmt.Errorf("gateway peak RSS: %w", err)
 	}
 
-	rep := report{Results: results, PeakRSSKiB: rss, Config: cfg, Machine: host}
+	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, rep.Tables())
@@ -163,4 +171,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "\nbench: wrote %s\n", cfg.Out)
 	}
 	return nil
+}
+
+// runCell warms t up and measures one cell. On the limits-on target it scrapes the
+// limiter's counters around the measured requests and fails unless the limiter
+// admitted exactly the requests sent.
+func runCell(ctx context.Context, st *stack, t target, c cell, cfg config) (result, error) {
+	if err := warm(ctx, t, c, cfg.Warmup); err != nil {
+		return result{}, fmt.Errorf("warm-up %s: %w", c, err)
+	}
+	var before limitsCounters
+	if t.Limited {
+		var err error
+		if before, err = st.scrapeLimits(ctx); err != nil {
+			return result{}, fmt.Errorf("%s: %w", c, err)
+		}
+	}
+	r, err := measure(ctx, t, c, cfg.Requests, cfg.MaxDuration)
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %w", c, err)
+	}
+	if !t.Limited {
+		return r, nil
+	}
+	after, err := st.scrapeLimits(ctx)
+	if err != nil {
+		return result{}, fmt.Errorf("%s: %w", c, err)
+	}
+	d := after.sub(before)
+	if d.Admitted != float64(r.Requests) {
+		return result{}, fmt.Errorf("%s: the limiter admitted %.0f requests of client %s, but %d were sent and answered",
+			c, d.Admitted, limitedClient, r.Requests)
+	}
+	r.Limits = &d
+	return r, nil
+}
+
+// limitsNote is the console's summary of a limits-on cell's KV use.
+func limitsNote(r result) string {
+	if r.Limits == nil {
+		return ""
+	}
+	ratio, _ := r.Limits.OpsPerAdmitted()
+	return fmt.Sprintf("  %.0f KV ops (%.4f per admitted request)", r.Limits.TotalKVOps(), ratio)
 }

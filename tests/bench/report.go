@@ -3,11 +3,15 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math/bits"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // machine describes where the benchmark ran.
@@ -56,9 +60,16 @@ func describeMachine(root string) machine {
 	return m
 }
 
+// kvOpsGoal is the goal for KV operations per admitted request far from the limit
+// (issue 3, acceptance 7).
+const kvOpsGoal = 0.05
+
 // report renders the results.
 type report struct {
-	Results    []result
+	Results []result
+	// WholeRun is how the limiter's counters changed from before the first cell to
+	// after the last: warm-ups and leases given back between cells included.
+	WholeRun   limitsCounters
 	PeakRSSKiB int64
 	Config     config
 	Machine    machine
@@ -79,20 +90,41 @@ func fmtSigned(d time.Duration) string {
 	return "+" + fmtDur(d)
 }
 
-// pairs matches each gateway result with the direct result of the same mode and level.
-func (r report) pairs() [][2]result {
+// pairs matches each result of target to with the result of target from of the same
+// mode and level, as {from, to}.
+func (r report) pairs(from, to string) [][2]result {
 	var out [][2]result
-	for _, gw := range r.Results {
-		if gw.Target != "gateway" {
+	for _, x := range r.Results {
+		if x.Target != to {
 			continue
 		}
-		for _, d := range r.Results {
-			if d.Target == "direct" && d.Stream == gw.Stream && d.Concurrency == gw.Concurrency {
-				out = append(out, [2]result{d, gw})
+		for _, base := range r.Results {
+			if base.Target == from && base.Stream == x.Stream && base.Concurrency == x.Concurrency {
+				out = append(out, [2]result{base, x})
 			}
 		}
 	}
 	return out
+}
+
+// limitedResults are the limits-on cells.
+func (r report) limitedResults() []result {
+	var out []result
+	for _, x := range r.Results {
+		if x.Limits != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// limitedTotal sums the limiter counters of the limits-on cells.
+func (r report) limitedTotal() limitsCounters {
+	var sum limitsCounters
+	for _, x := range r.limitedResults() {
+		sum = sum.add(*x.Limits)
+	}
+	return sum
 }
 
 type table struct {
@@ -113,17 +145,17 @@ func (t table) markdown() string {
 func (t table) text() string {
 	widths := make([]int, len(t.head))
 	for i, h := range t.head {
-		widths[i] = len(h)
+		widths[i] = utf8.RuneCountInString(h)
 	}
 	for _, r := range t.rows {
 		for i, c := range r {
-			widths[i] = max(widths[i], len(c))
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
 	var b strings.Builder
 	line := func(cells []string) {
 		for i, c := range cells {
-			fmt.Fprintf(&b, "%-*s  ", widths[i], c)
+			b.WriteString(c + strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
 		}
 		b.WriteString("\n")
 	}
@@ -145,16 +177,110 @@ func (r report) resultsTable() table {
 	return t
 }
 
+// addedTable compares the gateway, limits off and on, with the mock on its own.
 func (r report) addedTable() table {
-	t := table{head: []string{"mode", "concurrency", "added p50", "added p99", "gateway req/s", "direct req/s"}}
-	for _, p := range r.pairs() {
+	t := table{head: []string{"mode", "concurrency", "limits", "added p50", "added p99", "gateway req/s", "direct req/s"}}
+	off, on := r.pairs(targetDirect, targetGateway), r.pairs(targetDirect, targetLimitsOn)
+	for _, p := range append(off, on...) {
 		d, gw := p[0], p[1]
+		limits := "off"
+		if gw.Target == targetLimitsOn {
+			limits = "on"
+		}
 		t.rows = append(t.rows, []string{
-			gw.Mode(), fmt.Sprint(gw.Concurrency), fmtSigned(gw.P50 - d.P50), fmtSigned(gw.P99 - d.P99),
+			gw.Mode(), fmt.Sprint(gw.Concurrency), limits, fmtSigned(gw.P50 - d.P50), fmtSigned(gw.P99 - d.P99),
 			fmt.Sprintf("%.0f", gw.RPS), fmt.Sprintf("%.0f", d.RPS),
 		})
 	}
+	// Limits off and on side by side, per mode and level.
+	slices.SortStableFunc(t.rows, func(a, b []string) int {
+		if c := cmpCell(a, b); c != 0 {
+			return c
+		}
+		return strings.Compare(a[2], b[2]) // "off" before "on"
+	})
 	return t
+}
+
+// cmpCell orders table rows by the mode and concurrency of the results table.
+func cmpCell(a, b []string) int {
+	if c := strings.Compare(a[0], b[0]); c != 0 {
+		return c
+	}
+	ca, _ := strconv.Atoi(a[1])
+	cb, _ := strconv.Atoi(b[1])
+	return ca - cb
+}
+
+// limitsCostTable is what turning limits on adds to the gateway.
+func (r report) limitsCostTable() table {
+	t := table{head: []string{"mode", "concurrency", "p50 on − off", "p99 on − off", "req/s off", "req/s on"}}
+	for _, p := range r.pairs(targetGateway, targetLimitsOn) {
+		off, on := p[0], p[1]
+		t.rows = append(t.rows, []string{
+			on.Mode(), fmt.Sprint(on.Concurrency), fmtSigned(on.P50 - off.P50), fmtSigned(on.P99 - off.P99),
+			fmt.Sprintf("%.0f", off.RPS), fmt.Sprintf("%.0f", on.RPS),
+		})
+	}
+	return t
+}
+
+// kvTable is the limiter's work per limits-on cell, over all of them, and over the
+// whole run.
+func (r report) kvTable() table {
+	t := table{head: []string{"mode", "concurrency", "admitted", "KV reads", "KV CAS", "CAS conflicts",
+		"KV ops per admitted request", "leases (" + strings.Join(leaseKinds, "/") + ")", "mean KV op"}}
+	row := func(mode, level string, c limitsCounters) {
+		ratio := "–"
+		if v, ok := c.OpsPerAdmitted(); ok {
+			ratio = fmt.Sprintf("%.4f", v)
+		}
+		mean := "–"
+		if d, ok := c.MeanKVOp(); ok {
+			mean = fmtDur(d)
+		}
+		var perKind []string
+		for _, k := range leaseKinds {
+			perKind = append(perKind, fmt.Sprintf("%.0f", c.Leases[k]))
+		}
+		leases := strings.Join(perKind, "/")
+		t.rows = append(t.rows, []string{
+			mode, level, fmt.Sprintf("%.0f", c.Admitted),
+			fmt.Sprintf("%.0f", c.KVOps["read"]), fmt.Sprintf("%.0f", c.KVOps["cas"]), fmt.Sprintf("%.0f", c.KVOps["cas_conflict"]),
+			ratio,
+			leases,
+			mean,
+		})
+	}
+	for _, x := range r.limitedResults() {
+		row(x.Mode(), fmt.Sprint(x.Concurrency), *x.Limits)
+	}
+	row("all limits-on cells", "–", r.limitedTotal())
+	row("whole run, warm-ups included", "–", r.WholeRun)
+	return t
+}
+
+// kvSummary is the headline: KV operations per admitted request far from the limit,
+// against the goal.
+func (r report) kvSummary() string {
+	total := r.limitedTotal()
+	ratio, ok := total.OpsPerAdmitted()
+	if !ok {
+		return "No limits-on request was measured."
+	}
+	verdict := "met"
+	if ratio > kvOpsGoal {
+		verdict = "NOT met"
+	}
+	s := fmt.Sprintf("KV operations per admitted request over the limits-on cells, far from the limit: "+
+		"%.4f (%.0f operations for %.0f requests; goal ≤ %.2f: %s).", ratio, total.TotalKVOps(), total.Admitted, kvOpsGoal, verdict)
+	if total.TotalKVErrors()+r.WholeRun.TotalKVErrors() > 0 {
+		s += fmt.Sprintf(" KV operations counted with result=\"error\": %.0f over the limits-on cells, %.0f over the whole run (%s).",
+			total.TotalKVErrors(), r.WholeRun.TotalKVErrors(), byOp(r.WholeRun.KVErrors))
+	} else {
+		s += " No KV operation failed."
+	}
+	return s
 }
 
 func (r report) errorNotes() []string {
@@ -173,6 +299,11 @@ func (r report) Tables() string {
 	b.WriteString(r.resultsTable().text())
 	b.WriteString("\n")
 	b.WriteString(r.addedTable().text())
+	b.WriteString("\n")
+	b.WriteString(r.limitsCostTable().text())
+	b.WriteString("\n")
+	b.WriteString(r.kvTable().text())
+	b.WriteString("\n" + r.kvSummary() + "\n")
 	fmt.Fprintf(&b, "\ngateway peak RSS (VmHWM): %.1f MiB\n", float64(r.PeakRSSKiB)/1024)
 	for _, n := range r.errorNotes() {
 		b.WriteString("errors: " + n + "\n")
@@ -187,14 +318,28 @@ func (r report) Markdown() string {
 	b.WriteString("# Benchmarks\n\n")
 	b.WriteString("Generated by `make bench` (`go run ./tests/bench`); rerun it to refresh this page.\n\n")
 	b.WriteString("## What is measured\n\n")
-	fmt.Fprintf(&b, "- A data plane, built from source and run as its own process with JWT auth on "+
-		"(ES256, JWKS over HTTP), reads a one-client policy from an embedded nats-server's `PC_POLICY` "+
+	fmt.Fprintf(&b, "- One data plane, built from source and run as its own process with JWT auth on "+
+		"(ES256, JWKS over HTTP), reads a two-client policy from an embedded nats-server's `PC_POLICY` "+
 		"bucket and proxies to the deterministic mock upstream (`tests/mockupstream`), whose key it reads "+
 		"from a file. It logs at its default level (info: one JSON line per request, to a file).\n")
 	fmt.Fprintf(&b, "- Each cell sends %d `POST /v1/chat/completions` requests (after %d warm-up requests) "+
-		"from a Go load generator at a fixed concurrency, over kept-alive connections, once straight to "+
-		"the mock (`direct`) and once through the gateway (`gateway`). A request's latency runs from "+
-		"sending it to reading the whole answer; a stream must end in `data: [DONE]`.\n", r.Config.Requests, r.Config.Warmup)
+		"from a Go load generator at a fixed concurrency, over kept-alive connections, to three targets in turn: "+
+		"straight to the mock (`%s`), through the gateway as a client whose tier sets no limits (`%s`), and "+
+		"through the gateway as a client whose tier has global limits (`%s`). A request's latency runs from "+
+		"sending it to reading the whole answer; a stream must end in `data: [DONE]`.\n",
+		r.Config.Requests, r.Config.Warmup, targetDirect, targetGateway, targetLimitsOn)
+	fmt.Fprintf(&b, "- Limits on means the limits are enforced but far out of reach (2^%d requests per minute, "+
+		"2^%d tokens per hour, 2^%d concurrent requests), the common case: every request takes a concurrency slot, "+
+		"a request from the minute window and a token reservation, which the data plane settles afterwards. "+
+		"It spends budget it has leased from the `PC_LIMITS` KV bucket, so the hot path stays local; lease "+
+		"sizes grow while the windows are far from their limits, and only a lease running out costs KV "+
+		"operations. Any failed limits-on request fails the run, as does an admission count that does not "+
+		"match the requests sent. Limits off means the tier's limits are 0 (unlimited in the data plane; "+
+		"the admin API does not accept 0, but the benchmark writes the policy snapshot itself): the "+
+		"limiter is skipped.\n", log2(farRequestsPerMinute), log2(farTokensPerHour), log2(farConcurrency))
+	b.WriteString("- The benchmark runs one data plane, so leases are never shared with peers; with more " +
+		"workers each leases a smaller share near a limit, but far from the limits the count of KV " +
+		"operations per worker is what is measured here.\n")
 	b.WriteString("- The streaming cells ask for `stream_options.include_usage`; the mock answers with 11 " +
 		"SSE events and no delay between them, so they measure per-event overhead, not model speed.\n")
 	b.WriteString("- Load generator, mock upstream, NATS and gateway share one machine, so the gateway " +
@@ -210,8 +355,22 @@ func (r report) Markdown() string {
 	b.WriteString("## Results\n\n")
 	b.WriteString(r.resultsTable().markdown())
 	b.WriteString("\n## Added by the gateway\n\n")
+	b.WriteString("Latency the gateway adds over the mock on its own, with limits off and on.\n\n")
 	b.WriteString(r.addedTable().markdown())
 	fmt.Fprintf(&b, "\nGateway peak RSS (VmHWM) over the whole run: %.1f MiB.\n", float64(r.PeakRSSKiB)/1024)
+	b.WriteString("\n## Global limits\n\n")
+	b.WriteString(r.kvSummary() + "\n\n")
+	b.WriteString("What turning limits on adds to the gateway (limits-on cell minus limits-off cell):\n\n")
+	b.WriteString(r.limitsCostTable().markdown())
+	b.WriteString("\nThe limiter's work, from the data plane's `/metrics` scraped before and after each " +
+		"limits-on cell's measured requests: KV operations on `PC_LIMITS` " +
+		"(`portcullis_limits_kv_ops_total`, every op and result), admitted requests of the limited client " +
+		"(`portcullis_limits_admitted_total`), leases taken (`portcullis_limits_lease_acquisitions_total`) " +
+		"and the mean KV operation latency (`portcullis_limits_kv_op_seconds`, sum over count). The whole-run " +
+		"row runs from before the first cell to after the last, so it also counts the warm-ups, whose first " +
+		"requests take the smallest leases, and leases given back while the limited client sat idle during " +
+		"the other targets' cells. Budget given back resets the lease size, and so does a new UTC minute for the request window, so a cell may start again from small leases (more KV operations) or still spend a lease left over from the previous limits-on cell (fewer); a cell that crosses a minute takes more request leases than one that does not. Heartbeats to `PC_WORKERS` are not KV operations on `PC_LIMITS` and are not counted.\n\n")
+	b.WriteString(r.kvTable().markdown())
 	if notes := r.errorNotes(); len(notes) > 0 {
 		b.WriteString("\n## Errors\n\n")
 		for _, n := range notes {
@@ -219,4 +378,18 @@ func (r report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// log2 is the exponent of a power of two.
+func log2(n uint64) int { return bits.Len64(n) - 1 }
+
+// byOp lists the non-zero counts of m as "op: n, ...", in the order of kvOps.
+func byOp(m map[string]float64) string {
+	var parts []string
+	for _, op := range kvOps {
+		if m[op] != 0 {
+			parts = append(parts, fmt.Sprintf("%s: %.0f", op, m[op]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -27,9 +28,25 @@ import (
 
 // Names in the benchmark's policy.
 const (
-	benchClient = "bench-client"
-	benchModel  = "gpt-4o-mini"
-	benchRegion = "eu"
+	benchClient   = "bench-client"  // on a tier with every limit 0: limits off
+	limitedClient = "bench-limited" // on a tier with limits far out of reach: limits on
+	benchModel    = "gpt-4o-mini"
+	benchRegion   = "eu"
+)
+
+// Limits of the limited client's tier: far more than any run can use, so every
+// request is admitted and the limiter works in its common case, far from the limit.
+const (
+	farRequestsPerMinute = 1 << 40
+	farTokensPerHour     = 1 << 50
+	farConcurrency       = 1 << 20
+)
+
+// Target names, as the report shows them.
+const (
+	targetDirect   = "direct"
+	targetGateway  = "gateway (limits off)"
+	targetLimitsOn = "gateway (limits on)"
 )
 
 // target is somewhere the load generator sends requests.
@@ -38,6 +55,9 @@ type target struct {
 	URL    string // base URL, without /v1
 	Auth   string // Authorization header value
 	Client *http.Client
+	// Limited marks the limits-on target: any failed request, warm-up included,
+	// fails the run, and the limiter's metrics are scraped around each cell.
+	Limited bool
 }
 
 func newClient() *http.Client {
@@ -51,8 +71,9 @@ func newClient() *http.Client {
 // stack is everything the benchmark runs against. Stop tears it down in reverse order;
 // it is idempotent.
 type stack struct {
-	direct, gateway target
-	gw              *gatewayProcess
+	direct, gateway, limited target
+	gw                       *gatewayProcess
+	metrics                  *http.Client // scrapes the data plane's /metrics
 
 	stopOnce sync.Once
 	stops    []func()
@@ -111,6 +132,10 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	if err != nil {
 		return nil, err
 	}
+	limitedToken, err := iss.Mint(limitedClient, time.Hour)
+	if err != nil {
+		return nil, err
+	}
 
 	if err := publishPolicy(ctx, ns, benchPolicy(mockURL, keyFile)); err != nil {
 		return nil, err
@@ -136,31 +161,54 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	s.onStop(gw.Stop)
 	s.gw = gw
 
-	s.direct = target{Name: "direct", URL: mockURL, Auth: "Bearer " + upstreamKey, Client: newClient()}
-	s.gateway = target{Name: "gateway", URL: gw.URL, Auth: "Bearer " + token, Client: newClient()}
-	s.onStop(s.direct.Client.CloseIdleConnections)
-	s.onStop(s.gateway.Client.CloseIdleConnections)
+	s.direct = target{Name: targetDirect, URL: mockURL, Auth: "Bearer " + upstreamKey, Client: newClient()}
+	s.gateway = target{Name: targetGateway, URL: gw.URL, Auth: "Bearer " + token, Client: newClient()}
+	s.limited = target{Name: targetLimitsOn, URL: gw.URL, Auth: "Bearer " + limitedToken, Client: newClient(), Limited: true}
+	s.metrics = &http.Client{}
+	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.metrics} {
+		s.onStop(c.CloseIdleConnections)
+	}
 	return s, nil
 }
 
-// benchPolicy is a one-client policy: a tier with limits far above what the benchmark
-// sends, and one model on one deployment, the mock.
+// targets are the stack's targets in the order each cell runs them.
+func (s *stack) targets() []target { return []target{s.direct, s.gateway, s.limited} }
+
+// scrapeLimits returns the data plane's limiter counters, admissions of the limited
+// client only.
+func (s *stack) scrapeLimits(ctx context.Context) (limitsCounters, error) {
+	return scrapeLimits(ctx, s.metrics, s.gw.URL, limitedClient)
+}
+
+// benchPolicy is a two-client policy with one model on one deployment, the mock. The
+// bench client's tier sets every limit to 0, which the data plane reads as unlimited
+// (the admin API refuses 0, but this snapshot never goes through it): limits off. The
+// limited client's tier sets limits far out of the benchmark's reach: limits on.
 func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
+	tier := func(name string, rpm, tph, conc int64) policy.Tier {
+		return policy.Tier{
+			Name:                  name,
+			RequestsPerMinute:     rpm,
+			TokensPerHour:         tph,
+			MaxConcurrentRequests: conc,
+			AllowedModels:         []string{benchModel},
+			AllowedOperations:     policy.Operations,
+			DefaultMaxTokens:      1024,
+		}
+	}
 	return &policy.Snapshot{
 		SchemaVersion: policy.SchemaVersion,
 		Version:       1,
 		GeneratedAt:   time.Now().UTC(),
 		Tenants:       []policy.Tenant{{Name: "bench"}},
-		Tiers: []policy.Tier{{
-			Name:                  "bench",
-			RequestsPerMinute:     1_000_000_000,
-			TokensPerHour:         1_000_000_000_000,
-			MaxConcurrentRequests: 100_000,
-			AllowedModels:         []string{benchModel},
-			AllowedOperations:     policy.Operations,
-			DefaultMaxTokens:      1024,
-		}},
-		Clients:   []policy.Client{{ClientID: benchClient, Tenant: "bench", Tier: "bench", Enabled: true}},
+		Tiers: []policy.Tier{
+			tier("bench-unlimited", 0, 0, 0),
+			tier("bench-far", farRequestsPerMinute, farTokensPerHour, farConcurrency),
+		},
+		Clients: []policy.Client{
+			{ClientID: benchClient, Tenant: "bench", Tier: "bench-unlimited", Enabled: true},
+			{ClientID: limitedClient, Tenant: "bench", Tier: "bench-far", Enabled: true},
+		},
 		Providers: []policy.Provider{{Name: "openai", Kind: policy.ProviderOpenAI}},
 		Deployments: []policy.Deployment{{
 			Name:           "mock-" + benchRegion,
@@ -181,7 +229,8 @@ func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
 	}
 }
 
-// publishPolicy creates the PC_POLICY bucket, as the control plane does, and puts snap.
+// publishPolicy creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, as the
+// control plane does, and puts snap into PC_POLICY.
 func publishPolicy(ctx context.Context, ns *server.Server, snap *policy.Snapshot) error {
 	if err := snap.Validate(); err != nil {
 		return fmt.Errorf("bench policy: %w", err)
@@ -201,13 +250,12 @@ func publishPolicy(ctx context.Context, ns *server.Server, snap *policy.Snapshot
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  natsnames.PolicyBucket,
-		History: 5,
-		Storage: jetstream.FileStorage,
-	})
+	if err := natsbuckets.Ensure(ctx, js, natsbuckets.Options{}); err != nil {
+		return fmt.Errorf("create buckets: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, natsnames.PolicyBucket)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", natsnames.PolicyBucket, err)
+		return fmt.Errorf("open %s: %w", natsnames.PolicyBucket, err)
 	}
 	if _, err := kv.Put(ctx, natsnames.PolicySnapshotKey, data); err != nil {
 		return fmt.Errorf("put policy: %w", err)

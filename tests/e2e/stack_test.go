@@ -18,16 +18,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
 // stack is one running gateway. Its fields are read-only after startStack.
 type stack struct {
 	cp         *cpapp.App
-	dp         map[string]*dpapp.App // by region
+	nats       *server.Server        // the nats-server the stack uses, when the test owns it (withNATS)
+	dp         map[string]*dpapp.App // by worker name; the default workers are named after their regions
 	upstream   map[string]*mockupstream.Server
 	upURL      map[string]string
 	adminURL   string
@@ -39,20 +43,68 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(io.Discard, nil))
 }
 
-// startStack starts a control plane with the dev issuer and two data planes, eu and us.
-func startStack(t *testing.T) *stack {
+// worker is one data plane of a stack.
+type worker struct {
+	name, region string
+	failPolicy   string // "" is the default, fail_closed
+}
+
+// stackConfig is what startStack's options change.
+type stackConfig struct {
+	ownNATS  bool // the test runs the nats-server, so it can stop it
+	workers  []worker
+	upstream map[string]mockupstream.Options // by region
+}
+
+type stackOption func(*stackConfig)
+
+// withNATS runs the nats-server in the test instead of embedded in the control
+// plane, so the test can stop it (stack.nats).
+func withNATS() stackOption { return func(c *stackConfig) { c.ownNATS = true } }
+
+// withWorkers replaces the default data planes (one per region, named after it).
+func withWorkers(ws ...worker) stackOption { return func(c *stackConfig) { c.workers = ws } }
+
+// withUpstream sets the options of region's mock upstream (its Name is kept).
+func withUpstream(region string, o mockupstream.Options) stackOption {
+	return func(c *stackConfig) { c.upstream[region] = o }
+}
+
+// startStack starts a control plane with the dev issuer and, by default, two data
+// planes, eu and us, each with a mock upstream in its region.
+func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	ctx := context.Background()
 	dataDir := t.TempDir()
-	cp, err := cpapp.Start(ctx, cpapp.Config{
+	sc := stackConfig{
+		workers:  []worker{{name: "eu", region: "eu"}, {name: "us", region: "us"}},
+		upstream: map[string]mockupstream.Options{},
+	}
+	for _, o := range opts {
+		o(&sc)
+	}
+	cpCfg := cpapp.Config{
 		DatabaseURL:        pgtest.Database(t),
 		Listen:             "127.0.0.1:0",
 		EmbeddedNATSListen: "127.0.0.1:0",
 		DataDir:            dataDir,
 		DevIssuer:          true,
 		PublishInterval:    30 * time.Second,
+		NATSReplicas:       cpapp.DefaultNATSReplicas,
+		WorkerTTL:          cpapp.DefaultWorkerTTL,
 		LogLevel:           "error",
-	}, quietLogger())
+	}
+	var ns *server.Server
+	if sc.ownNATS {
+		var err error
+		ns, err = natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("start nats-server: %v", err)
+		}
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		cpCfg.NATSURL = ns.ClientURL()
+	}
+	cp, err := cpapp.Start(ctx, cpCfg, quietLogger())
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
 	}
@@ -64,6 +116,7 @@ func startStack(t *testing.T) *stack {
 	}
 	s := &stack{
 		cp:         cp,
+		nats:       ns,
 		dp:         map[string]*dpapp.App{},
 		upstream:   map[string]*mockupstream.Server{},
 		upURL:      map[string]string{},
@@ -75,28 +128,33 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	for _, region := range []string{"eu", "us"} {
-		up := mockupstream.New(mockupstream.Options{Name: "mock-" + region})
+		uo := sc.upstream[region]
+		uo.Name = "mock-" + region
+		up := mockupstream.New(uo)
 		srv := httptest.NewServer(up)
 		t.Cleanup(srv.Close)
 		s.upstream[region] = up
 		s.upURL[region] = srv.URL
+	}
+	for _, w := range sc.workers {
 		dp, err := dpapp.Start(ctx, dpapp.Config{
-			Region:               region,
+			Region:               w.region,
 			Listen:               "127.0.0.1:0",
 			NATSURL:              cp.NATSURL(),
 			JWTIssuer:            s.adminURL,
 			JWTAudience:          "portcullis-gateway",
 			JWKSURL:              s.adminURL + "/.well-known/jwks.json",
 			LogLevel:             "error",
-			WorkerID:             "e2e-" + region,
+			WorkerID:             "e2e-" + w.name,
 			ExposeRoutingHeaders: true,
 			MaxBodyBytes:         4 << 20,
+			LimitsFailPolicy:     w.failPolicy,
 		}, quietLogger())
 		if err != nil {
-			t.Fatalf("start %s data plane: %v", region, err)
+			t.Fatalf("start %s data plane: %v", w.name, err)
 		}
 		t.Cleanup(func() { stopWithin(t, dp.Stop) })
-		s.dp[region] = dp
+		s.dp[w.name] = dp
 	}
 	return s
 }
@@ -235,8 +293,8 @@ func (r gatewayResponse) code() string {
 	return e.Error.Code
 }
 
-// call sends one request to the data plane of region.
-func (s *stack) call(t *testing.T, region, token, method, path string, body any) gatewayResponse {
+// call sends one request to the data plane named worker.
+func (s *stack) call(t *testing.T, worker, token, method, path string, body any) gatewayResponse {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -246,7 +304,7 @@ func (s *stack) call(t *testing.T, region, token, method, path string, body any)
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, "http://"+s.dp[region].Addr()+path, rd)
+	req, err := http.NewRequest(method, "http://"+s.dp[worker].Addr()+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +312,7 @@ func (s *stack) call(t *testing.T, region, token, method, path string, body any)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, region, err)
+		t.Fatalf("%s %s on %s: %v", method, path, worker, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -288,9 +346,9 @@ func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool
 func (s *stack) waitReady(t *testing.T) {
 	t.Helper()
 	token := s.mint(t, "analytics-svc")
-	for region := range s.dp {
-		waitFor(t, 10*time.Second, region+" data plane has the seeded policy", func() bool {
-			return s.call(t, region, token, "GET", "/v1/models", nil).Status == http.StatusOK
+	for name := range s.dp {
+		waitFor(t, 10*time.Second, name+" data plane has the seeded policy", func() bool {
+			return s.call(t, name, token, "GET", "/v1/models", nil).Status == http.StatusOK
 		})
 	}
 }

@@ -75,7 +75,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte, fail 
 				Message:      &chatReply{Role: "assistant", Content: &text},
 				FinishReason: &finish,
 			}},
-			Usage: u,
+			Usage: s.reported(u),
 		}, fail)
 	}
 
@@ -101,7 +101,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte, fail 
 	if err := sse.event(chunk([]chatChoice{{Delta: &chatReply{}, FinishReason: &finish}}, nil)); err != nil {
 		return err
 	}
-	if req.StreamOptions.includeUsage() {
+	if req.StreamOptions.includeUsage() && !s.opts.NoUsage {
 		if err := sse.event(chunk([]chatChoice{}, u)); err != nil {
 			return err
 		}

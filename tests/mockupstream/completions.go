@@ -76,7 +76,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 			choices[i] = textChoice{Text: strings.Join(texts[i], " "), Index: i, FinishReason: &finishes[i]}
 		}
 		return writeJSON(w, textCompletion{
-			ID: id, Object: "text_completion", Created: created, Model: req.Model, Choices: choices, Usage: u,
+			ID: id, Object: "text_completion", Created: created, Model: req.Model, Choices: choices, Usage: s.reported(u),
 		}, fail)
 	}
 
@@ -97,7 +97,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, body []byte
 			return err
 		}
 	}
-	if req.StreamOptions.includeUsage() {
+	if req.StreamOptions.includeUsage() && !s.opts.NoUsage {
 		if err := sse.event(chunk([]textChoice{}, u)); err != nil {
 			return err
 		}

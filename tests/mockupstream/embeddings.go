@@ -19,13 +19,15 @@ type embeddingRequest struct {
 }
 
 type embeddingList struct {
-	Object string      `json:"object"`
-	Data   []embedding `json:"data"`
-	Model  string      `json:"model"`
-	Usage  struct {
-		PromptTokens int `json:"prompt_tokens"`
-		TotalTokens  int `json:"total_tokens"`
-	} `json:"usage"`
+	Object string          `json:"object"`
+	Data   []embedding     `json:"data"`
+	Model  string          `json:"model"`
+	Usage  *embeddingUsage `json:"usage,omitempty"`
+}
+
+type embeddingUsage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
 }
 
 type embedding struct {
@@ -118,6 +120,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte,
 		return err
 	}
 	out := embeddingList{Object: "list", Model: req.Model, Data: make([]embedding, len(inputs))}
+	var u embeddingUsage
 	for i, in := range inputs {
 		vec := Vector(in.key)
 		var e any = vec
@@ -125,8 +128,11 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte,
 			e = encodeBase64(vec)
 		}
 		out.Data[i] = embedding{Object: "embedding", Index: i, Embedding: e}
-		out.Usage.PromptTokens += in.tokens
+		u.PromptTokens += in.tokens
 	}
-	out.Usage.TotalTokens = out.Usage.PromptTokens
+	u.TotalTokens = u.PromptTokens
+	if !s.opts.NoUsage {
+		out.Usage = &u
+	}
 	return writeJSON(w, out, fail)
 }

@@ -1,9 +1,11 @@
 // Package mockupstream is a deterministic, OpenAI-compatible upstream for tests, the dev
 // stack and the benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions
 // (plain and SSE streaming, honouring stream_options.include_usage), POST /v1/completions,
-// POST /v1/embeddings and GET /v1/models, records every request it receives, and can be
-// told to fail the way real providers do: 500, 429, slow answers, connection resets and
-// streams cut midway (see Failure).
+// POST /v1/embeddings and GET /v1/models, records every request it receives (see Request),
+// counts the requests in flight (InFlight, MaxInFlight), and can be told to fail the way
+// real providers do: 500, 429, slow answers, connection resets and streams cut midway (see
+// Failure). Options can also hold every answer back (HoldDelay) and make the mock report no
+// usage at all (NoUsage), as some self-hosted servers do.
 //
 // Answers depend only on the request, so tests can assert them exactly:
 //   - a chat reply is "mock reply from <Name> to <N> messages";
@@ -49,6 +51,13 @@ type Options struct {
 	ChunkDelay time.Duration
 	// Models are the ids GET /v1/models lists. Defaults to DefaultModels.
 	Models []string
+	// NoUsage makes the mock report no usage: answers have no "usage" member and streams
+	// send no usage chunk, even when stream_options.include_usage is true.
+	NoUsage bool
+	// HoldDelay holds every request (after recording it, before checking anything else)
+	// this long, or until the client goes away. Zero means none. It adds to FailSlow's
+	// SlowDelay.
+	HoldDelay time.Duration
 }
 
 // Request is what the Server recorded about one request it received.
@@ -61,6 +70,11 @@ type Request struct {
 	HadAuth bool
 	// Header is a copy of the request headers with Authorization removed.
 	Header http.Header
+	// StreamOptions is the body's "stream_options" as it was sent, nil if absent.
+	StreamOptions json.RawMessage
+	// MaxTokens is the body's "max_tokens" or "max_completion_tokens", the smaller when it
+	// has both, and nil when it has neither (or they are not integers).
+	MaxTokens *int
 }
 
 // Server is the mock upstream. It is an http.Handler; serve it with httptest.NewServer or
@@ -68,9 +82,11 @@ type Request struct {
 type Server struct {
 	opts Options
 
-	mu       sync.Mutex // guards requests and failure
-	requests []Request
-	failure  Failure
+	mu          sync.Mutex // guards the fields below
+	requests    []Request
+	failure     Failure
+	inFlight    int
+	maxInFlight int
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -99,12 +115,42 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
-// Reset forgets the recorded requests and clears any failure.
+// Reset forgets the recorded requests, clears any failure and restarts MaxInFlight
+// from the number of requests in flight now (zero when the mock is idle).
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = nil
 	s.failure = FailNone
+	s.maxInFlight = s.inFlight
+}
+
+// InFlight returns the number of requests being handled now: each counts from the
+// moment its handler starts until it returns, whatever the endpoint or the outcome.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
+}
+
+// MaxInFlight returns the highest InFlight since New or the last Reset.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
 }
 
 // SetFailure makes every following request fail as f describes, until the next
@@ -117,24 +163,42 @@ func (s *Server) SetFailure(f Failure) {
 
 func (s *Server) record(r *http.Request, body []byte) Failure {
 	var probe struct {
-		Model  string `json:"model"`
-		Stream bool   `json:"stream"`
+		Model               string          `json:"model"`
+		Stream              bool            `json:"stream"`
+		StreamOptions       json.RawMessage `json:"stream_options"`
+		MaxTokens           json.RawMessage `json:"max_tokens"`
+		MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
 	}
 	_ = json.Unmarshal(body, &probe) // best effort: a bad body is still recorded
 	h := r.Header.Clone()
 	h.Del("Authorization")
 	rec := Request{
-		Method:  r.Method,
-		Path:    r.URL.Path,
-		Model:   probe.Model,
-		Stream:  probe.Stream,
-		HadAuth: r.Header.Get("Authorization") != "",
-		Header:  h,
+		Method:        r.Method,
+		Path:          r.URL.Path,
+		Model:         probe.Model,
+		Stream:        probe.Stream,
+		HadAuth:       r.Header.Get("Authorization") != "",
+		Header:        h,
+		StreamOptions: probe.StreamOptions,
+		MaxTokens:     intValue(probe.MaxTokens),
+	}
+	if m := intValue(probe.MaxCompletionTokens); m != nil && (rec.MaxTokens == nil || *m < *rec.MaxTokens) {
+		rec.MaxTokens = m
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, rec)
 	return s.failure
+}
+
+// intValue returns the JSON integer raw, or nil when raw is absent, null or not an
+// integer.
+func intValue(raw json.RawMessage) *int {
+	var n int
+	if len(raw) == 0 || string(raw) == "null" || json.Unmarshal(raw, &n) != nil {
+		return nil
+	}
+	return &n
 }
 
 // endpoint answers one route. body is the whole request body; fail is the failure in
@@ -162,19 +226,24 @@ func (s *Server) route(r *http.Request) (endpoint, error) {
 	return ep, nil
 }
 
-// ServeHTTP records the request, then checks the route, the key and the injected failure,
-// in that order, before answering.
+// ServeHTTP records the request, holds it for Options.HoldDelay, then checks the route,
+// the key and the injected failure, in that order, before answering.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.enter()
+	defer s.leave() // deferred, so that a handler aborted by a panic is counted out too
 	if err := s.serve(w, r); err != nil {
 		writeError(w, err)
 	}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	fail := s.record(r, body)
-	if err != nil {
-		return errTooLarge(err)
+	if err := s.hold(r); err != nil {
+		return err
+	}
+	if readErr != nil {
+		return errTooLarge(readErr)
 	}
 	ep, err := s.route(r)
 	if err != nil {
@@ -187,4 +256,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return ep(w, r, body, fail)
+}
+
+// hold waits Options.HoldDelay, or until the client goes away.
+func (s *Server) hold(r *http.Request) error {
+	if s.opts.HoldDelay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(s.opts.HoldDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-r.Context().Done():
+		return errDropped
+	}
 }

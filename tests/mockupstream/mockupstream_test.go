@@ -3,6 +3,8 @@ package mockupstream_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -568,5 +570,206 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 	if got := len(m.Requests()); got != n {
 		t.Errorf("%d requests recorded, want %d", got, n)
+	}
+}
+
+func TestRecordsStreamOptionsAndMaxTokens(t *testing.T) {
+	m, url := start(t, mockupstream.Options{})
+	intp := func(n int) *int { return &n }
+	tests := []struct {
+		name        string
+		path        string
+		members     string // added to the body
+		wantOptions string // "" means none recorded
+		wantMax     *int
+		wantStatus  int // 0 means 200
+	}{
+		{name: "neither", path: "/v1/chat/completions"},
+		{name: "stream_options as sent", path: "/v1/chat/completions",
+			members: `,"stream":true,"stream_options":{ "include_usage": true, "x": [1] }`, wantOptions: `{ "include_usage": true, "x": [1] }`},
+		{name: "null stream_options", path: "/v1/chat/completions", members: `,"stream_options":null`, wantOptions: `null`},
+		{name: "max_tokens", path: "/v1/chat/completions", members: `,"max_tokens":5`, wantMax: intp(5)},
+		{name: "max_completion_tokens", path: "/v1/chat/completions", members: `,"max_completion_tokens":7`, wantMax: intp(7)},
+		{name: "both: the smaller", path: "/v1/chat/completions", members: `,"max_tokens":9,"max_completion_tokens":4`, wantMax: intp(4)},
+		{name: "both: max_tokens smaller", path: "/v1/chat/completions", members: `,"max_tokens":2,"max_completion_tokens":4`, wantMax: intp(2)},
+		{name: "null max_tokens", path: "/v1/chat/completions", members: `,"max_tokens":null`},
+		{name: "not an integer", path: "/v1/chat/completions", members: `,"max_tokens":"5"`, wantStatus: http.StatusBadRequest},
+		{name: "completions", path: "/v1/completions",
+			members:     `,"prompt":"x","stream":true,"stream_options":{"include_usage":false},"max_tokens":3`,
+			wantOptions: `{"include_usage":false}`, wantMax: intp(3)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m.Reset()
+			body := `{"model":"m","messages":[{"role":"user","content":"x"}]` + tc.members + `}`
+			if resp, b := call(t, http.MethodPost, url+tc.path, body, nil); resp.StatusCode != cmp.Or(tc.wantStatus, http.StatusOK) {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			reqs := m.Requests()
+			if len(reqs) != 1 {
+				t.Fatalf("%d requests recorded, want 1", len(reqs))
+			}
+			if got := string(reqs[0].StreamOptions); got != tc.wantOptions {
+				t.Errorf("StreamOptions %q, want %q", got, tc.wantOptions)
+			}
+			switch got := reqs[0].MaxTokens; {
+			case tc.wantMax == nil && got != nil:
+				t.Errorf("MaxTokens %d, want nil", *got)
+			case tc.wantMax != nil && (got == nil || *got != *tc.wantMax):
+				t.Errorf("MaxTokens %v, want %d", got, *tc.wantMax)
+			}
+		})
+	}
+}
+
+func TestInFlight(t *testing.T) {
+	m, url := start(t, mockupstream.Options{HoldDelay: time.Hour})
+	if m.InFlight() != 0 || m.MaxInFlight() != 0 {
+		t.Fatalf("new server: InFlight %d, MaxInFlight %d", m.InFlight(), m.MaxInFlight())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	endpoints := []struct{ method, path string }{
+		{http.MethodPost, "/v1/chat/completions"},
+		{http.MethodPost, "/v1/embeddings"},
+		{http.MethodGet, "/v1/models"},
+		{http.MethodPost, "/v1/nope"},
+	}
+	errs := make(chan error, len(endpoints))
+	for _, e := range endpoints {
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, e.method, url+e.path, strings.NewReader(chatBody))
+			if err == nil {
+				var resp *http.Response
+				if resp, err = freshClient().Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+			errs <- err
+		}()
+	}
+	n := len(endpoints)
+	waitFor(t, func() bool { return m.InFlight() == n })
+	if got := m.MaxInFlight(); got != n {
+		t.Errorf("MaxInFlight %d with %d held, want %d", got, n, n)
+	}
+	m.Reset()
+	if got := m.MaxInFlight(); got != n {
+		t.Errorf("MaxInFlight %d after a Reset with %d in flight, want %d", got, n, n)
+	}
+	cancel()
+	for range n {
+		if err := <-errs; !errors.Is(err, context.Canceled) {
+			t.Errorf("held request ended with %v, want context.Canceled", err)
+		}
+	}
+	waitFor(t, func() bool { return m.InFlight() == 0 })
+	if got := m.MaxInFlight(); got != n {
+		t.Errorf("MaxInFlight %d once idle, want %d", got, n)
+	}
+	m.Reset()
+	if got := m.MaxInFlight(); got != 0 {
+		t.Errorf("MaxInFlight %d after Reset, want 0", got)
+	}
+}
+
+func TestInFlightCountsEveryOutcome(t *testing.T) {
+	m, url := start(t, mockupstream.Options{})
+	for _, f := range []mockupstream.Failure{mockupstream.FailNone, mockupstream.Fail500, mockupstream.FailReset, mockupstream.FailCutStream} {
+		m.SetFailure(f)
+		if resp, err := post(context.Background(), url+"/v1/chat/completions", streamBody); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		// A dropped connection can reach the client before the handler returns.
+		waitFor(t, func() bool { return m.InFlight() == 0 })
+	}
+	if got := m.MaxInFlight(); got != 1 {
+		t.Errorf("MaxInFlight %d after requests one at a time, want 1", got)
+	}
+}
+
+func TestHoldDelay(t *testing.T) {
+	t.Run("answers after the delay", func(t *testing.T) {
+		const delay = 100 * time.Millisecond
+		_, url := start(t, mockupstream.Options{HoldDelay: delay})
+		for _, e := range []struct{ method, path, body string }{
+			{http.MethodPost, "/v1/chat/completions", chatBody},
+			{http.MethodPost, "/v1/embeddings", `{"model":"m","input":"x"}`},
+			{http.MethodGet, "/v1/models", ""},
+		} {
+			began := time.Now()
+			resp, body := call(t, e.method, url+e.path, e.body, nil)
+			if took := time.Since(began); took < delay {
+				t.Errorf("%s answered after %v, want at least %v", e.path, took, delay)
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: status %d: %s", e.path, resp.StatusCode, body)
+			}
+		}
+	})
+	t.Run("gives up when the client does", func(t *testing.T) {
+		// With an hour's delay, the server's Close in t.Cleanup would hang unless the
+		// handler returns when the client's context ends.
+		m, url := start(t, mockupstream.Options{HoldDelay: time.Hour})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			resp, err := post(ctx, url+"/v1/chat/completions", chatBody)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		waitFor(t, func() bool { return len(m.Requests()) == 1 })
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v, want context.Canceled", err)
+		}
+		waitFor(t, func() bool { return m.InFlight() == 0 })
+	})
+}
+
+func TestNoUsage(t *testing.T) {
+	_, url := start(t, mockupstream.Options{NoUsage: true})
+	tests := []struct {
+		name     string
+		path     string
+		body     string
+		wantText string // in the answer, to show it is otherwise whole
+	}{
+		{name: "chat", path: "/v1/chat/completions", body: chatBody, wantText: "mock reply from mock to 1 messages"},
+		{name: "chat stream", path: "/v1/chat/completions", body: streamBody, wantText: `"finish_reason":"stop"`},
+		{name: "completions", path: "/v1/completions", body: `{"model":"m","prompt":"a b"}`, wantText: "mock completion from mock for 2 words"},
+		{name: "completions stream", path: "/v1/completions",
+			body: `{"model":"m","prompt":"a b","stream":true,"stream_options":{"include_usage":true}}`, wantText: `"finish_reason":"stop"`},
+		{name: "embeddings", path: "/v1/embeddings", body: `{"model":"m","input":["a","b"]}`, wantText: `"embedding"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := call(t, http.MethodPost, url+tc.path, tc.body, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if !strings.Contains(string(body), tc.wantText) {
+				t.Errorf("answer %s lacks %s", body, tc.wantText)
+			}
+			objects := [][]byte{body}
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				events, err := sseEvents(bytes.NewReader(body))
+				if err != nil || len(events) == 0 || events[len(events)-1] != "[DONE]" {
+					t.Fatalf("events %q, %v: want a stream ending in [DONE]", events, err)
+				}
+				objects = objects[:0]
+				for _, ev := range events[:len(events)-1] {
+					objects = append(objects, []byte(ev))
+				}
+			}
+			for _, o := range objects {
+				if _, ok := decodeJSON[map[string]json.RawMessage](t, o)["usage"]; ok {
+					t.Errorf("reported usage: %s", o)
+				}
+			}
+		})
 	}
 }

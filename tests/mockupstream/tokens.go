@@ -72,6 +72,14 @@ func newUsage(prompt, completion int) *usage {
 	return &usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: prompt + completion}
 }
 
+// reported returns u as the mock reports it: nil under Options.NoUsage.
+func (s *Server) reported(u *usage) *usage {
+	if s.opts.NoUsage {
+		return nil
+	}
+	return u
+}
+
 // streamOptions is the request's stream_options.
 type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`

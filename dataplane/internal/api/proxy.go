@@ -8,6 +8,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // proxy handles one OpenAI-compatible operation (op) forwarded to path upstream.
@@ -35,13 +36,28 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}
+		m := &metering{}
+		if req.Stream && op != policy.OpEmbeddings {
+			if err := prepareStream(req, m); err != nil {
+				return err
+			}
+		}
+		ticket, err := s.admit(c, client, op, req, m)
+		if err != nil {
+			return err
+		}
+		if ticket != nil {
+			m.enabled = ticket.Reserved() > 0
+			m.body.on = m.enabled && m.stream == nil
+			defer func() { ticket.Finish(m.used(ticket.Reserved())) }()
+		}
 		routes, err := router.Candidates(p, client, req.Model)
 		if err != nil {
 			return err
 		}
 		// Retries and failover over the remaining candidates arrive with the
 		// resilience issue; for now the preferred one is called.
-		return s.forward(c, routes[0], path, req)
+		return s.forward(c, routes[0], path, req, m)
 	}
 }
 
@@ -77,7 +93,7 @@ func authorize(client *policycache.Client, model, op string) error {
 }
 
 // forward sends req to route's deployment and relays the answer.
-func (s *server) forward(c echo.Context, route policycache.Route, path string, req *request) error {
+func (s *server) forward(c echo.Context, route policycache.Route, path string, req *request, m *metering) error {
 	ri := info(c)
 	dep := route.Deployment
 	ri.deployment = dep.Name
@@ -97,5 +113,5 @@ func (s *server) forward(c echo.Context, route policycache.Route, path string, r
 		return err
 	}
 	defer resp.Body.Close()
-	return relay(c, resp, dep.Name, req.Stream)
+	return relay(c, resp, dep.Name, req.Stream, m)
 }

@@ -12,13 +12,15 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 
 // relay turns the upstream's response into the client's. Success and the
 // upstream's own 4xx answers pass through; 429 stays 429; everything else becomes a
-// 502 upstream_error with the upstream's body withheld.
-func relay(c echo.Context, resp *http.Response, deployment string, stream bool) error {
+// 502 upstream_error with the upstream's body withheld. m follows the tokens of a
+// successful answer.
+func relay(c echo.Context, resp *http.Response, deployment string, stream bool, m *metering) error {
 	status := resp.StatusCode
 	switch {
 	case status == http.StatusTooManyRequests:
@@ -37,8 +39,13 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool) 
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
 			"the upstream failed to answer")
 	}
+	m.started = status/100 == 2
 	if stream && status/100 == 2 && isEventStream(resp.Header.Get("Content-Type")) {
-		return relayStream(c, resp.Body, deployment)
+		return relayStream(c, resp.Body, deployment, m.stream)
+	}
+	if !m.started || m.stream != nil {
+		m.body.on = false // an error or an unexpected non-stream answer: nothing to read usage from
+		m.stream = nil
 	}
 	w := c.Response()
 	ct := resp.Header.Get("Content-Type")
@@ -49,7 +56,11 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool) 
 	w.WriteHeader(status)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	if _, err := io.CopyBuffer(w, resp.Body, *buf); err != nil {
+	var dst io.Writer = w
+	if m.body.on {
+		dst = io.MultiWriter(w, &m.body)
+	}
+	if _, err := io.CopyBuffer(dst, resp.Body, *buf); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	return nil
@@ -62,8 +73,9 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // relayStream passes a server-sent event stream through event by event, flushing
 // whenever no further event has already arrived. A stream that breaks before
 // "data: [DONE]" ends with an error event and no [DONE], so the client can tell the
-// answer is cut.
-func relayStream(c echo.Context, body io.Reader, deployment string) error {
+// answer is cut. meter, if not nil, sees every event first and may drop or rewrite
+// it (the usage chunk a client did not ask for).
+func relayStream(c echo.Context, body io.Reader, deployment string, meter *usage.StreamMeter) error {
 	w := c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -91,14 +103,20 @@ func relayStream(c echo.Context, body io.Reader, deployment string) error {
 			w.Flush()
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke: %w", deployment, err), "the upstream stream ended unexpectedly")
 		}
-		if _, err := w.Write(ev); err != nil {
-			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("write stream to client: %w", err), "request cancelled")
+		if upstream.IsDone(ev) {
+			done = true
+		}
+		out := ev
+		if meter != nil {
+			out = meter.Observe(ev)
+		}
+		if len(out) > 0 {
+			if _, err := w.Write(out); err != nil {
+				return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("write stream to client: %w", err), "request cancelled")
+			}
 		}
 		if !events.EventReady() { // else the next event leaves with this one
 			w.Flush()
-		}
-		if upstream.IsDone(ev) {
-			done = true
 		}
 	}
 }

@@ -48,6 +48,8 @@ var (
 type Options struct {
 	Policy               PolicySource
 	Verifier             TokenVerifier
+	Limiter              Admitter    // nil: no limits are enforced
+	LimitsReady          func() bool // nil or true: limits can be applied (/readyz)
 	Region               string // the worker's region
 	ExposeRoutingHeaders bool   // add X-Portcullis-Region and X-Portcullis-Deployment
 	MaxBodyBytes         int64
@@ -86,6 +88,9 @@ func (s *server) readyz(c echo.Context) error {
 	p := s.Policy.Current()
 	if p == nil {
 		return errPolicyNotReady
+	}
+	if s.LimitsReady != nil && !s.LimitsReady() {
+		return apierr.New(apierr.LimitsUnavailable, "the gateway cannot reach its global limit counters")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "policy_version": p.Version})
 }

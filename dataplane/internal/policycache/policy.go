@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -32,6 +33,37 @@ type Client struct {
 	// allowedRegions is nil when the client may be served from any region;
 	// otherwise the regions its residency rule allows (empty if the rule is missing).
 	allowedRegions map[string]struct{}
+	// override replaces some of the tier's limits until it expires; nil if none.
+	override *policy.LimitOverride
+}
+
+// Limits are a client's effective limits at one moment; zero means unlimited.
+type Limits struct {
+	RequestsPerMinute     int64
+	TokensPerHour         int64
+	MaxConcurrentRequests int64
+	// Overridden reports that a limit override is in force.
+	Overridden bool
+}
+
+// Limits returns the client's limits at now: its tier's, with any override that
+// has not expired by now applied on top. An override lifts itself at its expiry,
+// without waiting for a new snapshot.
+func (c *Client) Limits(now time.Time) Limits {
+	l := c.Tier.Limits
+	if o := c.override; o != nil && now.Before(o.ExpiresAt) {
+		l.Overridden = true
+		if o.RequestsPerMinute > 0 {
+			l.RequestsPerMinute = o.RequestsPerMinute
+		}
+		if o.TokensPerHour > 0 {
+			l.TokensPerHour = o.TokensPerHour
+		}
+		if o.MaxConcurrentRequests > 0 {
+			l.MaxConcurrentRequests = o.MaxConcurrentRequests
+		}
+	}
+	return l
 }
 
 // RegionAllowed reports whether the client's residency allows a deployment in region.
@@ -50,6 +82,11 @@ type Tier struct {
 	operations map[string]struct{}
 	// Models lists the allowed model names, sorted.
 	Models []string
+	// Limits are the tier's limits.
+	Limits Limits
+	// DefaultMaxTokens is the max_tokens a request without one is given; 0 means
+	// the gateway's default.
+	DefaultMaxTokens int64
 }
 
 // AllowsModel reports whether the tier allows the public model name.
@@ -171,7 +208,10 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger) 
 
 	tiers := make(map[string]*Tier, len(s.Tiers))
 	for _, t := range s.Tiers {
-		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(t.AllowedOperations)}
+		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(t.AllowedOperations),
+			DefaultMaxTokens: t.DefaultMaxTokens,
+			Limits: Limits{RequestsPerMinute: t.RequestsPerMinute, TokensPerHour: t.TokensPerHour,
+				MaxConcurrentRequests: t.MaxConcurrentRequests}}
 		for m := range tier.models {
 			tier.Models = append(tier.Models, m)
 		}
@@ -195,6 +235,12 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger) 
 			}
 		}
 		p.clients[c.ClientID] = client
+	}
+	for i := range s.LimitOverrides {
+		o := s.LimitOverrides[i]
+		if c := p.clients[o.ClientID]; c != nil {
+			c.override = &o
+		}
 	}
 	for _, r := range s.RevokedTokens {
 		p.revoked[r.JTI] = struct{}{}

@@ -1,0 +1,220 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Admitter admits requests against clients' global limits.
+type Admitter interface {
+	Admit(ctx context.Context, client string, lim limits.Limits, tokens int64) (*limits.Ticket, error)
+}
+
+var _ Admitter = (*limits.Limiter)(nil)
+
+// DefaultMaxTokens is the output budget of a request that sets no max_tokens, when
+// its tier sets no default_max_tokens. The gateway writes it into the request, so
+// the upstream enforces what was reserved.
+const DefaultMaxTokens = 4096
+
+// Rate-limit response headers, as OpenAI names them.
+const (
+	headerLimitRequests     = "X-Ratelimit-Limit-Requests"
+	headerRemainingRequests = "X-Ratelimit-Remaining-Requests"
+	headerResetRequests     = "X-Ratelimit-Reset-Requests"
+	headerLimitTokens       = "X-Ratelimit-Limit-Tokens"
+	headerRemainingTokens   = "X-Ratelimit-Remaining-Tokens"
+	headerResetTokens       = "X-Ratelimit-Reset-Tokens"
+)
+
+// admit applies the client's limits to req: it estimates the tokens the request
+// may use (writing the output budget into the request), takes them with a
+// concurrency slot and a request from the client's windows, and sets the
+// x-ratelimit-* headers. The returned ticket must be finished with the tokens used.
+func (s *server) admit(c echo.Context, client *policycache.Client, op string, req *request, m *metering) (*limits.Ticket, error) {
+	lim := client.Limits(time.Now())
+	if s.Limiter == nil {
+		return nil, nil
+	}
+	var tokens int64
+	if lim.TokensPerHour > 0 {
+		m.prompt = usage.EstimatePrompt(op, req.fields)
+		tokens = m.prompt
+		if op != policy.OpEmbeddings {
+			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, lim.TokensPerHour-m.prompt)
+			if err != nil {
+				return nil, err
+			}
+			tokens += out
+		}
+	}
+	ticket, err := s.Limiter.Admit(c.Request().Context(), client.ID, limits.Limits{
+		RequestsPerMinute:     lim.RequestsPerMinute,
+		TokensPerHour:         lim.TokensPerHour,
+		MaxConcurrentRequests: lim.MaxConcurrentRequests,
+	}, tokens)
+	h := c.Response().Header()
+	var denied *limits.Denied
+	switch {
+	case err == nil:
+		setRateHeaders(h, ticket.Status)
+		return ticket, nil
+	case errors.As(err, &denied):
+		setRateHeaders(h, denied.Status)
+		if !denied.TooLarge {
+			h.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(max(denied.RetryAfter, time.Second).Seconds())), 10))
+		}
+		return nil, deniedError(denied, lim.Overridden)
+	case errors.Is(err, limits.ErrUnavailable):
+		return nil, apierr.Wrap(apierr.LimitsUnavailable, err, "the gateway cannot check rate limits right now; retry shortly")
+	default:
+		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
+	}
+}
+
+// outputBudget returns the completion tokens req may use and makes the request
+// carry that cap: the client's max_completion_tokens or max_tokens, else the tier's
+// default, clamped to what is left of the hourly budget after the prompt.
+func outputBudget(req *request, tierDefault, room int64) (int64, error) {
+	field := "max_tokens"
+	if _, ok := req.fields["max_completion_tokens"]; ok {
+		field = "max_completion_tokens"
+	}
+	var asked int64
+	if raw, ok := req.fields[field]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &asked); err != nil || asked <= 0 {
+			return 0, paramError(field, field+" must be a positive integer")
+		}
+	}
+	out := asked
+	if out == 0 {
+		out = tierDefault
+		if out <= 0 {
+			out = DefaultMaxTokens
+		}
+	}
+	if room >= 1 && out > room {
+		out = room
+	}
+	if out != asked {
+		req.fields[field] = json.RawMessage(strconv.FormatInt(out, 10))
+	}
+	return out, nil
+}
+
+func deniedError(d *limits.Denied, overridden bool) *apierr.Error {
+	var what string
+	switch d.Kind {
+	case limits.KindRequests:
+		what = "requests per minute"
+	case limits.KindTokens:
+		what = "tokens per hour"
+	default:
+		what = "concurrent requests"
+	}
+	var e *apierr.Error
+	if d.TooLarge {
+		e = apierr.New(apierr.RateLimited, "Request too large: it needs more tokens than this client's limit of %d %s.", d.Limit, what)
+	} else {
+		e = apierr.New(apierr.RateLimited, "Rate limit reached for %s: limit %d. Please try again in %s.", what, d.Limit, limits.FormatReset(max(d.RetryAfter, time.Second)))
+	}
+	if overridden {
+		e.Message += " A temporary limit override is in force for this client."
+	}
+	e.ErrType = d.Kind
+	return e
+}
+
+func setRateHeaders(h interface{ Set(string, string) }, st limits.Status) {
+	if r := st.Requests; r.Limit > 0 {
+		h.Set(headerLimitRequests, strconv.FormatInt(r.Limit, 10))
+		h.Set(headerRemainingRequests, strconv.FormatInt(r.Remaining, 10))
+		h.Set(headerResetRequests, limits.FormatReset(r.Reset))
+	}
+	if t := st.Tokens; t.Limit > 0 {
+		h.Set(headerLimitTokens, strconv.FormatInt(t.Limit, 10))
+		h.Set(headerRemainingTokens, strconv.FormatInt(t.Remaining, 10))
+		h.Set(headerResetTokens, limits.FormatReset(t.Reset))
+	}
+}
+
+// errBadStreamOptions is the 400 of a stream_options that is not an object.
+var errBadStreamOptions = paramError("stream_options", "stream_options must be an object")
+
+// metering follows one request's token use, to settle its reservation.
+type metering struct {
+	prompt  int64 // estimated prompt tokens; 0 when the client has no token limit
+	enabled bool  // the client has a token limit
+	started bool  // a 2xx answer began to reach the client
+	stream  *usage.StreamMeter
+	body    capture // a non-streamed answer, for its usage
+}
+
+// used is the number of tokens the request consumed: what the upstream reported,
+// else the prompt estimate plus the delivered completion counted with the
+// tokenizer. An answer that never started consumed nothing.
+func (m *metering) used(reserved int64) int64 {
+	if !m.enabled || !m.started {
+		return 0
+	}
+	if m.stream != nil {
+		if u, ok := m.stream.Usage(); ok {
+			return u.PromptTokens + u.CompletionTokens
+		}
+		return m.prompt + m.stream.CompletionTokens()
+	}
+	if m.body.overflow {
+		return reserved // too large to inspect: keep the reservation
+	}
+	if u, ok := usage.FromResponse(m.body.buf.Bytes()); ok {
+		return u.PromptTokens + u.CompletionTokens
+	}
+	return m.prompt + usage.CountText(usage.CompletionText(m.body.buf.Bytes()))
+}
+
+// prepareStream asks the upstream for usage in a stream's last chunk, and sets
+// up the meter that hides that chunk from a client that did not ask for it.
+func prepareStream(req *request, m *metering) error {
+	asked, so, err := usage.WithStreamUsage(req.fields["stream_options"])
+	if err != nil {
+		return errBadStreamOptions
+	}
+	req.fields["stream_options"] = so
+	m.stream = usage.NewStreamMeter(!asked)
+	return nil
+}
+
+// captureLimit bounds how much of a non-streamed answer is kept to read its usage.
+const captureLimit = 8 << 20
+
+// capture keeps the first captureLimit bytes written to it.
+type capture struct {
+	on       bool
+	buf      bytes.Buffer
+	overflow bool
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	if !c.on || c.overflow {
+		return len(p), nil
+	}
+	if c.buf.Len()+len(p) > captureLimit {
+		c.overflow = true
+		c.buf.Reset()
+		return len(p), nil
+	}
+	return c.buf.Write(p)
+}

@@ -1,0 +1,554 @@
+// Package limits enforces each client's requests per minute, tokens per hour and
+// concurrent requests globally and exactly, across every worker in every region
+// (DESIGN.md §5, docs/limits.md).
+//
+// The global counters live in the PC_LIMITS KV bucket and are only ever changed by
+// compare-and-swap on a key's revision, so concurrent writers cannot lose each
+// other's updates even when a read came from a lagging replica. A worker does not
+// touch the counter for every request: it leases a slice of a window's budget and
+// spends it locally. Lease sizes double while a window is far from its limit and
+// shrink to single units near it (never more than a 1/(4·workers) share of what is
+// left), and budget a worker leased but did not use goes back to the counter when it
+// sits idle, or at once when the window is tight. The sum of all leases never
+// exceeds the limit, so neither does the number of admitted requests.
+//
+// Concurrency slots are attributed to the holding worker in the counter. Workers
+// keep a heartbeat with a TTL in PC_WORKERS; a worker that finds the slots full
+// drops the holdings of workers whose heartbeat has expired.
+package limits
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+// Limit kinds, as OpenAI names them in a 429's error type.
+const (
+	KindRequests    = "requests"
+	KindTokens      = "tokens"
+	KindConcurrency = "concurrency"
+)
+
+// Fail policies: what happens while the global counters cannot be reached.
+const (
+	FailClosed = "fail_closed" // refuse with 503 limits_unavailable
+	FailOpen   = "fail_open"   // admit, count locally (each worker capped at the limit), reconcile later
+)
+
+// Defaults of Options.
+const (
+	DefaultOpTimeout  = 2 * time.Second
+	DefaultIdleReturn = time.Second
+)
+
+const (
+	// tightFactor: a lease is at most a 1/(tightFactor·workers) share of what is
+	// left of a budget, and a budget with less left than tightFactor·workers units
+	// is tight: leases are single units and unused budget goes back at once.
+	tightFactor = 4
+	// maxStreak caps lease growth.
+	maxStreak = 1 << 40
+	// maxCASAttempts bounds the compare-and-swap retries of one operation.
+	maxCASAttempts = 64
+	// concurrencyRetryAfter is the Retry-After hint of a concurrency denial.
+	concurrencyRetryAfter = time.Second
+)
+
+var (
+	// ErrUnavailable reports that the global counters could not be reached and the
+	// fail policy is fail_closed.
+	ErrUnavailable = errors.New("global limit counters unavailable")
+	errNATSDown    = errors.New("not connected to NATS")
+	errNotReady    = errors.New("limit buckets not open yet")
+	errContention  = errors.New("too many concurrent updates to one counter")
+)
+
+func unavailable(cause error) error { return fmt.Errorf("%w: %w", ErrUnavailable, cause) }
+
+// Denied is the error of a request refused by a limit.
+type Denied struct {
+	Kind       string // KindRequests, KindTokens or KindConcurrency
+	Limit      int64
+	RetryAfter time.Duration // until the window frees up, or a short hint for concurrency
+	// TooLarge marks a token reservation larger than the whole budget: waiting
+	// does not help.
+	TooLarge bool
+	// Status is the client's request and token windows when it was refused.
+	Status Status
+}
+
+func (d *Denied) Error() string {
+	if d.TooLarge {
+		return fmt.Sprintf("request needs more %s than the limit of %d", d.Kind, d.Limit)
+	}
+	return fmt.Sprintf("%s limit of %d reached", d.Kind, d.Limit)
+}
+
+// Limits are one client's effective limits; zero means unlimited.
+type Limits struct {
+	RequestsPerMinute     int64
+	TokensPerHour         int64
+	MaxConcurrentRequests int64
+}
+
+// Window is what the x-ratelimit-* headers report of one window. A zero Limit
+// means the client has no such limit.
+type Window struct {
+	Limit, Remaining int64
+	Reset            time.Duration
+}
+
+// Status is a client's request and token windows.
+type Status struct {
+	Requests, Tokens Window
+}
+
+// Options configures a Limiter.
+type Options struct {
+	JetStream  jetstream.JetStream
+	Connected  func() bool // whether the NATS connection is up; checked before any KV operation
+	WorkerID   string
+	Region     string
+	FailPolicy string        // FailClosed (default) or FailOpen
+	OpTimeout  time.Duration // bound of one KV operation
+	IdleReturn time.Duration // leased budget unused this long goes back to the counter
+	Now        func() time.Time
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Limiter admits requests against global limits. It is safe for concurrent use.
+// Run must be running for it to reach the counters; until then (and whenever NATS
+// is unreachable) the fail policy applies.
+type Limiter struct {
+	o        Options
+	failOpen bool
+	now      func() time.Time
+	log      *slog.Logger
+	metrics  *metrics
+	workers  *workers
+
+	store   atomic.Pointer[counterStore] // nil until Run has opened the buckets
+	clients sync.Map                     // client id → *clientState
+	down    atomic.Bool                  // the counters were found unreachable and have not been reached since
+	kickC   chan struct{}
+
+	asyncMu sync.Mutex // guards runCtx and closed
+	runCtx  context.Context
+	closed  bool
+	asyncWG sync.WaitGroup
+}
+
+type clientState struct {
+	rpm, tph *window
+	conc     *slots
+}
+
+// New returns a Limiter; call Run to connect it to the counters.
+func New(o Options) (*Limiter, error) {
+	if o.FailPolicy == "" {
+		o.FailPolicy = FailClosed
+	}
+	if o.FailPolicy != FailClosed && o.FailPolicy != FailOpen {
+		return nil, fmt.Errorf("fail policy %q: must be %s or %s", o.FailPolicy, FailClosed, FailOpen)
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = DefaultOpTimeout
+	}
+	if o.IdleReturn <= 0 {
+		o.IdleReturn = DefaultIdleReturn
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("limits metrics: %w", err)
+	}
+	w, err := newWorkers(o.WorkerID, o.Region, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{o: o, failOpen: o.FailPolicy == FailOpen, now: o.Now, log: o.Log, metrics: m, workers: w,
+		kickC: make(chan struct{}, 1)}
+	l.down.Store(true)
+	return l, nil
+}
+
+// Holder is this process's key in PC_WORKERS.
+func (l *Limiter) Holder() string { return l.workers.holder }
+
+// Ready reports whether the counters have been opened and were reachable at the
+// last attempt.
+func (l *Limiter) Ready() bool { return l.store.Load() != nil && !l.down.Load() }
+
+// counters is the counter store; callers check reachable first.
+func (l *Limiter) counters() *counterStore { return l.store.Load() }
+
+// Admit takes a concurrency slot, then one request of the minute window, then
+// tokens of the hour window, for client under lim. On success the caller must call
+// the Ticket's Finish exactly once when the request is over. A refusal is a
+// *Denied; unreachable counters under fail_closed give an error wrapping
+// ErrUnavailable.
+func (l *Limiter) Admit(ctx context.Context, client string, lim Limits, tokens int64) (*Ticket, error) {
+	t := &Ticket{l: l}
+	if lim.RequestsPerMinute <= 0 && lim.TokensPerHour <= 0 && lim.MaxConcurrentRequests <= 0 {
+		return t, nil
+	}
+	st := l.state(client)
+	t.st = st
+	now := l.now()
+	if lim.TokensPerHour > 0 && tokens > lim.TokensPerHour {
+		return nil, l.deny(client, st, now, lim, &Denied{Kind: KindTokens, Limit: lim.TokensPerHour, TooLarge: true})
+	}
+	// A lease serves the requests queued behind it too, and a client going away is
+	// not NATS going away: only the operation timeout bounds the KV work.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.OpTimeout)
+	defer cancel()
+	if lim.MaxConcurrentRequests > 0 {
+		g, err := st.conc.acquire(ctx, l, now, lim.MaxConcurrentRequests)
+		if err != nil {
+			return nil, l.deny(client, st, now, lim, err)
+		}
+		t.conc, t.hasConc = g, true
+	}
+	if lim.RequestsPerMinute > 0 {
+		g, err := st.rpm.take(ctx, l, now, 1, lim.RequestsPerMinute)
+		if err != nil {
+			t.release()
+			return nil, l.deny(client, st, now, lim, err)
+		}
+		t.rpm, t.hasRPM = g, true
+	}
+	if lim.TokensPerHour > 0 && tokens > 0 {
+		g, err := st.tph.take(ctx, l, now, tokens, lim.TokensPerHour)
+		if err != nil {
+			if t.hasRPM {
+				st.rpm.refund(l, t.rpm, 1) // a request refused for tokens is not counted
+			}
+			t.release()
+			return nil, l.deny(client, st, now, lim, err)
+		}
+		t.tph, t.reserved = g, tokens
+	}
+	t.Status = st.status(now, lim)
+	l.metrics.admitted.WithLabelValues(client).Inc()
+	if t.rpm.owed || t.tph.owed || t.conc.owed {
+		l.metrics.failOpen.Inc()
+	}
+	return t, nil
+}
+
+func (l *Limiter) deny(client string, st *clientState, now time.Time, lim Limits, err error) error {
+	var d *Denied
+	if errors.As(err, &d) {
+		d.Status = st.status(now, lim)
+		l.metrics.denied.WithLabelValues(client, d.Kind).Inc()
+		return d
+	}
+	l.metrics.denied.WithLabelValues(client, "unavailable").Inc()
+	if !errors.Is(err, ErrUnavailable) {
+		err = unavailable(err)
+	}
+	return err
+}
+
+// Ticket is one admitted request's hold on the limits.
+type Ticket struct {
+	l        *Limiter
+	st       *clientState
+	conc     slotGrant
+	hasConc  bool
+	rpm, tph grant
+	hasRPM   bool
+	reserved int64
+	finished atomic.Bool
+
+	// Status is the client's windows after the admission, for the response headers.
+	Status Status
+}
+
+// Reserved is the number of tokens the admission reserved.
+func (t *Ticket) Reserved() int64 { return t.reserved }
+
+// Finish settles the token reservation to used (the tokens the request actually
+// consumed) and releases the concurrency slot. Unused tokens go back to the
+// window; tokens beyond the reservation are charged to it. Later calls do nothing.
+func (t *Ticket) Finish(used int64) {
+	if t == nil || t.st == nil || !t.finished.CompareAndSwap(false, true) {
+		return
+	}
+	if t.reserved > 0 {
+		switch diff := t.reserved - max(0, used); {
+		case diff > 0:
+			t.st.tph.refund(t.l, t.tph, diff)
+		case diff < 0:
+			t.st.tph.charge(t.l, t.tph, -diff)
+		}
+	}
+	t.release()
+}
+
+func (t *Ticket) release() {
+	if t.hasConc {
+		t.hasConc = false
+		t.st.conc.release(t.l, t.conc)
+	}
+}
+
+// grant records which window an admission was taken from, and whether it was
+// counted as fail_open debt instead of from a lease.
+type grant struct {
+	start time.Time
+	owed  bool
+}
+
+func (l *Limiter) state(client string) *clientState {
+	if v, ok := l.clients.Load(client); ok {
+		return v.(*clientState)
+	}
+	k := clientKey(client)
+	v, _ := l.clients.LoadOrStore(client, &clientState{
+		rpm:  newWindow(KindRequests, time.Minute, k),
+		tph:  newWindow(KindTokens, time.Hour, k),
+		conc: newSlots(k),
+	})
+	return v.(*clientState)
+}
+
+func (st *clientState) status(now time.Time, lim Limits) Status {
+	var s Status
+	if lim.RequestsPerMinute > 0 {
+		s.Requests = st.rpm.status(now, lim.RequestsPerMinute)
+	}
+	if lim.TokensPerHour > 0 {
+		s.Tokens = st.tph.status(now, lim.TokensPerHour)
+	}
+	return s
+}
+
+// clientKey makes a client id one KV key token: ids of letters, digits, '-' and '_'
+// are used as they are; any other is base64url-encoded behind '=', which no plain
+// id contains.
+func clientKey(id string) string {
+	if id != "" && keySafe(id) == id {
+		return id
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// leaseSize is how much to lease when need more units are wanted and remaining are
+// left: at least need, at most remaining, growing with streak but never beyond a
+// 1/(tightFactor·workers) share of what is left.
+func leaseSize(remaining, need, workers, streak int64) int64 {
+	fair := remaining / (tightFactor * max(1, workers))
+	return min(max(need, min(fair, streak)), remaining)
+}
+
+func (l *Limiter) liveWorkers() int64 { return l.workers.count.Load() }
+
+// reachable reports whether a KV operation is worth trying.
+func (l *Limiter) reachable() bool {
+	return l.store.Load() != nil && (l.o.Connected == nil || l.o.Connected())
+}
+
+func (l *Limiter) markUnreachable(cause error) {
+	l.metrics.available.Set(0)
+	if !l.down.Swap(true) {
+		l.log.Warn("global limit counters unreachable; applying the fail policy", "fail_policy", l.o.FailPolicy, "err", cause)
+	}
+}
+
+func (l *Limiter) markReachable() {
+	l.metrics.available.Set(1)
+	if l.down.Swap(false) {
+		l.log.Info("global limit counters reachable")
+	}
+}
+
+// kick wakes the sweeper.
+func (l *Limiter) kick() {
+	select {
+	case l.kickC <- struct{}{}:
+	default:
+	}
+}
+
+// async runs fn in the background with a bounded context, unless Run has ended.
+func (l *Limiter) async(fn func(ctx context.Context)) {
+	l.asyncMu.Lock()
+	defer l.asyncMu.Unlock()
+	if l.closed || l.runCtx == nil {
+		return
+	}
+	ctx := l.runCtx
+	l.asyncWG.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)
+		defer cancel()
+		fn(ctx)
+	})
+}
+
+// Run opens the PC_LIMITS and PC_WORKERS buckets (waiting for the control plane to
+// create them), keeps the heartbeat, gives idle leases back and pays fail_open
+// debt, until ctx is done. On the way out it gives back what it holds and removes
+// its heartbeat.
+func (l *Limiter) Run(ctx context.Context) error {
+	l.asyncMu.Lock()
+	l.runCtx = ctx
+	l.asyncMu.Unlock()
+	defer func() {
+		l.asyncMu.Lock()
+		l.closed = true
+		l.asyncMu.Unlock()
+		l.asyncWG.Wait()
+	}()
+
+	if err := l.open(ctx); err != nil || ctx.Err() != nil {
+		return err // stopped before the buckets were there
+	}
+	beat := time.NewTicker(l.workers.interval())
+	defer beat.Stop()
+	sweep := time.NewTicker(l.o.IdleReturn / 2)
+	defer sweep.Stop()
+	l.heartbeat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			l.shutdown()
+			return nil
+		case <-beat.C:
+			l.heartbeat(ctx)
+		case <-sweep.C:
+			l.sweep(ctx)
+		case <-l.kickC:
+			l.sweep(ctx)
+		}
+	}
+}
+
+// open waits for both buckets.
+func (l *Limiter) open(ctx context.Context) error {
+	logged := false
+	for {
+		kv, st, err := l.tryOpen(ctx)
+		if err == nil {
+			status, err := kv.Status(ctx)
+			if err == nil {
+				l.workers.open(kv, status.TTL())
+				if status.TTL() <= 0 {
+					l.log.Error("PC_WORKERS has no TTL: crashed workers' slots are never reclaimed", "bucket", natsnames.WorkersBucket)
+					l.workers.open(kv, 10*time.Second)
+				}
+				l.store.Store(&counterStore{js: l.o.JetStream, stream: st, ops: l.metrics.kv})
+				return nil
+			}
+		}
+		if !logged {
+			l.log.Warn("waiting for the limit buckets", "buckets", []string{natsnames.LimitsBucket, natsnames.WorkersBucket}, "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Limiter) tryOpen(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)
+	defer cancel()
+	kv, err := l.o.JetStream.KeyValue(ctx, natsnames.WorkersBucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", natsnames.WorkersBucket, err)
+	}
+	st, err := l.o.JetStream.Stream(ctx, natsnames.KVStream(natsnames.LimitsBucket))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", natsnames.LimitsBucket, err)
+	}
+	return kv, st, nil
+}
+
+func (l *Limiter) heartbeat(ctx context.Context) {
+	if !l.reachable() {
+		l.markUnreachable(errNATSDown)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)
+	defer cancel()
+	if err := l.workers.beat(ctx); err != nil {
+		l.markUnreachable(err)
+		return
+	}
+	if err := l.workers.refresh(ctx); err != nil {
+		l.log.Debug("count live workers", "err", err)
+	}
+	l.metrics.workers.Set(float64(l.liveWorkers()))
+	l.markReachable()
+}
+
+func (l *Limiter) sweep(ctx context.Context) {
+	if !l.reachable() {
+		return
+	}
+	now := l.now()
+	idleBefore := now.Add(-l.o.IdleReturn)
+	l.clients.Range(func(_, v any) bool {
+		st := v.(*clientState)
+		opCtx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)
+		defer cancel()
+		st.rpm.sweep(opCtx, l, now, idleBefore)
+		st.tph.sweep(opCtx, l, now, idleBefore)
+		st.conc.sweep(opCtx, l, idleBefore)
+		return ctx.Err() == nil
+	})
+}
+
+// shutdown gives back every lease and idle slot and removes the heartbeat, so a
+// clean stop strands no budget.
+func (l *Limiter) shutdown() {
+	if !l.reachable() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.o.OpTimeout)
+	defer cancel()
+	far := l.now().Add(time.Hour) // everything counts as idle
+	l.clients.Range(func(_, v any) bool {
+		st := v.(*clientState)
+		st.rpm.sweep(ctx, l, l.now(), far)
+		st.tph.sweep(ctx, l, l.now(), far)
+		st.conc.giveBackAll(ctx, l)
+		return ctx.Err() == nil
+	})
+	l.workers.remove(ctx)
+}
+
+// FormatReset renders a time to reset the way OpenAI's x-ratelimit-reset-* headers
+// do: "1s", "6m0s", "20ms".
+func FormatReset(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
