@@ -50,8 +50,8 @@ type Options struct {
 	Verifier             TokenVerifier
 	Limiter              Admitter    // nil: no limits are enforced
 	LimitsReady          func() bool // nil or true: limits can be applied (/readyz)
-	Region               string // the worker's region
-	ExposeRoutingHeaders bool   // add X-Portcullis-Region and X-Portcullis-Deployment
+	Region               string      // the worker's region
+	ExposeRoutingHeaders bool        // add X-Portcullis-Region and X-Portcullis-Deployment
 	MaxBodyBytes         int64
 	Log                  *slog.Logger
 	Metrics              *httpmetrics.HTTP
