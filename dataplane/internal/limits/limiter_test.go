@@ -470,3 +470,60 @@ func TestFormatReset(t *testing.T) {
 		}
 	}
 }
+
+// A worker cut off from NATS for longer than the heartbeat TTL loses its slots to
+// the others; when it is back, it re-registers the requests it still has in flight,
+// so that the key counts them again and nobody admits into them.
+func TestPartitionedWorkerReRegistersItsSlots(t *testing.T) {
+	c := newCluster(t, 3*time.Second)
+	a, b := c.worker("a", nil), c.worker("b", nil)
+	lim := Limits{MaxConcurrentRequests: 3}
+	var held []*Ticket
+	for range 2 {
+		tk, err := a.Admit(context.Background(), "part", lim, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tk)
+	}
+	a.cut.Store(true)
+	// b can use the one free slot at once, and a's two once its heartbeat expires.
+	waitFor(t, 10*time.Second, "b to hold all 3 slots", func() bool {
+		tk, err := b.Admit(context.Background(), "part", lim, 0)
+		if err == nil {
+			held = append(held, tk)
+		}
+		return len(held) == 5
+	})
+	a.cut.Store(false)
+	// a's 2 requests are still running: a must not admit more, and once it has
+	// re-registered them, neither may b.
+	if _, err := a.Admit(context.Background(), "part", lim, 0); !isDenied(err, KindConcurrency) {
+		t.Fatalf("a after the partition: %v, want a concurrency denial", err)
+	}
+	held[2].Finish(0) // one of b's: b gives the slot back at once, the key being over its limit
+	waitFor(t, 5*time.Second, "b to refuse with a's 2 and its own 2 in flight (limit 3)", func() bool {
+		tk, err := b.Admit(context.Background(), "part", lim, 0)
+		if err == nil {
+			tk.Finish(0)
+			return false
+		}
+		return isDenied(err, KindConcurrency)
+	})
+	for _, tk := range held {
+		tk.Finish(0)
+	}
+	waitFor(t, 10*time.Second, "every slot free again", func() bool {
+		tk, err := b.Admit(context.Background(), "part", lim, 0)
+		if err != nil {
+			return false
+		}
+		defer tk.Finish(0)
+		return true
+	})
+}
+
+func isDenied(err error, kind string) bool {
+	var d *Denied
+	return errors.As(err, &d) && d.Kind == kind
+}

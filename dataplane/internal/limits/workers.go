@@ -29,7 +29,6 @@ type workers struct {
 	lastOK time.Time            // when the last heartbeat was stored
 	epoch  uint64               // bumps whenever a heartbeat follows a gap
 	seen   map[string]time.Time // when another holder was last found alive
-	dead   map[string]bool
 	count  atomic.Int64
 }
 
@@ -47,7 +46,7 @@ func newWorkers(workerID, region string, now func() time.Time) (*workers, error)
 		return nil, err
 	}
 	w := &workers{holder: keySafe(workerID) + "-" + hex.EncodeToString(b[:]), now: now,
-		seen: map[string]time.Time{}, dead: map[string]bool{}}
+		seen: map[string]time.Time{}}
 	w.count.Store(1)
 	var err error
 	w.info, err = json.Marshal(heartbeat{Version: 1, Worker: workerID, Region: region, StartedAt: now().UTC()})
@@ -124,6 +123,14 @@ func (w *workers) refresh(ctx context.Context) error {
 	}
 	_ = lister.Stop() // the listing is complete once Keys is drained
 	w.count.Store(int64(max(1, n)))
+	now := w.now()
+	w.mu.Lock()
+	for h, at := range w.seen { // forget holders not looked up for a while
+		if now.Sub(at) > time.Minute {
+			delete(w.seen, h)
+		}
+	}
+	w.mu.Unlock()
 	return nil
 }
 
@@ -149,12 +156,9 @@ func (w *workers) dropDead(ctx context.Context, held map[string]int64) error {
 func (w *workers) alive(ctx context.Context, holder string) (bool, error) {
 	now := w.now()
 	w.mu.Lock()
-	seen, dead := w.seen[holder], w.dead[holder]
+	seen := w.seen[holder]
 	w.mu.Unlock()
-	switch {
-	case dead:
-		return false, nil
-	case now.Sub(seen) < aliveFor:
+	if now.Sub(seen) < aliveFor {
 		return true, nil
 	}
 	kvp := w.kv.Load()
@@ -164,8 +168,10 @@ func (w *workers) alive(ctx context.Context, holder string) (bool, error) {
 	_, err := (*kvp).Get(ctx, holder)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// Not cached: a worker back from a partition beats again and re-registers
+		// its slots, and must then count as alive.
 		w.mu.Lock()
-		w.dead[holder] = true // holder names are unique per process: dead stays dead
+		delete(w.seen, holder)
 		w.mu.Unlock()
 		return false, nil
 	case err != nil:
