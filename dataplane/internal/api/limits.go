@@ -86,17 +86,25 @@ func (s *server) admit(c echo.Context, client *policycache.Client, op string, re
 }
 
 // outputBudget returns the completion tokens req may use and makes the request
-// carry that cap: the client's max_completion_tokens or max_tokens, else the tier's
-// default, clamped to what is left of the hourly budget after the prompt.
+// carry that cap: the smaller of the client's max_completion_tokens and max_tokens,
+// else the tier's default, clamped to what is left of the hourly budget after the
+// prompt. The cap is written into every one of the two fields the client set, or
+// into max_tokens (the most widely accepted) when it set neither.
 func outputBudget(req *request, tierDefault, room int64) (int64, error) {
-	field := "max_tokens"
-	if _, ok := req.fields["max_completion_tokens"]; ok {
-		field = "max_completion_tokens"
-	}
 	var asked int64
-	if raw, ok := req.fields[field]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &asked); err != nil || asked <= 0 {
+	var present []string
+	for _, field := range [...]string{"max_completion_tokens", "max_tokens"} {
+		raw, ok := req.fields[field]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var n int64
+		if err := json.Unmarshal(raw, &n); err != nil || n <= 0 {
 			return 0, paramError(field, field+" must be a positive integer")
+		}
+		present = append(present, field)
+		if asked == 0 || n < asked {
+			asked = n
 		}
 	}
 	out := asked
@@ -105,12 +113,16 @@ func outputBudget(req *request, tierDefault, room int64) (int64, error) {
 		if out <= 0 {
 			out = DefaultMaxTokens
 		}
+		present = []string{"max_tokens"}
 	}
 	if room >= 1 && out > room {
 		out = room
 	}
-	if out != asked {
-		req.fields[field] = json.RawMessage(strconv.FormatInt(out, 10))
+	value := json.RawMessage(strconv.FormatInt(out, 10))
+	for _, field := range present {
+		if string(req.fields[field]) != string(value) {
+			req.fields[field] = value
+		}
 	}
 	return out, nil
 }
