@@ -98,10 +98,7 @@ func (s *slots) acquire(ctx context.Context, l *Limiter, now time.Time, limit in
 			}
 			readNow = true
 		}
-		doc := concDoc{Version: 1, Held: maps.Clone(s.doc.Held)}
-		if doc.Held == nil {
-			doc.Held = map[string]int64{}
-		}
+		doc := s.docCopy()
 		doc.Held[me] = s.held
 		remaining := limit - doc.total()
 		if remaining < 1 && !readNow {
@@ -140,30 +137,49 @@ func (s *slots) acquire(ctx context.Context, l *Limiter, now time.Time, limit in
 // count at least the slots in flight here, even past the limit, so that no other
 // worker admits into them. s.mu is held.
 func (s *slots) resync(ctx context.Context, l *Limiter) error {
+	if err := s.read(ctx, l); err != nil {
+		return err
+	}
+	s.held = s.doc.Held[l.workers.holder]
+	if s.held >= s.inFlight {
+		return nil
+	}
+	if err := s.putMine(ctx, l, s.inFlight); err != nil {
+		return err
+	}
+	s.held = s.inFlight
+	return nil
+}
+
+// putMine compare-and-swaps this worker's entry in the key to n, reading the key
+// again after a conflict. s.mu is held.
+func (s *slots) putMine(ctx context.Context, l *Limiter, n int64) error {
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		if err := s.read(ctx, l); err != nil {
-			return err
+		if !l.reachable() {
+			return errNATSDown
 		}
-		me := l.workers.holder
-		s.held = s.doc.Held[me]
-		if s.held >= s.inFlight {
-			return nil
+		if !s.fresh {
+			if err := s.read(ctx, l); err != nil {
+				return err
+			}
 		}
-		doc := concDoc{Version: 1, Held: maps.Clone(s.doc.Held)}
-		if doc.Held == nil {
-			doc.Held = map[string]int64{}
-		}
-		doc.Held[me] = s.inFlight
+		doc := s.docCopy()
+		doc.Held[l.workers.holder] = n
 		err := s.write(ctx, l, doc)
-		if err == nil {
-			s.held = s.inFlight
-			return nil
-		}
 		if err != errConflict {
 			return err
 		}
 	}
 	return errContention
+}
+
+// docCopy is a copy of the known key that can be changed. s.mu is held.
+func (s *slots) docCopy() concDoc {
+	held := maps.Clone(s.doc.Held)
+	if held == nil {
+		held = map[string]int64{}
+	}
+	return concDoc{Version: 1, Held: held}
 }
 
 func (s *slots) read(ctx context.Context, l *Limiter) error {
@@ -243,30 +259,11 @@ func (s *slots) scheduleGiveBack(l *Limiter) {
 
 // giveBack returns the slots this worker holds but does not use. s.mu is held.
 func (s *slots) giveBack(ctx context.Context, l *Limiter) {
-	if _, fresh := l.workers.freshEpoch(l.now()); !fresh {
-		return // holdings are re-registered on the next acquire
+	if _, fresh := l.workers.freshEpoch(l.now()); !fresh || s.held <= s.inFlight {
+		return // after a heartbeat gap, holdings are re-registered on the next acquire
 	}
-	me := l.workers.holder
-	for attempt := 0; s.held > s.inFlight && attempt < maxCASAttempts && l.reachable(); attempt++ {
-		if !s.fresh {
-			if err := s.read(ctx, l); err != nil {
-				return
-			}
-		}
-		doc := concDoc{Version: 1, Held: maps.Clone(s.doc.Held)}
-		if doc.Held == nil {
-			doc.Held = map[string]int64{}
-		}
-		doc.Held[me] = s.inFlight
-		err := s.write(ctx, l, doc)
-		if err == nil {
-			s.held = s.inFlight
-			s.streak = 0
-			return
-		}
-		if err != errConflict {
-			return
-		}
+	if s.putMine(ctx, l, s.inFlight) == nil {
+		s.held, s.streak = s.inFlight, 0
 	}
 }
 

@@ -220,46 +220,44 @@ func (w *window) scheduleGiveBack(l *Limiter) {
 // giveBack returns the local lease to the global counter. w.mu is held. On failure
 // the lease stays local and the sweeper tries again.
 func (w *window) giveBack(ctx context.Context, l *Limiter) {
-	for attempt := 0; w.local > 0 && attempt < maxCASAttempts && l.reachable(); attempt++ {
-		if !w.fresh {
-			if err := w.read(ctx, l); err != nil {
-				return
-			}
-		}
-		next := max(0, w.known-w.local)
-		rev, err := l.counters().cas(ctx, w.key(), strconv.AppendInt(nil, next, 10), w.rev, w.ttl())
-		if err != nil {
-			w.fresh = false
-			if err == errConflict {
-				continue
-			}
-			return
-		}
-		w.known, w.rev, w.local = next, rev, 0
-		w.streak = 0
+	if w.local > 0 && w.update(ctx, l, func(known int64) int64 { return max(0, known-w.local) }) == nil {
+		w.local, w.streak = 0, 0
 	}
 }
 
 // payDebt adds units admitted without the counter (fail_open, or tokens used beyond
 // a reservation) to the global counter, regardless of the limit. w.mu is held.
 func (w *window) payDebt(ctx context.Context, l *Limiter) {
-	for attempt := 0; w.debt > 0 && attempt < maxCASAttempts && l.reachable(); attempt++ {
+	if w.debt > 0 && w.update(ctx, l, func(known int64) int64 { return known + w.debt }) == nil {
+		w.debt = 0
+	}
+}
+
+// update compare-and-swaps the global counter to next(its value), reading it again
+// after a conflict. w.mu is held.
+func (w *window) update(ctx context.Context, l *Limiter, next func(known int64) int64) error {
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		if !l.reachable() {
+			return errNATSDown
+		}
 		if !w.fresh {
 			if err := w.read(ctx, l); err != nil {
-				return
+				return err
 			}
 		}
-		next := w.known + w.debt
-		rev, err := l.counters().cas(ctx, w.key(), strconv.AppendInt(nil, next, 10), w.rev, w.ttl())
+		v := next(w.known)
+		rev, err := l.counters().cas(ctx, w.key(), strconv.AppendInt(nil, v, 10), w.rev, w.ttl())
 		if err != nil {
 			w.fresh = false
 			if err == errConflict {
 				continue
 			}
-			return
+			return err
 		}
-		w.known, w.rev, w.debt = next, rev, 0
+		w.known, w.rev = v, rev
+		return nil
 	}
+	return errContention
 }
 
 // sweep gives back a lease idle since before idleBefore, pays debt, and reports
