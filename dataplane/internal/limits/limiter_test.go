@@ -284,21 +284,21 @@ func TestExactConcurrencyAcrossWorkers(t *testing.T) {
 	for i := range 60 {
 		w := workers[i%3]
 		wg.Go(func() {
-			for range 5 {
+			for range 10 {
 				tk, err := w.Admit(context.Background(), "conc", Limits{MaxConcurrentRequests: limit}, 0)
 				if err != nil {
 					var d *Denied
 					if !errors.As(err, &d) || d.Kind != KindConcurrency || d.RetryAfter <= 0 {
 						t.Errorf("admit: %v", err)
 					}
-					time.Sleep(time.Millisecond)
+					time.Sleep(2 * time.Millisecond)
 					continue
 				}
 				admitted.Add(1)
 				n := inFlight.Add(1)
 				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 				}
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // long enough for the slots to fill up
 				inFlight.Add(-1)
 				tk.Finish(0)
 			}
