@@ -75,7 +75,7 @@ func (s *server) admit(c echo.Context, client *policycache.Client, op string, re
 	case errors.As(err, &denied):
 		setRateHeaders(h, denied.Status)
 		if !denied.TooLarge {
-			h.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(max(denied.RetryAfter, time.Second).Seconds())), 10))
+			h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(denied), 10))
 		}
 		return nil, deniedError(denied, lim.Overridden)
 	case errors.Is(err, limits.ErrUnavailable):
@@ -141,13 +141,19 @@ func deniedError(d *limits.Denied, overridden bool) *apierr.Error {
 	if d.TooLarge {
 		e = apierr.New(apierr.RateLimited, "Request too large: it needs more tokens than this client's limit of %d %s.", d.Limit, what)
 	} else {
-		e = apierr.New(apierr.RateLimited, "Rate limit reached for %s: limit %d. Please try again in %s.", what, d.Limit, limits.FormatReset(max(d.RetryAfter, time.Second)))
+		e = apierr.New(apierr.RateLimited, "Rate limit reached for %s: limit %d. Please try again in %s.", what, d.Limit,
+			limits.FormatReset(time.Duration(retryAfterSeconds(d))*time.Second))
 	}
 	if overridden {
 		e.Message += " A temporary limit override is in force for this client."
 	}
 	e.ErrType = d.Kind
 	return e
+}
+
+// retryAfterSeconds is d's Retry-After: whole seconds, rounded up, at least 1.
+func retryAfterSeconds(d *limits.Denied) int64 {
+	return int64(math.Ceil(max(d.RetryAfter, time.Second).Seconds()))
 }
 
 func setRateHeaders(h interface{ Set(string, string) }, st limits.Status) {
