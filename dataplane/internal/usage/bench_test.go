@@ -49,9 +49,17 @@ func BenchmarkEstimatePromptChat(b *testing.B) {
 	Warm()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	for b.Loop() {
-		EstimatePrompt(policy.OpChat, fields)
-	}
+	b.Run("repeated", func(b *testing.B) { // the counts come from the cache
+		for b.Loop() {
+			EstimatePrompt(policy.OpChat, fields)
+		}
+	})
+	b.Run("new", func(b *testing.B) { // every text is counted afresh
+		for b.Loop() {
+			counts = newCountCache()
+			EstimatePrompt(policy.OpChat, fields)
+		}
+	})
 }
 
 func BenchmarkCountText(b *testing.B) {

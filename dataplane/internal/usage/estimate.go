@@ -82,7 +82,7 @@ type estimator struct {
 
 func (e *estimator) count(s string) int64 {
 	if len(s) <= e.budget {
-		n := CountText(s)
+		n := counts.count(s)
 		e.budget -= len(s)
 		e.tokens += n
 		e.bytes += int64(len(s))

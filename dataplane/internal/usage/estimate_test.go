@@ -2,6 +2,7 @@ package usage
 
 import (
 	"encoding/json"
+	"hash/maphash"
 	"strings"
 	"testing"
 
@@ -193,5 +194,37 @@ func TestEstimatePromptBeyondTheTokenizeBudget(t *testing.T) {
 	}
 	if exact := EstimatePrompt(policy.OpEmbeddings, body(small)); exact != CountText(small) {
 		t.Fatalf("estimate within the budget %d, want the exact count %d", exact, CountText(small))
+	}
+}
+
+func TestCountCache(t *testing.T) {
+	c := newCountCache()
+	long := strings.Repeat("counted once, then remembered. ", 4)
+	if got, want := c.count(long), CountText(long); got != want {
+		t.Fatalf("first count %d, want %d", got, want)
+	}
+	if got, want := c.count(long), CountText(long); got != want {
+		t.Fatalf("cached count %d, want %d", got, want)
+	}
+	// Fill the text's shard past two generations: it is forgotten, then counted again.
+	h := maphash.String(c.seed, long)
+	sh := &c.shards[h%cacheShards]
+	for i := range 2 * cacheShardEntries {
+		sh.mu.Lock()
+		sh.put(uint64(i)*cacheShards+h%cacheShards+cacheShards<<40, 1)
+		sh.mu.Unlock()
+	}
+	sh.mu.Lock()
+	_, inCur := sh.cur[h]
+	_, inPrev := sh.prev[h]
+	sh.mu.Unlock()
+	if inCur || inPrev {
+		t.Fatal("the cache kept a count past two full generations")
+	}
+	if got, want := c.count(long), CountText(long); got != want {
+		t.Fatalf("recount %d, want %d", got, want)
+	}
+	if short := "short"; c.count(short) != CountText(short) {
+		t.Fatal("short text miscounted")
 	}
 }
