@@ -527,3 +527,32 @@ func isDenied(err error, kind string) bool {
 	var d *Denied
 	return errors.As(err, &d) && d.Kind == kind
 }
+
+func TestCounterKeysExpireOnTheirOwn(t *testing.T) {
+	avoidMinuteEdge(t, 3*time.Second)
+	c := newCluster(t, 0)
+	w := c.worker("w1", nil)
+	now := time.Now()
+	tk, err := w.Admit(context.Background(), "ttl", Limits{RequestsPerMinute: 10, TokensPerHour: 1000, MaxConcurrentRequests: 2}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Finish(10)
+	st, err := c.js.Stream(context.Background(), natsnames.KVStream(natsnames.LimitsBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		minuteKey("ttl", now): "2m0s",
+		hourKey("ttl", now):   "2h0m0s",
+		"conc.ttl":            "24h0m0s",
+	} {
+		msg, err := st.GetLastMsgForSubject(context.Background(), natsnames.KVSubject(natsnames.LimitsBucket, key))
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if got := msg.Header.Get(jetstream.MsgTTLHeader); got != want {
+			t.Errorf("%s: TTL %q, want %q", key, got, want)
+		}
+	}
+}
