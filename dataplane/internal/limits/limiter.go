@@ -61,6 +61,11 @@ const (
 	maxStreak = 1 << 40
 	// maxCASAttempts bounds the compare-and-swap retries of one operation.
 	maxCASAttempts = 64
+	// recheckAfter: a window found exhausted is read again for a later request
+	// only this long after its last read or write, so that a client hammering at
+	// its limit does not cost a KV read per refusal. Budget given back by another
+	// worker is seen at most this late.
+	recheckAfter = 100 * time.Millisecond
 	// concurrencyRetryAfter is the Retry-After hint of a concurrency denial.
 	concurrencyRetryAfter = time.Second
 )

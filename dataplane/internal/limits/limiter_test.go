@@ -556,3 +556,32 @@ func TestCounterKeysExpireOnTheirOwn(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusalsAtTheLimitDoNotReadTheCounterEachTime(t *testing.T) {
+	avoidMinuteEdge(t, 5*time.Second)
+	c := newCluster(t, 0)
+	w := c.worker("w1", nil)
+	lim := Limits{RequestsPerMinute: 3}
+	for range 3 {
+		if _, err := w.Admit(context.Background(), "hammer", lim, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := func() float64 {
+		n := 0.0
+		for _, op := range []string{"read", "cas", "cas_conflict"} {
+			n += testutil.ToFloat64(w.metrics.kv.ops.WithLabelValues(op, "ok"))
+		}
+		return n
+	}
+	before := ops()
+	for range 200 {
+		if _, err := w.Admit(context.Background(), "hammer", lim, 0); !isDenied(err, KindRequests) {
+			t.Fatalf("over the limit: %v", err)
+		}
+	}
+	// One look at the counter per recheckAfter at most, not one per refusal.
+	if got := ops() - before; got > 20 {
+		t.Fatalf("%v KV operations for 200 refusals", got)
+	}
+}

@@ -25,6 +25,7 @@ type window struct {
 	known      int64     // the global counter as of this worker's last read or write
 	rev        uint64    // the revision known was read or written at
 	fresh      bool      // known and rev may be used for a compare-and-swap
+	syncedAt   time.Time // when known was last read or written
 	streak     int64     // size of the next lease while far from the limit
 	lastUse    time.Time // when local last changed
 	debt       int64     // fail_open: units admitted without the counter, still to add to it
@@ -53,7 +54,7 @@ func (w *window) roll(ctx context.Context, l *Limiter, now time.Time, limit int6
 		// A new window: whatever was left of the old one's lease or debt ends with it.
 		w.start, w.limit = start, limit
 		w.local, w.known, w.streak, w.debt, w.spentLocal = 0, 0, 0, 0, 0
-		w.rev, w.fresh = 0, true // a new window's key has never been written: try revision 0 first
+		w.rev, w.fresh, w.syncedAt = 0, true, time.Time{} // a new window's key has never been written: try revision 0 first
 		return
 	}
 	if limit != w.limit {
@@ -92,7 +93,10 @@ func (w *window) take(ctx context.Context, l *Limiter, now time.Time, n, limit i
 		need := n - w.local
 		remaining := limit - w.known
 		if remaining < need {
-			if !readNow { // others may have given budget back since our last look
+			// Others may have given budget back since our last look; look again,
+			// but not for every refused request of a client hammering at its
+			// limit, which would turn each refusal into a KV read.
+			if !readNow && now.Sub(w.syncedAt) >= recheckAfter {
 				w.fresh = false
 				continue
 			}
@@ -110,7 +114,7 @@ func (w *window) take(ctx context.Context, l *Limiter, now time.Time, n, limit i
 		}
 		l.metrics.leases.WithLabelValues(w.kind).Inc()
 		w.known += lease
-		w.rev = rev
+		w.rev, w.syncedAt = rev, now
 		w.local += lease - n
 		w.streak = min(lease*2, maxStreak)
 		w.lastUse = now
@@ -129,7 +133,7 @@ func (w *window) read(ctx context.Context, l *Limiter) error {
 	if err != nil {
 		return err
 	}
-	w.known, w.rev, w.fresh = n, rev, true
+	w.known, w.rev, w.fresh, w.syncedAt = n, rev, true, l.now()
 	return nil
 }
 
@@ -254,7 +258,7 @@ func (w *window) update(ctx context.Context, l *Limiter, next func(known int64) 
 			}
 			return err
 		}
-		w.known, w.rev = v, rev
+		w.known, w.rev, w.syncedAt = v, rev, l.now()
 		return nil
 	}
 	return errContention
