@@ -143,6 +143,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.base = "http://" + e.app.Addr()
 	if !o.noBucket {
 		e.publish(t, e.snapshot())
+		waitFor(t, "the data plane to be ready (policy and limit counters)", func() bool {
+			resp, err := e.client.Get(e.base + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
 	}
 	return e
 }

@@ -141,6 +141,7 @@ func rateError(t *testing.T, r gatewayResponse) (code, typ string) {
 func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
 	s := startStack(t, threeWorkers)
 	s.seed(t)
+	s.waitReady(t)
 	const runs, limit, perWorker = 20, 50, 40
 	tokens := make([]string, runs)
 	for i := range runs {
@@ -197,6 +198,7 @@ func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
 func holdingStack(t *testing.T, hold time.Duration) *stack {
 	s := startStack(t, threeWorkers, withUpstream("eu", mockupstream.Options{HoldDelay: hold}))
 	s.seed(t)
+	s.waitReady(t)
 	return s
 }
 
@@ -246,6 +248,7 @@ func TestExactConcurrencyAcrossWorkers(t *testing.T) {
 func TestCrashedWorkersSlotsComeBack(t *testing.T) {
 	s := startStack(t, threeWorkers, withUpstream("eu", mockupstream.Options{SlowDelay: time.Minute}))
 	s.seed(t)
+	s.waitReady(t)
 	token := s.limitedClient(t, "crash", "eu", 0, 0, 5)
 	up := s.upstream["eu"]
 	up.SetFailure(mockupstream.FailSlow) // every request hangs until its caller goes away
@@ -329,6 +332,7 @@ func o200k(t *testing.T, text string) int64 {
 func TestTokensPerHour(t *testing.T) {
 	s := startStack(t, withUpstream("us", mockupstream.Options{NoUsage: true}))
 	s.seed(t)
+	s.waitReady(t)
 	const prompt = "alpha beta gamma delta"
 	body := func(stream, includeUsage bool) map[string]any {
 		b := map[string]any{"model": "gpt-4o-mini", "max_tokens": 100,
@@ -436,6 +440,7 @@ func TestNATSOutageFailPolicy(t *testing.T) {
 		worker{name: "open", region: "eu", failPolicy: "fail_open"},
 	))
 	s.seed(t)
+	s.waitReady(t)
 	closedTok := s.limitedClient(t, "fc", "", 10, 0, 0)
 	openTok := s.limitedClient(t, "fo", "", 10, 0, 0)
 
@@ -468,6 +473,7 @@ func TestNATSOutageFailPolicy(t *testing.T) {
 func TestLimitOverride(t *testing.T) {
 	s := startStack(t)
 	s.seed(t)
+	s.waitReady(t)
 	token := s.limitedClient(t, "ovr", "", 0, 0, 0)
 	avoidMinuteEdge(15 * time.Second)
 	for range 3 { // far from its tier's limit

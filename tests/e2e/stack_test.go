@@ -341,14 +341,22 @@ func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool
 	}
 }
 
-// waitReady waits until every data plane has the seeded policy: analytics-svc, the
-// last client seed creates, is known everywhere.
+// waitReady waits until every data plane has the seeded policy (analytics-svc, the
+// last client seed creates, is known everywhere) and reaches its limit counters.
 func (s *stack) waitReady(t *testing.T) {
 	t.Helper()
 	token := s.mint(t, "analytics-svc")
-	for name := range s.dp {
+	for name, dp := range s.dp {
 		waitFor(t, 10*time.Second, name+" data plane has the seeded policy", func() bool {
 			return s.call(t, name, token, "GET", "/v1/models", nil).Status == http.StatusOK
+		})
+		waitFor(t, 10*time.Second, name+" data plane is ready", func() bool {
+			resp, err := http.Get("http://" + dp.Addr() + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
 		})
 	}
 }

@@ -75,7 +75,7 @@ var (
 	// fail policy is fail_closed.
 	ErrUnavailable = errors.New("global limit counters unavailable")
 	errNATSDown    = errors.New("not connected to NATS")
-	errNotReady    = errors.New("limit buckets not open yet")
+	errNotReady    = errors.New("the limit buckets are not open yet")
 	errContention  = errors.New("too many concurrent updates to one counter")
 )
 
@@ -370,8 +370,17 @@ func leaseSize(remaining, need, workers, streak int64) int64 {
 func (l *Limiter) liveWorkers() int64 { return l.workers.count.Load() }
 
 // reachable reports whether a KV operation is worth trying.
-func (l *Limiter) reachable() bool {
-	return l.store.Load() != nil && (l.o.Connected == nil || l.o.Connected())
+func (l *Limiter) reachable() bool { return l.unreachable() == nil }
+
+// unreachable says why a KV operation is not worth trying, or nil if it is.
+func (l *Limiter) unreachable() error {
+	switch {
+	case l.store.Load() == nil:
+		return errNotReady
+	case l.o.Connected != nil && !l.o.Connected():
+		return errNATSDown
+	}
+	return nil
 }
 
 func (l *Limiter) markUnreachable(cause error) {
@@ -493,8 +502,8 @@ func (l *Limiter) tryOpen(ctx context.Context) (jetstream.KeyValue, jetstream.St
 }
 
 func (l *Limiter) heartbeat(ctx context.Context) {
-	if !l.reachable() {
-		l.markUnreachable(errNATSDown)
+	if err := l.unreachable(); err != nil {
+		l.markUnreachable(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)

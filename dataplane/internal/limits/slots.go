@@ -67,8 +67,8 @@ func (s *slots) acquire(ctx context.Context, l *Limiter, now time.Time, limit in
 		s.lastUse = now
 		return slotGrant{}, nil
 	}
-	if !l.reachable() {
-		return s.acquireUnreachable(l, limit, errNATSDown)
+	if err := l.unreachable(); err != nil {
+		return s.acquireUnreachable(l, limit, err)
 	}
 	if !fresh {
 		// Holdings count only while this worker's heartbeat is current: after a gap,
@@ -155,8 +155,8 @@ func (s *slots) resync(ctx context.Context, l *Limiter) error {
 // again after a conflict. s.mu is held.
 func (s *slots) putMine(ctx context.Context, l *Limiter, n int64) error {
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		if !l.reachable() {
-			return errNATSDown
+		if err := l.unreachable(); err != nil {
+			return err
 		}
 		if !s.fresh {
 			if err := s.read(ctx, l); err != nil {

@@ -79,8 +79,8 @@ func (w *window) take(ctx context.Context, l *Limiter, now time.Time, n, limit i
 		w.lastUse = now
 		return g, nil
 	}
-	if !l.reachable() {
-		return w.takeUnreachable(l, g, n, limit, errNATSDown)
+	if err := l.unreachable(); err != nil {
+		return w.takeUnreachable(l, g, n, limit, err)
 	}
 	readNow := false
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
@@ -241,8 +241,8 @@ func (w *window) payDebt(ctx context.Context, l *Limiter) {
 // after a conflict. w.mu is held.
 func (w *window) update(ctx context.Context, l *Limiter, next func(known int64) int64) error {
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		if !l.reachable() {
-			return errNATSDown
+		if err := l.unreachable(); err != nil {
+			return err
 		}
 		if !w.fresh {
 			if err := w.read(ctx, l); err != nil {
