@@ -114,12 +114,7 @@ func (c *Collection[T]) Create(ctx context.Context, e T) (Record[T], error) {
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING %s`,
 		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.selectList())
-	var rec Record[T]
-	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
-		var err error
-		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...))
-		return err
-	})
+	rec, err := c.insert(ctx, q, &e)
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("create %s: %w", c.t.name, translate(c.t, err, false))
 	}
@@ -205,12 +200,7 @@ func (c *Collection[T]) Put(ctx context.Context, e T) (Record[T], error) {
 		"updated_at = now()")
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s RETURNING %s`,
 		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.key, strings.Join(sets, ", "), c.t.selectList())
-	var rec Record[T]
-	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
-		var err error
-		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...))
-		return err
-	})
+	rec, err := c.insert(ctx, q, &e)
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("put %s %q: %w", c.t.name, key, translate(c.t, err, false))
 	}
@@ -269,4 +259,15 @@ func decodeCursor(cursor string, n int) ([]string, error) {
 		return nil, ErrBadCursor
 	}
 	return after, nil
+}
+
+// insert runs q, an INSERT of e that returns the row, as one policy mutation.
+func (c *Collection[T]) insert(ctx context.Context, q string, e *T) (Record[T], error) {
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
+		var err error
+		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(e)...))
+		return err
+	})
+	return rec, err
 }
