@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
@@ -83,8 +84,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 
 	metrics := httpmetrics.New("portcullis_dataplane")
+	if cfg.DevAllowInsecureTLS {
+		log.Warn("PORTCULLIS_DEV_ALLOW_INSECURE_TLS is on: deployments may turn upstream certificate verification off; never use this in production")
+	}
 	a.policy, err = policycache.New(policycache.Options{
 		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
+		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log},
 	})
 	if err != nil {
 		return nil, err

@@ -44,6 +44,10 @@ type Config struct {
 	ExposeRoutingHeaders bool  // PORTCULLIS_EXPOSE_ROUTING_HEADERS: add x-portcullis-region/-deployment
 	MaxBodyBytes         int64 // PORTCULLIS_MAX_BODY_BYTES: request body limit
 
+	// DevAllowInsecureTLS (PORTCULLIS_DEV_ALLOW_INSECURE_TLS) lets deployments turn
+	// upstream certificate verification off. Development only.
+	DevAllowInsecureTLS bool
+
 	LimitsFailPolicy string        // PORTCULLIS_LIMITS_FAIL_POLICY: fail_closed or fail_open
 	LimitsKVTimeout  time.Duration // PORTCULLIS_LIMITS_KV_TIMEOUT: bound of one PC_LIMITS operation
 	LimitsIdleReturn time.Duration // PORTCULLIS_LIMITS_IDLE_RETURN: unused leases go back after this long
@@ -66,6 +70,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
+	l.Bool(&cfg.DevAllowInsecureTLS, "dev-allow-insecure-tls", false, "development only: allow deployments with tls.verify false (refused otherwise)")
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
 	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
 	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")

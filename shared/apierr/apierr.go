@@ -43,6 +43,7 @@ const (
 	UpstreamUnavailable Code = "upstream_unavailable"
 	UpstreamError       Code = "upstream_error"
 	UpstreamTimeout     Code = "upstream_timeout"
+	UpstreamTLS         Code = "upstream_tls_error"
 	UpstreamKey         Code = "upstream_key_unavailable"
 	LimitsUnavailable   Code = "limits_unavailable"
 	PolicyNotReady      Code = "policy_not_ready"
@@ -82,6 +83,7 @@ var registry = map[Code]Def{
 	UpstreamUnavailable:  {http.StatusServiceUnavailable, TypeUnavailable},
 	UpstreamError:        {http.StatusBadGateway, TypeServer},
 	UpstreamTimeout:      {http.StatusGatewayTimeout, TypeServer},
+	UpstreamTLS:          {http.StatusBadGateway, TypeServer},
 	UpstreamKey:          {http.StatusServiceUnavailable, TypeUnavailable},
 	LimitsUnavailable:    {http.StatusServiceUnavailable, TypeUnavailable},
 	PolicyNotReady:       {http.StatusServiceUnavailable, TypeUnavailable},

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
@@ -32,6 +33,8 @@ type Options struct {
 	Log *slog.Logger
 	// Registerer receives the cache's metrics.
 	Registerer prometheus.Registerer
+	// Upstream are the settings every deployment's upstream target is built with.
+	Upstream upstream.Options
 	// RetryMin and RetryMax bound the backoff while the bucket is missing or the
 	// watch breaks; they default to 100ms and 5s.
 	RetryMin, RetryMax time.Duration
@@ -193,7 +196,7 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	p, retired := compile(s, c.opts.Region, cur, c.log)
+	p, retired := compile(s, c.opts.Region, cur, c.log, c.opts.Upstream)
 	c.current.Store(p)
 	c.version.Set(float64(p.Version))
 	for _, t := range retired {

@@ -137,7 +137,7 @@ func (p *Policy) Revoked(jti string) bool { _, ok := p.revoked[jti]; return ok }
 // Compile builds the lookup tables of s for a worker in region, with fresh upstream
 // targets. The Cache compiles every snapshot the same way, reusing unchanged targets.
 func Compile(s *policy.Snapshot, region string, log *slog.Logger) *Policy {
-	p, _ := compile(s, region, nil, log)
+	p, _ := compile(s, region, nil, log, upstream.Options{Log: log})
 	return p
 }
 
@@ -145,7 +145,7 @@ func Compile(s *policy.Snapshot, region string, log *slog.Logger) *Policy {
 // prev whose deployment settings are unchanged are reused, so connection pools
 // survive unrelated policy changes; the targets no longer used are returned so the
 // caller can close their idle connections once the new policy is in place.
-func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger) (*Policy, []*upstream.Target) {
+func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, uo upstream.Options) (*Policy, []*upstream.Target) {
 	p := &Policy{
 		Version:     s.Version,
 		clients:     make(map[string]*Client, len(s.Clients)),
@@ -165,7 +165,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger) 
 		}
 		if old, ok := prev.deployment(d.Name); ok && old.Target != nil && old.ProviderKind == dep.ProviderKind && reflect.DeepEqual(old.spec, d) {
 			dep.Target = old.Target
-		} else if t, err := upstream.New(d, dep.ProviderKind); err != nil {
+		} else if t, err := upstream.New(d, dep.ProviderKind, uo); err != nil {
 			dep.BuildErr = err
 			log.Warn("deployment unusable", "deployment", d.Name, "err", err)
 		} else {

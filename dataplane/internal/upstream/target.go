@@ -9,8 +9,10 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,6 +45,15 @@ var (
 	_ KeySource = keys.Unavailable{}
 )
 
+// Options are the worker-wide settings every Target is built with.
+type Options struct {
+	// AllowInsecureTLS lets a deployment turn certificate verification off
+	// (tls.verify false). Development only: without it such a deployment is refused.
+	AllowInsecureTLS bool
+	// Log receives alert-worthy events, such as a certificate that matches no pin.
+	Log *slog.Logger
+}
+
 // Target is one deployment's upstream endpoint. It is immutable and safe for
 // concurrent use; a policy compile builds one per deployment and reuses it while the
 // deployment's settings do not change.
@@ -52,15 +63,22 @@ type Target struct {
 	transport *http.Transport
 	client    *http.Client
 	keys      KeySource
+	log       *slog.Logger
 	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
 	unsupported error
 }
 
 // New builds the target of deployment d, whose provider is of kind providerKind.
-func New(d policy.Deployment, providerKind string) (*Target, error) {
+func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 	u, err := url.Parse(d.BaseURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("deployment %s: base_url %q: must be an http(s) URL", d.Name, d.BaseURL)
+	}
+	if !d.TLS.Verify && !o.AllowInsecureTLS {
+		return nil, fmt.Errorf("deployment %s: tls.verify is false: refused; certificate verification can only be turned off with PORTCULLIS_DEV_ALLOW_INSECURE_TLS=true, in development", d.Name)
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 	tlsCfg, err := tlsConfig(d.TLS)
 	if err != nil {
@@ -93,6 +111,7 @@ func New(d policy.Deployment, providerKind string) (*Target, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		keys: keySource(d),
+		log:  o.Log,
 	}
 	switch providerKind {
 	case policy.ProviderOpenAI, policy.ProviderOllama:
@@ -154,7 +173,12 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return nil, classify(ctx, t.name, err)
+		e := classify(ctx, t.name, err)
+		if errors.Is(err, errPinMismatch) {
+			t.log.Error("upstream certificate matches no pinned public key: refusing the connection",
+				"alert", "tls_pin_mismatch", "deployment", t.name, "host", req.URL.Host)
+		}
+		return nil, e
 	}
 	return resp, nil
 }
@@ -164,9 +188,21 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 func classify(ctx context.Context, name string, err error) *apierr.Error {
 	cause := fmt.Errorf("deployment %s: %w", name, err)
 	var ne net.Error
+	var certErr *tls.CertificateVerificationError
+	msg := err.Error()
 	switch {
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		return apierr.Wrap(apierr.UpstreamError, cause, "request cancelled")
+	case errors.Is(err, errPinMismatch):
+		return apierr.Wrap(apierr.UpstreamTLS, cause, "the upstream's certificate matches no pinned public key")
+	case errors.As(err, &certErr):
+		return apierr.Wrap(apierr.UpstreamTLS, cause, "the upstream's certificate is not trusted")
+	// crypto/tls reports version mismatches and the peer's alerts only as text.
+	case strings.Contains(msg, "tls: protocol version not supported"),
+		strings.Contains(msg, "tls: server selected unsupported protocol version"):
+		return apierr.Wrap(apierr.UpstreamTLS, cause, "the upstream does not offer the minimum TLS version this deployment requires")
+	case strings.Contains(msg, "remote error: tls:"), strings.Contains(msg, "tls: handshake"):
+		return apierr.Wrap(apierr.UpstreamTLS, cause, "the TLS handshake with the upstream failed")
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return apierr.Wrap(apierr.UpstreamTimeout, cause, "the upstream did not answer in time")
 	default:

@@ -2,21 +2,32 @@ package upstream_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -69,7 +80,7 @@ func TestSendForwardsKeyAndRequestID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment(tt.base)
 			d.KeySource, d.KeyPath = tt.source, keyPath
-			target, err := upstream.New(d, policy.ProviderOpenAI)
+			target, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +138,7 @@ func TestSendErrors(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(&d)
 			}
-			target, err := upstream.New(d, tt.kind)
+			target, err := upstream.New(d, tt.kind, upstream.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,32 +160,50 @@ func TestTLSPolicy(t *testing.T) {
 	var s seen
 	srv := httptest.NewTLSServer(recorder(t, &s))
 	t.Cleanup(srv.Close)
+	// A server that speaks at most TLS 1.2, with the same certificate.
+	old := httptest.NewUnstartedServer(recorder(t, &s))
+	old.TLS = &tls.Config{MaxVersion: tls.VersionTLS12}
+	old.StartTLS()
+	t.Cleanup(old.Close)
 	cert := srv.Certificate()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	caFile := writePEM(t, filepath.Join(dir, "ca.pem"), cert.Raw)
+	wrongCAFile := writePEM(t, filepath.Join(dir, "other-ca.pem"), selfSignedCA(t))
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	goodPin := base64.StdEncoding.EncodeToString(spki[:])
 	otherPin := base64.StdEncoding.EncodeToString(make([]byte, 32))
 
 	tests := []struct {
-		name   string
-		tls    policy.TLS
-		wantOK bool
+		name      string
+		url       string // default srv.URL
+		tls       policy.TLS
+		insecure  bool        // upstream.Options.AllowInsecureTLS
+		wantCode  apierr.Code // "" for success
+		wantAlert bool        // an alert-worthy log line
 	}{
-		{name: "unknown authority is refused", tls: policy.TLS{Verify: true}, wantOK: false},
-		{name: "trusted via ca_file", tls: policy.TLS{Verify: true, CAFile: caFile}, wantOK: true},
-		{name: "trusted via ca_file with TLS 1.3 minimum", tls: policy.TLS{Verify: true, CAFile: caFile, MinVersion: "TLS1.3"}, wantOK: true},
-		{name: "matching pin", tls: policy.TLS{Verify: true, CAFile: caFile, PinSHA256: []string{otherPin, goodPin}}, wantOK: true},
-		{name: "pin mismatch is refused", tls: policy.TLS{Verify: true, CAFile: caFile, PinSHA256: []string{otherPin}}, wantOK: false},
-		{name: "verify off", tls: policy.TLS{Verify: false}, wantOK: true},
+		{name: "unknown authority is refused", tls: policy.TLS{Verify: true}, wantCode: apierr.UpstreamTLS},
+		{name: "wrong CA is refused", tls: policy.TLS{Verify: true, CAFile: wrongCAFile}, wantCode: apierr.UpstreamTLS},
+		{name: "trusted via ca_file", tls: policy.TLS{Verify: true, CAFile: caFile}},
+		{name: "trusted via ca_file with TLS 1.3 minimum", tls: policy.TLS{Verify: true, CAFile: caFile, MinVersion: "TLS1.3"}},
+		{name: "TLS 1.2-only server under a TLS 1.3 minimum is refused", url: old.URL,
+			tls: policy.TLS{Verify: true, CAFile: caFile, MinVersion: "TLS1.3"}, wantCode: apierr.UpstreamTLS},
+		{name: "TLS 1.2-only server under the default minimum", url: old.URL, tls: policy.TLS{Verify: true, CAFile: caFile}},
+		{name: "matching pin among several", tls: policy.TLS{Verify: true, CAFile: caFile, PinSHA256: []string{otherPin, goodPin}}},
+		{name: "pin mismatch is refused and alerted", tls: policy.TLS{Verify: true, CAFile: caFile, PinSHA256: []string{otherPin}},
+			wantCode: apierr.UpstreamTLS, wantAlert: true},
+		{name: "verify off with the dev flag", tls: policy.TLS{Verify: false}, insecure: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := deployment(srv.URL)
+			url := tt.url
+			if url == "" {
+				url = srv.URL
+			}
+			d := deployment(url)
 			d.TLS = tt.tls
-			target, err := upstream.New(d, policy.ProviderOpenAI)
+			var logs logtest.Buffer
+			target, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{
+				AllowInsecureTLS: tt.insecure, Log: logging.New(&logs, "debug")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,11 +212,54 @@ func TestTLSPolicy(t *testing.T) {
 			if resp != nil {
 				resp.Body.Close()
 			}
-			if (err == nil) != tt.wantOK {
-				t.Fatalf("Send error = %v, want success %v", err, tt.wantOK)
+			var e *apierr.Error
+			switch {
+			case tt.wantCode == "" && err != nil:
+				t.Fatalf("Send error = %v, want success", err)
+			case tt.wantCode != "" && (!errors.As(err, &e) || e.Code != tt.wantCode):
+				t.Fatalf("Send error = %v, want code %s", err, tt.wantCode)
+			}
+			if got := strings.Contains(logs.String(), `"alert":"tls_pin_mismatch"`); got != tt.wantAlert {
+				t.Fatalf("alert log line present %v, want %v: %s", got, tt.wantAlert, logs.String())
 			}
 		})
 	}
+}
+
+func TestVerifyOffIsRefusedWithoutTheDevFlag(t *testing.T) {
+	d := deployment("https://127.0.0.1:1")
+	d.TLS.Verify = false
+	if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{}); err == nil || !strings.Contains(err.Error(), "PORTCULLIS_DEV_ALLOW_INSECURE_TLS") {
+		t.Fatalf("New = %v, want a refusal naming the dev flag", err)
+	}
+}
+
+// selfSignedCA makes a CA certificate, made when the test runs, that signed nothing
+// the test servers present.
+func selfSignedCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "portcullis test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func writePEM(t *testing.T, path string, der []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestNewRejectsBadSettings(t *testing.T) {
@@ -205,7 +277,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment("https://127.0.0.1:1")
 			tt.mutate(&d)
-			if _, err := upstream.New(d, policy.ProviderOpenAI); err == nil {
+			if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{}); err == nil {
 				t.Fatal("New succeeded, want an error")
 			}
 		})

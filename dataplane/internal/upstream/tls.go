@@ -55,11 +55,15 @@ func tlsConfig(p policy.TLS) (*tls.Config, error) {
 					}
 				}
 			}
-			return errors.New("upstream certificate matches no pinned public key")
+			return errPinMismatch
 		}
 	}
 	return cfg, nil
 }
+
+// errPinMismatch is the handshake error of a certificate chain that matches none of
+// the deployment's pins.
+var errPinMismatch = errors.New("upstream certificate matches no pinned public key")
 
 // decodePin accepts a SHA-256 of a SubjectPublicKeyInfo as base64 (as in HPKP) or hex.
 func decodePin(s string) ([]byte, error) {
