@@ -316,6 +316,7 @@ type spy struct {
 }
 
 type spyRequest struct {
+	At            time.Time // when the spy received it
 	Path          string
 	Authorization string
 	RequestID     string
@@ -346,7 +347,7 @@ func (s *spy) serve(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	_ = json.Unmarshal(raw, &body)
 	s.mu.Lock()
-	s.requests = append(s.requests, spyRequest{Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), RequestID: r.Header.Get("X-Request-Id"), Body: body})
+	s.requests = append(s.requests, spyRequest{At: time.Now(), Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), RequestID: r.Header.Get("X-Request-Id"), Body: body})
 	h := s.handler
 	s.mu.Unlock()
 	if h != nil {

@@ -301,6 +301,9 @@ func TestCutStreamEndsWithAnErrorEvent(t *testing.T) {
 			if strings.Contains(string(rest), "[DONE]") || len(rest) != 0 {
 				t.Fatalf("after the error event: %q", rest)
 			}
+			if n := len(e.spies["eu"].seen()); n != 1 {
+				t.Fatalf("the upstream saw %d requests; a stream that reached the client is never retried", n)
+			}
 		})
 	}
 }
@@ -308,8 +311,10 @@ func TestCutStreamEndsWithAnErrorEvent(t *testing.T) {
 func TestUpstreamFailuresAreMapped(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	slow := e.snapshot()
-	for i := range slow.Deployments {
+	for i := range slow.Deployments { // one attempt per request, and no breaker in the way
 		slow.Deployments[i].TimeoutSeconds = 1
+		slow.Deployments[i].Retry.MaxAttempts = 1
+		slow.Deployments[i].CircuitBreaker.FailureThreshold = 1000
 	}
 	e.publish(t, slow)
 	release := make(chan struct{})

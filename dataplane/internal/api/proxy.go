@@ -1,8 +1,6 @@
 package api
 
 import (
-	"fmt"
-
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
@@ -55,9 +53,7 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		// Retries and failover over the remaining candidates arrive with the
-		// resilience issue; for now the preferred one is called.
-		return s.forward(c, routes[0], path, req, m)
+		return s.forward(c, routes, path, req, m)
 	}
 }
 
@@ -90,28 +86,4 @@ func authorize(client *policycache.Client, model, op string) error {
 		return apierr.New(apierr.OperationNotAllowed, "this client may not call the %s operation", op)
 	}
 	return nil
-}
-
-// forward sends req to route's deployment and relays the answer.
-func (s *server) forward(c echo.Context, route policycache.Route, path string, req *request, m *metering) error {
-	ri := info(c)
-	dep := route.Deployment
-	ri.deployment = dep.Name
-	if s.ExposeRoutingHeaders {
-		c.Response().Header().Set(HeaderDeployment, dep.Name)
-	}
-	if dep.Target == nil {
-		return apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", dep.Name, dep.BuildErr),
-			"the upstream serving this model is misconfigured")
-	}
-	body, err := req.withModel(route.UpstreamModel)
-	if err != nil {
-		return apierr.Wrap(apierr.Internal, err, "internal error")
-	}
-	resp, err := dep.Target.Send(c.Request().Context(), path, body, ri.id)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return relay(c, resp, dep.Name, req.Stream, m)
 }

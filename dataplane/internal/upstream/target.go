@@ -50,8 +50,11 @@ type Options struct {
 	// AllowInsecureTLS lets a deployment turn certificate verification off
 	// (tls.verify false). Development only: without it such a deployment is refused.
 	AllowInsecureTLS bool
-	// Log receives alert-worthy events, such as a certificate that matches no pin.
+	// Log receives alert-worthy events, such as a certificate that matches no pin,
+	// and breaker state changes.
 	Log *slog.Logger
+	// Metrics receives breaker states and attempt outcomes; nil records nothing.
+	Metrics *Metrics
 }
 
 // Target is one deployment's upstream endpoint. It is immutable and safe for
@@ -64,6 +67,8 @@ type Target struct {
 	client    *http.Client
 	keys      KeySource
 	log       *slog.Logger
+	metrics   *Metrics
+	res       *resilience
 	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
 	unsupported error
 }
@@ -110,8 +115,10 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 			// configured host, and the 3xx is reported as an upstream error.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		keys: keySource(d),
-		log:  o.Log,
+		keys:    keySource(d),
+		log:     o.Log,
+		metrics: o.Metrics,
+		res:     newResilience(d, o.Metrics, o.Log),
 	}
 	switch providerKind {
 	case policy.ProviderOpenAI, policy.ProviderOllama:

@@ -1,0 +1,154 @@
+package app_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// resilienceEnv is an env whose deployments use the given retry and breaker
+// settings. Clients of eu-app (residency eu) only ever reach the eu spy.
+func resilienceEnv(t *testing.T, maxAttempts, threshold, resetSeconds int) *env {
+	t.Helper()
+	e := newEnv(t, envOptions{})
+	s := e.snapshot()
+	for i := range s.Tiers { // polling must not run into the client's own limits
+		s.Tiers[i].RequestsPerMinute = 1 << 30
+	}
+	for i := range s.Deployments {
+		s.Deployments[i].Retry = policy.Retry{MaxAttempts: maxAttempts, Backoff: "exponential"}
+		s.Deployments[i].CircuitBreaker = policy.CircuitBreaker{FailureThreshold: threshold, ResetTimeoutSeconds: resetSeconds}
+	}
+	e.publish(t, s)
+	return e
+}
+
+// failFirst answers the first n requests with status (and Retry-After if given),
+// then succeeds like the default spy.
+func failFirst(e *env, n int32, status int, retryAfter string) {
+	var calls atomic.Int32
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= n {
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			http.Error(w, "failing on purpose", status)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"chatcmpl-ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	})
+}
+
+func TestRetriesUntilSuccess(t *testing.T) {
+	e := resilienceEnv(t, 3, 100, 60)
+	failFirst(e, 2, http.StatusInternalServerError, "")
+	resp := e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "chatcmpl-ok") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if n := len(e.spies["eu"].seen()); n != 3 {
+		t.Fatalf("the upstream saw %d attempts, want 3", n)
+	}
+
+	// max_attempts bounds the attempts.
+	failFirst(e, 10, http.StatusBadGateway, "")
+	before := len(e.spies["eu"].seen())
+	openAIError(t, e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini"), http.StatusBadGateway, apierr.UpstreamError)
+	if n := len(e.spies["eu"].seen()) - before; n != 3 {
+		t.Fatalf("the upstream saw %d attempts, want max_attempts = 3", n)
+	}
+}
+
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	e := resilienceEnv(t, 2, 100, 60)
+	failFirst(e, 1, http.StatusTooManyRequests, "1")
+	resp := e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	seen := e.spies["eu"].seen()
+	if len(seen) != 2 {
+		t.Fatalf("the upstream saw %d attempts, want 2", len(seen))
+	}
+	if gap := seen[1].At.Sub(seen[0].At); gap < 900*time.Millisecond {
+		t.Fatalf("retried %s after a 429 with Retry-After: 1", gap)
+	}
+
+	// A Retry-After beyond the cap is not waited out: the 429 reaches the client.
+	failFirst(e, 1, http.StatusTooManyRequests, "60")
+	before := len(e.spies["eu"].seen())
+	openAIError(t, e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini"), http.StatusTooManyRequests, apierr.RateLimited)
+	if n := len(e.spies["eu"].seen()) - before; n != 1 {
+		t.Fatalf("the upstream saw %d attempts, want 1", n)
+	}
+}
+
+func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
+	e := resilienceEnv(t, 1, 5, 1)
+	token := e.token(t, "eu-app")
+	failFirst(e, 5, http.StatusInternalServerError, "")
+	for range 5 {
+		openAIError(t, e.chat(t, token, "gpt-4o-mini"), http.StatusBadGateway, apierr.UpstreamError)
+	}
+	if !strings.Contains(e.metrics(t), `portcullis_upstream_breaker_state{deployment="openai-eu"} 2`) {
+		t.Fatal("the breaker is not open after 5 failures")
+	}
+	// Open: refused at once, without calling the upstream.
+	before := len(e.spies["eu"].seen())
+	start := time.Now()
+	openAIError(t, e.chat(t, token, "gpt-4o-mini"), http.StatusServiceUnavailable, apierr.UpstreamUnavailable)
+	t.Logf("refused in %s with the breaker open", time.Since(start))
+	if n := len(e.spies["eu"].seen()); n != before {
+		t.Fatalf("the upstream was called %d times with the breaker open", n-before)
+	}
+	// After the reset timeout one probe goes through; its success closes the breaker.
+	waitFor(t, "a probe after the reset timeout", func() bool {
+		resp := e.chat(t, token, "gpt-4o-mini")
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if n := len(e.spies["eu"].seen()) - before; n != 1 {
+		t.Fatalf("the upstream saw %d calls while half-open, want the one probe", n)
+	}
+	if !strings.Contains(e.metrics(t), `portcullis_upstream_breaker_state{deployment="openai-eu"} 0`) {
+		t.Fatal("the breaker did not close after a successful probe")
+	}
+}
+
+func TestClientErrorsDoNotOpenTheBreaker(t *testing.T) {
+	e := resilienceEnv(t, 1, 2, 60)
+	failFirst(e, 100, http.StatusBadRequest, "")
+	for range 5 {
+		if resp := e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini"); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status %d, want the upstream's 400", resp.StatusCode)
+		}
+	}
+	if !strings.Contains(e.metrics(t), `portcullis_upstream_breaker_state{deployment="openai-eu"} 0`) {
+		t.Fatal("client errors opened the breaker")
+	}
+}
+
+func TestRetryBudgetBoundsRetries(t *testing.T) {
+	e := resilienceEnv(t, 3, 100000, 60)
+	failFirst(e, 1<<30, http.StatusInternalServerError, "")
+	const requests = 60
+	for range requests {
+		resp := e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini")
+		resp.Body.Close()
+	}
+	// Without a budget: 3 attempts each. With it: 20 % extra plus a burst of 10.
+	if n := len(e.spies["eu"].seen()); n > requests+requests/5+10 {
+		t.Fatalf("%d upstream calls for %d requests: retries amplified the outage", n, requests)
+	}
+	if !strings.Contains(e.metrics(t), `portcullis_upstream_retry_budget_exhausted_total{deployment="openai-eu"}`) {
+		t.Fatal("budget exhaustion is not counted")
+	}
+}

@@ -1,0 +1,152 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+// forward calls the request's upstream and relays the answer. routes are the
+// compliant candidates, preferred first. Each attempt goes to the first candidate
+// whose breaker lets it through; a failed attempt (no answer, 5xx, 429) is retried,
+// after a jittered backoff or the upstream's Retry-After, while the preferred
+// deployment's max_attempts and retry budget allow and nothing has reached the
+// client yet. Once an answer is being relayed, nothing is retried.
+func (s *server) forward(c echo.Context, routes []policycache.Route, path string, req *request, m *metering) error {
+	ctx := c.Request().Context()
+	ri := info(c)
+	maxAttempts := 1
+	if t := routes[0].Deployment.Target; t != nil {
+		maxAttempts = t.MaxAttempts()
+	}
+	var lastErr error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		route, report, err := pickRoute(routes)
+		if err != nil {
+			if lastErr != nil {
+				return lastErr // the failure that opened the breakers says more
+			}
+			return err
+		}
+		dep := route.Deployment
+		ri.deployment = dep.Name
+		if attempt == 1 {
+			dep.Target.OnFirstAttempt()
+		}
+		body, err := req.withModel(route.UpstreamModel)
+		if err != nil {
+			report(upstream.Ignored)
+			return apierr.Wrap(apierr.Internal, err, "internal error")
+		}
+		resp, err := dep.Target.Send(ctx, path, body, ri.id)
+		if err != nil {
+			if ctx.Err() != nil {
+				report(upstream.Ignored)
+				return err
+			}
+			report(upstream.Failure)
+			lastErr = err
+			if !s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, 0) {
+				return err
+			}
+			continue
+		}
+		if upstream.RetryableStatus(resp.StatusCode) && attempt < maxAttempts {
+			wait, ok := upstream.RetryAfter(resp.Header)
+			if !ok || wait <= upstream.RetryAfterCap {
+				discard(resp.Body)
+				resp.Body.Close()
+				report(upstream.Failure)
+				lastErr = apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", dep.Name, resp.StatusCode),
+					"the upstream failed to answer")
+				if resp.StatusCode == http.StatusTooManyRequests {
+					lastErr = apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", dep.Name),
+						"the upstream is rate limiting requests; retry later")
+				}
+				if s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, wait) {
+					continue
+				}
+				return lastErr
+			}
+		}
+		if s.ExposeRoutingHeaders {
+			c.Response().Header().Set(HeaderDeployment, dep.Name)
+		}
+		err = relay(c, resp, dep.Name, req.Stream, m)
+		resp.Body.Close()
+		report(outcome(ctx, resp.StatusCode, err))
+		return err
+	}
+	return lastErr
+}
+
+// pickRoute returns the first candidate whose breaker lets a call through, with the
+// function that reports the call's outcome. With every breaker open it returns the
+// first refusal; a deployment that could not be built is skipped, or reported when
+// it is the only one.
+func pickRoute(routes []policycache.Route) (policycache.Route, func(upstream.Outcome), error) {
+	var first error
+	for _, r := range routes {
+		dep := r.Deployment
+		if dep.Target == nil {
+			if first == nil {
+				first = apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", dep.Name, dep.BuildErr),
+					"the upstream serving this model is misconfigured")
+			}
+			continue
+		}
+		report, err := dep.Target.Allow()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		return r, report, nil
+	}
+	return policycache.Route{}, nil, first
+}
+
+// waitToRetry decides whether attempt may be followed by another and waits for it:
+// the upstream's Retry-After if it gave one, else a jittered backoff. It reports
+// false when no retry is left, the budget is spent, or the client went away.
+func (s *server) waitToRetry(ctx context.Context, t *upstream.Target, attempt, maxAttempts int, retryAfter time.Duration) bool {
+	if attempt >= maxAttempts || !t.SpendRetry() {
+		return false
+	}
+	wait := retryAfter
+	if wait <= 0 {
+		wait = t.Backoff(attempt)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// outcome classifies a relayed answer for the breaker: the client's own
+// cancellation says nothing about the upstream, nor does a client error it
+// answered; 5xx, 429, a refused key and a broken answer are failures.
+func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
+	switch {
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
+		return upstream.Ignored
+	case upstream.RetryableStatus(status), status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return upstream.Failure
+	case relayErr != nil && status/100 == 2:
+		return upstream.Failure // the answer broke off
+	}
+	return upstream.Success
+}

@@ -1,0 +1,69 @@
+package upstream
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// Metrics are the upstream calls' Prometheus series, shared by every Target of a
+// worker. The zero value is not usable; a nil *Metrics records nothing.
+type Metrics struct {
+	breaker  *prometheus.GaugeVec
+	attempts *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	budget   *prometheus.CounterVec
+}
+
+// NewMetrics registers the series with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	const ns = "portcullis_upstream"
+	m := &Metrics{
+		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "breaker_state",
+			Help: "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open."}, []string{"deployment"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "attempts_total",
+			Help: "Attempts at a deployment by outcome (success, failure, ignored)."}, []string{"deployment", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retries_total",
+			Help: "Retries made against a deployment."}, []string{"deployment"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "breaker_rejections_total",
+			Help: "Calls refused without reaching the upstream because the breaker was open."}, []string{"deployment"}),
+		budget: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retry_budget_exhausted_total",
+			Help: "Retries not made because the deployment's retry budget was spent."}, []string{"deployment"}),
+	}
+	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) breakerChanged(deployment string, _, to gobreaker.State) {
+	if m != nil {
+		m.breaker.WithLabelValues(deployment).Set(float64(to))
+	}
+}
+
+func (m *Metrics) attempt(deployment string, o Outcome) {
+	if m != nil {
+		m.attempts.WithLabelValues(deployment, [...]string{"success", "failure", "ignored"}[o]).Inc()
+	}
+}
+
+func (m *Metrics) retry(deployment string) {
+	if m != nil {
+		m.retries.WithLabelValues(deployment).Inc()
+	}
+}
+
+func (m *Metrics) rejected(deployment string) {
+	if m != nil {
+		m.refused.WithLabelValues(deployment).Inc()
+	}
+}
+
+func (m *Metrics) budgetExhausted(deployment string) {
+	if m != nil {
+		m.budget.WithLabelValues(deployment).Inc()
+	}
+}
