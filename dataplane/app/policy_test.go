@@ -135,7 +135,7 @@ func TestClientAndTierAllowlists(t *testing.T) {
 		{name: "disabled client", client: "disabled-app", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 403, code: apierr.ClientDisabled},
 		{name: "unknown client", client: "nobody", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 403, code: apierr.ClientUnknown},
 		{name: "allowed model without a deployment", client: "premium-app", path: "/v1/chat/completions", model: "ghost-model", status: 404, code: apierr.ModelNotFound},
-		{name: "anthropic provider arrives later", client: "premium-app", path: "/v1/chat/completions", model: "claude-3-5-sonnet", status: 503, code: apierr.UpstreamUnavailable, logMatch: "anthropic upstreams arrive with the resilience issue"},
+		{name: "an anthropic model serves chat only", client: "premium-app", path: "/v1/completions", model: "claude-3-5-sonnet", status: 400, code: apierr.InvalidRequest, logMatch: ""},
 		{name: "vault key source arrives later", client: "premium-app", path: "/v1/chat/completions", model: "vaulted-model", status: 503, code: apierr.UpstreamKey, logMatch: "key source vault arrives with the keys issue"},
 	}
 	for i, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // forward calls the request's upstream and relays the answer. routes are the
@@ -20,7 +21,7 @@ import (
 // after a jittered backoff or the upstream's Retry-After, while the preferred
 // deployment's max_attempts and retry budget allow and nothing has reached the
 // client yet. Once an answer is being relayed, nothing is retried.
-func (s *server) forward(c echo.Context, routes []policycache.Route, path string, req *request, m *metering) error {
+func (s *server) forward(c echo.Context, routes []policycache.Route, op, path string, req *request, m *metering) error {
 	ctx := c.Request().Context()
 	ri := info(c)
 	maxAttempts := 1
@@ -41,12 +42,13 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, path string
 		if attempt == 1 {
 			dep.Target.OnFirstAttempt()
 		}
-		body, err := req.withModel(route.UpstreamModel)
+		anthropicKind := dep.ProviderKind == policy.ProviderAnthropic
+		upPath, body, err := upstreamRequest(route, op, path, req, anthropicKind)
 		if err != nil {
 			report(upstream.Ignored)
-			return apierr.Wrap(apierr.Internal, err, "internal error")
+			return err
 		}
-		resp, err := dep.Target.Send(ctx, path, body, ri.id)
+		resp, err := dep.Target.Send(ctx, upPath, body, ri.id)
 		if err != nil {
 			if ctx.Err() != nil {
 				report(upstream.Ignored)
@@ -80,12 +82,34 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, path string
 		if s.ExposeRoutingHeaders {
 			c.Response().Header().Set(HeaderDeployment, dep.Name)
 		}
-		err = relay(c, resp, dep.Name, req.Stream, m)
+		if anthropicKind {
+			err = relayAnthropic(c, resp, dep.Name, req, m)
+		} else {
+			err = relay(c, resp, dep.Name, req.Stream, m)
+		}
 		resp.Body.Close()
 		report(outcome(ctx, resp.StatusCode, err))
 		return err
 	}
 	return lastErr
+}
+
+// upstreamRequest is the path and body of the call to route: the client's request
+// with the deployment's model name, or for an Anthropic deployment a chat request
+// translated to the Messages API (the only operation it serves).
+func upstreamRequest(route policycache.Route, op, path string, req *request, anthropicKind bool) (string, []byte, error) {
+	if !anthropicKind {
+		body, err := req.withModel(route.UpstreamModel)
+		if err != nil {
+			return "", nil, apierr.Wrap(apierr.Internal, err, "internal error")
+		}
+		return path, body, nil
+	}
+	if op != policy.OpChat {
+		return "", nil, apierr.New(apierr.InvalidRequest, "the model %q serves chat completions only", req.Model)
+	}
+	body, err := anthropicBody(req, route.UpstreamModel, DefaultMaxTokens)
+	return upstream.PathMessages, body, err
 }
 
 // pickRoute returns the first candidate whose breaker lets a call through, with the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/anthropic"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
@@ -179,6 +180,10 @@ type metering struct {
 	started bool  // a 2xx answer began to reach the client
 	stream  *usage.StreamMeter
 	body    capture // a non-streamed answer, for its usage
+	// askedUsage: the client's stream_options.include_usage.
+	askedUsage bool
+	// translator is set when an Anthropic stream is translated; it has the usage.
+	translator *anthropic.StreamTranslator
 }
 
 // used is the number of tokens the request consumed: what the upstream reported,
@@ -187,6 +192,12 @@ type metering struct {
 func (m *metering) used(reserved int64) int64 {
 	if !m.enabled || !m.started {
 		return 0
+	}
+	if m.translator != nil {
+		if prompt, completion, ok := m.translator.Usage(); ok {
+			return prompt + completion
+		}
+		return reserved
 	}
 	if m.stream != nil {
 		if u, ok := m.stream.Usage(); ok {
@@ -211,6 +222,7 @@ func prepareStream(req *request, m *metering) error {
 		return errBadStreamOptions
 	}
 	req.fields["stream_options"] = so
+	m.askedUsage = asked
 	m.stream = usage.NewStreamMeter(!asked)
 	return nil
 }

@@ -53,7 +53,7 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return s.forward(c, routes, path, req, m)
+		return s.forward(c, routes, op, path, req, m)
 	}
 }
 

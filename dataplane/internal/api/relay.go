@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 
@@ -41,7 +40,14 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool, 
 	}
 	m.started = status/100 == 2
 	if stream && status/100 == 2 && isEventStream(resp.Header.Get("Content-Type")) {
-		return relayStream(c, resp.Body, deployment, m.stream)
+		meter := m.stream
+		return relayStream(c, resp.Body, deployment, func(ev []byte) ([]byte, bool, error) {
+			out := ev
+			if meter != nil {
+				out = meter.Observe(ev)
+			}
+			return out, upstream.IsDone(ev), nil
+		})
 	}
 	if !m.started || m.stream != nil {
 		m.body.on = false // an error or an unexpected non-stream answer: nothing to read usage from
@@ -70,12 +76,17 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool, 
 // 32 KiB for every request, as neither side has ReadFrom or WriteTo.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// streamTransform turns one upstream event into what the client gets (nil for
+// nothing), reports whether the stream has ended well, and stops the stream with an
+// error once it has written its own error event.
+type streamTransform func(ev []byte) (out []byte, done bool, stop error)
+
 // relayStream passes a server-sent event stream through event by event, flushing
-// whenever no further event has already arrived. A stream that breaks before
-// "data: [DONE]" ends with an error event and no [DONE], so the client can tell the
-// answer is cut. meter, if not nil, sees every event first and may drop or rewrite
-// it (the usage chunk a client did not ask for).
-func relayStream(c echo.Context, body io.Reader, deployment string, meter *usage.StreamMeter) error {
+// whenever no further event has already arrived. A stream that breaks before it is
+// done ("data: [DONE]") ends with an error event and no [DONE], so the client can
+// tell the answer is cut. transform sees every event first and may drop or rewrite
+// it (the usage chunk a client did not ask for, or a translation).
+func relayStream(c echo.Context, body io.Reader, deployment string, transform streamTransform) error {
 	w := c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -103,17 +114,16 @@ func relayStream(c echo.Context, body io.Reader, deployment string, meter *usage
 			w.Flush()
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke: %w", deployment, err), "the upstream stream ended unexpectedly")
 		}
-		if upstream.IsDone(ev) {
-			done = true
-		}
-		out := ev
-		if meter != nil {
-			out = meter.Observe(ev)
-		}
+		out, evDone, stop := transform(ev)
+		done = done || evDone
 		if len(out) > 0 {
 			if _, err := w.Write(out); err != nil {
 				return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("write stream to client: %w", err), "request cancelled")
 			}
+		}
+		if stop != nil {
+			w.Flush()
+			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s: %w", deployment, stop), "the upstream stream failed")
 		}
 		if !events.EventReady() { // else the next event leaves with this one
 			w.Flush()

@@ -29,7 +29,13 @@ const (
 	PathChatCompletions = "/v1/chat/completions"
 	PathCompletions     = "/v1/completions"
 	PathEmbeddings      = "/v1/embeddings"
+	// PathMessages is Anthropic's Messages API.
+	PathMessages = "/v1/messages"
 )
+
+// AnthropicVersion is the anthropic-version header the gateway sends to Anthropic
+// deployments.
+const AnthropicVersion = "2023-06-01"
 
 // DefaultTimeout is used when a deployment's timeout_seconds is not positive.
 const DefaultTimeout = 30 * time.Second
@@ -69,6 +75,7 @@ type Target struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	res       *resilience
+	kind      string // the provider kind: how the key is presented
 	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
 	unsupported error
 }
@@ -119,11 +126,10 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		log:     o.Log,
 		metrics: o.Metrics,
 		res:     newResilience(d, o.Metrics, o.Log),
+		kind:    providerKind,
 	}
 	switch providerKind {
-	case policy.ProviderOpenAI, policy.ProviderOllama:
-	case policy.ProviderAnthropic:
-		t.unsupported = errors.New("anthropic upstreams arrive with the resilience issue")
+	case policy.ProviderOpenAI, policy.ProviderOllama, policy.ProviderAnthropic:
 	default:
 		t.unsupported = fmt.Errorf("provider kind %q is not supported", providerKind)
 	}
@@ -149,12 +155,16 @@ func keySource(d policy.Deployment) KeySource {
 // Name is the deployment's name.
 func (t *Target) Name() string { return t.name }
 
+// Kind is the deployment's provider kind (policy.ProviderOpenAI, …).
+func (t *Target) Kind() string { return t.kind }
+
 // CloseIdle closes the target's idle connections; call it once no policy uses the
 // target any more.
 func (t *Target) CloseIdle() { t.transport.CloseIdleConnections() }
 
 // Send POSTs body (JSON) to path under the deployment's base URL with the
-// deployment's key, and returns the upstream's response, whatever its status. The
+// deployment's key (as a bearer token, or for Anthropic as x-api-key with
+// anthropic-version), and returns the upstream's response, whatever its status. The
 // caller must close the response body. Cancelling ctx (e.g. because the client went
 // away) cancels the upstream request. Errors are *apierr.Error values.
 func (t *Target) Send(ctx context.Context, path string, body []byte, requestID string) (*http.Response, error) {
@@ -172,7 +182,12 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
+	if t.kind == policy.ProviderAnthropic {
+		req.Header.Set("Anthropic-Version", AnthropicVersion)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+	} else if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	if requestID != "" {

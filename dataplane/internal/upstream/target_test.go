@@ -58,6 +58,34 @@ func deployment(base string) policy.Deployment {
 		KeySource: policy.KeySourceNone, TLS: policy.TLS{Verify: true}, TimeoutSeconds: 5, Enabled: true}
 }
 
+func TestAnthropicKeyHeaders(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+	}))
+	t.Cleanup(srv.Close)
+	keyPath := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyPath, []byte("test-anthropic-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := deployment(srv.URL)
+	d.KeySource, d.KeyPath = policy.KeySourceFile, keyPath
+	target, err := upstream.New(d, policy.ProviderAnthropic, upstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(target.CloseIdle)
+	resp, err := target.Send(context.Background(), upstream.PathMessages, []byte(`{}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got.Get("X-Api-Key") != "test-anthropic-key" || got.Get("Anthropic-Version") != upstream.AnthropicVersion || got.Get("Authorization") != "" {
+		t.Fatalf("headers: x-api-key set %v, anthropic-version %q, authorization set %v",
+			got.Get("X-Api-Key") != "", got.Get("Anthropic-Version"), got.Get("Authorization") != "")
+	}
+}
+
 func TestSendForwardsKeyAndRequestID(t *testing.T) {
 	var s seen
 	srv := httptest.NewServer(recorder(t, &s))
@@ -128,7 +156,7 @@ func TestSendErrors(t *testing.T) {
 		{name: "missing key file", mutate: func(d *policy.Deployment) {
 			d.KeySource, d.KeyPath = policy.KeySourceFile, filepath.Join(t.TempDir(), "none")
 		}, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamKey},
-		{name: "anthropic arrives later", kind: policy.ProviderAnthropic, wantCode: apierr.UpstreamUnavailable},
+		{name: "unknown provider kind", kind: "azure", wantCode: apierr.UpstreamUnavailable},
 		{name: "response header timeout", mutate: func(d *policy.Deployment) { d.BaseURL, d.TimeoutSeconds = blocking.URL, 1 }, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamTimeout},
 		{name: "connection refused", mutate: func(d *policy.Deployment) { d.BaseURL = closedURL }, kind: policy.ProviderOllama, wantCode: apierr.UpstreamError},
 	}
