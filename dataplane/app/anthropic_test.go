@@ -106,3 +106,65 @@ func TestChatTranslatedToAnthropic(t *testing.T) {
 		}
 	})
 }
+
+func TestNativeMessagesAPI(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	token := e.token(t, "premium-app")
+	body := `{"model":"claude-3-5-sonnet","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`
+	anthropicError := func(t *testing.T, resp *http.Response, status int, typ string) string {
+		t.Helper()
+		raw, _ := io.ReadAll(resp.Body)
+		var out struct {
+			Type  string
+			Error struct{ Type, Message string }
+		}
+		if resp.StatusCode != status || json.Unmarshal(raw, &out) != nil || out.Type != "error" || out.Error.Type != typ {
+			t.Fatalf("status %d body %s, want %d with an Anthropic %s", resp.StatusCode, raw, status, typ)
+		}
+		return out.Error.Message
+	}
+
+	t.Run("x-api-key carries the token; the answer passes through", func(t *testing.T) {
+		answer := `{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`
+		anthropicSpy(e, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, answer)
+		})
+		resp := e.do(t, http.MethodPost, "/v1/messages", "", body, map[string]string{"X-Api-Key": token, "Anthropic-Version": "2023-06-01"})
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(raw) != answer {
+			t.Fatalf("status %d: %s", resp.StatusCode, raw)
+		}
+		seen := e.spies["eu"].seen()
+		if sent := seen[len(seen)-1].Body; sent["model"] != "claude-3-5-sonnet-20241022" || sent["stream_options"] != nil {
+			t.Fatalf("upstream got %v", sent)
+		}
+	})
+	t.Run("a stream cut short ends with an Anthropic error event", func(t *testing.T) {
+		anthropicSpy(e, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n")
+		})
+		stream := strings.Replace(body, `"messages"`, `"stream":true,"messages"`, 1)
+		resp := e.do(t, http.MethodPost, "/v1/messages", token, stream, nil)
+		raw, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(raw), "event: message_start") || !strings.HasSuffix(string(raw), "\n\n") ||
+			!strings.Contains(string(raw), "event: error\ndata: {\"type\":\"error\"") {
+			t.Fatalf("stream %q", raw)
+		}
+	})
+	t.Run("both credentials at once are refused", func(t *testing.T) {
+		resp := e.do(t, http.MethodPost, "/v1/messages", token, body, map[string]string{"X-Api-Key": token})
+		anthropicError(t, resp, http.StatusBadRequest, "invalid_request_error")
+	})
+	t.Run("a bad token gets Anthropic's 401", func(t *testing.T) {
+		resp := e.do(t, http.MethodPost, "/v1/messages", "", body, map[string]string{"X-Api-Key": "not-a-jwt"})
+		anthropicError(t, resp, http.StatusUnauthorized, "authentication_error")
+	})
+	t.Run("an OpenAI model is not served here", func(t *testing.T) {
+		resp := e.do(t, http.MethodPost, "/v1/messages", token, strings.Replace(body, "claude-3-5-sonnet", "gpt-4o", 1), nil)
+		if msg := anthropicError(t, resp, http.StatusBadRequest, "invalid_request_error"); !strings.Contains(msg, "/v1/chat/completions") {
+			t.Fatalf("message %q", msg)
+		}
+	})
+}

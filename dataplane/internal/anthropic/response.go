@@ -183,3 +183,15 @@ func compactArguments(input json.RawMessage) (string, error) {
 	}
 	return buf.String(), nil
 }
+
+// Usage reads the usage of a non-streamed Messages API answer: prompt tokens
+// (cached input included) and completion tokens. ok is false when body has none.
+func Usage(body []byte) (prompt, completion int64, ok bool) {
+	var m struct {
+		Usage *usage `json:"usage"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Usage == nil {
+		return 0, 0, false
+	}
+	return m.Usage.prompt(), m.Usage.OutputTokens, true
+}

@@ -72,3 +72,24 @@ func relayAnthropic(c echo.Context, resp *http.Response, deployment string, req 
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, bytes.TrimSpace(out))
 }
+
+// relayMessages passes an Anthropic deployment's answer to a client of the native
+// Messages API. A stream that breaks before message_stop ends with an Anthropic
+// error event. The usage is read on the way, for the token budget.
+func relayMessages(c echo.Context, resp *http.Response, deployment string, req *request, m *metering) error {
+	if resp.StatusCode/100 != 2 || !req.Stream || !isEventStream(resp.Header.Get("Content-Type")) {
+		m.stream = nil
+		m.anthropicUsage = true
+		return relay(c, resp, deployment, false, m)
+	}
+	m.started = true
+	tr := anthropic.NewStreamTranslator(req.Model, false) // only for its usage and end
+	m.stream, m.translator = nil, tr
+	return relayStreamEnding(c, resp.Body, deployment, messagesCutEvent, func(ev []byte) ([]byte, bool, error) {
+		_, _ = tr.Translate(ev) // an upstream error event passes through as it is
+		return ev, tr.Done(), nil
+	})
+}
+
+// messagesCutEvent ends a Messages stream the upstream broke off.
+var messagesCutEvent = anthropic.ErrorEvent(http.StatusBadGateway, "the upstream stream ended unexpectedly")

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/anthropic"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
@@ -32,6 +33,12 @@ func (s *server) handleError(err error, c echo.Context) {
 	}
 	if e.Code == apierr.InvalidToken {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+	}
+	if c.Path() == messagesRoute { // Anthropic's clients get Anthropic's error schema
+		if err := c.JSONBlob(e.Status(), anthropic.ErrorBody(e.Status(), e.Message)); err != nil {
+			ri.errCause += "; writing the error response: " + err.Error()
+		}
+		return
 	}
 	if err := c.JSON(e.Status(), e.OpenAI()); err != nil {
 		ri.errCause += "; writing the error response: " + err.Error()

@@ -82,9 +82,12 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 		if s.ExposeRoutingHeaders {
 			c.Response().Header().Set(HeaderDeployment, dep.Name)
 		}
-		if anthropicKind {
+		switch {
+		case path == upstream.PathMessages:
+			err = relayMessages(c, resp, dep.Name, req, m)
+		case anthropicKind:
 			err = relayAnthropic(c, resp, dep.Name, req, m)
-		} else {
+		default:
 			err = relay(c, resp, dep.Name, req.Stream, m)
 		}
 		resp.Body.Close()
@@ -98,7 +101,10 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 // with the deployment's model name, or for an Anthropic deployment a chat request
 // translated to the Messages API (the only operation it serves).
 func upstreamRequest(route policycache.Route, op, path string, req *request, anthropicKind bool) (string, []byte, error) {
-	if !anthropicKind {
+	if path == upstream.PathMessages && !anthropicKind { // the native Messages API
+		return "", nil, apierr.New(apierr.InvalidRequest, "the model %q is not served by an Anthropic deployment; use /v1/chat/completions", req.Model)
+	}
+	if !anthropicKind || path == upstream.PathMessages {
 		body, err := req.withModel(route.UpstreamModel)
 		if err != nil {
 			return "", nil, apierr.Wrap(apierr.Internal, err, "internal error")

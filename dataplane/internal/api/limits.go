@@ -182,8 +182,10 @@ type metering struct {
 	body    capture // a non-streamed answer, for its usage
 	// askedUsage: the client's stream_options.include_usage.
 	askedUsage bool
-	// translator is set when an Anthropic stream is translated; it has the usage.
+	// translator is set when an Anthropic stream is relayed; it has the usage.
 	translator *anthropic.StreamTranslator
+	// anthropicUsage: the captured answer is Anthropic's, with Anthropic's usage.
+	anthropicUsage bool
 }
 
 // used is the number of tokens the request consumed: what the upstream reported,
@@ -207,6 +209,12 @@ func (m *metering) used(reserved int64) int64 {
 	}
 	if m.body.overflow {
 		return reserved // too large to inspect: keep the reservation
+	}
+	if m.anthropicUsage {
+		if prompt, completion, ok := anthropic.Usage(m.body.buf.Bytes()); ok {
+			return prompt + completion
+		}
+		return reserved
 	}
 	if u, ok := usage.FromResponse(m.body.buf.Bytes()); ok {
 		return u.PromptTokens + u.CompletionTokens

@@ -5,6 +5,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
@@ -35,7 +36,7 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 			return err
 		}
 		m := &metering{}
-		if req.Stream && op != policy.OpEmbeddings {
+		if req.Stream && op != policy.OpEmbeddings && path != upstream.PathMessages {
 			if err := prepareStream(req, m); err != nil {
 				return err
 			}
@@ -60,7 +61,11 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 // authenticate verifies the bearer token and resolves its client in p.
 func (s *server) authenticate(c echo.Context, p *policycache.Policy) (*policycache.Client, error) {
 	r := c.Request()
-	id, err := s.Verifier.Verify(r.Context(), r.Header.Get(echo.HeaderAuthorization), p)
+	authorization, err := credential(c)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.Verifier.Verify(r.Context(), authorization, p)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +78,24 @@ func (s *server) authenticate(c echo.Context, p *policycache.Policy) (*policycac
 		return nil, apierr.New(apierr.ClientDisabled, "this client is disabled")
 	}
 	return client, nil
+}
+
+// credential is the request's Authorization header; on /v1/messages the token may
+// come in x-api-key instead, as Anthropic's SDKs send it, but never in both.
+func credential(c echo.Context) (string, error) {
+	h := c.Request().Header
+	authorization := h.Get(echo.HeaderAuthorization)
+	if c.Path() != messagesRoute {
+		return authorization, nil
+	}
+	key := h.Get("X-Api-Key")
+	switch {
+	case key != "" && authorization != "":
+		return "", apierr.New(apierr.InvalidRequest, "send the token in one header: Authorization or x-api-key, not both")
+	case key != "":
+		return "Bearer " + key, nil
+	}
+	return authorization, nil
 }
 
 // authorize checks the model, then the operation, against the client's tier.

@@ -87,6 +87,12 @@ type streamTransform func(ev []byte) (out []byte, done bool, stop error)
 // tell the answer is cut. transform sees every event first and may drop or rewrite
 // it (the usage chunk a client did not ask for, or a translation).
 func relayStream(c echo.Context, body io.Reader, deployment string, transform streamTransform) error {
+	return relayStreamEnding(c, body, deployment, errorEvent, transform)
+}
+
+// relayStreamEnding is relayStream with cutEvent as the event that ends a broken
+// stream.
+func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEvent []byte, transform streamTransform) error {
 	w := c.Response()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -110,7 +116,7 @@ func relayStream(c echo.Context, body io.Reader, deployment string, transform st
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // ended without [DONE]
 			}
-			_, _ = w.Write(errorEvent)
+			_, _ = w.Write(cutEvent)
 			w.Flush()
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke: %w", deployment, err), "the upstream stream ended unexpectedly")
 		}

@@ -72,6 +72,7 @@ func New(o Options) http.Handler {
 	e.POST("/v1/chat/completions", s.proxy(policy.OpChat, upstream.PathChatCompletions))
 	e.POST("/v1/completions", s.proxy(policy.OpCompletion, upstream.PathCompletions))
 	e.POST("/v1/embeddings", s.proxy(policy.OpEmbeddings, upstream.PathEmbeddings))
+	e.POST(messagesRoute, s.proxy(policy.OpChat, upstream.PathMessages))
 	e.GET("/v1/models", s.listModels)
 
 	e.GET("/healthz", s.healthz)
@@ -94,5 +95,8 @@ func (s *server) readyz(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "policy_version": p.Version})
 }
+
+// messagesRoute is Anthropic's Messages API, served natively by Anthropic deployments.
+const messagesRoute = "/v1/messages"
 
 var errPolicyNotReady = apierr.New(apierr.PolicyNotReady, "the gateway has not received its policy yet; retry shortly")
