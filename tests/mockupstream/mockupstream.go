@@ -1,19 +1,27 @@
-// Package mockupstream is a deterministic, OpenAI-compatible upstream for tests, the dev
-// stack and the benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions
-// (plain and SSE streaming, honouring stream_options.include_usage), POST /v1/completions,
-// POST /v1/embeddings and GET /v1/models, records every request it receives (see Request),
+// Package mockupstream is a deterministic upstream for tests, the dev stack and the
+// benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions (plain and SSE
+// streaming, honouring stream_options.include_usage), POST /v1/completions,
+// POST /v1/embeddings and GET /v1/models, and Anthropic's Messages API on POST /v1/messages
+// (plain and streaming, tool use included, errors in Anthropic's schema; see messages.go),
+// records every request it receives (see Request),
 // counts the requests in flight (InFlight, MaxInFlight), and can be told to fail the way
 // real providers do: 500, 429, slow answers, connection resets and streams cut midway (see
 // Failure). Options can also hold every answer back (HoldDelay) and make the mock report no
 // usage at all (NoUsage), as some self-hosted servers do.
 //
 // Answers depend only on the request, so tests can assert them exactly:
-//   - a chat reply is "mock reply from <Name> to <N> messages";
+//   - a chat reply, and the text of a /v1/messages answer, is
+//     "mock reply from <Name> to <N> messages";
 //   - a completion is "mock completion from <Name> for <W> words" per prompt;
 //   - an embedding is an 8-dimensional unit vector derived from the SHA-256 of its input;
 //   - a token is a whitespace-separated word. A chat's prompt tokens are the words of every
 //     message's text plus one per message; completion tokens are the words of the reply
 //     (cut to max_tokens or max_completion_tokens when smaller, with finish_reason "length").
+//     A /v1/messages request's input tokens are the words of its system prompt and of every
+//     message's text plus one per message; its output tokens are the words of the reply,
+//     cut to max_tokens with stop_reason "max_tokens".
+//   - a /v1/messages request with tools answers with a tool_use block instead of text
+//     when its last message contains "weather" (see messages.go).
 package mockupstream
 
 import (
@@ -43,7 +51,8 @@ type Options struct {
 	// answered. Defaults to DefaultName.
 	Name string
 	// RequireKey, when set, rejects with 401 every request whose Authorization header is
-	// not exactly "Bearer <RequireKey>".
+	// not exactly "Bearer <RequireKey>", except on /v1/messages, which (like Anthropic)
+	// requires the header "x-api-key: <RequireKey>" and ignores Authorization.
 	RequireKey string
 	// SlowDelay is how long FailSlow waits before answering. Defaults to DefaultSlowDelay.
 	SlowDelay time.Duration
@@ -68,7 +77,9 @@ type Request struct {
 	Stream bool   // the body's "stream"
 	// HadAuth reports whether the request carried an Authorization header at all.
 	HadAuth bool
-	// Header is a copy of the request headers with Authorization removed.
+	// HadAPIKey reports whether the request carried an x-api-key header at all.
+	HadAPIKey bool
+	// Header is a copy of the request headers with Authorization and X-Api-Key removed.
 	Header http.Header
 	// StreamOptions is the body's "stream_options" as it was sent, nil if absent.
 	StreamOptions json.RawMessage
@@ -172,12 +183,14 @@ func (s *Server) record(r *http.Request, body []byte) Failure {
 	_ = json.Unmarshal(body, &probe) // best effort: a bad body is still recorded
 	h := r.Header.Clone()
 	h.Del("Authorization")
+	h.Del("X-Api-Key")
 	rec := Request{
 		Method:        r.Method,
 		Path:          r.URL.Path,
 		Model:         probe.Model,
 		Stream:        probe.Stream,
 		HadAuth:       r.Header.Get("Authorization") != "",
+		HadAPIKey:     r.Header.Get("X-Api-Key") != "",
 		Header:        h,
 		StreamOptions: probe.StreamOptions,
 		MaxTokens:     intValue(probe.MaxTokens),
@@ -217,6 +230,8 @@ func (s *Server) route(r *http.Request) (endpoint, error) {
 		method, ep = http.MethodPost, s.embeddings
 	case "/v1/models":
 		method, ep = http.MethodGet, s.models
+	case messagesPath:
+		method, ep = http.MethodPost, s.messages
 	default:
 		return nil, errNotFound(r)
 	}
@@ -226,17 +241,39 @@ func (s *Server) route(r *http.Request) (endpoint, error) {
 	return ep, nil
 }
 
+// dialect is the wire protocol an endpoint speaks, which decides its error schema.
+type dialect int
+
+const (
+	openAIDialect dialect = iota
+	anthropicDialect
+)
+
+func dialectOf(r *http.Request) dialect {
+	if r.URL.Path == messagesPath {
+		return anthropicDialect
+	}
+	return openAIDialect
+}
+
 // ServeHTTP records the request, holds it for Options.HoldDelay, then checks the route,
-// the key and the injected failure, in that order, before answering.
+// the headers (key, and anthropic-version on /v1/messages) and the injected failure, in
+// that order, before answering. Errors on /v1/messages are in Anthropic's schema, the
+// others in OpenAI's.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.enter()
 	defer s.leave() // deferred, so that a handler aborted by a panic is counted out too
-	if err := s.serve(w, r); err != nil {
+	d := dialectOf(r)
+	if err := s.serve(w, r, d); err != nil {
+		if d == anthropicDialect {
+			writeAnthropicError(w, err)
+			return
+		}
 		writeError(w, err)
 	}
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect) error {
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	fail := s.record(r, body)
 	if err := s.hold(r); err != nil {
@@ -249,13 +286,36 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if s.opts.RequireKey != "" && r.Header.Get("Authorization") != "Bearer "+s.opts.RequireKey {
-		return errBadKey()
+	if err := s.checkHeaders(r, d); err != nil {
+		return err
 	}
-	if err := s.inject(w, r, fail); err != nil {
+	if err := s.inject(w, r, fail, d); err != nil {
 		return err
 	}
 	return ep(w, r, body, fail)
+}
+
+// checkHeaders checks the key (Options.RequireKey) and, on /v1/messages, the
+// anthropic-version header.
+func (s *Server) checkHeaders(r *http.Request, d dialect) error {
+	if d == openAIDialect {
+		if s.opts.RequireKey != "" && r.Header.Get("Authorization") != "Bearer "+s.opts.RequireKey {
+			return errBadKey()
+		}
+		return nil
+	}
+	if s.opts.RequireKey != "" {
+		switch key := r.Header.Get("X-Api-Key"); {
+		case key == "":
+			return errAnthropicAuth("x-api-key header is required")
+		case key != s.opts.RequireKey:
+			return errAnthropicAuth("invalid x-api-key")
+		}
+	}
+	if r.Header.Get("Anthropic-Version") == "" {
+		return errAnthropicInvalid("anthropic-version: header is required")
+	}
+	return nil
 }
 
 // hold waits Options.HoldDelay, or until the client goes away.
