@@ -93,7 +93,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.policy, err = policycache.New(policycache.Options{
 		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
-		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log, Metrics: upstreamMetrics},
+		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log, Metrics: upstreamMetrics,
+			ErrorRateWindow: cfg.FallbackWindow},
 	})
 	if err != nil {
 		return nil, err
@@ -121,6 +122,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Region:               cfg.Region,
 		ExposeRoutingHeaders: cfg.ExposeRoutingHeaders,
 		MaxBodyBytes:         cfg.MaxBodyBytes,
+		FallbackErrorRate:    cfg.FallbackErrorRate,
 		Log:                  log,
 		Metrics:              metrics,
 	})

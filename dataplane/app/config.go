@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -48,6 +50,9 @@ type Config struct {
 	// upstream certificate verification off. Development only.
 	DevAllowInsecureTLS bool
 
+	FallbackErrorRate float64       // PORTCULLIS_FALLBACK_ERROR_RATE: fall back above this error rate
+	FallbackWindow    time.Duration // PORTCULLIS_FALLBACK_WINDOW: span of the error rate
+
 	LimitsFailPolicy string        // PORTCULLIS_LIMITS_FAIL_POLICY: fail_closed or fail_open
 	LimitsKVTimeout  time.Duration // PORTCULLIS_LIMITS_KV_TIMEOUT: bound of one PC_LIMITS operation
 	LimitsIdleReturn time.Duration // PORTCULLIS_LIMITS_IDLE_RETURN: unused leases go back after this long
@@ -71,6 +76,8 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
 	l.Bool(&cfg.DevAllowInsecureTLS, "dev-allow-insecure-tls", false, "development only: allow deployments with tls.verify false (refused otherwise)")
+	l.Float64(&cfg.FallbackErrorRate, "fallback-error-rate", api.DefaultFallbackErrorRate, "a deployment whose error rate is above this falls back to the policy's fallback model")
+	l.Duration(&cfg.FallbackWindow, "fallback-window", upstream.DefaultErrorRateWindow, "span over which a deployment's error rate is measured")
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
 	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
 	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")
@@ -111,6 +118,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WorkerID == "" {
 		c.WorkerID = defaultWorkerID()
+	}
+	if c.FallbackErrorRate == 0 {
+		c.FallbackErrorRate = api.DefaultFallbackErrorRate
+	}
+	if c.FallbackWindow == 0 {
+		c.FallbackWindow = upstream.DefaultErrorRateWindow
 	}
 	if c.LimitsFailPolicy == "" {
 		c.LimitsFailPolicy = limits.FailClosed
@@ -162,6 +175,12 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if strings.TrimSpace(c.WorkerID) == "" {
 		p.Add("worker-id", c.WorkerID, "must not be empty")
+	}
+	if c.FallbackErrorRate <= 0 || c.FallbackErrorRate > 1 {
+		p.Add("fallback-error-rate", c.FallbackErrorRate, "must be above 0 and at most 1")
+	}
+	if c.FallbackWindow < time.Second || c.FallbackWindow > time.Hour {
+		p.Add("fallback-window", c.FallbackWindow, "must be between 1s and 1h")
 	}
 	if c.LimitsFailPolicy != limits.FailClosed && c.LimitsFailPolicy != limits.FailOpen {
 		p.Add("limits-fail-policy", c.LimitsFailPolicy, "must be fail_closed or fail_open")

@@ -82,6 +82,8 @@ type envOptions struct {
 	// quiet logs at info level, the production default, to io.Discard instead of
 	// collecting debug lines; benchmarks use it.
 	quiet bool
+	// configure, if set, changes the data plane's config before it starts.
+	configure func(*app.Config)
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -121,6 +123,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Region: o.region, Listen: "127.0.0.1:0", NATSURL: ns.ClientURL(),
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
 	var logTo io.Writer = e.logs
 	if o.quiet {

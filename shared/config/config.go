@@ -60,6 +60,11 @@ func (l *Loader) Int64(p *int64, name string, def int64, usage string) {
 	l.fs.Int64Var(p, name, def, l.help(name, usage))
 }
 
+// Float64 declares a floating-point key.
+func (l *Loader) Float64(p *float64, name string, def float64, usage string) {
+	l.fs.Float64Var(p, name, def, l.help(name, usage))
+}
+
 // Duration declares a duration key (e.g. "30s").
 func (l *Loader) Duration(p *time.Duration, name string, def time.Duration, usage string) {
 	l.fs.DurationVar(p, name, def, l.help(name, usage))

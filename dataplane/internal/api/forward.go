@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -180,3 +181,47 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 	}
 	return upstream.Success
 }
+
+// healthyRoutes puts a healthy candidate first when the preferred one is not (its
+// breaker open, or its error rate above the threshold), and when no primary
+// candidate is healthy, routes to the policy's fallback model instead: its
+// candidates, filtered by the client's residency like every other, with the
+// X-Portcullis-Fallback header naming it. With no compliant fallback the primary
+// candidates stay, and fail as they will.
+func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, model string, routes []policycache.Route) []policycache.Route {
+	threshold := s.FallbackErrorRate
+	if threshold <= 0 {
+		threshold = DefaultFallbackErrorRate
+	}
+	var reason string
+	for i, r := range routes {
+		if r.Deployment.Target == nil {
+			continue
+		}
+		bad, why := r.Deployment.Target.Unhealthy(threshold)
+		if !bad {
+			if i == 0 {
+				return routes
+			}
+			return append([]policycache.Route{r}, append(append([]policycache.Route(nil), routes[:i]...), routes[i+1:]...)...)
+		}
+		if reason == "" {
+			reason = why
+		}
+	}
+	to, ok := p.Fallback(routes[0].Deployment.Provider, model)
+	if !ok {
+		return routes
+	}
+	fallback, err := router.Candidates(p, client, to)
+	if err != nil || len(fallback) == 0 {
+		return routes
+	}
+	c.Response().Header().Set(HeaderFallback, to)
+	ri := info(c)
+	ri.fallback, ri.fallbackReason = to, reason
+	return fallback
+}
+
+// DefaultFallbackErrorRate is the error rate above which a deployment falls back.
+const DefaultFallbackErrorRate = 0.1

@@ -17,9 +17,12 @@ type requestInfo struct {
 	clientID   string
 	model      string
 	deployment string
-	errCode    string
-	errReason  string
-	errCause   string
+	// fallback is the model the request fell back to, and why (circuit_open,
+	// error_rate); empty when it did not.
+	fallback, fallbackReason string
+	errCode                  string
+	errReason                string
+	errCause                 string
 }
 
 const infoKey = "portcullis.request"
@@ -76,6 +79,9 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("client_id", ri.clientID),
 			slog.String("model", ri.model),
 			slog.String("deployment", ri.deployment),
+		}
+		if ri.fallback != "" {
+			attrs = append(attrs, slog.String("fallback", ri.fallback), slog.String("fallback_reason", ri.fallbackReason))
 		}
 		if ri.errCode != "" {
 			attrs = append(attrs, slog.String("error_code", ri.errCode))

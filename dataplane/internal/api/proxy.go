@@ -54,6 +54,7 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		routes = s.healthyRoutes(c, p, client, req.Model, routes)
 		return s.forward(c, routes, op, path, req, m)
 	}
 }

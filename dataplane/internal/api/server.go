@@ -23,6 +23,7 @@ import (
 
 // Response headers.
 const (
+	HeaderFallback   = "X-Portcullis-Fallback"
 	HeaderRequestID  = "X-Request-Id"
 	HeaderRegion     = "X-Portcullis-Region"
 	HeaderDeployment = "X-Portcullis-Deployment"
@@ -53,8 +54,11 @@ type Options struct {
 	Region               string      // the worker's region
 	ExposeRoutingHeaders bool        // add X-Portcullis-Region and X-Portcullis-Deployment
 	MaxBodyBytes         int64
-	Log                  *slog.Logger
-	Metrics              *httpmetrics.HTTP
+	// FallbackErrorRate: a deployment whose error rate is above it falls back to
+	// the policy's fallback model (default 0.1).
+	FallbackErrorRate float64
+	Log               *slog.Logger
+	Metrics           *httpmetrics.HTTP
 }
 
 type server struct {

@@ -21,6 +21,16 @@ type Policy struct {
 	models      map[string]*Model
 	deployments map[string]*Deployment
 	revoked     map[string]struct{}
+	fallbacks   map[fallbackKey]string
+}
+
+type fallbackKey struct{ provider, model string }
+
+// Fallback returns the self-hosted model a model served by provider falls back to
+// when its deployments fail, from the policy's fallback maps.
+func (p *Policy) Fallback(provider, model string) (string, bool) {
+	to, ok := p.fallbacks[fallbackKey{provider, model}]
+	return to, ok
 }
 
 // Client is a calling application, resolved with its tier and residency.
@@ -152,6 +162,10 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		models:      make(map[string]*Model, len(s.Models)),
 		deployments: make(map[string]*Deployment, len(s.Deployments)),
 		revoked:     make(map[string]struct{}, len(s.RevokedTokens)),
+		fallbacks:   make(map[fallbackKey]string, len(s.FallbackMaps)),
+	}
+	for _, f := range s.FallbackMaps {
+		p.fallbacks[fallbackKey{f.Provider, f.FromModel}] = f.ToModel
 	}
 
 	providerKind := make(map[string]string, len(s.Providers))

@@ -47,11 +47,13 @@ type resilience struct {
 	maxAttempts int
 	constant    bool // constant backoff instead of exponential
 
+	errors *errorWindow
+
 	mu     sync.Mutex // guards budget
 	budget float64
 }
 
-func newResilience(d policy.Deployment, m *Metrics, log *slog.Logger) *resilience {
+func newResilience(d policy.Deployment, m *Metrics, log *slog.Logger, errorSpan time.Duration) *resilience {
 	threshold := uint32(d.CircuitBreaker.FailureThreshold)
 	if threshold == 0 {
 		threshold = DefaultFailureThreshold
@@ -60,7 +62,8 @@ func newResilience(d policy.Deployment, m *Metrics, log *slog.Logger) *resilienc
 	if reset <= 0 {
 		reset = DefaultResetTimeout
 	}
-	r := &resilience{maxAttempts: d.Retry.MaxAttempts, constant: d.Retry.Backoff == "constant", budget: budgetCap}
+	r := &resilience{maxAttempts: d.Retry.MaxAttempts, constant: d.Retry.Backoff == "constant", budget: budgetCap,
+		errors: newErrorWindow(errorSpan)}
 	if r.maxAttempts <= 0 {
 		r.maxAttempts = DefaultMaxAttempts
 	}
@@ -118,6 +121,7 @@ func (t *Target) Allow() (func(Outcome), error) {
 	return func(o Outcome) {
 		once.Do(func() {
 			t.metrics.attempt(t.name, o)
+			t.res.errors.record(time.Now(), o)
 			switch o {
 			case Success:
 				done(nil)
@@ -184,4 +188,80 @@ func RetryAfter(h http.Header) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
+}
+
+// errorWindow counts a deployment's attempt outcomes over a sliding window of
+// one-second buckets, for the error-rate fallback. Safe for concurrent use.
+type errorWindow struct {
+	mu      sync.Mutex // guards the fields below
+	buckets []outcomeCount
+	last    int64 // the unix second of the newest bucket
+}
+
+type outcomeCount struct{ ok, failed int }
+
+// ErrorRateMinSamples is how many outcomes a window needs before its error rate
+// counts: one failure among the first few requests is no trend.
+const ErrorRateMinSamples = 10
+
+func newErrorWindow(span time.Duration) *errorWindow {
+	n := max(1, int(span/time.Second))
+	return &errorWindow{buckets: make([]outcomeCount, n)}
+}
+
+// advance moves the window to second now, clearing the buckets it passed. w.mu is held.
+func (w *errorWindow) advance(now int64) {
+	if now <= w.last {
+		return
+	}
+	n := int64(len(w.buckets))
+	for s := max(w.last+1, now-n+1); s <= now; s++ {
+		w.buckets[s%n] = outcomeCount{}
+	}
+	w.last = now
+}
+
+func (w *errorWindow) record(now time.Time, o Outcome) {
+	if o == Ignored {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sec := now.Unix()
+	w.advance(sec)
+	b := &w.buckets[sec%int64(len(w.buckets))]
+	if o == Failure {
+		b.failed++
+	} else {
+		b.ok++
+	}
+}
+
+// rate is the share of failures over the window and how many outcomes it holds.
+func (w *errorWindow) rate(now time.Time) (float64, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.advance(now.Unix())
+	var ok, failed int
+	for _, b := range w.buckets {
+		ok += b.ok
+		failed += b.failed
+	}
+	if ok+failed == 0 {
+		return 0, 0
+	}
+	return float64(failed) / float64(ok+failed), ok + failed
+}
+
+// Unhealthy reports whether calls to the deployment should go to a fallback: its
+// breaker is open, or its error rate over the window is above threshold with at
+// least ErrorRateMinSamples outcomes. The reason names which.
+func (t *Target) Unhealthy(threshold float64) (bool, string) {
+	if t.res.breaker.State() == gobreaker.StateOpen {
+		return true, "circuit_open"
+	}
+	if rate, n := t.res.errors.rate(time.Now()); n >= ErrorRateMinSamples && rate > threshold {
+		return true, "error_rate"
+	}
+	return false, ""
 }

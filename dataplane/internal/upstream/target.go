@@ -61,7 +61,13 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics receives breaker states and attempt outcomes; nil records nothing.
 	Metrics *Metrics
+	// ErrorRateWindow is the span over which a deployment's error rate is measured
+	// for the fallback; zero means DefaultErrorRateWindow.
+	ErrorRateWindow time.Duration
 }
+
+// DefaultErrorRateWindow is the default of Options.ErrorRateWindow.
+const DefaultErrorRateWindow = 30 * time.Second
 
 // Target is one deployment's upstream endpoint. It is immutable and safe for
 // concurrent use; a policy compile builds one per deployment and reuses it while the
@@ -91,6 +97,9 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ErrorRateWindow <= 0 {
+		o.ErrorRateWindow = DefaultErrorRateWindow
 	}
 	tlsCfg, err := tlsConfig(d.TLS)
 	if err != nil {
@@ -125,7 +134,7 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		keys:    keySource(d),
 		log:     o.Log,
 		metrics: o.Metrics,
-		res:     newResilience(d, o.Metrics, o.Log),
+		res:     newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
 		kind:    providerKind,
 	}
 	switch providerKind {
