@@ -41,6 +41,7 @@ func TestFailureStatus(t *testing.T) {
 	}{
 		{name: "500", failure: mockupstream.Fail500, wantStatus: 500, wantType: "server_error"},
 		{name: "429", failure: mockupstream.Fail429, wantStatus: 429, wantType: "requests", wantRetryAfter: "1"},
+		{name: "529", failure: mockupstream.Fail529, wantStatus: 529, wantType: "server_error"},
 	}
 	for _, tc := range tests {
 		for _, path := range []string{"/v1/chat/completions", "/v1/embeddings"} {

@@ -2,10 +2,10 @@
 // benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions (plain and SSE
 // streaming, honouring stream_options.include_usage), POST /v1/completions,
 // POST /v1/embeddings and GET /v1/models, and Anthropic's Messages API on POST /v1/messages
-// (plain and streaming, tool use included, errors in Anthropic's schema; see messages.go),
+// (plain and streaming, tool use included, errors in Anthropic's schema),
 // records every request it receives (see Request),
 // counts the requests in flight (InFlight, MaxInFlight), and can be told to fail the way
-// real providers do: 500, 429, slow answers, connection resets and streams cut midway (see
+// real providers do: 500, 429, 529, slow answers, connection resets and streams cut midway (see
 // Failure). Options can also hold every answer back (HoldDelay) and make the mock report no
 // usage at all (NoUsage), as some self-hosted servers do.
 //
@@ -21,7 +21,7 @@
 //     message's text plus one per message; its output tokens are the words of the reply,
 //     cut to max_tokens with stop_reason "max_tokens".
 //   - a /v1/messages request with tools answers with a tool_use block instead of text
-//     when its last message contains "weather" (see messages.go).
+//     when its last message contains "weather" (see ToolTrigger).
 package mockupstream
 
 import (

@@ -1,6 +1,9 @@
-// Command mockupstream serves the deterministic OpenAI-compatible mock upstream of
-// package mockupstream, for the dev stack (make run) and manual testing. It logs one JSON
-// line per request (method, path, status, duration; never a body or a key).
+// Command mockupstream serves the deterministic mock upstream of package mockupstream,
+// for the dev stack (make run) and manual testing: OpenAI's API (/v1/chat/completions,
+// /v1/completions, /v1/embeddings, /v1/models) and Anthropic's Messages API
+// (POST /v1/messages, which takes the key in x-api-key and requires anthropic-version).
+// It logs one JSON line per request (method, path, status, duration; never a body or a
+// key).
 package main
 
 import (
@@ -65,7 +68,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", env(envListen, "127.0.0.1:9100"), "host:port to serve on (env "+envListen+")")
 	fs.StringVar(&c.RequireKeyFile, "require-key-file", env(envRequireKeyFile, ""),
-		"file whose trimmed content is the only accepted Bearer key; empty accepts any request (env "+envRequireKeyFile+")")
+		"file whose trimmed content is the only accepted key (Bearer, or x-api-key on /v1/messages); empty accepts any request (env "+envRequireKeyFile+")")
 	fs.StringVar(&c.Name, "name", env(envName, mockupstream.DefaultName), "name shown in replies (env "+envName+")")
 	delay := fs.String("chunk-delay", env(envChunkDelay, "0s"), "pause between streamed chunks, e.g. 20ms (env "+envChunkDelay+")")
 	if err := fs.Parse(args); err != nil {

@@ -109,6 +109,29 @@ func TestRunServesWithKeyAndStops(t *testing.T) {
 		}
 	}
 
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		want   int
+	}{
+		{"bearer only", map[string]string{"Authorization": "Bearer run-test-key", "Anthropic-Version": "2023-06-01"}, 401},
+		{"x-api-key", map[string]string{"X-Api-Key": "run-test-key", "Anthropic-Version": "2023-06-01"}, 200},
+	} {
+		body := `{"model":"claude-3-5-sonnet","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+first.Addr+"/v1/messages", strings.NewReader(body))
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("/v1/messages with %s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
