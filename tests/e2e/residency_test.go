@@ -1,9 +1,16 @@
 package e2e
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
 func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
@@ -72,5 +79,92 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 	}
 	if n := len(s.upstream["eu"].Requests()); n != 0 {
 		t.Fatalf("eu spy saw %d requests after its deployment was removed", n)
+	}
+}
+
+// TestResidencyUnderChaos sends 2,000 requests from an eu client and a client
+// without residency through both workers while both upstreams fail at random
+// (5xx, 429, resets), retries and breakers included. The us upstream must never see
+// an eu request, and every eu answer an upstream gave came from the eu deployment.
+func TestResidencyUnderChaos(t *testing.T) {
+	s := startStack(t)
+	s.seed(t)
+	s.waitReady(t)
+	for _, region := range []string{"eu", "us"} { // breakers that open, and close again, during the run
+		s.patch(t, "/deployments/openai-"+region, map[string]any{
+			"circuit_breaker": map[string]any{"failure_threshold": 20, "reset_timeout_seconds": 1}})
+	}
+	euToken := s.limitedClient(t, "chaos-eu", "eu", 0, 0, 0)
+	anyToken := s.limitedClient(t, "chaos-any", "", 0, 0, 0)
+
+	stop := make(chan struct{})
+	var chaos sync.WaitGroup
+	chaos.Go(func() {
+		modes := []mockupstream.Failure{mockupstream.FailNone, mockupstream.FailNone, mockupstream.FailNone,
+			mockupstream.FailNone, mockupstream.FailNone, mockupstream.Fail500, mockupstream.Fail429, mockupstream.FailReset}
+		for {
+			select {
+			case <-stop:
+				s.upstream["eu"].SetFailure(mockupstream.FailNone)
+				s.upstream["us"].SetFailure(mockupstream.FailNone)
+				return
+			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+				s.upstream["eu"].SetFailure(modes[rand.IntN(len(modes))])
+				s.upstream["us"].SetFailure(modes[rand.IntN(len(modes))])
+			}
+		}
+	})
+
+	const total = 2000
+	var next atomic.Int64
+	var euServed, euRefused atomic.Int64
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > total {
+					return
+				}
+				eu := n%2 == 0
+				token, id := anyToken, fmt.Sprintf("any-%d", n)
+				if eu {
+					token, id = euToken, fmt.Sprintf("eu-%d", n)
+				}
+				worker := []string{"eu", "us"}[rand.IntN(2)]
+				r := s.callWithID(t, worker, token, id, chatBody("gpt-4o-mini"))
+				if !eu {
+					continue
+				}
+				switch dep := r.Header.Get("x-portcullis-deployment"); {
+				case r.Status == http.StatusOK && dep == "openai-eu":
+					euServed.Add(1)
+				case r.Status == http.StatusOK:
+					t.Errorf("eu request %s served by %q", id, dep)
+				case dep != "" && dep != "openai-eu":
+					t.Errorf("eu request %s failed at %q", id, dep)
+				default:
+					euRefused.Add(1)
+					mu.Lock()
+					codes[fmt.Sprint(r.Status, " ", r.code())]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	chaos.Wait()
+	for _, req := range s.upstream["us"].Requests() {
+		if id := req.Header.Get("X-Request-Id"); strings.HasPrefix(id, "eu-") {
+			t.Fatalf("the us upstream received eu request %s", id)
+		}
+	}
+	t.Logf("eu requests: %d served in eu, %d refused or failed %v; us upstream calls: %d",
+		euServed.Load(), euRefused.Load(), codes, len(s.upstream["us"].Requests()))
+	if euServed.Load() < total/10 {
+		t.Fatalf("only %d eu requests were served: retries should absorb most of the chaos", euServed.Load())
 	}
 }

@@ -296,6 +296,18 @@ func (r gatewayResponse) code() string {
 // call sends one request to the data plane named worker.
 func (s *stack) call(t *testing.T, worker, token, method, path string, body any) gatewayResponse {
 	t.Helper()
+	return s.send(t, worker, token, "", method, path, body)
+}
+
+// callWithID is a chat completion call carrying the request id id, which the
+// gateway passes on to the upstream.
+func (s *stack) callWithID(t *testing.T, worker, token, id string, body any) gatewayResponse {
+	t.Helper()
+	return s.send(t, worker, token, id, "POST", "/v1/chat/completions", body)
+}
+
+func (s *stack) send(t *testing.T, worker, token, id, method, path string, body any) gatewayResponse {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -310,6 +322,9 @@ func (s *stack) call(t *testing.T, worker, token, method, path string, body any)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
+	if id != "" {
+		req.Header.Set("X-Request-Id", id)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s on %s: %v", method, path, worker, err)
