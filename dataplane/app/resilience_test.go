@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,5 +151,59 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 	}
 	if !strings.Contains(e.metrics(t), `portcullis_upstream_retry_budget_exhausted_total{deployment="openai-eu"}`) {
 		t.Fatal("budget exhaustion is not counted")
+	}
+}
+
+// TestHungUpstreamDoesNotPileUp: 100 concurrent requests against an upstream that
+// never answers all end at the deployment's deadline, and once the breaker has
+// opened, the next request is refused at once without reaching the upstream.
+func TestHungUpstreamDoesNotPileUp(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	s := e.snapshot()
+	for i := range s.Tiers {
+		s.Tiers[i].RequestsPerMinute, s.Tiers[i].MaxConcurrentRequests = 1<<30, 1000
+	}
+	for i := range s.Deployments {
+		s.Deployments[i].TimeoutSeconds = 1
+		s.Deployments[i].Retry = policy.Retry{MaxAttempts: 1}
+		s.Deployments[i].CircuitBreaker = policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60}
+	}
+	e.publish(t, s)
+	release := make(chan struct{})
+	defer close(release)
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	token := e.token(t, "eu-app")
+	var wg sync.WaitGroup
+	var timedOut atomic.Int32
+	var slowest atomic.Int64
+	for range 100 {
+		wg.Go(func() {
+			start := time.Now()
+			resp := e.chat(t, token, "gpt-4o-mini")
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusGatewayTimeout {
+				timedOut.Add(1)
+			}
+			for d := int64(time.Since(start)); d > slowest.Load() && !slowest.CompareAndSwap(slowest.Load(), d); {
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d of 100 timed out; the slowest answer took %s (deadline 1s)", timedOut.Load(), time.Duration(slowest.Load()))
+	if timedOut.Load() != 100 {
+		t.Fatalf("%d of 100 hung requests got 504", timedOut.Load())
+	}
+	if time.Duration(slowest.Load()) > 10*time.Second {
+		t.Fatalf("a hung request took %s with a 1s deadline: requests piled up", time.Duration(slowest.Load()))
+	}
+	before := len(e.spies["eu"].seen())
+	openAIError(t, e.chat(t, token, "gpt-4o-mini"), http.StatusServiceUnavailable, apierr.UpstreamUnavailable)
+	if n := len(e.spies["eu"].seen()); n != before {
+		t.Fatal("the open breaker let a request through to the hung upstream")
 	}
 }
