@@ -121,8 +121,9 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("third seed: %v\n%s", err, third)
 	}
-	if !strings.Contains(third, "0 created, 2 updated") || !strings.Contains(third, "updated   deployments openai-eu") {
-		t.Fatalf("third seed did not repoint exactly the two keyed deployments:\n%s", third)
+	if !strings.Contains(third, "0 created, 4 updated") || !strings.Contains(third, "updated   deployments openai-eu") ||
+		!strings.Contains(third, "updated   deployments anthropic-eu") {
+		t.Fatalf("third seed did not repoint exactly the four keyed deployments:\n%s", third)
 	}
 	var dep policy.Deployment
 	decode(t, c.mustRun("deployments", "get", "openai-us"), &dep)
@@ -157,7 +158,7 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	var deps []policy.Deployment
 	decode(t, c.mustRun("deployments", "list"), &deps)
 	for _, d := range deps {
-		wantKey := map[string]string{"openai-us": movedKey, "openai-eu": movedKey, "ollama-eu": ""}[d.Name]
+		wantKey := map[string]string{"openai-us": movedKey, "openai-eu": movedKey, "anthropic-us": movedKey, "anthropic-eu": movedKey, "ollama-eu": ""}[d.Name]
 		if d.KeyPath != wantKey || d.BaseURL != "http://127.0.0.1:9100" {
 			t.Errorf("deployment %s: key_path %q base_url %q", d.Name, d.KeyPath, d.BaseURL)
 		}

@@ -41,8 +41,11 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 		{"residency-rules", "us", policy.ResidencyRule{Residency: "us", AllowedRegions: []string{"us"}}},
 		{"providers", "openai", policy.Provider{Name: "openai", Kind: policy.ProviderOpenAI}},
 		{"providers", "ollama", policy.Provider{Name: "ollama", Kind: policy.ProviderOllama}},
+		{"providers", "anthropic", policy.Provider{Name: "anthropic", Kind: policy.ProviderAnthropic}},
 		{"deployments", "openai-us", deployment("openai-us", "openai", "us", policy.KindCloud, upstreamURL, keyFile)},
 		{"deployments", "openai-eu", deployment("openai-eu", "openai", "eu", policy.KindCloud, upstreamURL, keyFile)},
+		{"deployments", "anthropic-us", deployment("anthropic-us", "anthropic", "us", policy.KindCloud, upstreamURL, keyFile)},
+		{"deployments", "anthropic-eu", deployment("anthropic-eu", "anthropic", "eu", policy.KindCloud, upstreamURL, keyFile)},
 		{"deployments", "ollama-eu", deployment("ollama-eu", "ollama", "eu", policy.KindSelfHosted, upstreamURL, "")},
 	}
 	models := []struct {
@@ -52,7 +55,7 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 	}{
 		{"gpt-4o", []string{"openai-us", "openai-eu"}, 2.50, 10.00},
 		{"gpt-4o-mini", []string{"openai-us", "openai-eu"}, 0.15, 0.60},
-		{"claude-3-5-sonnet", []string{"openai-us", "openai-eu"}, 3.00, 15.00},
+		{"claude-3-5-sonnet", []string{"anthropic-us", "anthropic-eu"}, 3.00, 15.00}, // the mock speaks the Messages API too
 		{"llama3-70b", []string{"ollama-eu"}, 0, 0},
 		{"llama3-8b", []string{"ollama-eu"}, 0, 0},
 	}
