@@ -87,6 +87,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.DevAllowInsecureTLS {
 		log.Warn("PORTCULLIS_DEV_ALLOW_INSECURE_TLS is on: deployments may turn upstream certificate verification off; never use this in production")
 	}
+	egress, err := cfg.egress()
+	if err != nil {
+		return nil, err
+	}
 	upstreamMetrics, err := upstream.NewMetrics(metrics.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("upstream metrics: %w", err)
@@ -94,7 +98,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.policy, err = policycache.New(policycache.Options{
 		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
 		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log, Metrics: upstreamMetrics,
-			ErrorRateWindow: cfg.FallbackWindow},
+			ErrorRateWindow: cfg.FallbackWindow, Egress: egress},
 	})
 	if err != nil {
 		return nil, err

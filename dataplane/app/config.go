@@ -50,6 +50,11 @@ type Config struct {
 	// upstream certificate verification off. Development only.
 	DevAllowInsecureTLS bool
 
+	EgressHTTPProxy  string // PORTCULLIS_EGRESS_HTTP_PROXY: proxy of http:// upstreams
+	EgressHTTPSProxy string // PORTCULLIS_EGRESS_HTTPS_PROXY: proxy of https:// upstreams
+	EgressNoProxy    string // PORTCULLIS_EGRESS_NO_PROXY: hosts and domain suffixes called directly
+	EgressAllowHosts string // PORTCULLIS_EGRESS_ALLOW_HOSTS: the only upstream hosts the worker calls ("" = any)
+
 	FallbackErrorRate float64       // PORTCULLIS_FALLBACK_ERROR_RATE: fall back above this error rate
 	FallbackWindow    time.Duration // PORTCULLIS_FALLBACK_WINDOW: span of the error rate
 
@@ -76,6 +81,10 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
 	l.Bool(&cfg.DevAllowInsecureTLS, "dev-allow-insecure-tls", false, "development only: allow deployments with tls.verify false (refused otherwise)")
+	l.String(&cfg.EgressHTTPProxy, "egress-http-proxy", "", "proxy URL for http:// upstreams (default: the environment's HTTP_PROXY)")
+	l.String(&cfg.EgressHTTPSProxy, "egress-https-proxy", "", "proxy URL for https:// upstreams (default: the environment's HTTPS_PROXY)")
+	l.String(&cfg.EgressNoProxy, "egress-no-proxy", "", "comma-separated hosts and domain suffixes reached without the proxy")
+	l.String(&cfg.EgressAllowHosts, "egress-allow-hosts", "", `comma-separated upstream hosts or host:port the worker may call ("*.example.com" for subdomains); empty allows any`)
 	l.Float64(&cfg.FallbackErrorRate, "fallback-error-rate", api.DefaultFallbackErrorRate, "a deployment whose error rate is above this falls back to the policy's fallback model")
 	l.Duration(&cfg.FallbackWindow, "fallback-window", upstream.DefaultErrorRateWindow, "span over which a deployment's error rate is measured")
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
@@ -176,6 +185,9 @@ func (c *Config) validate(p *config.Problems) {
 	if strings.TrimSpace(c.WorkerID) == "" {
 		p.Add("worker-id", c.WorkerID, "must not be empty")
 	}
+	if _, err := c.egress(); err != nil {
+		p.Add("egress", err.Error(), "must be valid")
+	}
 	if c.FallbackErrorRate <= 0 || c.FallbackErrorRate > 1 {
 		p.Add("fallback-error-rate", c.FallbackErrorRate, "must be above 0 and at most 1")
 	}
@@ -191,6 +203,11 @@ func (c *Config) validate(p *config.Problems) {
 	if c.LimitsIdleReturn < 10*time.Millisecond || c.LimitsIdleReturn > time.Minute {
 		p.Add("limits-idle-return", c.LimitsIdleReturn, "must be between 10ms and 1m")
 	}
+}
+
+// egress is the worker's outbound policy.
+func (c Config) egress() (*upstream.Egress, error) {
+	return upstream.NewEgress(c.EgressHTTPProxy, c.EgressHTTPSProxy, c.EgressNoProxy, c.EgressAllowHosts)
 }
 
 // natsOptions are the options of this worker's NATS connection.

@@ -64,6 +64,9 @@ type Options struct {
 	// ErrorRateWindow is the span over which a deployment's error rate is measured
 	// for the fallback; zero means DefaultErrorRateWindow.
 	ErrorRateWindow time.Duration
+	// Egress is the worker's outbound proxies and host allowlist; nil calls every
+	// host directly.
+	Egress *Egress
 }
 
 // DefaultErrorRateWindow is the default of Options.ErrorRateWindow.
@@ -79,6 +82,7 @@ type Target struct {
 	client    *http.Client
 	keys      KeySource
 	log       *slog.Logger
+	egress    *Egress
 	metrics   *Metrics
 	res       *resilience
 	kind      string // the provider kind: how the key is presented
@@ -101,6 +105,11 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 	if o.ErrorRateWindow <= 0 {
 		o.ErrorRateWindow = DefaultErrorRateWindow
 	}
+	if o.Egress != nil {
+		if err := o.Egress.checkRequest(u); err != nil {
+			return nil, fmt.Errorf("deployment %s: base_url %q: %w", d.Name, d.BaseURL, err)
+		}
+	}
 	tlsCfg, err := tlsConfig(d.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
@@ -110,8 +119,8 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		timeout = DefaultTimeout
 	}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy:                 o.Egress.proxy,
+		DialContext:           o.Egress.dialContext(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
 		TLSClientConfig:       tlsCfg,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ForceAttemptHTTP2:     true,
@@ -133,6 +142,7 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		},
 		keys:    keySource(d),
 		log:     o.Log,
+		egress:  o.Egress,
 		metrics: o.Metrics,
 		res:     newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
 		kind:    providerKind,
@@ -189,6 +199,12 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
+	}
+	if t.egress != nil {
+		if err := t.egress.checkRequest(req.URL); err != nil {
+			return nil, apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", t.name, err),
+				"the upstream serving this model is not reachable from this gateway")
+		}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if t.kind == policy.ProviderAnthropic {
