@@ -146,11 +146,15 @@ func TestNativeMessagesAPI(t *testing.T) {
 			_, _ = io.WriteString(w, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n")
 		})
 		stream := strings.Replace(body, `"messages"`, `"stream":true,"messages"`, 1)
+		before := len(e.spies["eu"].seen())
 		resp := e.do(t, http.MethodPost, "/v1/messages", token, stream, nil)
 		raw, _ := io.ReadAll(resp.Body)
 		if !strings.Contains(string(raw), "event: message_start") || !strings.HasSuffix(string(raw), "\n\n") ||
 			!strings.Contains(string(raw), "event: error\ndata: {\"type\":\"error\"") {
 			t.Fatalf("stream %q", raw)
+		}
+		if n := len(e.spies["eu"].seen()) - before; n != 1 {
+			t.Fatalf("the upstream saw %d attempts; a stream that reached the client is never retried", n)
 		}
 	})
 	t.Run("both credentials at once are refused", func(t *testing.T) {

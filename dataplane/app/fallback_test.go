@@ -99,6 +99,9 @@ func TestFallbackOnErrorRateAndBack(t *testing.T) {
 	if hits["ollama-eu"].Load() == 0 {
 		t.Fatal("the fallback deployment was not called")
 	}
+	if !strings.Contains(e.metrics(t), `portcullis_upstream_error_rate{deployment="openai-eu"} 0.`) {
+		t.Fatal("the error rate is not in /metrics")
+	}
 	failing.Store(false)
 	// The failures age out of the 2 s window; the primary serves again.
 	waitFor(t, "the primary to serve again", func() bool {

@@ -13,6 +13,7 @@ type Metrics struct {
 	retries  *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	budget   *prometheus.CounterVec
+	errRate  *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series with reg.
@@ -29,8 +30,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Calls refused without reaching the upstream because the breaker was open."}, []string{"deployment"}),
 		budget: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retry_budget_exhausted_total",
 			Help: "Retries not made because the deployment's retry budget was spent."}, []string{"deployment"}),
+		errRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "error_rate",
+			Help: "Share of failed attempts over the fallback window, per deployment."}, []string{"deployment"}),
 	}
-	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget} {
+	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -65,5 +68,11 @@ func (m *Metrics) rejected(deployment string) {
 func (m *Metrics) budgetExhausted(deployment string) {
 	if m != nil {
 		m.budget.WithLabelValues(deployment).Inc()
+	}
+}
+
+func (m *Metrics) errorRate(deployment string, rate float64) {
+	if m != nil {
+		m.errRate.WithLabelValues(deployment).Set(rate)
 	}
 }

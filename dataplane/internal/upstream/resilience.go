@@ -121,7 +121,12 @@ func (t *Target) Allow() (func(Outcome), error) {
 	return func(o Outcome) {
 		once.Do(func() {
 			t.metrics.attempt(t.name, o)
-			t.res.errors.record(time.Now(), o)
+			now := time.Now()
+			t.res.errors.record(now, o)
+			if t.metrics != nil {
+				rate, _ := t.res.errors.rate(now)
+				t.metrics.errorRate(t.name, rate)
+			}
 			switch o {
 			case Success:
 				done(nil)
