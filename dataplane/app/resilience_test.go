@@ -207,3 +207,33 @@ func TestHungUpstreamDoesNotPileUp(t *testing.T) {
 		t.Fatal("the open breaker let a request through to the hung upstream")
 	}
 }
+
+// TestStreamBrokenBeforeItsFirstEventIsRetried: an upstream that accepts a stream
+// and breaks before sending anything has sent the client nothing, so the attempt
+// is retried.
+func TestStreamBrokenBeforeItsFirstEventIsRetried(t *testing.T) {
+	e := resilienceEnv(t, 3, 100, 60)
+	var calls atomic.Int32
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		if calls.Add(1) == 1 {
+			w.(http.Flusher).Flush()
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close() // headers out, then nothing
+			}
+			return
+		}
+		writeEvent(w, chatChunk("gpt-4o-mini", "second try"))
+		writeEvent(w, "[DONE]")
+	})
+	resp := e.do(t, http.MethodPost, "/v1/chat/completions", e.token(t, "eu-app"),
+		`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(raw), "second try") || !strings.HasSuffix(string(raw), "data: [DONE]\n\n") {
+		t.Fatalf("status %d: %s", resp.StatusCode, raw)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the upstream saw %d attempts, want 2", n)
+	}
+}

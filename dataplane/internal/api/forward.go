@@ -93,6 +93,13 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 		}
 		resp.Body.Close()
 		report(outcome(ctx, resp.StatusCode, err))
+		if errors.Is(err, errStreamNotStarted) && !c.Response().Committed {
+			lastErr = err // nothing reached the client: the attempt may be retried
+			m.started = false
+			if s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, 0) {
+				continue
+			}
+		}
 		return err
 	}
 	return lastErr

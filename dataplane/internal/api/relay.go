@@ -92,18 +92,15 @@ func relayStream(c echo.Context, body io.Reader, deployment string, transform st
 
 // relayStreamEnding is relayStream with cutEvent as the event that ends a broken
 // stream.
+//
+// The response starts with the first event: a stream that breaks before it has sent
+// the client nothing, and its error wraps errStreamNotStarted so that the attempt
+// can be retried.
 func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEvent []byte, transform streamTransform) error {
 	w := c.Response()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	w.Flush()
-
 	events := upstream.NewEventReader(body, upstream.MaxEventBytes)
 	defer events.Release()
-	done := false
+	done, started := false, false
 	for {
 		ev, err := events.Next()
 		if err != nil {
@@ -116,9 +113,21 @@ func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEve
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // ended without [DONE]
 			}
+			if !started {
+				return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke before its first event: %w: %w", deployment, errStreamNotStarted, err),
+					"the upstream stream ended unexpectedly")
+			}
 			_, _ = w.Write(cutEvent)
 			w.Flush()
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s broke: %w", deployment, err), "the upstream stream ended unexpectedly")
+		}
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "text/event-stream")
+			h.Set("Cache-Control", "no-cache")
+			h.Set("X-Accel-Buffering", "no")
+			w.WriteHeader(http.StatusOK)
 		}
 		out, evDone, stop := transform(ev)
 		done = done || evDone
@@ -136,6 +145,9 @@ func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEve
 		}
 	}
 }
+
+// errStreamNotStarted marks a stream that broke before anything reached the client.
+var errStreamNotStarted = errors.New("nothing sent to the client yet")
 
 // errorEvent is the last event of a stream the upstream broke off.
 var errorEvent = func() []byte {
