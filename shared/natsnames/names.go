@@ -41,6 +41,14 @@ func AuditSubject(region, client string) string {
 	return "audit." + token(region) + "." + token(client)
 }
 
+// HealthSubject is the subject worker of region publishes its health report on.
+func HealthSubject(region, worker string) string {
+	return "health." + token(region) + "." + token(worker)
+}
+
+// HealthSubjects matches every worker's health reports.
+const HealthSubjects = "health.>"
+
 // AlertSubject is the subject an alert of kind about client is published on.
 func AlertSubject(kind, client string) string { return "alerts." + token(kind) + "." + token(client) }
 
