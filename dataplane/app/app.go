@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/healthpub"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
@@ -147,6 +148,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 
 	a.wg.Go(usage.Warm) // builds the tokenizer's vocabulary before a request needs it
+	reporter := healthpub.New(healthpub.Options{Conn: nc, Policy: a.policy, Worker: cfg.WorkerID, Region: cfg.Region, Log: log})
+	a.wg.Go(func() { _ = reporter.Run(runCtx) })
 	a.wg.Go(func() { _ = a.policy.Run(runCtx) })
 	a.wg.Go(func() {
 		if err := a.limits.Run(runCtx); err != nil {

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/health"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -235,5 +239,45 @@ func TestStreamBrokenBeforeItsFirstEventIsRetried(t *testing.T) {
 	}
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("the upstream saw %d attempts, want 2", n)
+	}
+}
+
+// TestHealthReportsShowTheBreaker: the worker publishes its view of every
+// deployment on NATS, and an open breaker shows in it.
+func TestHealthReportsShowTheBreaker(t *testing.T) {
+	e := resilienceEnv(t, 1, 2, 60)
+	reports := make(chan health.Report, 16)
+	sub, err := e.js.Conn().Subscribe(natsnames.HealthSubjects, func(m *nats.Msg) {
+		if r, err := health.Decode(m.Data); err == nil {
+			select {
+			case reports <- r:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	failFirst(e, 100, http.StatusInternalServerError, "")
+	for range 2 {
+		resp := e.chat(t, e.token(t, "eu-app"), "gpt-4o-mini")
+		resp.Body.Close()
+	}
+	deadline := time.After(3 * health.Interval)
+	for {
+		select {
+		case r := <-reports:
+			if r.Worker != "test-eu" || r.Region != "eu" {
+				t.Fatalf("report from %q in %q", r.Worker, r.Region)
+			}
+			for _, d := range r.Deployments {
+				if d.Name == "openai-eu" && d.Breaker == "open" && d.ErrorRate == 1 && d.Samples == 2 {
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("no health report showed openai-eu's breaker open")
+		}
 	}
 }

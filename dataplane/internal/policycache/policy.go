@@ -138,6 +138,16 @@ type Deployment struct {
 // Client returns the client with the given client_id.
 func (p *Policy) Client(id string) (*Client, bool) { c, ok := p.clients[id]; return c, ok }
 
+// Deployments returns every deployment, sorted by name.
+func (p *Policy) Deployments() []*Deployment {
+	out := make([]*Deployment, 0, len(p.deployments))
+	for _, d := range p.deployments {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b *Deployment) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Model returns the model with the given public name.
 func (p *Policy) Model(name string) (*Model, bool) { m, ok := p.models[name]; return m, ok }
 

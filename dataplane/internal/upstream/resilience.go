@@ -258,6 +258,10 @@ func (w *errorWindow) rate(now time.Time) (float64, int) {
 	return float64(failed) / float64(ok+failed), ok + failed
 }
 
+// ErrorRate is the deployment's share of failed attempts over the error-rate
+// window, and how many attempts that is.
+func (t *Target) ErrorRate() (float64, int) { return t.res.errors.rate(time.Now()) }
+
 // Unhealthy reports whether calls to the deployment should go to a fallback: its
 // breaker is open, or its error rate over the window is above threshold with at
 // least ErrorRateMinSamples outcomes. The reason names which.
