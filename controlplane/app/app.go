@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/publisher"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
@@ -40,6 +41,7 @@ type App struct {
 	natsSrv *server.Server // nil when an external NATS is used
 	nc      *nats.Conn
 	pub     *publisher.Publisher
+	health  *health.Collector
 	httpSrv *http.Server
 
 	stopPublisher context.CancelFunc
@@ -52,8 +54,8 @@ type App struct {
 
 // Start opens Postgres and applies migrations, makes sure an admin token exists,
 // connects to NATS (starting the embedded server when cfg.NATSURL is empty), ensures
-// the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher and
-// serves HTTP on cfg.Listen.
+// the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher and the
+// collector of the workers' health reports, and serves HTTP on cfg.Listen.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
@@ -108,6 +110,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		_ = a.pub.Run(pubCtx)
 	}()
 
+	a.health = health.New(a.nc, health.Options{Log: log})
+	metrics.Registry.MustRegister(a.health.Collectors()...)
+	if err := a.health.Start(); err != nil {
+		return nil, err
+	}
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -148,7 +156,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	e.GET("/", echo.WrapHandler(web.Handler()))
 
 	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
-	adminapi.New(a.st, a.log, a.pub.Notify).Register(admin)
+	adminapi.New(a.st, a.log, a.pub.Notify, a.health).Register(admin)
 	if !cfg.DevIssuer {
 		admin.POST(devissuer.MintPath, func(echo.Context) error {
 			return apierr.New(apierr.NotFound, "the development token issuer is off; start the control plane with --dev-issuer")
@@ -186,8 +194,8 @@ func (a *App) PolicyVersion() int64 {
 	return a.pub.Version()
 }
 
-// Stop shuts everything down in order (HTTP server, publisher, NATS connection,
-// embedded server, store) within ctx's deadline. It is idempotent: later calls return
+// Stop shuts everything down in order (HTTP server, health collector, publisher, NATS
+// connection, embedded server, store) within ctx's deadline. It is idempotent: later calls return
 // the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
@@ -203,6 +211,11 @@ func (a *App) stop(ctx context.Context) error {
 		}
 		if err := wait(ctx, a.serveDone); err != nil {
 			errs = append(errs, fmt.Errorf("http server: %w", err))
+		}
+	}
+	if a.health != nil {
+		if err := a.health.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("health collector: %w", err))
 		}
 	}
 	if a.stopPublisher != nil {

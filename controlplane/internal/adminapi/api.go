@@ -2,7 +2,8 @@
 // delete and list for every policy entity, with per-field validation (422), optimistic
 // concurrency through ETag and If-Match (412, 428) and keyset pagination; and the
 // time-boxed limit override of each client (/clients/{client_id}/limit-override,
-// /limit-overrides).
+// /limit-overrides); and the read-only deployment health the data-plane workers report
+// (/deployments/health).
 //
 // Every resource is one generic resource[T] over a store.Collection[T]; the entity
 // types and their JSON are those of shared/policy, plus "revision", "created_at" and
@@ -24,17 +25,22 @@ type API struct {
 	st       *store.Store
 	log      *slog.Logger
 	onChange func()
+	health   HealthView
 }
 
 // New returns the admin API over st. onChange (which may be nil) is called after every
 // committed mutation, e.g. to publish a new policy snapshot; it must not block long.
-func New(st *store.Store, log *slog.Logger, onChange func()) *API {
-	return &API{st: st, log: log, onChange: onChange}
+// hv (required) answers GET /deployments/health.
+func New(st *store.Store, log *slog.Logger, onChange func(), hv HealthView) *API {
+	return &API{st: st, log: log, onChange: onChange, health: hv}
 }
 
 // Register adds every admin route to g, which is expected to be /admin/v1 behind the
 // admin token middleware. Unknown paths under g answer 404 in the admin error schema.
 func (a *API) Register(g *echo.Group) {
+	// Before the deployments resource, for readability: echo prefers the static
+	// /deployments/health to /deployments/:key whatever the order.
+	g.GET("/deployments/"+healthPath, a.deploymentHealth)
 	paths := []string{
 		register(g, a.tenants()),
 		register(g, a.tiers()),
@@ -57,6 +63,10 @@ func unrouted(c echo.Context, paths []string, ov *overrides) error {
 	segments := strings.Split(c.Param("*"), "/")
 	if ok, err := ov.unrouted(c, segments); ok {
 		return err
+	}
+	if len(segments) == 2 && segments[0] == "deployments" && segments[1] == healthPath {
+		c.Response().Header().Set(echo.HeaderAllow, "GET")
+		return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on deployment health", c.Request().Method)
 	}
 	if slices.Contains(paths, segments[0]) {
 		switch len(segments) {

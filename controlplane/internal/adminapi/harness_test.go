@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 
@@ -29,6 +31,25 @@ type harness struct {
 	url     string
 	token   string
 	changes atomic.Int64 // onChange calls
+	health  fakeHealth   // what GET /deployments/health answers from
+}
+
+// fakeHealth is a HealthView whose fleet a test sets. It is safe for concurrent use.
+type fakeHealth struct {
+	mu    sync.Mutex
+	fleet health.Fleet
+}
+
+func (f *fakeHealth) Current() health.Fleet {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fleet
+}
+
+func (f *fakeHealth) set(fl health.Fleet) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fleet = fl
 }
 
 func newHarness(t *testing.T) *harness {
@@ -49,7 +70,7 @@ func newHarness(t *testing.T) *harness {
 	e := echo.New()
 	e.HideBanner = true
 	e.HTTPErrorHandler = adminapi.ErrorHandler(log)
-	adminapi.New(st, log, func() { h.changes.Add(1) }).Register(e.Group("/admin/v1", admintoken.Middleware(st)))
+	adminapi.New(st, log, func() { h.changes.Add(1) }, &h.health).Register(e.Group("/admin/v1", admintoken.Middleware(st)))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	h.url = srv.URL

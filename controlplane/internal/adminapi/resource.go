@@ -2,9 +2,11 @@ package adminapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -28,6 +30,7 @@ type resource[T any] struct {
 	key      rule              // what a key looks like
 	defaults func() T          // a new entity with the creation defaults
 	validate func(*report, *T) // records every problem of a decoded entity
+	reserved []string          // keys taken by static routes under path, refused on create
 }
 
 func newResource[T any](a *API, path, noun string, coll *store.Collection[T], key rule,
@@ -98,6 +101,8 @@ func (r *resource[T]) create(c echo.Context) error {
 	r.decode(rep, obj, &e)
 	if key := *r.coll.Key(&e); key != "" || !r.coll.GeneratesKey() {
 		rep.check(r.coll.KeyName(), r.key.valid(key), r.key.message)
+		rep.check(r.coll.KeyName(), !slices.Contains(r.reserved, key),
+			fmt.Sprintf("%q is reserved: /%s/%s is another endpoint", key, r.path, key))
 	}
 	r.validate(rep, &e)
 	if err := rep.err(); err != nil {

@@ -73,7 +73,7 @@ func (a *API) providers() *resource[policy.Provider] {
 }
 
 func (a *API) deployments() *resource[policy.Deployment] {
-	return newResource(a, "deployments", "deployment", a.st.Deployments(), slug,
+	r := newResource(a, "deployments", "deployment", a.st.Deployments(), slug,
 		func() policy.Deployment {
 			return policy.Deployment{
 				Kind:           policy.KindCloud,
@@ -86,6 +86,8 @@ func (a *API) deployments() *resource[policy.Deployment] {
 			}
 		},
 		validateDeployment)
+	r.reserved = []string{healthPath}
+	return r
 }
 
 func validateDeployment(r *report, d *policy.Deployment) {

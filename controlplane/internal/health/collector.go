@@ -1,0 +1,278 @@
+// Package health collects the health reports that data-plane workers publish on NATS
+// (natsnames.HealthSubjects, one core NATS message per worker every health.Interval)
+// and answers what every deployment's circuit breaker and error rate look like across
+// the fleet. It keeps only the latest report of each worker, in memory: a report older
+// than StaleAfter means the worker is gone, and it is forgotten.
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-gw/portcullis/shared/health"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+// StaleAfter is how old (by arrival) a worker's latest report may be before the worker
+// is left out of answers: three missed intervals.
+const StaleAfter = 3 * health.Interval
+
+// inboxSize is how many reports may wait for the collector before NATS drops them as
+// from a slow consumer.
+const inboxSize = 1024
+
+// Summary states of a deployment, besides the breaker states it takes from workers.
+const (
+	StateOpen     = "open"
+	StateHalfOpen = "half-open"
+	StateClosed   = "closed"
+	StateUnusable = "unusable"
+)
+
+// Options configures a Collector.
+type Options struct {
+	// Log receives rejected reports at debug level. Required.
+	Log *slog.Logger
+	// Now is the clock that stamps arrivals; nil means time.Now.
+	Now func() time.Time
+}
+
+// WorkerHealth is one deployment's health as one worker last reported it.
+type WorkerHealth struct {
+	Worker        string    `json:"worker"`
+	Region        string    `json:"region"`
+	Breaker       string    `json:"breaker"`
+	ErrorRate     float64   `json:"error_rate"`
+	Samples       int       `json:"samples"`
+	ReportedAt    time.Time `json:"reported_at"`
+	PolicyVersion int64     `json:"policy_version"`
+}
+
+// DeploymentHealth is one deployment's health across every worker with a fresh report
+// that lists it. Workers are sorted by worker name.
+type DeploymentHealth struct {
+	Deployment string         `json:"deployment"`
+	State      string         `json:"state"`
+	Workers    []WorkerHealth `json:"workers"`
+}
+
+// Fleet is the health of every deployment at one moment, and how many workers have a
+// fresh report (including workers whose report lists no deployment).
+type Fleet struct {
+	Deployments []DeploymentHealth
+	Workers     int
+}
+
+// received is a worker's latest report and when it arrived.
+type received struct {
+	report health.Report
+	at     time.Time
+}
+
+// Collector subscribes to the workers' health reports and keeps the latest of each
+// worker. It is safe for concurrent use.
+type Collector struct {
+	nc      *nats.Conn
+	log     *slog.Logger
+	now     func() time.Time
+	reports *prometheus.CounterVec
+
+	mu     sync.Mutex
+	latest map[string]received // worker -> latest report; mu guards it
+
+	lifeMu  sync.Mutex // guards sub, cancel, done, started and stopped
+	sub     *nats.Subscription
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started bool
+	stopped bool
+}
+
+// New returns a collector of the reports published on nc. It does nothing until Start.
+func New(nc *nats.Conn, o Options) *Collector {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	c := &Collector{
+		nc:     nc,
+		log:    o.Log,
+		now:    now,
+		latest: map[string]received{},
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis_controlplane", Name: "health_reports_total",
+			Help: "Worker health reports received, by result: ok, or rejected (undecodable or an unknown schema version).",
+		}, []string{"result"}),
+	}
+	// Expose both series from the start, so that a rate of rejections is 0, not absent.
+	c.reports.WithLabelValues("ok")
+	c.reports.WithLabelValues("rejected")
+	return c
+}
+
+// Collectors returns the collector's metrics, for the caller to register.
+func (c *Collector) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{c.reports}
+}
+
+// Start subscribes to natsnames.HealthSubjects and starts the goroutine that takes in
+// reports. It fails if called twice or after Stop.
+func (c *Collector) Start() error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.started || c.stopped {
+		return errors.New("health collector: already started")
+	}
+	inbox := make(chan *nats.Msg, inboxSize)
+	sub, err := c.nc.ChanSubscribe(natsnames.HealthSubjects, inbox)
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", natsnames.HealthSubjects, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.sub, c.cancel, c.done, c.started = sub, cancel, make(chan struct{}), true
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case msg := <-inbox:
+				c.ingest(msg.Subject, msg.Data)
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop unsubscribes and waits, within ctx, for the collector's goroutine to end. It is
+// idempotent and may be called without Start.
+func (c *Collector) Stop(ctx context.Context) error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.stopped || !c.started {
+		c.stopped = true
+		return nil
+	}
+	c.stopped = true
+	var errs []error
+	if err := c.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		errs = append(errs, fmt.Errorf("unsubscribe from %s: %w", natsnames.HealthSubjects, err))
+	}
+	c.cancel()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("health collector: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// ingest decodes one report and keeps it as its worker's latest; a bad report is
+// counted and logged at debug, never kept.
+func (c *Collector) ingest(subject string, data []byte) {
+	r, err := health.Decode(data)
+	if err != nil {
+		c.reports.WithLabelValues("rejected").Inc()
+		c.log.Debug("health report rejected", "subject", subject, "bytes", len(data), "error", err)
+		return
+	}
+	c.reports.WithLabelValues("ok").Inc()
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.latest[r.Worker] = received{report: r, at: now}
+	c.forgetStale(now)
+}
+
+// forgetStale drops every report older than StaleAfter at now. c.mu must be held.
+func (c *Collector) forgetStale(now time.Time) {
+	for w, rec := range c.latest {
+		if stale(rec.at, now) {
+			delete(c.latest, w)
+		}
+	}
+}
+
+func stale(at, now time.Time) bool { return now.Sub(at) > StaleAfter }
+
+// Current is Fleet at the collector's clock.
+func (c *Collector) Current() Fleet { return c.Fleet(c.now()) }
+
+// Snapshot is the health of every deployment at now, sorted by deployment name.
+func (c *Collector) Snapshot(now time.Time) []DeploymentHealth { return c.Fleet(now).Deployments }
+
+// Fleet is the health of every deployment at now, from the workers whose latest report
+// is fresh at now; stale reports are forgotten.
+func (c *Collector) Fleet(now time.Time) Fleet {
+	c.mu.Lock()
+	c.forgetStale(now)
+	fresh := make([]received, 0, len(c.latest))
+	for _, rec := range c.latest {
+		fresh = append(fresh, rec)
+	}
+	c.mu.Unlock()
+
+	byName := map[string]*DeploymentHealth{}
+	for _, rec := range fresh {
+		r := rec.report
+		for _, d := range r.Deployments {
+			dh := byName[d.Name]
+			if dh == nil {
+				dh = &DeploymentHealth{Deployment: d.Name}
+				byName[d.Name] = dh
+			}
+			dh.Workers = append(dh.Workers, WorkerHealth{
+				Worker: r.Worker, Region: r.Region, Breaker: d.Breaker,
+				ErrorRate: d.ErrorRate, Samples: d.Samples,
+				ReportedAt: rec.at.UTC(), PolicyVersion: r.PolicyVersion,
+			})
+		}
+	}
+	out := Fleet{Deployments: make([]DeploymentHealth, 0, len(byName)), Workers: len(fresh)}
+	for _, dh := range byName {
+		slices.SortFunc(dh.Workers, func(a, b WorkerHealth) int {
+			return cmpStrings(a.Worker, b.Worker, a.Region, b.Region)
+		})
+		dh.State = summarize(dh.Workers)
+		out.Deployments = append(out.Deployments, *dh)
+	}
+	slices.SortFunc(out.Deployments, func(a, b DeploymentHealth) int {
+		return strings.Compare(a.Deployment, b.Deployment)
+	})
+	return out
+}
+
+// cmpStrings orders by a1/b1, then by a2/b2.
+func cmpStrings(a1, b1, a2, b2 string) int {
+	if c := strings.Compare(a1, b1); c != 0 {
+		return c
+	}
+	return strings.Compare(a2, b2)
+}
+
+// summarize is a deployment's state across workers: open if any worker has its breaker
+// open, else half-open if any has it half-open, else unusable if every worker says
+// unusable, else closed.
+func summarize(workers []WorkerHealth) string {
+	has := func(state string) bool {
+		return slices.ContainsFunc(workers, func(w WorkerHealth) bool { return w.Breaker == state })
+	}
+	switch {
+	case has(StateOpen):
+		return StateOpen
+	case has(StateHalfOpen):
+		return StateHalfOpen
+	case len(workers) > 0 && !slices.ContainsFunc(workers, func(w WorkerHealth) bool { return w.Breaker != StateUnusable }):
+		return StateUnusable
+	}
+	return StateClosed
+}
