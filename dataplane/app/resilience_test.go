@@ -281,3 +281,38 @@ func TestHealthReportsShowTheBreaker(t *testing.T) {
 		}
 	}
 }
+
+// TestTotalTimeoutCutsALongStream: total_timeout_seconds bounds a whole attempt, a
+// streamed answer included; the stream ends with an error event, not [DONE].
+func TestTotalTimeoutCutsALongStream(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	s := e.snapshot()
+	for i := range s.Deployments {
+		s.Deployments[i].TotalTimeoutSeconds = 1
+		s.Deployments[i].Retry = policy.Retry{MaxAttempts: 1}
+	}
+	e.publish(t, s)
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 20 { // 4 s of events, one every 200 ms
+			writeEvent(w, chatChunk("gpt-4o", "part"))
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		writeEvent(w, "[DONE]")
+	})
+	start := time.Now()
+	resp := e.do(t, http.MethodPost, "/v1/chat/completions", e.token(t, "premium-app"),
+		`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	raw, _ := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	if !strings.Contains(string(raw), `"part"`) || strings.Contains(string(raw), "[DONE]") || !strings.Contains(string(raw), `"upstream_error"`) {
+		t.Fatalf("stream after %s: %s", took, raw)
+	}
+	if took > 3*time.Second {
+		t.Fatalf("a 4 s stream under a 1 s total timeout took %s", took)
+	}
+}

@@ -106,18 +106,22 @@ type Provider struct {
 
 // Deployment is one reachable endpoint of a provider in a region.
 type Deployment struct {
-	Name           string         `json:"name"`
-	Provider       string         `json:"provider"`
-	Region         string         `json:"region"`
-	Kind           string         `json:"kind"` // one of DeploymentKinds
-	BaseURL        string         `json:"base_url"`
-	KeySource      string         `json:"key_source"` // one of KeySources
-	KeyPath        string         `json:"key_path,omitempty"`
-	TLS            TLS            `json:"tls"`
-	TimeoutSeconds int            `json:"timeout_seconds"`
-	Retry          Retry          `json:"retry"`
-	CircuitBreaker CircuitBreaker `json:"circuit_breaker"`
-	Enabled        bool           `json:"enabled"`
+	Name           string `json:"name"`
+	Provider       string `json:"provider"`
+	Region         string `json:"region"`
+	Kind           string `json:"kind"` // one of DeploymentKinds
+	BaseURL        string `json:"base_url"`
+	KeySource      string `json:"key_source"` // one of KeySources
+	KeyPath        string `json:"key_path,omitempty"`
+	TLS            TLS    `json:"tls"`
+	TimeoutSeconds int    `json:"timeout_seconds"` // to the first byte of the answer
+	// ConnectTimeoutSeconds bounds connecting (TCP and TLS); 0 means 10.
+	ConnectTimeoutSeconds int `json:"connect_timeout_seconds,omitempty"`
+	// TotalTimeoutSeconds bounds a whole attempt, streamed answer included; 0 means 600.
+	TotalTimeoutSeconds int            `json:"total_timeout_seconds,omitempty"`
+	Retry               Retry          `json:"retry"`
+	CircuitBreaker      CircuitBreaker `json:"circuit_breaker"`
+	Enabled             bool           `json:"enabled"`
 }
 
 // TLS is a deployment's upstream TLS policy.
@@ -138,6 +142,8 @@ type Retry struct {
 type CircuitBreaker struct {
 	FailureThreshold    int `json:"failure_threshold"`
 	ResetTimeoutSeconds int `json:"reset_timeout_seconds"`
+	// HalfOpenMaxRequests is how many probes a half-open breaker lets through; 0 means 1.
+	HalfOpenMaxRequests int `json:"half_open_max_requests,omitempty"`
 }
 
 // Model maps a public model name to one deployment and the upstream's model name.

@@ -76,13 +76,15 @@ func (a *API) deployments() *resource[policy.Deployment] {
 	r := newResource(a, "deployments", "deployment", a.st.Deployments(), slug,
 		func() policy.Deployment {
 			return policy.Deployment{
-				Kind:           policy.KindCloud,
-				KeySource:      policy.KeySourceNone,
-				TLS:            policy.TLS{Verify: true},
-				TimeoutSeconds: 30,
-				Retry:          policy.Retry{MaxAttempts: 3, Backoff: "exponential"},
-				CircuitBreaker: policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60},
-				Enabled:        true,
+				Kind:                  policy.KindCloud,
+				KeySource:             policy.KeySourceNone,
+				TLS:                   policy.TLS{Verify: true},
+				TimeoutSeconds:        30,
+				ConnectTimeoutSeconds: 10,
+				TotalTimeoutSeconds:   600,
+				Retry:                 policy.Retry{MaxAttempts: 3, Backoff: "exponential"},
+				CircuitBreaker:        policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60, HalfOpenMaxRequests: 1},
+				Enabled:               true,
 			}
 		},
 		validateDeployment)
@@ -122,11 +124,15 @@ func validateDeployment(r *report, d *policy.Deployment) {
 		r.check(field, v >= lo && v <= hi, fmt.Sprintf("must be an integer from %d to %d", lo, hi))
 	}
 	between("timeout_seconds", d.TimeoutSeconds, 1, maxTimeoutSeconds)
+	between("connect_timeout_seconds", d.ConnectTimeoutSeconds, 1, 60)
+	between("total_timeout_seconds", d.TotalTimeoutSeconds, 1, maxTimeoutSeconds)
+	r.check("total_timeout_seconds", d.TotalTimeoutSeconds >= d.TimeoutSeconds, "must be at least timeout_seconds")
 	between("retry.max_attempts", d.Retry.MaxAttempts, 1, maxRetryAttempts)
 	ok, msg = oneOf(d.Retry.Backoff, retryBackoffs)
 	r.check("retry.backoff", ok, msg)
 	between("circuit_breaker.failure_threshold", d.CircuitBreaker.FailureThreshold, 1, maxBreakerThreshold)
 	between("circuit_breaker.reset_timeout_seconds", d.CircuitBreaker.ResetTimeoutSeconds, 1, maxBreakerReset)
+	between("circuit_breaker.half_open_max_requests", d.CircuitBreaker.HalfOpenMaxRequests, 1, 100)
 }
 
 func (a *API) models() *resource[policy.Model] {

@@ -24,7 +24,6 @@ import (
 // client yet. Once an answer is being relayed, nothing is retried.
 func (s *server) forward(c echo.Context, routes []policycache.Route, op, path string, req *request, m *metering) error {
 	ctx := c.Request().Context()
-	ri := info(c)
 	maxAttempts := 1
 	if t := routes[0].Deployment.Target; t != nil {
 		maxAttempts = t.MaxAttempts()
@@ -38,71 +37,83 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 			}
 			return err
 		}
-		dep := route.Deployment
-		ri.deployment = dep.Name
 		if attempt == 1 {
-			dep.Target.OnFirstAttempt()
+			route.Deployment.Target.OnFirstAttempt()
 		}
-		anthropicKind := dep.ProviderKind == policy.ProviderAnthropic
-		upPath, body, err := upstreamRequest(route, op, path, req, anthropicKind)
-		if err != nil {
-			report(upstream.Ignored)
-			return err
+		res := s.attempt(c, route, report, op, path, req, m, attempt < maxAttempts)
+		if !res.retryable {
+			return res.err
 		}
-		resp, err := dep.Target.Send(ctx, upPath, body, ri.id)
-		if err != nil {
-			if ctx.Err() != nil {
-				report(upstream.Ignored)
-				return err
-			}
-			report(upstream.Failure)
-			lastErr = err
-			if !s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, 0) {
-				return err
-			}
-			continue
+		lastErr = res.err
+		if !s.waitToRetry(ctx, route.Deployment.Target, attempt, maxAttempts, res.wait) {
+			return res.err
 		}
-		if upstream.RetryableStatus(resp.StatusCode) && attempt < maxAttempts {
-			wait, ok := upstream.RetryAfter(resp.Header)
-			if !ok || wait <= upstream.RetryAfterCap {
-				discard(resp.Body)
-				resp.Body.Close()
-				report(upstream.Failure)
-				lastErr = apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", dep.Name, resp.StatusCode),
-					"the upstream failed to answer")
-				if resp.StatusCode == http.StatusTooManyRequests {
-					lastErr = apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", dep.Name),
-						"the upstream is rate limiting requests; retry later")
-				}
-				if s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, wait) {
-					continue
-				}
-				return lastErr
-			}
-		}
-		if s.ExposeRoutingHeaders {
-			c.Response().Header().Set(HeaderDeployment, dep.Name)
-		}
-		switch {
-		case path == upstream.PathMessages:
-			err = relayMessages(c, resp, dep.Name, req, m)
-		case anthropicKind:
-			err = relayAnthropic(c, resp, dep.Name, req, m)
-		default:
-			err = relay(c, resp, dep.Name, req.Stream, m)
-		}
-		resp.Body.Close()
-		report(outcome(ctx, resp.StatusCode, err))
-		if errors.Is(err, errStreamNotStarted) && !c.Response().Committed {
-			lastErr = err // nothing reached the client: the attempt may be retried
-			m.started = false
-			if s.waitToRetry(ctx, dep.Target, attempt, maxAttempts, 0) {
-				continue
-			}
-		}
-		return err
 	}
 	return lastErr
+}
+
+// attemptResult is how one attempt ended.
+type attemptResult struct {
+	err       error
+	retryable bool          // it failed with nothing sent to the client, and may be retried
+	wait      time.Duration // the upstream's Retry-After, if it gave one
+}
+
+// attempt makes one call to route within the deployment's total timeout and, unless
+// it failed in a way worth retrying (and more attempts are left), relays the answer.
+// report gets the attempt's outcome for the deployment's breaker.
+func (s *server) attempt(c echo.Context, route policycache.Route, report func(upstream.Outcome), op, path string, req *request, m *metering, more bool) attemptResult {
+	ctx := c.Request().Context()
+	dep := route.Deployment
+	info(c).deployment = dep.Name
+	actx, cancel := context.WithTimeout(ctx, dep.Target.TotalTimeout())
+	defer cancel()
+	anthropicKind := dep.ProviderKind == policy.ProviderAnthropic
+	upPath, body, err := upstreamRequest(route, op, path, req, anthropicKind)
+	if err != nil {
+		report(upstream.Ignored)
+		return attemptResult{err: err}
+	}
+	resp, err := dep.Target.Send(actx, upPath, body, info(c).id)
+	if err != nil {
+		if ctx.Err() != nil {
+			report(upstream.Ignored) // the client went away
+			return attemptResult{err: err}
+		}
+		report(upstream.Failure)
+		return attemptResult{err: err, retryable: true}
+	}
+	defer resp.Body.Close()
+	if upstream.RetryableStatus(resp.StatusCode) && more {
+		if wait, ok := upstream.RetryAfter(resp.Header); !ok || wait <= upstream.RetryAfterCap {
+			discard(resp.Body)
+			report(upstream.Failure)
+			err := apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", dep.Name, resp.StatusCode),
+				"the upstream failed to answer")
+			if resp.StatusCode == http.StatusTooManyRequests {
+				err = apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", dep.Name),
+					"the upstream is rate limiting requests; retry later")
+			}
+			return attemptResult{err: err, retryable: true, wait: wait}
+		}
+	}
+	if s.ExposeRoutingHeaders {
+		c.Response().Header().Set(HeaderDeployment, dep.Name)
+	}
+	switch {
+	case path == upstream.PathMessages:
+		err = relayMessages(c, resp, dep.Name, req, m)
+	case anthropicKind:
+		err = relayAnthropic(c, resp, dep.Name, req, m)
+	default:
+		err = relay(c, resp, dep.Name, req.Stream, m)
+	}
+	report(outcome(ctx, resp.StatusCode, err))
+	if errors.Is(err, errStreamNotStarted) && !c.Response().Committed {
+		m.started = false // nothing reached the client: the attempt may be retried
+		return attemptResult{err: err, retryable: true}
+	}
+	return attemptResult{err: err}
 }
 
 // upstreamRequest is the path and body of the call to route: the client's request

@@ -69,7 +69,7 @@ func newResilience(d policy.Deployment, m *Metrics, log *slog.Logger, errorSpan 
 	}
 	r.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        d.Name,
-		MaxRequests: 1, // one probe while half-open
+		MaxRequests: uint32(max(1, d.CircuitBreaker.HalfOpenMaxRequests)), // probes while half-open
 		Timeout:     reset,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
 		IsExcluded:  func(err error) bool { return errors.Is(err, errAttemptIgnored) },

@@ -37,8 +37,12 @@ const (
 // deployments.
 const AnthropicVersion = "2023-06-01"
 
-// DefaultTimeout is used when a deployment's timeout_seconds is not positive.
-const DefaultTimeout = 30 * time.Second
+// Defaults of a deployment's timeouts, used when its policy leaves them zero.
+const (
+	DefaultTimeout        = 30 * time.Second // to the first byte of the answer
+	DefaultConnectTimeout = 10 * time.Second // TCP connect, and the TLS handshake
+	DefaultTotalTimeout   = 10 * time.Minute // one whole attempt, a streamed answer included
+)
 
 // KeySource yields the key the gateway presents to an upstream; "" means none.
 type KeySource interface {
@@ -85,7 +89,8 @@ type Target struct {
 	egress    *Egress
 	metrics   *Metrics
 	res       *resilience
-	kind      string // the provider kind: how the key is presented
+	kind      string        // the provider kind: how the key is presented
+	total     time.Duration // bound of one whole attempt
 	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
 	unsupported error
 }
@@ -118,11 +123,19 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	connect := time.Duration(d.ConnectTimeoutSeconds) * time.Second
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	total := time.Duration(d.TotalTimeoutSeconds) * time.Second
+	if total <= 0 {
+		total = DefaultTotalTimeout
+	}
 	tr := &http.Transport{
 		Proxy:                 o.Egress.proxy,
-		DialContext:           o.Egress.dialContext(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
+		DialContext:           o.Egress.dialContext(&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}),
 		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   connect,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   256, // one host per transport: as many as MaxIdleConns
@@ -146,6 +159,7 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		metrics: o.Metrics,
 		res:     newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
 		kind:    providerKind,
+		total:   total,
 	}
 	switch providerKind {
 	case policy.ProviderOpenAI, policy.ProviderOllama, policy.ProviderAnthropic:
@@ -173,6 +187,9 @@ func keySource(d policy.Deployment) KeySource {
 
 // Name is the deployment's name.
 func (t *Target) Name() string { return t.name }
+
+// TotalTimeout bounds one whole attempt at the deployment, answer included.
+func (t *Target) TotalTimeout() time.Duration { return t.total }
 
 // Kind is the deployment's provider kind (policy.ProviderOpenAI, …).
 func (t *Target) Kind() string { return t.kind }
