@@ -1,25 +1,17 @@
 package natsconn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
 // startServer runs an embedded nats-server with JetStream on a random loopback port,
@@ -94,32 +86,8 @@ func userCreds(account nkeys.KeyPair, edit func(*jwt.UserClaims)) []byte {
 // returns the server's TLS certificate and the path of the CA's PEM certificate.
 func writeCA(t *testing.T) (tls.Certificate, string) {
 	t.Helper()
-	caKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "portcullis test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER := must(x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey))
-	ca = must(x509.ParseCertificate(caDER))
-
-	srvKey := must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	srv := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER := must(x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey))
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, writeFile(t, "ca.pem", caPEM)
+	ca := testcerts.NewCA(t)
+	return ca.ServerCert(t), ca.WritePEM(t)
 }
 
 // requireTLS makes a server present cert to clients and accept only TLS.

@@ -2,18 +2,12 @@ package upstream_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,13 +16,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
 type seen struct {
@@ -196,7 +190,7 @@ func TestTLSPolicy(t *testing.T) {
 	cert := srv.Certificate()
 	dir := t.TempDir()
 	caFile := writePEM(t, filepath.Join(dir, "ca.pem"), cert.Raw)
-	wrongCAFile := writePEM(t, filepath.Join(dir, "other-ca.pem"), selfSignedCA(t))
+	wrongCAFile := testcerts.NewCA(t).WritePEM(t)
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	goodPin := base64.StdEncoding.EncodeToString(spki[:])
 	otherPin := base64.StdEncoding.EncodeToString(make([]byte, 32))
@@ -260,26 +254,6 @@ func TestVerifyOffIsRefusedWithoutTheDevFlag(t *testing.T) {
 	if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{}); err == nil || !strings.Contains(err.Error(), "PORTCULLIS_DEV_ALLOW_INSECURE_TLS") {
 		t.Fatalf("New = %v, want a refusal naming the dev flag", err)
 	}
-}
-
-// selfSignedCA makes a CA certificate, made when the test runs, that signed nothing
-// the test servers present.
-func selfSignedCA(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "portcullis test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
 }
 
 func writePEM(t *testing.T, path string, der []byte) string {
