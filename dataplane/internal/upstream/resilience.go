@@ -200,7 +200,8 @@ func RetryAfter(h http.Header) (time.Duration, bool) {
 type errorWindow struct {
 	mu      sync.Mutex // guards the fields below
 	buckets []outcomeCount
-	last    int64 // the unix second of the newest bucket
+	last    int64        // the unix second of the newest bucket
+	total   outcomeCount // the sum of the buckets, kept as they change
 }
 
 type outcomeCount struct{ ok, failed int }
@@ -221,7 +222,10 @@ func (w *errorWindow) advance(now int64) {
 	}
 	n := int64(len(w.buckets))
 	for s := max(w.last+1, now-n+1); s <= now; s++ {
-		w.buckets[s%n] = outcomeCount{}
+		b := &w.buckets[s%n]
+		w.total.ok -= b.ok
+		w.total.failed -= b.failed
+		*b = outcomeCount{}
 	}
 	w.last = now
 }
@@ -237,8 +241,10 @@ func (w *errorWindow) record(now time.Time, o Outcome) {
 	b := &w.buckets[sec%int64(len(w.buckets))]
 	if o == Failure {
 		b.failed++
+		w.total.failed++
 	} else {
 		b.ok++
+		w.total.ok++
 	}
 }
 
@@ -247,11 +253,7 @@ func (w *errorWindow) rate(now time.Time) (float64, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.advance(now.Unix())
-	var ok, failed int
-	for _, b := range w.buckets {
-		ok += b.ok
-		failed += b.failed
-	}
+	ok, failed := w.total.ok, w.total.failed
 	if ok+failed == 0 {
 		return 0, 0
 	}
