@@ -172,9 +172,6 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // PolicyVersion is the version of the policy in use, or 0 before the first snapshot.
 func (a *App) PolicyVersion() int64 { return a.policy.Version() }
 
-// LimitsHolder is this worker's key in PC_WORKERS.
-func (a *App) LimitsHolder() string { return a.limits.Holder() }
-
 // Kill stops the worker the way a crash would, for tests of crash recovery: the
 // NATS connection goes first, so no lease or concurrency slot is given back and
 // the heartbeat is left to expire; then every client connection is cut.

@@ -3,8 +3,8 @@
 // ChatRequestToMessages turns a chat request into a POST /v1/messages body,
 // MessageToChatCompletion turns the answer back into a chat.completion, and a
 // StreamTranslator turns Anthropic's server-sent events into chat.completion.chunk
-// events. ErrorToOpenAI and OpenAIErrorToAnthropic map errors between the two
-// schemas.
+// events. ErrorToOpenAI maps an Anthropic error to the gateway's codes; ErrorBody
+// and ErrorEvent render the gateway's errors in Anthropic's schema.
 //
 // The package does no I/O. Its functions are safe for concurrent use; a
 // StreamTranslator belongs to one stream.

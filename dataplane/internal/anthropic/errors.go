@@ -156,19 +156,3 @@ func ErrorEvent(status int, message string) []byte {
 	out = append(out, body...)
 	return append(out, "\n\n"...)
 }
-
-// OpenAIErrorToAnthropic renders a gateway error given in OpenAI's schema
-// ({"error":{"message",...}}, as apierr.Error.OpenAI gives) with HTTP status in
-// Anthropic's schema, for clients of /v1/messages. The type follows the status; a
-// body that is not an OpenAI error keeps only a generic message.
-func OpenAIErrorToAnthropic(status int, body []byte) []byte {
-	var oe apierr.OpenAIBody
-	message := http.StatusText(status)
-	if json.Unmarshal(body, &oe) == nil && oe.Error.Message != "" {
-		message = oe.Error.Message
-	}
-	if message == "" {
-		message = "error"
-	}
-	return ErrorBody(status, message)
-}

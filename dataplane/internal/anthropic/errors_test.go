@@ -46,33 +46,6 @@ func TestErrorToOpenAIClipsLongMessages(t *testing.T) {
 	}
 }
 
-func TestOpenAIErrorToAnthropic(t *testing.T) {
-	tests := []struct {
-		name   string
-		status int
-		body   string
-		want   string
-	}{
-		{"400", 400, `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":"invalid_json"}}`, `{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}`},
-		{"401", 401, `{"error":{"message":"no token","type":"authentication_error","code":"invalid_token"}}`, `{"type":"error","error":{"type":"authentication_error","message":"no token"}}`},
-		{"403", 403, `{"error":{"message":"not allowed","code":"model_not_allowed"}}`, `{"type":"error","error":{"type":"permission_error","message":"not allowed"}}`},
-		{"404", 404, `{"error":{"message":"no such model"}}`, `{"type":"error","error":{"type":"not_found_error","message":"no such model"}}`},
-		{"413", 413, `{"error":{"message":"too big"}}`, `{"type":"error","error":{"type":"request_too_large","message":"too big"}}`},
-		{"429", 429, `{"error":{"message":"limit"}}`, `{"type":"error","error":{"type":"rate_limit_error","message":"limit"}}`},
-		{"500", 500, `{"error":{"message":"internal error"}}`, `{"type":"error","error":{"type":"api_error","message":"internal error"}}`},
-		{"502", 502, `{"error":{"message":"upstream failed"}}`, `{"type":"error","error":{"type":"api_error","message":"upstream failed"}}`},
-		{"503", 503, `{"error":{"message":"no_compliant_upstream"}}`, `{"type":"error","error":{"type":"overloaded_error","message":"no_compliant_upstream"}}`},
-		{"529", 529, `{"error":{"message":"busy"}}`, `{"type":"error","error":{"type":"overloaded_error","message":"busy"}}`},
-		{"504", 504, `{"error":{"message":"slow"}}`, `{"type":"error","error":{"type":"timeout_error","message":"slow"}}`},
-		{"not an OpenAI error", 405, `nope`, `{"type":"error","error":{"type":"invalid_request_error","message":"Method Not Allowed"}}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			assertJSON(t, OpenAIErrorToAnthropic(tc.status, []byte(tc.body)), tc.want)
-		})
-	}
-}
-
 func TestErrorEvent(t *testing.T) {
 	got := string(ErrorEvent(529, "the upstream is overloaded"))
 	want := "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"the upstream is overloaded\"}}\n\n"

@@ -197,9 +197,6 @@ func New(o Options) (*Limiter, error) {
 	return l, nil
 }
 
-// Holder is this process's key in PC_WORKERS.
-func (l *Limiter) Holder() string { return l.workers.holder }
-
 // Ready reports whether the counters have been opened and were reachable at the
 // last attempt.
 func (l *Limiter) Ready() bool { return l.store.Load() != nil && !l.down.Load() }

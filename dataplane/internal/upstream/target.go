@@ -191,9 +191,6 @@ func (t *Target) Name() string { return t.name }
 // TotalTimeout bounds one whole attempt at the deployment, answer included.
 func (t *Target) TotalTimeout() time.Duration { return t.total }
 
-// Kind is the deployment's provider kind (policy.ProviderOpenAI, …).
-func (t *Target) Kind() string { return t.kind }
-
 // CloseIdle closes the target's idle connections; call it once no policy uses the
 // target any more.
 func (t *Target) CloseIdle() { t.transport.CloseIdleConnections() }
