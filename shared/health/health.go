@@ -38,6 +38,10 @@ type Deployment struct {
 	// out of Samples attempts.
 	ErrorRate float64 `json:"error_rate"`
 	Samples   int     `json:"samples"`
+	// LatencyMS is the worker's recent time to an answer's headers from the
+	// deployment (a moving average, which load balancing prefers low); 0 before the
+	// first answer.
+	LatencyMS float64 `json:"latency_ms"`
 }
 
 // Encode renders r as JSON with the current schema version.

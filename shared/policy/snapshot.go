@@ -155,6 +155,9 @@ type Model struct {
 	UpstreamModel  string  `json:"upstream_model"`
 	InputUSDPer1M  float64 `json:"input_usd_per_1m"`
 	OutputUSDPer1M float64 `json:"output_usd_per_1m"`
+	// Weight is the deployment's share of the model's traffic among the healthy
+	// deployments of its preference group; 0 makes it a standby.
+	Weight int `json:"weight"`
 }
 
 // ResidencyRule lists the deployment regions a residency may be served from.

@@ -86,11 +86,11 @@ func TestCRUDRoundTripOfEveryResource(t *testing.T) {
 		{
 			name: "model", path: "models",
 			create:     `{"name":"gpt-4o","deployment":"openai-eu","upstream_model":"gpt-4o-2024-08-06","input_usd_per_1m":2.5,"output_usd_per_1m":10}`,
-			wantCreate: m{"name": "gpt-4o", "upstream_model": "gpt-4o-2024-08-06", "input_usd_per_1m": 2.5, "output_usd_per_1m": 10},
-			put:        `{"name":"gpt-4o","deployment":"openai-eu","upstream_model":"gpt-4o"}`,
-			wantPut:    m{"upstream_model": "gpt-4o", "input_usd_per_1m": 0},
-			patch:      `{"output_usd_per_1m":12.5}`,
-			wantPatch:  m{"output_usd_per_1m": 12.5, "upstream_model": "gpt-4o"},
+			wantCreate: m{"name": "gpt-4o", "upstream_model": "gpt-4o-2024-08-06", "input_usd_per_1m": 2.5, "output_usd_per_1m": 10, "weight": 1},
+			put:        `{"name":"gpt-4o","deployment":"openai-eu","upstream_model":"gpt-4o","weight":0}`,
+			wantPut:    m{"upstream_model": "gpt-4o", "input_usd_per_1m": 0, "weight": 0},
+			patch:      `{"output_usd_per_1m":12.5,"weight":3}`,
+			wantPatch:  m{"output_usd_per_1m": 12.5, "upstream_model": "gpt-4o", "weight": 3},
 		},
 		{
 			name: "residency rule", path: "residency-rules",

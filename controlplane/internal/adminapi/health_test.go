@@ -15,7 +15,7 @@ func TestDeploymentHealth(t *testing.T) {
 	fleet := health.Fleet{Workers: 2, Deployments: []health.DeploymentHealth{{
 		Deployment: "openai-eu", State: "open",
 		Workers: []health.WorkerHealth{
-			{Worker: "w1", Region: "eu", Breaker: "open", ErrorRate: 0.75, Samples: 8, ReportedAt: at, PolicyVersion: 4},
+			{Worker: "w1", Region: "eu", Breaker: "open", ErrorRate: 0.75, Samples: 8, LatencyMS: 1840.2, ReportedAt: at, PolicyVersion: 4},
 			{Worker: "w2", Region: "eu", Breaker: "closed", ErrorRate: 0, Samples: 3, ReportedAt: at, PolicyVersion: 4},
 		},
 	}}}
@@ -26,8 +26,8 @@ func TestDeploymentHealth(t *testing.T) {
 	}{
 		{"no worker reports", health.Fleet{}, `{"data":[],"workers":0}`},
 		{"two workers", fleet, `{"data":[{"deployment":"openai-eu","state":"open","workers":[` +
-			`{"worker":"w1","region":"eu","breaker":"open","error_rate":0.75,"samples":8,"reported_at":"2030-01-02T03:04:05Z","policy_version":4},` +
-			`{"worker":"w2","region":"eu","breaker":"closed","error_rate":0,"samples":3,"reported_at":"2030-01-02T03:04:05Z","policy_version":4}]}],` +
+			`{"worker":"w1","region":"eu","breaker":"open","error_rate":0.75,"samples":8,"latency_ms":1840.2,"reported_at":"2030-01-02T03:04:05Z","policy_version":4},` +
+			`{"worker":"w2","region":"eu","breaker":"closed","error_rate":0,"samples":3,"latency_ms":0,"reported_at":"2030-01-02T03:04:05Z","policy_version":4}]}],` +
 			`"workers":2}`},
 	}
 	h := newHarness(t)

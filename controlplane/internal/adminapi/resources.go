@@ -14,6 +14,7 @@ const (
 	maxBreakerThreshold = 10000
 	maxBreakerReset     = 86400
 	maxPriceUSD         = 1e6
+	maxWeight           = 1000
 )
 
 // retryBackoffs lists the retry backoff strategies a deployment may name.
@@ -137,7 +138,7 @@ func validateDeployment(r *report, d *policy.Deployment) {
 
 func (a *API) models() *resource[policy.Model] {
 	return newResource(a, "models", "model", a.st.Models(), id,
-		func() policy.Model { return policy.Model{} },
+		func() policy.Model { return policy.Model{Weight: 1} },
 		func(r *report, m *policy.Model) {
 			r.check("name", modelName.valid(m.Name), modelName.message)
 			r.check("deployment", slug.valid(m.Deployment), "names the deployment and "+slug.message)
@@ -145,6 +146,7 @@ func (a *API) models() *resource[policy.Model] {
 			price := "must be a number of US dollars from 0 to 1000000"
 			r.check("input_usd_per_1m", m.InputUSDPer1M >= 0 && m.InputUSDPer1M <= maxPriceUSD, price)
 			r.check("output_usd_per_1m", m.OutputUSDPer1M >= 0 && m.OutputUSDPer1M <= maxPriceUSD, price)
+			r.check("weight", m.Weight >= 0 && m.Weight <= maxWeight, fmt.Sprintf("must be an integer from 0 (standby) to %d", maxWeight))
 		})
 }
 

@@ -51,6 +51,11 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"tier"},
 		},
 		{
+			name: "model with a bad price and weight", method: http.MethodPost, path: "/admin/v1/models",
+			body:   `{"name":"gpt-4o","deployment":"openai-eu","upstream_model":"gpt-4o","input_usd_per_1m":-1,"weight":1001}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"input_usd_per_1m", "weight"},
+		},
+		{
 			name: "revoked token without expiry", method: http.MethodPost, path: "/admin/v1/revoked-tokens",
 			body: `{"jti":"j1","expires_at":"tomorrow"}`, status: http.StatusUnprocessableEntity, code: "validation_failed",
 			fields: []string{"expires_at"},

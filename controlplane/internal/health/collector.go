@@ -53,6 +53,7 @@ type WorkerHealth struct {
 	Breaker       string    `json:"breaker"`
 	ErrorRate     float64   `json:"error_rate"`
 	Samples       int       `json:"samples"`
+	LatencyMS     float64   `json:"latency_ms"`
 	ReportedAt    time.Time `json:"reported_at"`
 	PolicyVersion int64     `json:"policy_version"`
 }
@@ -232,7 +233,7 @@ func (c *Collector) Fleet(now time.Time) Fleet {
 			}
 			dh.Workers = append(dh.Workers, WorkerHealth{
 				Worker: r.Worker, Region: r.Region, Breaker: d.Breaker,
-				ErrorRate: d.ErrorRate, Samples: d.Samples,
+				ErrorRate: d.ErrorRate, Samples: d.Samples, LatencyMS: d.LatencyMS,
 				ReportedAt: rec.at.UTC(), PolicyVersion: r.PolicyVersion,
 			})
 		}

@@ -133,7 +133,7 @@ func TestCollectorTwoWorkersDisagree(t *testing.T) {
 	arrivedW2 := f.clock.Now()
 	f.clock.advance(time.Second)
 	f.report(report("w1", "eu", 8,
-		health.Deployment{Name: "openai-eu", Breaker: "open", ErrorRate: 0.9, Samples: 20}))
+		health.Deployment{Name: "openai-eu", Breaker: "open", ErrorRate: 0.9, Samples: 20, LatencyMS: 812.5}))
 
 	got := f.coll.Fleet(f.clock.Now())
 	if got.Workers != 2 {
@@ -150,7 +150,7 @@ func TestCollectorTwoWorkersDisagree(t *testing.T) {
 		t.Errorf("openai-eu state = %q, want open (w1 has it open, w2 closed)", openai.State)
 	}
 	want := []WorkerHealth{
-		{Worker: "w1", Region: "eu", Breaker: "open", ErrorRate: 0.9, Samples: 20, ReportedAt: arrivedW2.Add(time.Second), PolicyVersion: 8},
+		{Worker: "w1", Region: "eu", Breaker: "open", ErrorRate: 0.9, Samples: 20, LatencyMS: 812.5, ReportedAt: arrivedW2.Add(time.Second), PolicyVersion: 8},
 		{Worker: "w2", Region: "eu", Breaker: "closed", ErrorRate: 0.1, Samples: 10, ReportedAt: arrivedW2, PolicyVersion: 7},
 	}
 	if len(openai.Workers) != len(want) {

@@ -97,6 +97,7 @@ var models = (&table[policy.Model]{
 		col("upstream_model", func(e *policy.Model) *string { return &e.UpstreamModel }),
 		col("input_usd_per_1m", func(e *policy.Model) *float64 { return &e.InputUSDPer1M }),
 		col("output_usd_per_1m", func(e *policy.Model) *float64 { return &e.OutputUSDPer1M }),
+		col("weight", func(e *policy.Model) *int { return &e.Weight }),
 	},
 	order:   []string{"name", "deployment"},
 	orderOf: func(e *policy.Model) []string { return []string{e.Name, e.Deployment} },

@@ -29,14 +29,17 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 		maxAttempts = t.MaxAttempts()
 	}
 	var lastErr error
+	var tried uint64 // bit i: routes[i] had an attempt
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		route, report, err := pickRoute(routes)
+		i, report, err := pickRoute(routes, tried)
 		if err != nil {
 			if lastErr != nil {
 				return lastErr // the failure that opened the breakers says more
 			}
 			return err
 		}
+		route := routes[i]
+		tried |= 1 << (i % 64)
 		if attempt == 1 {
 			route.Deployment.Target.OnFirstAttempt()
 		}
@@ -137,31 +140,39 @@ func upstreamRequest(route policycache.Route, op, path string, req *request, ant
 	return upstream.PathMessages, body, err
 }
 
-// pickRoute returns the first candidate whose breaker lets a call through, with the
-// function that reports the call's outcome. With every breaker open it returns the
-// first refusal; a deployment that could not be built is skipped, or reported when
-// it is the only one.
-func pickRoute(routes []policycache.Route) (policycache.Route, func(upstream.Outcome), error) {
+// pickRoute returns the index of the candidate the next attempt goes to, with the
+// function that reports the attempt's outcome: the first one whose breaker lets a
+// call through and that has not been tried yet (tried has bit i set for routes[i]),
+// so that a retry goes to another deployment of the model when there is one, else
+// the first one whose breaker lets a call through. With every breaker open it
+// returns the first refusal; a deployment that could not be built is skipped, or
+// reported when it is the only one.
+func pickRoute(routes []policycache.Route, tried uint64) (int, func(upstream.Outcome), error) {
 	var first error
-	for _, r := range routes {
-		dep := r.Deployment
-		if dep.Target == nil {
-			if first == nil {
-				first = apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", dep.Name, dep.BuildErr),
-					"the upstream serving this model is misconfigured")
+	for _, fresh := range []bool{true, false} {
+		for i, r := range routes {
+			if fresh == (tried&(1<<(i%64)) != 0) {
+				continue
 			}
-			continue
-		}
-		report, err := dep.Target.Allow()
-		if err != nil {
-			if first == nil {
-				first = err
+			dep := r.Deployment
+			if dep.Target == nil {
+				if first == nil {
+					first = apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", dep.Name, dep.BuildErr),
+						"the upstream serving this model is misconfigured")
+				}
+				continue
 			}
-			continue
+			report, err := dep.Target.Allow()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				continue
+			}
+			return i, report, nil
 		}
-		return r, report, nil
 	}
-	return policycache.Route{}, nil, first
+	return 0, nil, first
 }
 
 // waitToRetry decides whether attempt may be followed by another and waits for it:
@@ -200,32 +211,20 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 	return upstream.Success
 }
 
-// healthyRoutes puts a healthy candidate first when the preferred one is not (its
-// breaker open, or its error rate above the threshold), and when no primary
+// healthyRoutes orders the candidates for this request (router.Balance: a healthy
+// deployment first, drawn by weight and recent latency), and when no primary
 // candidate is healthy, routes to the policy's fallback model instead: its
-// candidates, filtered by the client's residency like every other, with the
-// X-Portcullis-Fallback header naming it. With no compliant fallback the primary
-// candidates stay, and fail as they will.
+// candidates, filtered by the client's residency like every other and balanced the
+// same way, with the X-Portcullis-Fallback header naming it. With no compliant
+// fallback the primary candidates stay, and fail as they will.
 func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, model string, routes []policycache.Route) []policycache.Route {
 	threshold := s.FallbackErrorRate
 	if threshold <= 0 {
 		threshold = DefaultFallbackErrorRate
 	}
-	var reason string
-	for i, r := range routes {
-		if r.Deployment.Target == nil {
-			continue
-		}
-		bad, why := r.Deployment.Target.Unhealthy(threshold)
-		if !bad {
-			if i == 0 {
-				return routes
-			}
-			return append([]policycache.Route{r}, append(append([]policycache.Route(nil), routes[:i]...), routes[i+1:]...)...)
-		}
-		if reason == "" {
-			reason = why
-		}
+	ordered, ok, reason := router.Balance(routes, threshold)
+	if ok {
+		return ordered
 	}
 	to, ok := p.Fallback(routes[0].Deployment.Provider, model)
 	if !ok {
@@ -238,6 +237,7 @@ func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *po
 	c.Response().Header().Set(HeaderFallback, to)
 	ri := info(c)
 	ri.fallback, ri.fallbackReason = to, reason
+	fallback, _, _ = router.Balance(fallback, threshold)
 	return fallback
 }
 

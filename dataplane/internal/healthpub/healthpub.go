@@ -75,6 +75,7 @@ func (r *Reporter) Report() (health.Report, bool) {
 		if d.Target != nil {
 			h.Breaker = d.Target.BreakerState()
 			h.ErrorRate, h.Samples = d.Target.ErrorRate()
+			h.LatencyMS = float64(d.Target.Latency().Microseconds()) / 1000
 		}
 		rep.Deployments = append(rep.Deployments, h)
 	}

@@ -117,6 +117,12 @@ type Model struct {
 type Route struct {
 	Deployment    *Deployment
 	UpstreamModel string
+	// Weight is the route's share of the model's traffic within its group; 0 makes
+	// it a standby (see router.Balance).
+	Weight int
+	// Home is whether the deployment is in the worker's own region: the preferred
+	// group, listed first.
+	Home bool
 }
 
 // Deployment is a deployment with its provider resolved and its upstream built.
@@ -215,13 +221,13 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		if upstreamModel == "" {
 			upstreamModel = m.Name
 		}
-		model.Routes = append(model.Routes, Route{Deployment: dep, UpstreamModel: upstreamModel})
+		model.Routes = append(model.Routes, Route{Deployment: dep, UpstreamModel: upstreamModel,
+			Weight: m.Weight, Home: dep.Region == region})
 	}
 	for _, model := range p.models {
 		slices.SortStableFunc(model.Routes, func(a, b Route) int {
-			aHome, bHome := a.Deployment.Region == region, b.Deployment.Region == region
-			if aHome != bHome {
-				if aHome {
+			if a.Home != b.Home {
+				if a.Home {
 					return -1
 				}
 				return 1

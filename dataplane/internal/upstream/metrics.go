@@ -14,6 +14,7 @@ type Metrics struct {
 	refused  *prometheus.CounterVec
 	budget   *prometheus.CounterVec
 	errRate  *prometheus.GaugeVec
+	latency  *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series with reg.
@@ -32,8 +33,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Retries not made because the deployment's retry budget was spent."}, []string{"deployment"}),
 		errRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "error_rate",
 			Help: "Share of failed attempts over the fallback window, per deployment."}, []string{"deployment"}),
+		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "latency_seconds",
+			Help: "Recent time to an answer's headers per deployment (moving average), which load balancing prefers low."}, []string{"deployment"}),
 	}
-	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate} {
+	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -74,5 +77,11 @@ func (m *Metrics) budgetExhausted(deployment string) {
 func (m *Metrics) errorRate(deployment string, rate float64) {
 	if m != nil {
 		m.errRate.WithLabelValues(deployment).Set(rate)
+	}
+}
+
+func (m *Metrics) latencyObserved(deployment string, seconds float64) {
+	if m != nil {
+		m.latency.WithLabelValues(deployment).Set(seconds)
 	}
 }

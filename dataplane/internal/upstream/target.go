@@ -89,6 +89,7 @@ type Target struct {
 	egress    *Egress
 	metrics   *Metrics
 	res       *resilience
+	latency   latencyEWMA
 	kind      string        // the provider kind: how the key is presented
 	total     time.Duration // bound of one whole attempt
 	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
@@ -232,6 +233,7 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
 	}
+	start := time.Now()
 	resp, err := t.client.Do(req)
 	if err != nil {
 		e := classify(ctx, t.name, err)
@@ -240,6 +242,9 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 				"alert", "tls_pin_mismatch", "deployment", t.name, "host", req.URL.Host)
 		}
 		return nil, e
+	}
+	if !RetryableStatus(resp.StatusCode) { // a quick failure is no sign of speed
+		t.metrics.latencyObserved(t.name, t.latency.observe(time.Since(start)))
 	}
 	return resp, nil
 }
