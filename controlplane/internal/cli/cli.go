@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,7 @@ commands:
       [--max-concurrent-requests N] (--for 15m | --until RFC3339) --reason TEXT
   overrides get|clear <client_id>
   overrides list
+  deployments health                                 breaker, error rate and latency per worker
   seed demo --key-file PATH [--upstream-url http://127.0.0.1:9100]
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens" + `
@@ -95,6 +97,12 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.seedDemo(ctx, tail)
 	case noun == "clients" && (verb == "disable" || verb == "enable"):
 		return cmd.setClientEnabled(ctx, verb == "enable", tail)
+	case noun == "deployments" && verb == "health":
+		fs := cmd.newFlags("deployments health", "deployments health")
+		if _, err := cmd.parse(fs, tail, 0); err != nil {
+			return err
+		}
+		return cmd.show(ctx, http.MethodGet, "/deployments/health", nil, nil)
 	case noun == "overrides":
 		return cmd.overrides(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
