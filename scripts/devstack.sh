@@ -14,7 +14,10 @@
 #   PORTCULLIS_DEV_EU_LISTEN            data plane eu        (default 127.0.0.1:8081)
 #   PORTCULLIS_DEV_US_LISTEN            data plane us        (default 127.0.0.1:8082)
 #   PORTCULLIS_MOCK_LISTEN              mock upstream        (default 127.0.0.1:9100)
+#   PORTCULLIS_MOCK_CONTROL_LISTEN      mock's control API   (default 127.0.0.1:9101; empty turns it off)
 #   PORTCULLIS_EMBEDDED_NATS_LISTEN     embedded nats-server (default 127.0.0.1:14222)
+# The mock's control API (POST/GET/DELETE /mock/fail) makes one deployment fail for a while;
+# it has no authentication, so keep it on loopback.
 # PORTCULLIS_DEV_WAIT_SECONDS bounds each readiness wait (default 60).
 # PORTCULLIS_DEV_DATA_DIR moves .data (admin token, keys, tokens, logs, NATS store) elsewhere.
 #
@@ -33,6 +36,7 @@ CP_LISTEN=${PORTCULLIS_DEV_CONTROLPLANE_LISTEN:-127.0.0.1:8080}
 EU_LISTEN=${PORTCULLIS_DEV_EU_LISTEN:-127.0.0.1:8081}
 US_LISTEN=${PORTCULLIS_DEV_US_LISTEN:-127.0.0.1:8082}
 MOCK_LISTEN=${PORTCULLIS_MOCK_LISTEN:-127.0.0.1:9100}
+MOCK_CONTROL_LISTEN=${PORTCULLIS_MOCK_CONTROL_LISTEN-127.0.0.1:9101} # set but empty: no control API
 NATS_LISTEN=${PORTCULLIS_EMBEDDED_NATS_LISTEN:-127.0.0.1:14222}
 WAIT_SECONDS=${PORTCULLIS_DEV_WAIT_SECONDS:-60}
 CP_URL=http://$CP_LISTEN
@@ -279,14 +283,16 @@ main() {
 	require_free "$EU_LISTEN" "data plane eu"
 	require_free "$US_LISTEN" "data plane us"
 	require_free "$MOCK_LISTEN" "mock upstream"
+	[[ -z $MOCK_CONTROL_LISTEN ]] || require_free "$MOCK_CONTROL_LISTEN" "mock upstream control API"
 	require_free "$NATS_LISTEN" "embedded NATS"
 
 	find_postgres
 	dev_key
 
-	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" \
-		bin/mockupstream --listen "$MOCK_LISTEN"
+	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" PORTCULLIS_MOCK_CONTROL_LISTEN="$MOCK_CONTROL_LISTEN" \
+		bin/mockupstream --listen "$MOCK_LISTEN" --control-listen "$MOCK_CONTROL_LISTEN"
 	wait_http mockupstream "http://$MOCK_LISTEN/v1/models"
+	[[ -z $MOCK_CONTROL_LISTEN ]] || wait_http mockupstream "http://$MOCK_CONTROL_LISTEN/mock/fail" 200
 
 	start controlplane env \
 		PORTCULLIS_DATABASE_URL="$DATABASE_URL" \
@@ -309,6 +315,8 @@ main() {
 			{ show_log admin-token-reset; die "controlplane admin-token reset failed"; }
 	fi
 
+	# Deployment NAME gets the base URL http://$MOCK_LISTEN/d/NAME, so the mock can tell
+	# the deployments apart.
 	say "seeding the demo tenant"
 	PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis seed demo \
 		--upstream-url "http://$MOCK_LISTEN" --key-file "$KEY_FILE" >"$LOGS/seed.log" 2>&1 ||
@@ -335,6 +343,17 @@ main() {
 	mint moltbot-agent-07
 	mint premium-app
 
+	local control_line="" fail_example=""
+	if [[ -n $MOCK_CONTROL_LISTEN ]]; then
+		control_line="  mock control    http://$MOCK_CONTROL_LISTEN/mock/fail   (no auth: keep it on loopback)
+"
+		fail_example="
+Make openai-eu answer 500 for a minute, then send that again a few times and watch the
+X-Portcullis-Fallback header (curl -i) and http://$EU_LISTEN/metrics (see README.md):
+
+curl -s -XPOST http://$MOCK_CONTROL_LISTEN/mock/fail -d '{\"deployment\":\"openai-eu\",\"mode\":\"5xx\",\"for_seconds\":60}'
+"
+	fi
 	cat <<EOF
 
 Portcullis dev stack is up (logs in .data/logs/, Ctrl-C stops everything).
@@ -342,8 +361,8 @@ Portcullis dev stack is up (logs in .data/logs/, Ctrl-C stops everything).
   control plane   $CP_URL   (admin API $CP_URL/admin/v1, admin token in .data/admin-token)
   data plane eu   http://$EU_LISTEN
   data plane us   http://$US_LISTEN
-  mock upstream   http://$MOCK_LISTEN
-  embedded NATS   nats://$NATS_LISTEN
+  mock upstream   http://$MOCK_LISTEN   (deployment NAME at http://$MOCK_LISTEN/d/NAME)
+${control_line}  embedded NATS   nats://$NATS_LISTEN
   tokens          $TOKENS/moltbot-agent-07.jwt, $TOKENS/premium-app.jwt
 
 Try it:
@@ -352,7 +371,7 @@ curl -sS http://$EU_LISTEN/v1/chat/completions \\
   -H "Authorization: Bearer \$(cat $TOKENS/moltbot-agent-07.jwt)" \\
   -H 'Content-Type: application/json' \\
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
-
+$fail_example
 EOF
 
 	# Run until Ctrl-C, or until one of the processes dies.

@@ -1,12 +1,15 @@
 // Package devstack tests `make run` (scripts/devstack.sh) as a developer uses it: the
 // script builds the binaries, starts Postgres-backed control plane, embedded NATS, two
 // data planes and the mock upstream, seeds the demo tenant and prints a curl; a
-// request with the minted token is served; Ctrl-C stops every process it started.
+// request with the minted token is served; a failure injected into one deployment
+// through the mock's control API opens its breaker and the fallback takes over;
+// Ctrl-C stops every process it started.
 package devstack
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -46,6 +49,7 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 		"PORTCULLIS_DEV_EU_LISTEN":           freeAddr(t),
 		"PORTCULLIS_DEV_US_LISTEN":           freeAddr(t),
 		"PORTCULLIS_MOCK_LISTEN":             freeAddr(t),
+		"PORTCULLIS_MOCK_CONTROL_LISTEN":     freeAddr(t),
 		"PORTCULLIS_EMBEDDED_NATS_LISTEN":    freeAddr(t),
 	}
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "devstack.sh"))
@@ -107,8 +111,11 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 	case <-time.After(8 * time.Minute):
 		t.Fatal("dev stack not up after 8 minutes")
 	}
-	// Wait for the printed curl, the last thing the script says.
-	waitFor(t, 10*time.Second, "printed curl", func() bool { return strings.Contains(out.String(), "-d '{") })
+	// Wait for the printed curls: the chat completion, then the control API's example,
+	// the last thing the script says.
+	waitFor(t, 10*time.Second, "printed curls", func() bool {
+		return strings.Contains(out.String(), `"content":"Hello"}]}'`) && strings.Contains(out.String(), `"for_seconds":60}'`)
+	})
 	printed := out.String()
 	euURL := "http://" + addrs["PORTCULLIS_DEV_EU_LISTEN"]
 	if !strings.Contains(printed, "curl -sS "+euURL+"/v1/chat/completions") {
@@ -140,6 +147,8 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 		t.Fatal("make run printed a token")
 	}
 
+	failOver(t, addrs, dataDir, printed)
+
 	// Ctrl-C stops everything.
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -160,6 +169,160 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 			return false
 		})
 	}
+}
+
+// failOver makes openai-eu fail through the mock's control API, as the summary
+// shows, and checks what a user is told to watch: moltbot-agent-07 (residency eu,
+// tier default: gpt-4o-mini only, served by openai-eu alone) gets the fallback
+// llama3-8b on ollama-eu once the eu data plane's breaker for openai-eu is open, and
+// premium-app (no residency) keeps gpt-4o on openai-us, which the failure spares.
+func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
+	t.Helper()
+	control := "http://" + addrs["PORTCULLIS_MOCK_CONTROL_LISTEN"] + "/mock/fail"
+	eu := "http://" + addrs["PORTCULLIS_DEV_EU_LISTEN"]
+	if !strings.Contains(printed, "curl -s -XPOST "+control+" -d '{") {
+		t.Fatalf("no example of the control API in:\n%s", printed)
+	}
+	status, body := send(t, http.MethodPost, control, `{"deployment":"openai-eu","mode":"5xx","for_seconds":120}`)
+	if status != http.StatusOK || !strings.Contains(body, `"mode":"5xx"`) {
+		t.Fatalf("POST /mock/fail: status %d: %s", status, body)
+	}
+
+	moltbot := readToken(t, dataDir, "moltbot-agent-07")
+	var statuses []int
+	fellBack := false
+	for range 40 { // two failed requests open the breaker (5 attempts); 40 is plenty
+		resp, body := chat(t, eu, moltbot, "gpt-4o-mini")
+		statuses = append(statuses, resp.StatusCode)
+		if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Portcullis-Fallback") != "" {
+			if got, dep := resp.Header.Get("X-Portcullis-Fallback"), resp.Header.Get("X-Portcullis-Deployment"); got != "llama3-8b" || dep != "ollama-eu" {
+				t.Fatalf("fallback %q on deployment %q, want llama3-8b on ollama-eu: %s", got, dep, body)
+			}
+			fellBack = true
+			break
+		}
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("openai-eu answered while it was made to fail: deployment %q: %s", resp.Header.Get("X-Portcullis-Deployment"), body)
+		}
+	}
+	if !fellBack {
+		t.Fatalf("no fallback after %d requests; statuses %v", len(statuses), statuses)
+	}
+	t.Logf("fallback after %d requests (statuses %v)", len(statuses), statuses)
+
+	status, metrics := send(t, http.MethodGet, eu+"/metrics", "")
+	if status != http.StatusOK || !strings.Contains(metrics, "\nportcullis_upstream_breaker_state{deployment=\"openai-eu\"} 2\n") {
+		t.Fatalf("eu /metrics (status %d) does not show openai-eu's breaker open:\n%s", status, grepLines(metrics, "breaker_state"))
+	}
+
+	// The control plane shows it too, once the eu worker has reported (every 5 s).
+	adminToken, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthURL := "http://" + addrs["PORTCULLIS_DEV_CONTROLPLANE_LISTEN"] + "/admin/v1/deployments/health"
+	waitFor(t, 30*time.Second, "openai-eu open in "+healthURL, func() bool {
+		return deploymentState(t, healthURL, strings.TrimSpace(string(adminToken)), "openai-eu") == "open"
+	})
+
+	resp, body := chat(t, eu, readToken(t, dataDir, "premium-app"), "gpt-4o")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Deployment") != "openai-us" || resp.Header.Get("X-Portcullis-Fallback") != "" {
+		t.Fatalf("premium-app gpt-4o: status %d deployment %q fallback %q, want 200 from openai-us without fallback: %s",
+			resp.StatusCode, resp.Header.Get("X-Portcullis-Deployment"), resp.Header.Get("X-Portcullis-Fallback"), body)
+	}
+
+	if status, body := send(t, http.MethodDelete, control, ""); status != http.StatusNoContent {
+		t.Fatalf("DELETE /mock/fail: status %d: %s", status, body)
+	}
+	if status, body := send(t, http.MethodGet, control, ""); status != http.StatusOK || strings.TrimSpace(body) != `{"data":[]}` {
+		t.Fatalf("GET /mock/fail after DELETE: status %d: %s", status, body)
+	}
+}
+
+// deploymentState is deployment's summary state in the admin API's health answer
+// at url, "" when it is not listed.
+func deploymentState(t *testing.T, url, adminToken, deployment string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var health struct {
+		Data []struct {
+			Deployment string `json:"deployment"`
+			State      string `json:"state"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&health); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %v", url, resp.StatusCode, err)
+	}
+	for _, d := range health.Data {
+		if d.Deployment == deployment {
+			return d.State
+		}
+	}
+	return ""
+}
+
+func readToken(t *testing.T, dataDir, client string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "dev-tokens", client+".jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// chat sends a one-message chat completion for model to the data plane at base.
+func chat(t *testing.T, base, token, model string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions",
+		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"Hello"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// send makes one request with body and returns the status and the body.
+func send(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) {

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// Failure is a failure mode the Server injects into every request (see SetFailure).
+// Failure is a failure mode the Server injects into every request (see SetFailure), or
+// into one deployment's (see SetDeploymentFailure).
 type Failure int
 
 // The failure modes.
@@ -32,6 +33,9 @@ const (
 	// Fail529 answers Anthropic's 529 with an overloaded_error body on /v1/messages, and
 	// 529 with an OpenAI server_error body on the other endpoints.
 	Fail529
+	// FailHang never answers: it holds the request until the client gives up or the
+	// Server is closed (see Server.Close), when it drops the connection.
+	FailHang
 )
 
 // String names f as its constant does.
@@ -51,6 +55,8 @@ func (f Failure) String() string {
 		return "FailCutStream"
 	case Fail529:
 		return "Fail529"
+	case FailHang:
+		return "FailHang"
 	}
 	return "Failure(?)"
 }
@@ -87,6 +93,13 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, f Failure, d dia
 		case <-r.Context().Done():
 			return errDropped
 		}
+	case FailHang:
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+			dropConnection(w, true)
+		}
+		return errDropped
 	case FailReset:
 		dropConnection(w, true)
 		return errDropped

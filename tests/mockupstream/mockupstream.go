@@ -5,9 +5,14 @@
 // (plain and streaming, tool use included, errors in Anthropic's schema),
 // records every request it receives (see Request),
 // counts the requests in flight (InFlight, MaxInFlight), and can be told to fail the way
-// real providers do: 500, 429, 529, slow answers, connection resets and streams cut midway (see
-// Failure). Options can also hold every answer back (HoldDelay) and make the mock report no
-// usage at all (NoUsage), as some self-hosted servers do.
+// real providers do: 500, 429, 529, slow answers, hung requests, connection resets and
+// streams cut midway (see Failure). Options can also hold every answer back (HoldDelay)
+// and make the mock report no usage at all (NoUsage), as some self-hosted servers do.
+//
+// One mock can stand in for several deployments: a path /d/<name>/v1/... is served as
+// /v1/... for deployment <name>, so each deployment's base URL is <mock>/d/<name>. A
+// failure can then be injected into one deployment's requests only, for a while (see
+// SetDeploymentFailure).
 //
 // Answers depend only on the request, so tests can assert them exactly:
 //   - a chat reply, and the text of a /v1/messages answer, is
@@ -72,9 +77,12 @@ type Options struct {
 // Request is what the Server recorded about one request it received.
 type Request struct {
 	Method string
-	Path   string
-	Model  string // the body's "model", "" if absent or unparsable
-	Stream bool   // the body's "stream"
+	// Path is the path served: for /d/<name>/v1/models it is /v1/models.
+	Path string
+	// Deployment is the <name> of a /d/<name>/ path, "" for a path without one.
+	Deployment string
+	Model      string // the body's "model", "" if absent or unparsable
+	Stream     bool   // the body's "stream"
 	// HadAuth reports whether the request carried an Authorization header at all.
 	HadAuth bool
 	// HadAPIKey reports whether the request carried an x-api-key header at all.
@@ -93,11 +101,15 @@ type Request struct {
 type Server struct {
 	opts Options
 
-	mu          sync.Mutex // guards the fields below
-	requests    []Request
-	failure     Failure
-	inFlight    int
-	maxInFlight int
+	mu                 sync.Mutex // guards the fields below
+	requests           []Request
+	failure            Failure
+	deploymentFailures map[string]DeploymentFailure // by deployment; expired ones pruned lazily
+	inFlight           int
+	maxInFlight        int
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: hung requests drop their connections
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -113,7 +125,15 @@ func New(o Options) *Server {
 	if len(o.Models) == 0 {
 		o.Models = DefaultModels
 	}
-	return &Server{opts: o}
+	return &Server{opts: o, closed: make(chan struct{})}
+}
+
+// Close releases every request FailHang holds, each dropping its connection, and
+// makes later FailHang requests drop theirs at once. Pass it to
+// http.Server.RegisterOnShutdown so that a graceful shutdown does not wait for hung
+// requests. It is idempotent; the Server keeps answering other requests.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
 }
 
 // Requests returns a copy of every request recorded since New or the last Reset, oldest
@@ -126,13 +146,15 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
-// Reset forgets the recorded requests, clears any failure and restarts MaxInFlight
-// from the number of requests in flight now (zero when the mock is idle).
+// Reset forgets the recorded requests, clears every failure (SetFailure's and the
+// deployments') and restarts MaxInFlight from the number of requests in flight now
+// (zero when the mock is idle).
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = nil
 	s.failure = FailNone
+	s.deploymentFailures = nil
 	s.maxInFlight = s.inFlight
 }
 
@@ -165,14 +187,16 @@ func (s *Server) leave() {
 }
 
 // SetFailure makes every following request fail as f describes, until the next
-// SetFailure or Reset.
+// SetFailure or Reset, except the requests of a deployment with a failure of its own
+// (see SetDeploymentFailure).
 func (s *Server) SetFailure(f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failure = f
 }
 
-func (s *Server) record(r *http.Request, body []byte) Failure {
+// record records the request r for deployment, and returns the failure in force for it.
+func (s *Server) record(r *http.Request, deployment string, body []byte) Failure {
 	var probe struct {
 		Model               string          `json:"model"`
 		Stream              bool            `json:"stream"`
@@ -187,6 +211,7 @@ func (s *Server) record(r *http.Request, body []byte) Failure {
 	rec := Request{
 		Method:        r.Method,
 		Path:          r.URL.Path,
+		Deployment:    deployment,
 		Model:         probe.Model,
 		Stream:        probe.Stream,
 		HadAuth:       r.Header.Get("Authorization") != "",
@@ -201,7 +226,7 @@ func (s *Server) record(r *http.Request, body []byte) Failure {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, rec)
-	return s.failure
+	return s.failureForLocked(deployment, time.Now())
 }
 
 // intValue returns the JSON integer raw, or nil when raw is absent, null or not an
@@ -256,15 +281,20 @@ func dialectOf(r *http.Request) dialect {
 	return openAIDialect
 }
 
-// ServeHTTP records the request, holds it for Options.HoldDelay, then checks the route,
-// the headers (key, and anthropic-version on /v1/messages) and the injected failure, in
+// ServeHTTP serves a /d/<name>/ path as the rest of it for deployment <name>. It
+// records the request, holds it for Options.HoldDelay, then checks the route, the
+// headers (key, and anthropic-version on /v1/messages) and the injected failure, in
 // that order, before answering. Errors on /v1/messages are in Anthropic's schema, the
 // others in OpenAI's.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.enter()
 	defer s.leave() // deferred, so that a handler aborted by a panic is counted out too
+	deployment, path := splitDeployment(r.URL.Path)
+	if deployment != "" {
+		r = withPath(r, path)
+	}
 	d := dialectOf(r)
-	if err := s.serve(w, r, d); err != nil {
+	if err := s.serve(w, r, deployment, d); err != nil {
 		if d == anthropicDialect {
 			writeAnthropicError(w, err)
 			return
@@ -273,9 +303,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect) error {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, deployment string, d dialect) error {
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	fail := s.record(r, body)
+	fail := s.record(r, deployment, body)
 	if err := s.hold(r); err != nil {
 		return err
 	}

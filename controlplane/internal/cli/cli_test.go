@@ -98,7 +98,8 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, first, err := c.run("seed", "demo", "--upstream-url", "http://127.0.0.1:9100", "--key-file", keyFile)
+	// The trailing slash is dropped: the second seed, with the default URL, finds nothing to change.
+	_, first, err := c.run("seed", "demo", "--upstream-url", "http://127.0.0.1:9100/", "--key-file", keyFile)
 	if err != nil {
 		t.Fatalf("first seed: %v\n%s", err, first)
 	}
@@ -130,6 +131,16 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if dep.KeyPath != movedKey {
 		t.Fatalf("openai-us key_path = %q, want %q", dep.KeyPath, movedKey)
 	}
+	// A dev database seeded before deployments had a path of their own on the mock
+	// is repointed too.
+	c.mustRun("deployments", "update", "openai-eu", "--json", `{"base_url":"http://127.0.0.1:9100"}`)
+	_, fourth, err := c.run("seed", "demo", "--key-file", movedKey)
+	if err != nil {
+		t.Fatalf("fourth seed: %v\n%s", err, fourth)
+	}
+	if !strings.Contains(fourth, "0 created, 1 updated") || !strings.Contains(fourth, "updated   deployments openai-eu") {
+		t.Fatalf("fourth seed did not repoint exactly openai-eu:\n%s", fourth)
+	}
 
 	var tiers []policy.Tier
 	decode(t, c.mustRun("tiers", "list"), &tiers)
@@ -159,7 +170,7 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	decode(t, c.mustRun("deployments", "list"), &deps)
 	for _, d := range deps {
 		wantKey := map[string]string{"openai-us": movedKey, "openai-eu": movedKey, "anthropic-us": movedKey, "anthropic-eu": movedKey, "ollama-eu": ""}[d.Name]
-		if d.KeyPath != wantKey || d.BaseURL != "http://127.0.0.1:9100" {
+		if d.KeyPath != wantKey || d.BaseURL != "http://127.0.0.1:9100/d/"+d.Name {
 			t.Errorf("deployment %s: key_path %q base_url %q", d.Name, d.KeyPath, d.BaseURL)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -24,7 +25,9 @@ type seedItem struct {
 }
 
 // demoSeed is the demo tenant: the seed document's three tiers, the dev stack's
-// deployments of the mock upstream, their models and three clients.
+// deployments of the mock upstream, their models and three clients. Every deployment
+// has the base URL <upstreamURL>/d/<name>, which the mock serves as that deployment,
+// so that a failure can be injected into one deployment at a time.
 func demoSeed(upstreamURL, keyFile string) []seedItem {
 	allOps := policy.Operations
 	items := []seedItem{
@@ -77,14 +80,19 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 	)
 }
 
-func deployment(name, provider, region, kind, baseURL, keyFile string) map[string]any {
-	d := map[string]any{"name": name, "provider": provider, "region": region, "kind": kind, "base_url": baseURL}
+func deployment(name, provider, region, kind, upstreamURL, keyFile string) map[string]any {
+	d := map[string]any{"name": name, "provider": provider, "region": region, "kind": kind, "base_url": demoBaseURL(upstreamURL, name)}
 	if keyFile != "" {
 		d["key_source"], d["key_path"] = policy.KeySourceFile, keyFile
 	} else {
 		d["key_source"] = policy.KeySourceNone
 	}
 	return d // other settings take the API's creation defaults
+}
+
+// demoBaseURL is deployment's base URL on the mock upstream at upstreamURL.
+func demoBaseURL(upstreamURL, deployment string) string {
+	return strings.TrimRight(upstreamURL, "/") + "/d/" + deployment
 }
 
 func demoClient(id, tier, residency string) map[string]any {
@@ -100,7 +108,7 @@ func demoClient(id, tier, residency string) map[string]any {
 // lives elsewhere) and left alone when it already matches.
 func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 	fs := cmd.newFlags("seed demo", "seed demo --key-file PATH [--upstream-url URL]")
-	upstream := fs.String("upstream-url", DefaultUpstreamURL, "base URL of the upstream every demo deployment points at")
+	upstream := fs.String("upstream-url", DefaultUpstreamURL, "URL of the mock upstream; deployment NAME gets the base URL <URL>/d/NAME")
 	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai deployments (required)")
 	if _, err := cmd.parse(fs, args, 0); err != nil {
 		return err

@@ -2,8 +2,20 @@
 // for the dev stack (make run) and manual testing: OpenAI's API (/v1/chat/completions,
 // /v1/completions, /v1/embeddings, /v1/models) and Anthropic's Messages API
 // (POST /v1/messages, which takes the key in x-api-key and requires anthropic-version).
+// Each deployment of the dev stack has the base URL <mock>/d/<deployment>, so that a
+// failure can be injected into one deployment at a time through the control API, on a
+// second listener (-control-listen, 127.0.0.1:9101 by default):
+//
+//	curl -s -XPOST http://127.0.0.1:9101/mock/fail -d '{"deployment":"openai-eu","mode":"5xx","for_seconds":60}'
+//	curl -s http://127.0.0.1:9101/mock/fail              # the failures in force
+//	curl -s -XDELETE http://127.0.0.1:9101/mock/fail     # end them all
+//
+// The modes are 5xx, 429 (with Retry-After: 1), hang (no answer until the caller gives
+// up), cut_stream (the answer breaks off midway) and none (ends the deployment's
+// failure). The control API has no authentication: keep it on loopback.
+//
 // It logs one JSON line per request (method, path, status, duration; never a body or a
-// key).
+// key) and per control call (naming at most the deployment and the mode).
 package main
 
 import (
@@ -28,7 +40,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -40,7 +52,9 @@ func main() {
 // config is the command's configuration. Every flag has an environment variable; the
 // flag wins over the variable.
 type config struct {
-	Listen         string
+	Listen string
+	// ControlListen is where the control API listens; "" turns it off.
+	ControlListen  string
 	RequireKeyFile string
 	Name           string
 	ChunkDelay     time.Duration
@@ -50,23 +64,36 @@ type config struct {
 // that the mock and a gateway can share one environment.
 const (
 	envListen         = "PORTCULLIS_MOCK_LISTEN"
+	envControlListen  = "PORTCULLIS_MOCK_CONTROL_LISTEN"
 	envRequireKeyFile = "PORTCULLIS_MOCK_REQUIRE_KEY_FILE"
 	envName           = "PORTCULLIS_MOCK_NAME"
 	envChunkDelay     = "PORTCULLIS_MOCK_CHUNK_DELAY"
 )
 
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// defaultControlListen is the control API's address unless configured otherwise.
+const defaultControlListen = "127.0.0.1:9101"
+
+// loadConfig reads the environment through lookupEnv, then the flags. An empty
+// variable counts as unset, except PORTCULLIS_MOCK_CONTROL_LISTEN, which set empty
+// turns the control API off.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (config, error) {
 	env := func(key, def string) string {
-		if v := getenv(key); v != "" {
+		if v, _ := lookupEnv(key); v != "" {
 			return v
 		}
 		return def
+	}
+	controlDefault := defaultControlListen
+	if v, ok := lookupEnv(envControlListen); ok {
+		controlDefault = v
 	}
 	var c config
 	var problems []error
 	fs := flag.NewFlagSet("mockupstream", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", env(envListen, "127.0.0.1:9100"), "host:port to serve on (env "+envListen+")")
+	fs.StringVar(&c.ControlListen, "control-listen", controlDefault,
+		"host:port of the control API (POST/GET/DELETE /mock/fail), which has no authentication: keep it on loopback; empty turns it off (env "+envControlListen+")")
 	fs.StringVar(&c.RequireKeyFile, "require-key-file", env(envRequireKeyFile, ""),
 		"file whose trimmed content is the only accepted key (Bearer, or x-api-key on /v1/messages); empty accepts any request (env "+envRequireKeyFile+")")
 	fs.StringVar(&c.Name, "name", env(envName, mockupstream.DefaultName), "name shown in replies (env "+envName+")")
@@ -82,6 +109,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		problems = append(problems, fmt.Errorf("listen %q: want host:port", c.Listen))
+	}
+	if c.ControlListen != "" {
+		if _, _, err := net.SplitHostPort(c.ControlListen); err != nil {
+			problems = append(problems, fmt.Errorf("control-listen %q: want host:port, or empty to turn the control API off", c.ControlListen))
+		}
 	}
 	if d, err := time.ParseDuration(*delay); err != nil || d < 0 {
 		problems = append(problems, fmt.Errorf("chunk-delay %q: want a non-negative duration such as 20ms", *delay))
@@ -107,8 +139,8 @@ func readKey(path string) (string, error) {
 	return key, nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(args, getenv, stderr)
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, lookupEnv, stderr)
 	if err != nil {
 		return err
 	}
@@ -116,32 +148,71 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := logging.New(stdout, "info")
 	mock := mockupstream.New(mockupstream.Options{Name: cfg.Name, RequireKey: key, ChunkDelay: cfg.ChunkDelay})
+	return serve(ctx, cfg, mock, logging.New(stdout, "info"))
+}
 
+// serve serves mock on cfg.Listen, and its control API on cfg.ControlListen unless
+// that is empty, until ctx ends or a listener fails. It then shuts both down, releasing
+// the requests FailHang holds, within 5 s.
+func serve(ctx context.Context, cfg config, mock *mockupstream.Server, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: accessLog(log, mock), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("mock upstream listening", "addr", ln.Addr().String(), "name", cfg.Name, "require_key", key != "")
+	srv.RegisterOnShutdown(mock.Close) // hung requests must not hold the shutdown up
+	servers := []*http.Server{srv}
+	listeners := []net.Listener{ln}
+	attrs := []any{"addr", ln.Addr().String(), "name", cfg.Name, "require_key", cfg.RequireKeyFile != ""}
+	if cfg.ControlListen != "" {
+		cln, err := net.Listen("tcp", cfg.ControlListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("control-listen: %w", err)
+		}
+		servers = append(servers, &http.Server{Handler: newControl(mock, log), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, cln)
+		attrs = append(attrs, "control_addr", cln.Addr().String())
+		if !isLoopback(cln.Addr()) {
+			log.Warn("the control API listens beyond loopback and has no authentication: anyone who reaches it can make the mock fail",
+				"control_addr", cln.Addr().String())
+		}
+	}
 
+	served := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { served <- s.Serve(listeners[i]) }()
+	}
+	log.Info("mock upstream listening", attrs...)
+
+	var serveErr error
+	pending := len(servers)
 	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+	case err := <-served: // a listener failed: stop the other one too
+		serveErr = fmt.Errorf("serve: %w", err)
+		pending--
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	<-served
-	log.Info("mock upstream stopped")
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var shutdownErrs []error
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			shutdownErrs = append(shutdownErrs, fmt.Errorf("shutdown: %w", err))
+		}
 	}
-	return nil
+	for ; pending > 0; pending-- {
+		<-served
+	}
+	log.Info("mock upstream stopped")
+	return errors.Join(append([]error{serveErr}, shutdownErrs...)...)
+}
+
+// isLoopback reports whether addr is a loopback IP address.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // accessLog logs one line per request. It never logs bodies or headers.

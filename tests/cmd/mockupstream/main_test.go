@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
@@ -23,23 +26,34 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			want: config{Listen: "127.0.0.1:9100", Name: "mock"},
+			want: config{Listen: "127.0.0.1:9100", ControlListen: "127.0.0.1:9101", Name: "mock"},
 		},
 		{
 			name: "env then flags",
-			args: []string{"--name", "flag-name"},
-			env:  map[string]string{envListen: "127.0.0.1:1", envName: "env-name", envChunkDelay: "5ms"},
-			want: config{Listen: "127.0.0.1:1", Name: "flag-name", ChunkDelay: 5 * time.Millisecond},
+			args: []string{"--name", "flag-name", "--control-listen", "127.0.0.1:3"},
+			env:  map[string]string{envListen: "127.0.0.1:1", envControlListen: "127.0.0.1:2", envName: "env-name", envChunkDelay: "5ms"},
+			want: config{Listen: "127.0.0.1:1", ControlListen: "127.0.0.1:3", Name: "flag-name", ChunkDelay: 5 * time.Millisecond},
+		},
+		{
+			name: "empty variables are unset, but an empty control address turns it off",
+			env:  map[string]string{envListen: "", envName: "", envControlListen: ""},
+			want: config{Listen: "127.0.0.1:9100", Name: "mock"},
+		},
+		{
+			name: "an empty control-listen flag turns it off",
+			args: []string{"--control-listen", ""},
+			env:  map[string]string{envControlListen: "127.0.0.1:2"},
+			want: config{Listen: "127.0.0.1:9100", Name: "mock"},
 		},
 		{
 			name:    "all bad values at once",
-			args:    []string{"--listen", "nope", "--chunk-delay", "-1s", "extra"},
-			wantErr: []string{`listen "nope"`, `chunk-delay "-1s"`, "unexpected arguments"},
+			args:    []string{"--listen", "nope", "--control-listen", "nope2", "--chunk-delay", "-1s", "extra"},
+			wantErr: []string{`listen "nope"`, `control-listen "nope2"`, `chunk-delay "-1s"`, "unexpected arguments"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := loadConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			got, err := loadConfig(tc.args, lookupIn(tc.env), io.Discard)
 			if len(tc.wantErr) == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -61,6 +75,14 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// lookupIn is an os.LookupEnv over env.
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}
+}
+
 func TestRunServesWithKeyAndStops(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte("run-test-key\n"), 0o600); err != nil {
@@ -71,7 +93,7 @@ func TestRunServesWithKeyAndStops(t *testing.T) {
 	logR, logW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--require-key-file", keyFile}, func(string) string { return "" }, logW, io.Discard)
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--require-key-file", keyFile}, lookupIn(map[string]string{envControlListen: ""}), logW, io.Discard)
 		logW.Close()
 	}()
 
@@ -135,5 +157,92 @@ func TestRunServesWithKeyAndStops(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestServeControlsFailuresPerDeployment(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mock := mockupstream.New(mockupstream.Options{})
+	logR, logW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, config{Listen: "127.0.0.1:0", ControlListen: "127.0.0.1:0", Name: "mock"}, mock, logging.New(logW, "info"))
+		logW.Close()
+	}()
+	lines := bufio.NewScanner(logR)
+	if !lines.Scan() {
+		t.Fatalf("no log line: %v", <-done)
+	}
+	var first struct {
+		Addr        string `json:"addr"`
+		ControlAddr string `json:"control_addr"`
+	}
+	if err := json.Unmarshal(lines.Bytes(), &first); err != nil || first.Addr == "" || first.ControlAddr == "" {
+		t.Fatalf("first log line %q: %v", lines.Text(), err)
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+
+	for _, body := range []string{
+		`{"deployment":"openai-us","mode":"5xx","for_seconds":60}`,
+		`{"deployment":"openai-eu","mode":"hang","for_seconds":60}`,
+	} {
+		resp, err := http.Post("http://"+first.ControlAddr+"/mock/fail", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /mock/fail %s: status %d", body, resp.StatusCode)
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	chat := func(deployment string) (*http.Response, error) {
+		return client.Post("http://"+first.Addr+"/d/"+deployment+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	}
+	for deployment, want := range map[string]int{"openai-us": 500, "ollama-eu": 200} {
+		resp, err := chat(deployment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: status %d, want %d", deployment, resp.StatusCode, want)
+		}
+	}
+
+	// A hung request neither answers nor holds the shutdown up (which would give up
+	// with an error after 5 s).
+	hung := make(chan error, 1)
+	go func() {
+		resp, err := chat("openai-eu")
+		if err == nil {
+			resp.Body.Close()
+		}
+		hung <- err
+	}()
+	waitFor(t, func() bool { return mock.InFlight() == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if err := <-hung; err == nil {
+		t.Fatal("the hung request got an answer")
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
