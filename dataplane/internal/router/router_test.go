@@ -94,3 +94,24 @@ func TestCandidates(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkBalance measures ordering the candidates of one request: model "m" has two
+// enabled deployments in each region, all healthy, with equal weights.
+func BenchmarkBalance(b *testing.B) {
+	s := snapshot()
+	for i := range s.Models {
+		s.Models[i].Weight = 1
+	}
+	p := policycache.Compile(s, "eu", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	client, _ := p.Client("free")
+	routes, err := router.Candidates(p, client, "m")
+	if err != nil || len(routes) != 4 {
+		b.Fatalf("candidates: %d, %v", len(routes), err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, _ := router.Balance(routes, 0.1); !ok {
+			b.Fatal("no healthy candidate")
+		}
+	}
+}
