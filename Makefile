@@ -17,7 +17,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test vet bench fmt clean clean-data
+.PHONY: help build run test vet bench fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,10 @@ help: ## list the targets
 build: ## build controlplane, dataplane, portcullis and mockupstream into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(BINARIES)
+
+vaultdev: ## build the throwaway dev Vault launcher (tests/vaultdev, its own module outside go.work) into ./bin
+	@mkdir -p $(BIN)
+	cd tests/vaultdev && GOWORK=off $(GO) build -buildvcs=false -o $(abspath $(BIN))/vaultdev .
 
 run: ## start the dev stack (Postgres, control plane, two data planes, mock upstream) in the foreground
 	./scripts/devstack.sh

@@ -3,7 +3,11 @@
 // snapshot), natsnames (bucket, stream and subject names), apierr (the error-code
 // registry), identity (JWT claim names), config (flag and environment loading),
 // natsembed (the embedded nats-server used in dev and tests), natsconn (the one way
-// both binaries connect to NATS: credentials, TLS, reconnects), httpmetrics and logging.
+// both binaries connect to NATS: credentials, TLS, reconnects), natsbuckets (the
+// buckets and streams and their settings), keyevents (key rotations, revocations and
+// key-access events), health (workers' deployment health reports), httpmetrics and
+// logging. Test helpers: logtest, testcerts, and vaulttest (a real Vault from
+// tests/vaultdev, over HTTP only).
 //
 // This module must never import pgx, echo or Vault; an architecture test enforces it.
 package shared

@@ -37,8 +37,8 @@ type Options struct {
 	WorkerTTL time.Duration
 }
 
-// Ensure creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, or updates
-// their settings if they exist.
+// Ensure creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets and the PC_KEYS
+// and PC_ALERTS streams, or updates their settings if they exist.
 func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	var errs []error
 	for _, cfg := range Configs(o) {
@@ -46,7 +46,51 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			errs = append(errs, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err))
 		}
 	}
+	for _, cfg := range StreamConfigs(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("create stream %s: %w", cfg.Name, err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Retention of the event streams: long enough for a control plane that was down to
+// catch up on key-access events and alerts, which it then keeps in Postgres.
+const (
+	KeysMaxAge   = 7 * 24 * time.Hour
+	AlertsMaxAge = 30 * 24 * time.Hour
+)
+
+// StreamConfigs are the stream settings Ensure applies: file storage, and no message
+// may be deleted or the stream purged, since both hold security records.
+func StreamConfigs(o Options) []jetstream.StreamConfig {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name:        natsnames.KeysStream,
+			Description: "Portcullis key lifecycle and key-access events (never key material)",
+			Subjects:    []string{natsnames.KeysSubjects},
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      KeysMaxAge,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        natsnames.AlertsStream,
+			Description: "Portcullis security and anomaly alerts",
+			Subjects:    []string{natsnames.AlertsSubjects},
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      AlertsMaxAge,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			Duplicates:  2 * time.Minute,
+		},
+	}
 }
 
 // Configs are the bucket settings Ensure applies.

@@ -27,6 +27,23 @@ func KVStream(bucket string) string { return "KV_" + bucket }
 // KVSubject is the subject key of KV bucket is stored under.
 func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
+// KeysSubjects matches everything PC_KEYS holds.
+const KeysSubjects = "keys.>"
+
+// KeysLifecycleSubjects match rotations and revocations of every provider, which
+// data planes follow.
+var KeysLifecycleSubjects = []string{"keys.rotated.>", "keys.revoked.>"}
+
+// KeysAccessSubject is the subject actor (a worker or a control plane) publishes its
+// key-access events on: one per read of a key from Vault.
+func KeysAccessSubject(actor string) string { return "keys.access." + token(actor) }
+
+// KeysAccessSubjects matches every actor's key-access events.
+const KeysAccessSubjects = "keys.access.>"
+
+// AlertsSubjects matches everything PC_ALERTS holds.
+const AlertsSubjects = "alerts.>"
+
 // KeysRotatedSubject is the subject a key rotation for provider is announced on.
 func KeysRotatedSubject(provider string) string { return "keys.rotated." + token(provider) }
 
