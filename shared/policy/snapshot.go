@@ -51,6 +51,16 @@ const (
 	KeySourceEnv          = "env"           // refused unless a dev flag allows it
 )
 
+// Minters: where a rotation's new key comes from.
+const (
+	MinterVaultVersion = "vault_version" // an operator or pipeline writes a new KV v2 version
+	MinterOpenAIAdmin  = "openai_admin"  // OpenAI's admin API creates a project service account key
+	MinterVaultDynamic = "vault_dynamic" // Vault leases a new key on each read
+)
+
+// Minters lists every minter.
+var Minters = []string{MinterVaultVersion, MinterOpenAIAdmin, MinterVaultDynamic}
+
 // KeySources lists every key source.
 var KeySources = []string{KeySourceNone, KeySourceFile, KeySourceVault, KeySourceVaultDynamic, KeySourceEnv}
 
@@ -106,13 +116,25 @@ type Provider struct {
 
 // Deployment is one reachable endpoint of a provider in a region.
 type Deployment struct {
-	Name           string `json:"name"`
-	Provider       string `json:"provider"`
-	Region         string `json:"region"`
-	Kind           string `json:"kind"` // one of DeploymentKinds
-	BaseURL        string `json:"base_url"`
-	KeySource      string `json:"key_source"` // one of KeySources
-	KeyPath        string `json:"key_path,omitempty"`
+	Name      string `json:"name"`
+	Provider  string `json:"provider"`
+	Region    string `json:"region"`
+	Kind      string `json:"kind"` // one of DeploymentKinds
+	BaseURL   string `json:"base_url"`
+	KeySource string `json:"key_source"` // one of KeySources
+	KeyPath   string `json:"key_path,omitempty"`
+	// RotationIntervalDays schedules the control plane's rotation of the key; 0 means
+	// on demand only.
+	RotationIntervalDays int `json:"rotation_interval_days"`
+	// RotationOverlapHours is how long the previous key stays valid after a rotation.
+	RotationOverlapHours int `json:"rotation_overlap_hours"`
+	// Minter is where a rotation's new key comes from: one of Minters, or "" for a key
+	// source that does not rotate.
+	Minter string `json:"minter,omitempty"`
+	// AdminKeyPath (openai_admin) is the Vault KV path of the provider admin key the
+	// minter uses, and AdminProjectID the project whose service accounts hold the keys.
+	AdminKeyPath   string `json:"admin_key_path,omitempty"`
+	AdminProjectID string `json:"admin_project_id,omitempty"`
 	TLS            TLS    `json:"tls"`
 	TimeoutSeconds int    `json:"timeout_seconds"` // to the first byte of the answer
 	// ConnectTimeoutSeconds bounds connecting (TCP and TLS); 0 means 10.

@@ -26,7 +26,14 @@ type API struct {
 	log      *slog.Logger
 	onChange func()
 	health   HealthView
+	// allowEnvKeys accepts key_source "env" (development only).
+	allowEnvKeys bool
 }
+
+// AllowEnvKeys makes the API accept deployments with key_source "env", whose key is
+// an environment variable of each data plane: development only, and only useful
+// with data planes that allow it too (PORTCULLIS_DEV_ALLOW_ENV_KEYS).
+func (a *API) AllowEnvKeys() *API { a.allowEnvKeys = true; return a }
 
 // New returns the admin API over st. onChange (which may be nil) is called after every
 // committed mutation, e.g. to publish a new policy snapshot; it must not block long.

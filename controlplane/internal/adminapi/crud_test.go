@@ -74,8 +74,8 @@ func TestCRUDRoundTripOfEveryResource(t *testing.T) {
 		},
 		{
 			name: "deployment", path: "deployments",
-			create: `{"name":"ollama-eu","provider":"openai","region":"eu","kind":"self_hosted","base_url":"http://127.0.0.1:11434/v1"}`,
-			wantCreate: m{"kind": "self_hosted", "key_source": "none", "tls": m{"verify": true}, "timeout_seconds": 30,
+			create: `{"name":"ollama-eu","provider":"openai","region":"eu","kind":"self_hosted","base_url":"http://127.0.0.1:11434/v1","key_source":"none"}`,
+			wantCreate: m{"kind": "self_hosted", "key_source": "none", "rotation_interval_days": 0, "rotation_overlap_hours": 2, "tls": m{"verify": true}, "timeout_seconds": 30,
 				"retry": m{"max_attempts": 3, "backoff": "exponential"}, "circuit_breaker": m{"failure_threshold": 5, "reset_timeout_seconds": 60, "half_open_max_requests": 1}, "connect_timeout_seconds": 10, "total_timeout_seconds": 600, "enabled": true},
 			put: `{"provider":"openai","region":"eu","base_url":"https://api.example.com/v1","key_source":"file","key_path":"/run/keys/openai",
 				"tls":{"min_version":"TLS1.3"}}`,

@@ -167,7 +167,7 @@ func (h *harness) fixture() {
 		{"/admin/v1/tiers", `{"name":"default","requests_per_minute":60,"tokens_per_hour":100000,"max_concurrent_requests":5,"allowed_models":["gpt-4o-mini"]}`},
 		{"/admin/v1/residency-rules", `{"residency":"eu","allowed_regions":["eu"]}`},
 		{"/admin/v1/providers", `{"name":"openai","kind":"openai"}`},
-		{"/admin/v1/deployments", `{"name":"openai-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1"}`},
+		{"/admin/v1/deployments", `{"name":"openai-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1","key_source":"none"}`},
 	} {
 		h.must(http.StatusCreated, http.MethodPost, c.path, c.body)
 	}

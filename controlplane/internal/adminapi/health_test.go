@@ -96,7 +96,7 @@ func TestDeploymentNameHealthIsReserved(t *testing.T) {
 	h := newHarness(t)
 	h.fixture()
 	r := h.must(http.StatusUnprocessableEntity, http.MethodPost, "/admin/v1/deployments",
-		`{"name":"health","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1"}`)
+		`{"name":"health","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1","key_source":"none"}`)
 	if got := r.errorFields(t); len(got) != 1 || got[0] != "name" {
 		t.Errorf("fields = %v, want [name]", got)
 	}
@@ -105,7 +105,7 @@ func TestDeploymentNameHealthIsReserved(t *testing.T) {
 	}
 	// Similar names are fine.
 	h.must(http.StatusCreated, http.MethodPost, "/admin/v1/deployments",
-		`{"name":"health-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1"}`)
+		`{"name":"health-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1","key_source":"none"}`)
 }
 
 // jsonEqual reports whether two JSON texts hold the same value.

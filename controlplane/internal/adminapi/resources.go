@@ -78,7 +78,7 @@ func (a *API) deployments() *resource[policy.Deployment] {
 		func() policy.Deployment {
 			return policy.Deployment{
 				Kind:                  policy.KindCloud,
-				KeySource:             policy.KeySourceNone,
+				RotationOverlapHours:  2,
 				TLS:                   policy.TLS{Verify: true},
 				TimeoutSeconds:        30,
 				ConnectTimeoutSeconds: 10,
@@ -88,12 +88,12 @@ func (a *API) deployments() *resource[policy.Deployment] {
 				Enabled:               true,
 			}
 		},
-		validateDeployment)
+		func(r *report, d *policy.Deployment) { validateDeployment(r, d, a.allowEnvKeys) })
 	r.reserved = []string{healthPath}
 	return r
 }
 
-func validateDeployment(r *report, d *policy.Deployment) {
+func validateDeployment(r *report, d *policy.Deployment, allowEnvKeys bool) {
 	r.check("provider", slug.valid(d.Provider), "names the provider and "+slug.message)
 	r.check("region", slug.valid(d.Region), slug.message)
 	ok, msg := oneOf(d.Kind, policy.DeploymentKinds)
@@ -102,9 +102,14 @@ func validateDeployment(r *report, d *policy.Deployment) {
 	r.check("base_url", msg == "", msg)
 
 	switch d.KeySource {
+	case "":
+		r.check("key_source", false, `is required: "vault" (a KV v2 secret at key_path), "vault_dynamic" (a leased secret), `+
+			`"none" (an upstream that takes no key), or in development "file"`)
 	case policy.KeySourceEnv:
-		r.check("key_source", false, `"env" is refused: keys in environment variables need the dev flag `+
-			`that allows them, which arrives with the keys issue; use "file" in development or "vault"`)
+		r.check("key_source", allowEnvKeys, `"env" is refused: a key in an environment variable is visible to anything `+
+			`that can inspect the process; use "vault", or "file" in development (the dev flag PORTCULLIS_DEV_ALLOW_ENV_KEYS=true `+
+			`on the control plane and the data planes allows it)`)
+		r.check("key_path", d.KeyPath != "", `is required when key_source is "env": the environment variable's name`)
 	case policy.KeySourceFile, policy.KeySourceVault, policy.KeySourceVaultDynamic:
 		r.check("key_path", d.KeyPath != "", `is required when key_source is "`+d.KeySource+`"`)
 		r.check("key_path", text(d.KeyPath, 1024), "must be printable text of at most 1024 characters")
@@ -114,6 +119,7 @@ func validateDeployment(r *report, d *policy.Deployment) {
 		ok, msg := oneOf(d.KeySource, []string{policy.KeySourceNone, policy.KeySourceFile, policy.KeySourceVault, policy.KeySourceVaultDynamic})
 		r.check("key_source", ok, msg)
 	}
+	validateRotation(r, d)
 
 	ok, msg = oneOf(d.TLS.MinVersion, tlsVersions)
 	r.check("tls.min_version", ok, msg+` ("" means the Go default)`)
@@ -134,6 +140,33 @@ func validateDeployment(r *report, d *policy.Deployment) {
 	between("circuit_breaker.failure_threshold", d.CircuitBreaker.FailureThreshold, 1, maxBreakerThreshold)
 	between("circuit_breaker.reset_timeout_seconds", d.CircuitBreaker.ResetTimeoutSeconds, 1, maxBreakerReset)
 	between("circuit_breaker.half_open_max_requests", d.CircuitBreaker.HalfOpenMaxRequests, 1, 100)
+}
+
+// validateRotation checks a deployment's key rotation settings: a schedule needs a
+// minter, and the minter must fit the key source.
+func validateRotation(r *report, d *policy.Deployment) {
+	r.check("rotation_interval_days", d.RotationIntervalDays >= 0 && d.RotationIntervalDays <= 3650,
+		"must be an integer from 0 (rotate on demand only) to 3650")
+	r.check("rotation_overlap_hours", d.RotationOverlapHours >= 0 && d.RotationOverlapHours <= 720,
+		"must be an integer from 0 to 720")
+	switch d.Minter {
+	case "":
+		r.check("minter", d.RotationIntervalDays == 0 || d.KeySource == policy.KeySourceVault || d.KeySource == policy.KeySourceVaultDynamic,
+			`is required for a rotation schedule: "vault_version", "openai_admin" or "vault_dynamic"`)
+	case policy.MinterVaultVersion, policy.MinterOpenAIAdmin:
+		r.check("minter", d.KeySource == policy.KeySourceVault, `"`+d.Minter+`" needs key_source "vault"`)
+	case policy.MinterVaultDynamic:
+		r.check("minter", d.KeySource == policy.KeySourceVaultDynamic, `"vault_dynamic" needs key_source "vault_dynamic"`)
+	default:
+		ok, msg := oneOf(d.Minter, policy.Minters)
+		r.check("minter", ok, msg+` ("" picks the key source's own)`)
+	}
+	if d.Minter == policy.MinterOpenAIAdmin {
+		r.check("admin_key_path", d.AdminKeyPath != "", `is required when minter is "openai_admin": the Vault KV path of the admin key`)
+		r.check("admin_project_id", d.AdminProjectID != "", `is required when minter is "openai_admin": the project whose service accounts hold the keys`)
+	}
+	r.check("admin_key_path", text(d.AdminKeyPath, 1024), "must be printable text of at most 1024 characters")
+	r.check("admin_project_id", text(d.AdminProjectID, 256), "must be printable text of at most 256 characters")
 }
 
 func (a *API) models() *resource[policy.Model] {

@@ -31,7 +31,7 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 				"key_source":"env","tls":{"min_version":"SSL3","pin_sha256":["nope"],"extra":1},"timeout_seconds":0,
 				"retry":{"max_attempts":100,"backoff":"random"},"circuit_breaker":{"failure_threshold":0}}`,
 			status: http.StatusUnprocessableEntity, code: "validation_failed",
-			fields: []string{"region", "kind", "base_url", "key_source", "tls.min_version", "tls.pin_sha256", "tls.extra",
+			fields: []string{"region", "kind", "base_url", "key_source", "key_path", "tls.min_version", "tls.pin_sha256", "tls.extra",
 				"timeout_seconds", "retry.max_attempts", "retry.backoff", "circuit_breaker.failure_threshold"},
 		},
 		{
@@ -49,6 +49,29 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 			name: "client naming missing entities", method: http.MethodPost, path: "/admin/v1/clients",
 			body:   `{"client_id":"app","tenant":"acme","tier":"gold"}`,
 			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"tier"},
+		},
+		{
+			name: "deployment without a key source", method: http.MethodPost, path: "/admin/v1/deployments",
+			body:   `{"name":"d3","provider":"openai","region":"eu","base_url":"https://api.example.com"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"key_source"},
+		},
+		{
+			name: "deployment with bad rotation settings", method: http.MethodPost, path: "/admin/v1/deployments",
+			body: `{"name":"d4","provider":"openai","region":"eu","base_url":"https://api.example.com","key_source":"vault",
+				"key_path":"secret/portcullis/d4","rotation_interval_days":-1,"rotation_overlap_hours":721,"minter":"openai_admin"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed",
+			fields: []string{"rotation_interval_days", "rotation_overlap_hours", "admin_key_path", "admin_project_id"},
+		},
+		{
+			name: "minter that does not fit the key source", method: http.MethodPost, path: "/admin/v1/deployments",
+			body: `{"name":"d5","provider":"openai","region":"eu","base_url":"https://api.example.com","key_source":"file",
+				"key_path":"/run/key","minter":"vault_dynamic","rotation_interval_days":30}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"minter"},
+		},
+		{
+			name: "schedule without a minter on a file key", method: http.MethodPost, path: "/admin/v1/deployments",
+			body:   `{"name":"d6","provider":"openai","region":"eu","base_url":"https://api.example.com","key_source":"file","key_path":"/run/key","rotation_interval_days":30}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"minter"},
 		},
 		{
 			name: "model with a bad price and weight", method: http.MethodPost, path: "/admin/v1/models",
