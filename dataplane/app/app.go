@@ -20,13 +20,17 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/healthpub"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // App is a running data plane. Its methods are safe for concurrent use.
@@ -37,6 +41,8 @@ type App struct {
 	limits *limits.Limiter
 	srv    *http.Server
 	ln     net.Listener
+	keys   *keys.Manager
+	vault  *vaultclient.Client // nil without Vault
 
 	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
 	wg     sync.WaitGroup     // the policy watch, the limiter and the HTTP server
@@ -68,6 +74,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	defer func() {
 		if !ok {
 			cancel()
+			a.closeKeys()
 			if a.nc != nil {
 				a.nc.Close()
 			}
@@ -85,6 +92,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 
 	metrics := httpmetrics.New("portcullis_dataplane")
+	if cfg.DevAllowEnvKeys {
+		log.Warn("PORTCULLIS_DEV_ALLOW_ENV_KEYS is on: deployments may take their key from an environment variable, " +
+			"where anything that can inspect the process can read it; never use this in production")
+	} else if err := refuseEnvKeys(ctx, js); err != nil {
+		return nil, err
+	}
+	if cfg.Vault.Enabled() {
+		if a.vault, err = vaultclient.New(ctx, cfg.Vault, log); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		log.Info("logged in to vault", "addr", cfg.Vault.Addr, "auth", cfg.Vault.Auth)
+	}
+	access, err := keys.NewAccessPublisher(js, cfg.WorkerID, log, metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	a.keys = keys.NewManager(keys.ManagerOptions{Vault: a.vault, AllowEnvKeys: cfg.DevAllowEnvKeys,
+		WorkerID: cfg.WorkerID, Region: cfg.Region, Access: access.Publish, RefreshInterval: cfg.KeyRefreshInterval, Log: log})
 	if cfg.DevAllowInsecureTLS {
 		log.Warn("PORTCULLIS_DEV_ALLOW_INSECURE_TLS is on: deployments may turn upstream certificate verification off; never use this in production")
 	}
@@ -99,7 +124,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.policy, err = policycache.New(policycache.Options{
 		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
 		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log, Metrics: upstreamMetrics,
-			ErrorRateWindow: cfg.FallbackWindow, Egress: egress},
+			ErrorRateWindow: cfg.FallbackWindow, Egress: egress, Keys: a.keys},
 	})
 	if err != nil {
 		return nil, err
@@ -151,6 +176,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	reporter := healthpub.New(healthpub.Options{Conn: nc, Policy: a.policy, Worker: cfg.WorkerID, Region: cfg.Region, Log: log})
 	a.wg.Go(func() { _ = reporter.Run(runCtx) })
 	a.wg.Go(func() { _ = a.policy.Run(runCtx) })
+	a.keys.Start()
+	a.wg.Go(func() { keys.Follow(runCtx, js, a.keys, log) })
+	a.wg.Go(func() { access.Run(runCtx) })
 	a.wg.Go(func() {
 		if err := a.limits.Run(runCtx); err != nil {
 			log.Error("limiter stopped", "err", err)
@@ -181,6 +209,7 @@ func (a *App) Kill() {
 		_ = a.srv.Close()
 		a.cancel()
 		a.wg.Wait()
+		a.closeKeys()
 		a.log.Info("data plane killed")
 	})
 }
@@ -197,8 +226,52 @@ func (a *App) Stop(ctx context.Context) error {
 		}
 		a.cancel()
 		a.wg.Wait()
+		a.closeKeys()
 		a.nc.Close()
 		a.log.Info("data plane stopped")
 	})
 	return a.stopErr
+}
+
+// closeKeys ends the key manager's lease keeping and the Vault token's renewal.
+func (a *App) closeKeys() {
+	if a.keys != nil {
+		a.keys.Close()
+	}
+	if a.vault != nil {
+		a.vault.Close()
+	}
+}
+
+// refuseEnvKeys refuses to start a worker whose policy already names a deployment
+// with key_source env while the dev flag is off: a key in an environment variable is
+// readable by anything that can inspect the process. A later snapshot naming one
+// leaves that deployment unusable (503 upstream_key_unavailable) instead. A policy
+// not published yet, or unreadable, is the policy cache's business.
+func refuseEnvKeys(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, natsnames.PolicyBucket)
+	if err != nil {
+		return nil
+	}
+	e, err := kv.Get(ctx, natsnames.PolicySnapshotKey)
+	if err != nil {
+		return nil
+	}
+	s, err := policy.Decode(e.Value())
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, d := range s.Deployments {
+		if d.KeySource == policy.KeySourceEnv {
+			names = append(names, d.Name)
+		}
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("deployments %v take their key from an environment variable (key_source env), which is refused: "+
+			"use key_source vault, or file in development; PORTCULLIS_DEV_ALLOW_ENV_KEYS=true allows it, for development only", names)
+	}
+	return nil
 }

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -61,6 +63,16 @@ type Config struct {
 	LimitsFailPolicy string        // PORTCULLIS_LIMITS_FAIL_POLICY: fail_closed or fail_open
 	LimitsKVTimeout  time.Duration // PORTCULLIS_LIMITS_KV_TIMEOUT: bound of one PC_LIMITS operation
 	LimitsIdleReturn time.Duration // PORTCULLIS_LIMITS_IDLE_RETURN: unused leases go back after this long
+
+	// Vault (PORTCULLIS_VAULT_*) is where keys of deployments with key_source vault
+	// or vault_dynamic come from; its address empty means no Vault.
+	Vault vaultclient.Config
+	// KeyRefreshInterval (PORTCULLIS_KEY_REFRESH_INTERVAL) is the period of the check
+	// of each Vault key's metadata, behind the PC_KEYS events.
+	KeyRefreshInterval time.Duration
+	// DevAllowEnvKeys (PORTCULLIS_DEV_ALLOW_ENV_KEYS) lets deployments take their key
+	// from an environment variable (key_source env). Development only.
+	DevAllowEnvKeys bool
 }
 
 var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -90,6 +102,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
 	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
 	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")
+	vaultclient.Flags(l, &cfg.Vault)
+	l.Duration(&cfg.KeyRefreshInterval, "key-refresh-interval", keys.DefaultRefreshInterval, "period of the check of each Vault key's metadata for a version missed by the key events")
+	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: allow deployments with key_source env (keys in environment variables; refused otherwise)")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	l.String(&cfg.WorkerID, "worker-id", defaultWorkerID(), "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
@@ -143,6 +158,12 @@ func (c Config) withDefaults() Config {
 	if c.LimitsIdleReturn == 0 {
 		c.LimitsIdleReturn = limits.DefaultIdleReturn
 	}
+	if c.KeyRefreshInterval == 0 {
+		c.KeyRefreshInterval = keys.DefaultRefreshInterval
+	}
+	if c.Vault.Auth == "" {
+		c.Vault.Auth = vaultclient.AuthToken
+	}
 	return c
 }
 
@@ -193,6 +214,10 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if c.FallbackWindow < time.Second || c.FallbackWindow > time.Hour {
 		p.Add("fallback-window", c.FallbackWindow, "must be between 1s and 1h")
+	}
+	c.Vault.Check(p)
+	if c.KeyRefreshInterval < time.Second || c.KeyRefreshInterval > time.Hour {
+		p.Add("key-refresh-interval", c.KeyRefreshInterval, "must be between 1s and 1h")
 	}
 	if c.LimitsFailPolicy != limits.FailClosed && c.LimitsFailPolicy != limits.FailOpen {
 		p.Add("limits-fail-policy", c.LimitsFailPolicy, "must be fail_closed or fail_open")

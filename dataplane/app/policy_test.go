@@ -136,7 +136,7 @@ func TestClientAndTierAllowlists(t *testing.T) {
 		{name: "unknown client", client: "nobody", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 403, code: apierr.ClientUnknown},
 		{name: "allowed model without a deployment", client: "premium-app", path: "/v1/chat/completions", model: "ghost-model", status: 404, code: apierr.ModelNotFound},
 		{name: "an anthropic model serves chat only", client: "premium-app", path: "/v1/completions", model: "claude-3-5-sonnet", status: 400, code: apierr.InvalidRequest, logMatch: ""},
-		{name: "vault key source arrives later", client: "premium-app", path: "/v1/chat/completions", model: "vaulted-model", status: 503, code: apierr.UpstreamKey, logMatch: "key source vault arrives with the keys issue"},
+		{name: "vault key source without a vault", client: "premium-app", path: "/v1/chat/completions", model: "vaulted-model", status: 503, code: apierr.UpstreamKey, logMatch: "this worker has no Vault: set PORTCULLIS_VAULT_ADDR"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,7 +89,7 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 	defer resp.Body.Close()
 	if upstream.RetryableStatus(resp.StatusCode) && more {
 		if wait, ok := upstream.RetryAfter(resp.Header); !ok || wait <= upstream.RetryAfterCap {
-			discard(resp.Body)
+			upstream.Discard(resp.Body)
 			report(upstream.Failure)
 			err := apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", dep.Name, resp.StatusCode),
 				"the upstream failed to answer")

@@ -23,18 +23,18 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool, 
 	status := resp.StatusCode
 	switch {
 	case status == http.StatusTooManyRequests:
-		discard(resp.Body)
+		upstream.Discard(resp.Body)
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			c.Response().Header().Set("Retry-After", ra)
 		}
 		return apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", deployment),
 			"the upstream is rate limiting requests; retry later")
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		discard(resp.Body)
+		upstream.Discard(resp.Body)
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s refused the gateway's key with %d", deployment, status),
 			"the upstream failed to answer")
 	case status >= 500 || status < 200 || (status >= 300 && status < 400):
-		discard(resp.Body)
+		upstream.Discard(resp.Body)
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
 			"the upstream failed to answer")
 	}
@@ -161,9 +161,4 @@ var errorEvent = func() []byte {
 func isEventStream(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "text/event-stream"
-}
-
-// discard drains a little of an unwanted body so the connection can be reused.
-func discard(body io.Reader) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 }

@@ -202,6 +202,13 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 	for _, t := range retired {
 		t.CloseIdle()
 	}
+	if k := c.opts.Upstream.Keys; k != nil { // leases of removed deployments end
+		keep := make(map[string]bool, len(s.Deployments))
+		for _, d := range s.Deployments {
+			keep[d.Name] = true
+		}
+		k.Forget(keep)
+	}
 	c.log.Info("policy snapshot applied", "version", p.Version, "revision", e.Revision(),
 		"clients", len(s.Clients), "deployments", len(s.Deployments), "models", len(s.Models))
 }

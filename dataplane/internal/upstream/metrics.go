@@ -8,13 +8,14 @@ import (
 // Metrics are the upstream calls' Prometheus series, shared by every Target of a
 // worker. The zero value is not usable; a nil *Metrics records nothing.
 type Metrics struct {
-	breaker  *prometheus.GaugeVec
-	attempts *prometheus.CounterVec
-	retries  *prometheus.CounterVec
-	refused  *prometheus.CounterVec
-	budget   *prometheus.CounterVec
-	errRate  *prometheus.GaugeVec
-	latency  *prometheus.GaugeVec
+	breaker    *prometheus.GaugeVec
+	attempts   *prometheus.CounterVec
+	retries    *prometheus.CounterVec
+	refused    *prometheus.CounterVec
+	budget     *prometheus.CounterVec
+	errRate    *prometheus.GaugeVec
+	latency    *prometheus.GaugeVec
+	keyRetries *prometheus.CounterVec
 }
 
 // NewMetrics registers the series with reg.
@@ -35,8 +36,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Share of failed attempts over the fallback window, per deployment."}, []string{"deployment"}),
 		latency: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "latency_seconds",
 			Help: "Recent time to an answer's headers per deployment (moving average), which load balancing prefers low."}, []string{"deployment"}),
+		keyRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "key_retries_total",
+			Help: "Requests retried once with the other valid key after the upstream refused the current one (401)."}, []string{"deployment"}),
 	}
-	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate, m.latency} {
+	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate, m.latency, m.keyRetries} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -83,5 +86,11 @@ func (m *Metrics) errorRate(deployment string, rate float64) {
 func (m *Metrics) latencyObserved(deployment string, seconds float64) {
 	if m != nil {
 		m.latency.WithLabelValues(deployment).Set(seconds)
+	}
+}
+
+func (m *Metrics) keyRetry(deployment string) {
+	if m != nil {
+		m.keyRetries.WithLabelValues(deployment).Inc()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,15 +46,7 @@ const (
 )
 
 // KeySource yields the key the gateway presents to an upstream; "" means none.
-type KeySource interface {
-	Key(ctx context.Context) (string, error)
-}
-
-var (
-	_ KeySource = keys.None{}
-	_ KeySource = (*keys.File)(nil)
-	_ KeySource = keys.Unavailable{}
-)
+type KeySource = keys.Source
 
 // Options are the worker-wide settings every Target is built with.
 type Options struct {
@@ -71,6 +64,9 @@ type Options struct {
 	// Egress is the worker's outbound proxies and host allowlist; nil calls every
 	// host directly.
 	Egress *Egress
+	// Keys gives each deployment its key source; nil supports only the none and
+	// file key sources.
+	Keys *keys.Manager
 }
 
 // DefaultErrorRateWindow is the default of Options.ErrorRateWindow.
@@ -154,7 +150,7 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 			// configured host, and the 3xx is reported as an upstream error.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		keys:    keySource(d),
+		keys:    keySource(d, o.Keys),
 		log:     o.Log,
 		egress:  o.Egress,
 		metrics: o.Metrics,
@@ -170,17 +166,21 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 	return t, nil
 }
 
-// keySource picks the key source a deployment names.
-func keySource(d policy.Deployment) KeySource {
+// keySource picks the key source a deployment names: the worker's key manager's, or
+// without one the sources that need no Vault.
+func keySource(d policy.Deployment, m *keys.Manager) KeySource {
+	if m != nil {
+		return m.Source(d)
+	}
 	switch d.KeySource {
 	case policy.KeySourceNone:
 		return keys.None{}
 	case policy.KeySourceFile:
 		return keys.NewFile(d.KeyPath)
 	case policy.KeySourceVault, policy.KeySourceVaultDynamic:
-		return keys.Unavailable{Source: d.KeySource, Reason: "key source " + d.KeySource + " arrives with the keys issue"}
+		return keys.Unavailable{Source: d.KeySource, Reason: "this worker has no key manager"}
 	case policy.KeySourceEnv:
-		return keys.Unavailable{Source: d.KeySource, Reason: "key source env is refused; it needs a dev flag that arrives with the keys issue"}
+		return keys.Unavailable{Source: d.KeySource, Reason: "keys in environment variables are refused"}
 	default:
 		return keys.Unavailable{Source: d.KeySource, Reason: "unknown key source"}
 	}
@@ -211,6 +211,31 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 		return nil, apierr.Wrap(apierr.UpstreamKey, fmt.Errorf("deployment %s: %w", t.name, err),
 			"no upstream key is available for this model")
 	}
+	resp, err := t.send(ctx, path, body, requestID, key)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	// The upstream refused the key. During a rotation's overlap the other valid key
+	// gets exactly one try; either way the source checks Vault for a newer one.
+	ov, ok := t.keys.(keys.Overlapping)
+	if !ok {
+		return resp, nil
+	}
+	ov.Refused()
+	other, ok := ov.Other(key)
+	if !ok {
+		return resp, nil
+	}
+	Discard(resp.Body)
+	resp.Body.Close()
+	t.log.Warn("upstream refused the deployment's key; retrying once with the other valid key",
+		"deployment", t.name, "request_id", requestID)
+	t.metrics.keyRetry(t.name)
+	return t.send(ctx, path, body, requestID, other)
+}
+
+// send makes one POST of body to path with key.
+func (t *Target) send(ctx context.Context, path string, body []byte, requestID, key string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
@@ -247,6 +272,11 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 		t.metrics.latencyObserved(t.name, t.latency.observe(time.Since(start)))
 	}
 	return resp, nil
+}
+
+// Discard drains a little of an unwanted body, so the connection can be reused.
+func Discard(body io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 }
 
 // classify turns a transport error into a stable code. The cause names the

@@ -1,0 +1,203 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/keyevents"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// renewAtFraction is how far into a non-renewable lease the key is read again.
+const renewAtFraction = 2.0 / 3
+
+// leasedSource is a deployment's key read from a path that leases it
+// (key_source vault_dynamic): Vault's dynamic secrets, or a KV v1 secret with a ttl.
+// A renewable lease is renewed with a LifetimeWatcher while Vault allows; when it
+// will not (the lease reached its max TTL, or renewal was refused), and for a lease
+// that cannot be renewed at two thirds of its life, a fresh key is read before the
+// old one expires. The old key stays valid for a refused-key retry until its lease
+// ends. Safe for concurrent use.
+type leasedSource struct {
+	m          *Manager
+	deployment string
+	path       string
+
+	mu       sync.RWMutex // guards the fields below
+	cur      leasedKey
+	prev     leasedKey
+	lastErr  error
+	failedAt time.Time
+	gen      int // bumped by every new key; a keeper of an older one stops
+
+	load   sync.Mutex // serializes reads of Vault
+	stop   chan struct{}
+	closed sync.Once
+}
+
+type leasedKey struct {
+	key     string
+	expires time.Time // zero: no lease
+}
+
+func (k leasedKey) valid(now time.Time) bool {
+	return k.key != "" && (k.expires.IsZero() || now.Before(k.expires))
+}
+
+func newLeasedSource(m *Manager, d policy.Deployment) *leasedSource {
+	return &leasedSource{m: m, deployment: d.Name, path: d.KeyPath, stop: make(chan struct{})}
+}
+
+// Key returns the current key, reading Vault first if none is held (or it expired).
+func (s *leasedSource) Key(ctx context.Context) (string, error) {
+	now := time.Now()
+	s.mu.RLock()
+	cur, lastErr, failedAt := s.cur, s.lastErr, s.failedAt
+	s.mu.RUnlock()
+	if cur.valid(now) {
+		return cur.key, nil
+	}
+	if lastErr != nil && time.Since(failedAt) < retryLoadAfter {
+		return "", lastErr
+	}
+	if err := s.read(ctx, keyevents.ReasonStartup); err != nil {
+		return "", err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cur.key, nil
+}
+
+// Other returns the previous key while its lease lasts, for one retry of a refused
+// current key (or the current one if the previous was refused).
+func (s *leasedSource) Other(refused string) (string, bool) {
+	now := time.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case refused == s.cur.key && s.prev.valid(now) && s.prev.key != refused:
+		return s.prev.key, true
+	case refused == s.prev.key && s.cur.valid(now) && s.cur.key != refused:
+		return s.cur.key, true
+	}
+	return "", false
+}
+
+// Refused reads a fresh key in the background.
+func (s *leasedSource) Refused() {
+	go func() { _ = s.read(context.Background(), keyevents.ReasonRetry401) }()
+}
+
+func (s *leasedSource) refresh(context.Context, string) {} // leases keep themselves
+
+// onEvent reads a fresh key on a rotation, and on a revocation drops the old one
+// first.
+func (s *leasedSource) onEvent(ctx context.Context, e keyevents.Event) {
+	reason := keyevents.ReasonRotation
+	if e.Kind == keyevents.KindRevoked {
+		reason = keyevents.ReasonRevocation
+		s.mu.Lock()
+		s.cur, s.prev = leasedKey{}, leasedKey{}
+		s.gen++
+		s.mu.Unlock()
+	}
+	_ = s.read(ctx, reason)
+}
+
+func (s *leasedSource) close() { s.closed.Do(func() { close(s.stop) }) }
+
+// read reads a fresh key and starts keeping its lease.
+func (s *leasedSource) read(ctx context.Context, reason string) error {
+	s.load.Lock()
+	defer s.load.Unlock()
+	l, err := s.m.o.Vault.ReadLeased(ctx, s.path)
+	s.m.access(s.deployment, s.path, 0, reason, err)
+	if err != nil {
+		err = fmt.Errorf("deployment %s: %w", s.deployment, err)
+		s.mu.Lock()
+		s.lastErr, s.failedAt = err, time.Now()
+		s.mu.Unlock()
+		s.m.o.Log.Warn("reading the deployment's leased key from vault failed", "deployment", s.deployment, "path", s.path, "err", err)
+		return err
+	}
+	s.mu.Lock()
+	if s.cur.valid(time.Now()) && s.cur.key != l.Key {
+		s.prev = s.cur
+	}
+	s.cur, s.lastErr = leasedKey{key: l.Key, expires: l.Expires}, nil
+	s.gen++
+	gen := s.gen
+	s.mu.Unlock()
+	if !l.Expires.IsZero() {
+		go s.keep(l, gen)
+	}
+	return nil
+}
+
+// keep renews l's lease while Vault allows, then reads a fresh key before it ends;
+// it stops when a newer key replaced l or the source closed.
+func (s *leasedSource) keep(l vaultclient.Leased, gen int) {
+	stale := func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.gen != gen
+	}
+	if l.Renewable && l.LeaseID != "" {
+		w, err := s.m.o.Vault.NewLifetimeWatcher(l.Secret)
+		if err == nil {
+			go w.Start()
+			func() {
+				defer w.Stop()
+				for {
+					select {
+					case <-s.stop:
+						return
+					case <-w.RenewCh():
+						s.m.o.Log.Debug("deployment key lease renewed", "deployment", s.deployment)
+						if stale() {
+							return
+						}
+					case err := <-w.DoneCh():
+						if err != nil {
+							s.m.o.Log.Warn("deployment key lease renewal stopped", "deployment", s.deployment, "err", err)
+						}
+						return
+					}
+				}
+			}()
+		}
+	} else {
+		wait := time.Duration(float64(time.Until(l.Expires)) * renewAtFraction)
+		t := time.NewTimer(wait)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	// Read a fresh key before l expires, retrying until it does.
+	backoff := 200 * time.Millisecond
+	for !stale() {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		if err := s.read(context.Background(), keyevents.ReasonRenewal); err == nil {
+			return
+		}
+		if time.Now().After(l.Expires) {
+			return // Key reads again on the next request
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
