@@ -22,7 +22,9 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/publisher"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/web"
@@ -43,6 +45,11 @@ type App struct {
 	pub     *publisher.Publisher
 	health  *health.Collector
 	httpSrv *http.Server
+	vault   *vaultclient.Client // nil without Vault
+	rotator *rotator.Rotator
+
+	stopKeys context.CancelFunc // stops the rotator and the key-access ingest
+	keysDone sync.WaitGroup
 
 	stopPublisher context.CancelFunc
 	publisherDone chan struct{}
@@ -110,6 +117,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		_ = a.pub.Run(pubCtx)
 	}()
 
+	if err := a.startKeys(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+
 	a.health = health.New(a.nc, health.Options{Log: log})
 	metrics.Registry.MustRegister(a.health.Collectors()...)
 	if err := a.health.Start(); err != nil {
@@ -156,7 +167,11 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	e.GET("/", echo.WrapHandler(web.Handler()))
 
 	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
-	adminapi.New(a.st, a.log, a.pub.Notify, a.health).Register(admin)
+	api := adminapi.New(a.st, a.log, a.pub.Notify, a.health).WithSecrets(a.rotator)
+	if cfg.DevAllowEnvKeys {
+		api.AllowEnvKeys()
+	}
+	api.Register(admin)
 	if !cfg.DevIssuer {
 		admin.POST(devissuer.MintPath, func(echo.Context) error {
 			return apierr.New(apierr.NotFound, "the development token issuer is off; start the control plane with --dev-issuer")
@@ -217,6 +232,13 @@ func (a *App) stop(ctx context.Context) error {
 		if err := a.health.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health collector: %w", err))
 		}
+	}
+	if a.stopKeys != nil {
+		a.stopKeys()
+		a.keysDone.Wait()
+	}
+	if a.vault != nil {
+		a.vault.Close()
 	}
 	if a.stopPublisher != nil {
 		a.stopPublisher()

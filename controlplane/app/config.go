@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
@@ -33,6 +35,15 @@ type Config struct {
 	PublishInterval    time.Duration
 	NATSReplicas       int           // nats-replicas of every KV bucket (1 with the embedded server)
 	WorkerTTL          time.Duration // worker-ttl: how long a data-plane heartbeat outlives its worker
+	// Vault (vault-*) is where the key rotator reads and writes provider keys; its
+	// address empty means no Vault, and rotation requests fail with a clear error.
+	Vault vaultclient.Config
+	// RotationCheckInterval (rotation-check-interval) is how often the rotator looks
+	// for due rotations, new Vault versions and ended overlaps.
+	RotationCheckInterval time.Duration
+	// DevAllowEnvKeys (dev-allow-env-keys) lets the admin API accept deployments with
+	// key_source env. Development only.
+	DevAllowEnvKeys bool
 }
 
 // Defaults of the keys that have one.
@@ -65,6 +76,9 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Duration(&cfg.PublishInterval, "publish-interval", DefaultPublishInterval, "republish the policy snapshot at least this often")
 	l.Int(&cfg.NATSReplicas, "nats-replicas", DefaultNATSReplicas, "replicas of the PC_POLICY, PC_LIMITS and PC_WORKERS buckets (1 to 5; 1 with the embedded nats-server)")
 	l.Duration(&cfg.WorkerTTL, "worker-ttl", DefaultWorkerTTL, "TTL of data-plane heartbeats in PC_WORKERS: a crashed worker's concurrency slots come back within it (3s to 5m)")
+	vaultclient.Flags(l, &cfg.Vault)
+	l.Duration(&cfg.RotationCheckInterval, "rotation-check-interval", rotator.DefaultCheckInterval, "how often the key rotator looks for due rotations, new Vault versions and ended overlaps (1s to 1h)")
+	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: let the admin API accept deployments with key_source env")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -135,6 +149,10 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL != "" && (c.NATSReplicas < 1 || c.NATSReplicas > maxNATSReplicas) {
 		p.Add("nats-replicas", c.NATSReplicas, fmt.Sprintf("must be from 1 to %d", maxNATSReplicas))
+	}
+	c.Vault.Check(&p)
+	if c.RotationCheckInterval != 0 && (c.RotationCheckInterval < time.Second || c.RotationCheckInterval > time.Hour) {
+		p.Add("rotation-check-interval", c.RotationCheckInterval, "must be between 1s and 1h (0 means the default)")
 	}
 	if c.WorkerTTL < minWorkerTTL || c.WorkerTTL > maxWorkerTTL {
 		p.Add("worker-ttl", c.WorkerTTL, fmt.Sprintf("must be between %v and %v", minWorkerTTL, maxWorkerTTL))

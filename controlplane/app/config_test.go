@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -116,16 +119,18 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	want := Config{
-		DatabaseURL:        "postgres://postgres@127.0.0.1:5432/portcullis",
-		Listen:             "127.0.0.1:9999",
-		NATSURL:            "nats://127.0.0.1:4333",
-		EmbeddedNATSListen: DefaultEmbeddedNATSListen,
-		DataDir:            DefaultDataDir,
-		LogLevel:           "info",
-		DevIssuer:          true,
-		PublishInterval:    30 * time.Second,
-		NATSReplicas:       3,
-		WorkerTTL:          DefaultWorkerTTL,
+		DatabaseURL:           "postgres://postgres@127.0.0.1:5432/portcullis",
+		Listen:                "127.0.0.1:9999",
+		NATSURL:               "nats://127.0.0.1:4333",
+		EmbeddedNATSListen:    DefaultEmbeddedNATSListen,
+		DataDir:               DefaultDataDir,
+		LogLevel:              "info",
+		DevIssuer:             true,
+		PublishInterval:       30 * time.Second,
+		NATSReplicas:          3,
+		WorkerTTL:             DefaultWorkerTTL,
+		Vault:                 vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
+		RotationCheckInterval: rotator.DefaultCheckInterval,
 	}
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)

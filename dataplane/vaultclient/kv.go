@@ -256,3 +256,14 @@ func (c *Client) ReadLeased(ctx context.Context, path string) (Leased, error) {
 func (c *Client) NewLifetimeWatcher(s *api.Secret) (*api.LifetimeWatcher, error) {
 	return c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s})
 }
+
+// RevokeLeases revokes every lease issued under path (sys/leases/revoke-prefix),
+// ending the keys of a dynamic secret engine at once. It needs sudo on that path.
+func (c *Client) RevokeLeases(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	if err := c.api.Sys().RevokePrefixWithContext(ctx, strings.Trim(path, "/")); err != nil {
+		return fmt.Errorf("vault revoke leases under %s: %w", path, err)
+	}
+	return nil
+}

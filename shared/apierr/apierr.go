@@ -58,6 +58,11 @@ const (
 	PreconditionFailed   Code = "precondition_failed"
 	PreconditionRequired Code = "precondition_required"
 	UnsupportedMedia     Code = "unsupported_media_type"
+
+	// Key custody (admin API).
+	VaultUnavailable   Code = "vault_unavailable"    // no Vault configured, or it failed to answer
+	NoNewKeyVersion    Code = "no_new_key_version"   // rotation found no newer version to rotate to
+	ProviderAdminError Code = "provider_admin_error" // a provider's admin API refused to mint or delete a key
 )
 
 // Def is what the registry knows about a code.
@@ -94,6 +99,9 @@ var registry = map[Code]Def{
 	PreconditionFailed:   {http.StatusPreconditionFailed, TypeInvalidRequest},
 	PreconditionRequired: {http.StatusPreconditionRequired, TypeInvalidRequest},
 	UnsupportedMedia:     {http.StatusUnsupportedMediaType, TypeInvalidRequest},
+	VaultUnavailable:     {http.StatusServiceUnavailable, TypeUnavailable},
+	NoNewKeyVersion:      {http.StatusConflict, TypeInvalidRequest},
+	ProviderAdminError:   {http.StatusBadGateway, TypeServer},
 }
 
 // Lookup returns the registry entry of c. An unregistered code reads as Internal.

@@ -28,6 +28,7 @@ type API struct {
 	health   HealthView
 	// allowEnvKeys accepts key_source "env" (development only).
 	allowEnvKeys bool
+	secrets      Secrets // nil: the /secrets endpoints answer 503
 }
 
 // AllowEnvKeys makes the API accept deployments with key_source "env", whose key is
@@ -61,6 +62,7 @@ func (a *API) Register(g *echo.Group) {
 	}
 	ov := a.limitOverrides()
 	ov.register(g)
+	a.registerSecrets(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 
@@ -70,6 +72,10 @@ func unrouted(c echo.Context, paths []string, ov *overrides) error {
 	segments := strings.Split(c.Param("*"), "/")
 	if ok, err := ov.unrouted(c, segments); ok {
 		return err
+	}
+	if len(segments) == 2 && segments[0] == "secrets" && secretsPaths[segments[1]] != "" {
+		c.Response().Header().Set(echo.HeaderAllow, secretsPaths[segments[1]])
+		return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on /secrets/%s", c.Request().Method, segments[1])
 	}
 	if len(segments) == 2 && segments[0] == "deployments" && segments[1] == healthPath {
 		c.Response().Header().Set(echo.HeaderAllow, "GET")

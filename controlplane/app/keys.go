@@ -1,0 +1,45 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+)
+
+// startKeys logs in to Vault (when configured) and starts the key rotator and the
+// ingest of the workers' key-access events.
+func (a *App) startKeys(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.DevAllowEnvKeys {
+		log.Warn("PORTCULLIS_DEV_ALLOW_ENV_KEYS is on: the admin API accepts deployments whose key is an environment variable; never use this in production")
+	}
+	if cfg.Vault.Enabled() {
+		v, err := vaultclient.New(ctx, cfg.Vault, log)
+		if err != nil {
+			return fmt.Errorf("vault: %w", err)
+		}
+		a.vault = v
+		log.Info("logged in to vault", "addr", cfg.Vault.Addr, "auth", cfg.Vault.Auth)
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	host, _ := os.Hostname()
+	a.rotator = rotator.New(rotator.Options{Store: a.st, Vault: a.vault, JetStream: js,
+		Actor: "controlplane-" + host, CheckInterval: cfg.RotationCheckInterval, Log: log})
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopKeys = cancel
+	a.keysDone.Go(func() { _ = a.rotator.Run(runCtx) })
+	a.keysDone.Go(func() {
+		if err := rotator.Ingest(runCtx, js, a.st, log); err != nil {
+			log.Error("key-access ingest stopped", "err", err)
+		}
+	})
+	return nil
+}
