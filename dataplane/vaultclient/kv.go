@@ -73,6 +73,7 @@ func (c *Client) ReadKV(ctx context.Context, keyPath string, version int) (KVKey
 		return KVKey{}, fmt.Errorf("vault read %s version %d: %w", keyPath, version, err)
 	}
 	key, _ := s.Data[KeyField].(string)
+	key = strings.TrimSpace(key) // a key written from a file often ends in a newline
 	if key == "" {
 		return KVKey{}, fmt.Errorf("vault read %s: %w", keyPath, ErrNoKey)
 	}
@@ -242,6 +243,7 @@ func (c *Client) ReadLeased(ctx context.Context, path string) (Leased, error) {
 		return Leased{}, fmt.Errorf("vault read %s: no secret there", path)
 	}
 	key, _ := s.Data[KeyField].(string)
+	key = strings.TrimSpace(key)
 	if key == "" {
 		return Leased{}, fmt.Errorf("vault read %s: %w", path, ErrNoKey)
 	}

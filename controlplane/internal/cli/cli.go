@@ -57,6 +57,10 @@ commands:
   overrides get|clear <client_id>
   overrides list
   deployments health                                 breaker, error rate and latency per worker
+  secrets rotate --provider NAME [--deployment NAME] [--reason TEXT]
+  secrets revoke --provider NAME --reason "TEXT"     immediate, no overlap; alerts
+  secrets status                                     versions, ages, next rotation, last fetch per worker
+  secrets history|access [--deployment NAME] [--limit N]
   seed demo --key-file PATH [--upstream-url http://127.0.0.1:9100]
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens" + `
@@ -103,6 +107,8 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 			return err
 		}
 		return cmd.show(ctx, http.MethodGet, "/deployments/health", nil, nil)
+	case noun == "secrets":
+		return cmd.secrets(ctx, verb, tail)
 	case noun == "overrides":
 		return cmd.overrides(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
