@@ -7,8 +7,9 @@ ALTER TABLE deployments
     -- a new Vault version, which the rotator detects).
     ADD COLUMN rotation_interval_days integer NOT NULL DEFAULT 0
         CHECK (rotation_interval_days >= 0 AND rotation_interval_days <= 3650),
-    -- How long the previous key stays valid after a rotation.
-    ADD COLUMN rotation_overlap_hours integer NOT NULL DEFAULT 2
+    -- How long the previous key stays valid after a rotation; fractions allowed
+    -- (0.5 is half an hour).
+    ADD COLUMN rotation_overlap_hours double precision NOT NULL DEFAULT 2
         CHECK (rotation_overlap_hours >= 0 AND rotation_overlap_hours <= 720),
     -- Where a new key comes from: vault_version (an operator or pipeline writes a new
     -- KV version), openai_admin (the provider's admin API mints one), vault_dynamic

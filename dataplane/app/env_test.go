@@ -74,6 +74,7 @@ type env struct {
 	logs    *logtest.Buffer
 	client  *http.Client
 	version int64
+	natsURL string
 }
 
 type envOptions struct {
@@ -107,6 +108,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		keyPath: filepath.Join(t.TempDir(), "openai-key"),
 		logs:    &logtest.Buffer{},
 		client:  &http.Client{Transport: &http.Transport{}},
+		natsURL: ns.ClientURL(),
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	if err := os.WriteFile(e.keyPath, []byte(upstreamKey+"\n"), 0o600); err != nil {

@@ -126,8 +126,9 @@ type Deployment struct {
 	// RotationIntervalDays schedules the control plane's rotation of the key; 0 means
 	// on demand only.
 	RotationIntervalDays int `json:"rotation_interval_days"`
-	// RotationOverlapHours is how long the previous key stays valid after a rotation.
-	RotationOverlapHours int `json:"rotation_overlap_hours"`
+	// RotationOverlapHours is how long the previous key stays valid after a
+	// rotation; fractions allowed.
+	RotationOverlapHours float64 `json:"rotation_overlap_hours"`
 	// Minter is where a rotation's new key comes from: one of Minters, or "" for a key
 	// source that does not rotate.
 	Minter string `json:"minter,omitempty"`

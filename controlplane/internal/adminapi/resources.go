@@ -148,7 +148,7 @@ func validateRotation(r *report, d *policy.Deployment) {
 	r.check("rotation_interval_days", d.RotationIntervalDays >= 0 && d.RotationIntervalDays <= 3650,
 		"must be an integer from 0 (rotate on demand only) to 3650")
 	r.check("rotation_overlap_hours", d.RotationOverlapHours >= 0 && d.RotationOverlapHours <= 720,
-		"must be an integer from 0 to 720")
+		"must be a number of hours from 0 to 720 (fractions allowed: 0.5 is half an hour)")
 	switch d.Minter {
 	case "":
 		r.check("minter", d.RotationIntervalDays == 0 || d.KeySource == policy.KeySourceVault || d.KeySource == policy.KeySourceVaultDynamic,

@@ -108,7 +108,7 @@ type keyStatus struct {
 	KeyPath              string            `json:"key_path"`
 	Minter               string            `json:"minter"`
 	RotationIntervalDays int               `json:"rotation_interval_days"`
-	RotationOverlapHours int               `json:"rotation_overlap_hours"`
+	RotationOverlapHours float64           `json:"rotation_overlap_hours"`
 	Version              *int              `json:"version"`
 	RotatedAt            *time.Time        `json:"rotated_at"`
 	AgeSeconds           *int64            `json:"age_seconds"`

@@ -207,7 +207,7 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) ([]store.Rotation, er
 // previous version's overlap in Vault, stores the history row and announces it.
 func (r *Rotator) rotateOne(ctx context.Context, d policy.Deployment, trigger, actor, reason string) (store.Rotation, error) {
 	now := r.o.Now()
-	overlap := time.Duration(d.RotationOverlapHours) * time.Hour
+	overlap := time.Duration(d.RotationOverlapHours * float64(time.Hour)).Round(time.Second)
 	rot := store.Rotation{Deployment: d.Name, Provider: d.Provider, Kind: keyevents.KindRotated, Trigger: trigger,
 		Actor: actor, Reason: reason}
 	if overlap > 0 {

@@ -70,7 +70,7 @@ var deployments = (&table[policy.Deployment]{
 		col("key_source", func(e *policy.Deployment) *string { return &e.KeySource }),
 		col("key_path", func(e *policy.Deployment) *string { return &e.KeyPath }),
 		col("rotation_interval_days", func(e *policy.Deployment) *int { return &e.RotationIntervalDays }),
-		col("rotation_overlap_hours", func(e *policy.Deployment) *int { return &e.RotationOverlapHours }),
+		col("rotation_overlap_hours", func(e *policy.Deployment) *float64 { return &e.RotationOverlapHours }),
 		col("minter", func(e *policy.Deployment) *string { return &e.Minter }),
 		col("admin_key_path", func(e *policy.Deployment) *string { return &e.AdminKeyPath }),
 		col("admin_project_id", func(e *policy.Deployment) *string { return &e.AdminProjectID }),
