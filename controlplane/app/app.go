@@ -167,7 +167,8 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	e.GET("/", echo.WrapHandler(web.Handler()))
 
 	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
-	api := adminapi.New(a.st, a.log, a.pub.Notify, a.health).WithSecrets(a.rotator)
+	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }
+	api := adminapi.New(a.st, a.log, onChange, a.health).WithSecrets(a.rotator)
 	if cfg.DevAllowEnvKeys {
 		api.AllowEnvKeys()
 	}

@@ -23,7 +23,10 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
@@ -37,6 +40,10 @@ type stack struct {
 	adminURL   string
 	adminToken string
 	keyFile    string
+	// keyPaths, with withVault, are the Vault KV paths of the openai deployments'
+	// keys, by region; seed makes them key_source vault.
+	keyPaths map[string]string
+	logs     *logtest.Buffer // every component's log lines, with withLogs
 }
 
 func quietLogger() *slog.Logger {
@@ -51,7 +58,9 @@ type worker struct {
 
 // stackConfig is what startStack's options change.
 type stackConfig struct {
-	ownNATS  bool // the test runs the nats-server, so it can stop it
+	vault    *vaulttest.Vault // keys come from this Vault
+	logs     bool             // collect every component's logs (debug level) in stack.logs
+	ownNATS  bool             // the test runs the nats-server, so it can stop it
 	workers  []worker
 	upstream map[string]mockupstream.Options // by region
 }
@@ -61,6 +70,13 @@ type stackOption func(*stackConfig)
 // withNATS runs the nats-server in the test instead of embedded in the control
 // plane, so the test can stop it (stack.nats).
 func withNATS() stackOption { return func(c *stackConfig) { c.ownNATS = true } }
+
+// withVault gives the control plane and every data plane v, logged in with its root
+// token from a file, and makes seed store the openai deployments' keys there.
+func withVault(v *vaulttest.Vault) stackOption { return func(c *stackConfig) { c.vault = v } }
+
+// withLogs collects every component's log lines, at debug level, in stack.logs.
+func withLogs() stackOption { return func(c *stackConfig) { c.logs = true } }
 
 // withWorkers replaces the default data planes (one per region, named after it).
 func withWorkers(ws ...worker) stackOption { return func(c *stackConfig) { c.workers = ws } }
@@ -94,6 +110,25 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		WorkerTTL:          cpapp.DefaultWorkerTTL,
 		LogLevel:           "error",
 	}
+	logger := func(string) *slog.Logger { return quietLogger() }
+	var logs *logtest.Buffer
+	if sc.logs {
+		logs = &logtest.Buffer{}
+		cpCfg.LogLevel = "debug"
+		logger = func(component string) *slog.Logger {
+			return slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", component)
+		}
+	}
+	var vaultCfg vaultclient.Config
+	if sc.vault != nil {
+		tokenFile := filepath.Join(t.TempDir(), "vault-token")
+		if err := os.WriteFile(tokenFile, []byte(sc.vault.Token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		vaultCfg = vaultclient.Config{Addr: sc.vault.Addr, Auth: vaultclient.AuthToken, TokenFile: tokenFile}
+		cpCfg.Vault = vaultCfg
+		cpCfg.RotationCheckInterval = time.Hour // rotations in these tests are asked for, not detected
+	}
 	var ns *server.Server
 	if sc.ownNATS {
 		var err error
@@ -104,7 +139,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 		cpCfg.NATSURL = ns.ClientURL()
 	}
-	cp, err := cpapp.Start(ctx, cpCfg, quietLogger())
+	cp, err := cpapp.Start(ctx, cpCfg, logger("controlplane"))
 	if err != nil {
 		t.Fatalf("start control plane: %v", err)
 	}
@@ -123,6 +158,13 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		adminURL:   "http://" + cp.Addr(),
 		adminToken: strings.TrimSpace(string(token)),
 		keyFile:    filepath.Join(t.TempDir(), "openai.key"),
+		logs:       logs,
+	}
+	if sc.vault != nil {
+		s.keyPaths = map[string]string{}
+		for _, region := range []string{"eu", "us"} {
+			s.keyPaths[region] = "secret/" + sc.vault.Unique("portcullis/openai-"+region)
+		}
 	}
 	if err := os.WriteFile(s.keyFile, []byte("test-upstream-key-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,7 +191,8 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			ExposeRoutingHeaders: true,
 			MaxBodyBytes:         4 << 20,
 			LimitsFailPolicy:     w.failPolicy,
-		}, quietLogger())
+			Vault:                vaultCfg,
+		}, logger("dataplane-"+w.name))
 		if err != nil {
 			t.Fatalf("start %s data plane: %v", w.name, err)
 		}
@@ -237,10 +280,14 @@ func (s *stack) seed(t *testing.T) {
 	s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": "us", "allowed_regions": []string{"us"}})
 	s.mustAdmin(t, 201, "POST", "/providers", map[string]any{"name": "openai", "kind": "openai"})
 	for _, region := range []string{"eu", "us"} {
-		s.mustAdmin(t, 201, "POST", "/deployments", map[string]any{
+		dep := map[string]any{
 			"name": "openai-" + region, "provider": "openai", "region": region, "kind": "cloud",
 			"base_url": s.upURL[region], "key_source": "file", "key_path": s.keyFile,
-		})
+		}
+		if s.keyPaths != nil {
+			dep["key_source"], dep["key_path"] = "vault", s.keyPaths[region]
+		}
+		s.mustAdmin(t, 201, "POST", "/deployments", dep)
 		for _, m := range []string{"gpt-4o", "gpt-4o-mini", "text-embedding-3-small"} {
 			s.mustAdmin(t, 201, "POST", "/models", map[string]any{
 				"name": m, "deployment": "openai-" + region, "upstream_model": m,

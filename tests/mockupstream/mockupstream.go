@@ -9,12 +9,21 @@
 // streams cut midway (see Failure). Options can also hold every answer back (HoldDelay)
 // and make the mock report no usage at all (NoUsage), as some self-hosted servers do.
 //
+// Like a provider, it checks keys: once a key is accepted (Options.RequireKey,
+// AcceptKey, AcceptKeyUntil) a request without an accepted key gets 401 in its
+// endpoint's schema, with the key masked as OpenAI masks it, never echoed whole. A key
+// can be accepted only until a moment, as during a rotation's overlap, and revoked
+// (RevokeKey). Each recorded request names its key by Fingerprint only. With an admin
+// key (Options.AdminKey, SetAdminKey) it also serves the part of OpenAI's organization
+// admin API that mints and deletes keys: creating a project service account mints a
+// key the mock accepts at once, and deleting the account revokes it.
+//
 // One mock can stand in for several deployments: a path /d/<name>/v1/... is served as
 // /v1/... for deployment <name>, so each deployment's base URL is <mock>/d/<name>. A
 // failure can then be injected into one deployment's requests only, for a while (see
 // SetDeploymentFailure).
 //
-// Answers depend only on the request, so tests can assert them exactly:
+// Model answers depend only on the request, so tests can assert them exactly:
 //   - a chat reply, and the text of a /v1/messages answer, is
 //     "mock reply from <Name> to <N> messages";
 //   - a completion is "mock completion from <Name> for <W> words" per prompt;
@@ -55,10 +64,16 @@ type Options struct {
 	// Name appears in replies and as the models' owner, so a test can tell which upstream
 	// answered. Defaults to DefaultName.
 	Name string
-	// RequireKey, when set, rejects with 401 every request whose Authorization header is
-	// not exactly "Bearer <RequireKey>", except on /v1/messages, which (like Anthropic)
-	// requires the header "x-api-key: <RequireKey>" and ignores Authorization.
+	// RequireKey, when set, is the first accepted key (see AcceptKey): every model
+	// request must then carry an accepted key, as "Authorization: Bearer <key>", except
+	// on /v1/messages, which (like Anthropic) requires "x-api-key: <key>" and ignores
+	// Authorization. Others get 401 in their endpoint's schema.
 	RequireKey string
+	// AdminKey, when set, turns on the subset of OpenAI's organization admin API that
+	// mints and deletes keys (project service accounts, under /v1/organization/),
+	// authenticated with "Authorization: Bearer <AdminKey>". Without it that API
+	// answers 404. See also SetAdminKey.
+	AdminKey string
 	// SlowDelay is how long FailSlow waits before answering. Defaults to DefaultSlowDelay.
 	SlowDelay time.Duration
 	// ChunkDelay is a pause before every streamed chunk after the first. Zero means none.
@@ -76,6 +91,8 @@ type Options struct {
 
 // Request is what the Server recorded about one request it received.
 type Request struct {
+	// At is when the mock received the request (before Options.HoldDelay).
+	At     time.Time
 	Method string
 	// Path is the path served: for /d/<name>/v1/models it is /v1/models.
 	Path string
@@ -87,6 +104,10 @@ type Request struct {
 	HadAuth bool
 	// HadAPIKey reports whether the request carried an x-api-key header at all.
 	HadAPIKey bool
+	// KeyFingerprint is Fingerprint of the key the request carried (x-api-key on
+	// /v1/messages, the Bearer token elsewhere), "" for none. The key itself is never
+	// recorded.
+	KeyFingerprint string
 	// Header is a copy of the request headers with Authorization and X-Api-Key removed.
 	Header http.Header
 	// StreamOptions is the body's "stream_options" as it was sent, nil if absent.
@@ -100,6 +121,7 @@ type Request struct {
 // an http.Server. It is safe for concurrent use.
 type Server struct {
 	opts Options
+	keys keySet // the accepted keys
 
 	mu                 sync.Mutex // guards the fields below
 	requests           []Request
@@ -107,6 +129,9 @@ type Server struct {
 	deploymentFailures map[string]DeploymentFailure // by deployment; expired ones pruned lazily
 	inFlight           int
 	maxInFlight        int
+	adminKey           string                     // "" turns the admin API off
+	accounts           map[string]*serviceAccount // the admin API's, by id
+	accountSeq         int                        // the last account's serviceAccount.seq
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: hung requests drop their connections
@@ -125,7 +150,9 @@ func New(o Options) *Server {
 	if len(o.Models) == 0 {
 		o.Models = DefaultModels
 	}
-	return &Server{opts: o, closed: make(chan struct{})}
+	s := &Server{opts: o, closed: make(chan struct{}), adminKey: o.AdminKey}
+	s.AcceptKey(o.RequireKey)
+	return s
 }
 
 // Close releases every request FailHang holds, each dropping its connection, and
@@ -148,7 +175,8 @@ func (s *Server) Requests() []Request {
 
 // Reset forgets the recorded requests, clears every failure (SetFailure's and the
 // deployments') and restarts MaxInFlight from the number of requests in flight now
-// (zero when the mock is idle).
+// (zero when the mock is idle). The accepted keys, the admin key and the service
+// accounts stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,8 +223,9 @@ func (s *Server) SetFailure(f Failure) {
 	s.failure = f
 }
 
-// record records the request r for deployment, and returns the failure in force for it.
-func (s *Server) record(r *http.Request, deployment string, body []byte) Failure {
+// record records the request r for deployment, in dialect d, and returns the failure
+// in force for it.
+func (s *Server) record(r *http.Request, deployment string, d dialect, body []byte) Failure {
 	var probe struct {
 		Model               string          `json:"model"`
 		Stream              bool            `json:"stream"`
@@ -208,17 +237,21 @@ func (s *Server) record(r *http.Request, deployment string, body []byte) Failure
 	h := r.Header.Clone()
 	h.Del("Authorization")
 	h.Del("X-Api-Key")
+	key, _ := requestKey(r.Header, d)
+	now := time.Now()
 	rec := Request{
-		Method:        r.Method,
-		Path:          r.URL.Path,
-		Deployment:    deployment,
-		Model:         probe.Model,
-		Stream:        probe.Stream,
-		HadAuth:       r.Header.Get("Authorization") != "",
-		HadAPIKey:     r.Header.Get("X-Api-Key") != "",
-		Header:        h,
-		StreamOptions: probe.StreamOptions,
-		MaxTokens:     intValue(probe.MaxTokens),
+		At:             now,
+		Method:         r.Method,
+		Path:           r.URL.Path,
+		Deployment:     deployment,
+		Model:          probe.Model,
+		Stream:         probe.Stream,
+		HadAuth:        r.Header.Get("Authorization") != "",
+		HadAPIKey:      r.Header.Get("X-Api-Key") != "",
+		KeyFingerprint: Fingerprint(key),
+		Header:         h,
+		StreamOptions:  probe.StreamOptions,
+		MaxTokens:      intValue(probe.MaxTokens),
 	}
 	if m := intValue(probe.MaxCompletionTokens); m != nil && (rec.MaxTokens == nil || *m < *rec.MaxTokens) {
 		rec.MaxTokens = m
@@ -226,7 +259,7 @@ func (s *Server) record(r *http.Request, deployment string, body []byte) Failure
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, rec)
-	return s.failureForLocked(deployment, time.Now())
+	return s.failureForLocked(deployment, now)
 }
 
 // intValue returns the JSON integer raw, or nil when raw is absent, null or not an
@@ -285,7 +318,9 @@ func dialectOf(r *http.Request) dialect {
 // records the request, holds it for Options.HoldDelay, then checks the route, the
 // headers (key, and anthropic-version on /v1/messages) and the injected failure, in
 // that order, before answering. Errors on /v1/messages are in Anthropic's schema, the
-// others in OpenAI's.
+// others in OpenAI's. The admin API (paths under /v1/organization/) is served apart:
+// it is counted in InFlight, but neither recorded nor held, and injected failures do
+// not apply to it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.enter()
 	defer s.leave() // deferred, so that a handler aborted by a panic is counted out too
@@ -305,7 +340,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, deployment string, d dialect) error {
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	fail := s.record(r, deployment, body)
+	if isAdminPath(r.URL.Path) {
+		if readErr != nil {
+			return errTooLarge(readErr)
+		}
+		return s.admin(w, r, body)
+	}
+	fail := s.record(r, deployment, d, body)
 	if err := s.hold(r); err != nil {
 		return err
 	}
@@ -325,22 +366,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, deployment string
 	return ep(w, r, body, fail)
 }
 
-// checkHeaders checks the key (Options.RequireKey) and, on /v1/messages, the
+// checkHeaders checks the key (see AcceptKey) and, on /v1/messages, the
 // anthropic-version header.
 func (s *Server) checkHeaders(r *http.Request, d dialect) error {
+	key, hasKey := requestKey(r.Header, d)
+	allowed := s.keys.allows(key, time.Now())
 	if d == openAIDialect {
-		if s.opts.RequireKey != "" && r.Header.Get("Authorization") != "Bearer "+s.opts.RequireKey {
-			return errBadKey()
+		switch {
+		case allowed:
+			return nil
+		case !hasKey:
+			return errNoKey()
+		default:
+			return errBadKey(key)
 		}
-		return nil
 	}
-	if s.opts.RequireKey != "" {
-		switch key := r.Header.Get("X-Api-Key"); {
-		case key == "":
-			return errAnthropicAuth("x-api-key header is required")
-		case key != s.opts.RequireKey:
-			return errAnthropicAuth("invalid x-api-key")
-		}
+	switch {
+	case allowed:
+	case !hasKey:
+		return errAnthropicAuth("x-api-key header is required")
+	default:
+		return errAnthropicAuth("invalid x-api-key")
 	}
 	if r.Header.Get("Anthropic-Version") == "" {
 		return errAnthropicInvalid("anthropic-version: header is required")

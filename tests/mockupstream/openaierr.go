@@ -57,12 +57,35 @@ func errMethod(r *http.Request) error {
 	}
 }
 
-func errBadKey() error {
+// errNoKey is OpenAI's 401 for a request without a Bearer key.
+func errNoKey() error {
 	return &apiError{
-		Status:  http.StatusUnauthorized,
-		Message: "Incorrect API key provided.",
+		Status: http.StatusUnauthorized,
+		Message: "You didn't provide an API key. You need to provide your API key in an Authorization header " +
+			"using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+		Type: "invalid_request_error",
+		Code: strp("invalid_api_key"),
+	}
+}
+
+// errBadKey is OpenAI's 401 for a key it does not accept. Like OpenAI's, it shows the
+// key masked (see maskKey), never whole.
+func errBadKey(key string) error {
+	return &apiError{
+		Status: http.StatusUnauthorized,
+		Message: "Incorrect API key provided: " + maskKey(key) +
+			". You can find your API key at https://platform.openai.com/account/api-keys.",
+		Type: "invalid_request_error",
+		Code: strp("invalid_api_key"),
+	}
+}
+
+// errNoAccount is the admin API's 404 for a service account it does not know.
+func errNoAccount(id string) error {
+	return &apiError{
+		Status:  http.StatusNotFound,
+		Message: fmt.Sprintf("No service account found with id '%s' in this project.", id),
 		Type:    "invalid_request_error",
-		Code:    strp("invalid_api_key"),
 	}
 }
 

@@ -62,6 +62,7 @@ type Rotator struct {
 	seq atomic.Uint64
 
 	dueAlerted map[string]time.Time // deployment → when its rotation_due alert was raised
+	nudge      chan struct{}
 }
 
 // New returns a rotator; Run starts its periodic check.
@@ -78,7 +79,16 @@ func New(o Options) *Rotator {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Rotator{o: o, dueAlerted: map[string]time.Time{}}
+	return &Rotator{o: o, dueAlerted: map[string]time.Time{}, nudge: make(chan struct{}, 1)}
+}
+
+// Nudge asks for a check soon, without waiting: the policy changed, and a new
+// Vault-keyed deployment should get its baseline before anyone rotates it.
+func (r *Rotator) Nudge() {
+	select {
+	case r.nudge <- struct{}{}:
+	default:
+	}
 }
 
 // Request names what to rotate or revoke: every Vault-keyed deployment of Provider,
@@ -108,6 +118,7 @@ func (r *Rotator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-r.nudge:
 		}
 	}
 }
@@ -263,8 +274,10 @@ func (r *Rotator) rotateOne(ctx context.Context, d policy.Deployment, trigger, a
 	return saved, nil
 }
 
-// inUse is the version workers use now: the last rotation's new version, or before
-// any, the one before the current when the current was written since.
+// inUse is the version workers were last told to use: the last rotation's new
+// version. Before any (the rotator has not recorded its baseline yet), it is the
+// newest version older than the current one that a worker fetched, if any: the
+// current one was written since; else the current one.
 func (r *Rotator) inUse(ctx context.Context, d policy.Deployment, meta vaultclient.KVMeta) (int, error) {
 	last, ok, err := r.o.Store.LastRotation(ctx, d.Name)
 	if err != nil {
@@ -272,6 +285,13 @@ func (r *Rotator) inUse(ctx context.Context, d policy.Deployment, meta vaultclie
 	}
 	if ok && last.NewVersion != nil {
 		return *last.NewVersion, nil
+	}
+	fetched, err := r.o.Store.LatestFetchedVersionBelow(ctx, d.Name, d.KeyPath, meta.Current)
+	if err != nil {
+		return 0, err
+	}
+	if fetched > 0 {
+		return fetched, nil
 	}
 	return meta.Current, nil
 }

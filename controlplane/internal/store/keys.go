@@ -180,3 +180,18 @@ func (s *Store) KeyAccessLog(ctx context.Context, deployment string, limit int) 
 	}
 	return out, nil
 }
+
+// LatestFetchedVersionBelow returns the highest version below `below` of the key at
+// path that a worker fetched for deployment, or 0 when none did.
+func (s *Store) LatestFetchedVersionBelow(ctx context.Context, deployment, path string, below int) (int, error) {
+	var v *int
+	err := s.pool.QueryRow(ctx, `SELECT max(version) FROM key_access
+		WHERE deployment = $1 AND path = $2 AND ok AND actor_kind = 'worker' AND version < $3`, deployment, path, below).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("read fetched key versions: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}

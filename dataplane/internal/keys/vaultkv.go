@@ -31,6 +31,9 @@ type kvSource struct {
 	revoked  map[int]bool
 	lastErr  error
 	failedAt time.Time
+	// dropped is why the key was dropped without a successor yet (a revocation), for
+	// the key-access event of the read that finds one.
+	dropped string
 
 	load sync.Mutex // serializes reads of Vault
 }
@@ -56,7 +59,13 @@ func (s *kvSource) Key(ctx context.Context) (string, error) {
 	if lastErr != nil && time.Since(failedAt) < retryLoadAfter {
 		return "", lastErr
 	}
-	s.refresh(ctx, keyevents.ReasonStartup)
+	s.mu.RLock()
+	reason := s.dropped
+	s.mu.RUnlock()
+	if reason == "" {
+		reason = keyevents.ReasonStartup
+	}
+	s.refresh(ctx, reason)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cur.key == "" {
@@ -103,6 +112,7 @@ func (s *kvSource) onEvent(ctx context.Context, e keyevents.Event) {
 		s.prev = kvKey{}
 		if e.KeyVersion != s.cur.version {
 			s.cur = kvKey{} // never send the revoked key again, even while Vault is asked
+			s.dropped = reason
 		}
 		s.mu.Unlock()
 	}
@@ -167,6 +177,9 @@ func (s *kvSource) refresh(ctx context.Context, reason string) {
 			"previous_valid_until", nextPrev.until)
 	}
 	s.cur, s.prev, s.lastErr = next, nextPrev, nil
+	if next.key != "" {
+		s.dropped = ""
+	}
 	for ver := range revoked {
 		s.revoked[ver] = true
 	}

@@ -18,6 +18,7 @@ import (
 // Limits of the control API.
 const (
 	failPath         = "/mock/fail"
+	keysPath         = "/mock/keys"
 	maxControlBody   = 64 << 10
 	maxFailSeconds   = 3600
 	modeNone         = "none"
@@ -52,9 +53,12 @@ func modeName(f mockupstream.Failure) string {
 //	POST   /mock/fail  {"deployment":"openai-eu","mode":"5xx","for_seconds":60}
 //	GET    /mock/fail  the failures in force
 //	DELETE /mock/fail  ends them all
+//	POST   /mock/keys  {"accept":"<key>"}, {"accept":"<key>","until":"<RFC 3339>"} or {"revoke":"<key>"}
+//	GET    /mock/keys  {"accepted":<how many keys are accepted>}, never the keys
 //
 // It has no authentication: it must only listen on loopback. It logs one line per
-// call, naming at most the deployment and the mode.
+// call, naming at most the deployment and the mode, or the key's action and
+// fingerprint.
 type control struct {
 	mock *mockupstream.Server
 	log  *slog.Logger
@@ -89,31 +93,35 @@ func viewOf(f mockupstream.DeploymentFailure) failView {
 // {"error":{"code","message"}}.
 func (c *control) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	var set *failView // the failure a POST set, for the log
-	err := c.serve(sw, r, &set)
+	var logAttrs []any // what a POST did, for the log
+	var err error
+	switch r.URL.Path {
+	case failPath:
+		logAttrs, err = c.serveFail(sw, r)
+	case keysPath:
+		logAttrs, err = c.serveKeys(sw, r)
+	default:
+		err = apierr.New(apierr.NotFound, "no such control endpoint; use %s or %s", failPath, keysPath)
+	}
 	if err != nil {
 		e := apierr.From(err)
 		writeJSON(sw, e.Status(), e.Admin())
 	}
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status}
-	if set != nil {
-		attrs = append(attrs, "deployment", set.Deployment, "mode", set.Mode)
-	}
+	attrs := append([]any{"method", r.Method, "path", r.URL.Path, "status", sw.status}, logAttrs...)
 	c.log.Info("control", attrs...)
 }
 
-func (c *control) serve(w http.ResponseWriter, r *http.Request, set **failView) error {
-	if r.URL.Path != failPath {
-		return apierr.New(apierr.NotFound, "no such control endpoint; use %s", failPath)
-	}
+// serveFail answers a call on /mock/fail; it returns the deployment and mode a POST
+// set, for the log.
+func (c *control) serveFail(w http.ResponseWriter, r *http.Request) ([]any, error) {
 	switch r.Method {
 	case http.MethodPost:
 		v, err := c.setFailure(w, r)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		*set = &v
 		writeJSON(w, http.StatusOK, v)
+		return []any{"deployment", v.Deployment, "mode", v.Mode}, nil
 	case http.MethodGet:
 		active := c.mock.DeploymentFailures()
 		data := make([]failView, 0, len(active))
@@ -128,9 +136,9 @@ func (c *control) serve(w http.ResponseWriter, r *http.Request, set **failView) 
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		return apierr.New(apierr.MethodNotAllowed, "method %s is not allowed on %s", r.Method, failPath)
+		return nil, apierr.New(apierr.MethodNotAllowed, "method %s is not allowed on %s", r.Method, failPath)
 	}
-	return nil
+	return nil, nil
 }
 
 // setFailure decodes and checks a POST /mock/fail body and applies it.
@@ -149,24 +157,37 @@ func (c *control) setFailure(w http.ResponseWriter, r *http.Request) (failView, 
 	return viewOf(mockupstream.DeploymentFailure{Deployment: req.Deployment, Failure: f, Until: until}), nil
 }
 
-// decodeFail reads one JSON object of at most maxControlBody bytes and checks every
-// field, reporting every problem at once.
-func decodeFail(w http.ResponseWriter, r *http.Request) (failRequest, error) {
-	var req failRequest
+// decodeBody reads into v one JSON object of at most maxControlBody bytes, with no
+// unknown field; example is a valid body, for the error of an empty one. With secret,
+// the error of a body that is not such an object names nothing from it (the JSON
+// decoder's errors quote field names, which could be a key sent by mistake).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string, secret bool) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxControlBody))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
+	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		err = errors.New("want a single JSON object")
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return req, apierr.New(apierr.BodyTooLarge, "the body exceeds %d bytes", maxControlBody)
+		return apierr.New(apierr.BodyTooLarge, "the body exceeds %d bytes", maxControlBody)
 	case errors.Is(err, io.EOF):
-		return req, apierr.New(apierr.InvalidRequest, `the body must be a JSON object such as {"deployment":"openai-eu","mode":"5xx","for_seconds":60}`)
+		return apierr.New(apierr.InvalidRequest, "the body must be a JSON object such as %s", example)
+	case err != nil && secret:
+		return apierr.New(apierr.InvalidRequest, "invalid body: want a JSON object such as %s, with no other field", example)
 	case err != nil:
-		return req, apierr.New(apierr.InvalidRequest, "invalid body: %v", err)
+		return apierr.New(apierr.InvalidRequest, "invalid body: %v", err)
+	}
+	return nil
+}
+
+// decodeFail reads a POST /mock/fail body and checks every field, reporting every
+// problem at once.
+func decodeFail(w http.ResponseWriter, r *http.Request) (failRequest, error) {
+	var req failRequest
+	if err := decodeBody(w, r, &req, `{"deployment":"openai-eu","mode":"5xx","for_seconds":60}`, false); err != nil {
+		return req, err
 	}
 
 	var problems []string

@@ -14,8 +14,31 @@
 // up), cut_stream (the answer breaks off midway) and none (ends the deployment's
 // failure). The control API has no authentication: keep it on loopback.
 //
+// Like a provider, the mock checks keys once it has one to check: the key of
+// -require-key-file, the keys of -accept-keys-file (one a line; blank lines and lines
+// starting with '#' are skipped), or a key the admin API or the control API accepted.
+// A request without an accepted key then gets 401 in the provider's schema, its key
+// masked. The accept-keys file is looked at before each request (and control call):
+// when its modification time or size changed, it is re-read, the keys new to it
+// accepted and the keys gone from it revoked. A file that cannot be read, is empty or
+// has a malformed line is ignored with a warning, keeping the keys last read; rewrite
+// it by renaming a new file over it. The control API accepts and revokes keys too, and
+// counts them, never showing one:
+//
+//	curl -s -XPOST http://127.0.0.1:9101/mock/keys -d '{"accept":"sk-new..."}'
+//	curl -s -XPOST http://127.0.0.1:9101/mock/keys -d '{"accept":"sk-old...","until":"2030-01-01T00:00:00Z"}'
+//	curl -s -XPOST http://127.0.0.1:9101/mock/keys -d '{"revoke":"sk-old..."}'
+//	curl -s http://127.0.0.1:9101/mock/keys              # {"accepted":2}
+//
+// With -admin-key-file it also serves the part of OpenAI's organization admin API that
+// the openai_admin minter uses, under /v1/organization/ (and each /d/<deployment>/):
+// POST .../projects/{project}/service_accounts mints a key the mock accepts at once,
+// DELETE .../service_accounts/{id} revokes it, GET lists the accounts without keys.
+// It takes "Authorization: Bearer <admin key>"; without the flag it answers 404.
+//
 // It logs one JSON line per request (method, path, status, duration; never a body or a
-// key) and per control call (naming at most the deployment and the mode).
+// key), per control call (naming at most the deployment and the mode, or a key's
+// action and fingerprint) and per read of the accept-keys file (counts only).
 package main
 
 import (
@@ -56,8 +79,12 @@ type config struct {
 	// ControlListen is where the control API listens; "" turns it off.
 	ControlListen  string
 	RequireKeyFile string
-	Name           string
-	ChunkDelay     time.Duration
+	// AcceptKeysFile lists accepted keys, one a line; it is re-read when it changes.
+	AcceptKeysFile string
+	// AdminKeyFile holds the admin API's key; "" turns that API off.
+	AdminKeyFile string
+	Name         string
+	ChunkDelay   time.Duration
 }
 
 // Environment variables, one per flag. They are not PORTCULLIS_LISTEN and friends, so
@@ -66,6 +93,8 @@ const (
 	envListen         = "PORTCULLIS_MOCK_LISTEN"
 	envControlListen  = "PORTCULLIS_MOCK_CONTROL_LISTEN"
 	envRequireKeyFile = "PORTCULLIS_MOCK_REQUIRE_KEY_FILE"
+	envAcceptKeysFile = "PORTCULLIS_MOCK_ACCEPT_KEYS_FILE"
+	envAdminKeyFile   = "PORTCULLIS_MOCK_ADMIN_KEY_FILE"
 	envName           = "PORTCULLIS_MOCK_NAME"
 	envChunkDelay     = "PORTCULLIS_MOCK_CHUNK_DELAY"
 )
@@ -93,9 +122,13 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", env(envListen, "127.0.0.1:9100"), "host:port to serve on (env "+envListen+")")
 	fs.StringVar(&c.ControlListen, "control-listen", controlDefault,
-		"host:port of the control API (POST/GET/DELETE /mock/fail), which has no authentication: keep it on loopback; empty turns it off (env "+envControlListen+")")
+		"host:port of the control API (/mock/fail, /mock/keys), which has no authentication: keep it on loopback; empty turns it off (env "+envControlListen+")")
 	fs.StringVar(&c.RequireKeyFile, "require-key-file", env(envRequireKeyFile, ""),
-		"file whose trimmed content is the only accepted key (Bearer, or x-api-key on /v1/messages); empty accepts any request (env "+envRequireKeyFile+")")
+		"file whose trimmed content is an accepted key (Bearer, or x-api-key on /v1/messages); with no key at all, any request is accepted (env "+envRequireKeyFile+")")
+	fs.StringVar(&c.AcceptKeysFile, "accept-keys-file", env(envAcceptKeysFile, ""),
+		"file of accepted keys, one a line ('#' starts a comment), re-read when its modification time or size changes (env "+envAcceptKeysFile+")")
+	fs.StringVar(&c.AdminKeyFile, "admin-key-file", env(envAdminKeyFile, ""),
+		"file whose trimmed content is the key of the OpenAI admin API subset (project service accounts); empty turns that API off (env "+envAdminKeyFile+")")
 	fs.StringVar(&c.Name, "name", env(envName, mockupstream.DefaultName), "name shown in replies (env "+envName+")")
 	delay := fs.String("chunk-delay", env(envChunkDelay, "0s"), "pause between streamed chunks, e.g. 20ms (env "+envChunkDelay+")")
 	if err := fs.Parse(args); err != nil {
@@ -123,18 +156,19 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 	return c, errors.Join(problems...)
 }
 
-// readKey returns the trimmed content of path, or "" when path is empty.
-func readKey(path string) (string, error) {
+// readKey returns the trimmed content of path, the file of the flag named flagName,
+// or "" when path is empty.
+func readKey(flagName, path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("require-key-file: %w", err)
+		return "", fmt.Errorf("%s: %w", flagName, err)
 	}
 	key := strings.TrimSpace(string(b))
 	if key == "" {
-		return "", fmt.Errorf("require-key-file %q: empty", path)
+		return "", fmt.Errorf("%s %q: empty", flagName, path)
 	}
 	return key, nil
 }
@@ -144,34 +178,45 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	key, err := readKey(cfg.RequireKeyFile)
+	key, err := readKey("require-key-file", cfg.RequireKeyFile)
 	if err != nil {
 		return err
 	}
-	mock := mockupstream.New(mockupstream.Options{Name: cfg.Name, RequireKey: key, ChunkDelay: cfg.ChunkDelay})
-	return serve(ctx, cfg, mock, logging.New(stdout, "info"))
+	adminKey, err := readKey("admin-key-file", cfg.AdminKeyFile)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stdout, "info")
+	mock := mockupstream.New(mockupstream.Options{Name: cfg.Name, RequireKey: key, AdminKey: adminKey, ChunkDelay: cfg.ChunkDelay})
+	keys, err := loadKeyFile(cfg.AcceptKeysFile, mock, log)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, mock, keys, log)
 }
 
 // serve serves mock on cfg.Listen, and its control API on cfg.ControlListen unless
 // that is empty, until ctx ends or a listener fails. It then shuts both down, releasing
-// the requests FailHang holds, within 5 s.
-func serve(ctx context.Context, cfg config, mock *mockupstream.Server, log *slog.Logger) error {
+// the requests FailHang holds, within 5 s. Unless keys is nil, both re-read its file
+// first when it changed.
+func serve(ctx context.Context, cfg config, mock *mockupstream.Server, keys *keyFile, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: accessLog(log, mock), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: accessLog(log, keys.refreshing(mock)), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(mock.Close) // hung requests must not hold the shutdown up
 	servers := []*http.Server{srv}
 	listeners := []net.Listener{ln}
-	attrs := []any{"addr", ln.Addr().String(), "name", cfg.Name, "require_key", cfg.RequireKeyFile != ""}
+	attrs := []any{"addr", ln.Addr().String(), "name", cfg.Name, "require_key", cfg.RequireKeyFile != "",
+		"accept_keys_file", cfg.AcceptKeysFile, "accepted_keys", mock.AcceptedKeys(), "admin_api", cfg.AdminKeyFile != ""}
 	if cfg.ControlListen != "" {
 		cln, err := net.Listen("tcp", cfg.ControlListen)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("control-listen: %w", err)
 		}
-		servers = append(servers, &http.Server{Handler: newControl(mock, log), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Handler: keys.refreshing(newControl(mock, log)), ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, cln)
 		attrs = append(attrs, "control_addr", cln.Addr().String())
 		if !isLoopback(cln.Addr()) {

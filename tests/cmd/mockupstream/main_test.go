@@ -35,6 +35,13 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 			want: config{Listen: "127.0.0.1:1", ControlListen: "127.0.0.1:3", Name: "flag-name", ChunkDelay: 5 * time.Millisecond},
 		},
 		{
+			name: "key files from env and flags",
+			args: []string{"--admin-key-file", "/flag/admin"},
+			env:  map[string]string{envRequireKeyFile: "/env/require", envAcceptKeysFile: "/env/accept", envAdminKeyFile: "/env/admin"},
+			want: config{Listen: "127.0.0.1:9100", ControlListen: "127.0.0.1:9101", Name: "mock",
+				RequireKeyFile: "/env/require", AcceptKeysFile: "/env/accept", AdminKeyFile: "/flag/admin"},
+		},
+		{
 			name: "empty variables are unset, but an empty control address turns it off",
 			env:  map[string]string{envListen: "", envName: "", envControlListen: ""},
 			want: config{Listen: "127.0.0.1:9100", Name: "mock"},
@@ -167,7 +174,7 @@ func TestServeControlsFailuresPerDeployment(t *testing.T) {
 	logR, logW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, config{Listen: "127.0.0.1:0", ControlListen: "127.0.0.1:0", Name: "mock"}, mock, logging.New(logW, "info"))
+		done <- serve(ctx, config{Listen: "127.0.0.1:0", ControlListen: "127.0.0.1:0", Name: "mock"}, mock, nil, logging.New(logW, "info"))
 		logW.Close()
 	}()
 	lines := bufio.NewScanner(logR)
