@@ -197,7 +197,12 @@ func (c *Client) kubernetesAuth() api.AuthMethod {
 	if path == "" {
 		path = DefaultK8sJWTFile
 	}
-	opts := []kubernetes.LoginOption{kubernetes.WithServiceAccountTokenPath(path)}
+	// Read at every login: the kubelet rotates projected service-account tokens.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return failedAuth{fmt.Errorf("vault kubernetes auth: service-account token: %w", err)}
+	}
+	opts := []kubernetes.LoginOption{kubernetes.WithServiceAccountToken(strings.TrimSpace(string(raw)))}
 	if c.cfg.Mount != "" {
 		opts = append(opts, kubernetes.WithMountPath(c.cfg.Mount))
 	}

@@ -378,3 +378,85 @@ func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
 		t.Fatal("key retries are not in /metrics")
 	}
 }
+
+// TestOpenAIAdminMinter: a deployment with minter openai_admin gets each new key from
+// the provider's admin API (the mock speaks OpenAI's project service accounts), with
+// the admin key read from Vault. A rotation mints a key that every request then
+// carries; a revocation mints another and deletes the revoked key's account at the
+// provider at once; each admin-key read is a control-plane key-access event.
+func TestOpenAIAdminMinter(t *testing.T) {
+	v := vaulttest.Start(t)
+	s := startStack(t, withVault(v), withWorkers(worker{name: "eu", region: "eu"}))
+	stamp := fmt.Sprint(time.Now().UnixNano())
+	adminKey, firstKey := "canary-admin-"+stamp, "canary-first-"+stamp
+	adminPath := "secret/" + v.Unique("portcullis-admin/openai")
+	writeKey(t, v, adminPath, adminKey, 0)
+	writeKey(t, v, s.keyPaths["eu"], firstKey, 0)
+	writeKey(t, v, s.keyPaths["us"], "canary-us-"+stamp, 0)
+	up := s.upstream["eu"]
+	up.AcceptKey(firstKey)
+	up.SetAdminKey(adminKey)
+	s.seed(t)
+	s.patch(t, "/deployments/openai-eu", map[string]any{"minter": "openai_admin", "admin_key_path": adminPath,
+		"admin_project_id": "proj_test", "rotation_overlap_hours": 1})
+	s.waitReady(t)
+	token := s.limitedClient(t, "minter-eu", "eu", 0, 0, 0)
+	lastFingerprint := func() string {
+		reqs := up.Requests()
+		return reqs[len(reqs)-1].KeyFingerprint
+	}
+
+	// Rotate: a service account is created and its key serves.
+	var rotated struct {
+		Data []struct {
+			ProviderKeyID string `json:"provider_key_id"`
+			NewVersion    int    `json:"new_version"`
+		} `json:"data"`
+	}
+	if status, _ := s.admin(t, "POST", "/secrets/rotate", map[string]any{"provider": "openai", "deployment": "openai-eu"}, &rotated); status != http.StatusOK || len(rotated.Data) != 1 || rotated.Data[0].NewVersion != 2 {
+		t.Fatalf("rotate: %d %+v", status, rotated)
+	}
+	accounts := up.ServiceAccounts()
+	if len(accounts) != 1 || accounts[0].ID != rotated.Data[0].ProviderKeyID || accounts[0].Project != "proj_test" {
+		t.Fatalf("service accounts after the rotation: %+v (rotation %+v)", accounts, rotated.Data)
+	}
+	minted := accounts[0].KeyFingerprint
+	waitFor(t, 5*time.Second, "requests to carry the minted key", func() bool {
+		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
+		return r.Status == http.StatusOK && lastFingerprint() == minted
+	})
+
+	// Revoke: another key is minted, and the revoked one's account is deleted at the
+	// provider at once, so the provider refuses it.
+	s.mustAdmin(t, 200, "POST", "/secrets/revoke", map[string]any{"provider": "openai", "reason": "drill"})
+	accounts = up.ServiceAccounts()
+	if len(accounts) != 1 || accounts[0].KeyFingerprint == minted {
+		t.Fatalf("service accounts after the revocation: %+v; want only the successor", accounts)
+	}
+	successor := accounts[0].KeyFingerprint
+	for range 5 {
+		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
+		if r.Status != http.StatusOK || lastFingerprint() != successor {
+			t.Fatalf("after the revocation: status %d, key %s, want the successor %s", r.Status, lastFingerprint(), successor)
+		}
+	}
+
+	// The control plane's reads of the admin key are key-access events.
+	var access struct {
+		Data []struct {
+			ActorKind string `json:"actor_kind"`
+			Path      string `json:"path"`
+			Reason    string `json:"reason"`
+		} `json:"data"`
+	}
+	s.admin(t, "GET", "/secrets/access?deployment=openai-eu", nil, &access)
+	adminReads := 0
+	for _, a := range access.Data {
+		if a.ActorKind == "controlplane" && a.Reason == "admin_key" && a.Path == adminPath {
+			adminReads++
+		}
+	}
+	if adminReads < 3 { // mint on rotate, mint on revoke, delete on revoke
+		t.Fatalf("%d admin-key reads recorded, want at least 3: %+v", adminReads, access.Data)
+	}
+}
