@@ -226,3 +226,35 @@ func TestEnvKeysNeedTheDevFlag(t *testing.T) {
 		t.Fatalf("vault key without a vault: %v", err)
 	}
 }
+
+// TestPeriodicCheckFindsAMissedRotation: a worker that missed the rotation event
+// finds the new version at its next metadata check.
+func TestPeriodicCheckFindsAMissedRotation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	m := keys.NewManager(keys.ManagerOptions{Vault: f.c, WorkerID: "w3", RefreshInterval: 200 * time.Millisecond,
+		Access: func(a keyevents.Access) { f.mu.Lock(); f.access = append(f.access, a); f.mu.Unlock() }})
+	m.Start()
+	t.Cleanup(m.Close)
+	path := "secret/" + f.v.Unique("portcullis/missed")
+	if _, err := f.c.WriteKV(ctx, path, "canary-m1", 0); err != nil {
+		t.Fatal(err)
+	}
+	src := m.Source(policy.Deployment{Name: "missed", KeySource: policy.KeySourceVault, KeyPath: path})
+	if got := key(t, src); got != "canary-m1" {
+		t.Fatalf("first key %q", got)
+	}
+	if _, err := f.c.WriteKV(ctx, path, "canary-m2", 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for key(t, src) != "canary-m2" {
+		if time.Now().After(deadline) {
+			t.Fatal("the periodic check did not find the new version")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := strings.Join(f.reasons(), ","); !strings.Contains(got, keyevents.ReasonRefresh) {
+		t.Fatalf("key-access reasons %s lack refresh", got)
+	}
+}
