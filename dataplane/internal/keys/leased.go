@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -137,6 +139,54 @@ func (s *leasedSource) read(ctx context.Context, reason string) error {
 	return nil
 }
 
+// renew renews l's lease with a LifetimeWatcher while Vault extends it by its full
+// duration. It returns when the lease will end once Vault caps a renewal (the lease
+// nears its max TTL) or stops renewing, whether a fresh key should be read at once,
+// and false when a newer key replaced l or the source closed.
+func (s *leasedSource) renew(l vaultclient.Leased, stale func() bool) (end time.Time, now, ok bool) {
+	w, err := s.m.o.Vault.NewLifetimeWatcher(l.Secret)
+	if err != nil {
+		s.m.o.Log.Warn("deployment key lease cannot be renewed", "deployment", s.deployment, "err", err)
+		return l.Expires, false, true
+	}
+	go w.Start()
+	defer w.Stop()
+	full := time.Until(l.Expires)
+	end = l.Expires
+	for {
+		select {
+		case <-s.stop:
+			return time.Time{}, false, false
+		case r := <-w.RenewCh():
+			if stale() {
+				return time.Time{}, false, false
+			}
+			d := leaseDuration(r.Secret)
+			s.m.o.Log.Debug("deployment key lease renewed", "deployment", s.deployment, "lease", d.String())
+			end = time.Now().Add(d)
+			if d < full*9/10 { // capped by the max TTL: no renewal will go further
+				return end, false, true
+			}
+		case err := <-w.DoneCh():
+			if err != nil {
+				s.m.o.Log.Warn("deployment key lease renewal stopped", "deployment", s.deployment, "err", err)
+			}
+			return end, true, true // the watcher gives up close to the end: read now
+		}
+	}
+}
+
+// leaseDuration is how long a renewed secret's lease (or token) now lasts.
+func leaseDuration(s *api.Secret) time.Duration {
+	if s == nil {
+		return 0
+	}
+	if s.Auth != nil {
+		return time.Duration(s.Auth.LeaseDuration) * time.Second
+	}
+	return time.Duration(s.LeaseDuration) * time.Second
+}
+
 // keep renews l's lease while Vault allows, then reads a fresh key before it ends;
 // it stops when a newer key replaced l or the source closed.
 func (s *leasedSource) keep(l vaultclient.Leased, gen int) {
@@ -145,33 +195,18 @@ func (s *leasedSource) keep(l vaultclient.Leased, gen int) {
 		defer s.mu.RUnlock()
 		return s.gen != gen
 	}
+	readNow := false
 	if l.Renewable && l.LeaseID != "" {
-		w, err := s.m.o.Vault.NewLifetimeWatcher(l.Secret)
-		if err == nil {
-			go w.Start()
-			func() {
-				defer w.Stop()
-				for {
-					select {
-					case <-s.stop:
-						return
-					case <-w.RenewCh():
-						s.m.o.Log.Debug("deployment key lease renewed", "deployment", s.deployment)
-						if stale() {
-							return
-						}
-					case err := <-w.DoneCh():
-						if err != nil {
-							s.m.o.Log.Warn("deployment key lease renewal stopped", "deployment", s.deployment, "err", err)
-						}
-						return
-					}
-				}
-			}()
+		end, now, ok := s.renew(l, stale)
+		if !ok {
+			return
 		}
-	} else {
-		wait := time.Duration(float64(time.Until(l.Expires)) * renewAtFraction)
-		t := time.NewTimer(wait)
+		l.Expires, readNow = end, now
+	}
+	// Read a fresh key at two thirds of what is left of the lease (for a renewable
+	// one, once Vault stopped extending it).
+	if !readNow {
+		t := time.NewTimer(time.Duration(float64(time.Until(l.Expires)) * renewAtFraction))
 		select {
 		case <-s.stop:
 			t.Stop()

@@ -16,7 +16,7 @@ import (
 )
 
 // TestRenewableLeaseIsRenewedThenReadAgain drives the lease keeping of a leased key
-// with a real renewable Vault lease: a token with a 2 s TTL and a 4 s max TTL (the
+// with a real renewable Vault lease: a token with a 3 s TTL and a 6 s max TTL (the
 // launcher has no secret engine that leases renewable data, so the token stands in
 // for the key's lease). The lease is renewed before its TTL runs out; when Vault will
 // not renew it further, a fresh key is read before it expires.
@@ -46,11 +46,12 @@ func TestRenewableLeaseIsRenewedThenReadAgain(t *testing.T) {
 	t.Cleanup(m.Close)
 	s := m.Source(policy.Deployment{Name: "leased", KeySource: policy.KeySourceVaultDynamic, KeyPath: mount + "/openai"}).(*leasedSource)
 
-	tok, err := c.API().Logical().Write("auth/token/create", map[string]any{"ttl": "2s", "explicit_max_ttl": "4s", "renewable": true, "policies": []string{"default"}})
+	tok, err := c.API().Logical().Write("auth/token/create", map[string]any{"ttl": "3s", "explicit_max_ttl": "6s", "renewable": true, "policies": []string{"default"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := vaultclient.Leased{Key: "leased-key", Secret: tok, LeaseID: "token", Renewable: true, Expires: time.Now().Add(4 * time.Second)}
+	maxEnd := time.Now().Add(6 * time.Second) // the token's explicit max TTL
+	lease := vaultclient.Leased{Key: "leased-key", Secret: tok, LeaseID: "token", Renewable: true, Expires: time.Now().Add(3 * time.Second)}
 	s.mu.Lock()
 	s.cur, s.gen = leasedKey{key: lease.Key, expires: lease.Expires}, 1
 	s.mu.Unlock()
@@ -59,7 +60,7 @@ func TestRenewableLeaseIsRenewedThenReadAgain(t *testing.T) {
 
 	select {
 	case <-done:
-	case <-time.After(6 * time.Second):
+	case <-time.After(8 * time.Second):
 		t.Fatal("the lease keeper neither renewed to the end nor read a fresh key")
 	}
 	if !strings.Contains(logs.String(), "deployment key lease renewed") {
@@ -68,7 +69,7 @@ func TestRenewableLeaseIsRenewedThenReadAgain(t *testing.T) {
 	if k, err := s.Key(context.Background()); err != nil || k != "fresh-key" {
 		t.Fatalf("after the lease's end: %q, %v", k, err)
 	}
-	if !time.Now().Before(lease.Expires) {
+	if !time.Now().Before(maxEnd) {
 		t.Fatal("the fresh key was read after the old lease expired")
 	}
 	mu.Lock()
