@@ -92,7 +92,7 @@ func TestResidencyUnderChaos(t *testing.T) {
 	s.waitReady(t)
 	for _, region := range []string{"eu", "us"} { // breakers that open, and close again, during the run
 		s.patch(t, "/deployments/openai-"+region, map[string]any{
-			"circuit_breaker": map[string]any{"failure_threshold": 20, "reset_timeout_seconds": 1}})
+			"circuit_breaker": map[string]any{"failure_threshold": 30, "reset_timeout_seconds": 1}})
 	}
 	euToken := s.limitedClient(t, "chaos-eu", "eu", 0, 0, 0)
 	anyToken := s.limitedClient(t, "chaos-any", "", 0, 0, 0)
