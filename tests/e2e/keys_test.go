@@ -320,9 +320,12 @@ func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
 	for name, dp := range s.dp {
 		places["metrics "+name] = metrics(t, dp.Addr())
 	}
+	secrets := map[string]string{"a key value": "canary-", "the Vault token": v.Token, "a client JWT": tokens["eu"], "the admin token": s.adminToken}
 	for place, text := range places {
-		if strings.Contains(text, "canary-") {
-			t.Errorf("a key value appears in %s", place)
+		for what, secret := range secrets {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s appears in %s", what, place)
+			}
 		}
 	}
 }
