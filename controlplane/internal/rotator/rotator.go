@@ -226,11 +226,7 @@ func (r *Rotator) rotateOne(ctx context.Context, d policy.Deployment, trigger, a
 		rot.OverlapUntil = &until
 	}
 	if d.KeySource == policy.KeySourceVault {
-		meta, err := r.o.Vault.ReadKVMeta(ctx, d.KeyPath)
-		if err != nil {
-			return store.Rotation{}, apierr.Wrap(apierr.VaultUnavailable, err, "reading the key's metadata from Vault failed")
-		}
-		inUse, err := r.inUse(ctx, d, meta)
+		meta, inUse, err := r.versions(ctx, d)
 		if err != nil {
 			return store.Rotation{}, err
 		}
@@ -272,6 +268,16 @@ func (r *Rotator) rotateOne(ctx context.Context, d policy.Deployment, trigger, a
 	r.o.Log.Info("deployment key rotated", "deployment", d.Name, "provider", d.Provider, "trigger", trigger,
 		"actor", actor, "old_version", deref(saved.OldVersion), "new_version", deref(saved.NewVersion), "overlap_until", saved.OverlapUntil)
 	return saved, nil
+}
+
+// versions reads d's key metadata from Vault and the version workers use now.
+func (r *Rotator) versions(ctx context.Context, d policy.Deployment) (vaultclient.KVMeta, int, error) {
+	meta, err := r.o.Vault.ReadKVMeta(ctx, d.KeyPath)
+	if err != nil {
+		return vaultclient.KVMeta{}, 0, apierr.Wrap(apierr.VaultUnavailable, err, "reading the key's metadata from Vault failed")
+	}
+	inUse, err := r.inUse(ctx, d, meta)
+	return meta, inUse, err
 }
 
 // inUse is the version workers were last told to use: the last rotation's new
@@ -341,11 +347,7 @@ func (r *Rotator) revokeOne(ctx context.Context, d policy.Deployment, req Reques
 		Actor: req.Actor, Reason: req.Reason, RetiredAt: &now}
 	switch d.KeySource {
 	case policy.KeySourceVault:
-		meta, err := r.o.Vault.ReadKVMeta(ctx, d.KeyPath)
-		if err != nil {
-			return store.Rotation{}, apierr.Wrap(apierr.VaultUnavailable, err, "reading the key's metadata from Vault failed")
-		}
-		inUse, err := r.inUse(ctx, d, meta)
+		meta, inUse, err := r.versions(ctx, d)
 		if err != nil {
 			return store.Rotation{}, err
 		}

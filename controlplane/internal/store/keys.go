@@ -143,19 +143,22 @@ type KeyAccess struct {
 	Error      string    `json:"error,omitempty"`
 }
 
+const keyAccessCols = `at, actor_kind, actor_id, region, deployment, path, version, reason, ok, error`
+
+func scanKeyAccess(r pgx.CollectableRow) (KeyAccess, error) {
+	var k KeyAccess
+	err := r.Scan(&k.At, &k.ActorKind, &k.ActorID, &k.Region, &k.Deployment, &k.Path, &k.Version, &k.Reason, &k.OK, &k.Error)
+	return k, err
+}
+
 // LastKeyAccess returns, per deployment and actor, the latest key-access event.
 func (s *Store) LastKeyAccess(ctx context.Context) ([]KeyAccess, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (deployment, actor_id)
-		at, actor_kind, actor_id, region, deployment, path, version, reason, ok, error
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (deployment, actor_id) `+keyAccessCols+`
 		FROM key_access ORDER BY deployment, actor_id, at DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list key access: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyAccess, error) {
-		var k KeyAccess
-		err := r.Scan(&k.At, &k.ActorKind, &k.ActorID, &k.Region, &k.Deployment, &k.Path, &k.Version, &k.Reason, &k.OK, &k.Error)
-		return k, err
-	})
+	out, err := pgx.CollectRows(rows, scanKeyAccess)
 	if err != nil {
 		return nil, fmt.Errorf("list key access: %w", err)
 	}
@@ -165,16 +168,12 @@ func (s *Store) LastKeyAccess(ctx context.Context) ([]KeyAccess, error) {
 // KeyAccessLog returns the latest key-access events, newest first; of one deployment
 // when deployment is not empty.
 func (s *Store) KeyAccessLog(ctx context.Context, deployment string, limit int) ([]KeyAccess, error) {
-	rows, err := s.pool.Query(ctx, `SELECT at, actor_kind, actor_id, region, deployment, path, version, reason, ok, error
+	rows, err := s.pool.Query(ctx, `SELECT `+keyAccessCols+`
 		FROM key_access WHERE $1 = '' OR deployment = $1 ORDER BY at DESC, id DESC LIMIT $2`, deployment, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list key access: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (KeyAccess, error) {
-		var k KeyAccess
-		err := r.Scan(&k.At, &k.ActorKind, &k.ActorID, &k.Region, &k.Deployment, &k.Path, &k.Version, &k.Reason, &k.OK, &k.Error)
-		return k, err
-	})
+	out, err := pgx.CollectRows(rows, scanKeyAccess)
 	if err != nil {
 		return nil, fmt.Errorf("list key access: %w", err)
 	}
