@@ -46,6 +46,7 @@ const (
 	UpstreamTLS         Code = "upstream_tls_error"
 	UpstreamKey         Code = "upstream_key_unavailable"
 	LimitsUnavailable   Code = "limits_unavailable"
+	AuditUnavailable    Code = "audit_unavailable" // the audit spool is full: no request is served unaudited
 	PolicyNotReady      Code = "policy_not_ready"
 	Internal            Code = "internal_error"
 )
@@ -85,6 +86,7 @@ var registry = map[Code]Def{
 	MethodNotAllowed:     {http.StatusMethodNotAllowed, TypeInvalidRequest},
 	RateLimited:          {http.StatusTooManyRequests, TypeRateLimit},
 	NoCompliantUpstream:  {http.StatusServiceUnavailable, TypeUnavailable},
+	AuditUnavailable:     {http.StatusServiceUnavailable, TypeUnavailable},
 	UpstreamUnavailable:  {http.StatusServiceUnavailable, TypeUnavailable},
 	UpstreamError:        {http.StatusBadGateway, TypeServer},
 	UpstreamTimeout:      {http.StatusGatewayTimeout, TypeServer},

@@ -77,7 +77,12 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 		report(upstream.Ignored)
 		return attemptResult{err: err}
 	}
-	resp, err := dep.Target.Send(actx, upPath, body, info(c).id)
+	ri := info(c)
+	ri.provider, ri.route = dep.Provider, route
+	sent := time.Now()
+	resp, keyVersion, err := dep.Target.Send(actx, upPath, body, ri.id)
+	ri.upstreamLatency += time.Since(sent)
+	ri.keyVersion = keyVersion
 	if err != nil {
 		if ctx.Err() != nil {
 			report(upstream.Ignored) // the client went away

@@ -222,6 +222,39 @@ func (m *metering) used(reserved int64) int64 {
 	return m.prompt + usage.CountText(usage.CompletionText(m.body.buf.Bytes()))
 }
 
+// split is the request's prompt and completion tokens as the upstream reported
+// them, else estimated: the prompt estimate (0 for a client without a token limit)
+// and the delivered completion counted with the tokenizer. An answer that never
+// started used none.
+func (m *metering) split() (in, out int64) {
+	if !m.started {
+		return 0, 0
+	}
+	switch {
+	case m.translator != nil:
+		if p, c, ok := m.translator.Usage(); ok {
+			return p, c
+		}
+		return m.prompt, 0
+	case m.stream != nil:
+		if u, ok := m.stream.Usage(); ok {
+			return u.PromptTokens, u.CompletionTokens
+		}
+		return m.prompt, m.stream.CompletionTokens()
+	case !m.body.on || m.body.overflow:
+		return m.prompt, 0
+	case m.anthropicUsage:
+		if p, c, ok := anthropic.Usage(m.body.buf.Bytes()); ok {
+			return p, c
+		}
+		return m.prompt, 0
+	}
+	if u, ok := usage.FromResponse(m.body.buf.Bytes()); ok {
+		return u.PromptTokens, u.CompletionTokens
+	}
+	return m.prompt, usage.CountText(usage.CompletionText(m.body.buf.Bytes()))
+}
+
 // prepareStream asks the upstream for usage in a stream's last chunk, and sets
 // up the meter that hides that chunk from a client that did not ask for it.
 func prepareStream(req *request, m *metering) error {

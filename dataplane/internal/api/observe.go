@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 )
 
 // requestInfo collects what the access log line says about one request. Handlers
@@ -17,6 +19,14 @@ type requestInfo struct {
 	clientID   string
 	model      string
 	deployment string
+	// For the audit event.
+	tenant, operation, provider string
+	stream                      bool
+	keyVersion                  int
+	upstreamLatency             time.Duration
+	promptHash                  string
+	tokensIn, tokensOut         int64
+	route                       policycache.Route // the route that answered, for its prices
 	// fallback is the model the request fell back to, and why (circuit_open,
 	// error_rate); empty when it did not.
 	fallback, fallbackReason string
@@ -53,8 +63,12 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.ExposeRoutingHeaders {
 			h.Set(HeaderRegion, s.Region)
 		}
+		respHash := s.hashResponse(c)
 
-		err := next(c)
+		err := s.auditAccepting()
+		if err == nil {
+			err = next(c)
+		}
 		if err != nil {
 			c.Error(err)
 		}
@@ -93,6 +107,9 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			attrs = append(attrs, slog.String("error", ri.errCause))
 		}
 		s.Log.LogAttrs(req.Context(), level, "request", attrs...)
+		if s.Audit != nil && audited(route) {
+			s.audit(c, ri, start, elapsed, respHash)
+		}
 		return nil
 	}
 }

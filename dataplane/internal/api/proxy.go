@@ -22,7 +22,10 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		ri.model = req.Model
+		ri.model, ri.operation, ri.stream = req.Model, op, req.Stream
+		if s.Audit != nil {
+			ri.promptHash = s.promptHash(req)
+		}
 
 		p := s.Policy.Current()
 		if p == nil {
@@ -35,12 +38,14 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}
+		ri.tenant = client.Tenant
 		m := &metering{}
 		if req.Stream && op != policy.OpEmbeddings && path != upstream.PathMessages {
 			if err := prepareStream(req, m); err != nil {
 				return err
 			}
 		}
+		defer func() { ri.tokensIn, ri.tokensOut = m.split() }()
 		ticket, err := s.admit(c, client, op, req, m)
 		if err != nil {
 			return err
@@ -49,6 +54,9 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 			m.enabled = ticket.Reserved() > 0
 			m.body.on = m.enabled && m.stream == nil
 			defer func() { ticket.Finish(m.used(ticket.Reserved())) }()
+		}
+		if s.Audit != nil && m.stream == nil {
+			m.body.on = true // for the audit event's token counts
 		}
 		routes, err := router.Candidates(p, client, req.Model)
 		if err != nil {

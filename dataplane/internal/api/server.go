@@ -52,6 +52,7 @@ type Options struct {
 	Limiter              Admitter    // nil: no limits are enforced
 	LimitsReady          func() bool // nil or true: limits can be applied (/readyz)
 	Region               string      // the worker's region
+	Worker               string      // the worker's id, in audit events
 	ExposeRoutingHeaders bool        // add X-Portcullis-Region and X-Portcullis-Deployment
 	MaxBodyBytes         int64
 	// FallbackErrorRate: a deployment whose error rate is above it falls back to
@@ -59,6 +60,12 @@ type Options struct {
 	FallbackErrorRate float64
 	Log               *slog.Logger
 	Metrics           *httpmetrics.HTTP
+	// Audit receives one event per API request (nil: none); AuditKey keys the
+	// prompt and response hashes, and AuditHeaders lists the request headers an
+	// event records (nil: audit.DefaultHeaders).
+	Audit        Auditor
+	AuditKey     []byte
+	AuditHeaders []string
 }
 
 type server struct {

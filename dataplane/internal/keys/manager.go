@@ -31,6 +31,12 @@ type Overlapping interface {
 	Refused()
 }
 
+// Versioned is a Source whose keys have versions (KV v2).
+type Versioned interface {
+	// Version returns the version of key, or 0 if the source does not hold it.
+	Version(key string) int
+}
+
 // DefaultRefreshInterval is how often a Vault source checks its secret's metadata for
 // a version it missed the event of: the safety net behind PC_KEYS.
 const DefaultRefreshInterval = 30 * time.Second

@@ -93,6 +93,19 @@ func (s *kvSource) Other(refused string) (string, bool) {
 	return "", false
 }
 
+// Version returns the version of key: the current or the previous one.
+func (s *kvSource) Version(key string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch key {
+	case s.cur.key:
+		return s.cur.version
+	case s.prev.key:
+		return s.prev.version
+	}
+	return 0
+}
+
 // Refused checks Vault for a newer key, in the background: the upstream refused the
 // one in use, so it may have been rotated without this worker hearing of it.
 func (s *kvSource) Refused() {

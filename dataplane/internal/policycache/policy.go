@@ -123,6 +123,8 @@ type Route struct {
 	// Home is whether the deployment is in the worker's own region: the preferred
 	// group, listed first.
 	Home bool
+	// InputUSDPer1M and OutputUSDPer1M price the route's tokens, for showback.
+	InputUSDPer1M, OutputUSDPer1M float64
 }
 
 // Deployment is a deployment with its provider resolved and its upstream built.
@@ -222,7 +224,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 			upstreamModel = m.Name
 		}
 		model.Routes = append(model.Routes, Route{Deployment: dep, UpstreamModel: upstreamModel,
-			Weight: m.Weight, Home: dep.Region == region})
+			Weight: m.Weight, Home: dep.Region == region, InputUSDPer1M: m.InputUSDPer1M, OutputUSDPer1M: m.OutputUSDPer1M})
 	}
 	for _, model := range p.models {
 		slices.SortStableFunc(model.Routes, func(a, b Route) int {

@@ -56,7 +56,7 @@ func TestEgressGoesThroughTheConfiguredProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+	resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestEgressGoesThroughTheConfiguredProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, err = target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+	resp, _, err = target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,40 +198,51 @@ func (t *Target) CloseIdle() { t.transport.CloseIdleConnections() }
 
 // Send POSTs body (JSON) to path under the deployment's base URL with the
 // deployment's key (as a bearer token, or for Anthropic as x-api-key with
-// anthropic-version), and returns the upstream's response, whatever its status. The
-// caller must close the response body. Cancelling ctx (e.g. because the client went
+// anthropic-version), and returns the upstream's response, whatever its status, and
+// the version of the key it was sent with (0 for a key without versions). A 401
+// during a rotation's overlap is retried once with the other valid key. The caller
+// must close the response body. Cancelling ctx (e.g. because the client went
 // away) cancels the upstream request. Errors are *apierr.Error values.
-func (t *Target) Send(ctx context.Context, path string, body []byte, requestID string) (*http.Response, error) {
+func (t *Target) Send(ctx context.Context, path string, body []byte, requestID string) (*http.Response, int, error) {
 	if t.unsupported != nil {
-		return nil, apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", t.name, t.unsupported),
+		return nil, 0, apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", t.name, t.unsupported),
 			"the upstream serving this model is not available")
 	}
 	key, err := t.keys.Key(ctx)
 	if err != nil {
-		return nil, apierr.Wrap(apierr.UpstreamKey, fmt.Errorf("deployment %s: %w", t.name, err),
+		return nil, 0, apierr.Wrap(apierr.UpstreamKey, fmt.Errorf("deployment %s: %w", t.name, err),
 			"no upstream key is available for this model")
 	}
 	resp, err := t.send(ctx, path, body, requestID, key)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+		return resp, keyVersion(t.keys, key), err
 	}
 	// The upstream refused the key. During a rotation's overlap the other valid key
 	// gets exactly one try; either way the source checks Vault for a newer one.
 	ov, ok := t.keys.(keys.Overlapping)
 	if !ok {
-		return resp, nil
+		return resp, keyVersion(t.keys, key), nil
 	}
 	ov.Refused()
 	other, ok := ov.Other(key)
 	if !ok {
-		return resp, nil
+		return resp, keyVersion(t.keys, key), nil
 	}
 	Discard(resp.Body)
 	resp.Body.Close()
 	t.log.Warn("upstream refused the deployment's key; retrying once with the other valid key",
 		"deployment", t.name, "request_id", requestID)
 	t.metrics.keyRetry(t.name)
-	return t.send(ctx, path, body, requestID, other)
+	resp, err = t.send(ctx, path, body, requestID, other)
+	return resp, keyVersion(t.keys, other), err
+}
+
+// keyVersion is the version of key in src, or 0 when src has no versions.
+func keyVersion(src KeySource, key string) int {
+	if v, ok := src.(keys.Versioned); ok {
+		return v.Version(key)
+	}
+	return 0
 }
 
 // send makes one POST of body to path with key.

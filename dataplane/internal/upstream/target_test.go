@@ -69,7 +69,7 @@ func TestAnthropicKeyHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, err := target.Send(context.Background(), upstream.PathMessages, []byte(`{}`), "")
+	resp, _, err := target.Send(context.Background(), upstream.PathMessages, []byte(`{}`), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestSendForwardsKeyAndRequestID(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{"model":"m"}`), "req-1")
+			resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{"model":"m"}`), "req-1")
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
@@ -165,7 +165,7 @@ func TestSendErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, err := target.Send(context.Background(), upstream.PathEmbeddings, []byte(`{}`), "")
+			resp, _, err := target.Send(context.Background(), upstream.PathEmbeddings, []byte(`{}`), "")
 			if err == nil {
 				resp.Body.Close()
 				t.Fatal("Send succeeded, want an error")
@@ -230,7 +230,7 @@ func TestTLSPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+			resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
 			if resp != nil {
 				resp.Body.Close()
 			}
