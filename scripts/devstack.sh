@@ -21,6 +21,20 @@
 # PORTCULLIS_DEV_WAIT_SECONDS bounds each readiness wait (default 60).
 # PORTCULLIS_DEV_DATA_DIR moves .data (admin token, keys, tokens, logs, NATS store) elsewhere.
 #
+# Provider keys, in order of preference:
+#   1. PORTCULLIS_DEV_VAULT=1 (or true): a throwaway in-memory Vault (tests/vaultdev,
+#      built by make vaultdev, or the launcher binary PORTCULLIS_DEV_VAULT_BIN names) on
+#      PORTCULLIS_DEV_VAULT_LISTEN (default 127.0.0.1:8200);
+#   2. VAULT_ADDR and VAULT_TOKEN, if both are set and VAULT_ADDR is on this machine
+#      (PORTCULLIS_DEV_VAULT_ALLOW_REMOTE=true allows another: the demo writes its keys
+#      over secret/portcullis/* and secret/portcullis-admin/openai there);
+#   3. otherwise the file .data/dev-keys/openai.key (key_source file).
+# With a Vault, the seed writes every deployment's key to KV v2 at
+# secret/portcullis/<deployment> (key_source vault), the mock upstream accepts only the
+# valid keys, and its OpenAI admin API mints the openai deployments' keys, so that
+# "portcullis secrets rotate" and "revoke" work end to end. Our binaries read the token
+# from .data/vault-token, never from the environment.
+#
 # Logs go to .data/logs/<name>.log. Dev tokens are written to .data/dev-tokens/ (mode 0600)
 # rather than printed, so they do not end up in terminal scrollback or CI logs.
 set -euo pipefail
@@ -31,6 +45,9 @@ DATA=${PORTCULLIS_DEV_DATA_DIR:-$ROOT/.data}
 LOGS=$DATA/logs
 KEY_FILE=$DATA/dev-keys/openai.key
 TOKENS=$DATA/dev-tokens
+VAULT_TOKEN_FILE=$DATA/vault-token
+ACCEPT_KEYS_FILE=$DATA/dev-keys/accepted.keys # the keys the mock accepts, written by the seed
+ADMIN_KEY_FILE=$DATA/dev-keys/openai-admin.key # the mock's OpenAI admin API key
 
 CP_LISTEN=${PORTCULLIS_DEV_CONTROLPLANE_LISTEN:-127.0.0.1:8080}
 EU_LISTEN=${PORTCULLIS_DEV_EU_LISTEN:-127.0.0.1:8081}
@@ -38,6 +55,7 @@ US_LISTEN=${PORTCULLIS_DEV_US_LISTEN:-127.0.0.1:8082}
 MOCK_LISTEN=${PORTCULLIS_MOCK_LISTEN:-127.0.0.1:9100}
 MOCK_CONTROL_LISTEN=${PORTCULLIS_MOCK_CONTROL_LISTEN-127.0.0.1:9101} # set but empty: no control API
 NATS_LISTEN=${PORTCULLIS_EMBEDDED_NATS_LISTEN:-127.0.0.1:14222}
+VAULT_LISTEN=${PORTCULLIS_DEV_VAULT_LISTEN:-127.0.0.1:8200}
 WAIT_SECONDS=${PORTCULLIS_DEV_WAIT_SECONDS:-60}
 CP_URL=http://$CP_LISTEN
 
@@ -45,6 +63,7 @@ PIDS=()   # started processes, in start order; each leads its own process group
 NAMES=()
 PG_STARTED=""   # data dir of a cluster this script started
 PG_BIN=""
+VAULT_URL=""    # the Vault holding the keys; empty: the file key source
 
 say() { printf '%s\n' "devstack: $*"; }
 die() { printf '%s\n' "devstack: error: $*" >&2; exit 1; }
@@ -80,6 +99,7 @@ cleanup() {
 		pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_STARTED" stop -m fast -w >/dev/null 2>&1 ||
 			say "could not stop PostgreSQL in $PG_STARTED; stop it with: pg_ctl -D $PG_STARTED stop"
 	fi
+	[[ -z $VAULT_URL ]] || rm -f "$VAULT_TOKEN_FILE"
 	((${#PIDS[@]} > 0)) && say "stopped"
 	exit "$rc"
 }
@@ -236,6 +256,71 @@ find_postgres() {
 	own_cluster
 }
 
+# ---- Vault ----------------------------------------------------------------------------------
+
+# is_local_url URL: whether URL's host is this machine (loopback).
+is_local_url() {
+	local host=${1#*://}
+	host=${host%%/*}
+	host=${host##*@}
+	case $host in
+	localhost | localhost:* | 127.* | "[::1]" | "[::1]:"*) return 0 ;;
+	esac
+	return 1
+}
+
+# start_dev_vault: start the throwaway Vault launcher (docs/vault-dev.md) on
+# VAULT_LISTEN, its root token written to VAULT_TOKEN_FILE, and set VAULT_URL.
+start_dev_vault() {
+	local bin=${PORTCULLIS_DEV_VAULT_BIN:-} pid deadline=$((SECONDS + WAIT_SECONDS))
+	if [[ -z $bin ]]; then
+		say "building the dev Vault launcher (make vaultdev: minutes the first time, seconds after)"
+		"${MAKE:-make}" --no-print-directory -s vaultdev
+		bin=$ROOT/bin/vaultdev
+	fi
+	[[ -x $bin ]] || die "the dev Vault launcher $bin is not an executable file (PORTCULLIS_DEV_VAULT_BIN)"
+	rm -f "$VAULT_TOKEN_FILE"
+	start vault "$bin" -listen "$VAULT_LISTEN" -token-file "$VAULT_TOKEN_FILE" -exit-on-stdin-eof=false
+	pid=$(pid_of vault)
+	# Its first line on stdout is {"addr":"http://...","token_file":"..."}.
+	while [[ -z $VAULT_URL ]]; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			show_log vault
+			die "the dev Vault exited before it served"
+		fi
+		((SECONDS < deadline)) || { show_log vault; die "the dev Vault did not serve within ${WAIT_SECONDS}s"; }
+		sleep 0.1
+		VAULT_URL=$(sed -n 's/^{"addr":"\([^"]*\)".*/\1/p' "$LOGS/vault.log" | head -n 1)
+	done
+}
+
+# dev_vault_wanted: whether PORTCULLIS_DEV_VAULT asks for a dev Vault.
+dev_vault_wanted() { [[ ${PORTCULLIS_DEV_VAULT:-} == 1 || ${PORTCULLIS_DEV_VAULT:-} == true ]]; }
+
+# setup_vault: find the Vault that holds the keys (see the top of this file) and set
+# VAULT_URL, or leave it empty for the file key source.
+setup_vault() {
+	if dev_vault_wanted; then
+		[[ -z ${VAULT_ADDR:-} ]] || say "PORTCULLIS_DEV_VAULT is set: starting a dev Vault, not using VAULT_ADDR"
+		start_dev_vault
+		say "Vault: a dev Vault in memory on $VAULT_URL (its state ends with make run)"
+	elif [[ -n ${VAULT_ADDR:-} && -n ${VAULT_TOKEN:-} ]]; then
+		if is_local_url "$VAULT_ADDR" || [[ ${PORTCULLIS_DEV_VAULT_ALLOW_REMOTE:-} == true ]]; then
+			VAULT_URL=${VAULT_ADDR%/}
+			(umask 077 && printf '%s\n' "$VAULT_TOKEN" >"$VAULT_TOKEN_FILE")
+			say "Vault: VAULT_ADDR, $VAULT_URL (token copied to $VAULT_TOKEN_FILE for the gateway)"
+		else
+			say "VAULT_ADDR $VAULT_ADDR is not on this machine, and the demo writes its keys over secret/portcullis/* there: not using it (PORTCULLIS_DEV_VAULT_ALLOW_REMOTE=true would)"
+		fi
+	elif [[ -n ${VAULT_ADDR:-} ]]; then
+		say "VAULT_ADDR is set but VAULT_TOKEN is not: not using that Vault"
+	fi
+	unset VAULT_TOKEN # the gateway reads its token from a file, never from the environment
+	if [[ -z $VAULT_URL ]]; then
+		say "no Vault (set VAULT_ADDR and VAULT_TOKEN, or PORTCULLIS_DEV_VAULT=1): deployments use the file key source"
+	fi
+}
+
 # ---- the stack ------------------------------------------------------------------------------
 
 dev_key() {
@@ -270,6 +355,59 @@ mint() {
 	(umask 077 && printf '%s\n' "$out" >"$TOKENS/$client.jwt")
 }
 
+# print_summary: what runs where, and what to try.
+print_summary() {
+	local control_line="" fail_example="" keys_line keys_example="" cli_env=""
+	if [[ -n $MOCK_CONTROL_LISTEN ]]; then
+		control_line="  mock control    http://$MOCK_CONTROL_LISTEN/mock/fail   (no auth: keep it on loopback)
+"
+		fail_example="
+Make openai-eu answer 500 for a minute, then send that again a few times and watch the
+X-Portcullis-Fallback header (curl -i) and http://$EU_LISTEN/metrics (see README.md):
+
+curl -s -XPOST http://$MOCK_CONTROL_LISTEN/mock/fail -d '{\"deployment\":\"openai-eu\",\"mode\":\"5xx\",\"for_seconds\":60}'
+"
+	fi
+	if [[ $CP_URL != http://127.0.0.1:8080 || $DATA != "$ROOT/.data" ]]; then
+		cli_env="export PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA
+"
+	fi
+	if [[ -n $VAULT_URL ]]; then
+		keys_line="  Vault           $VAULT_URL   (keys at secret/portcullis/<deployment>, token in $VAULT_TOKEN_FILE)"
+		keys_example="
+Rotate openai-eu's key while requests flow: the mock's admin API mints the new key and
+the old one stays valid for 3 minutes. Or revoke every openai key at once: new ones are
+minted and the mock refuses the old ones (see README.md):
+
+${cli_env}bin/portcullis secrets rotate --provider openai --deployment openai-eu
+bin/portcullis secrets revoke --provider openai --reason \"key_suspected_compromise\"
+bin/portcullis secrets status
+"
+	else
+		keys_line="  upstream key    $KEY_FILE   (key_source file; PORTCULLIS_DEV_VAULT=1 puts the keys in a dev Vault)"
+	fi
+	cat <<EOF
+
+Portcullis dev stack is up (logs in .data/logs/, Ctrl-C stops everything).
+
+  control plane   $CP_URL   (admin API $CP_URL/admin/v1, admin token in .data/admin-token)
+  data plane eu   http://$EU_LISTEN
+  data plane us   http://$US_LISTEN
+  mock upstream   http://$MOCK_LISTEN   (deployment NAME at http://$MOCK_LISTEN/d/NAME)
+${control_line}  embedded NATS   nats://$NATS_LISTEN
+$keys_line
+  tokens          $TOKENS/moltbot-agent-07.jwt, $TOKENS/premium-app.jwt
+
+Try it:
+
+curl -sS http://$EU_LISTEN/v1/chat/completions \\
+  -H "Authorization: Bearer \$(cat $TOKENS/moltbot-agent-07.jwt)" \\
+  -H 'Content-Type: application/json' \\
+  -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
+$keys_example$fail_example
+EOF
+}
+
 main() {
 	command -v go >/dev/null || die "go is not installed (https://go.dev/dl/)"
 	command -v curl >/dev/null || die "curl is not installed"
@@ -285,14 +423,19 @@ main() {
 	require_free "$MOCK_LISTEN" "mock upstream"
 	[[ -z $MOCK_CONTROL_LISTEN ]] || require_free "$MOCK_CONTROL_LISTEN" "mock upstream control API"
 	require_free "$NATS_LISTEN" "embedded NATS"
+	! dev_vault_wanted || require_free "$VAULT_LISTEN" "dev Vault"
 
 	find_postgres
-	dev_key
-
-	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" PORTCULLIS_MOCK_CONTROL_LISTEN="$MOCK_CONTROL_LISTEN" \
-		bin/mockupstream --listen "$MOCK_LISTEN" --control-listen "$MOCK_CONTROL_LISTEN"
-	wait_http mockupstream "http://$MOCK_LISTEN/v1/models"
-	[[ -z $MOCK_CONTROL_LISTEN ]] || wait_http mockupstream "http://$MOCK_CONTROL_LISTEN/mock/fail" 200
+	setup_vault
+	local vault_env=(PORTCULLIS_VAULT_ADDR=) seed_keys=(--key-file "$KEY_FILE") mock_keys=()
+	if [[ -n $VAULT_URL ]]; then
+		vault_env=(PORTCULLIS_VAULT_ADDR="$VAULT_URL" PORTCULLIS_VAULT_AUTH=token PORTCULLIS_VAULT_TOKEN_FILE="$VAULT_TOKEN_FILE")
+		seed_keys=(--vault-addr "$VAULT_URL" --vault-token-file "$VAULT_TOKEN_FILE"
+			--accept-keys-file "$ACCEPT_KEYS_FILE" --admin-key-file "$ADMIN_KEY_FILE")
+		mock_keys=(--accept-keys-file "$ACCEPT_KEYS_FILE" --admin-key-file "$ADMIN_KEY_FILE")
+	else
+		dev_key
+	fi
 
 	start controlplane env \
 		PORTCULLIS_DATABASE_URL="$DATABASE_URL" \
@@ -302,6 +445,7 @@ main() {
 		PORTCULLIS_DATA_DIR="$DATA" \
 		PORTCULLIS_DEV_ISSUER=true \
 		PORTCULLIS_ISSUER_URL="$CP_URL" \
+		"${vault_env[@]}" \
 		bin/controlplane
 	say "waiting for the control plane on $CP_URL"
 	wait_http controlplane "$CP_URL/healthz" 200
@@ -316,11 +460,26 @@ main() {
 	fi
 
 	# Deployment NAME gets the base URL http://$MOCK_LISTEN/d/NAME, so the mock can tell
-	# the deployments apart.
+	# the deployments apart. With a Vault, the seed also writes the keys there and the
+	# mock's key files, so it runs before the mock starts.
 	say "seeding the demo tenant"
 	PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis seed demo \
-		--upstream-url "http://$MOCK_LISTEN" --key-file "$KEY_FILE" >"$LOGS/seed.log" 2>&1 ||
+		--upstream-url "http://$MOCK_LISTEN" "${seed_keys[@]}" >"$LOGS/seed.log" 2>&1 ||
 		{ show_log seed; die "portcullis seed demo failed"; }
+
+	start mockupstream env PORTCULLIS_MOCK_LISTEN="$MOCK_LISTEN" PORTCULLIS_MOCK_CONTROL_LISTEN="$MOCK_CONTROL_LISTEN" \
+		bin/mockupstream --listen "$MOCK_LISTEN" --control-listen "$MOCK_CONTROL_LISTEN" "${mock_keys[@]}"
+	wait_http mockupstream "http://$MOCK_LISTEN/v1/models"
+	[[ -z $MOCK_CONTROL_LISTEN ]] || wait_http mockupstream "http://$MOCK_CONTROL_LISTEN/mock/fail" 200
+
+	if [[ -n $VAULT_URL ]]; then
+		# The openai deployments' keys are service accounts of the mock's admin API, so
+		# that a rotation or revocation deletes the old one there: each run mints new ones.
+		say "minting the openai deployments' keys with the mock's admin API (portcullis secrets rotate)"
+		PORTCULLIS_ADMIN_URL=$CP_URL PORTCULLIS_DATA_DIR=$DATA bin/portcullis secrets rotate --provider openai \
+			--reason "make run: keys minted by the mock upstream's admin API" >"$LOGS/rotate.log" 2>&1 ||
+			{ show_log rotate; die "portcullis secrets rotate --provider openai failed"; }
+	fi
 
 	local region listen
 	for region in eu us; do
@@ -334,6 +493,7 @@ main() {
 			PORTCULLIS_JWT_ISSUER="$CP_URL" \
 			PORTCULLIS_JWKS_URL="$CP_URL/.well-known/jwks.json" \
 			PORTCULLIS_EXPOSE_ROUTING_HEADERS=true \
+			"${vault_env[@]}" \
 			bin/dataplane
 	done
 	say "waiting for the data planes"
@@ -343,36 +503,7 @@ main() {
 	mint moltbot-agent-07
 	mint premium-app
 
-	local control_line="" fail_example=""
-	if [[ -n $MOCK_CONTROL_LISTEN ]]; then
-		control_line="  mock control    http://$MOCK_CONTROL_LISTEN/mock/fail   (no auth: keep it on loopback)
-"
-		fail_example="
-Make openai-eu answer 500 for a minute, then send that again a few times and watch the
-X-Portcullis-Fallback header (curl -i) and http://$EU_LISTEN/metrics (see README.md):
-
-curl -s -XPOST http://$MOCK_CONTROL_LISTEN/mock/fail -d '{\"deployment\":\"openai-eu\",\"mode\":\"5xx\",\"for_seconds\":60}'
-"
-	fi
-	cat <<EOF
-
-Portcullis dev stack is up (logs in .data/logs/, Ctrl-C stops everything).
-
-  control plane   $CP_URL   (admin API $CP_URL/admin/v1, admin token in .data/admin-token)
-  data plane eu   http://$EU_LISTEN
-  data plane us   http://$US_LISTEN
-  mock upstream   http://$MOCK_LISTEN   (deployment NAME at http://$MOCK_LISTEN/d/NAME)
-${control_line}  embedded NATS   nats://$NATS_LISTEN
-  tokens          $TOKENS/moltbot-agent-07.jwt, $TOKENS/premium-app.jwt
-
-Try it:
-
-curl -sS http://$EU_LISTEN/v1/chat/completions \\
-  -H "Authorization: Bearer \$(cat $TOKENS/moltbot-agent-07.jwt)" \\
-  -H 'Content-Type: application/json' \\
-  -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
-$fail_example
-EOF
+	print_summary
 
 	# Run until Ctrl-C, or until one of the processes dies.
 	local rc=0 i

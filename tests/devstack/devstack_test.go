@@ -3,7 +3,8 @@
 // data planes and the mock upstream, seeds the demo tenant and prints a curl; a
 // request with the minted token is served; a failure injected into one deployment
 // through the mock's control API opens its breaker and the fallback takes over;
-// Ctrl-C stops every process it started.
+// Ctrl-C stops every process it started. A second run takes the keys from a real
+// Vault and rotates and revokes them under traffic (vault_test.go).
 package devstack
 
 import (
@@ -38,13 +39,31 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
+// devstack is one run of scripts/devstack.sh (make run) on free ports, with its data
+// directory and Postgres database of its own.
+type devstack struct {
+	t       *testing.T
+	root    string
+	dataDir string
+	addrs   map[string]string // listen address by environment variable
+	out     *logtest.Buffer   // what the script printed
+	pid     int
+	exited  chan error
+	stopped bool
+}
+
+// startDevstack runs the script with env added to the environment and waits until it
+// says the stack is up and has printed its last example. The test's Vault settings
+// are dropped from the inherited environment, so env alone decides where keys come
+// from. Cleanup stops the script if the test did not.
+func startDevstack(t *testing.T, env ...string) *devstack {
+	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
-	addrs := map[string]string{
+	d := &devstack{t: t, root: root, dataDir: t.TempDir(), out: &logtest.Buffer{}, exited: make(chan error, 1)}
+	d.addrs = map[string]string{
 		"PORTCULLIS_DEV_CONTROLPLANE_LISTEN": freeAddr(t),
 		"PORTCULLIS_DEV_EU_LISTEN":           freeAddr(t),
 		"PORTCULLIS_DEV_US_LISTEN":           freeAddr(t),
@@ -54,16 +73,21 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 	}
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "devstack.sh"))
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "VAULT_ADDR" && k != "VAULT_TOKEN" && !strings.HasPrefix(k, "PORTCULLIS_DEV_VAULT") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
 		"PORTCULLIS_DATABASE_URL="+pgtest.Database(t),
-		"PORTCULLIS_DEV_DATA_DIR="+dataDir,
+		"PORTCULLIS_DEV_DATA_DIR="+d.dataDir,
 		"PORTCULLIS_DEV_WAIT_SECONDS=120",
 	)
-	for k, v := range addrs {
+	for k, v := range d.addrs {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's Ctrl-C reaches the whole group
-	var out logtest.Buffer
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	up := make(chan struct{})
@@ -71,7 +95,7 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 		sc := bufio.NewScanner(pr)
 		signalled := false
 		for sc.Scan() {
-			fmt.Fprintln(&out, sc.Text())
+			fmt.Fprintln(d.out, sc.Text())
 			if !signalled && strings.Contains(sc.Text(), "dev stack is up") {
 				signalled = true
 				close(up)
@@ -82,31 +106,30 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); pw.Close() }()
-	stopped := false
+	d.pid = cmd.Process.Pid
+	go func() { d.exited <- cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() {
-		if !stopped {
+		if !d.stopped {
 			// The script's trap stops the processes it started (each leads its own
 			// group); SIGKILL is the last resort for the script itself.
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+			_ = syscall.Kill(-d.pid, syscall.SIGINT)
 			select {
-			case <-exited:
+			case <-d.exited:
 			case <-time.After(60 * time.Second):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-exited
+				_ = syscall.Kill(-d.pid, syscall.SIGKILL)
+				<-d.exited
 			}
 		}
 		if t.Failed() {
-			t.Logf("make run output:\n%s", out.String())
+			t.Logf("make run output:\n%s", d.out.String())
 		}
 	})
 
 	select {
 	case <-up:
 		t.Logf("dev stack up after %v (build included)", time.Since(start).Round(time.Millisecond))
-	case err := <-exited:
-		stopped = true
+	case err := <-d.exited:
+		d.stopped = true
 		t.Fatalf("devstack.sh exited before the stack was up: %v", err)
 	case <-time.After(8 * time.Minute):
 		t.Fatal("dev stack not up after 8 minutes")
@@ -114,52 +137,28 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 	// Wait for the printed curls: the chat completion, then the control API's example,
 	// the last thing the script says.
 	waitFor(t, 10*time.Second, "printed curls", func() bool {
-		return strings.Contains(out.String(), `"content":"Hello"}]}'`) && strings.Contains(out.String(), `"for_seconds":60}'`)
+		return strings.Contains(d.out.String(), `"content":"Hello"}]}'`) && strings.Contains(d.out.String(), `"for_seconds":60}'`)
 	})
-	printed := out.String()
-	euURL := "http://" + addrs["PORTCULLIS_DEV_EU_LISTEN"]
-	if !strings.Contains(printed, "curl -sS "+euURL+"/v1/chat/completions") {
-		t.Fatalf("no ready-to-paste curl for the eu data plane in:\n%s", printed)
-	}
+	return d
+}
 
-	// The request the printed curl makes, with the token the script minted.
-	token, err := os.ReadFile(filepath.Join(dataDir, "dev-tokens", "moltbot-agent-07.jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, region := range []string{"PORTCULLIS_DEV_EU_LISTEN", "PORTCULLIS_DEV_US_LISTEN"} {
-		req, _ := http.NewRequest("POST", "http://"+addrs[region]+"/v1/chat/completions",
-			strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		// moltbot-agent-07 has residency eu: served by openai-eu from either worker.
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("x-portcullis-deployment") != "openai-eu" {
-			t.Fatalf("%s: status %d deployment %q: %s", region, resp.StatusCode, resp.Header.Get("x-portcullis-deployment"), body)
-		}
-	}
-	if strings.Contains(printed, strings.TrimSpace(string(token))) {
-		t.Fatal("make run printed a token")
-	}
+// url is the base URL of the listener the environment variable key configures.
+func (d *devstack) url(key string) string { return "http://" + d.addrs[key] }
 
-	failOver(t, addrs, dataDir, printed)
-
-	// Ctrl-C stops everything.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+// stop sends Ctrl-C and checks that every process the script started has stopped.
+func (d *devstack) stop() {
+	t := d.t
+	t.Helper()
+	if err := syscall.Kill(-d.pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
-		stopped = true
+	case <-d.exited:
+		d.stopped = true
 	case <-time.After(60 * time.Second):
 		t.Fatal("devstack.sh still running 60 s after Ctrl-C")
 	}
-	for name, addr := range addrs {
+	for name, addr := range d.addrs {
 		waitFor(t, 15*time.Second, name+" closed", func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
@@ -169,6 +168,34 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 			return false
 		})
 	}
+}
+
+func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
+	d := startDevstack(t)
+	printed := d.out.String()
+	euURL := d.url("PORTCULLIS_DEV_EU_LISTEN")
+	if !strings.Contains(printed, "curl -sS "+euURL+"/v1/chat/completions") {
+		t.Fatalf("no ready-to-paste curl for the eu data plane in:\n%s", printed)
+	}
+	if !strings.Contains(printed, "devstack: no Vault (set VAULT_ADDR and VAULT_TOKEN, or PORTCULLIS_DEV_VAULT=1): deployments use the file key source") {
+		t.Fatalf("make run does not say that it uses the file key source:\n%s", printed)
+	}
+
+	// The request the printed curl makes, with the token the script minted.
+	token := readToken(t, d.dataDir, "moltbot-agent-07")
+	for _, region := range []string{"PORTCULLIS_DEV_EU_LISTEN", "PORTCULLIS_DEV_US_LISTEN"} {
+		resp, body := chat(t, d.url(region), token, "gpt-4o-mini")
+		// moltbot-agent-07 has residency eu: served by openai-eu from either worker.
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("x-portcullis-deployment") != "openai-eu" {
+			t.Fatalf("%s: status %d deployment %q: %s", region, resp.StatusCode, resp.Header.Get("x-portcullis-deployment"), body)
+		}
+	}
+	if strings.Contains(printed, token) {
+		t.Fatal("make run printed a token")
+	}
+
+	failOver(t, d.addrs, d.dataDir, printed)
+	d.stop()
 }
 
 // failOver makes openai-eu fail through the mock's control API, as the summary

@@ -429,6 +429,30 @@ func TestOpenAIAdminMinter(t *testing.T) {
 		return r.Status == http.StatusOK && lastFingerprint() == minted
 	})
 
+	// Two rotations inside one overlap, then both overlaps end: retiring the first
+	// must not delete the key the second minted, which is in use.
+	s.patch(t, "/deployments/openai-eu", map[string]any{"rotation_overlap_hours": 2.0 / 3600})
+	first := s.rotate(t, "openai", "openai-eu", "openai-eu")["openai-eu"]
+	second := s.rotate(t, "openai", "openai-eu", "openai-eu")["openai-eu"]
+	if !second.After(first.Add(-time.Second)) {
+		t.Fatalf("overlaps end at %s and %s", first, second)
+	}
+	accounts = up.ServiceAccounts()
+	inUse := accounts[len(accounts)-1].KeyFingerprint
+	time.Sleep(time.Until(second) + 200*time.Millisecond)
+	s.patch(t, "/deployments/openai-eu", map[string]any{"rotation_interval_days": 0}) // a policy change makes the rotator look now
+	waitFor(t, 5*time.Second, "the ended overlaps to be retired at the provider", func() bool {
+		return len(up.ServiceAccounts()) == 1
+	})
+	if got := up.ServiceAccounts()[0].KeyFingerprint; got != inUse {
+		t.Fatalf("retirement left key %s at the provider, want the one in use %s", got, inUse)
+	}
+	waitFor(t, 5*time.Second, "requests to carry the key in use", func() bool {
+		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
+		return r.Status == http.StatusOK && lastFingerprint() == inUse
+	})
+	minted = inUse
+
 	// Revoke: another key is minted, and the revoked one's account is deleted at the
 	// provider at once, so the provider refuses it.
 	s.mustAdmin(t, 200, "POST", "/secrets/revoke", map[string]any{"provider": "openai", "reason": "drill"})

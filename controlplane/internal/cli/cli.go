@@ -61,7 +61,8 @@ commands:
   secrets revoke --provider NAME --reason "TEXT"     immediate, no overlap; alerts
   secrets status                                     versions, ages, next rotation, last fetch per worker
   secrets history|access [--deployment NAME] [--limit N]
-  seed demo --key-file PATH [--upstream-url http://127.0.0.1:9100]
+  seed demo [--upstream-url http://127.0.0.1:9100] (--key-file PATH |
+      --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens" + `
 

@@ -24,11 +24,28 @@ type seedItem struct {
 	body     any
 }
 
+// demoDeployment is one deployment of the mock upstream in the demo.
+type demoDeployment struct {
+	name, provider, region, kind string
+	// keyed: with --key-file, the deployment presents that file's key upstream. With
+	// Vault every deployment has a key, ollama-eu too (see seed_vault.go).
+	keyed bool
+}
+
+var demoDeployments = []demoDeployment{
+	{"openai-us", "openai", "us", policy.KindCloud, true},
+	{"openai-eu", "openai", "eu", policy.KindCloud, true},
+	{"anthropic-us", "anthropic", "us", policy.KindCloud, true},
+	{"anthropic-eu", "anthropic", "eu", policy.KindCloud, true},
+	{"ollama-eu", "ollama", "eu", policy.KindSelfHosted, false},
+}
+
 // demoSeed is the demo tenant: the seed document's three tiers, the dev stack's
 // deployments of the mock upstream, their models and three clients. Every deployment
 // has the base URL <upstreamURL>/d/<name>, which the mock serves as that deployment,
-// so that a failure can be injected into one deployment at a time.
-func demoSeed(upstreamURL, keyFile string) []seedItem {
+// so that a failure can be injected into one deployment at a time. keys says where
+// the deployments' keys come from.
+func demoSeed(upstreamURL string, keys demoKeys) []seedItem {
 	allOps := policy.Operations
 	items := []seedItem{
 		{"tenants", "demo", policy.Tenant{Name: "demo", DisplayName: "Demo tenant"}},
@@ -45,11 +62,9 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 		{"providers", "openai", policy.Provider{Name: "openai", Kind: policy.ProviderOpenAI}},
 		{"providers", "ollama", policy.Provider{Name: "ollama", Kind: policy.ProviderOllama}},
 		{"providers", "anthropic", policy.Provider{Name: "anthropic", Kind: policy.ProviderAnthropic}},
-		{"deployments", "openai-us", deployment("openai-us", "openai", "us", policy.KindCloud, upstreamURL, keyFile)},
-		{"deployments", "openai-eu", deployment("openai-eu", "openai", "eu", policy.KindCloud, upstreamURL, keyFile)},
-		{"deployments", "anthropic-us", deployment("anthropic-us", "anthropic", "us", policy.KindCloud, upstreamURL, keyFile)},
-		{"deployments", "anthropic-eu", deployment("anthropic-eu", "anthropic", "eu", policy.KindCloud, upstreamURL, keyFile)},
-		{"deployments", "ollama-eu", deployment("ollama-eu", "ollama", "eu", policy.KindSelfHosted, upstreamURL, "")},
+	}
+	for _, d := range demoDeployments {
+		items = append(items, seedItem{"deployments", d.name, deployment(d, upstreamURL, keys)})
 	}
 	models := []struct {
 		name        string
@@ -80,14 +95,35 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 	)
 }
 
-func deployment(name, provider, region, kind, upstreamURL, keyFile string) map[string]any {
-	d := map[string]any{"name": name, "provider": provider, "region": region, "kind": kind, "base_url": demoBaseURL(upstreamURL, name)}
-	if keyFile != "" {
-		d["key_source"], d["key_path"] = policy.KeySourceFile, keyFile
-	} else {
-		d["key_source"] = policy.KeySourceNone
+// deployment is d's body. Every key setting is spelled out, with null for "none"
+// (the API's default), so that reseeding switches a deployment between the file and
+// the Vault key source cleanly; the other settings take the API's creation defaults.
+func deployment(d demoDeployment, upstreamURL string, keys demoKeys) map[string]any {
+	b := map[string]any{
+		"name":     d.name,
+		"provider": d.provider,
+		"region":   d.region,
+		"kind":     d.kind,
+		"base_url": demoBaseURL(upstreamURL, d.name),
+
+		"key_source":             policy.KeySourceNone,
+		"key_path":               nil,
+		"minter":                 nil,
+		"admin_key_path":         nil,
+		"admin_project_id":       nil,
+		"rotation_interval_days": 0,
 	}
-	return d // other settings take the API's creation defaults
+	switch {
+	case keys.vault:
+		b["key_source"], b["key_path"], b["minter"] = policy.KeySourceVault, demoKeyPath(d.name), demoMinter(d)
+		b["rotation_interval_days"], b["rotation_overlap_hours"] = demoRotationDays, demoOverlapHours
+		if demoMinter(d) == policy.MinterOpenAIAdmin {
+			b["admin_key_path"], b["admin_project_id"] = demoAdminKeyPath, demoAdminProject
+		}
+	case d.keyed:
+		b["key_source"], b["key_path"] = policy.KeySourceFile, keys.file
+	}
+	return b
 }
 
 // demoBaseURL is deployment's base URL on the mock upstream at upstreamURL.
@@ -106,28 +142,49 @@ func demoClient(id, tier, residency string) map[string]any {
 // seedDemo creates the demo tenant's entities. It is idempotent: an entity that
 // already exists is reconciled to the seed (for example when a new checkout's key file
 // lives elsewhere) and left alone when it already matches.
+//
+// With --key-file the keyed deployments read that file. With --vault-addr every
+// deployment takes its key from Vault, and the seed first makes sure each one has a
+// usable key there, writes the mock upstream's accept-keys file and its admin key
+// (see seedVaultKeys).
 func (cmd *command) seedDemo(ctx context.Context, args []string) error {
-	fs := cmd.newFlags("seed demo", "seed demo --key-file PATH [--upstream-url URL]")
+	fs := cmd.newFlags("seed demo", "seed demo [--upstream-url URL] (--key-file PATH | --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)")
 	upstream := fs.String("upstream-url", DefaultUpstreamURL, "URL of the mock upstream; deployment NAME gets the base URL <URL>/d/NAME")
-	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai deployments (required)")
+	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai and anthropic deployments (key_source file)")
+	var vo vaultSeedOptions
+	fs.StringVar(&vo.addr, "vault-addr", "", "instead of --key-file: a Vault (KV v2 at secret/) that holds every deployment's key (key_source vault)")
+	fs.StringVar(&vo.tokenFile, "vault-token-file", "", "with --vault-addr: file holding the Vault token")
+	fs.StringVar(&vo.acceptKeysFile, "accept-keys-file", "", "with --vault-addr: file the seed writes the keys the mock upstream accepts to (its -accept-keys-file)")
+	fs.StringVar(&vo.adminKeyFile, "admin-key-file", "", "with --vault-addr: file holding the mock's OpenAI admin key (its -admin-key-file), created if missing; the key is also written to Vault at "+demoAdminKeyPath)
 	if _, err := cmd.parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *keyFile == "" {
+	if err := checkSeedFlags(*keyFile, vo); err != nil {
 		fs.Usage()
-		return fmt.Errorf("%w: --key-file is required", ErrUsage)
+		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	// The data planes read the key file; an absolute path works from any directory.
-	absKey, err := filepath.Abs(*keyFile)
-	if err != nil {
-		return fmt.Errorf("--key-file: %w", err)
+	keys := demoKeys{vault: vo.addr != ""}
+	if !keys.vault {
+		// The data planes read the key file; an absolute path works from any directory.
+		abs, err := filepath.Abs(*keyFile)
+		if err != nil {
+			return fmt.Errorf("--key-file: %w", err)
+		}
+		keys.file = abs
 	}
 	c, err := cmd.client()
 	if err != nil {
 		return err
 	}
+	if keys.vault {
+		// The keys go first, so that the rotator never sees a Vault-keyed deployment
+		// without its secret.
+		if err := cmd.seedVaultKeys(ctx, c, vo); err != nil {
+			return err
+		}
+	}
 	var created, updated, unchanged int
-	for _, it := range demoSeed(*upstream, absKey) {
+	for _, it := range demoSeed(*upstream, keys) {
 		body, err := json.Marshal(it.body)
 		if err != nil {
 			return err
@@ -156,6 +213,29 @@ func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(cmd.io.Stderr, "demo seed: %d created, %d updated, %d unchanged\n", created, updated, unchanged)
 	return nil
+}
+
+// checkSeedFlags reports every problem with the key flags of seed demo at once.
+func checkSeedFlags(keyFile string, vo vaultSeedOptions) error {
+	if keyFile == "" && vo.addr == "" {
+		return errors.New("--key-file is required, or --vault-addr with --vault-token-file, --accept-keys-file and --admin-key-file")
+	}
+	var problems []error
+	if keyFile != "" && vo.addr != "" {
+		problems = append(problems, errors.New("--key-file and --vault-addr cannot both be set"))
+	}
+	withVault := []struct{ flag, value string }{
+		{"--vault-token-file", vo.tokenFile}, {"--accept-keys-file", vo.acceptKeysFile}, {"--admin-key-file", vo.adminKeyFile},
+	}
+	for _, f := range withVault {
+		switch {
+		case vo.addr != "" && f.value == "":
+			problems = append(problems, fmt.Errorf("%s is required with --vault-addr", f.flag))
+		case vo.addr == "" && f.value != "":
+			problems = append(problems, fmt.Errorf("%s goes only with --vault-addr", f.flag))
+		}
+	}
+	return errors.Join(problems...)
 }
 
 // reconcile makes the existing item at path carry every field of want, patching it

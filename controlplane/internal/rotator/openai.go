@@ -59,10 +59,12 @@ func (r *Rotator) deleteAccount(ctx context.Context, d policy.Deployment, id str
 }
 
 // deleteOldAccounts deletes, at the provider, the service accounts of d's minted
-// keys other than keep (the one in use; "" when none is). One already deleted is
-// fine. Failures are logged: a key left at the provider is revoked in Vault and
+// keys other than keep (the one in use; "" when none is), made by rotations before
+// the one with id before (0: any). A retiring rotation passes its own id, so keys
+// minted by later rotations, the one in use among them, are left alone. One already
+// deleted is fine. Failures are logged: a key left at the provider is revoked in Vault and
 // dropped by every worker anyway.
-func (r *Rotator) deleteOldAccounts(ctx context.Context, d policy.Deployment, keep string) {
+func (r *Rotator) deleteOldAccounts(ctx context.Context, d policy.Deployment, keep string, before int64) {
 	if minter(d) != policy.MinterOpenAIAdmin {
 		return
 	}
@@ -72,6 +74,9 @@ func (r *Rotator) deleteOldAccounts(ctx context.Context, d policy.Deployment, ke
 		return
 	}
 	for _, rot := range rots {
+		if before > 0 && rot.ID >= before {
+			continue
+		}
 		if id := rot.ProviderKeyID; id != "" && id != keep {
 			if err := r.deleteAccount(ctx, d, id); err != nil {
 				r.o.Log.Warn("deleting an old key at the provider failed", "deployment", d.Name, "service_account", id, "err", err)

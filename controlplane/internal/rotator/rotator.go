@@ -389,7 +389,7 @@ func (r *Rotator) revokeOne(ctx context.Context, d policy.Deployment, req Reques
 		if next > 0 {
 			rot.NewVersion = intp(next)
 		}
-		r.deleteOldAccounts(ctx, d, rot.ProviderKeyID)
+		r.deleteOldAccounts(ctx, d, rot.ProviderKeyID, 0)
 	case policy.KeySourceVaultDynamic:
 		if err := r.o.Vault.RevokeLeases(ctx, d.KeyPath); err != nil {
 			r.o.Log.Error("revocation: revoking the path's leases failed", "deployment", d.Name, "err", err)
@@ -425,11 +425,14 @@ func (r *Rotator) retire(ctx context.Context, now time.Time) error {
 			if err != nil {
 				return err
 			}
-			if err := r.o.Vault.SetRotationMeta(ctx, d.KeyPath, 0, time.Time{}, meta.Revoked); err != nil {
-				return err
+			// A later rotation may have replaced this one's overlap in the metadata.
+			if rot.OldVersion != nil && meta.Previous == *rot.OldVersion {
+				if err := r.o.Vault.SetRotationMeta(ctx, d.KeyPath, 0, time.Time{}, meta.Revoked); err != nil {
+					return err
+				}
 			}
 			if minter(d) == policy.MinterOpenAIAdmin {
-				r.deleteOldAccounts(ctx, d, rot.ProviderKeyID)
+				r.deleteOldAccounts(ctx, d, rot.ProviderKeyID, rot.ID)
 			}
 		}
 		if err := r.o.Store.MarkRetired(ctx, rot.ID, now); err != nil {
