@@ -335,6 +335,19 @@ dev_key() {
 	chmod 0600 "$KEY_FILE"
 }
 
+# audit_key: the key of the audit events' prompt and response hashes, shared by both
+# data planes (.data/dev-keys/audit.key, mode 0600).
+audit_key() {
+	if [[ ! -s $DATA/dev-keys/audit.key ]]; then
+		(
+			umask 077
+			mkdir -p "$DATA/dev-keys"
+			head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DATA/dev-keys/audit.key"
+		)
+	fi
+	chmod 0600 "$DATA/dev-keys/audit.key"
+}
+
 # admin_token_works: the admin token file exists and the control plane accepts it.
 admin_token_works() {
 	[[ -f $DATA/admin-token ]] || return 1
@@ -481,6 +494,7 @@ main() {
 			{ show_log rotate; die "portcullis secrets rotate --provider openai failed"; }
 	fi
 
+	audit_key
 	local region listen
 	for region in eu us; do
 		listen=$EU_LISTEN
@@ -493,6 +507,9 @@ main() {
 			PORTCULLIS_JWT_ISSUER="$CP_URL" \
 			PORTCULLIS_JWKS_URL="$CP_URL/.well-known/jwks.json" \
 			PORTCULLIS_EXPOSE_ROUTING_HEADERS=true \
+			PORTCULLIS_AUDIT_SPOOL_DIR="$DATA/audit-spool/$region" \
+			PORTCULLIS_AUDIT_SINK="$LOGS/audit-$region.jsonl" \
+			PORTCULLIS_AUDIT_KEY_FILE="$DATA/dev-keys/audit.key" \
 			"${vault_env[@]}" \
 			bin/dataplane
 	done

@@ -51,6 +51,9 @@ type App struct {
 	stopKeys context.CancelFunc // stops the rotator and the key-access ingest
 	keysDone sync.WaitGroup
 
+	stopAudit context.CancelFunc // stops the audit ingest; nil when it is off
+	auditDone chan struct{}
+
 	stopPublisher context.CancelFunc
 	publisherDone chan struct{}
 	serveDone     chan struct{}
@@ -61,8 +64,9 @@ type App struct {
 
 // Start opens Postgres and applies migrations, makes sure an admin token exists,
 // connects to NATS (starting the embedded server when cfg.NATSURL is empty), ensures
-// the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher and the
-// collector of the workers' health reports, and serves HTTP on cfg.Listen.
+// the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher, the
+// key rotator, the audit ingest (unless cfg.AuditIngest is off) and the collector of
+// the workers' health reports, and serves HTTP on cfg.Listen.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
@@ -118,6 +122,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}()
 
 	if err := a.startKeys(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+
+	if err := a.startAudit(ctx, cfg, metrics.Registry); err != nil {
 		return nil, err
 	}
 
@@ -210,9 +218,9 @@ func (a *App) PolicyVersion() int64 {
 	return a.pub.Version()
 }
 
-// Stop shuts everything down in order (HTTP server, health collector, publisher, NATS
-// connection, embedded server, store) within ctx's deadline. It is idempotent: later calls return
-// the first call's result.
+// Stop shuts everything down in order (HTTP server, health collector, key rotator,
+// audit ingest, publisher, NATS connection, embedded server, store) within ctx's
+// deadline. It is idempotent: later calls return the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
 	return a.stopErr
@@ -237,6 +245,12 @@ func (a *App) stop(ctx context.Context) error {
 	if a.stopKeys != nil {
 		a.stopKeys()
 		a.keysDone.Wait()
+	}
+	if a.stopAudit != nil {
+		a.stopAudit()
+		if err := wait(ctx, a.auditDone); err != nil {
+			errs = append(errs, fmt.Errorf("audit ingest: %w", err))
+		}
 	}
 	if a.vault != nil {
 		a.vault.Close()

@@ -44,6 +44,9 @@ type Config struct {
 	// DevAllowEnvKeys (dev-allow-env-keys) lets the admin API accept deployments with
 	// key_source env. Development only.
 	DevAllowEnvKeys bool
+	// AuditIngest (audit-ingest) archives the regions' audit streams in Postgres.
+	// Replicas share the work; turning it off on some leaves it to the others.
+	AuditIngest bool
 }
 
 // Defaults of the keys that have one.
@@ -79,6 +82,7 @@ func Flags(l *config.Loader, cfg *Config) {
 	vaultclient.Flags(l, &cfg.Vault)
 	l.Duration(&cfg.RotationCheckInterval, "rotation-check-interval", rotator.DefaultCheckInterval, "how often the key rotator looks for due rotations, new Vault versions and ended overlaps (1s to 1h)")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: let the admin API accept deployments with key_source env")
+	l.Bool(&cfg.AuditIngest, "audit-ingest", true, "archive the regions' audit streams (PC_AUDIT_<REGION>) in Postgres, hash-chained per region")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 

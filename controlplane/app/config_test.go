@@ -131,6 +131,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		WorkerTTL:             DefaultWorkerTTL,
 		Vault:                 vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
 		RotationCheckInterval: rotator.DefaultCheckInterval,
+		AuditIngest:           true,
 	}
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
+	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/healthpub"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
@@ -43,6 +45,8 @@ type App struct {
 	ln     net.Listener
 	keys   *keys.Manager
 	vault  *vaultclient.Client // nil without Vault
+	audit  *dpaudit.Publisher
+	sink   io.Closer // the audit sink file, if any
 
 	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
 	wg     sync.WaitGroup     // the policy watch, the limiter and the HTTP server
@@ -104,6 +108,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 		log.Info("logged in to vault", "addr", cfg.Vault.Addr, "auth", cfg.Vault.Auth)
 	}
+	auditKey, err := a.startAudit(ctx, cfg, js, log, metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
 	access, err := keys.NewAccessPublisher(js, cfg.WorkerID, log, metrics.Registry)
 	if err != nil {
 		return nil, err
@@ -155,6 +163,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		FallbackErrorRate:    cfg.FallbackErrorRate,
 		Log:                  log,
 		Metrics:              metrics,
+		Worker:               cfg.WorkerID,
+		Audit:                a.audit,
+		AuditKey:             auditKey,
+		AuditHeaders:         splitList(cfg.AuditHeaders),
 	})
 
 	var lc net.ListenConfig
@@ -179,6 +191,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.keys.Start()
 	a.wg.Go(func() { keys.Follow(runCtx, js, a.keys, log) })
 	a.wg.Go(func() { access.Run(runCtx) })
+	a.wg.Go(func() {
+		if err := a.audit.Run(runCtx); err != nil {
+			log.Error("audit relay stopped", "err", err)
+		}
+	})
 	a.wg.Go(func() {
 		if err := a.limits.Run(runCtx); err != nil {
 			log.Error("limiter stopped", "err", err)
@@ -233,8 +250,17 @@ func (a *App) Stop(ctx context.Context) error {
 	return a.stopErr
 }
 
-// closeKeys ends the key manager's lease keeping and the Vault token's renewal.
+// closeKeys ends the key manager's lease keeping and the Vault token's renewal, and
+// closes the audit publisher (what it could not publish stays in the spool).
 func (a *App) closeKeys() {
+	if a.audit != nil {
+		if err := a.audit.Close(); err != nil {
+			a.log.Error("closing the audit publisher", "err", err)
+		}
+	}
+	if a.sink != nil {
+		_ = a.sink.Close()
+	}
 	if a.keys != nil {
 		a.keys.Close()
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,10 +16,12 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
+	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -73,6 +76,18 @@ type Config struct {
 	// DevAllowEnvKeys (PORTCULLIS_DEV_ALLOW_ENV_KEYS) lets deployments take their key
 	// from an environment variable (key_source env). Development only.
 	DevAllowEnvKeys bool
+
+	// Audit (PORTCULLIS_AUDIT_*): one event per request, through an on-disk spool to
+	// PC_AUDIT_<REGION>; see docs/audit.md.
+	AuditSpoolDir       string        // the spool; must stay the same across restarts (required)
+	AuditSpoolMaxBytes  int64         // bound of the spool on disk
+	AuditFullPolicy     string        // reject_requests or drop_oldest
+	AuditSink           string        // stdout, a file path, or none ("" is none)
+	AuditKeyFile        string        // file holding the key of the prompt and response hashes
+	AuditHeaders        string        // comma-separated allowlist of request headers events record
+	AuditPlacementTag   string        // server tag the region's stream is placed on
+	AuditStreamMaxAge   time.Duration // how long the stream keeps events
+	AuditStreamReplicas int           // replicas of the region's stream
 }
 
 var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -102,6 +117,15 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
 	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
 	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")
+	l.String(&cfg.AuditSpoolDir, "audit-spool-dir", filepath.Join(".data", "audit-spool"), "audit spool directory; must stay the same across restarts of this worker, and no two workers may share it")
+	l.Int64(&cfg.AuditSpoolMaxBytes, "audit-spool-max-bytes", dpaudit.DefaultSpoolMaxBytes, "bound of the audit spool on disk")
+	l.String(&cfg.AuditFullPolicy, "audit-full-policy", dpaudit.RejectRequests, "when the audit spool is full: reject_requests (503 audit_unavailable) or drop_oldest")
+	l.String(&cfg.AuditSink, "audit-sink", "stdout", "where audit events are also written as JSON lines: stdout, a file path, or none")
+	l.String(&cfg.AuditKeyFile, "audit-key-file", "", "file holding the key of the prompt and response hashes (HMAC-SHA-256), the same on every worker; empty: a random key per process, so hashes do not correlate across workers")
+	l.String(&cfg.AuditHeaders, "audit-headers", strings.Join(audit.DefaultHeaders, ","), "comma-separated request headers audit events record (credentials never are)")
+	l.String(&cfg.AuditPlacementTag, "audit-placement-tag", "", "server tag the region's audit stream is placed on, e.g. region:eu (empty: no placement)")
+	l.Duration(&cfg.AuditStreamMaxAge, "audit-stream-max-age", dpaudit.DefaultStreamMaxAge, "how long the region's audit stream keeps events")
+	l.Int(&cfg.AuditStreamReplicas, "audit-stream-replicas", 1, "replicas of the region's audit stream")
 	vaultclient.Flags(l, &cfg.Vault)
 	l.Duration(&cfg.KeyRefreshInterval, "key-refresh-interval", keys.DefaultRefreshInterval, "period of the check of each Vault key's metadata for a version missed by the key events")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: allow deployments with key_source env (keys in environment variables; refused otherwise)")
@@ -157,6 +181,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LimitsIdleReturn == 0 {
 		c.LimitsIdleReturn = limits.DefaultIdleReturn
+	}
+	if c.AuditSpoolMaxBytes == 0 {
+		c.AuditSpoolMaxBytes = dpaudit.DefaultSpoolMaxBytes
+	}
+	if c.AuditFullPolicy == "" {
+		c.AuditFullPolicy = dpaudit.RejectRequests
+	}
+	if c.AuditHeaders == "" {
+		c.AuditHeaders = strings.Join(audit.DefaultHeaders, ",")
+	}
+	if c.AuditStreamMaxAge == 0 {
+		c.AuditStreamMaxAge = dpaudit.DefaultStreamMaxAge
+	}
+	if c.AuditStreamReplicas == 0 {
+		c.AuditStreamReplicas = 1
 	}
 	if c.KeyRefreshInterval == 0 {
 		c.KeyRefreshInterval = keys.DefaultRefreshInterval
@@ -216,6 +255,27 @@ func (c *Config) validate(p *config.Problems) {
 		p.Add("fallback-window", c.FallbackWindow, "must be between 1s and 1h")
 	}
 	c.Vault.Check(p)
+	if strings.TrimSpace(c.AuditSpoolDir) == "" {
+		p.Add("audit-spool-dir", c.AuditSpoolDir, "required: a directory that stays the same across restarts")
+	}
+	if c.AuditSpoolMaxBytes < dpaudit.MinSpoolMaxBytes {
+		p.Add("audit-spool-max-bytes", c.AuditSpoolMaxBytes, fmt.Sprintf("must be at least %d", dpaudit.MinSpoolMaxBytes))
+	}
+	if c.AuditFullPolicy != dpaudit.RejectRequests && c.AuditFullPolicy != dpaudit.DropOldest {
+		p.Add("audit-full-policy", c.AuditFullPolicy, "must be reject_requests or drop_oldest")
+	}
+	for _, h := range strings.Split(c.AuditHeaders, ",") {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, " :\t") {
+			p.Add("audit-headers", c.AuditHeaders, "must be header names, comma-separated")
+			break
+		}
+	}
+	if c.AuditStreamMaxAge < time.Hour {
+		p.Add("audit-stream-max-age", c.AuditStreamMaxAge, "must be at least 1h")
+	}
+	if c.AuditStreamReplicas < 1 || c.AuditStreamReplicas > 5 {
+		p.Add("audit-stream-replicas", c.AuditStreamReplicas, "must be from 1 to 5")
+	}
 	if c.KeyRefreshInterval < time.Second || c.KeyRefreshInterval > time.Hour {
 		p.Add("key-refresh-interval", c.KeyRefreshInterval, "must be between 1s and 1h")
 	}

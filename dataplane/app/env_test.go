@@ -122,7 +122,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 
 	cfg := app.Config{
-		Region: o.region, Listen: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		AuditSpoolDir: filepath.Join(t.TempDir(), "audit-spool"),
+		Region:        o.region, Listen: "127.0.0.1:0", NATSURL: ns.ClientURL(),
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
 	}

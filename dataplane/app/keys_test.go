@@ -35,7 +35,7 @@ func TestEnvKeysRefusedWithoutTheDevFlag(t *testing.T) {
 	}
 
 	// A worker starting now refuses to.
-	cfg := app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: e.natsURL, JWTIssuer: e.iss.Name,
+	cfg := app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: e.natsURL, JWTIssuer: e.iss.Name, AuditSpoolDir: t.TempDir(),
 		JWKSURL: e.iss.JWKSURL, WorkerID: "env-refused"}
 	if a, err := app.Start(context.Background(), cfg, logging.New(&logtest.Buffer{}, "info")); err == nil {
 		_ = a.Stop(context.Background())
@@ -47,7 +47,7 @@ func TestEnvKeysRefusedWithoutTheDevFlag(t *testing.T) {
 	// With the flag it starts and warns.
 	t.Setenv("PORTCULLIS_TEST_OPENAI_KEY", "canary-env-key")
 	logs := &logtest.Buffer{}
-	cfg.WorkerID, cfg.DevAllowEnvKeys = "env-allowed", true
+	cfg.WorkerID, cfg.DevAllowEnvKeys, cfg.AuditSpoolDir = "env-allowed", true, t.TempDir()
 	a, err := app.Start(context.Background(), cfg, logging.New(logs, "info"))
 	if err != nil {
 		t.Fatalf("start with the dev flag: %v", err)

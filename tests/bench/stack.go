@@ -154,6 +154,10 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		"PORTCULLIS_JWT_AUDIENCE": identity.DefaultAudience,
 		"PORTCULLIS_JWKS_URL":     issuerURL + jwksPath,
 		"PORTCULLIS_WORKER_ID":    "bench-1",
+		// Every request is audited through the spool to NATS, as in production; the
+		// JSON lines go to a file rather than the gateway's stdout.
+		"PORTCULLIS_AUDIT_SPOOL_DIR": filepath.Join(tmp, "audit-spool"),
+		"PORTCULLIS_AUDIT_SINK":      filepath.Join(tmp, "audit.jsonl"),
 	})
 	if err != nil {
 		return nil, err

@@ -109,6 +109,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		NATSReplicas:       cpapp.DefaultNATSReplicas,
 		WorkerTTL:          cpapp.DefaultWorkerTTL,
 		LogLevel:           "error",
+		AuditIngest:        true,
 	}
 	logger := func(string) *slog.Logger { return quietLogger() }
 	var logs *logtest.Buffer
@@ -192,6 +193,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			MaxBodyBytes:         4 << 20,
 			LimitsFailPolicy:     w.failPolicy,
 			Vault:                vaultCfg,
+			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
 		}, logger("dataplane-"+w.name))
 		if err != nil {
 			t.Fatalf("start %s data plane: %v", w.name, err)

@@ -63,6 +63,7 @@ func (a *API) Register(g *echo.Group) {
 	ov := a.limitOverrides()
 	ov.register(g)
 	a.registerSecrets(g)
+	a.registerAudit(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 

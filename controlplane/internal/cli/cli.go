@@ -61,6 +61,8 @@ commands:
   secrets revoke --provider NAME --reason "TEXT"     immediate, no overlap; alerts
   secrets status                                     versions, ages, next rotation, last fetch per worker
   secrets history|access [--deployment NAME] [--limit N]
+  audit export --region R --from RFC3339 --to RFC3339 [--client ID] [--format ndjson|csv] [-o FILE]
+  audit verify FILE                                  offline check of an export; "-" reads stdin
   seed demo [--upstream-url http://127.0.0.1:9100] (--key-file PATH |
       --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)
 
@@ -112,6 +114,8 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.secrets(ctx, verb, tail)
 	case noun == "overrides":
 		return cmd.overrides(ctx, verb, tail)
+	case noun == "audit":
+		return cmd.audit(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
 		return cmd.resource(ctx, noun, verb, tail)
 	}

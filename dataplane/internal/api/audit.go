@@ -22,10 +22,10 @@ import (
 type Auditor interface {
 	// Publish records e; an error means it could not be kept.
 	Publish(e audit.Event) error
-	// Accepting reports whether a new event could be kept now: when it cannot (the
-	// spool is full and the policy is to refuse requests), requests are refused
+	// Accepting returns an error when a new event could not be kept now (the spool
+	// is full and the policy is to refuse requests): requests are then refused
 	// rather than served unaudited.
-	Accepting() bool
+	Accepting() error
 }
 
 // maxHeaderValue bounds an audited header value.
@@ -44,10 +44,13 @@ func audited(route string) bool {
 // auditAccepting refuses a request with 503 audit_unavailable when its audit event
 // could not be kept.
 func (s *server) auditAccepting() error {
-	if s.Audit == nil || s.Audit.Accepting() {
+	if s.Audit == nil {
 		return nil
 	}
-	return apierr.New(apierr.AuditUnavailable, "the gateway cannot record requests right now; retry later")
+	if err := s.Audit.Accepting(); err != nil {
+		return apierr.Wrap(apierr.AuditUnavailable, err, "the gateway cannot record requests right now; retry later")
+	}
+	return nil
 }
 
 // hashWriter passes a response through while hashing its body.

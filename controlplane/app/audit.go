@@ -1,0 +1,36 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
+)
+
+// startAudit starts archiving the regions' audit streams (PC_AUDIT_<REGION>) in
+// Postgres, unless cfg.AuditIngest is off. Replicas share each region's durable
+// consumer, so running it on every replica archives each event once.
+func (a *App) startAudit(ctx context.Context, cfg Config, reg prometheus.Registerer) error {
+	if !cfg.AuditIngest {
+		a.log.Info("audit ingest is off: this replica archives no audit events")
+		return nil
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	in := auditarchive.New(auditarchive.Options{JetStream: js, Store: a.st, Log: a.log})
+	reg.MustRegister(in.Collectors()...)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopAudit, a.auditDone = cancel, make(chan struct{})
+	go func() {
+		defer close(a.auditDone)
+		if err := in.Run(runCtx); err != nil {
+			a.log.Error("audit ingest stopped", "err", err)
+		}
+	}()
+	return nil
+}

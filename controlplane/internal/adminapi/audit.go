@@ -1,0 +1,131 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+)
+
+// auditExportPath is the compliance export of one region's audit archive.
+const auditExportPath = "/audit/export"
+
+// maxExportRange is the longest time range one export may cover.
+const maxExportRange = 366 * 24 * time.Hour
+
+// exportFlushRows is how many rows an export writes between flushes to the client.
+const exportFlushRows = 500
+
+func (a *API) registerAudit(g *echo.Group) {
+	g.GET(auditExportPath, a.exportAudit)
+	g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, auditExportPath,
+		func(c echo.Context) error {
+			c.Response().Header().Set(echo.HeaderAllow, "GET")
+			return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on the audit export", c.Request().Method)
+		})
+}
+
+// exportAudit answers GET /audit/export?region=&from=&to=[&client=][&format=]: the
+// region's archived events, streamed in seq order as NDJSON or CSV and ended by the
+// chain head (see package export). Nothing is buffered beyond a few hundred rows. An
+// error before the first bytes went out is an ordinary error answer; after that the
+// connection is cut, so the client sees an incomplete download and the file has no
+// chain head, which verify rejects.
+func (a *API) exportAudit(c echo.Context) error {
+	q, format, err := decodeExportQuery(c)
+	if err != nil {
+		return err
+	}
+	resp := c.Response()
+	h := resp.Header()
+	h.Set(echo.HeaderContentType, format.ContentType())
+	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audit-%s-%s-%s.%s"`,
+		q.Region, q.From.UTC().Format("20060102T150405Z"), q.To.UTC().Format("20060102T150405Z"), format))
+	h.Set("Cache-Control", "no-store")
+
+	w := export.NewWriter(resp, format)
+	head, err := a.st.ExportAudit(c.Request().Context(), q, func(r store.AuditRow) error {
+		if err := w.Row(export.Row{Seq: r.Seq, PrevHash: r.PrevHash, ChainHash: r.ChainHash, Event: r.Event}); err != nil {
+			return err
+		}
+		if w.Rows()%exportFlushRows == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			resp.Flush()
+		}
+		return nil
+	})
+	if err == nil {
+		var client *string
+		if q.ClientID != "" {
+			client = &q.ClientID
+		}
+		err = w.Finish(export.Head{Region: q.Region, Seq: head.Seq, Hash: head.Hash, ExportedAt: head.At,
+			From: q.From, To: q.To, Client: client})
+	}
+	if err == nil {
+		resp.Flush()
+		return nil
+	}
+	if !resp.Committed {
+		h.Del(echo.HeaderContentDisposition)
+		return err
+	}
+	level := a.log.Error
+	if errors.Is(err, context.Canceled) {
+		level = a.log.Info // the client went away
+	}
+	level("audit export cut short", "region", q.Region, "rows", w.Rows(),
+		"request_id", h.Get(echo.HeaderXRequestID), "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+// decodeExportQuery reads and validates the export's query, reporting every bad
+// parameter in one 422.
+func decodeExportQuery(c echo.Context) (store.AuditQuery, export.Format, error) {
+	rep := &report{}
+	q := store.AuditQuery{Region: c.QueryParam("region"), ClientID: c.QueryParam("client")}
+	if q.Region == "" {
+		rep.check("region", false, "is required: the region whose archive to export")
+	} else {
+		rep.check("region", slug.valid(q.Region), slug.message)
+	}
+	timestamp := func(name string) (time.Time, bool) {
+		s := c.QueryParam(name)
+		if s == "" {
+			rep.check(name, false, "is required: an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			// An unescaped "+" of a UTC offset arrives as a space.
+			t, err = time.Parse(time.RFC3339, strings.ReplaceAll(s, " ", "+"))
+		}
+		rep.check(name, err == nil, "must be an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
+		return t, err == nil
+	}
+	var fromOK, toOK bool
+	q.From, fromOK = timestamp("from")
+	q.To, toOK = timestamp("to")
+	if fromOK && toOK {
+		rep.check("to", q.From.Before(q.To), "must be after from")
+		rep.check("to", q.To.Sub(q.From) <= maxExportRange, "must be at most 366 days after from")
+	}
+	rep.check("client", q.ClientID == "" || clientID.valid(q.ClientID), clientID.message)
+	format := export.Format(c.QueryParam("format"))
+	if format == "" {
+		format = export.NDJSON
+	}
+	ok, msg := oneOf(string(format), export.Formats)
+	rep.check("format", ok, msg)
+	return q, format, rep.err()
+}

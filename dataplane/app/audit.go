@@ -1,0 +1,84 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
+)
+
+// minAuditKeyBytes is the least key material the audit key file must hold.
+const minAuditKeyBytes = 32
+
+// startAudit makes sure the region's audit stream exists, opens the spool and the
+// sink, and returns the key of the prompt and response hashes.
+func (a *App) startAudit(ctx context.Context, cfg Config, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) ([]byte, error) {
+	key, err := auditKey(cfg.AuditKeyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := dpaudit.EnsureStream(ctx, js, dpaudit.StreamOptions{Region: cfg.Region, PlacementTag: cfg.AuditPlacementTag,
+		Replicas: cfg.AuditStreamReplicas, MaxAge: cfg.AuditStreamMaxAge}); err != nil {
+		// NATS may be down at start: the spool keeps the events until the stream exists.
+		log.Warn("audit stream not ensured; events wait in the spool", "err", err)
+	}
+	var sink io.Writer
+	switch cfg.AuditSink {
+	case "", "none":
+	case "stdout":
+		sink = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.AuditSink, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit sink: %w", err)
+		}
+		sink, a.sink = f, f
+	}
+	a.audit, err = dpaudit.New(dpaudit.Options{JetStream: js, Region: cfg.Region, Worker: cfg.WorkerID,
+		SpoolDir: cfg.AuditSpoolDir, SpoolMaxBytes: cfg.AuditSpoolMaxBytes, FullPolicy: cfg.AuditFullPolicy,
+		Sink: sink, Log: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// auditKey reads the hash key from path, or makes a random one (with a warning)
+// when path is empty.
+func auditKey(path string, log *slog.Logger) ([]byte, error) {
+	if path == "" {
+		log.Warn("no PORTCULLIS_AUDIT_KEY_FILE: prompt and response hashes use a random key of this process, " +
+			"so they do not correlate across workers or restarts")
+		key := make([]byte, minAuditKeyBytes)
+		_, _ = rand.Read(key)
+		return key, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit key file: %w", err)
+	}
+	key := []byte(strings.TrimSpace(string(raw)))
+	if len(key) < minAuditKeyBytes {
+		return nil, fmt.Errorf("audit key file %s: holds %d bytes; at least %d are needed", path, len(key), minAuditKeyBytes)
+	}
+	return key, nil
+}
+
+// splitList splits a comma-separated list, trimming blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
