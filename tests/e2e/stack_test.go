@@ -44,6 +44,12 @@ type stack struct {
 	// keys, by region; seed makes them key_source vault.
 	keyPaths map[string]string
 	logs     *logtest.Buffer // every component's log lines, with withLogs
+	// natsStore and natsAddr are the test-owned nats-server's (withNATS), so that
+	// restartNATS can bring it back with its streams.
+	natsStore, natsAddr string
+	// auditKey keys the data planes' prompt and response hashes.
+	auditKey []byte
+	dbURL    string
 }
 
 func quietLogger() *slog.Logger {
@@ -131,9 +137,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		cpCfg.RotationCheckInterval = time.Hour // rotations in these tests are asked for, not detected
 	}
 	var ns *server.Server
+	natsStore := t.TempDir()
 	if sc.ownNATS {
 		var err error
-		ns, err = natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+		ns, err = natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: natsStore})
 		if err != nil {
 			t.Fatalf("start nats-server: %v", err)
 		}
@@ -160,6 +167,16 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		adminToken: strings.TrimSpace(string(token)),
 		keyFile:    filepath.Join(t.TempDir(), "openai.key"),
 		logs:       logs,
+		natsStore:  natsStore,
+		auditKey:   []byte(fmt.Sprintf("e2e-audit-key-%032d", time.Now().UnixNano())),
+		dbURL:      cpCfg.DatabaseURL,
+	}
+	if ns != nil {
+		s.natsAddr = ns.Addr().String()
+	}
+	auditKeyFile := filepath.Join(t.TempDir(), "audit.key")
+	if err := os.WriteFile(auditKeyFile, s.auditKey, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if sc.vault != nil {
 		s.keyPaths = map[string]string{}
@@ -194,6 +211,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			LimitsFailPolicy:     w.failPolicy,
 			Vault:                vaultCfg,
 			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
+			AuditKeyFile:         auditKeyFile,
 		}, logger("dataplane-"+w.name))
 		if err != nil {
 			t.Fatalf("start %s data plane: %v", w.name, err)
@@ -202,6 +220,18 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		s.dp[w.name] = dp
 	}
 	return s
+}
+
+// restartNATS starts the test-owned nats-server again (withNATS) on its address and
+// store, after the test stopped it.
+func (s *stack) restartNATS(t *testing.T) {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Options{Listen: s.natsAddr, StoreDir: s.natsStore})
+	if err != nil {
+		t.Fatalf("restart nats-server: %v", err)
+	}
+	s.nats = ns
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 }
 
 func stopWithin(t *testing.T, stop func(context.Context) error) {

@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+// exportedEvent is one NDJSON line of an audit export.
+type exportedEvent struct {
+	Seq   int64       `json:"seq"`
+	Event audit.Event `json:"event"`
+}
+
+// export fetches region's audit export for the last hour as NDJSON, and returns
+// its raw bytes and its events.
+func (s *stack) export(t *testing.T, region string) ([]byte, []audit.Event) {
+	t.Helper()
+	q := url.Values{"region": {region}, "from": {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)},
+		"to": {time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, "format": {"ndjson"}}
+	req, _ := http.NewRequest("GET", s.adminURL+"/admin/v1/audit/export?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("export %s: %d %s", region, resp.StatusCode, raw)
+	}
+	var events []audit.Event
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line exportedEvent
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("export line %q: %v", sc.Text(), err)
+		}
+		if line.Event.RequestID != "" {
+			events = append(events, line.Event)
+		}
+	}
+	return raw, events
+}
+
+// waitAudited waits until every id in want has its event in region's export, and
+// returns the export.
+func (s *stack) waitAudited(t *testing.T, region string, want []string, within time.Duration) ([]byte, map[string][]audit.Event) {
+	t.Helper()
+	var raw []byte
+	var byID map[string][]audit.Event
+	missing := want
+	deadline := time.Now().Add(within)
+	for {
+		var events []audit.Event
+		raw, events = s.export(t, region)
+		byID = map[string][]audit.Event{}
+		for _, e := range events {
+			byID[e.RequestID] = append(byID[e.RequestID], e)
+		}
+		missing = missing[:0:0]
+		for _, id := range want {
+			if len(byID[id]) == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return raw, byID
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d of %d events not archived after %s, e.g. %v", region, len(missing), len(want), within, missing[:min(5, len(missing))])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// send sends a raw chat body to worker with token and request id, and returns the
+// status.
+func sendRaw(t *testing.T, s *stack, worker, token, id, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+s.dp[worker].Addr()+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", id)
+	req.Header.Set("X-Client-Id", "web-frontend")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestAuditPrivacyRejectionsAndResidency: a prompt with a canary and a card number
+// leaves neither in the logs, the stream, Postgres or the export, and its hash is
+// the HMAC of the prompt under the audit key; 401, 403 and 429 are audited with no
+// token material; each region's export holds only its own events, and verifies.
+func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
+	s := startStack(t, withLogs())
+	s.seed(t)
+	s.waitReady(t)
+	euToken := s.mint(t, "eu-app")
+	anyToken := s.mint(t, "global-app")
+	analytics := s.mint(t, "analytics-svc")
+	oneRPM := s.limitedClient(t, "one-rpm", "", 1, 0, 0)
+
+	canary, card := fmt.Sprintf("canary-%d", time.Now().UnixNano()), "4111 1111 1111 1111"
+	messages := `[{"role":"user","content":"my card is ` + card + ` and the word is ` + canary + `"}]`
+	if st := sendRaw(t, s, "eu", euToken, "priv-eu", `{"model":"gpt-4o-mini","messages":`+messages+`}`); st != http.StatusOK {
+		t.Fatalf("private prompt: %d", st)
+	}
+	if st := sendRaw(t, s, "us", anyToken, "plain-us", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`); st != http.StatusOK {
+		t.Fatalf("us request: %d", st)
+	}
+	if st := sendRaw(t, s, "eu", "not-a-jwt-"+canary, "rej-401", `{"model":"gpt-4o-mini","messages":[]}`); st != http.StatusUnauthorized {
+		t.Fatalf("bad token: %d", st)
+	}
+	if st := sendRaw(t, s, "eu", analytics, "rej-403", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}`); st != http.StatusForbidden {
+		t.Fatalf("operation not allowed: %d", st)
+	}
+	avoidMinuteEdge(5 * time.Second)
+	sendRaw(t, s, "eu", oneRPM, "ok-rpm", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}`)
+	if st := sendRaw(t, s, "eu", oneRPM, "rej-429", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}`); st != http.StatusTooManyRequests {
+		t.Fatalf("second request of a 1-rpm client: %d", st)
+	}
+
+	euRaw, eu := s.waitAudited(t, "eu", []string{"priv-eu", "rej-401", "rej-403", "rej-429"}, 20*time.Second)
+	usRaw, us := s.waitAudited(t, "us", []string{"plain-us"}, 20*time.Second)
+
+	// Residency of the archive.
+	for _, events := range eu {
+		for _, e := range events {
+			if e.Region != "eu" {
+				t.Fatalf("the eu export holds a %s event %s", e.Region, e.RequestID)
+			}
+		}
+	}
+	if len(us["priv-eu"]) != 0 || len(eu["plain-us"]) != 0 {
+		t.Fatal("an export holds another region's event")
+	}
+	for _, events := range us {
+		for _, e := range events {
+			if e.Region != "us" {
+				t.Fatalf("the us export holds a %s event %s", e.Region, e.RequestID)
+			}
+		}
+	}
+
+	// The private request's event: metadata and the keyed hash of its prompt.
+	priv := eu["priv-eu"][0]
+	if priv.PromptHash != audit.Hash(s.auditKey, []byte(messages)) {
+		t.Fatalf("prompt_hash %s is not the HMAC of the prompt under the audit key", priv.PromptHash)
+	}
+	if priv.Status != 200 || priv.ClientID != "eu-app" || priv.TenantID != "demo" || priv.Deployment != "openai-eu" ||
+		priv.Provider != "openai" || priv.Operation != "chat" || priv.TokensIn == 0 || priv.TokensOut == 0 ||
+		!strings.HasPrefix(priv.ResponseHash, audit.HashPrefix) || priv.Headers["x-client-id"] != "web-frontend" ||
+		priv.Headers["x-request-id"] != "priv-eu" || priv.SourceNet != "127.0.0.0/24" {
+		t.Fatalf("private request's event %+v", priv)
+	}
+	if _, ok := priv.Headers["authorization"]; ok {
+		t.Fatal("the Authorization header was audited")
+	}
+
+	// Rejections are audited with their status and code, and no token.
+	for id, want := range map[string]struct {
+		status int
+		code   string
+	}{"rej-401": {401, "invalid_token"}, "rej-403": {403, "operation_not_allowed"}, "rej-429": {429, "rate_limit_exceeded"}} {
+		e := eu[id][0]
+		if e.Status != want.status || e.ErrorCode == nil || *e.ErrorCode != want.code {
+			t.Errorf("%s: status %d code %v, want %d %s", id, e.Status, e.ErrorCode, want.status, want.code)
+		}
+	}
+
+	// Neither the canary nor the card number, in any form, anywhere; nor a token.
+	forbidden := map[string]string{"the canary": canary, "the card number": card, "the card digits": strings.ReplaceAll(card, " ", ""),
+		"a client JWT": euToken, "the admin token": s.adminToken}
+	places := map[string]string{"logs": s.logs.String(), "eu export": string(euRaw), "us export": string(usRaw),
+		"stream": streamContents(t, s), "postgres": auditTables(t, s.dbURL)}
+	for place, text := range places {
+		for what, secret := range forbidden {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s appears in %s", what, place)
+			}
+		}
+	}
+
+	// The exports verify.
+	bin, err := portcullisCLI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for region, raw := range map[string][]byte{"eu": euRaw, "us": usRaw} {
+		f := filepath.Join(t.TempDir(), region+".ndjson")
+		if err := os.WriteFile(f, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "audit", "verify", f).CombinedOutput(); err != nil {
+			t.Fatalf("audit verify %s: %v\n%s", region, err, out)
+		}
+	}
+}
+
+// streamContents returns every message of every audit stream, concatenated.
+func streamContents(t *testing.T, s *stack) string {
+	t.Helper()
+	nc, err := nats.Connect(s.cp.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var b strings.Builder
+	for _, region := range []string{"eu", "us"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := js.OrderedConsumer(ctx, natsnames.AuditStream(region), jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		info, _ := cons.Info(ctx)
+		n := int(info.NumPending)
+		for i := 0; i < n; i++ {
+			m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			b.Write(m.Data())
+			b.WriteByte('\n')
+		}
+		cancel()
+	}
+	return b.String()
+}
+
+// auditTables returns every row of the archive's tables, as text.
+func auditTables(t *testing.T, dbURL string) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var b strings.Builder
+	rows, err := conn.Query(context.Background(), `SELECT t::text FROM audit_events t`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(s)
+		b.WriteByte('\n')
+	}
+	if rows.Err() != nil || b.Len() == 0 {
+		t.Fatalf("reading audit_events: %v (%d bytes)", rows.Err(), b.Len())
+	}
+	return b.String()
+}
+
+// TestAuditSurvivesANATSOutage: at a steady 100 requests/s through two workers
+// (two regions), NATS is stopped for 30 s and started again. Afterwards the archive
+// holds exactly one event per request sent, none missing and none twice, and both
+// workers' spools are empty.
+func TestAuditSurvivesANATSOutage(t *testing.T) {
+	s := startStack(t, withNATS())
+	s.seed(t)
+	s.waitReady(t)
+	tokens := map[string]string{"eu": s.limitedClient(t, "outage-eu", "eu", 0, 0, 0), "us": s.limitedClient(t, "outage-any", "", 0, 0, 0)}
+
+	stop := make(chan struct{})
+	l := startLoad(s, tokens, 100, 100*60, stop)
+	time.Sleep(5 * time.Second)
+	s.nats.Shutdown()
+	s.nats.WaitForShutdown()
+	outage := time.Now()
+	time.Sleep(30 * time.Second)
+	spooled := map[string]string{}
+	for name, dp := range s.dp {
+		spooled[name] = metricValue(metrics(t, dp.Addr()), "portcullis_audit_spool_events")
+	}
+	s.restartNATS(t)
+	t.Logf("NATS was down for %s; spooled events then: %v", time.Since(outage).Round(time.Second), spooled)
+	time.Sleep(5 * time.Second)
+	close(stop)
+	l.wg.Wait()
+	sent := l.sent.Load()
+
+	want := map[string][]string{}
+	for n := range sent {
+		worker := []string{"eu", "us"}[n%2]
+		want[worker] = append(want[worker], fmt.Sprintf("load-%s-%d", worker, n))
+	}
+	for region, ids := range want {
+		_, byID := s.waitAudited(t, region, ids, 60*time.Second)
+		ours := 0
+		for id, events := range byID {
+			if !strings.HasPrefix(id, "load-") {
+				continue
+			}
+			ours++
+			if len(events) != 1 {
+				t.Fatalf("%s: %d events for request %s", region, len(events), id)
+			}
+		}
+		if ours != len(ids) {
+			t.Fatalf("%s: %d load events archived for %d requests sent", region, ours, len(ids))
+		}
+	}
+	for name, dp := range s.dp {
+		waitFor(t, 10*time.Second, name+"'s spool to empty", func() bool {
+			return metricValue(metrics(t, dp.Addr()), "portcullis_audit_spool_events") == "0"
+		})
+		if spooled[name] == "0" || spooled[name] == "" {
+			t.Errorf("%s spooled no events during the outage (%q): the test did not exercise the spool", name, spooled[name])
+		}
+	}
+	t.Logf("%d requests sent, %d answered 200; every one archived exactly once", sent, l.ok.Load())
+}
+
+// metricValue returns the value of the unlabelled series name in a /metrics page.
+func metricValue(page, name string) string {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
