@@ -46,6 +46,7 @@ type App struct {
 	keys   *keys.Manager
 	vault  *vaultclient.Client // nil without Vault
 	audit  *dpaudit.Publisher
+	spool  *asyncAudit // spools events behind the answers
 	sink   io.Closer // the audit sink file, if any
 
 	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
@@ -112,6 +113,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.spool = newAsyncAudit(a.audit, log)
 	access, err := keys.NewAccessPublisher(js, cfg.WorkerID, log, metrics.Registry)
 	if err != nil {
 		return nil, err
@@ -164,7 +166,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Log:                  log,
 		Metrics:              metrics,
 		Worker:               cfg.WorkerID,
-		Audit:                a.audit,
+		Audit:                a.spool,
 		AuditKey:             auditKey,
 		AuditHeaders:         splitList(cfg.AuditHeaders),
 	})
@@ -253,6 +255,9 @@ func (a *App) Stop(ctx context.Context) error {
 // closeKeys ends the key manager's lease keeping and the Vault token's renewal, and
 // closes the audit publisher (what it could not publish stays in the spool).
 func (a *App) closeKeys() {
+	if a.spool != nil {
+		a.spool.Wait()
+	}
 	if a.audit != nil {
 		if err := a.audit.Close(); err != nil {
 			a.log.Error("closing the audit publisher", "err", err)

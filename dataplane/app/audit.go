@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
+	"github.com/portcullis-gw/portcullis/shared/audit"
 )
 
 // minAuditKeyBytes is the least key material the audit key file must hold.
@@ -82,3 +84,42 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// maxAsyncAudit bounds the audit events being spooled behind answered requests; past
+// it, a request waits for its own event's spooling.
+const maxAsyncAudit = 1024
+
+// asyncAudit spools each event after its request has been answered, so that the
+// spool's group-committed fsync is not part of any request's latency. The event is
+// durable within one group commit of the answer (the answer is sent before the event
+// is built in any case); Wait lets a stop spool every event of the requests served.
+type asyncAudit struct {
+	p   *dpaudit.Publisher
+	log *slog.Logger
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
+func newAsyncAudit(p *dpaudit.Publisher, log *slog.Logger) *asyncAudit {
+	return &asyncAudit{p: p, log: log, sem: make(chan struct{}, maxAsyncAudit)}
+}
+
+func (a *asyncAudit) Accepting() error { return a.p.Accepting() }
+
+func (a *asyncAudit) Publish(e audit.Event) error {
+	select {
+	case a.sem <- struct{}{}:
+	default:
+		return a.p.Publish(e) // too many behind: this request waits (backpressure)
+	}
+	a.wg.Go(func() {
+		defer func() { <-a.sem }()
+		if err := a.p.Publish(e); err != nil {
+			a.log.Error("audit event not kept", "request_id", e.RequestID, "err", err)
+		}
+	})
+	return nil
+}
+
+// Wait returns once every event handed over is spooled (or refused).
+func (a *asyncAudit) Wait() { a.wg.Wait() }

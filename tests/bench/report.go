@@ -321,7 +321,10 @@ func (r report) Markdown() string {
 	fmt.Fprintf(&b, "- One data plane, built from source and run as its own process with JWT auth on "+
 		"(ES256, JWKS over HTTP), reads a two-client policy from an embedded nats-server's `PC_POLICY` "+
 		"bucket and proxies to the deterministic mock upstream (`tests/mockupstream`), whose key it reads "+
-		"from a file. It logs at its default level (info: one JSON line per request, to a file).\n")
+		"from a file. It logs at its default level (info: one JSON line per request, to a file), and audits "+
+		"every request as in production: the event is built (keyed hashes of prompt and answer), written as a "+
+		"JSON line to a file sink, fsync'd to the on-disk spool in group commits behind the answer, and relayed "+
+		"to the region's `PC_AUDIT_<REGION>` stream.\n")
 	fmt.Fprintf(&b, "- Each cell sends %d `POST /v1/chat/completions` requests (after %d warm-up requests) "+
 		"from a Go load generator at a fixed concurrency, over kept-alive connections, to three targets in turn: "+
 		"straight to the mock (`%s`), through the gateway as a client whose tier sets no limits (`%s`), and "+
