@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -21,8 +20,8 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -38,19 +37,7 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{logs: &logtest.Buffer{}}
 	e.st, _ = storetest.Open(t)
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.js = natstest.Start(t).JetStream
 	return e
 }
 

@@ -22,8 +22,8 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
@@ -49,23 +49,14 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{v: vaulttest.Start(t), logs: &logtest.Buffer{}, now: time.Now().UTC().Truncate(time.Second)}
 	e.st, _ = storetest.Open(t)
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	nc := ns.Conn
+	e.js = ns.JetStream
 	if err := natsbuckets.Ensure(context.Background(), e.js, natsbuckets.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
+	var err error
 	if e.vc, err = vaultclient.New(context.Background(), vaultclient.Config{Addr: e.v.Addr, Auth: vaultclient.AuthToken, Token: e.v.Token}, log); err != nil {
 		t.Fatal(err)
 	}
