@@ -54,6 +54,9 @@ type App struct {
 	stopAudit context.CancelFunc // stops the audit ingest; nil when it is off
 	auditDone chan struct{}
 
+	stopAnomaly context.CancelFunc // stops the anomaly detector; nil when it is off
+	anomalyDone chan struct{}
+
 	stopPublisher context.CancelFunc
 	publisherDone chan struct{}
 	serveDone     chan struct{}
@@ -65,7 +68,8 @@ type App struct {
 // Start opens Postgres and applies migrations, makes sure an admin token exists,
 // connects to NATS (starting the embedded server when cfg.NATSURL is empty), ensures
 // the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher, the
-// key rotator, the audit ingest (unless cfg.AuditIngest is off) and the collector of
+// key rotator, the audit ingest (unless cfg.AuditIngest is off), the anomaly detector
+// (unless cfg.AnomalyCheckInterval is 0) and the collector of
 // the workers' health reports, and serves HTTP on cfg.Listen.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
@@ -126,6 +130,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 
 	if err := a.startAudit(ctx, cfg, metrics.Registry); err != nil {
+		return nil, err
+	}
+
+	if err := a.startAnomaly(ctx, cfg); err != nil {
 		return nil, err
 	}
 
@@ -219,7 +227,7 @@ func (a *App) PolicyVersion() int64 {
 }
 
 // Stop shuts everything down in order (HTTP server, health collector, key rotator,
-// audit ingest, publisher, NATS connection, embedded server, store) within ctx's
+// anomaly detector, audit ingest, publisher, NATS connection, embedded server, store) within ctx's
 // deadline. It is idempotent: later calls return the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
@@ -245,6 +253,12 @@ func (a *App) stop(ctx context.Context) error {
 	if a.stopKeys != nil {
 		a.stopKeys()
 		a.keysDone.Wait()
+	}
+	if a.stopAnomaly != nil {
+		a.stopAnomaly()
+		if err := wait(ctx, a.anomalyDone); err != nil {
+			errs = append(errs, fmt.Errorf("anomaly detector: %w", err))
+		}
 	}
 	if a.stopAudit != nil {
 		a.stopAudit()

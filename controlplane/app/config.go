@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
@@ -47,6 +48,15 @@ type Config struct {
 	// AuditIngest (audit-ingest) archives the regions' audit streams in Postgres.
 	// Replicas share the work; turning it off on some leaves it to the others.
 	AuditIngest bool
+	// AnomalyCheckInterval (anomaly-check-interval) is how often the anomaly rules
+	// are checked; 0 turns the detector off on this replica.
+	AnomalyCheckInterval time.Duration
+	// AlertWebhookURL (alert-webhook-url) receives the alerts of every anomaly rule
+	// without its own webhook_url; empty sends none.
+	AlertWebhookURL string
+	// AlertWebhookSecretFile (alert-webhook-secret-file) holds the HMAC key that
+	// signs webhook bodies; required for any webhook to be sent.
+	AlertWebhookSecretFile string
 }
 
 // Defaults of the keys that have one.
@@ -83,6 +93,9 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Duration(&cfg.RotationCheckInterval, "rotation-check-interval", rotator.DefaultCheckInterval, "how often the key rotator looks for due rotations, new Vault versions and ended overlaps (1s to 1h)")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: let the admin API accept deployments with key_source env")
 	l.Bool(&cfg.AuditIngest, "audit-ingest", true, "archive the regions' audit streams (PC_AUDIT_<REGION>) in Postgres, hash-chained per region")
+	l.Duration(&cfg.AnomalyCheckInterval, "anomaly-check-interval", anomaly.DefaultInterval, "how often the anomaly rules are checked (1s to 10m; 0 turns the detector off on this replica)")
+	l.String(&cfg.AlertWebhookURL, "alert-webhook-url", "", "URL that receives every anomaly alert as a signed POST, unless its rule names its own")
+	l.String(&cfg.AlertWebhookSecretFile, "alert-webhook-secret-file", "", "file holding the HMAC-SHA-256 key (at least 16 bytes) that signs alert webhooks")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -161,6 +174,17 @@ func (c Config) Validate() error {
 	if c.WorkerTTL < minWorkerTTL || c.WorkerTTL > maxWorkerTTL {
 		p.Add("worker-ttl", c.WorkerTTL, fmt.Sprintf("must be between %v and %v", minWorkerTTL, maxWorkerTTL))
 	}
+	if c.AnomalyCheckInterval != 0 && (c.AnomalyCheckInterval < time.Second || c.AnomalyCheckInterval > 10*time.Minute) {
+		p.Add("anomaly-check-interval", c.AnomalyCheckInterval, "must be between 1s and 10m, or 0 to turn the detector off")
+	}
+	if c.AlertWebhookURL != "" {
+		if reason := checkWebhookURL(c.AlertWebhookURL); reason != "" {
+			p.Add("alert-webhook-url", "(not shown: it may hold a secret)", reason)
+		}
+		if c.AlertWebhookSecretFile == "" {
+			p.Add("alert-webhook-secret-file", "", "required with alert-webhook-url: webhooks are always signed")
+		}
+	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
 	}
@@ -211,6 +235,17 @@ func checkNATSURL(s string) string {
 		return ""
 	}
 	return "scheme must be nats, tls, ws or wss"
+}
+
+func checkWebhookURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "must be an absolute http(s) URL"
+	}
+	if u.User != nil || u.Fragment != "" {
+		return "must not carry user info or a fragment"
+	}
+	return ""
 }
 
 func checkIssuerURL(s string) string {

@@ -80,6 +80,15 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 				`PORTCULLIS_NATS_CA_FILE="/nonexistent/ca.pem": cannot read`},
 		},
 		{
+			name: "anomaly keys",
+			args: []string{"--database-url", "postgres://x@127.0.0.1/db", "--anomaly-check-interval", "100ms",
+				"--alert-webhook-url", "ftp://hooks.example/secret-token"},
+			want: []string{`PORTCULLIS_ANOMALY_CHECK_INTERVAL="100ms": must be between 1s and 10m`,
+				"PORTCULLIS_ALERT_WEBHOOK_URL=", "must be an absolute http(s) URL",
+				`PORTCULLIS_ALERT_WEBHOOK_SECRET_FILE="": required with alert-webhook-url`},
+			notWant: []string{"secret-token"},
+		},
+		{
 			name: "unparsable values are named with the invalid ones",
 			args: []string{"--listen", "x"},
 			env:  map[string]string{"PORTCULLIS_DEV_ISSUER": "maybe", "PORTCULLIS_PUBLISH_INTERVAL": "soon"},
@@ -132,6 +141,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		Vault:                 vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
 		RotationCheckInterval: rotator.DefaultCheckInterval,
 		AuditIngest:           true,
+		AnomalyCheckInterval:  5 * time.Second,
 	}
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)

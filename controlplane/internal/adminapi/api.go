@@ -59,11 +59,14 @@ func (a *API) Register(g *echo.Group) {
 		register(g, a.residencyRules()),
 		register(g, a.fallbackMaps()),
 		register(g, a.revokedTokens()),
+		register(g, a.anomalyRules()),
 	}
 	ov := a.limitOverrides()
 	ov.register(g)
 	a.registerSecrets(g)
 	a.registerAudit(g)
+	a.registerUsage(g)
+	a.registerAlerts(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 

@@ -38,7 +38,7 @@ type Config struct {
 // Resources lists every admin API collection the generic verbs work on.
 var Resources = []string{
 	"tenants", "tiers", "clients", "providers", "deployments", "models",
-	"residency-rules", "fallback-maps", "revoked-tokens",
+	"residency-rules", "fallback-maps", "revoked-tokens", "anomaly-rules",
 }
 
 const usage = `usage: portcullis [--admin-url URL] [--admin-token TOKEN] [--data-dir DIR] <command>
@@ -63,10 +63,13 @@ commands:
   secrets history|access [--deployment NAME] [--limit N]
   audit export --region R --from RFC3339 --to RFC3339 [--client ID] [--format ndjson|csv] [-o FILE]
   audit verify FILE                                  offline check of an export; "-" reads stdin
+  usage --group-by client|tenant|model --from RFC3339 --to RFC3339 [--format json|csv]
+  alerts list [--unacknowledged] [--limit N]
+  alerts ack <id>
   seed demo [--upstream-url http://127.0.0.1:9100] (--key-file PATH |
       --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)
 
-resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens" + `
+resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
 
 global flags:
 `
@@ -116,6 +119,10 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.overrides(ctx, verb, tail)
 	case noun == "audit":
 		return cmd.audit(ctx, verb, tail)
+	case noun == "usage":
+		return cmd.usage(ctx, rest[1:])
+	case noun == "alerts":
+		return cmd.alerts(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
 		return cmd.resource(ctx, noun, verb, tail)
 	}

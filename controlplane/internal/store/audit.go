@@ -43,7 +43,8 @@ type AuditAppend struct {
 
 // AppendAudit archives events of region in their order, in one transaction: under
 // the region's chain lock, events whose request id the region already holds are
-// skipped and the others get the next seqs and their chain hashes. Redelivered and
+// skipped and the others get the next seqs and their chain hashes, and are added to
+// the hourly usage rollup and the clients' source networks. Redelivered and
 // replayed events are thus archived once, and concurrent callers (control-plane
 // replicas) append whole batches one after the other. Partitions missing for the
 // events' months are created first. Every event must be of region.
@@ -134,6 +135,7 @@ func (s *Store) appendAudit(ctx context.Context, region string, events []AuditEv
 
 		res = AuditAppend{}
 		copyRows := make([][]any, 0, len(fresh))
+		archived := make([]*audit.Event, 0, len(fresh))
 		for _, e := range events {
 			if !isNew[e.Event.RequestID] {
 				res.Duplicates++
@@ -143,6 +145,7 @@ func (s *Store) appendAudit(ctx context.Context, region string, events []AuditEv
 			seq++
 			hash := chain.Link(head, e.JSON)
 			copyRows = append(copyRows, auditRow(seq, e, head, hash))
+			archived = append(archived, &e.Event)
 			head = hash
 		}
 		res.Stored = len(copyRows)
@@ -151,6 +154,12 @@ func (s *Store) appendAudit(ctx context.Context, region string, events []AuditEv
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditColumns, pgx.CopyFromRows(copyRows)); err != nil {
 			return fmt.Errorf("insert events: %w", err)
+		}
+		if err := addUsage(ctx, tx, archived); err != nil {
+			return err
+		}
+		if err := recordNetworks(ctx, tx, archived); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE audit_chain SET seq = $2, head = $3, updated_at = now() WHERE region = $1`,
 			region, seq, head); err != nil {

@@ -1,0 +1,44 @@
+package adminapi
+
+import (
+	"net/url"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+)
+
+// anomalyRulesPath is the collection of anomaly rules (package anomaly runs them).
+const anomalyRulesPath = "anomaly-rules"
+
+// anomalyRules serves the anomaly rules with the generic resource machinery: ETags,
+// If-Match, merge patches and pagination like every policy entity.
+func (a *API) anomalyRules() *resource[store.AnomalyRule] {
+	return newResource(a, anomalyRulesPath, "anomaly rule", a.st.AnomalyRules(), slug,
+		func() store.AnomalyRule {
+			return store.AnomalyRule{Enabled: true, Factor: 5, BaselineDays: 7, MinBaselineTokens: 10000,
+				Action: store.ActionAlert, ThrottleMinutes: 60}
+		},
+		validateAnomalyRule)
+}
+
+// validateAnomalyRule records every problem of r.
+func validateAnomalyRule(rep *report, r *store.AnomalyRule) {
+	ok, msg := oneOf(r.Kind, store.RuleKinds)
+	rep.check("kind", ok, msg)
+	ok, msg = oneOf(r.Action, store.RuleActions)
+	rep.check("action", ok, msg)
+	rep.check("factor", r.Factor > 1 && r.Factor <= 1000, "must be more than 1 and at most 1000")
+	rep.check("baseline_days", r.BaselineDays >= 1 && r.BaselineDays <= 90, "must be from 1 to 90")
+	rep.check("min_baseline_tokens", r.MinBaselineTokens > 0, "must be a positive integer")
+	rep.check("throttle_tokens_per_hour", r.ThrottleTokensPerHour >= 0,
+		"must be a positive integer, or 0 (or null) for the client's baseline")
+	rep.check("throttle_requests_per_minute", r.ThrottleRequestsPerMinute >= 0,
+		"must be a positive integer, or 0 (or null) to keep the tier's value")
+	rep.check("throttle_minutes", r.ThrottleMinutes >= 1 && r.ThrottleMinutes <= 43200,
+		"must be from 1 to 43200 (30 days)")
+	if r.WebhookURL != "" {
+		u, err := url.Parse(r.WebhookURL)
+		rep.check("webhook_url", err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+			u.User == nil && u.Fragment == "" && len(r.WebhookURL) <= 2048,
+			"must be an absolute http(s) URL without user info or fragment, at most 2048 characters, or empty for the control plane's alert-webhook-url")
+	}
+}

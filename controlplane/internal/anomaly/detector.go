@@ -1,0 +1,281 @@
+// Package anomaly runs the anomaly rules of Postgres (DESIGN.md §8) against the usage
+// the audit ingest archives: token_spike (a client's tokens of the last hour above
+// factor × its trailing baseline) and new_source_ip (a client calling from a network
+// it has not used for 7 days). A rule that fires raises one alert (a row in alerts,
+// an event on PC_ALERTS and an optional signed webhook POST) and, by its action,
+// throttles the client with a time-boxed limit override or disables it.
+//
+// Alerts are de-duplicated in Postgres (one per rule, client and hour for
+// token_spike, one per new network for new_source_ip), so every control-plane replica
+// may run a Detector: only the one that records the alert acts on it.
+package anomaly
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/alerts"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// Defaults of Options.
+const (
+	DefaultInterval = 5 * time.Second
+	// maxNovelNetworks is the most new networks one check handles; the rest wait for
+	// the next.
+	maxNovelNetworks = 500
+)
+
+// Alert kinds of the rules, on PC_ALERTS.
+const (
+	KindTokenSpike  = store.RuleTokenSpike
+	KindNewSourceIP = store.RuleNewSourceIP
+)
+
+// SetBy is the set_by of the overrides the detector sets.
+const SetBy = "anomaly"
+
+// Options configures a Detector. Store and JetStream are required.
+type Options struct {
+	Store     *store.Store
+	JetStream jetstream.JetStream // alerts are published on PC_ALERTS through it
+	// Notify is called after the detector changed the policy (an override, a disabled
+	// client), to publish a new snapshot at once. It must not block long.
+	Notify func()
+	// Interval is how often the rules are checked.
+	Interval time.Duration
+	// WebhookURL receives every alert of a rule without its own webhook_url; "" sends
+	// none.
+	WebhookURL string
+	// WebhookSecret signs webhook bodies (see Sign). Without it no webhook is sent.
+	WebhookSecret []byte
+	// HTTPClient sends webhooks; nil uses one with a 5 s timeout.
+	HTTPClient *http.Client
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Detector checks the anomaly rules periodically. Run runs once; its goroutines, the
+// webhook deliveries included, end before Run returns.
+type Detector struct {
+	o        Options
+	webhooks *webhooks
+}
+
+// New returns a Detector; Run starts it.
+func New(o Options) *Detector {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Notify == nil {
+		o.Notify = func() {}
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: webhookTimeout}
+	}
+	return &Detector{o: o, webhooks: newWebhooks(o.HTTPClient, o.WebhookSecret, o.Log)}
+}
+
+// Run checks the rules every Interval until ctx ends, then waits for the webhook
+// deliveries in flight (which ctx's end cuts short).
+func (d *Detector) Run(ctx context.Context) error {
+	defer d.webhooks.wait()
+	t := time.NewTicker(d.o.Interval)
+	defer t.Stop()
+	for {
+		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
+			d.o.Log.Warn("anomaly check failed; retrying at the next one", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Check runs every enabled rule once.
+func (d *Detector) Check(ctx context.Context) error {
+	rules, err := d.o.Store.EnabledAnomalyRules(ctx)
+	if err != nil {
+		return err
+	}
+	// The new networks are handled (and cleared) whether or not a rule watches them,
+	// so that enabling a rule later does not alert on old ones.
+	nets, err := d.o.Store.NovelNetworks(ctx, maxNovelNetworks)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rules {
+		switch r.Kind {
+		case store.RuleTokenSpike:
+			errs = append(errs, d.tokenSpike(ctx, r))
+		case store.RuleNewSourceIP:
+			errs = append(errs, d.newSourceIP(ctx, r, nets))
+		}
+	}
+	for _, n := range nets {
+		errs = append(errs, d.o.Store.ClearNovelNetwork(ctx, n))
+	}
+	return errors.Join(errs...)
+}
+
+// tokenSpike fires r for each client whose tokens of the last hour exceed r.Factor
+// × its baseline, floored at r.MinBaselineTokens.
+func (d *Detector) tokenSpike(ctx context.Context, r store.AnomalyRule) error {
+	now := d.o.Now().UTC()
+	clients, err := d.o.Store.RecentTokens(ctx, now, r.BaselineDays)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range clients {
+		baseline := math.Max(c.Baseline, float64(r.MinBaselineTokens))
+		if c.LastHour <= r.Factor*baseline {
+			continue
+		}
+		f := firing{
+			rule: r, client: c.ClientID, tenant: c.TenantID, baseline: baseline,
+			dedup: now.Truncate(time.Hour).Format(time.RFC3339),
+			message: fmt.Sprintf("client %s used %.0f tokens in the last hour, %.1f× its baseline of %.0f per hour (rule %s fires above %g×)",
+				c.ClientID, c.LastHour, c.LastHour/baseline, baseline, r.Name, r.Factor),
+			details: map[string]any{
+				"tokens_last_hour": math.Round(c.LastHour), "baseline_tokens_per_hour": math.Round(baseline),
+				"mean_hourly_tokens": math.Round(c.Baseline), "factor": r.Factor, "baseline_days": r.BaselineDays,
+			},
+		}
+		errs = append(errs, d.fire(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// newSourceIP fires r for each network a client used for the first time in
+// store.NetworkMemory.
+func (d *Detector) newSourceIP(ctx context.Context, r store.AnomalyRule, nets []store.NovelNetwork) error {
+	var errs []error
+	for _, n := range nets {
+		f := firing{
+			rule: r, client: n.ClientID, baseline: float64(r.MinBaselineTokens),
+			dedup:   n.SourceNet + "@" + n.NovelAt.UTC().Format(time.RFC3339Nano),
+			message: fmt.Sprintf("client %s called from network %s, which it had not used in the last 7 days", n.ClientID, n.SourceNet),
+			details: map[string]any{"source_net": n.SourceNet, "first_seen": n.NovelAt.UTC()},
+		}
+		errs = append(errs, d.fire(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// firing is a rule that fired for a client.
+type firing struct {
+	rule           store.AnomalyRule
+	client, tenant string
+	dedup          string
+	message        string
+	details        map[string]any
+	baseline       float64 // the throttle's tokens per hour when the rule sets none
+}
+
+// fire records f's alert and, unless it was raised already, carries out its rule's
+// action, publishes it on PC_ALERTS and sends its webhook.
+func (d *Detector) fire(ctx context.Context, f firing) error {
+	now := d.o.Now().UTC()
+	r := f.rule
+	severity := alerts.SeverityWarning
+	if r.Action != store.ActionAlert {
+		severity = alerts.SeverityCritical
+	}
+	f.details["rule"], f.details["action"] = r.Name, r.Action
+	var override policy.LimitOverride
+	if r.Action == store.ActionAlertAndThrottle {
+		override = policy.LimitOverride{ClientID: f.client, TokensPerHour: r.ThrottleTokensPerHour,
+			RequestsPerMinute: r.ThrottleRequestsPerMinute,
+			ExpiresAt:         now.Add(time.Duration(r.ThrottleMinutes) * time.Minute).Truncate(time.Second),
+			Reason:            "anomaly: " + r.Kind, SetBy: SetBy}
+		if override.TokensPerHour == 0 {
+			override.TokensPerHour = max(int64(math.Round(f.baseline)), 1)
+		}
+		f.details["throttle"] = map[string]any{"tokens_per_hour": override.TokensPerHour,
+			"requests_per_minute": override.RequestsPerMinute, "expires_at": override.ExpiresAt}
+	}
+	details, err := json.Marshal(f.details)
+	if err != nil {
+		return fmt.Errorf("alert details: %w", err)
+	}
+	row, raised, err := d.o.Store.RaiseAlert(ctx, store.Alert{Kind: r.Kind, Severity: severity, ClientID: f.client,
+		TenantID: f.tenant, Rule: r.Name, DedupKey: f.dedup, Message: f.message, Details: details})
+	if err != nil || !raised {
+		return err
+	}
+	d.o.Log.Warn("anomaly alert", "rule", r.Name, "kind", r.Kind, "client", f.client, "action", r.Action, "alert_id", row.ID)
+
+	var errs []error
+	switch r.Action {
+	case store.ActionAlertAndThrottle:
+		if _, err := d.o.Store.LimitOverrides().Put(ctx, override); err != nil {
+			errs = append(errs, fmt.Errorf("throttle client %s: %w", f.client, err))
+		} else {
+			d.o.Notify()
+		}
+	case store.ActionBlock:
+		if err := d.disable(ctx, f.client); err != nil {
+			errs = append(errs, fmt.Errorf("block client %s: %w", f.client, err))
+		} else {
+			d.o.Notify()
+		}
+	}
+
+	a := alerts.Alert{ID: "anomaly-" + strconv.FormatInt(row.ID, 10), Kind: r.Kind, Severity: severity,
+		Subject: f.client, Message: f.message, Details: f.details, At: row.CreatedAt.UTC()}
+	body, err := alerts.Encode(a)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("encode alert: %w", err))...)
+	}
+	if _, err := d.o.JetStream.Publish(ctx, natsnames.AlertSubject(a.Kind, a.Subject), body); err != nil {
+		errs = append(errs, fmt.Errorf("publish alert %s: %w", a.ID, err))
+	}
+	url := r.WebhookURL
+	if url == "" {
+		url = d.o.WebhookURL
+	}
+	if url != "" {
+		d.webhooks.send(ctx, url, a.ID, body)
+	}
+	return errors.Join(errs...)
+}
+
+// disable turns client off, unless it is off already.
+func (d *Detector) disable(ctx context.Context, client string) error {
+	coll := d.o.Store.Clients()
+	for attempt := 0; ; attempt++ {
+		rec, err := coll.Get(ctx, client)
+		if err != nil {
+			return err
+		}
+		if !rec.Entity.Enabled {
+			return nil
+		}
+		rec.Entity.Enabled = false
+		_, err = coll.Update(ctx, client, rec.Revision, rec.Entity)
+		if !errors.Is(err, store.ErrStale) || attempt == 2 {
+			return err
+		}
+	}
+}
