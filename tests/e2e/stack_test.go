@@ -64,6 +64,9 @@ type worker struct {
 
 // stackConfig is what startStack's options change.
 type stackConfig struct {
+	// anomaly, when set, runs the control plane's anomaly detector every second,
+	// with this webhook.
+	anomaly *anomalyConfig
 	vault    *vaulttest.Vault // keys come from this Vault
 	logs     bool             // collect every component's logs (debug level) in stack.logs
 	ownNATS  bool             // the test runs the nats-server, so it can stop it
@@ -80,6 +83,14 @@ func withNATS() stackOption { return func(c *stackConfig) { c.ownNATS = true } }
 // withVault gives the control plane and every data plane v, logged in with its root
 // token from a file, and makes seed store the openai deployments' keys there.
 func withVault(v *vaulttest.Vault) stackOption { return func(c *stackConfig) { c.vault = v } }
+
+type anomalyConfig struct{ webhookURL, secretFile string }
+
+// withAnomaly runs the anomaly detector every second, posting alerts to webhookURL
+// signed with the key in secretFile.
+func withAnomaly(webhookURL, secretFile string) stackOption {
+	return func(c *stackConfig) { c.anomaly = &anomalyConfig{webhookURL, secretFile} }
+}
 
 // withLogs collects every component's log lines, at debug level, in stack.logs.
 func withLogs() stackOption { return func(c *stackConfig) { c.logs = true } }
@@ -135,6 +146,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		vaultCfg = vaultclient.Config{Addr: sc.vault.Addr, Auth: vaultclient.AuthToken, TokenFile: tokenFile}
 		cpCfg.Vault = vaultCfg
 		cpCfg.RotationCheckInterval = time.Hour // rotations in these tests are asked for, not detected
+	}
+	if sc.anomaly != nil {
+		cpCfg.AnomalyCheckInterval = time.Second
+		cpCfg.AlertWebhookURL, cpCfg.AlertWebhookSecretFile = sc.anomaly.webhookURL, sc.anomaly.secretFile
 	}
 	var ns *server.Server
 	natsStore := t.TempDir()
