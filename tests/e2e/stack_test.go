@@ -66,7 +66,7 @@ type worker struct {
 type stackConfig struct {
 	// anomaly, when set, runs the control plane's anomaly detector every second,
 	// with this webhook.
-	anomaly *anomalyConfig
+	anomaly  *anomalyConfig
 	vault    *vaulttest.Vault // keys come from this Vault
 	logs     bool             // collect every component's logs (debug level) in stack.logs
 	ownNATS  bool             // the test runs the nats-server, so it can stop it
