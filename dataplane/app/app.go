@@ -47,7 +47,7 @@ type App struct {
 	vault  *vaultclient.Client // nil without Vault
 	audit  *dpaudit.Publisher
 	spool  *asyncAudit // spools events behind the answers
-	sink   io.Closer // the audit sink file, if any
+	sink   io.Closer   // the audit sink file, if any
 
 	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
 	wg     sync.WaitGroup     // the policy watch, the limiter and the HTTP server
