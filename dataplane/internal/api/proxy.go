@@ -35,10 +35,10 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		ri.tenant = client.Tenant
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}
-		ri.tenant = client.Tenant
 		m := &metering{}
 		if req.Stream && op != policy.OpEmbeddings && path != upstream.PathMessages {
 			if err := prepareStream(req, m); err != nil {
