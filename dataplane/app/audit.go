@@ -97,7 +97,10 @@ type asyncAudit struct {
 	p   *dpaudit.Publisher
 	log *slog.Logger
 	sem chan struct{}
-	wg  sync.WaitGroup
+
+	mu     sync.RWMutex // orders wg.Add against Wait: guards closed
+	closed bool         // Wait began: hand events to the publisher directly
+	wg     sync.WaitGroup
 }
 
 func newAsyncAudit(p *dpaudit.Publisher, log *slog.Logger) *asyncAudit {
@@ -107,19 +110,34 @@ func newAsyncAudit(p *dpaudit.Publisher, log *slog.Logger) *asyncAudit {
 func (a *asyncAudit) Accepting() error { return a.p.Accepting() }
 
 func (a *asyncAudit) Publish(e audit.Event) error {
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return a.p.Publish(e) // a handler still running after a kill
+	}
 	select {
 	case a.sem <- struct{}{}:
 	default:
+		a.mu.RUnlock()
 		return a.p.Publish(e) // too many behind: this request waits (backpressure)
 	}
-	a.wg.Go(func() {
+	a.wg.Add(1)
+	a.mu.RUnlock()
+	go func() {
+		defer a.wg.Done()
 		defer func() { <-a.sem }()
 		if err := a.p.Publish(e); err != nil {
 			a.log.Error("audit event not kept", "request_id", e.RequestID, "err", err)
 		}
-	})
+	}()
 	return nil
 }
 
-// Wait returns once every event handed over is spooled (or refused).
-func (a *asyncAudit) Wait() { a.wg.Wait() }
+// Wait returns once every event handed over is spooled (or refused); events handed
+// over later go to the publisher directly.
+func (a *asyncAudit) Wait() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.wg.Wait()
+}
