@@ -50,8 +50,14 @@ func KeysRotatedSubject(provider string) string { return "keys.rotated." + token
 // KeysRevokedSubject is the subject an emergency key revocation for provider is announced on.
 func KeysRevokedSubject(provider string) string { return "keys.revoked." + token(provider) }
 
+// AuditStreamPrefix starts the name of every region's audit stream.
+const AuditStreamPrefix = "PC_AUDIT_"
+
 // AuditStream is the name of the audit stream of region, e.g. PC_AUDIT_EU.
-func AuditStream(region string) string { return "PC_AUDIT_" + strings.ToUpper(token(region)) }
+func AuditStream(region string) string { return AuditStreamPrefix + strings.ToUpper(token(region)) }
+
+// AuditSubjects matches every client's audit subject in region: audit.<region>.>.
+func AuditSubjects(region string) string { return "audit." + token(region) + ".>" }
 
 // AuditSubject is the subject one audit event of client in region is published on.
 func AuditSubject(region, client string) string {

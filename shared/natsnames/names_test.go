@@ -6,6 +6,8 @@ func TestSubjectsAreSingleTokens(t *testing.T) {
 	tests := []struct{ name, got, want string }{
 		{"audit stream", AuditStream("eu"), "PC_AUDIT_EU"},
 		{"audit subject", AuditSubject("eu", "moltbot-agent-07"), "audit.eu.moltbot-agent-07"},
+		{"audit subjects", AuditSubjects("eu"), "audit.eu.>"},
+		{"audit stream prefix", AuditStream("us")[:len(AuditStreamPrefix)], AuditStreamPrefix},
 		{"wildcards escaped", AuditSubject("eu", "a.b*>"), "audit.eu.a_b__"},
 		{"empty client", AuditSubject("us", ""), "audit.us._"},
 		{"keys rotated", KeysRotatedSubject("openai"), "keys.rotated.openai"},

@@ -77,6 +77,10 @@ func unrouted(c echo.Context, paths []string, ov *overrides) error {
 	if ok, err := ov.unrouted(c, segments); ok {
 		return err
 	}
+	if allow := fixedAllow(segments); allow != "" {
+		c.Response().Header().Set(echo.HeaderAllow, allow)
+		return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on /%s", c.Request().Method, strings.Join(segments, "/"))
+	}
 	if len(segments) == 2 && segments[0] == "secrets" && secretsPaths[segments[1]] != "" {
 		c.Response().Header().Set(echo.HeaderAllow, secretsPaths[segments[1]])
 		return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on /secrets/%s", c.Request().Method, segments[1])
@@ -96,6 +100,18 @@ func unrouted(c echo.Context, paths []string, ov *overrides) error {
 		}
 	}
 	return apierr.New(apierr.NotFound, "no such admin endpoint")
+}
+
+// fixedAllow is the Allow header of the endpoints outside the resources that segments
+// names (usage, alerts and their ack), or "" for none of them.
+func fixedAllow(segments []string) string {
+	switch {
+	case len(segments) == 1 && (segments[0] == "usage" || segments[0] == "alerts"):
+		return "GET"
+	case len(segments) == 3 && segments[0] == "alerts" && segments[2] == "ack":
+		return "POST"
+	}
+	return ""
 }
 
 func (a *API) changed() {

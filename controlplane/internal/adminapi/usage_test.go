@@ -233,6 +233,20 @@ func TestUsageValidation(t *testing.T) {
 	}
 }
 
+func TestShowbackAndAlertEndpointsAnswer405ToOtherMethods(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodPost, "/admin/v1/usage", "GET"},
+		{http.MethodDelete, "/admin/v1/alerts", "GET"},
+		{http.MethodGet, "/admin/v1/alerts/7/ack", "POST"},
+	} {
+		r := h.do(tc.method, tc.path, "")
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: status %d, Allow %q; want 405 and %q", tc.method, tc.path, r.status, r.header.Get("Allow"), tc.allow)
+		}
+	}
+}
+
 func TestAnomalyRulesAndAlerts(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()

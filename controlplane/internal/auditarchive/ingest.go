@@ -41,7 +41,7 @@ const (
 const ConsumerPrefix = "portcullis-controlplane-audit-"
 
 // streamPrefix starts the name of every region's audit stream (natsnames.AuditStream).
-var streamPrefix = strings.TrimSuffix(natsnames.AuditStream("x"), "X")
+var streamPrefix = natsnames.AuditStreamPrefix
 
 // Store archives batches of audit events.
 type Store interface {

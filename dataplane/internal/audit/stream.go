@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,9 +75,5 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	return nil
 }
 
-// regionSubjects matches every client's subject in region: natsnames.AuditSubject
-// with the client token replaced by the ">" wildcard.
-func regionSubjects(region string) string {
-	const client = "_"
-	return strings.TrimSuffix(natsnames.AuditSubject(region, client), client) + ">"
-}
+// regionSubjects matches every client's subject in region.
+func regionSubjects(region string) string { return natsnames.AuditSubjects(region) }
