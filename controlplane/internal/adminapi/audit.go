@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -99,23 +98,9 @@ func decodeExportQuery(c echo.Context) (store.AuditQuery, export.Format, error) 
 	} else {
 		rep.check("region", slug.valid(q.Region), slug.message)
 	}
-	timestamp := func(name string) (time.Time, bool) {
-		s := c.QueryParam(name)
-		if s == "" {
-			rep.check(name, false, "is required: an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
-			return time.Time{}, false
-		}
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			// An unescaped "+" of a UTC offset arrives as a space.
-			t, err = time.Parse(time.RFC3339, strings.ReplaceAll(s, " ", "+"))
-		}
-		rep.check(name, err == nil, "must be an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
-		return t, err == nil
-	}
 	var fromOK, toOK bool
-	q.From, fromOK = timestamp("from")
-	q.To, toOK = timestamp("to")
+	q.From, fromOK = queryTime(c, rep, "from")
+	q.To, toOK = queryTime(c, rep, "to")
 	if fromOK && toOK {
 		rep.check("to", q.From.Before(q.To), "must be after from")
 		rep.check("to", q.To.Sub(q.From) <= maxExportRange, "must be at most 366 days after from")

@@ -7,8 +7,12 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
 )
 
 // rule is what a name or key must look like.
@@ -103,4 +107,21 @@ func pin(s string) bool {
 	}
 	b, err := hex.DecodeString(s)
 	return err == nil && len(b) == 32
+}
+
+// queryTime reads the required RFC 3339 query parameter name, reporting a missing or
+// bad one to rep.
+func queryTime(c echo.Context, rep *report, name string) (time.Time, bool) {
+	s := c.QueryParam(name)
+	if s == "" {
+		rep.check(name, false, "is required: an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		// An unescaped "+" of a UTC offset arrives as a space.
+		t, err = time.Parse(time.RFC3339, strings.ReplaceAll(s, " ", "+"))
+	}
+	rep.check(name, err == nil, "must be an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
+	return t, err == nil
 }

@@ -118,22 +118,9 @@ func decodeUsageQuery(c echo.Context) (usageQuery, error) {
 	}
 	ok, msg := oneOf(q.format, usageFormats)
 	rep.check("format", ok, msg)
-	timestamp := func(name string) (time.Time, bool) {
-		s := c.QueryParam(name)
-		if s == "" {
-			rep.check(name, false, "is required: an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
-			return time.Time{}, false
-		}
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			// An unescaped "+" of a UTC offset arrives as a space.
-			t, err = time.Parse(time.RFC3339, strings.ReplaceAll(s, " ", "+"))
-		}
-		rep.check(name, err == nil, "must be an RFC 3339 timestamp such as 2026-04-01T00:00:00Z")
-		return t.UTC(), err == nil
-	}
-	from, fromOK := timestamp("from")
-	to, toOK := timestamp("to")
+	from, fromOK := queryTime(c, rep, "from")
+	to, toOK := queryTime(c, rep, "to")
+	from, to = from.UTC(), to.UTC()
 	if fromOK && toOK {
 		rep.check("to", from.Before(to), "must be after from")
 		rep.check("to", to.Sub(from) <= maxExportRange, "must be at most 366 days after from")

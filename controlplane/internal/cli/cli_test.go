@@ -23,8 +23,9 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
-// controlPlane starts a real control plane (fresh database, embedded NATS, dev issuer).
-func controlPlane(t *testing.T) (*app.App, app.Config) {
+// controlPlane starts a real control plane (fresh database, embedded NATS, dev
+// issuer); each tweak may change its config first.
+func controlPlane(t *testing.T, tweaks ...func(*app.Config)) (*app.App, app.Config) {
 	t.Helper()
 	cfg := app.Config{
 		DatabaseURL:        pgtest.Database(t),
@@ -36,6 +37,9 @@ func controlPlane(t *testing.T) (*app.App, app.Config) {
 		PublishInterval:    app.DefaultPublishInterval,
 		NATSReplicas:       app.DefaultNATSReplicas,
 		WorkerTTL:          app.DefaultWorkerTTL,
+	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -61,8 +65,8 @@ type cliRun struct {
 	token   string // only to check it never appears in output
 }
 
-func newCLI(t *testing.T) cliRun {
-	a, cfg := controlPlane(t)
+func newCLI(t *testing.T, tweaks ...func(*app.Config)) cliRun {
+	a, cfg := controlPlane(t, tweaks...)
 	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)

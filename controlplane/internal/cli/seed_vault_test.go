@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -12,10 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/app"
-	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
@@ -24,36 +21,9 @@ import (
 // newVaultCLI is newCLI with a control plane whose key rotator uses v.
 func newVaultCLI(t *testing.T, v *vaulttest.Vault) cliRun {
 	t.Helper()
-	cfg := app.Config{
-		DatabaseURL:        pgtest.Database(t),
-		Listen:             "127.0.0.1:0",
-		EmbeddedNATSListen: "127.0.0.1:0",
-		DataDir:            t.TempDir(),
-		LogLevel:           "info",
-		DevIssuer:          true,
-		PublishInterval:    app.DefaultPublishInterval,
-		NATSReplicas:       app.DefaultNATSReplicas,
-		WorkerTTL:          app.DefaultWorkerTTL,
-		Vault:              vaultclient.Config{Addr: v.Addr, Auth: vaultclient.AuthToken, Token: v.Token},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, err := app.Start(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := a.Stop(ctx); err != nil {
-			t.Errorf("stop control plane: %v", err)
-		}
+	return newCLI(t, func(c *app.Config) {
+		c.Vault = vaultclient.Config{Addr: v.Addr, Auth: vaultclient.AuthToken, Token: v.Token}
 	})
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: strings.TrimSpace(string(raw))}
 }
 
 // vaultKey reads the api_key of path's current version (0) or of version.
