@@ -165,6 +165,19 @@ func TestNativeMessagesAPI(t *testing.T) {
 		resp := e.do(t, http.MethodPost, "/v1/messages", "", body, map[string]string{"X-Api-Key": "not-a-jwt"})
 		anthropicError(t, resp, http.StatusUnauthorized, "authentication_error")
 	})
+	t.Run("operations: messages is its own, and completion covers it", func(t *testing.T) {
+		anthropicSpy(e, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"id":"msg_2","type":"message","role":"assistant","content":[],"usage":{"input_tokens":3,"output_tokens":0}}`)
+		})
+		if resp := e.do(t, http.MethodPost, "/v1/messages", e.token(t, "messages-app"), body, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a tier listing messages: status %d", resp.StatusCode)
+		}
+		resp := e.do(t, http.MethodPost, "/v1/messages", e.token(t, "chat-only-app"), body, nil)
+		if msg := anthropicError(t, resp, http.StatusForbidden, "permission_error"); !strings.Contains(msg, "messages") {
+			t.Fatalf("a chat-only tier: message %q does not name the operation", msg)
+		}
+	})
 	t.Run("an OpenAI model is not served here", func(t *testing.T) {
 		resp := e.do(t, http.MethodPost, "/v1/messages", token, strings.Replace(body, "claude-3-5-sonnet", "gpt-4o", 1), nil)
 		if msg := anthropicError(t, resp, http.StatusBadRequest, "invalid_request_error"); !strings.Contains(msg, "/v1/chat/completions") {

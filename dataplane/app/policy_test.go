@@ -128,7 +128,10 @@ func TestClientAndTierAllowlists(t *testing.T) {
 	}{
 		{name: "analytics may call completion on its model", client: "analytics-svc", path: "/v1/completions", model: "gpt-4o-mini", status: 200},
 		{name: "analytics cannot call embeddings", client: "analytics-svc", path: "/v1/embeddings", model: "gpt-4o-mini", status: 403, code: apierr.OperationNotAllowed},
-		{name: "analytics cannot chat", client: "analytics-svc", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 403, code: apierr.OperationNotAllowed},
+		{name: "analytics may chat: completion is all text generation", client: "analytics-svc", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 200},
+		{name: "a chat-only tier may chat", client: "chat-only-app", path: "/v1/chat/completions", model: "gpt-4o-mini", status: 200},
+		{name: "a chat-only tier cannot call the legacy completions", client: "chat-only-app", path: "/v1/completions", model: "gpt-4o-mini", status: 403, code: apierr.OperationNotAllowed},
+		{name: "a messages tier cannot chat", client: "messages-app", path: "/v1/chat/completions", model: "claude-3-5-sonnet", status: 403, code: apierr.OperationNotAllowed},
 		{name: "analytics cannot use gpt-4o", client: "analytics-svc", path: "/v1/completions", model: "gpt-4o", status: 403, code: apierr.ModelNotAllowed},
 		{name: "the model is checked before the operation", client: "analytics-svc", path: "/v1/embeddings", model: "gpt-4o", status: 403, code: apierr.ModelNotAllowed},
 		{name: "default tier cannot use gpt-4o", client: "eu-app", path: "/v1/chat/completions", model: "gpt-4o", status: 403, code: apierr.ModelNotAllowed},

@@ -13,15 +13,54 @@ import "time"
 // any other version and keeps its last good snapshot.
 const SchemaVersion = 1
 
-// Operation names, as used in a tier's AllowedOperations.
+// Operation names. A request performs exactly one of OpChat, OpTextCompletion,
+// OpMessages and OpEmbeddings; a tier's AllowedOperations may also list
+// OpCompletion, which covers every text-generation operation.
 const (
-	OpChat       = "chat"
-	OpCompletion = "completion"
-	OpEmbeddings = "embeddings"
+	// OpCompletion is all text generation: OpChat, OpTextCompletion and OpMessages.
+	// It is what the seed's tiers mean by "completion".
+	OpCompletion     = "completion"
+	OpChat           = "chat"            // POST /v1/chat/completions
+	OpTextCompletion = "text_completion" // POST /v1/completions, the legacy endpoint
+	OpMessages       = "messages"        // POST /v1/messages, Anthropic's Messages API
+	OpEmbeddings     = "embeddings"      // POST /v1/embeddings
 )
 
-// Operations lists every operation a tier may allow.
-var Operations = []string{OpChat, OpCompletion, OpEmbeddings}
+// Operations lists every name a tier's AllowedOperations may hold.
+var Operations = []string{OpCompletion, OpChat, OpTextCompletion, OpMessages, OpEmbeddings}
+
+// DefaultOperations is what a tier allows when it names no operations: all of them.
+var DefaultOperations = []string{OpCompletion, OpEmbeddings}
+
+// TextGeneration lists the operations OpCompletion covers.
+var TextGeneration = []string{OpChat, OpTextCompletion, OpMessages}
+
+// RequestOperations expands a tier's AllowedOperations into the request operations
+// (OpChat, OpTextCompletion, OpMessages, OpEmbeddings) they allow: OpCompletion
+// becomes every text-generation operation, other known names stand for themselves,
+// and unknown names allow nothing. The result has no duplicates.
+func RequestOperations(allowed []string) []string {
+	out := make([]string, 0, len(TextGeneration)+1)
+	add := func(op string) {
+		for _, o := range out {
+			if o == op {
+				return
+			}
+		}
+		out = append(out, op)
+	}
+	for _, op := range allowed {
+		switch op {
+		case OpCompletion:
+			for _, g := range TextGeneration {
+				add(g)
+			}
+		case OpChat, OpTextCompletion, OpMessages, OpEmbeddings:
+			add(op)
+		}
+	}
+	return out
+}
 
 // Provider kinds.
 const (
@@ -95,7 +134,7 @@ type Tier struct {
 	TokensPerHour         int64    `json:"tokens_per_hour"`
 	MaxConcurrentRequests int64    `json:"max_concurrent_requests"`
 	AllowedModels         []string `json:"allowed_models"`
-	AllowedOperations     []string `json:"allowed_operations"`
+	AllowedOperations     []string `json:"allowed_operations"` // names of Operations; see RequestOperations
 	DefaultMaxTokens      int64    `json:"default_max_tokens"`
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 // TestSeedAnalyticsTierAllowlists checks the seed's service_account_analytics tier:
-// completion on gpt-4o-mini only.
+// completion (all text generation, chat included) on gpt-4o-mini only.
 func TestSeedAnalyticsTierAllowlists(t *testing.T) {
 	s := startStack(t)
 	s.seed(t)
@@ -23,7 +23,7 @@ func TestSeedAnalyticsTierAllowlists(t *testing.T) {
 	}{
 		{"completion on its model", "/v1/completions", map[string]any{"model": "gpt-4o-mini", "prompt": "hi"}, http.StatusOK, ""},
 		{"embeddings refused", "/v1/embeddings", map[string]any{"model": "gpt-4o-mini", "input": "hi"}, http.StatusForbidden, "operation_not_allowed"},
-		{"chat refused", "/v1/chat/completions", chatBody("gpt-4o-mini"), http.StatusForbidden, "operation_not_allowed"},
+		{"chat on its model", "/v1/chat/completions", chatBody("gpt-4o-mini"), http.StatusOK, ""},
 		{"gpt-4o refused", "/v1/completions", map[string]any{"model": "gpt-4o", "prompt": "hi"}, http.StatusForbidden, "model_not_allowed"},
 		{"gpt-4o chat refused on model first", "/v1/chat/completions", chatBody("gpt-4o"), http.StatusForbidden, "model_not_allowed"},
 	}

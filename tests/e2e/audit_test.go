@@ -135,8 +135,8 @@ func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
 	if st := sendRaw(t, s, "eu", "not-a-jwt-"+canary, "rej-401", `{"model":"gpt-4o-mini","messages":[]}`); st != http.StatusUnauthorized {
 		t.Fatalf("bad token: %d", st)
 	}
-	if st := sendRaw(t, s, "eu", analytics, "rej-403", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}`); st != http.StatusForbidden {
-		t.Fatalf("operation not allowed: %d", st)
+	if st := sendRaw(t, s, "eu", analytics, "rej-403", `{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}`); st != http.StatusForbidden {
+		t.Fatalf("model not allowed: %d", st)
 	}
 	avoidMinuteEdge(5 * time.Second)
 	sendRaw(t, s, "eu", oneRPM, "ok-rpm", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}`)
@@ -185,7 +185,7 @@ func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
 	for id, want := range map[string]struct {
 		status int
 		code   string
-	}{"rej-401": {401, "invalid_token"}, "rej-403": {403, "operation_not_allowed"}, "rej-429": {429, "rate_limit_exceeded"}} {
+	}{"rej-401": {401, "invalid_token"}, "rej-403": {403, "model_not_allowed"}, "rej-429": {429, "rate_limit_exceeded"}} {
 		e := eu[id][0]
 		if e.Status != want.status || e.ErrorCode == nil || *e.ErrorCode != want.code {
 			t.Errorf("%s: status %d code %v, want %d %s", id, e.Status, e.ErrorCode, want.status, want.code)

@@ -51,7 +51,7 @@ func TestCRUDRoundTripOfEveryResource(t *testing.T) {
 			name: "tier", path: "tiers",
 			create: `{"name":"tier_premium","requests_per_minute":600,"tokens_per_hour":2000000,"max_concurrent_requests":50,
 				"allowed_models":["gpt-4o","claude-3-5-sonnet","llama3-70b"]}`,
-			wantCreate: m{"requests_per_minute": 600, "allowed_operations": []string{"chat", "completion", "embeddings"}, "default_max_tokens": 0},
+			wantCreate: m{"requests_per_minute": 600, "allowed_operations": []string{"completion", "embeddings"}, "default_max_tokens": 0},
 			put:        `{"requests_per_minute":30,"tokens_per_hour":50000,"max_concurrent_requests":3,"allowed_models":["gpt-4o-mini"],"allowed_operations":["completion"]}`,
 			wantPut:    m{"requests_per_minute": 30, "allowed_models": []string{"gpt-4o-mini"}, "allowed_operations": []string{"completion"}},
 			patch:      `{"requests_per_minute":45,"default_max_tokens":1024}`,

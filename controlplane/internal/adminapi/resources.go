@@ -33,7 +33,7 @@ func (a *API) tenants() *resource[policy.Tenant] {
 
 func (a *API) tiers() *resource[policy.Tier] {
 	return newResource(a, "tiers", "tier", a.st.Tiers(), slug,
-		func() policy.Tier { return policy.Tier{AllowedOperations: slices.Clone(policy.Operations)} },
+		func() policy.Tier { return policy.Tier{AllowedOperations: slices.Clone(policy.DefaultOperations)} },
 		func(r *report, t *policy.Tier) {
 			positive := func(field string, v int64) {
 				r.check(field, v > 0, "must be a positive integer")

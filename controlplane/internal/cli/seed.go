@@ -46,7 +46,7 @@ var demoDeployments = []demoDeployment{
 // so that a failure can be injected into one deployment at a time. keys says where
 // the deployments' keys come from.
 func demoSeed(upstreamURL string, keys demoKeys) []seedItem {
-	allOps := policy.Operations
+	allOps := policy.DefaultOperations
 	items := []seedItem{
 		{"tenants", "demo", policy.Tenant{Name: "demo", DisplayName: "Demo tenant"}},
 		{"tiers", "default", policy.Tier{Name: "default", RequestsPerMinute: 60, TokensPerHour: 100_000,

@@ -81,9 +81,9 @@ func New(o Options) http.Handler {
 	e.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 
 	e.POST("/v1/chat/completions", s.proxy(policy.OpChat, upstream.PathChatCompletions))
-	e.POST("/v1/completions", s.proxy(policy.OpCompletion, upstream.PathCompletions))
+	e.POST("/v1/completions", s.proxy(policy.OpTextCompletion, upstream.PathCompletions))
 	e.POST("/v1/embeddings", s.proxy(policy.OpEmbeddings, upstream.PathEmbeddings))
-	e.POST(messagesRoute, s.proxy(policy.OpChat, upstream.PathMessages))
+	e.POST(messagesRoute, s.proxy(policy.OpMessages, upstream.PathMessages))
 	e.GET("/v1/models", s.listModels)
 
 	e.GET("/healthz", s.healthz)

@@ -102,7 +102,9 @@ type Tier struct {
 // AllowsModel reports whether the tier allows the public model name.
 func (t *Tier) AllowsModel(name string) bool { _, ok := t.models[name]; return ok }
 
-// AllowsOperation reports whether the tier allows op (e.g. policy.OpChat).
+// AllowsOperation reports whether the tier allows the request operation op
+// (policy.OpChat, OpTextCompletion, OpMessages or OpEmbeddings); a tier that lists
+// policy.OpCompletion allows every text-generation operation.
 func (t *Tier) AllowsOperation(op string) bool { _, ok := t.operations[op]; return ok }
 
 // Model is a public model name and every deployment serving it.
@@ -240,7 +242,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 
 	tiers := make(map[string]*Tier, len(s.Tiers))
 	for _, t := range s.Tiers {
-		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(t.AllowedOperations),
+		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(policy.RequestOperations(t.AllowedOperations)),
 			DefaultMaxTokens: t.DefaultMaxTokens,
 			Limits: Limits{RequestsPerMinute: t.RequestsPerMinute, TokensPerHour: t.TokensPerHour,
 				MaxConcurrentRequests: t.MaxConcurrentRequests}}

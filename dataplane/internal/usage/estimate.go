@@ -25,7 +25,8 @@ const (
 
 // EstimatePrompt estimates the prompt tokens of an OpenAI-style request, given its
 // top-level JSON members (as decoded into a map), for operation op: policy.OpChat,
-// policy.OpCompletion or policy.OpEmbeddings. Any other operation estimates 0.
+// policy.OpMessages, policy.OpTextCompletion or policy.OpEmbeddings. Any other
+// operation estimates 0.
 //
 //   - chat: for each message, TokensPerMessage + the tokens of its role and content
 //     (+ TokensPerName and the name's tokens when it has a name) + the tokens of the
@@ -34,7 +35,9 @@ const (
 //     null, or an array of parts, of which "text" and "refusal" are counted and each
 //     image part ("image_url", "image", "input_image") costs ImageTokens. Audio and
 //     file parts are not counted.
-//   - completion: "prompt" (and "suffix"): a string, an array of strings, an array of
+//   - messages (Anthropic): as chat, plus the top-level "system" (a string or an
+//     array of text blocks).
+//   - text_completion: "prompt" (and "suffix"): a string, an array of strings, an array of
 //     token ids or an array of arrays of token ids. Strings are counted; a token id
 //     counts 1.
 //   - embeddings: "input", with the same shapes as a completion's prompt.
@@ -47,15 +50,18 @@ const (
 func EstimatePrompt(op string, fields map[string]json.RawMessage) int64 {
 	e := &estimator{budget: tokenizeBudget}
 	switch op {
-	case policy.OpChat:
+	case policy.OpChat, policy.OpMessages:
 		n := e.chatMessagesTokens(fields["messages"]) + ReplyTokens
+		if op == policy.OpMessages {
+			n += e.contentTokens(fields["system"])
+		}
 		for _, k := range [...]string{"tools", "functions"} {
 			if raw := fields[k]; !isNull(raw) {
 				n += e.count(string(raw))
 			}
 		}
 		return n
-	case policy.OpCompletion:
+	case policy.OpTextCompletion:
 		return e.inputTokens(fields["prompt"]) + e.inputTokens(fields["suffix"])
 	case policy.OpEmbeddings:
 		return e.inputTokens(fields["input"])

@@ -117,7 +117,7 @@ func TestEstimatePromptInputs(t *testing.T) {
 		{name: "odd elements ignored", value: `[true,null,{"a":"b"},"ok"]`, want: c("ok")},
 	}
 	for _, tc := range tests {
-		for _, op := range []struct{ op, member string }{{policy.OpCompletion, "prompt"}, {policy.OpEmbeddings, "input"}} {
+		for _, op := range []struct{ op, member string }{{policy.OpTextCompletion, "prompt"}, {policy.OpEmbeddings, "input"}} {
 			t.Run(op.op+"/"+tc.name, func(t *testing.T) {
 				body := `{"model":"m","` + op.member + `":` + tc.value + `}`
 				if got := EstimatePrompt(op.op, fieldsOf(t, body)); got != tc.want {
@@ -128,10 +128,34 @@ func TestEstimatePromptInputs(t *testing.T) {
 	}
 	t.Run("completion suffix", func(t *testing.T) {
 		f := fieldsOf(t, `{"model":"m","prompt":"def f(","suffix":"    return x"}`)
-		if got, want := EstimatePrompt(policy.OpCompletion, f), c("def f(")+c("    return x"); got != want {
+		if got, want := EstimatePrompt(policy.OpTextCompletion, f), c("def f(")+c("    return x"); got != want {
 			t.Errorf("EstimatePrompt = %d, want %d", got, want)
 		}
 	})
+}
+
+func TestEstimatePromptMessages(t *testing.T) {
+	c := CountText
+	msgs := `"messages":[{"role":"user","content":[{"type":"text","text":"hello there"}]}]`
+	chat := EstimatePrompt(policy.OpChat, fieldsOf(t, `{"model":"m",`+msgs+`}`))
+	tests := []struct {
+		name   string
+		system string
+		want   int64
+	}{
+		{name: "no system", system: ``, want: chat},
+		{name: "system string", system: `,"system":"be brief"`, want: chat + c("be brief")},
+		{name: "system blocks", system: `,"system":[{"type":"text","text":"be brief"},{"type":"text","text":"and kind"}]`, want: chat + c("be brief") + c("and kind")},
+		{name: "system of the wrong type", system: `,"system":12`, want: chat},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"model":"m",` + msgs + tc.system + `}`
+			if got := EstimatePrompt(policy.OpMessages, fieldsOf(t, body)); got != tc.want {
+				t.Errorf("EstimatePrompt = %d, want %d", got, tc.want)
+			}
+		})
+	}
 }
 
 func TestEstimatePromptOther(t *testing.T) {
