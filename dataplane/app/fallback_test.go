@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,14 @@ import (
 // take one attempt per request and open their breaker after threshold failures.
 func fallbackEnv(t *testing.T, threshold int, window time.Duration) (*env, map[string]*atomic.Int32) {
 	t.Helper()
-	e := newEnv(t, envOptions{configure: func(c *app.Config) { c.FallbackWindow = window }})
+	return fallbackEnvAttempts(t, 1, threshold, window, 0)
+}
+
+// fallbackEnvAttempts is fallbackEnv with attempts attempts per request at openai,
+// falling back above errorRate (0: the default).
+func fallbackEnvAttempts(t *testing.T, attempts, threshold int, window time.Duration, errorRate float64) (*env, map[string]*atomic.Int32) {
+	t.Helper()
+	e := newEnv(t, envOptions{configure: func(c *app.Config) { c.FallbackWindow, c.FallbackErrorRate = window, errorRate }})
 	hits := map[string]*atomic.Int32{}
 	s := e.snapshot()
 	s.Providers = append(s.Providers, policy.Provider{Name: "ollama", Kind: policy.ProviderOllama})
@@ -43,7 +51,7 @@ func fallbackEnv(t *testing.T, threshold int, window time.Duration) (*env, map[s
 	}
 	for i := range s.Deployments {
 		if s.Deployments[i].Provider == "openai" {
-			s.Deployments[i].Retry = policy.Retry{MaxAttempts: 1}
+			s.Deployments[i].Retry = policy.Retry{MaxAttempts: attempts, Backoff: "constant"}
 			s.Deployments[i].CircuitBreaker = policy.CircuitBreaker{FailureThreshold: threshold, ResetTimeoutSeconds: 60}
 		}
 	}
@@ -51,29 +59,124 @@ func fallbackEnv(t *testing.T, threshold int, window time.Duration) (*env, map[s
 	return e, hits
 }
 
-func TestFallbackWhenTheBreakerOpensStaysInTheResidency(t *testing.T) {
+// TestFallbackWithinTheRequestStaysInTheResidency: with openai-eu failing, every
+// request of an eu client is served by the eu fallback, the first ones included:
+// before the breaker opens each falls back after its failed attempt, afterwards
+// without calling openai-eu at all.
+func TestFallbackWithinTheRequestStaysInTheResidency(t *testing.T) {
 	e, hits := fallbackEnv(t, 3, 30*time.Second)
 	token := e.token(t, "eu-app") // residency eu: openai-eu, and only ollama-eu as fallback
 	failFirst(e, 1<<30, http.StatusInternalServerError, "")
-	for range 3 {
-		resp := e.chat(t, token, "gpt-4o-mini")
-		resp.Body.Close()
-		if resp.Header.Get("X-Portcullis-Fallback") != "" {
-			t.Fatal("fell back before the breaker opened")
-		}
-	}
-	for range 5 {
-		resp := e.chat(t, token, "gpt-4o-mini")
+	for i := range 8 {
+		id := "fb-" + strconv.Itoa(i)
+		resp := e.do(t, http.MethodPost, "/v1/chat/completions", token,
+			`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`, map[string]string{"X-Request-Id": id})
 		raw, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Fallback") != "llama3-8b" || !strings.Contains(string(raw), "from ollama-eu") {
-			t.Fatalf("status %d fallback %q: %s", resp.StatusCode, resp.Header.Get("X-Portcullis-Fallback"), raw)
+			t.Fatalf("request %d: status %d fallback %q: %s", i, resp.StatusCode, resp.Header.Get("X-Portcullis-Fallback"), raw)
 		}
+		wantReason := "circuit_open" // the breaker opened after 3 failures
+		if i < 3 {
+			wantReason = "upstream_error" // openai-eu's 500, in this very request
+		}
+		if line := accessLine(t, e.logs, id); line["fallback"] != "llama3-8b" || line["fallback_reason"] != wantReason {
+			t.Fatalf("request %d: access log fallback %v reason %v, want llama3-8b %s", i, line["fallback"], line["fallback_reason"], wantReason)
+		}
+	}
+	if n := len(e.spies["eu"].seen()); n != 3 {
+		t.Fatalf("openai-eu saw %d attempts, want 3 (until its breaker opened)", n)
+	}
+	if n := hits["ollama-eu"].Load(); n != 8 {
+		t.Fatalf("ollama-eu served %d requests, want 8", n)
 	}
 	if hits["ollama-us"].Load() != 0 {
 		t.Fatalf("an eu client fell back to the us deployment %d times", hits["ollama-us"].Load())
 	}
 	if n := len(e.spies["us"].seen()); n != 0 {
 		t.Fatalf("the us upstream saw %d requests of an eu client", n)
+	}
+}
+
+// TestFallbackAfterTheRetries: the fallback comes after every attempt the
+// deployment allows, and for a 429 whose Retry-After is too long to wait; a client
+// error of the upstream is the answer, not a reason to fall back.
+func TestFallbackAfterTheRetries(t *testing.T) {
+	tests := []struct {
+		name         string
+		status       int
+		retryAfter   string
+		wantAttempts int // at openai-eu
+		wantStatus   int
+		wantFallback string
+		wantReason   string
+	}{
+		{name: "5xx after 3 attempts", status: http.StatusBadGateway, wantAttempts: 3, wantStatus: 200,
+			wantFallback: "llama3-8b", wantReason: "upstream_error"},
+		{name: "429 with a long Retry-After", status: http.StatusTooManyRequests, retryAfter: "120", wantAttempts: 1, wantStatus: 200,
+			wantFallback: "llama3-8b", wantReason: "rate_limit_exceeded"},
+		{name: "a client error is the answer", status: http.StatusBadRequest, wantAttempts: 1, wantStatus: 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, hits := fallbackEnvAttempts(t, 3, 100, 30*time.Second, 0)
+			failFirst(e, 1<<30, tc.status, tc.retryAfter)
+			resp := e.do(t, http.MethodPost, "/v1/chat/completions", e.token(t, "eu-app"),
+				`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`, map[string]string{"X-Request-Id": "r1"})
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != tc.wantStatus || resp.Header.Get("X-Portcullis-Fallback") != tc.wantFallback {
+				t.Fatalf("status %d fallback %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Portcullis-Fallback"), tc.wantStatus, tc.wantFallback)
+			}
+			if tc.wantFallback != "" && resp.Header.Get("Retry-After") != "" {
+				t.Fatalf("a served fallback answer carries the primary's Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+			if n := len(e.spies["eu"].seen()); n != tc.wantAttempts {
+				t.Fatalf("openai-eu saw %d attempts, want %d", n, tc.wantAttempts)
+			}
+			wantHits := int32(0)
+			if tc.wantFallback != "" {
+				wantHits = 1
+			}
+			if n := hits["ollama-eu"].Load(); n != wantHits {
+				t.Fatalf("ollama-eu saw %d requests, want %d", n, wantHits)
+			}
+			if line := accessLine(t, e.logs, "r1"); tc.wantReason != "" && line["fallback_reason"] != tc.wantReason {
+				t.Fatalf("access log fallback_reason %v, want %s", line["fallback_reason"], tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestFallbackIsPaidFromTheRetryBudget: a fallback call after a failed attempt is
+// a retry; once the failing deployment's budget is spent, its failure is the
+// answer, so an outage cannot double the calls made.
+func TestFallbackIsPaidFromTheRetryBudget(t *testing.T) {
+	// Neither the breaker nor the error rate switches to the fallback before a request.
+	e, hits := fallbackEnvAttempts(t, 1, 1000, 30*time.Second, 1)
+	failFirst(e, 1<<30, http.StatusInternalServerError, "")
+	token := e.token(t, "eu-app")
+	const n = 40
+	served, failed := 0, 0
+	for range n {
+		resp := e.chat(t, token, "gpt-4o-mini")
+		_, _ = io.Copy(io.Discard, resp.Body)
+		switch {
+		case resp.StatusCode == http.StatusOK && resp.Header.Get("X-Portcullis-Fallback") == "llama3-8b":
+			served++
+		case resp.StatusCode == http.StatusBadGateway:
+			failed++
+		default:
+			t.Fatalf("status %d fallback %q", resp.StatusCode, resp.Header.Get("X-Portcullis-Fallback"))
+		}
+	}
+	// The budget starts at 10 retries and earns 0.2 per request: at most 10 + 0.2 × 40.
+	if served > 18 || failed == 0 {
+		t.Fatalf("%d requests fell back and %d failed: the retry budget does not bound the fallback calls", served, failed)
+	}
+	if served < 10 {
+		t.Fatalf("only %d requests fell back; the budget allows at least 10", served)
+	}
+	if got := hits["ollama-eu"].Load(); int(got) != served {
+		t.Fatalf("ollama-eu saw %d calls, %d requests were served by it", got, served)
 	}
 }
 

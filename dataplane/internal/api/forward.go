@@ -22,7 +22,11 @@ import (
 // after a jittered backoff or the upstream's Retry-After, while the preferred
 // deployment's max_attempts and retry budget allow and nothing has reached the
 // client yet. Once an answer is being relayed, nothing is retried.
-func (s *server) forward(c echo.Context, routes []policycache.Route, op, path string, req *request, m *metering) error {
+//
+// last is the deployment the last attempt went to, nil when none could be made
+// (every breaker open): a fallback after a failed attempt is paid from its retry
+// budget.
+func (s *server) forward(c echo.Context, routes []policycache.Route, op, path string, req *request, m *metering) (last *upstream.Target, err error) {
 	ctx := c.Request().Context()
 	maxAttempts := 1
 	if t := routes[0].Deployment.Target; t != nil {
@@ -34,25 +38,26 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 		i, report, err := pickRoute(routes, tried)
 		if err != nil {
 			if lastErr != nil {
-				return lastErr // the failure that opened the breakers says more
+				return last, lastErr // the failure that opened the breakers says more
 			}
-			return err
+			return last, err
 		}
 		route := routes[i]
 		tried |= 1 << (i % 64)
+		last = route.Deployment.Target
 		if attempt == 1 {
-			route.Deployment.Target.OnFirstAttempt()
+			last.OnFirstAttempt()
 		}
 		res := s.attempt(c, route, report, op, path, req, m, attempt < maxAttempts)
 		if !res.retryable {
-			return res.err
+			return last, res.err
 		}
 		lastErr = res.err
-		if !s.waitToRetry(ctx, route.Deployment.Target, attempt, maxAttempts, res.wait) {
-			return res.err
+		if !s.waitToRetry(ctx, last, attempt, maxAttempts, res.wait) {
+			return last, res.err
 		}
 	}
-	return lastErr
+	return last, lastErr
 }
 
 // attemptResult is how one attempt ended.
@@ -218,32 +223,130 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 
 // healthyRoutes orders the candidates for this request (router.Balance: a healthy
 // deployment first, drawn by weight and recent latency), and when no primary
-// candidate is healthy, routes to the policy's fallback model instead: its
-// candidates, filtered by the client's residency like every other and balanced the
-// same way, with the X-Portcullis-Fallback header naming it. With no compliant
-// fallback the primary candidates stay, and fail as they will.
-func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, model string, routes []policycache.Route) []policycache.Route {
-	threshold := s.FallbackErrorRate
-	if threshold <= 0 {
-		threshold = DefaultFallbackErrorRate
-	}
-	ordered, ok, reason := router.Balance(routes, threshold)
+// candidate is healthy, routes to the policy's fallback model instead (see
+// fallBack). With no usable fallback the primary candidates stay, and fail as they
+// will.
+func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, model, op, path string, routes []policycache.Route) []policycache.Route {
+	ordered, ok, reason := router.Balance(routes, s.fallbackThreshold())
 	if ok {
 		return ordered
 	}
+	to, fallback := s.fallbackRoutes(p, client, model, op, path, routes)
+	if fallback == nil {
+		return routes
+	}
+	markFallback(c, to, reason)
+	return fallback
+}
+
+// forwardWithFallback forwards the request to routes and, when every attempt there
+// failed before any byte reached the client, sends the same request to the
+// policy's fallback model (unless routes already are the fallback's): after
+// retries ran out, with every breaker open, and after a connect error, a timeout,
+// a 5xx, or a 429 whose Retry-After is too long to wait. The fallback call is a
+// retry like any other: the last deployment tried pays for it from its retry
+// budget, and with the budget spent the primary's failure stands.
+func (s *server) forwardWithFallback(c echo.Context, p *policycache.Policy, client *policycache.Client, routes []policycache.Route, op, path string, req *request, m *metering) error {
+	last, err := s.forward(c, routes, op, path, req, m)
+	if err == nil || info(c).fallback != "" || !fallbackWorthy(c, err) {
+		return err
+	}
+	to, fallback := s.fallbackRoutes(p, client, req.Model, op, path, routes)
+	if fallback == nil || (last != nil && !last.SpendRetry()) {
+		return err
+	}
+	markFallback(c, to, fallbackReason(err))
+	c.Response().Header().Del("Retry-After") // the primary's 429 is not the answer
+	_, err = s.forward(c, fallback, op, path, req, m)
+	return err
+}
+
+// fallbackRoutes returns the policy's fallback model for model (by the provider of
+// routes, the primary candidates) and its candidates: filtered by the client's
+// residency like every other, limited to deployments that can serve op on path,
+// and balanced like the primary's. With no fallback, or no candidate left, the
+// routes are nil.
+func (s *server) fallbackRoutes(p *policycache.Policy, client *policycache.Client, model, op, path string, routes []policycache.Route) (string, []policycache.Route) {
 	to, ok := p.Fallback(routes[0].Deployment.Provider, model)
 	if !ok {
-		return routes
+		return "", nil
 	}
-	fallback, err := router.Candidates(p, client, to)
-	if err != nil || len(fallback) == 0 {
-		return routes
+	candidates, err := router.Candidates(p, client, to)
+	if err != nil {
+		return "", nil
 	}
+	fallback := candidates[:0]
+	for _, r := range candidates {
+		if serves(r, op, path) {
+			fallback = append(fallback, r)
+		}
+	}
+	if len(fallback) == 0 {
+		return "", nil
+	}
+	fallback, _, _ = router.Balance(fallback, s.fallbackThreshold())
+	return to, fallback
+}
+
+// markFallback records that the request fell back to the model to for reason: the
+// X-Portcullis-Fallback header, the access log and the audit event.
+func markFallback(c echo.Context, to, reason string) {
 	c.Response().Header().Set(HeaderFallback, to)
 	ri := info(c)
 	ri.fallback, ri.fallbackReason = to, reason
-	fallback, _, _ = router.Balance(fallback, threshold)
-	return fallback
+}
+
+// serves reports whether route's deployment can answer op on path: the native
+// Messages API needs an Anthropic deployment, and an Anthropic deployment serves
+// chat (translated) and the Messages API only.
+func serves(route policycache.Route, op, path string) bool {
+	anthropicKind := route.Deployment.ProviderKind == policy.ProviderAnthropic
+	if path == upstream.PathMessages {
+		return anthropicKind
+	}
+	return !anthropicKind || op == policy.OpChat
+}
+
+// fallbackWorthy reports whether a request whose attempts all failed with err may
+// go to the fallback: nothing has reached the client, the client is still there,
+// and the failure was the upstream's (unreachable, timed out, 5xx, 429, a refused
+// or missing key, a failed TLS check, breakers open), not the request's.
+func fallbackWorthy(c echo.Context, err error) bool {
+	if c.Response().Committed || c.Request().Context().Err() != nil {
+		return false
+	}
+	var e *apierr.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case apierr.UpstreamError, apierr.UpstreamTimeout, apierr.UpstreamUnavailable, apierr.UpstreamTLS,
+		apierr.UpstreamKey, apierr.RateLimited:
+		return true
+	}
+	return false
+}
+
+// fallbackReason is the fallback_reason of a request that fell back after its
+// attempts failed with err: circuit_open when every breaker refused, else the
+// stable code of the last failure (upstream_error, upstream_timeout, …).
+func fallbackReason(err error) string {
+	if errors.Is(err, upstream.ErrBreakerOpen) {
+		return "circuit_open"
+	}
+	var e *apierr.Error
+	if errors.As(err, &e) {
+		return string(e.Code)
+	}
+	return string(apierr.UpstreamError)
+}
+
+// fallbackThreshold is the error rate above which a deployment counts as unhealthy.
+func (s *server) fallbackThreshold() float64 {
+	if s.FallbackErrorRate <= 0 {
+		return DefaultFallbackErrorRate
+	}
+	return s.FallbackErrorRate
 }
 
 // DefaultFallbackErrorRate is the error rate above which a deployment falls back.

@@ -62,8 +62,8 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		routes = s.healthyRoutes(c, p, client, req.Model, routes)
-		return s.forward(c, routes, op, path, req, m)
+		routes = s.healthyRoutes(c, p, client, req.Model, op, path, routes)
+		return s.forwardWithFallback(c, p, client, routes, op, path, req, m)
 	}
 }
 
