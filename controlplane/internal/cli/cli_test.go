@@ -150,9 +150,9 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	decode(t, c.mustRun("tiers", "list"), &tiers)
 	want := map[string]policy.Tier{
 		"default": {Name: "default", RequestsPerMinute: 60, TokensPerHour: 100000, MaxConcurrentRequests: 5,
-			AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: policy.Operations, DefaultMaxTokens: 1024},
+			AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: policy.DefaultOperations, DefaultMaxTokens: 1024},
 		"tier_premium": {Name: "tier_premium", RequestsPerMinute: 600, TokensPerHour: 2000000, MaxConcurrentRequests: 50,
-			AllowedModels: []string{"gpt-4o", "claude-3-5-sonnet", "llama3-70b"}, AllowedOperations: policy.Operations, DefaultMaxTokens: 4096},
+			AllowedModels: []string{"gpt-4o", "claude-3-5-sonnet", "llama3-70b"}, AllowedOperations: policy.DefaultOperations, DefaultMaxTokens: 4096},
 		"service_account_analytics": {Name: "service_account_analytics", RequestsPerMinute: 30, TokensPerHour: 50000, MaxConcurrentRequests: 3,
 			AllowedModels: []string{"gpt-4o-mini"}, AllowedOperations: []string{"completion"}, DefaultMaxTokens: 1024},
 	}
