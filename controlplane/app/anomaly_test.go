@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -76,9 +77,18 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		Subjects: []string{"audit.eu.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	// No history: the rule's minimum baseline (10,000 tokens an hour) applies, and
-	// 60,000 tokens are 6× it.
+	// A week of history at 5,000 tokens an hour, enough for the rule to judge the
+	// client: the minimum baseline (10,000 tokens an hour) applies, and 60,000 tokens
+	// are 6× it.
 	now := time.Now().UTC()
+	var history []store.HourlyUsage
+	for h := 2; h < 2+7*24; h++ {
+		history = append(history, store.HourlyUsage{Hour: now.Truncate(time.Hour).Add(-time.Duration(h) * time.Hour),
+			Region: "eu", TenantID: "acme", ClientID: "spiky", Model: "gpt-4o-mini", Requests: 1, TokensIn: 2_500, TokensOut: 2_500})
+	}
+	if err := a.st.AddHourlyUsage(ctx, history); err != nil {
+		t.Fatal(err)
+	}
 	for i := range 3 {
 		e := audit.Event{TS: now, RequestID: fmt.Sprintf("spike-%d", i), Region: "eu", ClientID: "spiky", TenantID: "acme",
 			Model: "gpt-4o-mini", TokensIn: 10_000, TokensOut: 10_000, Status: 200}
@@ -135,7 +145,8 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range s.LimitOverrides {
-			if o.ClientID == "spiky" && o.TokensPerHour == 10_000 && o.SetBy == anomaly.SetBy && o.ExpiresAt.After(time.Now()) {
+			// The fair share, min(10,000,000 / 5, 5 × 10,000), is above the baseline.
+			if o.ClientID == "spiky" && o.TokensPerHour == 50_000 && o.SetBy == anomaly.SetBy && o.ExpiresAt.After(time.Now()) {
 				return true
 			}
 		}

@@ -24,6 +24,7 @@ const (
 const (
 	SeverityCritical = "critical"
 	SeverityWarning  = "warning"
+	SeverityInfo     = "info" // worth knowing; nothing was done
 )
 
 // Alert is one alert. Subject is what it is about: a client id, or for key alerts

@@ -62,7 +62,10 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 	token := s.limitedClient(t, "spiky", "eu", 0, 0, 0)
 	start := time.Now().UTC()
 
-	// Seven days of history at 20 tokens an hour, ending two hours ago.
+	// Seven days of history at 20 tokens an hour, ending two hours ago: 168 hours on 7
+	// or 8 UTC days, more than the rule's min_history_hours (24) on min_history_days
+	// (2), so the rule judges the client. Its throttle is the fair share, min(tier / 5,
+	// 5 × 10) = 50 tokens an hour, below the spike (over 100).
 	conn, err := pgx.Connect(context.Background(), s.dbURL)
 	if err != nil {
 		t.Fatal(err)

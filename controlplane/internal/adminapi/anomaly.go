@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"fmt"
 	"net/url"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -15,7 +16,7 @@ func (a *API) anomalyRules() *resource[store.AnomalyRule] {
 	return newResource(a, anomalyRulesPath, "anomaly rule", a.st.AnomalyRules(), slug,
 		func() store.AnomalyRule {
 			return store.AnomalyRule{Enabled: true, Factor: 5, BaselineDays: 7, MinBaselineTokens: 10000,
-				Action: store.ActionAlert, ThrottleMinutes: 60}
+				MinHistoryHours: 24, MinHistoryDays: 2, Action: store.ActionAlert, ThrottleMinutes: 60}
 		},
 		validateAnomalyRule)
 }
@@ -29,8 +30,19 @@ func validateAnomalyRule(rep *report, r *store.AnomalyRule) {
 	rep.check("factor", r.Factor > 1 && r.Factor <= 1000, "must be more than 1 and at most 1000")
 	rep.check("baseline_days", r.BaselineDays >= 1 && r.BaselineDays <= 90, "must be from 1 to 90")
 	rep.check("min_baseline_tokens", r.MinBaselineTokens > 0, "must be a positive integer")
+	// The baseline window has baseline_days × 24 hours on at most baseline_days + 1 UTC
+	// days: a larger history could never be met. With baseline_days invalid (reported
+	// above), the bounds are those of its largest value.
+	days := r.BaselineDays
+	if days < 1 || days > 90 {
+		days = 90
+	}
+	rep.check("min_history_hours", r.MinHistoryHours >= 0 && r.MinHistoryHours <= days*24,
+		fmt.Sprintf("must be from 0 to baseline_days × 24 (%d)", days*24))
+	rep.check("min_history_days", r.MinHistoryDays >= 0 && r.MinHistoryDays <= days+1,
+		fmt.Sprintf("must be from 0 to baseline_days + 1 (%d)", days+1))
 	rep.check("throttle_tokens_per_hour", r.ThrottleTokensPerHour >= 0,
-		"must be a positive integer, or 0 (or null) for the client's baseline")
+		"must be a positive integer, or 0 (or null) for the client's baseline or fair share")
 	rep.check("throttle_requests_per_minute", r.ThrottleRequestsPerMinute >= 0,
 		"must be a positive integer, or 0 (or null) to keep the tier's value")
 	rep.check("throttle_minutes", r.ThrottleMinutes >= 1 && r.ThrottleMinutes <= 43200,

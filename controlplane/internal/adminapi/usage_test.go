@@ -253,24 +253,26 @@ func TestAnomalyRulesAndAlerts(t *testing.T) {
 	// The migration seeds the seed's rules.
 	r := h.must(http.StatusOK, http.MethodGet, "/admin/v1/anomaly-rules/token_spike", "")
 	v := r.json(t)
-	if v["kind"] != "token_spike" || v["action"] != "alert_and_throttle" || v["factor"] != 5.0 || v["baseline_days"] != 7.0 {
+	if v["kind"] != "token_spike" || v["action"] != "alert_and_throttle" || v["factor"] != 5.0 || v["baseline_days"] != 7.0 ||
+		v["min_history_hours"] != 24.0 || v["min_history_days"] != 2.0 {
 		t.Fatalf("seeded rule %s", r.body)
 	}
 	h.must(http.StatusOK, http.MethodGet, "/admin/v1/anomaly-rules/new_source_ip", "")
 
 	r = h.do(http.MethodPost, "/admin/v1/anomaly-rules",
-		`{"name":"bad","kind":"cpu_spike","action":"nuke","factor":0.5,"baseline_days":0,"min_baseline_tokens":0,"throttle_minutes":0,"webhook_url":"ftp://x"}`)
+		`{"name":"bad","kind":"cpu_spike","action":"nuke","factor":0.5,"baseline_days":0,"min_baseline_tokens":0,"min_history_hours":-1,"min_history_days":-1,"throttle_minutes":0,"webhook_url":"ftp://x"}`)
 	if r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	for _, f := range []string{"kind", "action", "factor", "baseline_days", "min_baseline_tokens", "throttle_minutes", "webhook_url"} {
+	for _, f := range []string{"kind", "action", "factor", "baseline_days", "min_baseline_tokens", "min_history_hours", "min_history_days", "throttle_minutes", "webhook_url"} {
 		if !slices.Contains(r.errorFields(t), f) {
 			t.Errorf("fields %v do not name %s", r.errorFields(t), f)
 		}
 	}
 	r = h.must(http.StatusCreated, http.MethodPost, "/admin/v1/anomaly-rules",
 		`{"name":"big-spike","kind":"token_spike","action":"block","factor":20,"webhook_url":"https://hooks.example/x"}`)
-	if v := r.json(t); v["baseline_days"] != 7.0 || v["min_baseline_tokens"] != 10000.0 || v["enabled"] != true {
+	if v := r.json(t); v["baseline_days"] != 7.0 || v["min_baseline_tokens"] != 10000.0 || v["enabled"] != true ||
+		v["min_history_hours"] != 24.0 || v["min_history_days"] != 2.0 {
 		t.Fatalf("defaults not applied: %s", r.body)
 	}
 	h.must(http.StatusOK, http.MethodPatch, "/admin/v1/anomaly-rules/big-spike", `{"enabled":false}`, "If-Match", r.header.Get("ETag"))
@@ -302,5 +304,62 @@ func TestAnomalyRulesAndAlerts(t *testing.T) {
 	r = h.do(http.MethodGet, "/admin/v1/alerts?limit=0&acknowledged=maybe", "")
 	if r.status != http.StatusUnprocessableEntity || len(r.errorFields(t)) != 2 {
 		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+}
+
+// TestAnomalyRuleHistoryValidation: min_history_hours and min_history_days are
+// refused with a 422 naming the field when negative or beyond what the baseline
+// window can hold (baseline_days × 24 hours on baseline_days + 1 UTC days), on create
+// and on a patch that shrinks the window under them.
+func TestAnomalyRuleHistoryValidation(t *testing.T) {
+	h := newHarness(t)
+	for i, tc := range []struct {
+		name   string
+		fields string   // JSON members added to a token_spike rule
+		bad    []string // the fields the 422 names; none means 201
+	}{
+		{"defaults", ``, nil},
+		{"no history needed", `"min_history_hours":0,"min_history_days":0`, nil},
+		{"the whole window", `"baseline_days":7,"min_history_hours":168,"min_history_days":8`, nil},
+		{"one day window", `"baseline_days":1,"min_history_hours":24,"min_history_days":2`, nil},
+		{"negative", `"min_history_hours":-1,"min_history_days":-1`, []string{"min_history_hours", "min_history_days"}},
+		{"more hours than the window", `"baseline_days":7,"min_history_hours":169`, []string{"min_history_hours"}},
+		{"more days than the window", `"baseline_days":7,"min_history_days":9`, []string{"min_history_days"}},
+		{"one day window, more", `"baseline_days":1,"min_history_hours":25,"min_history_days":3`, []string{"min_history_hours", "min_history_days"}},
+		{"not integers", `"min_history_hours":"24","min_history_days":1.5`, []string{"min_history_hours", "min_history_days"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := fmt.Sprintf(`{"name":"rule-%d","kind":"token_spike"`, i)
+			if tc.fields != "" {
+				body += "," + tc.fields
+			}
+			r := h.do(http.MethodPost, "/admin/v1/anomaly-rules", body+"}")
+			if tc.bad == nil {
+				if r.status != http.StatusCreated {
+					t.Fatalf("status %d, want 201: %s", r.status, r.body)
+				}
+				return
+			}
+			if r.status != http.StatusUnprocessableEntity {
+				t.Fatalf("status %d, want 422: %s", r.status, r.body)
+			}
+			if got := r.errorFields(t); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(tc.bad))) {
+				t.Fatalf("422 names %v, want %v: %s", got, tc.bad, r.body)
+			}
+		})
+	}
+
+	// Shrinking the window under the required history is refused on the history
+	// field; null returns a field to its default.
+	r := h.must(http.StatusCreated, http.MethodPost, "/admin/v1/anomaly-rules",
+		`{"name":"wide","kind":"token_spike","baseline_days":30,"min_history_hours":200,"min_history_days":10}`)
+	r = h.do(http.MethodPatch, "/admin/v1/anomaly-rules/wide", `{"baseline_days":7}`, "If-Match", r.header.Get("ETag"))
+	if r.status != http.StatusUnprocessableEntity || !slices.Equal(slices.Sorted(slices.Values(r.errorFields(t))), []string{"min_history_days", "min_history_hours"}) {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	r = h.must(http.StatusOK, http.MethodPatch, "/admin/v1/anomaly-rules/wide",
+		`{"baseline_days":7,"min_history_hours":null,"min_history_days":null}`, "If-Match", "*")
+	if v := r.json(t); v["min_history_hours"] != 24.0 || v["min_history_days"] != 2.0 {
+		t.Fatalf("null did not restore the defaults: %s", r.body)
 	}
 }

@@ -1,9 +1,11 @@
 // Package anomaly runs the anomaly rules of Postgres (DESIGN.md §8) against the usage
-// the audit ingest archives: token_spike (a client's tokens of the last hour above
-// factor × its trailing baseline) and new_source_ip (a client calling from a network
-// it has not used for 7 days). A rule that fires raises one alert (a row in alerts,
-// an event on PC_ALERTS and an optional signed webhook POST) and, by its action,
-// throttles the client with a time-boxed limit override or disables it.
+// the audit ingest archives: token_spike (a client with an established pattern whose
+// tokens of the last hour exceed factor × its trailing baseline) and new_source_ip (a
+// client calling from a network it has not used for 7 days). A rule that fires raises
+// one alert (a row in alerts, an event on PC_ALERTS and an optional signed webhook
+// POST) and, by its action, throttles the client with a time-boxed limit override or
+// disables it. A client token_spike cannot judge yet, for lack of history, at most
+// gets an info alert, and no action.
 //
 // Alerts are de-duplicated in Postgres (one per rule, client and hour for
 // token_spike, one per new network for new_source_ip), so every control-plane replica
@@ -11,6 +13,7 @@
 package anomaly
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,33 +141,93 @@ func (d *Detector) Check(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// tokenSpike fires r for each client whose tokens of the last hour exceed r.Factor
-// × its baseline, floored at r.MinBaselineTokens.
+// tokenSpike fires r for each client with an established pattern (see established)
+// whose tokens of the last hour exceed r.Factor × its baseline, floored at
+// r.MinBaselineTokens, and throttles it to throttleTokensPerHour. A client without
+// that history is not judged: when its last hour exceeds its tier's fair share (see
+// fairShare) it gets an info alert, with no action, one per hour.
 func (d *Detector) tokenSpike(ctx context.Context, r store.AnomalyRule) error {
 	now := d.o.Now().UTC()
 	clients, err := d.o.Store.RecentTokens(ctx, now, r.BaselineDays)
 	if err != nil {
 		return err
 	}
+	hour := now.Truncate(time.Hour).Format(time.RFC3339)
 	var errs []error
 	for _, c := range clients {
-		baseline := math.Max(c.Baseline, float64(r.MinBaselineTokens))
-		if c.LastHour <= r.Factor*baseline {
-			continue
-		}
-		f := firing{
-			rule: r, client: c.ClientID, tenant: c.TenantID, baseline: baseline,
-			dedup: now.Truncate(time.Hour).Format(time.RFC3339),
-			message: fmt.Sprintf("client %s used %.0f tokens in the last hour, %.1f× its baseline of %.0f per hour (rule %s fires above %g×)",
-				c.ClientID, c.LastHour, c.LastHour/baseline, baseline, r.Name, r.Factor),
-			details: map[string]any{
-				"tokens_last_hour": math.Round(c.LastHour), "baseline_tokens_per_hour": math.Round(baseline),
-				"mean_hourly_tokens": math.Round(c.Baseline), "factor": r.Factor, "baseline_days": r.BaselineDays,
-			},
+		share := fairShare(r, c.TierTokensPerHour)
+		f := firing{rule: r, client: c.ClientID, tenant: c.TenantID, details: map[string]any{
+			"tokens_last_hour": math.Round(c.LastHour), "baseline_days": r.BaselineDays,
+			"history_hours": c.HistoryHours, "history_days": c.HistoryDays,
+			"min_history_hours": r.MinHistoryHours, "min_history_days": r.MinHistoryDays,
+			"fair_share_tokens_per_hour": math.Round(share), "tier_tokens_per_hour": c.TierTokensPerHour,
+		}}
+		if established(r, c) {
+			baseline := math.Max(c.Baseline, float64(r.MinBaselineTokens))
+			if c.LastHour <= r.Factor*baseline {
+				continue
+			}
+			f.dedup, f.throttle = hour, throttleTokensPerHour(r, baseline, c.TierTokensPerHour)
+			f.message = fmt.Sprintf("client %s used %.0f tokens in the last hour, %.1f× its baseline of %.0f per hour (rule %s fires above %g×)",
+				c.ClientID, c.LastHour, c.LastHour/baseline, baseline, r.Name, r.Factor)
+			f.details["baseline_tokens_per_hour"], f.details["mean_hourly_tokens"] = math.Round(baseline), math.Round(c.Baseline)
+			f.details["factor"] = r.Factor
+		} else {
+			if share == 0 || c.LastHour <= share {
+				continue
+			}
+			f.dedup, f.notice = hour+" unestablished", true
+			f.message = fmt.Sprintf("client %s used %.0f tokens in the last hour, above its fair share of %.0f per hour; "+
+				"with %d hours of usage on %d days it is too new for rule %s (which needs %d hours on %d days) to judge, so it is not throttled",
+				c.ClientID, c.LastHour, share, c.HistoryHours, c.HistoryDays, r.Name, r.MinHistoryHours, r.MinHistoryDays)
 		}
 		errs = append(errs, d.fire(ctx, f))
 	}
 	return errors.Join(errs...)
+}
+
+// established reports whether c has the history r needs to judge a spike: within
+// the baseline window, at least r.MinHistoryHours hours with tokens, on at least
+// r.MinHistoryDays distinct UTC days. A spike is a departure from an established
+// pattern; a new client, or one back after a long pause, has none yet, and judging
+// it against min_baseline_tokens alone would throttle ordinary first use.
+func established(r store.AnomalyRule, c store.ClientTokens) bool {
+	return c.HistoryHours >= r.MinHistoryHours && c.HistoryDays >= r.MinHistoryDays
+}
+
+// fairShare is the tokens per hour that a token_spike throttle of rule r always
+// leaves a client whose tier allows tierTokensPerHour, and above which a client
+// without an established pattern gets an info alert:
+//
+//	fair_share = min(tier tokens_per_hour / factor, factor × min_baseline_tokens)
+//
+// The first term bounds how hard a throttle can cut: at most factor-fold below the
+// tier's own limit, the same ratio the rule uses to tell a spike from normal use. The
+// second keeps a very large ("unlimited") tier from lifting the throttle above the
+// spike it answers: the rule fires only above factor × baseline ≥ factor ×
+// min_baseline_tokens, so the fair share is always below the spike. It is 0 when the
+// tier is unknown (a deleted client).
+func fairShare(r store.AnomalyRule, tierTokensPerHour int64) float64 {
+	if tierTokensPerHour <= 0 {
+		return 0
+	}
+	return math.Min(float64(tierTokensPerHour)/r.Factor, r.Factor*float64(r.MinBaselineTokens))
+}
+
+// throttleTokensPerHour is the tokens_per_hour of the override token_spike sets on a
+// client with (floored) baseline whose tier allows tierTokensPerHour:
+//
+//	throttle = min(max(throttle_tokens_per_hour, baseline, fair_share), tier tokens_per_hour)
+//
+// with throttle_tokens_per_hour 0 when the rule sets none. A throttle never cuts a
+// client below its established usage or its fair share, and never raises its limit
+// above its tier's. It is at least 1.
+func throttleTokensPerHour(r store.AnomalyRule, baseline float64, tierTokensPerHour int64) int64 {
+	tph := math.Max(float64(r.ThrottleTokensPerHour), math.Max(baseline, fairShare(r, tierTokensPerHour)))
+	if tierTokensPerHour > 0 {
+		tph = math.Min(tph, float64(tierTokensPerHour))
+	}
+	return max(int64(math.Round(tph)), 1)
 }
 
 // newSourceIP fires r for each network a client used for the first time in
@@ -173,7 +236,7 @@ func (d *Detector) newSourceIP(ctx context.Context, r store.AnomalyRule, nets []
 	var errs []error
 	for _, n := range nets {
 		f := firing{
-			rule: r, client: n.ClientID, baseline: float64(r.MinBaselineTokens),
+			rule: r, client: n.ClientID, throttle: cmp.Or(r.ThrottleTokensPerHour, r.MinBaselineTokens),
 			dedup:   n.SourceNet + "@" + n.NovelAt.UTC().Format(time.RFC3339Nano),
 			message: fmt.Sprintf("client %s called from network %s, which it had not used in the last 7 days", n.ClientID, n.SourceNet),
 			details: map[string]any{"source_net": n.SourceNet, "first_seen": n.NovelAt.UTC()},
@@ -190,7 +253,10 @@ type firing struct {
 	dedup          string
 	message        string
 	details        map[string]any
-	baseline       float64 // the throttle's tokens per hour when the rule sets none
+	throttle       int64 // the throttle's tokens per hour, for action alert_and_throttle
+	// notice makes the alert informational: severity info, and no action whatever the
+	// rule's.
+	notice bool
 }
 
 // fire records f's alert and, unless it was raised already, carries out its rule's
@@ -198,20 +264,20 @@ type firing struct {
 func (d *Detector) fire(ctx context.Context, f firing) error {
 	now := d.o.Now().UTC()
 	r := f.rule
-	severity := alerts.SeverityWarning
-	if r.Action != store.ActionAlert {
+	action, severity, level := r.Action, alerts.SeverityWarning, slog.LevelWarn
+	switch {
+	case f.notice:
+		action, severity, level = store.ActionAlert, alerts.SeverityInfo, slog.LevelInfo
+	case r.Action != store.ActionAlert:
 		severity = alerts.SeverityCritical
 	}
-	f.details["rule"], f.details["action"] = r.Name, r.Action
+	f.details["rule"], f.details["action"] = r.Name, action
 	var override policy.LimitOverride
-	if r.Action == store.ActionAlertAndThrottle {
-		override = policy.LimitOverride{ClientID: f.client, TokensPerHour: r.ThrottleTokensPerHour,
+	if action == store.ActionAlertAndThrottle {
+		override = policy.LimitOverride{ClientID: f.client, TokensPerHour: max(f.throttle, 1),
 			RequestsPerMinute: r.ThrottleRequestsPerMinute,
 			ExpiresAt:         now.Add(time.Duration(r.ThrottleMinutes) * time.Minute).Truncate(time.Second),
 			Reason:            "anomaly: " + r.Kind, SetBy: SetBy}
-		if override.TokensPerHour == 0 {
-			override.TokensPerHour = max(int64(math.Round(f.baseline)), 1)
-		}
 		f.details["throttle"] = map[string]any{"tokens_per_hour": override.TokensPerHour,
 			"requests_per_minute": override.RequestsPerMinute, "expires_at": override.ExpiresAt}
 	}
@@ -224,10 +290,11 @@ func (d *Detector) fire(ctx context.Context, f firing) error {
 	if err != nil || !raised {
 		return err
 	}
-	d.o.Log.Warn("anomaly alert", "rule", r.Name, "kind", r.Kind, "client", f.client, "action", r.Action, "alert_id", row.ID)
+	d.o.Log.Log(ctx, level, "anomaly alert", "rule", r.Name, "kind", r.Kind, "client", f.client, "severity", severity,
+		"action", action, "alert_id", row.ID)
 
 	var errs []error
-	switch r.Action {
+	switch action {
 	case store.ActionAlertAndThrottle:
 		if _, err := d.o.Store.LimitOverrides().Put(ctx, override); err != nil {
 			errs = append(errs, fmt.Errorf("throttle client %s: %w", f.client, err))

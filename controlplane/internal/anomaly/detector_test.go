@@ -42,7 +42,11 @@ type env struct {
 	webhooks chan webhookCall
 	notified atomic.Int64
 	seq      atomic.Int64
+	now      atomic.Pointer[time.Time] // the detector's clock when set; else time.Now
 }
+
+// pin sets the detector's clock to now.
+func (e *env) pin(now time.Time) { e.now.Store(&now) }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -83,7 +87,13 @@ func newEnv(t *testing.T) *env {
 	seedPolicy(t, e.st)
 	e.det = anomaly.New(anomaly.Options{Store: e.st, JetStream: js, Notify: func() { e.notified.Add(1) },
 		Interval: 100 * time.Millisecond, WebhookURL: hook.URL, WebhookSecret: secret,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time {
+			if now := e.now.Load(); now != nil {
+				return *now
+			}
+			return time.Now()
+		}})
 	return e
 }
 
@@ -200,8 +210,8 @@ func TestTokenSpikeAlertsAndThrottles(t *testing.T) {
 	history(t, e.st, "steady", now, 7, 20_000)
 	e.run(t)
 
-	// Usage within the limits: steady at its baseline, a new client (no history) at
-	// 3× the minimum baseline.
+	// Usage within the limits: steady at its baseline; a new client (no history),
+	// which the rule does not judge, below its fair share (no info alert either).
 	e.archive(t, "steady", "", now, 10_000, 10_000)
 	e.archive(t, "newbie", "", now, 10_000, 10_000, 10_000)
 	// The spike: 150,000 tokens, 7.5× spiky's baseline of 20,000 per hour.
@@ -238,7 +248,8 @@ func TestTokenSpikeAlertsAndThrottles(t *testing.T) {
 		t.Fatalf("webhook body %s differs from the PC_ALERTS message %s", call.body, msg.Data)
 	}
 
-	// The throttle is in the next policy snapshot, time-boxed, at the baseline.
+	// The throttle is in the next policy snapshot, time-boxed, at the fair share:
+	// min(10,000,000 / 5, 5 × 10,000) = 50,000, above spiky's baseline of 20,000.
 	snap, err := e.st.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +263,7 @@ func TestTokenSpikeAlertsAndThrottles(t *testing.T) {
 	if ov == nil {
 		t.Fatalf("no override for spiky in the snapshot: %+v", snap.LimitOverrides)
 	}
-	if ov.TokensPerHour != 20_000 || ov.SetBy != anomaly.SetBy || ov.Reason != "anomaly: token_spike" {
+	if ov.TokensPerHour != 50_000 || ov.SetBy != anomaly.SetBy || ov.Reason != "anomaly: token_spike" {
 		t.Fatalf("override %+v", ov)
 	}
 	if until := time.Until(ov.ExpiresAt); until < 55*time.Minute || until > 61*time.Minute {
@@ -358,9 +369,12 @@ func TestBlockDisablesClient(t *testing.T) {
 	if _, err := e.st.AnomalyRules().Update(ctx, "token_spike", rec.Revision, rec.Entity); err != nil {
 		t.Fatal(err)
 	}
+	// A week of 5,000 tokens an hour: the minimum baseline (10,000) applies, and
+	// 60,000 tokens exceed 5× it.
+	now := time.Now().UTC()
+	history(t, e.st, "blocky", now, 7, 5_000)
 	e.run(t)
-	// No history: the minimum baseline (10,000) applies, and 60,000 tokens exceed 5× it.
-	e.archive(t, "blocky", "", time.Now(), 30_000, 30_000)
+	e.archive(t, "blocky", "", now, 30_000, 30_000)
 	waitFor(t, 10*time.Second, "blocky disabled", func() bool {
 		c, err := e.st.Clients().Get(ctx, "blocky")
 		return err == nil && !c.Entity.Enabled

@@ -34,7 +34,8 @@ var (
 // used for longer is new again.
 const NetworkMemory = 7 * 24 * time.Hour
 
-// AnomalyRule is one anomaly rule (migrations/0008_showback_anomaly.sql).
+// AnomalyRule is one anomaly rule (migrations/0008_showback_anomaly.sql and
+// 0010_anomaly_min_history.sql).
 type AnomalyRule struct {
 	Name              string  `json:"name"`
 	Kind              string  `json:"kind"`
@@ -42,9 +43,15 @@ type AnomalyRule struct {
 	Factor            float64 `json:"factor"`
 	BaselineDays      int     `json:"baseline_days"`
 	MinBaselineTokens int64   `json:"min_baseline_tokens"`
-	Action            string  `json:"action"`
-	// ThrottleTokensPerHour 0 means the client's baseline; ThrottleRequestsPerMinute
-	// 0 keeps the tier's value.
+	// MinHistoryHours and MinHistoryDays are the history token_spike needs before it
+	// judges a client: that many hours with tokens, on that many distinct UTC days,
+	// within the baseline window. 0 and 0 judge every client.
+	MinHistoryHours int    `json:"min_history_hours"`
+	MinHistoryDays  int    `json:"min_history_days"`
+	Action          string `json:"action"`
+	// ThrottleTokensPerHour 0 means the client's baseline (token_spike never throttles
+	// below the baseline or the fair share, see package anomaly);
+	// ThrottleRequestsPerMinute 0 keeps the tier's value.
 	ThrottleTokensPerHour     int64  `json:"throttle_tokens_per_hour"`
 	ThrottleRequestsPerMinute int64  `json:"throttle_requests_per_minute"`
 	ThrottleMinutes           int    `json:"throttle_minutes"`
@@ -61,6 +68,8 @@ var anomalyRules = (&table[AnomalyRule]{
 		col("factor", func(e *AnomalyRule) *float64 { return &e.Factor }),
 		col("baseline_days", func(e *AnomalyRule) *int { return &e.BaselineDays }),
 		col("min_baseline_tokens", func(e *AnomalyRule) *int64 { return &e.MinBaselineTokens }),
+		col("min_history_hours", func(e *AnomalyRule) *int { return &e.MinHistoryHours }),
+		col("min_history_days", func(e *AnomalyRule) *int { return &e.MinHistoryDays }),
 		col("action", func(e *AnomalyRule) *string { return &e.Action }),
 		optionalCol("throttle_tokens_per_hour", func(e *AnomalyRule) *int64 { return &e.ThrottleTokensPerHour }),
 		optionalCol("throttle_requests_per_minute", func(e *AnomalyRule) *int64 { return &e.ThrottleRequestsPerMinute }),
@@ -183,7 +192,8 @@ func (s *Store) ClearNovelNetwork(ctx context.Context, n NovelNetwork) error {
 	return nil
 }
 
-// ClientTokens is a client's recent tokens and its baseline, for token_spike.
+// ClientTokens is a client's recent tokens, its baseline and its history, for
+// token_spike.
 type ClientTokens struct {
 	ClientID string
 	TenantID string
@@ -194,10 +204,18 @@ type ClientTokens struct {
 	// Baseline is the mean hourly tokens over the baseline window: the days × 24
 	// whole hours before the previous hour; an hour without usage counts as 0.
 	Baseline float64
+	// HistoryHours is the number of hours of the baseline window with tokens (in any
+	// region or model), and HistoryDays the number of distinct UTC days they fall on.
+	HistoryHours int
+	HistoryDays  int
+	// TierTokensPerHour is the tokens_per_hour of the client's tier, 0 when the
+	// client or its tier no longer exists.
+	TierTokensPerHour int64
 }
 
 // RecentTokens returns, for each client with tokens in the current or previous hour,
-// its tokens of the last hour and its mean over the baselineDays before.
+// its tokens of the last hour, its mean and its history over the baselineDays before,
+// and its tier's tokens_per_hour.
 func (s *Store) RecentTokens(ctx context.Context, now time.Time, baselineDays int) ([]ClientTokens, error) {
 	now = now.UTC()
 	cur := now.Truncate(time.Hour)
@@ -210,14 +228,23 @@ func (s *Store) RecentTokens(ctx context.Context, now time.Time, baselineDays in
 				sum(CASE WHEN hour = $2 THEN tokens_in + tokens_out ELSE (tokens_in + tokens_out) * $3::float8 END)::float8 AS tokens
 			FROM usage_hourly WHERE hour >= $1 AND hour <= $2 AND client_id <> ''
 			GROUP BY client_id HAVING sum(tokens_in + tokens_out) > 0
-		), base AS (
-			SELECT u.client_id, sum(u.tokens_in + u.tokens_out)::float8 / $5::float8 AS mean
+		), hourly AS (
+			SELECT u.client_id, u.hour, sum(u.tokens_in + u.tokens_out) AS tokens
 			FROM usage_hourly u JOIN recent r USING (client_id)
 			WHERE u.hour >= $4 AND u.hour < $1
-			GROUP BY u.client_id
+			GROUP BY u.client_id, u.hour
+		), base AS (
+			SELECT client_id, sum(tokens)::float8 / $5::float8 AS mean,
+				count(*) FILTER (WHERE tokens > 0) AS hours,
+				count(DISTINCT (hour AT TIME ZONE 'UTC')::date) FILTER (WHERE tokens > 0) AS days
+			FROM hourly GROUP BY client_id
 		)
-		SELECT r.client_id, r.tenant_id, r.tokens, coalesce(b.mean, 0)
-		FROM recent r LEFT JOIN base b USING (client_id) ORDER BY r.client_id`,
+		SELECT r.client_id, r.tenant_id, r.tokens, coalesce(b.mean, 0),
+			coalesce(b.hours, 0)::int, coalesce(b.days, 0)::int, coalesce(t.tokens_per_hour, 0)
+		FROM recent r LEFT JOIN base b USING (client_id)
+			LEFT JOIN clients c ON c.client_id = r.client_id
+			LEFT JOIN tiers t ON t.name = c.tier
+		ORDER BY r.client_id`,
 		prev, cur, inWindow, baseFrom, hours)
 	if err != nil {
 		return nil, fmt.Errorf("read recent tokens: %w", err)
