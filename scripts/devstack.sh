@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # devstack.sh runs the Portcullis dev stack in the foreground (make run): PostgreSQL, the
 # control plane with embedded NATS and the dev JWT issuer, a mock OpenAI-compatible
-# upstream, and two data planes (eu and us). Ctrl-C or SIGTERM stops everything it started.
+# upstream, and two data planes (eu and us). Ctrl-C, a closed terminal (SIGHUP) and SIGTERM
+# (to the script, to make, or to make's whole process group) stop everything it started:
+# SIGTERM to each process's group, SIGKILL to what is left after PORTCULLIS_DEV_STOP_SECONDS
+# (default 8), then PostgreSQL if it started its own cluster.
 #
 # PostgreSQL, in order of preference:
 #   1. PORTCULLIS_DATABASE_URL, if set;
@@ -59,53 +62,143 @@ VAULT_LISTEN=${PORTCULLIS_DEV_VAULT_LISTEN:-127.0.0.1:8200}
 WAIT_SECONDS=${PORTCULLIS_DEV_WAIT_SECONDS:-60}
 CP_URL=http://$CP_LISTEN
 
+STOP_SECONDS=${PORTCULLIS_DEV_STOP_SECONDS:-8}
+[[ $STOP_SECONDS =~ ^[0-9]+$ ]] || STOP_SECONDS=8
+
 PIDS=()   # started processes, in start order; each leads its own process group
 NAMES=()
+STARTING=""       # the name of the process start is starting
+STARTING_AFTER="" # $! before that
+LEFT=()           # wait_groups' answer
 PG_STARTED=""   # data dir of a cluster this script started
 PG_BIN=""
 VAULT_URL=""    # the Vault holding the keys; empty: the file key source
 
-say() { printf '%s\n' "devstack: $*"; }
+say() { printf '%s\n' "devstack: $*" || true; }
 die() { printf '%s\n' "devstack: error: $*" >&2; exit 1; }
 
 # ---- process control --------------------------------------------------------------------
 
-# stop_group PID NAME: SIGTERM the process group led by PID, SIGKILL it after 10 s.
-stop_group() {
-	local pid=$1 name=$2 i
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
+# signal_groups SIG PID...: send SIG to the process group each PID leads (start), or to
+# the PID alone if it does not lead one yet (it is about to call setsid).
+signal_groups() {
+	local sig=$1 pid
+	shift
+	for pid; do
+		kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
 	done
-	if kill -0 "$pid" 2>/dev/null; then
-		say "$name did not stop within 10s; killing it"
-		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
 }
 
+# wait_groups TICKS PID...: wait at most TICKS tenths of a second until no process is
+# left of the PIDs' groups (or of the PIDs, if they lead none yet); LEFT holds those
+# still alive then. It runs in this shell, never in a subshell: kill -0 counts a
+# zombie as alive, and only this shell reaps its children, which it does while it
+# waits for sleep.
+wait_groups() {
+	local ticks=$1 pid
+	shift
+	while :; do
+		LEFT=()
+		for pid; do
+			if kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null; then
+				LEFT+=("$pid")
+			fi
+		done
+		((${#LEFT[@]} > 0 && ticks > 0)) || return 0
+		sleep 0.1
+		ticks=$((ticks - 1))
+	done
+}
+
+# name_of PID: the name start gave PID.
+name_of() {
+	local i
+	for i in "${!PIDS[@]}"; do
+		[[ ${PIDS[i]} == "$1" ]] && { printf '%s' "${NAMES[i]}"; return 0; }
+	done
+	printf '%s' "$1"
+}
+
+# stop_all: stop every process group start started, whatever stopped it: SIGTERM first
+# to the data planes, the mock and any other dependent, then (after at most half of
+# STOP_SECONDS) to the control plane and the Vault they talk to; SIGKILL to whatever
+# is left of any group when STOP_SECONDS have passed. Each started process leads its
+# own group, so this reaches the processes it started in turn too.
+stop_all() {
+	local i pid first=() last=() ticks=$((STOP_SECONDS * 10))
+	for i in "${!PIDS[@]}"; do
+		case ${NAMES[i]} in
+		controlplane | vault) last+=("${PIDS[i]}") ;;
+		*) first+=("${PIDS[i]}") ;;
+		esac
+	done
+	signal_groups TERM "${first[@]}"
+	wait_groups $((ticks / 2)) "${first[@]}"
+	signal_groups TERM "${last[@]}"
+	wait_groups $((ticks - ticks / 2)) "${PIDS[@]}"
+	if ((${#LEFT[@]} > 0)); then
+		for pid in "${LEFT[@]}"; do
+			say "$(name_of "$pid") did not stop within ${STOP_SECONDS}s of SIGTERM; killing it"
+		done
+		signal_groups KILL "${LEFT[@]}"
+		wait_groups 20 "${LEFT[@]}"
+		((${#LEFT[@]} == 0)) || say "still running after SIGKILL: the process groups of ${LEFT[*]}"
+	fi
+	for pid in "${PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null || wait "$pid" 2>/dev/null # reap; never wait on one that survived SIGKILL
+	done
+}
+
+# stop_postgres: stop the cluster this script started (or was starting), fast, and at
+# once if that does not do within 5 s.
+stop_postgres() {
+	[[ -n $PG_STARTED && -f $PG_STARTED/postmaster.pid ]] || return 0
+	pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_STARTED" stop -m fast -w -t 5 >/dev/null 2>&1 ||
+		pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_STARTED" stop -m immediate -w -t 5 >/dev/null 2>&1 ||
+		say "could not stop PostgreSQL in $PG_STARTED; stop it with: pg_ctl -D $PG_STARTED stop"
+}
+
+# cleanup RC stops everything and exits with RC. It runs on exit, whatever the cause (an
+# error, the end of a process), and on SIGINT, SIGTERM or SIGHUP, which make's process
+# group gets all at once: make passes SIGTERM on to this script too, so a second signal
+# often comes while the first is handled. Further signals are then ignored, never reset
+# to their default, so that none can cut the cleanup short and leave the stack running;
+# and it goes on if its output is gone (a closed terminal, a dead pipe).
 cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
+	local rc=$1
+	CLEANING=1
+	trap '' INT TERM HUP PIPE
+	trap - EXIT
+	set +eu
+	# A signal between start's "&" and its bookkeeping leaves the new process in $!.
+	if [[ -n $STARTING && -n $! && $! != "$STARTING_AFTER" && " ${PIDS[*]} " != *" $! "* ]]; then
+		PIDS+=("$!")
+		NAMES+=("$STARTING")
+	fi
 	if ((${#PIDS[@]} > 0)); then
 		say "stopping..."
-		for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-			stop_group "${PIDS[i]}" "${NAMES[i]}"
-		done
+		stop_all 2>/dev/null # not bash's notices of the processes it killed
 	fi
-	if [[ -n $PG_STARTED ]]; then
-		pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_STARTED" stop -m fast -w >/dev/null 2>&1 ||
-			say "could not stop PostgreSQL in $PG_STARTED; stop it with: pg_ctl -D $PG_STARTED stop"
-	fi
+	stop_postgres
 	[[ -z $VAULT_URL ]] || rm -f "$VAULT_TOKEN_FILE"
 	((${#PIDS[@]} > 0)) && say "stopped"
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+
+# on_signal RC: the handler of SIGINT, SIGTERM and SIGHUP. Bash runs a pending handler
+# before any command, even inside a handler or the exit trap, so this one may run again
+# before its first command, or while cleanup has begun: in the first case the inner run
+# does the cleanup (and exits), in the second the cleanup under way goes on.
+on_signal() {
+	trap '' INT TERM HUP
+	[[ -z $CLEANING ]] || return 0
+	cleanup "$1"
+}
+CLEANING=""
+trap 'cleanup $?' EXIT
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+trap 'on_signal 129' HUP
 
 # start NAME CMD...: run CMD in its own session (so its whole process group can be
 # stopped), with output to .data/logs/NAME.log. Environment assignments go before CMD
@@ -114,9 +207,11 @@ start() {
 	local name=$1
 	shift
 	: >"$LOGS/$name.log"
+	STARTING=$name STARTING_AFTER=${!:-}
 	setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
 	PIDS+=("$!")
 	NAMES+=("$name")
+	STARTING=""
 }
 
 pid_of() {
@@ -172,12 +267,14 @@ pg_answers() {
 }
 
 # pg_as_owner CMD...: run a PostgreSQL server command as a non-root user (initdb and
-# postgres refuse to run as root).
+# postgres refuse to run as root). With PG_OWN_SESSION set, in a session of its own.
 pg_as_owner() {
+	local session=()
+	[[ -z ${PG_OWN_SESSION:-} ]] || session=(setsid)
 	if ((EUID == 0)); then
-		runuser -u postgres -- "$@"
+		"${session[@]}" runuser -u postgres -- "$@"
 	else
-		"$@"
+		"${session[@]}" "$@"
 	fi
 }
 
@@ -226,9 +323,12 @@ own_cluster() {
 	port=$(free_port)
 	: >"$LOGS/postgres.log"
 	((EUID == 0)) && chown postgres: "$LOGS/postgres.log"
-	pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGS/postgres.log" -o "-p $port" -w -t 60 start >/dev/null ||
-		{ show_log postgres; die "PostgreSQL in $dir did not start"; }
+	# pg_ctl runs in a session of its own, so that a signal to make's process group cannot
+	# stop it halfway and leave a server starting up, with no pid file to stop it by yet;
+	# the signal's handler runs once pg_ctl is done, and stops the server.
 	PG_STARTED=$dir
+	PG_OWN_SESSION=1 pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGS/postgres.log" -o "-p $port" -w -t 60 start >/dev/null ||
+		{ show_log postgres; die "PostgreSQL in $dir did not start"; }
 	DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 	say "PostgreSQL: own cluster in $dir on 127.0.0.1:$port"
 }
@@ -422,6 +522,10 @@ EOF
 }
 
 main() {
+	local tty_fd="" fd
+	for fd in 0 1 2; do
+		[[ -t $fd ]] && { tty_fd=$fd; break; }
+	done
 	command -v go >/dev/null || die "go is not installed (https://go.dev/dl/)"
 	command -v curl >/dev/null || die "curl is not installed"
 	say "building ./bin"
@@ -522,14 +626,25 @@ main() {
 
 	print_summary
 
-	# Run until Ctrl-C, or until one of the processes dies.
-	local rc=0 i
-	wait -n "${PIDS[@]}" || rc=$?
-	for i in "${!PIDS[@]}"; do
-		if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
-			show_log "${NAMES[i]}"
-			die "${NAMES[i]} exited (status $rc)"
+	# Run until a signal, until one of the processes dies, or until the terminal hangs
+	# up. A hangup signals the terminal's session leader only; when that is make itself
+	# (ssh -t host make run, a terminal window running make run) make waits for this
+	# script without passing the signal on, so the script looks for itself.
+	local rc i
+	while :; do
+		for i in "${!PIDS[@]}"; do
+			if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+				rc=0
+				wait "${PIDS[i]}" || rc=$?
+				show_log "${NAMES[i]}"
+				die "${NAMES[i]} exited (status $rc)"
+			fi
+		done
+		if [[ -n $tty_fd && ! -t $tty_fd ]]; then
+			say "the terminal hung up"
+			exit 129
 		fi
+		sleep 1
 	done
 }
 

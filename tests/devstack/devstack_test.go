@@ -58,6 +58,13 @@ type devstack struct {
 // from. Cleanup stops the script if the test did not.
 func startDevstack(t *testing.T, env ...string) *devstack {
 	t.Helper()
+	return launchDevstack(t, []string{"bash", filepath.Join("scripts", "devstack.sh")}, env...)
+}
+
+// launchDevstack is startDevstack with the command line argv, run from the repository
+// root in a process group of its own: the script, or make run.
+func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
+	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +78,7 @@ func startDevstack(t *testing.T, env ...string) *devstack {
 		"PORTCULLIS_MOCK_CONTROL_LISTEN":     freeAddr(t),
 		"PORTCULLIS_EMBEDDED_NATS_LISTEN":    freeAddr(t),
 	}
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "devstack.sh"))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = root
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k != "VAULT_ADDR" && k != "VAULT_TOKEN" && !strings.HasPrefix(k, "PORTCULLIS_DEV_VAULT") {

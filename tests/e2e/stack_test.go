@@ -205,6 +205,9 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	for _, region := range []string{"eu", "us"} {
 		uo := sc.upstream[region]
 		uo.Name = "mock-" + region
+		if uo.RecordLimit == 0 {
+			uo.RecordLimit = mockupstream.RecordAll // some tests look at more requests than the default ring keeps
+		}
 		up := mockupstream.New(uo)
 		srv := httptest.NewServer(up)
 		t.Cleanup(srv.Close)

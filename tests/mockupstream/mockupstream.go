@@ -2,12 +2,14 @@
 // benchmark. It speaks OpenAI's wire protocol on POST /v1/chat/completions (plain and SSE
 // streaming, honouring stream_options.include_usage), POST /v1/completions,
 // POST /v1/embeddings and GET /v1/models, and Anthropic's Messages API on POST /v1/messages
-// (plain and streaming, tool use included, errors in Anthropic's schema),
-// records every request it receives (see Request),
-// counts the requests in flight (InFlight, MaxInFlight), and can be told to fail the way
-// real providers do: 500, 429, 529, slow answers, hung requests, connection resets and
-// streams cut midway (see Failure). Options can also hold every answer back (HoldDelay)
-// and make the mock report no usage at all (NoUsage), as some self-hosted servers do.
+// (plain and streaming, tool use included, errors in Anthropic's schema), records the
+// requests it receives (see Request: the last DefaultRecordLimit unless
+// Options.RecordLimit says otherwise, so that a long run stays small) and counts them
+// all (RequestCount), counts the requests in flight (InFlight, MaxInFlight), and can be
+// told to fail the way real providers do: 500, 429, 529, slow answers, hung requests,
+// connection resets and streams cut midway (see Failure). Options can also hold every
+// answer back (HoldDelay) and make the mock report no usage at all (NoUsage), as some
+// self-hosted servers do.
 //
 // Like a provider, it checks keys: once a key is accepted (Options.RequireKey,
 // AcceptKey, AcceptKeyUntil) a request without an accepted key gets 401 in its
@@ -50,7 +52,13 @@ import (
 const (
 	DefaultName      = "mock"
 	DefaultSlowDelay = 10 * time.Second
+	// DefaultRecordLimit is how many requests' records a Server keeps unless
+	// Options.RecordLimit says otherwise.
+	DefaultRecordLimit = 1024
 )
+
+// RecordAll, as Options.RecordLimit, keeps the record of every request.
+const RecordAll = -1
 
 // DefaultModels are the model ids GET /v1/models lists unless Options.Models is set. Every
 // endpoint accepts any model name, listed or not.
@@ -87,6 +95,12 @@ type Options struct {
 	// this long, or until the client goes away. Zero means none. It adds to FailSlow's
 	// SlowDelay.
 	HoldDelay time.Duration
+	// RecordLimit is how many records Requests keeps: those of the last RecordLimit
+	// requests, in a ring, so that a long run (a benchmark, the dev stack) keeps its
+	// memory bounded. Zero means DefaultRecordLimit; RecordAll (any negative value)
+	// keeps every record, for a test that looks at every request of a long run.
+	// RequestCount counts every request either way.
+	RecordLimit int
 }
 
 // Request is what the Server recorded about one request it received.
@@ -124,7 +138,9 @@ type Server struct {
 	keys keySet // the accepted keys
 
 	mu                 sync.Mutex // guards the fields below
-	requests           []Request
+	requests           []Request  // the records kept; a ring once it holds Options.RecordLimit
+	oldest             int        // the index of the oldest record once the ring is full
+	recorded           int        // the requests recorded since New or Reset, kept or not
 	failure            Failure
 	deploymentFailures map[string]DeploymentFailure // by deployment; expired ones pruned lazily
 	inFlight           int
@@ -150,6 +166,9 @@ func New(o Options) *Server {
 	if len(o.Models) == 0 {
 		o.Models = DefaultModels
 	}
+	if o.RecordLimit == 0 {
+		o.RecordLimit = DefaultRecordLimit
+	}
 	s := &Server{opts: o, closed: make(chan struct{}), adminKey: o.AdminKey}
 	s.AcceptKey(o.RequireKey)
 	return s
@@ -163,24 +182,46 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closed) })
 }
 
-// Requests returns a copy of every request recorded since New or the last Reset, oldest
-// first.
+// Requests returns a copy of the records of the requests received since New or the last
+// Reset, oldest first: all of them, or the last Options.RecordLimit (see
+// RequestCount for how many there were).
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	copy(out, s.requests)
-	return out
+	out := make([]Request, 0, len(s.requests))
+	out = append(out, s.requests[s.oldest:]...)
+	return append(out, s.requests[:s.oldest]...)
 }
 
-// Reset forgets the recorded requests, clears every failure (SetFailure's and the
-// deployments') and restarts MaxInFlight from the number of requests in flight now
-// (zero when the mock is idle). The accepted keys, the admin key and the service
-// accounts stay.
+// RequestCount returns how many requests were recorded since New or the last Reset,
+// including those whose records Options.RecordLimit let go. Requests to the admin API
+// are not recorded, nor counted.
+func (s *Server) RequestCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recorded
+}
+
+// keepLocked keeps rec, in place of the oldest record once Options.RecordLimit are
+// kept.
+func (s *Server) keepLocked(rec Request) {
+	s.recorded++
+	if limit := s.opts.RecordLimit; limit > 0 && len(s.requests) == limit {
+		s.requests[s.oldest] = rec
+		s.oldest = (s.oldest + 1) % limit
+		return
+	}
+	s.requests = append(s.requests, rec)
+}
+
+// Reset forgets the recorded requests and their count (RequestCount), clears every
+// failure (SetFailure's and the deployments') and restarts MaxInFlight from the number
+// of requests in flight now (zero when the mock is idle). The accepted keys, the admin
+// key and the service accounts stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests = nil
+	s.requests, s.oldest, s.recorded = nil, 0, 0
 	s.failure = FailNone
 	s.deploymentFailures = nil
 	s.maxInFlight = s.inFlight
@@ -258,7 +299,7 @@ func (s *Server) record(r *http.Request, deployment string, d dialect, body []by
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests = append(s.requests, rec)
+	s.keepLocked(rec)
 	return s.failureForLocked(deployment, now)
 }
 

@@ -36,6 +36,9 @@
 // DELETE .../service_accounts/{id} revokes it, GET lists the accounts without keys.
 // It takes "Authorization: Bearer <admin key>"; without the flag it answers 404.
 //
+// Its memory stays bounded however long it runs: it keeps the records of the last
+// mockupstream.DefaultRecordLimit requests only.
+//
 // It logs one JSON line per request (method, path, status, duration; never a body or a
 // key), per control call (naming at most the deployment and the mode, or a key's
 // action and fingerprint) and per read of the accept-keys file (counts only).
@@ -187,7 +190,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	log := logging.New(stdout, "info")
-	mock := mockupstream.New(mockupstream.Options{Name: cfg.Name, RequireKey: key, AdminKey: adminKey, ChunkDelay: cfg.ChunkDelay})
+	// Nothing reads the records here: the default ring keeps the memory bounded however
+	// long make run or a benchmark lasts.
+	mock := mockupstream.New(mockupstream.Options{Name: cfg.Name, RequireKey: key, AdminKey: adminKey, ChunkDelay: cfg.ChunkDelay,
+		RecordLimit: mockupstream.DefaultRecordLimit})
 	keys, err := loadKeyFile(cfg.AcceptKeysFile, mock, log)
 	if err != nil {
 		return err
