@@ -623,6 +623,7 @@ main() {
 
 	mint moltbot-agent-07
 	mint premium-app
+	mint analytics-svc
 
 	print_summary
 

@@ -1,8 +1,9 @@
 // Package devstack tests `make run` (scripts/devstack.sh) as a developer uses it: the
 // script builds the binaries, starts Postgres-backed control plane, embedded NATS, two
 // data planes and the mock upstream, seeds the demo tenant and prints a curl; a
-// request with the minted token is served; a failure injected into one deployment
-// through the mock's control API opens its breaker and the fallback takes over;
+// request with the minted token is served; the seed's analytics tier is served and
+// limited as the seed writes it; a failure injected into one deployment through the
+// mock's control API sends every request to the fallback, the first one included;
 // Ctrl-C stops every process it started. A second run takes the keys from a real
 // Vault and rotates and revokes them under traffic (vault_test.go).
 package devstack
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,19 +203,70 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 		t.Fatal("make run printed a token")
 	}
 
+	analyticsTier(t, d)
 	failOver(t, d.addrs, d.dataDir, printed)
 	d.stop()
 }
 
+// analyticsTier checks the seed's service_account_analytics tier as the seed writes
+// it (allowed_models ["gpt-4o-mini"], allowed_operations ["completion"], 30 requests
+// a minute): its chat completions are served, embeddings and gpt-4o are refused, and
+// 60 chat requests within one minute, alternating between the two data planes, admit
+// exactly 30.
+func analyticsTier(t *testing.T, d *devstack) {
+	t.Helper()
+	token := readToken(t, d.dataDir, "analytics-svc")
+	workers := []string{d.url("PORTCULLIS_DEV_EU_LISTEN"), d.url("PORTCULLIS_DEV_US_LISTEN")}
+	for _, c := range []struct {
+		name, path, body, code string
+		status                 int
+	}{
+		{"embeddings", "/v1/embeddings", `{"model":"gpt-4o-mini","input":"hi"}`, "operation_not_allowed", http.StatusForbidden},
+		{"gpt-4o", "/v1/chat/completions", `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, "model_not_allowed", http.StatusForbidden},
+	} {
+		resp, body := post(t, workers[0]+c.path, token, c.body)
+		if resp.StatusCode != c.status || !strings.Contains(body, `"code":"`+c.code+`"`) {
+			t.Fatalf("analytics-svc %s: status %d: %s, want %d %s", c.name, resp.StatusCode, body, c.status, c.code)
+		}
+	}
+	// The minute window is a UTC minute: the 60 (well under a second) must fit in one.
+	if left := time.Minute - time.Duration(time.Now().UTC().Second())*time.Second; left < 10*time.Second {
+		time.Sleep(left + 100*time.Millisecond)
+	}
+	start := time.Now().UTC().Truncate(time.Minute)
+	counts := map[int]int{}
+	for i := range 60 {
+		resp, body := chat(t, workers[i%2], token, "gpt-4o-mini")
+		counts[resp.StatusCode]++
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			if !strings.Contains(body, `"type":"requests"`) {
+				t.Fatalf("request %d: 429 not for the request limit: %s", i, body)
+			}
+		default:
+			t.Fatalf("request %d to %s: status %d: %s", i, workers[i%2], resp.StatusCode, body)
+		}
+	}
+	if end := time.Now().UTC().Truncate(time.Minute); !end.Equal(start) {
+		t.Fatalf("the 60 requests spanned two minutes (%v to %v); the count says nothing", start, end)
+	}
+	if counts[http.StatusOK] != 30 || counts[http.StatusTooManyRequests] != 30 {
+		t.Fatalf("analytics-svc, 30 requests a minute: %v over both data planes, want 30 admitted and 30 refused", counts)
+	}
+}
+
 // failOver makes openai-eu fail through the mock's control API, as the summary
 // shows, and checks what a user is told to watch: moltbot-agent-07 (residency eu,
-// tier default: gpt-4o-mini only, served by openai-eu alone) gets the fallback
-// llama3-8b on ollama-eu once the eu data plane's breaker for openai-eu is open, and
-// premium-app (no residency) keeps gpt-4o on openai-us, which the failure spares.
+// tier default: gpt-4o-mini only, served by openai-eu alone) gets every request
+// answered by the fallback llama3-8b on ollama-eu, the first one included and
+// whichever data plane it enters, while the workers' breakers for openai-eu open;
+// and premium-app (no residency) keeps gpt-4o on openai-us, which the failure spares.
 func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 	t.Helper()
 	control := "http://" + addrs["PORTCULLIS_MOCK_CONTROL_LISTEN"] + "/mock/fail"
 	eu := "http://" + addrs["PORTCULLIS_DEV_EU_LISTEN"]
+	us := "http://" + addrs["PORTCULLIS_DEV_US_LISTEN"]
 	if !strings.Contains(printed, "curl -s -XPOST "+control+" -d '{") {
 		t.Fatalf("no example of the control API in:\n%s", printed)
 	}
@@ -223,30 +276,22 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 	}
 
 	moltbot := readToken(t, dataDir, "moltbot-agent-07")
-	var statuses []int
-	fellBack := false
-	for range 40 { // two failed requests open the breaker (5 attempts); 40 is plenty
-		resp, body := chat(t, eu, moltbot, "gpt-4o-mini")
-		statuses = append(statuses, resp.StatusCode)
-		if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Portcullis-Fallback") != "" {
-			if got, dep := resp.Header.Get("X-Portcullis-Fallback"), resp.Header.Get("X-Portcullis-Deployment"); got != "llama3-8b" || dep != "ollama-eu" {
-				t.Fatalf("fallback %q on deployment %q, want llama3-8b on ollama-eu: %s", got, dep, body)
-			}
-			fellBack = true
-			break
-		}
-		if resp.StatusCode == http.StatusOK {
-			t.Fatalf("openai-eu answered while it was made to fail: deployment %q: %s", resp.Header.Get("X-Portcullis-Deployment"), body)
+	for i := range 20 {
+		worker := []string{eu, us}[i%2]
+		resp, body := chat(t, worker, moltbot, "gpt-4o-mini")
+		got, dep := resp.Header.Get("X-Portcullis-Fallback"), resp.Header.Get("X-Portcullis-Deployment")
+		if resp.StatusCode != http.StatusOK || got != "llama3-8b" || dep != "ollama-eu" {
+			t.Fatalf("request %d to %s: status %d fallback %q deployment %q, want 200 from llama3-8b on ollama-eu: %s",
+				i, worker, resp.StatusCode, got, dep, body)
 		}
 	}
-	if !fellBack {
-		t.Fatalf("no fallback after %d requests; statuses %v", len(statuses), statuses)
-	}
-	t.Logf("fallback after %d requests (statuses %v)", len(statuses), statuses)
 
+	// Each worker now routes around openai-eu before trying it: its breaker is open, or
+	// (after the earlier requests it served well) its error rate is above 0.1.
 	status, metrics := send(t, http.MethodGet, eu+"/metrics", "")
-	if status != http.StatusOK || !strings.Contains(metrics, "\nportcullis_upstream_breaker_state{deployment=\"openai-eu\"} 2\n") {
-		t.Fatalf("eu /metrics (status %d) does not show openai-eu's breaker open:\n%s", status, grepLines(metrics, "breaker_state"))
+	breakerOpen := strings.Contains(metrics, "\nportcullis_upstream_breaker_state{deployment=\"openai-eu\"} 2\n")
+	if status != http.StatusOK || !breakerOpen && metricValue(metrics, `portcullis_upstream_error_rate{deployment="openai-eu"}`) <= 0.1 {
+		t.Fatalf("eu /metrics (status %d) shows openai-eu neither open nor above the error rate:\n%s", status, grepLines(metrics, "upstream"))
 	}
 
 	// The control plane shows it too, once the eu worker has reported (every 5 s).
@@ -255,8 +300,9 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 		t.Fatal(err)
 	}
 	healthURL := "http://" + addrs["PORTCULLIS_DEV_CONTROLPLANE_LISTEN"] + "/admin/v1/deployments/health"
-	waitFor(t, 30*time.Second, "openai-eu open in "+healthURL, func() bool {
-		return deploymentState(t, healthURL, strings.TrimSpace(string(adminToken)), "openai-eu") == "open"
+	waitFor(t, 30*time.Second, "openai-eu failing in "+healthURL, func() bool {
+		state, errorRate := deploymentState(t, healthURL, strings.TrimSpace(string(adminToken)), "openai-eu")
+		return state == "open" || errorRate > 0.1
 	})
 
 	resp, body := chat(t, eu, readToken(t, dataDir, "premium-app"), "gpt-4o")
@@ -273,9 +319,23 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 	}
 }
 
+// metricValue is the value of the sample named series (name and labels, as printed)
+// in the Prometheus text metrics, -1 when there is none.
+func metricValue(metrics, series string) float64 {
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
 // deploymentState is deployment's summary state in the admin API's health answer
-// at url, "" when it is not listed.
-func deploymentState(t *testing.T, url, adminToken, deployment string) string {
+// at url ("" when it is not listed), and the highest error rate a worker reports
+// for it.
+func deploymentState(t *testing.T, url, adminToken, deployment string) (string, float64) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -291,6 +351,9 @@ func deploymentState(t *testing.T, url, adminToken, deployment string) string {
 		Data []struct {
 			Deployment string `json:"deployment"`
 			State      string `json:"state"`
+			Workers    []struct {
+				ErrorRate float64 `json:"error_rate"`
+			} `json:"workers"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&health); err != nil || resp.StatusCode != http.StatusOK {
@@ -298,10 +361,14 @@ func deploymentState(t *testing.T, url, adminToken, deployment string) string {
 	}
 	for _, d := range health.Data {
 		if d.Deployment == deployment {
-			return d.State
+			rate := 0.0
+			for _, w := range d.Workers {
+				rate = max(rate, w.ErrorRate)
+			}
+			return d.State, rate
 		}
 	}
-	return ""
+	return "", 0
 }
 
 func readToken(t *testing.T, dataDir, client string) string {
@@ -316,8 +383,13 @@ func readToken(t *testing.T, dataDir, client string) string {
 // chat sends a one-message chat completion for model to the data plane at base.
 func chat(t *testing.T, base, token, model string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions",
-		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"Hello"}]}`))
+	return post(t, base+"/v1/chat/completions", token, `{"model":"`+model+`","messages":[{"role":"user","content":"Hello"}]}`)
+}
+
+// post sends body to url with token and returns the response and its body.
+func post(t *testing.T, url, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
