@@ -57,7 +57,9 @@ type Event struct {
 	ErrorCode *string `json:"error_code"`
 	Stream    bool    `json:"stream"`
 	// Fallback is true when the answer came from the policy's fallback model, named
-	// by FallbackModel, for FallbackReason (circuit_open or error_rate).
+	// by FallbackModel, for FallbackReason: circuit_open or error_rate when the request
+	// went there before any attempt, else the stable error code of the primary's last
+	// failed attempt (upstream_error, upstream_timeout, rate_limit_exceeded, …).
 	Fallback       bool     `json:"fallback"`
 	FallbackModel  string   `json:"fallback_model,omitempty"`
 	FallbackReason string   `json:"fallback_reason,omitempty"`

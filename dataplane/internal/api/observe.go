@@ -28,7 +28,8 @@ type requestInfo struct {
 	tokensIn, tokensOut         int64
 	route                       policycache.Route // the route that answered, for its prices
 	// fallback is the model the request fell back to, and why (circuit_open,
-	// error_rate); empty when it did not.
+	// error_rate, or the code of the primary's last failure: see forwardWithFallback);
+	// empty when it did not.
 	fallback, fallbackReason string
 	errCode                  string
 	errReason                string
