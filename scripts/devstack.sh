@@ -390,7 +390,7 @@ start_dev_vault() {
 		fi
 		((SECONDS < deadline)) || { show_log vault; die "the dev Vault did not serve within ${WAIT_SECONDS}s"; }
 		sleep 0.1
-		VAULT_URL=$(sed -n 's/^{"addr":"\([^"]*\)".*/\1/p' "$LOGS/vault.log" | head -n 1)
+		VAULT_URL=$(sed -n '/^{"addr":"/{s/^{"addr":"\([^"]*\)".*/\1/p;q}' "$LOGS/vault.log") # the first; no pipe to SIGPIPE
 	done
 }
 
