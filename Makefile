@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
-PKGS  := ./shared/... ./controlplane/... ./dataplane/... ./migrations/... ./web/... ./tests/...
+PKGS  := ./shared/... ./shared/vaultclient/... ./controlplane/... ./dataplane/... ./migrations/... ./web/... ./tests/...
 MODULE_DIRS := shared controlplane dataplane migrations web tests
 BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream
 

@@ -9,7 +9,6 @@ require (
 	github.com/lestrrat-go/jwx/v2 v2.1.7
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
-	github.com/portcullis-gw/portcullis/dataplane v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/migrations v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/shared v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/web v0.0.0-00010101000000-000000000000
@@ -57,6 +56,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/portcullis-gw/portcullis/shared/vaultclient v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -79,4 +79,4 @@ replace github.com/portcullis-gw/portcullis/shared => ../shared
 
 replace github.com/portcullis-gw/portcullis/web => ../web
 
-replace github.com/portcullis-gw/portcullis/dataplane => ../dataplane
+replace github.com/portcullis-gw/portcullis/shared/vaultclient => ../shared/vaultclient

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
-	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // startKeys logs in to Vault (when configured) and starts the key rotator and the
@@ -31,8 +31,12 @@ func (a *App) startKeys(ctx context.Context, cfg Config, log *slog.Logger) error
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	host, _ := os.Hostname()
-	a.rotator = rotator.New(rotator.Options{Store: a.st, Vault: a.vault, JetStream: js,
-		Actor: "controlplane-" + host, CheckInterval: cfg.RotationCheckInterval, Log: log})
+	ro := rotator.Options{Store: a.st, JetStream: js, Actor: "controlplane-" + host,
+		CheckInterval: cfg.RotationCheckInterval, Log: log}
+	if a.vault != nil {
+		ro.Vault = a.vault // never a nil *Client in the interface: the rotator checks for nil
+	}
+	a.rotator = rotator.New(ro)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopKeys = cancel
 	a.keysDone.Go(func() { _ = a.rotator.Run(runCtx) })

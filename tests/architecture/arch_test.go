@@ -1,6 +1,8 @@
-// Package architecture enforces the module boundaries of DESIGN.md §2 mechanically:
-// the data plane never reaches Postgres or control-plane code, and the shared wire
-// contract stays free of echo, pgx and Vault.
+// Package architecture enforces the module boundaries mechanically: the data plane
+// never reaches Postgres or control-plane code, the control plane never reaches
+// data-plane code (NATS is the only link between the planes), the shared wire
+// contract stays free of echo, pgx and Vault, and the Vault client both planes use
+// (shared/vaultclient, a module of its own) depends on neither plane.
 package architecture
 
 import (
@@ -13,11 +15,34 @@ import (
 
 const prefix = "github.com/portcullis-gw/portcullis/"
 
-// deps lists every package that the packages matching pattern import, directly or
+// deps lists every package that the packages matching patterns import, directly or
 // not, including test imports.
-func deps(t *testing.T, pattern string) []string {
+func deps(t *testing.T, patterns ...string) []string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-deps", "-test", "-f", "{{.ImportPath}}", pattern)
+	return goList(t, append([]string{"-deps", "-test"}, patterns...)...)
+}
+
+// contractPackages lists the packages of the shared module, the wire contract: every
+// package under shared/ but the Vault client's own module.
+func contractPackages(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, p := range goList(t, prefix+"shared/...") {
+		if p != vaultClient && !strings.HasPrefix(p, vaultClient+"/") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+const vaultClient = prefix + "shared/vaultclient"
+
+// goList runs go list with args from the repository root and returns the import
+// paths it prints.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	pattern := strings.Join(args, " ")
+	cmd := exec.Command("go", append([]string{"list", "-f", "{{.ImportPath}}"}, args...)...)
 	cmd.Dir = ".."
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -39,26 +64,38 @@ func deps(t *testing.T, pattern string) []string {
 func TestModuleBoundaries(t *testing.T) {
 	tests := []struct {
 		name      string
-		pattern   string
+		patterns  []string
 		forbidden []string
 		mustSee   string // a package that proves the listing is real
 	}{
 		{
 			name:      "dataplane has no pgx and no control plane",
-			pattern:   prefix + "dataplane/...",
+			patterns:  []string{prefix + "dataplane/..."},
 			forbidden: []string{"github.com/jackc/pgx", prefix + "controlplane"},
+			mustSee:   vaultClient,
+		},
+		{
+			name:      "controlplane has no data plane",
+			patterns:  []string{prefix + "controlplane/..."},
+			forbidden: []string{prefix + "dataplane"},
+			mustSee:   vaultClient,
+		},
+		{
+			name:      "the shared contract has no echo, pgx or vault",
+			patterns:  contractPackages(t),
+			forbidden: []string{"github.com/labstack/echo", "github.com/jackc/pgx", "github.com/hashicorp/vault", vaultClient},
 			mustSee:   prefix + "shared/policy",
 		},
 		{
-			name:      "shared has no echo, pgx or vault",
-			pattern:   prefix + "shared/...",
-			forbidden: []string{"github.com/labstack/echo", "github.com/jackc/pgx", "github.com/hashicorp/vault"},
-			mustSee:   prefix + "shared/policy",
+			name:      "the vault client depends on neither plane",
+			patterns:  []string{vaultClient + "/..."},
+			forbidden: []string{prefix + "dataplane", prefix + "controlplane", "github.com/labstack/echo", "github.com/jackc/pgx"},
+			mustSee:   "github.com/hashicorp/vault/api",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			pkgs := deps(t, tc.pattern)
+			pkgs := deps(t, tc.patterns...)
 			seen := false
 			for _, p := range pkgs {
 				if p == tc.mustSee {
@@ -66,25 +103,37 @@ func TestModuleBoundaries(t *testing.T) {
 				}
 				for _, f := range tc.forbidden {
 					if p == f || strings.HasPrefix(p, f+"/") {
-						t.Errorf("%s imports %s (forbidden: %s)", tc.pattern, p, f)
+						t.Errorf("%s imports %s (forbidden: %s)", tc.name, p, f)
 					}
 				}
 			}
 			if !seen {
-				t.Fatalf("%s does not depend on %s: the listing looks wrong", tc.pattern, tc.mustSee)
+				t.Fatalf("%s: no dependency on %s: the listing looks wrong", tc.name, tc.mustSee)
 			}
 		})
 	}
 }
 
-// TestForbiddenMatcherCatchesViolations proves the check above can fail: the control
-// plane, which legitimately uses pgx, must be flagged by the dataplane rule.
+// TestForbiddenMatcherCatchesViolations proves the checks above can fail: packages
+// that legitimately import what a rule forbids elsewhere must show it in their
+// listing (the control plane uses pgx; the end-to-end tests use both planes).
 func TestForbiddenMatcherCatchesViolations(t *testing.T) {
-	pkgs := deps(t, prefix+"controlplane/...")
-	for _, p := range pkgs {
-		if strings.HasPrefix(p, "github.com/jackc/pgx/") {
-			return
-		}
+	tests := []struct {
+		pattern, want string
+	}{
+		{prefix + "controlplane/...", "github.com/jackc/pgx/"},
+		{prefix + "tests/e2e", prefix + "dataplane/"},
+		{prefix + "tests/e2e", prefix + "controlplane/"},
+		{prefix + "tests/e2e", "github.com/hashicorp/vault/"},
 	}
-	t.Fatal("controlplane does not depend on pgx: the dependency listing cannot see violations")
+	for _, tc := range tests {
+		t.Run(tc.pattern+" sees "+tc.want, func(t *testing.T) {
+			for _, p := range deps(t, tc.pattern) {
+				if strings.HasPrefix(p, tc.want) {
+					return
+				}
+			}
+			t.Fatalf("%s does not depend on %s*: the dependency listing cannot see violations", tc.pattern, tc.want)
+		})
+	}
 }

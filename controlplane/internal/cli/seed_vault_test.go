@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/controlplane/app"
-	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )

@@ -25,7 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/dataplane/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/alerts"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
@@ -37,12 +37,25 @@ import (
 // versions and ended overlaps.
 const DefaultCheckInterval = 30 * time.Second
 
+// Vault is what the rotator needs of Vault: the KV v2 keys, their versions and
+// rotation metadata, and the leases of dynamic paths. *vaultclient.Client is one.
+type Vault interface {
+	ReadKVMeta(ctx context.Context, keyPath string) (vaultclient.KVMeta, error)
+	ReadKV(ctx context.Context, keyPath string, version int) (vaultclient.KVKey, error)
+	WriteKV(ctx context.Context, keyPath, key string, cas int) (int, error)
+	SetRotationMeta(ctx context.Context, keyPath string, previous int, validUntil time.Time, revoked map[int]bool) error
+	DestroyKV(ctx context.Context, keyPath string, versions ...int) error
+	RevokeLeases(ctx context.Context, path string) error
+}
+
+var _ Vault = (*vaultclient.Client)(nil)
+
 // Options configure a Rotator.
 type Options struct {
 	Store *store.Store
-	// Vault is the control plane's Vault client; nil means no Vault, and rotation
-	// requests fail with a clear error.
-	Vault     *vaultclient.Client
+	// Vault is the control plane's Vault; nil means no Vault, and rotation requests
+	// fail with a clear error.
+	Vault     Vault
 	JetStream jetstream.JetStream
 	// Actor names this control plane in key-access events and history rows.
 	Actor         string

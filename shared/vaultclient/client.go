@@ -6,8 +6,9 @@
 // A key is the field "api_key" of its secret. Errors name paths and versions, never a
 // key or a token.
 //
-// It lives in the data plane's module, outside internal/, because the control plane's
-// key rotator uses it too and the shared module must not import Vault (DESIGN.md §2).
+// It is a module of its own (shared/vaultclient, with its own go.mod): both planes
+// import it, neither imports the other, and the shared contract module stays free of
+// Vault, which tests/architecture enforces.
 package vaultclient
 
 import (
