@@ -1,7 +1,9 @@
-// Package app wires a Portcullis data plane together: the NATS connection and the
-// policy cache watching PC_POLICY, the JWT verifier, and the OpenAI-compatible HTTP
-// API. It is exported so that cmd/dataplane and the cross-module tests start a data
-// plane the same way.
+// Package app wires a Portcullis data plane together: the NATS connection, the
+// policy cache watching PC_POLICY, the JWT verifier, the global limiter (PC_LIMITS and
+// PC_WORKERS), the key manager (Vault, and key events on PC_KEYS), the audit
+// publisher with its spool, the health reports, and the HTTP API (OpenAI- and
+// Anthropic-compatible). It is exported so that cmd/dataplane and the cross-module
+// tests start a data plane the same way.
 package app
 
 import (

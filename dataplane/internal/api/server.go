@@ -1,8 +1,11 @@
-// Package api serves the data plane's OpenAI-compatible HTTP API: it runs each
-// request through the path of DESIGN.md §4 (size and shape, authentication, client
-// resolution, authorization, routing, the upstream call) and renders every failure
-// in OpenAI's error schema through one error handler. It also serves /healthz,
-// /readyz and /metrics.
+// Package api serves the data plane's HTTP API: OpenAI's chat completions,
+// completions, embeddings and models, and Anthropic's Messages API. It runs each
+// request through the request path (size and shape, authentication, client
+// resolution, authorization, global limits, routing with residency, balancing and
+// fallback, the upstream call with retries and breakers, the audit event) and
+// renders every failure in the API family's error schema (OpenAI's, or Anthropic's
+// on /v1/messages) through one error handler. It also serves /healthz, /readyz and
+// /metrics.
 package api
 
 import (
