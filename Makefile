@@ -17,7 +17,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test vet bench fmt clean clean-data vaultdev
+.PHONY: help build run test lint vet bench fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,19 @@ run: ## start the dev stack (Postgres, control plane, two data planes, mock upst
 vet: ## go vet every module
 	$(GO) vet $(PKGS)
 
-test: vet ## go vet, then every module's tests with -race (needs PostgreSQL; see README)
+# staticcheck is a tool dependency of the tests module (the tool directive in tests/go.mod,
+# pinned with its dependencies in tests/go.sum); in the workspace `go tool` finds it from
+# the root, building it on first use from the module proxy.
+lint: ## fail on a file gofmt would change, then go vet and staticcheck every module
+	@unformatted=$$(gofmt -l $(MODULE_DIRS)) || exit; \
+	if [[ -n $$unformatted ]]; then \
+		printf 'lint: gofmt would change these files:\n%s\nlint: run make fmt\n' "$$unformatted" >&2; \
+		exit 1; \
+	fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+test: lint ## make lint, then every module's tests with -race (needs PostgreSQL; see README)
 	$(GO) test -race -count=1 -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 bench: ## benchmark the data plane against the mock upstream; writes docs/benchmarks.md

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -135,7 +136,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the throttle in the published snapshot", func() bool {
+	waitfor.That(t, "the throttle in the published snapshot", func() bool {
 		e, err := kv.Get(ctx, natsnames.PolicySnapshotKey)
 		if err != nil {
 			return false

@@ -24,9 +24,9 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/publisher"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/web"
 )
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -53,17 +54,6 @@ func startApp(t *testing.T, tweaks ...func(*Config)) (*App, Config) {
 		}
 	})
 	return a, cfg
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // policyVersion reads the snapshot version in PC_POLICY, or 0 if there is none yet.
@@ -144,8 +134,8 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		t.Fatalf("bucket history %d, want %d", st.History(), natsbuckets.PolicyHistory)
 	}
 
-	waitFor(t, "the first publish", func() bool { return policyVersion(t, kv) > 0 })
-	waitFor(t, "/readyz 200", func() bool { return do(t, "GET", base+"/readyz", "", "").status == http.StatusOK })
+	waitfor.That(t, "the first publish", func() bool { return policyVersion(t, kv) > 0 })
+	waitfor.That(t, "/readyz 200", func() bool { return do(t, "GET", base+"/readyz", "", "").status == http.StatusOK })
 	before := policyVersion(t, kv)
 
 	checks := []struct {
@@ -174,7 +164,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		})
 	}
 
-	waitFor(t, "the snapshot version to rise after the tenant was created", func() bool {
+	waitfor.That(t, "the snapshot version to rise after the tenant was created", func() bool {
 		return policyVersion(t, kv) > before
 	})
 	e, _ := kv.Get(context.Background(), natsnames.PolicySnapshotKey)

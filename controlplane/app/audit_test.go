@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestAuditEventsAreArchivedAndExported(t *testing.T) {
 	url := fmt.Sprintf("http://%s/admin/v1/audit/export?region=eu&from=%s&to=%s", a.Addr(),
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
 	var sum export.Summary
-	waitFor(t, "the eu events in the export", func() bool {
+	waitfor.That(t, "the eu events in the export", func() bool {
 		r := do(t, http.MethodGet, url, token, "")
 		if r.status != http.StatusOK {
 			t.Fatalf("export: %d %s", r.status, r.body)

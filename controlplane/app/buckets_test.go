@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -131,7 +132,7 @@ func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 			return err == nil && check(s)
 		}
 	}
-	waitFor(t, "the client to be published", published(func(s *policy.Snapshot) bool { return len(s.Clients) == 1 }))
+	waitfor.That(t, "the client to be published", published(func(s *policy.Snapshot) bool { return len(s.Clients) == 1 }))
 
 	steps := []struct {
 		name, method, body string
@@ -148,7 +149,7 @@ func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 			if r := do(t, s.method, base+"/admin/v1/clients/app/limit-override", token, s.body); r.status >= 300 {
 				t.Fatalf("%s override: %d %s", s.method, r.status, r.body)
 			}
-			waitFor(t, "the change to be published", published(s.check))
+			waitfor.That(t, "the change to be published", published(s.check))
 			if took := time.Since(start); took > 2*time.Second {
 				t.Fatalf("the change took %v to reach %s, want under 2s", took, natsnames.PolicyBucket)
 			}

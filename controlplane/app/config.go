@@ -13,11 +13,11 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // Config is the control plane's configuration. Every field has a flag and a

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func TestDeploymentHealthFromWorkerReports(t *testing.T) {
 		Workers int `json:"workers"`
 	}
 	var got answer
-	waitFor(t, "both workers in /admin/v1/deployments/health", func() bool {
+	waitfor.That(t, "both workers in /admin/v1/deployments/health", func() bool {
 		r := do(t, "GET", base+"/admin/v1/deployments/health", token, "")
 		if r.status != http.StatusOK {
 			t.Fatalf("GET /admin/v1/deployments/health = %d %s", r.status, r.body)
@@ -82,7 +83,7 @@ func TestDeploymentHealthFromWorkerReports(t *testing.T) {
 		t.Fatalf("health = %+v, want openai-eu open as seen by eu-1 and eu-2", got)
 	}
 
-	waitFor(t, "the rejected report in /metrics", func() bool {
+	waitfor.That(t, "the rejected report in /metrics", func() bool {
 		return strings.Contains(do(t, "GET", base+"/metrics", "", "").body,
 			`portcullis_controlplane_health_reports_total{result="rejected"} 1`)
 	})

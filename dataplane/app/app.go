@@ -29,12 +29,12 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // App is a running data plane. Its methods are safe for concurrent use.

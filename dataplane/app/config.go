@@ -20,12 +20,12 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // Defaults of the keys that have one.

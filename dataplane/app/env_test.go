@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,23 +32,11 @@ import (
 // upstreamKey is the dev key file's content in every test.
 const upstreamKey = "test-upstream-key-not-secret"
 
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // accessLine returns the decoded access log line whose request_id is id.
 func accessLine(t *testing.T, b *logtest.Buffer, id string) map[string]any {
 	t.Helper()
 	var found map[string]any
-	waitFor(t, "the access log line of request "+id, func() bool {
+	waitfor.That(t, "the access log line of request "+id, func() bool {
 		for _, l := range strings.Split(b.String(), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) == nil && m["request_id"] == id && m["msg"] == "request" {
@@ -151,7 +140,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.base = "http://" + e.app.Addr()
 	if !o.noBucket {
 		e.publish(t, e.snapshot())
-		waitFor(t, "the data plane to be ready (policy and limit counters)", func() bool {
+		waitfor.That(t, "the data plane to be ready (policy and limit counters)", func() bool {
 			resp, err := e.client.Get(e.base + "/readyz")
 			if err != nil {
 				return false
@@ -187,7 +176,7 @@ func (e *env) publish(t testing.TB, s *policy.Snapshot) {
 		t.Fatal(err)
 	}
 	e.putRaw(t, b)
-	waitFor(t, "policy version to propagate", func() bool { return e.app.PolicyVersion() == s.Version })
+	waitfor.That(t, "policy version to propagate", func() bool { return e.app.PolicyVersion() == s.Version })
 }
 
 func (e *env) putRaw(t testing.TB, value []byte) {

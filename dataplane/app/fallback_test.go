@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -194,7 +195,7 @@ func TestFallbackOnErrorRateAndBack(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
 	})
-	waitFor(t, "the error rate to switch to the fallback", func() bool {
+	waitfor.That(t, "the error rate to switch to the fallback", func() bool {
 		resp := e.chat(t, token, "gpt-4o-mini")
 		resp.Body.Close()
 		return resp.Header.Get("X-Portcullis-Fallback") == "llama3-8b"
@@ -207,7 +208,7 @@ func TestFallbackOnErrorRateAndBack(t *testing.T) {
 	}
 	failing.Store(false)
 	// The failures age out of the 2 s window; the primary serves again.
-	waitFor(t, "the primary to serve again", func() bool {
+	waitfor.That(t, "the primary to serve again", func() bool {
 		resp := e.chat(t, token, "gpt-4o-mini")
 		raw, _ := io.ReadAll(resp.Body)
 		return resp.Header.Get("X-Portcullis-Fallback") == "" && strings.Contains(string(raw), "from openai-eu")

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"slices"
@@ -33,7 +34,7 @@ func TestReadyzUntilTheFirstSnapshot(t *testing.T) {
 	e.createBucket(t)
 	e.publish(t, e.snapshot())
 	// Ready once the limiter has found its buckets too (it polls for them).
-	waitFor(t, "/readyz after the first snapshot and the limit buckets", func() bool {
+	waitfor.That(t, "/readyz after the first snapshot and the limit buckets", func() bool {
 		return e.do(t, http.MethodGet, "/readyz", "", "", nil).StatusCode == http.StatusOK
 	})
 	if resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); resp.StatusCode != http.StatusOK {
@@ -53,7 +54,7 @@ func TestReadyzWhileTheLimitBucketsAreMissing(t *testing.T) {
 	openAIError(t, e.do(t, http.MethodGet, "/readyz", "", "", nil), http.StatusServiceUnavailable, apierr.LimitsUnavailable)
 	openAIError(t, e.chat(t, e.token(t, "premium-app"), "gpt-4o"), http.StatusServiceUnavailable, apierr.LimitsUnavailable)
 	e.createBucket(t)
-	waitFor(t, "/readyz once the limit buckets exist", func() bool {
+	waitfor.That(t, "/readyz once the limit buckets exist", func() bool {
 		return e.do(t, http.MethodGet, "/readyz", "", "", nil).StatusCode == http.StatusOK
 	})
 	if resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); resp.StatusCode != http.StatusOK {
@@ -82,7 +83,7 @@ func TestBadSnapshotsKeepServingTheLastGoodOne(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e.putRaw(t, tt.value)
 			want := `portcullis_dataplane_policy_snapshots_rejected_total{reason="invalid"} ` + strconv.Itoa(i+1)
-			waitFor(t, "the rejection to be counted", func() bool { return strings.Contains(e.metrics(t), want) })
+			waitfor.That(t, "the rejection to be counted", func() bool { return strings.Contains(e.metrics(t), want) })
 			if e.app.PolicyVersion() != good {
 				t.Fatalf("PolicyVersion = %d, want %d", e.app.PolicyVersion(), good)
 			}
@@ -105,7 +106,7 @@ func TestBadSnapshotsKeepServingTheLastGoodOne(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.putRaw(t, b)
-		waitFor(t, "the stale snapshot to be counted", func() bool {
+		waitfor.That(t, "the stale snapshot to be counted", func() bool {
 			return strings.Contains(e.metrics(t), `portcullis_dataplane_policy_snapshots_rejected_total{reason="stale"} 1`)
 		})
 		if e.app.PolicyVersion() != good+1 {

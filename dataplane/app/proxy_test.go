@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"slices"
@@ -255,7 +256,7 @@ func TestClientDisconnectCancelsTheUpstreamRequest(t *testing.T) {
 		t.Fatalf("first event = %q", ev)
 	}
 	cancel()
-	waitFor(t, "the upstream request to be cancelled", func() bool {
+	waitfor.That(t, "the upstream request to be cancelled", func() bool {
 		select {
 		case <-cancelled:
 			return true
@@ -337,7 +338,7 @@ func TestUpstreamFailuresAreMapped(t *testing.T) {
 		{name: "429 stays 429 with Retry-After", wantStatus: 429, wantCode: apierr.RateLimited,
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Retry-After", "7")
-				http.Error(w, `{"error":{"message":"slow down"}}`, 429)
+				http.Error(w, `{"error":{"message":"slow down"}}`, http.StatusTooManyRequests)
 			},
 			check: func(t *testing.T, resp *http.Response, _ string) {
 				if resp.Header.Get("Retry-After") != "7" {
@@ -345,7 +346,7 @@ func TestUpstreamFailuresAreMapped(t *testing.T) {
 				}
 			}},
 		{name: "401 for the gateway's key becomes 502", wantStatus: 502, wantCode: apierr.UpstreamError,
-			handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad key", 401) }},
+			handler: func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad key", http.StatusUnauthorized) }},
 		{name: "400 passes through", wantStatus: 400,
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")

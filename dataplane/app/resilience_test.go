@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"strings"
@@ -115,7 +116,7 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 		t.Fatalf("the upstream was called %d times with the breaker open", n-before)
 	}
 	// After the reset timeout one probe goes through; its success closes the breaker.
-	waitFor(t, "a probe after the reset timeout", func() bool {
+	waitfor.That(t, "a probe after the reset timeout", func() bool {
 		resp := e.chat(t, token, "gpt-4o-mini")
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK

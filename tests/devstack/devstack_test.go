@@ -10,9 +10,9 @@ package devstack
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net"
 	"net/http"
@@ -145,7 +145,7 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 	}
 	// Wait for the printed curls: the chat completion, then the control API's example,
 	// the last thing the script says.
-	waitFor(t, 10*time.Second, "printed curls", func() bool {
+	waitfor.Within(t, 10*time.Second, "printed curls", func() bool {
 		return strings.Contains(d.out.String(), `"content":"Hello"}]}'`) && strings.Contains(d.out.String(), `"for_seconds":60}'`)
 	})
 	return d
@@ -168,7 +168,7 @@ func (d *devstack) stop() {
 		t.Fatal("devstack.sh still running 60 s after Ctrl-C")
 	}
 	for name, addr := range d.addrs {
-		waitFor(t, 15*time.Second, name+" closed", func() bool {
+		waitfor.Within(t, 15*time.Second, name+" closed", func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err != nil {
 				return true
@@ -300,7 +300,7 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 		t.Fatal(err)
 	}
 	healthURL := "http://" + addrs["PORTCULLIS_DEV_CONTROLPLANE_LISTEN"] + "/admin/v1/deployments/health"
-	waitFor(t, 30*time.Second, "openai-eu failing in "+healthURL, func() bool {
+	waitfor.Within(t, 30*time.Second, "openai-eu failing in "+healthURL, func() bool {
 		state, errorRate := deploymentState(t, healthURL, strings.TrimSpace(string(adminToken)), "openai-eu")
 		return state == "open" || errorRate > 0.1
 	})
@@ -429,17 +429,4 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: not true after %v", what, deadline)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

@@ -3,6 +3,7 @@ package devstack
 import (
 	"bytes"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"maps"
 	"net"
 	"os"
@@ -65,7 +66,7 @@ func TestMakeRunStopsOnEverySignal(t *testing.T) {
 				t.Fatal(err)
 			}
 			var left []string
-			if !eventually(stopDeadline, func() bool { left = leftovers(d); return len(left) == 0 }) {
+			if !waitfor.Until(stopDeadline, func() bool { left = leftovers(d); return len(left) == 0 }) {
 				t.Fatalf("%v after %s, still there: %s", stopDeadline, c.name, strings.Join(left, "; "))
 			}
 			select {
@@ -134,19 +135,6 @@ func leftovers(d *devstack) []string {
 	}
 	slices.Sort(left)
 	return left
-}
-
-// eventually polls cond every 50 ms until it is true, for at most deadline, and
-// reports whether it became true.
-func eventually(deadline time.Duration, cond func() bool) bool {
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			return false
-		}
-		<-time.After(50 * time.Millisecond)
-	}
-	return true
 }
 
 // scriptPID returns the pid of the script among procs.

@@ -5,6 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,7 +100,7 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 			ClientID string `json:"client_id"`
 		} `json:"data"`
 	}
-	took := waitFor(t, 10*time.Second, "a token_spike alert for spiky", func() bool {
+	took := waitfor.Within(t, 10*time.Second, "a token_spike alert for spiky", func() bool {
 		s.admin(t, "GET", "/alerts", nil, &alerts)
 		for _, a := range alerts.Data {
 			if a.Kind == "token_spike" && a.ClientID == "spiky" {
@@ -110,7 +112,7 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 	t.Logf("token_spike alert %s after the spike was archived", took.Round(100*time.Millisecond))
 
 	// The webhook: signed over timestamp + "." + body.
-	waitFor(t, 10*time.Second, "the alert webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) > 0 })
+	waitfor.Within(t, 10*time.Second, "the alert webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) > 0 })
 	mu.Lock()
 	ts, sig, body := hooks[0].Header.Get("X-Portcullis-Timestamp"), hooks[0].Header.Get("X-Portcullis-Signature"), bodies[0]
 	mu.Unlock()
@@ -121,12 +123,12 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 	}
 
 	// The throttle reaches the data plane, which refuses the client's tokens.
-	waitFor(t, 10*time.Second, "the throttle to be enforced", func() bool {
+	waitfor.Within(t, 10*time.Second, "the throttle to be enforced", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		return r.Status == http.StatusTooManyRequests && strings.Contains(string(r.Body), "override")
 	})
 	// ... and ends by itself after its minute.
-	waitFor(t, 90*time.Second, "the throttle to end", func() bool {
+	waitfor.Within(t, 90*time.Second, "the throttle to end", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		return r.Status == http.StatusOK
 	})
@@ -150,7 +152,7 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 		} `json:"data"`
 	}
 	q := url.Values{"group_by": {"client"}, "from": {start.Format(time.RFC3339)}, "to": {time.Now().UTC().Add(time.Hour).Format(time.RFC3339)}}
-	waitFor(t, 10*time.Second, "usage to include the spike", func() bool {
+	waitfor.Within(t, 10*time.Second, "usage to include the spike", func() bool {
 		s.admin(t, "GET", "/usage?"+q.Encode(), nil, &usage)
 		for _, u := range usage.Data {
 			if u.ClientID == "spiky" && u.Requests >= int64(len(ids)) {
@@ -160,24 +162,30 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 		return false
 	})
 	// The rollup also holds the probes around the throttle: compare with the archive
-	// of every spiky event since the start.
-	_, all := s.waitAudited(t, "eu", ids, time.Second)
-	var allIn, allOut, allCost, allReq int64
-	for _, events := range all {
-		for _, e := range events {
-			if e.ClientID == "spiky" && !e.TS.Before(start.Truncate(time.Hour)) {
-				allReq++
-				allIn, allOut, allCost = allIn+e.TokensIn, allOut+e.TokensOut, allCost+e.CostUSDMicros
+	// of every spiky event since the start. The last probe may still be on its way to
+	// the archive, so both are read again until they agree.
+	var mismatch string
+	if !waitfor.Until(10*time.Second, func() bool {
+		s.admin(t, "GET", "/usage?"+q.Encode(), nil, &usage)
+		_, all := s.waitAudited(t, "eu", ids, time.Second)
+		var allIn, allOut, allCost, allReq int64
+		for _, events := range all {
+			for _, e := range events {
+				if e.ClientID == "spiky" && !e.TS.Before(start.Truncate(time.Hour)) {
+					allReq++
+					allIn, allOut, allCost = allIn+e.TokensIn, allOut+e.TokensOut, allCost+e.CostUSDMicros
+				}
 			}
 		}
-	}
-	for _, u := range usage.Data {
-		if u.ClientID != "spiky" {
-			continue
+		for _, u := range usage.Data {
+			if u.ClientID == "spiky" && (u.Requests != allReq || u.TokensIn != allIn || u.TokensOut != allOut || u.CostUSDMicros != allCost) {
+				mismatch = fmt.Sprintf("usage %+v; the audit events sum to %d requests, %d in, %d out, %d micro-USD", u, allReq, allIn, allOut, allCost)
+				return false
+			}
 		}
-		if u.Requests != allReq || u.TokensIn != allIn || u.TokensOut != allOut || u.CostUSDMicros != allCost {
-			t.Fatalf("usage %+v; the audit events sum to %d requests, %d in, %d out, %d micro-USD", u, allReq, allIn, allOut, allCost)
-		}
+		return true
+	}) {
+		t.Fatal(mismatch)
 	}
 	if wantIn == 0 || wantOut == 0 || wantCost == 0 {
 		t.Fatalf("the spike's events carry no tokens or cost: %d %d %d", wantIn, wantOut, wantCost)

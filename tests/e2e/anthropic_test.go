@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func claudeStack(t *testing.T) (*stack, string) {
 	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "claude-app", "tenant": "demo", "tier": "claude"})
 	token := s.mint(t, "claude-app")
 	for name := range s.dp {
-		waitFor(t, 10*time.Second, name+" knows claude-app", func() bool {
+		waitfor.Within(t, 10*time.Second, name+" knows claude-app", func() bool {
 			r := s.call(t, name, token, "GET", "/v1/models", nil)
 			return r.Status == http.StatusOK && strings.Contains(string(r.Body), "claude-3-5-sonnet")
 		})

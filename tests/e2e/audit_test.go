@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/url"
@@ -331,7 +332,7 @@ func TestAuditSurvivesANATSOutage(t *testing.T) {
 		}
 	}
 	for name, dp := range s.dp {
-		waitFor(t, 10*time.Second, name+"'s spool to empty", func() bool {
+		waitfor.Within(t, 10*time.Second, name+"'s spool to empty", func() bool {
 			return metricValue(metrics(t, dp.Addr()), "portcullis_audit_spool_events") == "0"
 		})
 		if spooled[name] == "0" || spooled[name] == "" {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestDeploymentHealthReachesTheControlPlane(t *testing.T) {
 		}
 		return "", a.Workers
 	}
-	waitFor(t, 15*time.Second, "both workers to report openai-eu closed", func() bool {
+	waitfor.Within(t, 15*time.Second, "both workers to report openai-eu closed", func() bool {
 		st, workers := state("openai-eu")
 		return st == "closed" && workers == 2
 	})
@@ -42,7 +43,7 @@ func TestDeploymentHealthReachesTheControlPlane(t *testing.T) {
 	for range 2 { // 3 attempts each: 6 failures open the breaker (threshold 5)
 		s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 	}
-	took := waitFor(t, 15*time.Second, "the control plane to show openai-eu open", func() bool {
+	took := waitfor.Within(t, 15*time.Second, "the control plane to show openai-eu open", func() bool {
 		st, _ := state("openai-eu")
 		return st == "open"
 	})

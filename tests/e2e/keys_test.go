@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"os"
@@ -293,7 +294,7 @@ func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
 			t.Logf("key-access events seen: %v", seen)
 		}
 	}()
-	waitFor(t, 10*time.Second, "key-access events of both workers", func() bool {
+	waitfor.Within(t, 10*time.Second, "key-access events of both workers", func() bool {
 		s.admin(t, "GET", "/secrets/access?limit=500", nil, &accessRaw)
 		if err := json.Unmarshal(accessRaw, &access); err != nil {
 			t.Fatal(err)
@@ -358,7 +359,7 @@ func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
 		return fps
 	}
 	// Wait until the worker sends the new key (the rotation event reached it).
-	waitFor(t, 5*time.Second, "the worker to use the new key", func() bool {
+	waitfor.Within(t, 5*time.Second, "the worker to use the new key", func() bool {
 		id := fmt.Sprintf("probe-%d", time.Now().UnixNano())
 		r := s.callWithID(t, "eu", token, id, chatBody("gpt-4o-mini"))
 		fps := attempts(id)
@@ -424,7 +425,7 @@ func TestOpenAIAdminMinter(t *testing.T) {
 		t.Fatalf("service accounts after the rotation: %+v (rotation %+v)", accounts, rotated.Data)
 	}
 	minted := accounts[0].KeyFingerprint
-	waitFor(t, 5*time.Second, "requests to carry the minted key", func() bool {
+	waitfor.Within(t, 5*time.Second, "requests to carry the minted key", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		return r.Status == http.StatusOK && lastFingerprint() == minted
 	})
@@ -441,13 +442,13 @@ func TestOpenAIAdminMinter(t *testing.T) {
 	inUse := accounts[len(accounts)-1].KeyFingerprint
 	time.Sleep(time.Until(second) + 200*time.Millisecond)
 	s.patch(t, "/deployments/openai-eu", map[string]any{"rotation_interval_days": 0}) // a policy change makes the rotator look now
-	waitFor(t, 5*time.Second, "the ended overlaps to be retired at the provider", func() bool {
+	waitfor.Within(t, 5*time.Second, "the ended overlaps to be retired at the provider", func() bool {
 		return len(up.ServiceAccounts()) == 1
 	})
 	if got := up.ServiceAccounts()[0].KeyFingerprint; got != inUse {
 		t.Fatalf("retirement left key %s at the provider, want the one in use %s", got, inUse)
 	}
-	waitFor(t, 5*time.Second, "requests to carry the key in use", func() bool {
+	waitfor.Within(t, 5*time.Second, "requests to carry the key in use", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		return r.Status == http.StatusOK && lastFingerprint() == inUse
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -48,7 +49,7 @@ func (s *stack) limitedClient(t *testing.T, id, residency string, rpm, tph, conc
 	s.mustAdmin(t, 201, "POST", "/clients", client)
 	token := s.mint(t, id)
 	for name := range s.dp {
-		waitFor(t, 10*time.Second, name+" knows "+id, func() bool {
+		waitfor.Within(t, 10*time.Second, name+" knows "+id, func() bool {
 			return s.call(t, name, token, "GET", "/v1/models", nil).Status == http.StatusOK
 		})
 	}
@@ -61,7 +62,7 @@ func (s *stack) waitLiveWorkers(t *testing.T) {
 	t.Helper()
 	want := fmt.Sprintf("portcullis_limits_live_workers %d", len(s.dp))
 	for name, dp := range s.dp {
-		waitFor(t, 20*time.Second, name+" to see every worker", func() bool {
+		waitfor.Within(t, 20*time.Second, name+" to see every worker", func() bool {
 			return strings.Contains(metrics(t, dp.Addr()), want)
 		})
 	}
@@ -276,21 +277,21 @@ func TestCrashedWorkersSlotsComeBack(t *testing.T) {
 	}
 	for i := range 3 {
 		hang("eu-2")
-		waitFor(t, 5*time.Second, "request held upstream", func() bool { return up.InFlight() == i+1 })
+		waitfor.Within(t, 5*time.Second, "request held upstream", func() bool { return up.InFlight() == i+1 })
 	}
 	// eu-2 holds 3 of the 5 slots: 2 more fit, the next is refused.
 	hang("eu")
 	hang("us")
-	waitFor(t, 5*time.Second, "5 requests held upstream", func() bool { return up.InFlight() == 5 })
+	waitfor.Within(t, 5*time.Second, "5 requests held upstream", func() bool { return up.InFlight() == 5 })
 	if r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")); r.Status != http.StatusTooManyRequests {
 		t.Fatalf("6th concurrent request: status %d, want 429", r.Status)
 	}
 
 	s.dp["eu-2"].Kill()
 	killed := time.Now()
-	waitFor(t, 5*time.Second, "the killed worker's requests to end upstream", func() bool { return up.InFlight() == 2 })
+	waitfor.Within(t, 5*time.Second, "the killed worker's requests to end upstream", func() bool { return up.InFlight() == 2 })
 	// Within 15 s the client can hold all 5 slots again through the live workers.
-	took := waitFor(t, 15*time.Second, "all 5 slots usable again", func() bool {
+	took := waitfor.Within(t, 15*time.Second, "all 5 slots usable again", func() bool {
 		before := up.InFlight()
 		st := hang([]string{"eu", "us"}[before%2])
 		deadline := time.After(2 * time.Second)
@@ -386,7 +387,7 @@ func TestTokensPerHour(t *testing.T) {
 		if sum > 1000 || 1000-sum >= reservation {
 			t.Fatalf("admitted %d tokens of 1000 before refusing a %d-token reservation", sum, reservation)
 		}
-		waitFor(t, 10*time.Second, "the settled total in PC_LIMITS", func() bool { return s.counter(t, tokensKey("tok-plain")) == sum })
+		waitfor.Within(t, 10*time.Second, "the settled total in PC_LIMITS", func() bool { return s.counter(t, tokensKey("tok-plain")) == sum })
 	})
 
 	t.Run("stream settles from the usage chunk the client never sees", func(t *testing.T) {
@@ -402,13 +403,13 @@ func TestTokensPerHour(t *testing.T) {
 		if so := string(reqs[len(reqs)-1].StreamOptions); !strings.Contains(so, `"include_usage":true`) {
 			t.Fatalf("upstream got stream_options %s", so)
 		}
-		waitFor(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == reported })
+		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == reported })
 
 		r = s.call(t, "eu", token, "POST", "/v1/chat/completions", body(true, true))
 		if !strings.Contains(string(r.Body), `"usage":{`) {
 			t.Fatalf("a client that asked for usage did not get it: %s", r.Body)
 		}
-		waitFor(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == 2*reported })
+		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == 2*reported })
 	})
 
 	t.Run("stream without usage settles from the tokenizer", func(t *testing.T) {
@@ -418,7 +419,7 @@ func TestTokensPerHour(t *testing.T) {
 			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 		want := estimatedPrompt + o200k(t, "mock reply from mock-us to 1 messages")
-		waitFor(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-nousage")) == want })
+		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-nousage")) == want })
 	})
 
 	t.Run("a cut stream settles what was delivered", func(t *testing.T) {
@@ -430,7 +431,7 @@ func TestTokensPerHour(t *testing.T) {
 			t.Fatalf("a cut stream ended cleanly: %s", r.Body)
 		}
 		want := estimatedPrompt + o200k(t, "mock") // the role chunk and the first word arrived
-		waitFor(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-cut")) == want })
+		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-cut")) == want })
 	})
 }
 
@@ -485,7 +486,7 @@ func TestLimitOverride(t *testing.T) {
 		"requests_per_minute": 3, "ttl_seconds": 4, "reason": "e2e throttle",
 	})
 	set := time.Now()
-	waitFor(t, 2*time.Second, "the override to throttle the client", func() bool {
+	waitfor.Within(t, 2*time.Second, "the override to throttle the client", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		if r.Status == http.StatusTooManyRequests && !strings.Contains(string(r.Body), "override") {
 			t.Fatalf("429 does not mention the override: %s", r.Body)
@@ -493,7 +494,7 @@ func TestLimitOverride(t *testing.T) {
 		return r.Status == http.StatusTooManyRequests && r.Header.Get("X-Ratelimit-Limit-Requests") == "3"
 	})
 	t.Logf("override in force %s after it was set", time.Since(set).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, "the override to lift itself", func() bool {
+	waitfor.Within(t, 10*time.Second, "the override to lift itself", func() bool {
 		return s.call(t, "us", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK
 	})
 	if lifted := time.Since(set); lifted < 4*time.Second {

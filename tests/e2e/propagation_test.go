@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestPolicyChangesReachEveryDataPlane(t *testing.T) {
 	s.mustAdmin(t, http.StatusCreated, "POST", "/clients", map[string]any{"client_id": "new-app", "tenant": "demo", "tier": "default"})
 	token := s.mint(t, "new-app")
 	for _, region := range []string{"eu", "us"} {
-		took := waitFor(t, propagationBound, "new client admitted on "+region, func() bool {
+		took := waitfor.Within(t, propagationBound, "new client admitted on "+region, func() bool {
 			return s.call(t, region, token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK
 		})
 		t.Logf("new client admitted on %s after %v", region, took)
@@ -26,7 +27,7 @@ func TestPolicyChangesReachEveryDataPlane(t *testing.T) {
 
 	s.patch(t, "/clients/new-app", map[string]any{"enabled": false})
 	for _, region := range []string{"eu", "us"} {
-		took := waitFor(t, propagationBound, "disabled client refused on "+region, func() bool {
+		took := waitfor.Within(t, propagationBound, "disabled client refused on "+region, func() bool {
 			r := s.call(t, region, token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 			return r.Status == http.StatusForbidden && r.code() == "client_disabled"
 		})

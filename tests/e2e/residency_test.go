@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -62,7 +63,7 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 	}
 	s.mustAdmin(t, http.StatusNoContent, "DELETE", "/deployments/openai-eu", nil)
 	for _, region := range []string{"eu", "us"} {
-		waitFor(t, 10*time.Second, "no_compliant_upstream on "+region, func() bool {
+		waitfor.Within(t, 10*time.Second, "no_compliant_upstream on "+region, func() bool {
 			r := s.call(t, region, euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 			return r.Status == http.StatusServiceUnavailable && r.code() == "no_compliant_upstream"
 		})

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,9 +24,9 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
@@ -438,31 +439,16 @@ func chatBody(model string) map[string]any {
 	return map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": "hello"}}}
 }
 
-// waitFor polls cond until it holds or the deadline passes, and returns how long it took.
-func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > deadline {
-			t.Fatalf("%s: not true after %v", what, deadline)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitReady waits until every data plane has the seeded policy (analytics-svc, the
 // last client seed creates, is known everywhere) and reaches its limit counters.
 func (s *stack) waitReady(t *testing.T) {
 	t.Helper()
 	token := s.mint(t, "analytics-svc")
 	for name, dp := range s.dp {
-		waitFor(t, 10*time.Second, name+" data plane has the seeded policy", func() bool {
+		waitfor.Within(t, 10*time.Second, name+" data plane has the seeded policy", func() bool {
 			return s.call(t, name, token, "GET", "/v1/models", nil).Status == http.StatusOK
 		})
-		waitFor(t, 10*time.Second, name+" data plane is ready", func() bool {
+		waitfor.Within(t, 10*time.Second, name+" data plane is ready", func() bool {
 			resp, err := http.Get("http://" + dp.Addr() + "/readyz")
 			if err != nil {
 				return false

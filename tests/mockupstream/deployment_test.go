@@ -3,6 +3,7 @@ package mockupstream_test
 import (
 	"context"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
@@ -124,7 +125,7 @@ func TestDeploymentFailuresListsActiveOnes(t *testing.T) {
 func TestDeploymentFailureEndsByItself(t *testing.T) {
 	m, url := start(t, mockupstream.Options{})
 	m.SetDeploymentFailure("openai-eu", mockupstream.Fail500, time.Now().Add(200*time.Millisecond))
-	waitFor(t, func() bool { return len(m.DeploymentFailures()) == 0 })
+	waitfor.That(t, "the mock's state", func() bool { return len(m.DeploymentFailures()) == 0 })
 	if resp, body := call(t, http.MethodPost, url+"/d/openai-eu/v1/chat/completions", chatBody, nil); resp.StatusCode != 200 {
 		t.Fatalf("status %d after the failure ended: %s", resp.StatusCode, body)
 	}
@@ -143,7 +144,7 @@ func TestFailHang(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, func() bool { return m.InFlight() == 1 })
+		waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 1 })
 		// Another deployment is served meanwhile.
 		if resp, body := call(t, http.MethodPost, url+"/d/openai-us/v1/chat/completions", chatBody, nil); resp.StatusCode != 200 {
 			t.Fatalf("openai-us: status %d: %s", resp.StatusCode, body)
@@ -152,7 +153,7 @@ func TestFailHang(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("err %v, want context.Canceled", err)
 		}
-		waitFor(t, func() bool { return m.InFlight() == 0 })
+		waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 0 })
 	})
 	t.Run("until the server closes", func(t *testing.T) {
 		m, url := start(t, mockupstream.Options{})
@@ -165,7 +166,7 @@ func TestFailHang(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, func() bool { return m.InFlight() == 1 })
+		waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 1 })
 		m.Close()
 		m.Close() // idempotent
 		if err := <-done; err == nil {

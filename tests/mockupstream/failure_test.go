@@ -3,6 +3,7 @@ package mockupstream_test
 import (
 	"context"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"strings"
@@ -94,7 +95,7 @@ func TestFailSlow(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, func() bool { return len(m.Requests()) == 1 })
+		waitfor.That(t, "the mock's state", func() bool { return len(m.Requests()) == 1 })
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("err %v, want context.Canceled", err)
@@ -159,17 +160,5 @@ func TestResetClearsFailure(t *testing.T) {
 	m.Reset()
 	if resp, body := call(t, http.MethodPost, url+"/v1/chat/completions", chatBody, nil); resp.StatusCode != 200 {
 		t.Fatalf("status %d after Reset: %s", resp.StatusCode, body)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after a generous deadline.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

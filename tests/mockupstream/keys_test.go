@@ -3,6 +3,7 @@ package mockupstream_test
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func TestKeyUntilExpires(t *testing.T) {
 	if got := chatStatus(t, url, oldKey); got != 200 {
 		t.Fatalf("old key during the overlap: status %d", got)
 	}
-	waitFor(t, func() bool { return m.AcceptedKeys() == 1 })
+	waitfor.That(t, "the mock's state", func() bool { return m.AcceptedKeys() == 1 })
 	if got := chatStatus(t, url, oldKey); got != 401 {
 		t.Errorf("old key after the overlap: status %d, want 401", got)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"math"
 	"net/http"
@@ -649,7 +650,7 @@ func TestInFlight(t *testing.T) {
 		}()
 	}
 	n := len(endpoints)
-	waitFor(t, func() bool { return m.InFlight() == n })
+	waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == n })
 	if got := m.MaxInFlight(); got != n {
 		t.Errorf("MaxInFlight %d with %d held, want %d", got, n, n)
 	}
@@ -663,7 +664,7 @@ func TestInFlight(t *testing.T) {
 			t.Errorf("held request ended with %v, want context.Canceled", err)
 		}
 	}
-	waitFor(t, func() bool { return m.InFlight() == 0 })
+	waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 0 })
 	if got := m.MaxInFlight(); got != n {
 		t.Errorf("MaxInFlight %d once idle, want %d", got, n)
 	}
@@ -682,7 +683,7 @@ func TestInFlightCountsEveryOutcome(t *testing.T) {
 			resp.Body.Close()
 		}
 		// A dropped connection can reach the client before the handler returns.
-		waitFor(t, func() bool { return m.InFlight() == 0 })
+		waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 0 })
 	}
 	if got := m.MaxInFlight(); got != 1 {
 		t.Errorf("MaxInFlight %d after requests one at a time, want 1", got)
@@ -721,12 +722,12 @@ func TestHoldDelay(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, func() bool { return len(m.Requests()) == 1 })
+		waitfor.That(t, "the mock's state", func() bool { return len(m.Requests()) == 1 })
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("err %v, want context.Canceled", err)
 		}
-		waitFor(t, func() bool { return m.InFlight() == 0 })
+		waitfor.That(t, "the mock's state", func() bool { return m.InFlight() == 0 })
 	})
 }
 

@@ -2,6 +2,7 @@ package anomaly_test
 
 import (
 	"context"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -162,18 +163,6 @@ func history(t *testing.T, st *store.Store, client string, now time.Time, days i
 	}
 }
 
-// waitFor polls cond every 50 ms for up to limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // alertsOf returns the stored alerts of client and kind.
 func alertsOf(t *testing.T, st *store.Store, client, kind string) []store.Alert {
 	t.Helper()
@@ -218,7 +207,7 @@ func TestTokenSpikeAlertsAndThrottles(t *testing.T) {
 	e.archive(t, "spiky", "", now, 50_000, 50_000, 50_000)
 	archived := time.Now()
 
-	waitFor(t, 10*time.Second, "the token_spike alert", func() bool { return len(alertsOf(t, e.st, "spiky", "token_spike")) > 0 })
+	waitfor.Within(t, 10*time.Second, "the token_spike alert", func() bool { return len(alertsOf(t, e.st, "spiky", "token_spike")) > 0 })
 	t.Logf("alert raised %v after the spike was archived", time.Since(archived).Round(time.Millisecond))
 
 	// PC_ALERTS carries it.
@@ -375,7 +364,7 @@ func TestBlockDisablesClient(t *testing.T) {
 	history(t, e.st, "blocky", now, 7, 5_000)
 	e.run(t)
 	e.archive(t, "blocky", "", now, 30_000, 30_000)
-	waitFor(t, 10*time.Second, "blocky disabled", func() bool {
+	waitfor.Within(t, 10*time.Second, "blocky disabled", func() bool {
 		c, err := e.st.Clients().Get(ctx, "blocky")
 		return err == nil && !c.Entity.Enabled
 	})

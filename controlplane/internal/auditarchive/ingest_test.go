@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -143,17 +144,6 @@ func metric(t testing.TB, reg *prometheus.Registry, name string, want map[string
 	return sum
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // exported exports region's whole archive, verifies it, and returns its events.
 func exported(t testing.TB, st *store.Store, region, client string) ([]audit.Event, export.Summary) {
 	t.Helper()
@@ -210,7 +200,7 @@ func TestIngestArchivesEachRegionApartAndEachRequestOnce(t *testing.T) {
 
 	_, reg := e.ingester(t, e.st)
 	eu := map[string]string{"region": "eu"}
-	waitFor(t, "every event taken", func() bool {
+	waitfor.That(t, "every event taken", func() bool {
 		return metric(t, reg, "portcullis_controlplane_audit_events_total", nil) == nEU+nUS+dups+3
 	})
 	for _, c := range []struct {
@@ -224,7 +214,7 @@ func TestIngestArchivesEachRegionApartAndEachRequestOnce(t *testing.T) {
 			t.Errorf("%s %s: %v, want %v", c.region, c.result, got, c.want)
 		}
 	}
-	waitFor(t, "lag 0", func() bool { return metric(t, reg, "portcullis_controlplane_audit_lag", eu) == 0 })
+	waitfor.That(t, "lag 0", func() bool { return metric(t, reg, "portcullis_controlplane_audit_lag", eu) == 0 })
 
 	for _, c := range []struct {
 		region string
@@ -261,7 +251,7 @@ func TestReplayFromTheStartArchivesNothingTwice(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); _ = in.Run(ctx) }()
 		defer func() { cancel(); <-done }()
-		waitFor(t, "first pass", func() bool { ev, _ := exported(t, e.st, "eu", ""); return len(ev) == n })
+		waitfor.That(t, "first pass", func() bool { ev, _ := exported(t, e.st, "eu", ""); return len(ev) == n })
 	}()
 	// A new consumer delivers the whole stream again.
 	if err := e.js.DeleteConsumer(context.Background(), natsnames.AuditStream("eu"), auditarchive.ConsumerName(natsnames.AuditStream("eu"))); err != nil {
@@ -271,7 +261,7 @@ func TestReplayFromTheStartArchivesNothingTwice(t *testing.T) {
 		e.publish(t, event("eu", i))
 	}
 	_, reg := e.ingester(t, e.st)
-	waitFor(t, "the replay", func() bool {
+	waitfor.That(t, "the replay", func() bool {
 		return metric(t, reg, "portcullis_controlplane_audit_events_total", nil) == n+10
 	})
 	if d := metric(t, reg, "portcullis_controlplane_audit_events_total", map[string]string{"result": "duplicate"}); d != n {
@@ -295,7 +285,7 @@ func TestTwoReplicasShareTheWorkAndOneChain(t *testing.T) {
 		s := map[string]string{"result": "stored"}
 		return metric(t, reg1, "portcullis_controlplane_audit_events_total", s) + metric(t, reg2, "portcullis_controlplane_audit_events_total", s)
 	}
-	waitFor(t, "every event stored", func() bool { return stored() == n })
+	waitfor.That(t, "every event stored", func() bool { return stored() == n })
 	if events, sum := exported(t, e.st, "eu", ""); len(events) != n || sum.Head.Seq != n {
 		t.Fatalf("%d events, head %d; want %d", len(events), sum.Head.Seq, n)
 	}
@@ -324,7 +314,7 @@ func TestAFailedBatchIsRedelivered(t *testing.T) {
 		e.publish(t, event("eu", i))
 	}
 	_, reg := e.ingester(t, f)
-	waitFor(t, "every event stored", func() bool {
+	waitfor.That(t, "every event stored", func() bool {
 		return metric(t, reg, "portcullis_controlplane_audit_events_total", map[string]string{"result": "stored"}) == n
 	})
 	if got := metric(t, reg, "portcullis_controlplane_audit_archive_failures_total", nil); got != 3 {
@@ -341,7 +331,7 @@ func TestAStreamCreatedLaterIsFound(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let a discovery find nothing first
 	e.stream(t, "ap-south")
 	e.publish(t, event("ap-south", 1))
-	waitFor(t, "the new region's event", func() bool {
+	waitfor.That(t, "the new region's event", func() bool {
 		return metric(t, reg, "portcullis_controlplane_audit_events_total", map[string]string{"region": "ap-south", "result": "stored"}) == 1
 	})
 }
@@ -365,7 +355,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	_, reg := e.ingester(b, e.st)
-	waitFor(b, "every event stored", func() bool {
+	waitfor.That(b, "every event stored", func() bool {
 		return metric(b, reg, "portcullis_controlplane_audit_events_total", map[string]string{"result": "stored"}) == float64(n)
 	})
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")

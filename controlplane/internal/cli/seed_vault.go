@@ -17,8 +17,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // The demo's keys in Vault (seed demo --vault-addr). Every deployment's key is the

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/controlplane/app"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
 

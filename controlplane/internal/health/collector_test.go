@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"sync"
@@ -97,7 +98,7 @@ func (f *fixture) send(subject string, data []byte, result string) {
 	if err := f.pub.Flush(); err != nil {
 		f.t.Fatal(err)
 	}
-	waitFor(f.t, "report counted as "+result, func() bool { return f.counted(result) > before })
+	waitfor.That(f.t, "report counted as "+result, func() bool { return f.counted(result) > before })
 }
 
 // report publishes r as worker r.Worker would and waits until it is taken in.
@@ -108,17 +109,6 @@ func (f *fixture) report(r health.Report) {
 		f.t.Fatal(err)
 	}
 	f.send(natsnames.HealthSubject(r.Region, r.Worker), data, "ok")
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func report(worker, region string, policy int64, deps ...health.Deployment) health.Report {

@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"context"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"sync"
@@ -76,17 +77,6 @@ func bucketVersion(t *testing.T, kv jetstream.KeyValue) int64 {
 		t.Fatalf("decode snapshot: %v", err)
 	}
 	return s.Version
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestPublishCompareAndSwap(t *testing.T) {
@@ -228,13 +218,13 @@ func TestRunPublishesAtStartOnNotifyAndPeriodically(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "publish at start", func() bool { return p.Version() == 1 })
+	waitfor.That(t, "publish at start", func() bool { return p.Version() == 1 })
 
 	src.v.Store(2)
 	for range 5 {
 		p.Notify() // coalesces; never blocks
 	}
-	waitFor(t, "publish after Notify", func() bool { return p.Version() == 2 })
+	waitfor.That(t, "publish after Notify", func() bool { return p.Version() == 2 })
 	if got := bucketVersion(t, kv); got != 2 {
 		t.Fatalf("bucket version %d, want 2", got)
 	}
@@ -243,7 +233,7 @@ func TestRunPublishesAtStartOnNotifyAndPeriodically(t *testing.T) {
 	if err := kv.Delete(context.Background(), natsnames.PolicySnapshotKey); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "periodic republish after the key was deleted", func() bool {
+	waitfor.That(t, "periodic republish after the key was deleted", func() bool {
 		e, err := kv.Get(context.Background(), natsnames.PolicySnapshotKey)
 		return err == nil && len(e.Value()) > 0
 	})

@@ -25,12 +25,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/alerts"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // DefaultCheckInterval is how often the rotator looks for due rotations, new Vault

@@ -16,7 +16,6 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/alerts"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
@@ -25,6 +24,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net"
@@ -24,18 +25,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testRegion = "eu"
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // natsEnv is an embedded nats-server with the audit stream of testRegion, and a
 // connection to it that reconnects quickly.
@@ -92,7 +81,7 @@ func (e *natsEnv) stop() {
 func (e *natsEnv) restart(t testing.TB) {
 	t.Helper()
 	// The port was just released; give the kernel a moment if it is still bound.
-	waitFor(t, "the nats port to be free", func() bool {
+	waitfor.That(t, "the nats port to be free", func() bool {
 		l, err := net.Listen("tcp", e.addr)
 		if err != nil {
 			return false
@@ -101,7 +90,7 @@ func (e *natsEnv) restart(t testing.TB) {
 		return true
 	})
 	e.start(t, e.addr)
-	waitFor(t, "the client to reconnect", e.nc.IsConnected)
+	waitfor.That(t, "the client to reconnect", e.nc.IsConnected)
 }
 
 // streamIDs returns the request ids in the region's stream, in stream order,
@@ -137,22 +126,6 @@ func (e *natsEnv) streamIDs(t testing.TB) []string {
 		ids = append(ids, ev.RequestID)
 	}
 	return ids
-}
-
-// streamCount is how many events the region's stream holds.
-func (e *natsEnv) streamCount(t testing.TB) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := e.js.Stream(ctx, natsnames.AuditStream(testRegion))
-	if err != nil {
-		return 0
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return info.State.Msgs
 }
 
 // testPub is a publisher with its own registry.

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,7 @@ func TestPublishDeliversInOrderAndEmptiesTheSpool(t *testing.T) {
 
 	const n = 600
 	publishRange(t, p, 0, n)
-	waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 	wantIDs(t, e.streamIDs(t), 0, n, true)
 
 	if got := p.metric(t, "portcullis_audit_published_total"); got != n {
@@ -75,7 +76,7 @@ func TestConcurrentPublishersShareFsyncs(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 	wantIDs(t, e.streamIDs(t), 0, writers*each, false)
 }
 
@@ -85,7 +86,7 @@ func TestOutageLosesNothing(t *testing.T) {
 	p.run()
 
 	publishRange(t, p, 0, 100)
-	waitFor(t, "the first events to be published", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the first events to be published", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 
 	e.stop()
 	// Publish goes on succeeding while NATS is down; the spool grows.
@@ -96,18 +97,18 @@ func TestOutageLosesNothing(t *testing.T) {
 	if got := p.metric(t, "portcullis_audit_spool_bytes"); got <= 0 {
 		t.Errorf("spool bytes during the outage = %v, want > 0", got)
 	}
-	waitFor(t, "the oldest spooled event to age", func() bool {
+	waitfor.That(t, "the oldest spooled event to age", func() bool {
 		return p.metric(t, "portcullis_audit_spool_oldest_age_seconds") > 0.05
 	})
 
 	e.restart(t)
 	publishRange(t, p, 400, 500)
-	waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 	wantIDs(t, e.streamIDs(t), 0, 500, false)
 	if got := p.metric(t, "portcullis_audit_spool_oldest_age_seconds"); got != 0 {
 		t.Errorf("oldest age after the replay = %v, want 0", got)
 	}
-	waitFor(t, "the acknowledged segments to be deleted", func() bool {
+	waitfor.That(t, "the acknowledged segments to be deleted", func() bool {
 		return p.metric(t, "portcullis_audit_spool_bytes") <= float64(2*p.spool.segMax)
 	})
 }
@@ -168,7 +169,7 @@ func TestFullSpool(t *testing.T) {
 			}
 
 			p.run()
-			waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+			waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 			// What is delivered is exactly what was accepted and not dropped: the
 			// oldest events are the dropped ones.
 			wantIDs(t, e.streamIDs(t), dropped, accepted, true)
@@ -202,7 +203,7 @@ func TestRestartReplaysTheSpool(t *testing.T) {
 			a := newPub(t, e, Options{SpoolDir: dir})
 			a.run()
 			publishRange(t, a, 0, 30)
-			waitFor(t, "the first events to be published", func() bool { return a.metric(t, "portcullis_audit_spool_events") == 0 })
+			waitfor.That(t, "the first events to be published", func() bool { return a.metric(t, "portcullis_audit_spool_events") == 0 })
 			a.stopRelay(t)
 			// NATS goes away, so these stay in the spool, and Close cannot drain them.
 			e.stop()
@@ -224,7 +225,7 @@ func TestRestartReplaysTheSpool(t *testing.T) {
 			}
 			b.run()
 			publishRange(t, b, 50, 60)
-			waitFor(t, "the spool to empty", func() bool { return b.metric(t, "portcullis_audit_spool_events") == 0 })
+			waitfor.That(t, "the spool to empty", func() bool { return b.metric(t, "portcullis_audit_spool_events") == 0 })
 			wantIDs(t, e.streamIDs(t), 0, 60, true)
 			// The cursor saved by the first publisher spares the 30 it had
 			// delivered from being sent again.
@@ -259,7 +260,7 @@ func TestADamagedLastRecordIsDroppedAtOpen(t *testing.T) {
 	e.restart(t)
 	p := newPub(t, e, Options{SpoolDir: dir})
 	p.run()
-	waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 	wantIDs(t, e.streamIDs(t), 0, 9, true)
 }
 
@@ -335,7 +336,7 @@ func TestRunAndCloseLifecycle(t *testing.T) {
 	e := newNATS(t)
 	p := newPub(t, e, Options{})
 	p.run()
-	waitFor(t, "the relay to start", func() bool {
+	waitfor.That(t, "the relay to start", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.running
@@ -408,18 +409,18 @@ func TestOutageMidStream(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "events to flow", func() bool { return p.metric(t, "portcullis_audit_published_total") >= 200 })
+	waitfor.That(t, "events to flow", func() bool { return p.metric(t, "portcullis_audit_published_total") >= 200 })
 	e.stop()
-	waitFor(t, "the spool to grow during the outage", func() bool { return p.metric(t, "portcullis_audit_spool_events") >= 300 })
+	waitfor.That(t, "the spool to grow during the outage", func() bool { return p.metric(t, "portcullis_audit_spool_events") >= 300 })
 	e.restart(t)
 	before := p.metric(t, "portcullis_audit_published_total")
-	waitFor(t, "publishing to resume", func() bool { return p.metric(t, "portcullis_audit_published_total") >= before+300 })
+	waitfor.That(t, "publishing to resume", func() bool { return p.metric(t, "portcullis_audit_published_total") >= before+300 })
 	close(stop)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatalf("publish: %v", err)
 	}
-	waitFor(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
+	waitfor.That(t, "the spool to empty", func() bool { return p.metric(t, "portcullis_audit_spool_events") == 0 })
 	wantIDs(t, e.streamIDs(t), 0, int(next.Load()), false)
 }

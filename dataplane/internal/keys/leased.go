@@ -8,9 +8,9 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // renewAtFraction is how far into a non-renewable lease the key is read again.

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
 // Source yields the key the gateway presents to an upstream; "" means none.

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
 

@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"errors"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -91,7 +92,7 @@ func (c *cluster) worker(name string, mutate func(*Options)) *worker {
 	w.cancel = cancel
 	go func() { defer close(w.done); _ = w.Run(ctx) }()
 	c.t.Cleanup(w.stop)
-	waitFor(c.t, 10*time.Second, "limiter ready", w.Ready)
+	waitfor.Within(c.t, 10*time.Second, "limiter ready", w.Ready)
 	return w
 }
 
@@ -108,7 +109,7 @@ func (w *worker) stop() {
 // heartbeat interval after the last one started.
 func (c *cluster) waitLive(ws ...*worker) {
 	c.t.Helper()
-	waitFor(c.t, 15*time.Second, "workers to see each other", func() bool {
+	waitfor.Within(c.t, 15*time.Second, "workers to see each other", func() bool {
 		for _, w := range ws {
 			if w.liveWorkers() != int64(len(ws)) {
 				return false
@@ -123,17 +124,6 @@ func (c *cluster) waitLive(ws ...*worker) {
 func (w *worker) crash() {
 	w.cut.Store(true)
 	w.stop()
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // counter reads a window counter straight from the bucket.
@@ -245,7 +235,7 @@ func TestTokensSettleToUsage(t *testing.T) {
 	if settled > limit || limit-settled >= 150+150 {
 		t.Fatalf("settled %d tokens over %d admissions; want the budget used up to within one reservation", settled, admitted)
 	}
-	waitFor(t, 10*time.Second, "idle leases given back", func() bool {
+	waitfor.Within(t, 10*time.Second, "idle leases given back", func() bool {
 		return c.counter(hourKey(client, time.Now())) == settled
 	})
 }
@@ -258,7 +248,7 @@ func TestTokensUnderestimateIsCharged(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk.Finish(250)
-	waitFor(t, 10*time.Second, "overrun charged", func() bool { return c.counter(hourKey("under", time.Now())) == 250 })
+	waitfor.Within(t, 10*time.Second, "overrun charged", func() bool { return c.counter(hourKey("under", time.Now())) == 250 })
 	if _, err := w.Admit(context.Background(), "under", Limits{TokensPerHour: 1000}, 800); err == nil {
 		t.Fatal("admitted 800 tokens with 750 left")
 	}
@@ -326,7 +316,7 @@ func TestCrashedWorkersSlotsAreReclaimed(t *testing.T) {
 	crashed := time.Now()
 	// b can take 2 at once, and all 5 once a's heartbeat has expired.
 	var held []*Ticket
-	waitFor(t, 15*time.Second, "all 5 slots usable again", func() bool {
+	waitfor.Within(t, 15*time.Second, "all 5 slots usable again", func() bool {
 		tk, err := b.Admit(context.Background(), "crash", lim, 0)
 		if err == nil {
 			held = append(held, tk)
@@ -375,7 +365,7 @@ func TestFailOpenCountsLocallyThenReconciles(t *testing.T) {
 		t.Fatalf("fail-open admissions %v, want 5", got)
 	}
 	w.cut.Store(false)
-	waitFor(t, 10*time.Second, "debt reconciled", func() bool { return c.counter(minuteKey("fo", time.Now())) == 5 })
+	waitfor.Within(t, 10*time.Second, "debt reconciled", func() bool { return c.counter(minuteKey("fo", time.Now())) == 5 })
 }
 
 func TestLeasesKeepKVOpsLowFarFromTheLimit(t *testing.T) {
@@ -488,7 +478,7 @@ func TestPartitionedWorkerReRegistersItsSlots(t *testing.T) {
 	}
 	a.cut.Store(true)
 	// b can use the one free slot at once, and a's two once its heartbeat expires.
-	waitFor(t, 10*time.Second, "b to hold all 3 slots", func() bool {
+	waitfor.Within(t, 10*time.Second, "b to hold all 3 slots", func() bool {
 		tk, err := b.Admit(context.Background(), "part", lim, 0)
 		if err == nil {
 			held = append(held, tk)
@@ -502,7 +492,7 @@ func TestPartitionedWorkerReRegistersItsSlots(t *testing.T) {
 		t.Fatalf("a after the partition: %v, want a concurrency denial", err)
 	}
 	held[2].Finish(0) // one of b's: b gives the slot back at once, the key being over its limit
-	waitFor(t, 5*time.Second, "b to refuse with a's 2 and its own 2 in flight (limit 3)", func() bool {
+	waitfor.Within(t, 5*time.Second, "b to refuse with a's 2 and its own 2 in flight (limit 3)", func() bool {
 		tk, err := b.Admit(context.Background(), "part", lim, 0)
 		if err == nil {
 			tk.Finish(0)
@@ -513,7 +503,7 @@ func TestPartitionedWorkerReRegistersItsSlots(t *testing.T) {
 	for _, tk := range held {
 		tk.Finish(0)
 	}
-	waitFor(t, 10*time.Second, "every slot free again", func() bool {
+	waitfor.Within(t, 10*time.Second, "every slot free again", func() bool {
 		tk, err := b.Admit(context.Background(), "part", lim, 0)
 		if err != nil {
 			return false

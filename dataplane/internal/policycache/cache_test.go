@@ -3,6 +3,7 @@ package policycache_test
 import (
 	"bytes"
 	"context"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net"
@@ -25,18 +26,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func startNATS(t *testing.T, listen, storeDir string) *server.Server {
 	t.Helper()
@@ -158,7 +147,7 @@ func TestWaitsForTheBucketThenAppliesTheFirstSnapshot(t *testing.T) {
 	js := connect(t, s.ClientURL())
 	h := runCache(t, js)
 
-	waitFor(t, "the cache to report the missing bucket", func() bool {
+	waitfor.That(t, "the cache to report the missing bucket", func() bool {
 		return bytes.Contains([]byte(h.logs.String()), []byte("waiting for the policy bucket"))
 	})
 	if h.cache.Current() != nil || h.cache.Version() != 0 {
@@ -169,7 +158,7 @@ func TestWaitsForTheBucketThenAppliesTheFirstSnapshot(t *testing.T) {
 	}
 	kv := createBucket(t, js)
 	put(t, kv, encode(t, snapshot(1, "a")))
-	waitFor(t, "version 1", func() bool { return h.cache.Version() == 1 })
+	waitfor.That(t, "version 1", func() bool { return h.cache.Version() == 1 })
 	if _, ok := h.cache.Current().Client("a"); !ok {
 		t.Fatal("client a missing from the compiled policy")
 	}
@@ -181,7 +170,7 @@ func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
 	kv := createBucket(t, js)
 	h := runCache(t, js)
 	put(t, kv, encode(t, snapshot(5, "good")))
-	waitFor(t, "version 5", func() bool { return h.cache.Version() == 5 })
+	waitfor.That(t, "version 5", func() bool { return h.cache.Version() == 5 })
 
 	unknownSchema := snapshot(6, "future")
 	unknownSchema.SchemaVersion = policy.SchemaVersion + 1
@@ -203,7 +192,7 @@ func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
 			before := h.cache.Current()
 			count := h.rejected(t, tt.reason)
 			put(t, kv, tt.value)
-			waitFor(t, "the snapshot to be rejected", func() bool { return h.rejected(t, tt.reason) == count+1 })
+			waitfor.That(t, "the snapshot to be rejected", func() bool { return h.rejected(t, tt.reason) == count+1 })
 			if h.cache.Current() != before || h.cache.Version() != 5 {
 				t.Fatalf("policy changed to version %d after a rejected snapshot", h.cache.Version())
 			}
@@ -217,7 +206,7 @@ func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
 		before := h.cache.Current()
 		put(t, kv, encode(t, snapshot(5, "same-version")))
 		put(t, kv, encode(t, snapshot(8, "next")))
-		waitFor(t, "version 8", func() bool { return h.cache.Version() == 8 })
+		waitfor.That(t, "version 8", func() bool { return h.cache.Version() == 8 })
 		if h.rejected(t, "stale") != 1 {
 			t.Fatal("an equal version counted as stale")
 		}
@@ -241,17 +230,17 @@ func TestUnchangedDeploymentsKeepTheirUpstream(t *testing.T) {
 	}
 
 	put(t, kv, encode(t, snapshot(1, "a")))
-	waitFor(t, "version 1", func() bool { return h.cache.Version() == 1 })
+	waitfor.That(t, "version 1", func() bool { return h.cache.Version() == 1 })
 	first := target()
 	put(t, kv, encode(t, snapshot(2, "a", "b")))
-	waitFor(t, "version 2", func() bool { return h.cache.Version() == 2 })
+	waitfor.That(t, "version 2", func() bool { return h.cache.Version() == 2 })
 	if target() != first {
 		t.Fatal("a client-only change rebuilt the deployment's upstream")
 	}
 	changed := snapshot(3, "a", "b")
 	changed.Deployments[0].TimeoutSeconds = 5
 	put(t, kv, encode(t, changed))
-	waitFor(t, "version 3", func() bool { return h.cache.Version() == 3 })
+	waitfor.That(t, "version 3", func() bool { return h.cache.Version() == 3 })
 	if target() == first {
 		t.Fatal("a deployment change kept the old upstream")
 	}
@@ -266,7 +255,7 @@ func TestSurvivesANATSRestart(t *testing.T) {
 	kv := createBucket(t, js)
 	h := runCache(t, js)
 	put(t, kv, encode(t, snapshot(1, "a")))
-	waitFor(t, "version 1", func() bool { return h.cache.Version() == 1 })
+	waitfor.That(t, "version 1", func() bool { return h.cache.Version() == 1 })
 
 	s.Shutdown()
 	s.WaitForShutdown()
@@ -280,5 +269,5 @@ func TestSurvivesANATSRestart(t *testing.T) {
 		t.Fatalf("bucket after restart: %v", err)
 	}
 	put(t, kv2, encode(t, snapshot(2, "after-restart")))
-	waitFor(t, "the snapshot published after the NATS restart", func() bool { return h.cache.Version() == 2 })
+	waitfor.That(t, "the snapshot published after the NATS restart", func() bool { return h.cache.Version() == 2 })
 }

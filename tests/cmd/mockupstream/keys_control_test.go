@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"strings"
 	"testing"
@@ -139,7 +140,7 @@ func TestControlKeysUntilExpires(t *testing.T) {
 	if s := chatWithKey(mock, controlKey); s != http.StatusOK {
 		t.Fatalf("before until: status %d", s)
 	}
-	waitFor(t, func() bool { return mock.AcceptedKeys() == 0 })
+	waitfor.That(t, "the mock's state", func() bool { return mock.AcceptedKeys() == 0 })
 	if s := chatWithKey(mock, controlKey); s != http.StatusUnauthorized {
 		t.Errorf("after until: status %d, want 401", s)
 	}

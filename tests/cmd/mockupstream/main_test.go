@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"os"
@@ -232,24 +233,12 @@ func TestServeControlsFailuresPerDeployment(t *testing.T) {
 		}
 		hung <- err
 	}()
-	waitFor(t, func() bool { return mock.InFlight() == 1 })
+	waitfor.That(t, "the mock's state", func() bool { return mock.InFlight() == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	if err := <-hung; err == nil {
 		t.Fatal("the hung request got an answer")
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

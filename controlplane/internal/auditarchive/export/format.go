@@ -78,11 +78,6 @@ type Head struct {
 	LastSeq    int64     `json:"last_seq"`
 }
 
-// headLine is the JSON of the head line of an NDJSON export.
-type headLine struct {
-	ChainHead Head `json:"chain_head"`
-}
-
 // csvHeadMarker is the first field of a CSV export's head record.
 const csvHeadMarker = "# chain_head"
 
