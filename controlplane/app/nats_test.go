@@ -8,18 +8,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/portcullis-gw/portcullis/shared/logging"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
 // A configured CA file must reach the connection: it makes TLS required, which a
 // plain server cannot offer.
 func TestConnectNATSUsesTheConfiguredCAFile(t *testing.T) {
-	s, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	s := natstest.StartWith(t, natstest.Options{NoConn: true})
 
 	tests := []struct {
 		name    string

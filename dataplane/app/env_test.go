@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/dataplane/app"
@@ -24,9 +22,10 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // upstreamKey is the dev key file's content in every test.
@@ -81,38 +80,27 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.region == "" {
 		o.region = "eu"
 	}
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start embedded nats-server: %v", err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatalf("connect to nats: %v", err)
-	}
-	t.Cleanup(nc.Close)
+	ns := natstest.Start(t)
 	e := &env{
 		iss:     testissuer.New(t),
 		spies:   map[string]*spy{"eu": newSpy(t, "eu"), "us": newSpy(t, "us")},
 		keyPath: filepath.Join(t.TempDir(), "openai-key"),
 		logs:    &logtest.Buffer{},
 		client:  &http.Client{Transport: &http.Transport{}},
-		natsURL: ns.ClientURL(),
+		natsURL: ns.URL(),
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	if err := os.WriteFile(e.keyPath, []byte(upstreamKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.js = ns.JetStream
 	if !o.noBucket {
 		e.createBucket(t)
 	}
 
 	cfg := app.Config{
 		AuditSpoolDir: filepath.Join(t.TempDir(), "audit-spool"),
-		Region:        o.region, Listen: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		Region:        o.region, Listen: "127.0.0.1:0", NATSURL: ns.URL(),
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
 	}
@@ -123,6 +111,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.quiet {
 		cfg.LogLevel, logTo = "info", io.Discard
 	}
+	var err error
 	e.app, err = app.Start(context.Background(), cfg, logging.New(logTo, cfg.LogLevel))
 	if err != nil {
 		t.Fatalf("start data plane: %v", err)

@@ -5,28 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 )
 
 func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Start(t).JetStream
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, ttl := range []time.Duration{0, 4 * time.Second} { // the second call updates
@@ -63,25 +49,10 @@ func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
 }
 
 func TestCountersSurviveAServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	start := func() (*nats.Conn, jetstream.JetStream, func()) {
-		ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc, js, func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }
-	}
+	ns := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, js, stop := start()
+	js := ns.JetStream
 	if err := Ensure(ctx, js, Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +63,8 @@ func TestCountersSurviveAServerRestart(t *testing.T) {
 	if _, err := kv.Put(ctx, "rpm.c.0", []byte("7")); err != nil {
 		t.Fatal(err)
 	}
-	stop()
-
-	_, js, stop = start()
-	defer stop()
+	ns.Restart()
+	_, js = ns.Connect(t) // a new connection: the first one may still be reconnecting
 	kv, err = js.KeyValue(ctx, natsnames.LimitsBucket)
 	if err != nil {
 		t.Fatalf("PC_LIMITS after a restart: %v", err)

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
@@ -18,12 +18,7 @@ import (
 // changed by configure, and stops it when the test ends.
 func startServer(t *testing.T, configure func(*server.Options)) *server.Server {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Configure: configure})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.StartWith(t, natstest.Options{Configure: configure, NoConn: true}).Server
 }
 
 // operator is a NATS operator with a system account and one account with JetStream

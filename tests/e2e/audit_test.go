@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // exportedEvent is one NDJSON line of an audit export.
@@ -295,8 +295,7 @@ func TestAuditSurvivesANATSOutage(t *testing.T) {
 	stop := make(chan struct{})
 	l := startLoad(s, tokens, 100, 100*60, stop)
 	time.Sleep(5 * time.Second)
-	s.nats.Shutdown()
-	s.nats.WaitForShutdown()
+	s.nats.Stop()
 	outage := time.Now()
 	time.Sleep(30 * time.Second)
 	spooled := map[string]string{}

@@ -1,11 +1,11 @@
 package e2e
 
 import (
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"github.com/tiktoken-go/tokenizer"
 
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
@@ -445,8 +445,7 @@ func TestNATSOutageFailPolicy(t *testing.T) {
 	closedTok := s.limitedClient(t, "fc", "", 10, 0, 0)
 	openTok := s.limitedClient(t, "fo", "", 10, 0, 0)
 
-	s.nats.Shutdown()
-	s.nats.WaitForShutdown()
+	s.nats.Stop()
 
 	r := s.call(t, "closed", closedTok, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 	if r.Status != http.StatusServiceUnavailable || r.code() != "limits_unavailable" {

@@ -1,10 +1,11 @@
 package e2e
 
 import (
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // propagationBound is the acceptance bound on policy propagation from an admin API

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,22 +18,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
 // stack is one running gateway. Its fields are read-only after startStack.
 type stack struct {
 	cp         *cpapp.App
-	nats       *server.Server        // the nats-server the stack uses, when the test owns it (withNATS)
+	nats       *natstest.Server      // the nats-server the stack uses, when the test owns it (withNATS)
 	dp         map[string]*dpapp.App // by worker name; the default workers are named after their regions
 	upstream   map[string]*mockupstream.Server
 	upURL      map[string]string
@@ -45,9 +43,6 @@ type stack struct {
 	// keys, by region; seed makes them key_source vault.
 	keyPaths map[string]string
 	logs     *logtest.Buffer // every component's log lines, with withLogs
-	// natsStore and natsAddr are the test-owned nats-server's (withNATS), so that
-	// restartNATS can bring it back with its streams.
-	natsStore, natsAddr string
 	// auditKey keys the data planes' prompt and response hashes.
 	auditKey []byte
 	dbURL    string
@@ -152,16 +147,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		cpCfg.AnomalyCheckInterval = time.Second
 		cpCfg.AlertWebhookURL, cpCfg.AlertWebhookSecretFile = sc.anomaly.webhookURL, sc.anomaly.secretFile
 	}
-	var ns *server.Server
-	natsStore := t.TempDir()
+	var ns *natstest.Server
 	if sc.ownNATS {
-		var err error
-		ns, err = natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: natsStore})
-		if err != nil {
-			t.Fatalf("start nats-server: %v", err)
-		}
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		cpCfg.NATSURL = ns.ClientURL()
+		ns = natstest.StartWith(t, natstest.Options{NoConn: true})
+		cpCfg.NATSURL = ns.URL()
 	}
 	cp, err := cpapp.Start(ctx, cpCfg, logger("controlplane"))
 	if err != nil {
@@ -183,12 +172,8 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		adminToken: strings.TrimSpace(string(token)),
 		keyFile:    filepath.Join(t.TempDir(), "openai.key"),
 		logs:       logs,
-		natsStore:  natsStore,
 		auditKey:   []byte(fmt.Sprintf("e2e-audit-key-%032d", time.Now().UnixNano())),
 		dbURL:      cpCfg.DatabaseURL,
-	}
-	if ns != nil {
-		s.natsAddr = ns.Addr().String()
 	}
 	auditKeyFile := filepath.Join(t.TempDir(), "audit.key")
 	if err := os.WriteFile(auditKeyFile, s.auditKey, 0o600); err != nil {
@@ -245,12 +230,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 // store, after the test stopped it.
 func (s *stack) restartNATS(t *testing.T) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{Listen: s.natsAddr, StoreDir: s.natsStore})
-	if err != nil {
-		t.Fatalf("restart nats-server: %v", err)
-	}
-	s.nats = ns
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	s.nats.Restart()
 }
 
 func stopWithin(t *testing.T, stop func(context.Context) error) {

@@ -2,7 +2,6 @@ package anomaly_test
 
 import (
 	"context"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
@@ -22,8 +20,9 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/alerts"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 var secret = []byte("test-webhook-secret-0123456789")
@@ -55,20 +54,8 @@ func newEnv(t *testing.T) *env {
 	e := &env{alerts: make(chan *nats.Msg, 64), webhooks: make(chan webhookCall, 64)}
 	e.st, _ = storetest.Open(t)
 
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	nc, js := ns.Conn, ns.JetStream
 	if err := natsbuckets.Ensure(ctx, js, natsbuckets.Options{}); err != nil {
 		t.Fatal(err)
 	}

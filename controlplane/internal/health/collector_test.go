@@ -2,7 +2,6 @@ package health
 
 import (
 	"context"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"sync"
@@ -14,8 +13,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/portcullis-gw/portcullis/shared/health"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // TestMain fails the package if a test leaves a goroutine running.
@@ -50,17 +50,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start nats: %v", err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := natstest.StartWith(t, natstest.Options{NoConn: true})
 	connect := func() *nats.Conn {
-		nc, err := nats.Connect(srv.ClientURL())
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		t.Cleanup(nc.Close)
+		nc, _ := srv.Connect(t)
 		return nc
 	}
 	f := &fixture{t: t, clock: &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}}

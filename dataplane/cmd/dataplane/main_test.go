@@ -11,7 +11,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 )
 
 func TestRunRejectsABadConfiguration(t *testing.T) {
@@ -28,11 +28,7 @@ func TestRunRejectsABadConfiguration(t *testing.T) {
 }
 
 func TestRunServesUntilTheContextEnds(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start embedded nats-server: %v", err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.StartWith(t, natstest.Options{NoConn: true})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

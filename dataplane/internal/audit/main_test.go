@@ -3,23 +3,20 @@ package audit
 import (
 	"context"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/portcullis-gw/portcullis/shared/audit"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,31 +26,15 @@ const testRegion = "eu"
 // natsEnv is an embedded nats-server with the audit stream of testRegion, and a
 // connection to it that reconnects quickly.
 type natsEnv struct {
-	ns   *server.Server
-	addr string // host:port, kept across restarts
-	dir  string // JetStream store, kept across restarts
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	ns *natstest.Server
+	nc *nats.Conn
+	js jetstream.JetStream
 }
 
 func newNATS(t testing.TB) *natsEnv {
 	t.Helper()
-	e := &natsEnv{dir: t.TempDir()}
-	e.start(t, "127.0.0.1:0")
-	u, err := url.Parse(e.ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = u.Host
-	e.nc, err = nats.Connect(e.ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
-		nats.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatalf("connect to nats: %v", err)
-	}
-	t.Cleanup(e.nc.Close)
-	if e.js, err = jetstream.New(e.nc); err != nil {
-		t.Fatal(err)
-	}
+	e := &natsEnv{ns: natstest.StartWith(t, natstest.Options{NoConn: true})}
+	e.nc, e.js = e.ns.Connect(t, nats.ReconnectJitter(0, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := EnsureStream(ctx, e.js, StreamOptions{Region: testRegion}); err != nil {
@@ -62,34 +43,12 @@ func newNATS(t testing.TB) *natsEnv {
 	return e
 }
 
-func (e *natsEnv) start(t testing.TB, listen string) {
-	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{Listen: listen, StoreDir: e.dir})
-	if err != nil {
-		t.Fatalf("start embedded nats-server: %v", err)
-	}
-	e.ns = ns
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-}
-
 // stop shuts the server down; restart starts a new one on the same port and store.
-func (e *natsEnv) stop() {
-	e.ns.Shutdown()
-	e.ns.WaitForShutdown()
-}
+func (e *natsEnv) stop() { e.ns.Stop() }
 
 func (e *natsEnv) restart(t testing.TB) {
 	t.Helper()
-	// The port was just released; give the kernel a moment if it is still bound.
-	waitfor.That(t, "the nats port to be free", func() bool {
-		l, err := net.Listen("tcp", e.addr)
-		if err != nil {
-			return false
-		}
-		l.Close()
-		return true
-	})
-	e.start(t, e.addr)
+	e.ns.Restart()
 	waitfor.That(t, "the client to reconnect", e.nc.IsConnected)
 }
 

@@ -3,7 +3,6 @@ package limits
 import (
 	"context"
 	"errors"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,27 +28,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // on it, each with its own connection.
 type cluster struct {
 	t       *testing.T
-	ns      *server.Server
+	ns      *natstest.Server
 	js      jetstream.JetStream
 	workerT time.Duration
 }
 
 func newCluster(t *testing.T, workerTTL time.Duration) *cluster {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t)
+	js := ns.JetStream
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := natsbuckets.Ensure(ctx, js, natsbuckets.Options{WorkerTTL: workerTTL}); err != nil {
@@ -70,7 +57,7 @@ type worker struct {
 
 func (c *cluster) worker(name string, mutate func(*Options)) *worker {
 	c.t.Helper()
-	nc, err := nats.Connect(c.ns.ClientURL())
+	nc, err := nats.Connect(c.ns.URL())
 	if err != nil {
 		c.t.Fatal(err)
 	}

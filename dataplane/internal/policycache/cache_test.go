@@ -3,51 +3,29 @@ package policycache_test
 import (
 	"bytes"
 	"context"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
-	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startNATS(t *testing.T, listen, storeDir string) *server.Server {
+func connect(t *testing.T, s *natstest.Server) jetstream.JetStream {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Options{Listen: listen, StoreDir: storeDir})
-	if err != nil {
-		t.Fatalf("start embedded nats-server: %v", err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
-func connect(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect to nats: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := s.Connect(t)
 	return js
 }
 
@@ -143,8 +121,8 @@ func (h *harness) rejected(t *testing.T, reason string) float64 {
 }
 
 func TestWaitsForTheBucketThenAppliesTheFirstSnapshot(t *testing.T) {
-	s := startNATS(t, "127.0.0.1:0", t.TempDir())
-	js := connect(t, s.ClientURL())
+	s := natstest.StartWith(t, natstest.Options{NoConn: true})
+	js := connect(t, s)
 	h := runCache(t, js)
 
 	waitfor.That(t, "the cache to report the missing bucket", func() bool {
@@ -165,8 +143,8 @@ func TestWaitsForTheBucketThenAppliesTheFirstSnapshot(t *testing.T) {
 }
 
 func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
-	s := startNATS(t, "127.0.0.1:0", t.TempDir())
-	js := connect(t, s.ClientURL())
+	s := natstest.StartWith(t, natstest.Options{NoConn: true})
+	js := connect(t, s)
 	kv := createBucket(t, js)
 	h := runCache(t, js)
 	put(t, kv, encode(t, snapshot(5, "good")))
@@ -217,8 +195,8 @@ func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
 }
 
 func TestUnchangedDeploymentsKeepTheirUpstream(t *testing.T) {
-	s := startNATS(t, "127.0.0.1:0", t.TempDir())
-	js := connect(t, s.ClientURL())
+	s := natstest.StartWith(t, natstest.Options{NoConn: true})
+	js := connect(t, s)
 	kv := createBucket(t, js)
 	h := runCache(t, js)
 	target := func() any {
@@ -247,24 +225,20 @@ func TestUnchangedDeploymentsKeepTheirUpstream(t *testing.T) {
 }
 
 func TestSurvivesANATSRestart(t *testing.T) {
-	store := t.TempDir()
-	s := startNATS(t, "127.0.0.1:0", store)
-	port := s.Addr().(*net.TCPAddr).Port
-	url := s.ClientURL()
-	js := connect(t, url)
+	s := natstest.StartWith(t, natstest.Options{NoConn: true})
+	url := s.URL()
+	js := connect(t, s)
 	kv := createBucket(t, js)
 	h := runCache(t, js)
 	put(t, kv, encode(t, snapshot(1, "a")))
 	waitfor.That(t, "version 1", func() bool { return h.cache.Version() == 1 })
 
-	s.Shutdown()
-	s.WaitForShutdown()
-	s2 := startNATS(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), store)
-	if s2.ClientURL() != url {
-		t.Fatalf("restarted server at %s, want %s", s2.ClientURL(), url)
+	s.Restart()
+	if s.Server.ClientURL() != url {
+		t.Fatalf("restarted server at %s, want %s", s.Server.ClientURL(), url)
 	}
 	// Publish through a fresh connection, as the control plane would.
-	kv2, err := connect(t, url).KeyValue(context.Background(), natsnames.PolicyBucket)
+	kv2, err := connect(t, s).KeyValue(context.Background(), natsnames.PolicyBucket)
 	if err != nil {
 		t.Fatalf("bucket after restart: %v", err)
 	}
