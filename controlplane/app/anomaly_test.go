@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // TestTokenSpikeEndToEnd runs the whole path inside one control plane: events on a

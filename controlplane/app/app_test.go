@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // startApp starts a control plane on a fresh database, a free port and an embedded

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // TestAuditEventsAreArchivedAndExported runs the whole path inside one control plane:

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // bucketStatus reads a bucket's status from the server a serves.

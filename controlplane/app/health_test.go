@@ -2,7 +2,6 @@ package app
 
 import (
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/health"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // TestDeploymentHealthFromWorkerReports publishes worker health reports on the

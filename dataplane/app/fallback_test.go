@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // fallbackEnv adds self-hosted llama3-8b deployments in eu and us, each answering

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestReadyzUntilTheFirstSnapshot(t *testing.T) {

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/health"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // resilienceEnv is an env whose deployments use the given retry and breaker

@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // freeAddr returns a loopback address with a port that was free a moment ago.

@@ -3,7 +3,6 @@ package devstack
 import (
 	"bytes"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"maps"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // stopDeadline is how soon after the signal every process and port of the stack must

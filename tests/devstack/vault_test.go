@@ -3,7 +3,6 @@ package devstack
 import (
 	"context"
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // TestMakeRunWithVault runs make run against a real Vault (VAULT_ADDR and

@@ -3,11 +3,11 @@ package mockupstream_test
 import (
 	"context"
 	"errors"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

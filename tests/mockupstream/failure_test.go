@@ -3,13 +3,13 @@ package mockupstream_test
 import (
 	"context"
 	"errors"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

@@ -3,13 +3,13 @@ package mockupstream_test
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

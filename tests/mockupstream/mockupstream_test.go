@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"math"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

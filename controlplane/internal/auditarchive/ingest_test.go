@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

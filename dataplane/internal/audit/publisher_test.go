@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"errors"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 func TestPublishDeliversInOrderAndEmptiesTheSpool(t *testing.T) {

@@ -2,12 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
