@@ -9,9 +9,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 )
 
 func TestRejectedTokensGet401(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 )
 
@@ -118,16 +119,11 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	}
 	s.onStop(stopMock)
 
-	iss, err := newIssuer()
-	if err != nil {
-		return nil, err
-	}
-	issuerURL, stopIssuer, err := serve(iss)
+	iss, err := testissuer.Start()
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	s.onStop(stopIssuer)
-	iss.url = issuerURL
+	s.onStop(iss.Close)
 	token, err := iss.Mint(benchClient, time.Hour)
 	if err != nil {
 		return nil, err
@@ -150,9 +146,9 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	gw, err := startGateway(ctx, dataplaneBin, tmp, map[string]string{
 		"PORTCULLIS_REGION":       benchRegion,
 		"PORTCULLIS_NATS_URL":     ns.ClientURL(),
-		"PORTCULLIS_JWT_ISSUER":   issuerURL,
+		"PORTCULLIS_JWT_ISSUER":   iss.Name,
 		"PORTCULLIS_JWT_AUDIENCE": identity.DefaultAudience,
-		"PORTCULLIS_JWKS_URL":     issuerURL + jwksPath,
+		"PORTCULLIS_JWKS_URL":     iss.JWKSURL,
 		"PORTCULLIS_WORKER_ID":    "bench-1",
 		// Every request is audited through the spool to NATS, as in production; the
 		// JSON lines go to a file rather than the gateway's stdout.

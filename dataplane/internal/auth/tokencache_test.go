@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 )
 
 // These tests are inside the package to set the Verifier's clock and look at its

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 )
 
 // BenchmarkVerify measures verifying one valid token, the check every request pays.

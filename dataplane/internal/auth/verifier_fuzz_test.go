@@ -9,8 +9,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 )
 
 // FuzzVerify feeds arbitrary Authorization headers to a verifier whose issuer has

@@ -12,8 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/testissuer"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/testissuer"
 )
 
 type revokedSet map[string]bool

@@ -1,7 +1,8 @@
-// Package testissuer is a real token issuer for tests: it generates signing keys at
-// test time, serves their public halves as a JWKS from an httptest server on
-// 127.0.0.1, counts the fetches, and signs tokens. Keys can be added and removed
-// while it runs, to test rotation. Nothing here is used outside tests.
+// Package testissuer is the one token issuer of the project's tests and benchmark:
+// it generates signing keys when it starts, serves their public halves as a JWKS
+// from an HTTP server on 127.0.0.1, counts the fetches, and signs tokens. Keys can be
+// added and removed while it runs, to test rotation. Nothing here is used by the
+// gateway itself (the control plane's dev issuer is the one make run uses).
 package testissuer
 
 import (
@@ -12,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -49,46 +51,81 @@ type Issuer struct {
 // New starts an issuer with one published ES256 key and stops it when t ends.
 func New(t testing.TB) *Issuer {
 	t.Helper()
-	i := &Issuer{}
-	i.srv = httptest.NewServer(http.HandlerFunc(i.serveJWKS))
-	t.Cleanup(i.srv.Close)
-	i.Name = i.srv.URL + "/issuer"
-	i.JWKSURL = i.srv.URL + "/.well-known/jwks.json"
-	i.Key = i.Publish(t, NewKey(t, "k1"))
+	i, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(i.Close)
 	return i
 }
+
+// Start starts an issuer with one published ES256 key, for a program that is not a
+// test (the benchmark); Close stops it.
+func Start() (*Issuer, error) {
+	i := &Issuer{}
+	key, err := newKey("k1")
+	if err != nil {
+		return nil, err
+	}
+	if err := i.publish(key); err != nil {
+		return nil, err
+	}
+	i.Key = key
+	i.srv = httptest.NewServer(http.HandlerFunc(i.serveJWKS))
+	i.Name = i.srv.URL + "/issuer"
+	i.JWKSURL = i.srv.URL + "/.well-known/jwks.json"
+	return i, nil
+}
+
+// Close stops serving the JWKS.
+func (i *Issuer) Close() { i.srv.Close() }
 
 // NewKey generates an ES256 private key with key id kid. It is not published.
 func NewKey(t testing.TB, kid string) jwk.Key {
 	t.Helper()
-	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := newKey(kid)
 	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := jwk.FromRaw(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := key.Set(jwk.KeyIDKey, kid); err != nil {
-		t.Fatal(err)
-	}
-	if err := key.Set(jwk.AlgorithmKey, jwa.ES256); err != nil {
 		t.Fatal(err)
 	}
 	return key
+}
+
+func newKey(kid string) (jwk.Key, error) {
+	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	key, err := jwk.FromRaw(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := key.Set(jwk.KeyIDKey, kid); err != nil {
+		return nil, err
+	}
+	if err := key.Set(jwk.AlgorithmKey, jwa.ES256); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // Publish adds the public half of key to the JWKS and returns key.
 func (i *Issuer) Publish(t testing.TB, key jwk.Key) jwk.Key {
 	t.Helper()
+	if err := i.publish(key); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func (i *Issuer) publish(key jwk.Key) error {
 	pub, err := jwk.PublicKeyOf(key)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	i.mu.Lock()
 	i.published = append(i.published, pub)
 	i.mu.Unlock()
-	return key
+	return nil
 }
 
 // Unpublish removes the key with id kid from the JWKS, as an issuer does with a
@@ -142,28 +179,44 @@ func (i *Issuer) Token(t testing.TB, key jwk.Key, claims map[string]any) string 
 	return Sign(t, key.Algorithm(), key, key.KeyID(), claims)
 }
 
+// Mint returns a token for clientID signed with the issuer's first key, valid for
+// ttl: Claims with that expiry. For a program that is not a test.
+func (i *Issuer) Mint(clientID string, ttl time.Duration) (string, error) {
+	claims := i.Claims(clientID)
+	claims["exp"] = time.Now().Add(ttl).Unix()
+	return sign(i.Key.Algorithm(), i.Key, i.Key.KeyID(), claims)
+}
+
 // Sign signs claims with alg and key (a jwk.Key or raw key material such as an
 // HMAC secret), putting kid in the protected header when it is not empty.
 func Sign(t testing.TB, alg jwa.KeyAlgorithm, key any, kid string, claims map[string]any) string {
 	t.Helper()
-	payload, err := json.Marshal(claims)
+	signed, err := sign(alg, key, kid, claims)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return signed
+}
+
+func sign(alg jwa.KeyAlgorithm, key any, kid string, claims map[string]any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
 	}
 	hdr := jws.NewHeaders()
 	if kid != "" {
 		if err := hdr.Set(jws.KeyIDKey, kid); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	signed, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("sign token: %w", err)
 	}
-	return string(signed)
+	return string(signed), nil
 }
 
 // Unsigned returns a token with alg "none" and an empty signature.
