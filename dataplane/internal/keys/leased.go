@@ -90,7 +90,7 @@ func (s *leasedSource) Other(refused string) (string, bool) {
 
 // Refused reads a fresh key in the background.
 func (s *leasedSource) Refused() {
-	go func() { _ = s.read(context.Background(), keyevents.ReasonRetry401) }()
+	s.m.async(func(ctx context.Context) { _ = s.read(ctx, keyevents.ReasonRetry401) })
 }
 
 func (s *leasedSource) refresh(context.Context, string) {} // leases keep themselves
@@ -134,7 +134,7 @@ func (s *leasedSource) read(ctx context.Context, reason string) error {
 	gen := s.gen
 	s.mu.Unlock()
 	if !l.Expires.IsZero() {
-		go s.keep(l, gen)
+		s.m.async(func(ctx context.Context) { s.keep(ctx, l, gen) })
 	}
 	return nil
 }
@@ -189,7 +189,7 @@ func leaseDuration(s *api.Secret) time.Duration {
 
 // keep renews l's lease while Vault allows, then reads a fresh key before it ends;
 // it stops when a newer key replaced l or the source closed.
-func (s *leasedSource) keep(l vaultclient.Leased, gen int) {
+func (s *leasedSource) keep(ctx context.Context, l vaultclient.Leased, gen int) {
 	stale := func() bool {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
@@ -222,7 +222,7 @@ func (s *leasedSource) keep(l vaultclient.Leased, gen int) {
 			return
 		default:
 		}
-		if err := s.read(context.Background(), keyevents.ReasonRenewal); err == nil {
+		if err := s.read(ctx, keyevents.ReasonRenewal); err == nil {
 			return
 		}
 		if time.Now().After(l.Expires) {

@@ -56,7 +56,7 @@ func TestRenewableLeaseIsRenewedThenReadAgain(t *testing.T) {
 	s.cur, s.gen = leasedKey{key: lease.Key, expires: lease.Expires}, 1
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() { defer close(done); s.keep(lease, 1) }()
+	go func() { defer close(done); s.keep(t.Context(), lease, 1) }()
 
 	select {
 	case <-done:

@@ -64,6 +64,10 @@ type ManagerOptions struct {
 // Manager holds the key sources of a worker's deployments, one per deployment and
 // key settings, and keeps them as deployments come and go with the policy. It
 // follows key events and checks Vault periodically. Safe for concurrent use.
+//
+// Every goroutine it or its sources start (the periodic check, background reads
+// after a refused key, lease keeping) runs under ctx, which Close cancels, and is
+// counted in wg, which Close waits for.
 type Manager struct {
 	o   ManagerOptions
 	seq atomic.Uint64 // key-access event sequence
@@ -71,9 +75,26 @@ type Manager struct {
 	mu      sync.Mutex // guards sources
 	sources map[string]*managed
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	life   sync.Mutex // guards closed, and wg.Add against Close's wg.Wait
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// closeWait bounds how long Close waits for the manager's goroutines once their
+// context is cancelled; a Vault call honours the cancellation well within it.
+const closeWait = 5 * time.Second
+
+// async runs f in a goroutine of the manager, under its context, unless the
+// manager is closed.
+func (m *Manager) async(f func(ctx context.Context)) {
+	m.life.Lock()
+	defer m.life.Unlock()
+	if m.closed {
+		return
+	}
+	m.wg.Go(func() { f(m.ctx) })
 }
 
 // managed is one deployment's source and the settings it was built from.
@@ -103,7 +124,8 @@ func NewManager(o ManagerOptions) *Manager {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{o: o, sources: map[string]*managed{}, stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background()) // the manager's own lifetime; Close cancels it
+	return &Manager{o: o, sources: map[string]*managed{}, ctx: ctx, cancel: cancel}
 }
 
 // Source returns the key source of deployment d: the one already built when d's key
@@ -166,36 +188,46 @@ func (m *Manager) Forget(keep map[string]bool) {
 
 // Start runs the periodic metadata check until Close.
 func (m *Manager) Start() {
-	go func() {
-		defer close(m.done)
+	m.async(func(ctx context.Context) {
 		t := time.NewTicker(m.o.RefreshInterval)
 		defer t.Stop()
 		for {
 			select {
-			case <-m.stop:
+			case <-ctx.Done():
 				return
 			case <-t.C:
 				for _, r := range m.refreshers() {
-					r.refresh(context.Background(), keyevents.ReasonRefresh)
+					r.refresh(ctx, keyevents.ReasonRefresh)
 				}
 			}
 		}
-	}()
+	})
 }
 
-// Close stops the periodic checks and every source's lease keeping.
+// Close stops the periodic checks, the background reads and every source's lease
+// keeping, and waits for them, at most closeWait. Closing twice does nothing more.
 func (m *Manager) Close() {
-	m.once.Do(func() { close(m.stop) })
-	select {
-	case <-m.done:
-	default: // never started
+	m.life.Lock()
+	already := m.closed
+	m.closed = true
+	m.life.Unlock()
+	if already {
+		return
 	}
+	m.cancel()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, mg := range m.sources {
 		if mg.vault != nil {
 			mg.vault.close()
 		}
+	}
+	m.mu.Unlock()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		m.o.Log.Warn("key manager goroutines still running after close", "waited", closeWait)
 	}
 }
 

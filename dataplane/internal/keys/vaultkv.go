@@ -109,7 +109,7 @@ func (s *kvSource) Version(key string) int {
 // Refused checks Vault for a newer key, in the background: the upstream refused the
 // one in use, so it may have been rotated without this worker hearing of it.
 func (s *kvSource) Refused() {
-	go s.refresh(context.Background(), keyevents.ReasonRetry401)
+	s.m.async(func(ctx context.Context) { s.refresh(ctx, keyevents.ReasonRetry401) })
 }
 
 // onEvent follows a rotation or revocation of this deployment's key. A revocation
