@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -96,41 +97,41 @@ var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // with getenv), then args, and validates all of it at once. Usage text goes to
 // stderr. With -h it returns flag.ErrHelp.
 func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	var cfg Config
+	cfg := Default() // its values are the flags' defaults
 	l := config.NewLoader("dataplane", stderr)
 	l.String(&cfg.Region, "region", "", "region this worker serves, e.g. eu (required)")
-	l.String(&cfg.Listen, "listen", DefaultListen, "address of the OpenAI-compatible API")
+	l.String(&cfg.Listen, "listen", cfg.Listen, "address of the OpenAI-compatible API")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
-	l.String(&cfg.JWTAudience, "jwt-audience", identity.DefaultAudience, "required aud claim of client tokens")
+	l.String(&cfg.JWTAudience, "jwt-audience", cfg.JWTAudience, "required aud claim of client tokens")
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
-	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", DefaultMaxBodyBytes, "request body limit in bytes")
+	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "request body limit in bytes")
 	l.Bool(&cfg.DevAllowInsecureTLS, "dev-allow-insecure-tls", false, "development only: allow deployments with tls.verify false (refused otherwise)")
 	l.String(&cfg.EgressHTTPProxy, "egress-http-proxy", "", "proxy URL for http:// upstreams (default: the environment's HTTP_PROXY)")
 	l.String(&cfg.EgressHTTPSProxy, "egress-https-proxy", "", "proxy URL for https:// upstreams (default: the environment's HTTPS_PROXY)")
 	l.String(&cfg.EgressNoProxy, "egress-no-proxy", "", "comma-separated hosts and domain suffixes reached without the proxy")
 	l.String(&cfg.EgressAllowHosts, "egress-allow-hosts", "", `comma-separated upstream hosts or host:port the worker may call ("*.example.com" for subdomains); empty allows any`)
-	l.Float64(&cfg.FallbackErrorRate, "fallback-error-rate", api.DefaultFallbackErrorRate, "a deployment whose error rate is above this falls back to the policy's fallback model")
-	l.Duration(&cfg.FallbackWindow, "fallback-window", upstream.DefaultErrorRateWindow, "span over which a deployment's error rate is measured")
-	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", limits.FailClosed, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
-	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", limits.DefaultOpTimeout, "bound of one operation on the global limit counters")
-	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", limits.DefaultIdleReturn, "leased budget unused this long goes back to the global counters")
-	l.String(&cfg.AuditSpoolDir, "audit-spool-dir", filepath.Join(".data", "audit-spool"), "audit spool directory; must stay the same across restarts of this worker, and no two workers may share it")
-	l.Int64(&cfg.AuditSpoolMaxBytes, "audit-spool-max-bytes", dpaudit.DefaultSpoolMaxBytes, "bound of the audit spool on disk")
-	l.String(&cfg.AuditFullPolicy, "audit-full-policy", dpaudit.RejectRequests, "when the audit spool is full: reject_requests (503 audit_unavailable) or drop_oldest")
-	l.String(&cfg.AuditSink, "audit-sink", "stdout", "where audit events are also written as JSON lines: stdout, a file path, or none")
+	l.Float64(&cfg.FallbackErrorRate, "fallback-error-rate", cfg.FallbackErrorRate, "a deployment whose error rate is above this falls back to the policy's fallback model")
+	l.Duration(&cfg.FallbackWindow, "fallback-window", cfg.FallbackWindow, "span over which a deployment's error rate is measured")
+	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", cfg.LimitsFailPolicy, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
+	l.Duration(&cfg.LimitsKVTimeout, "limits-kv-timeout", cfg.LimitsKVTimeout, "bound of one operation on the global limit counters")
+	l.Duration(&cfg.LimitsIdleReturn, "limits-idle-return", cfg.LimitsIdleReturn, "leased budget unused this long goes back to the global counters")
+	l.String(&cfg.AuditSpoolDir, "audit-spool-dir", cfg.AuditSpoolDir, "audit spool directory; must stay the same across restarts of this worker, and no two workers may share it")
+	l.Int64(&cfg.AuditSpoolMaxBytes, "audit-spool-max-bytes", cfg.AuditSpoolMaxBytes, "bound of the audit spool on disk")
+	l.String(&cfg.AuditFullPolicy, "audit-full-policy", cfg.AuditFullPolicy, "when the audit spool is full: reject_requests (503 audit_unavailable) or drop_oldest")
+	l.String(&cfg.AuditSink, "audit-sink", cfg.AuditSink, "where audit events are also written as JSON lines: stdout, a file path, or none")
 	l.String(&cfg.AuditKeyFile, "audit-key-file", "", "file holding the key of the prompt and response hashes (HMAC-SHA-256), the same on every worker; empty: a random key per process, so hashes do not correlate across workers")
-	l.String(&cfg.AuditHeaders, "audit-headers", strings.Join(audit.DefaultHeaders, ","), "comma-separated request headers audit events record (credentials never are)")
+	l.String(&cfg.AuditHeaders, "audit-headers", cfg.AuditHeaders, "comma-separated request headers audit events record (credentials never are)")
 	l.String(&cfg.AuditPlacementTag, "audit-placement-tag", "", "server tag the region's audit stream is placed on, e.g. region:eu (empty: no placement)")
-	l.Duration(&cfg.AuditStreamMaxAge, "audit-stream-max-age", dpaudit.DefaultStreamMaxAge, "how long the region's audit stream keeps events")
-	l.Int(&cfg.AuditStreamReplicas, "audit-stream-replicas", 1, "replicas of the region's audit stream")
+	l.Duration(&cfg.AuditStreamMaxAge, "audit-stream-max-age", cfg.AuditStreamMaxAge, "how long the region's audit stream keeps events")
+	l.Int(&cfg.AuditStreamReplicas, "audit-stream-replicas", cfg.AuditStreamReplicas, "replicas of the region's audit stream")
 	vaultclient.Flags(l, &cfg.Vault)
-	l.Duration(&cfg.KeyRefreshInterval, "key-refresh-interval", keys.DefaultRefreshInterval, "period of the check of each Vault key's metadata for a version missed by the key events")
+	l.Duration(&cfg.KeyRefreshInterval, "key-refresh-interval", cfg.KeyRefreshInterval, "period of the check of each Vault key's metadata for a version missed by the key events")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: allow deployments with key_source env (keys in environment variables; refused otherwise)")
-	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	l.String(&cfg.WorkerID, "worker-id", defaultWorkerID(), "this worker's id in logs")
+	l.String(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+	l.String(&cfg.WorkerID, "worker-id", cfg.WorkerID, "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -149,61 +150,57 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	return cfg, nil
 }
 
-// withDefaults fills the zero fields that have a default, for callers (such as
-// tests) that build a Config by hand instead of with LoadConfig.
+// Default is the configuration with every default set: the one source of the
+// defaults. LoadConfig starts from it, so its values are the flags' defaults, and
+// Start fills the zero fields of a Config built by hand from it (see withDefaults).
+func Default() Config {
+	return Config{
+		Listen:              DefaultListen,
+		JWTAudience:         identity.DefaultAudience,
+		MaxBodyBytes:        DefaultMaxBodyBytes,
+		FallbackErrorRate:   api.DefaultFallbackErrorRate,
+		FallbackWindow:      upstream.DefaultErrorRateWindow,
+		LimitsFailPolicy:    limits.FailClosed,
+		LimitsKVTimeout:     limits.DefaultOpTimeout,
+		LimitsIdleReturn:    limits.DefaultIdleReturn,
+		AuditSpoolDir:       filepath.Join(".data", "audit-spool"),
+		AuditSpoolMaxBytes:  dpaudit.DefaultSpoolMaxBytes,
+		AuditFullPolicy:     dpaudit.RejectRequests,
+		AuditSink:           "stdout",
+		AuditHeaders:        strings.Join(audit.DefaultHeaders, ","),
+		AuditStreamMaxAge:   dpaudit.DefaultStreamMaxAge,
+		AuditStreamReplicas: 1,
+		Vault:               vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
+		KeyRefreshInterval:  keys.DefaultRefreshInterval,
+		LogLevel:            "info",
+		WorkerID:            defaultWorkerID(),
+	}
+}
+
+// withDefaults fills the zero fields of c from Default, for callers (such as
+// tests) that build a Config by hand instead of with LoadConfig; nested structs
+// field by field. Two fields keep their zero value, because for a Config built by
+// hand it means something: AuditSpoolDir (required, so never guessed) and
+// AuditSink ("" writes no JSON lines).
 func (c Config) withDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.JWTAudience == "" {
-		c.JWTAudience = identity.DefaultAudience
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
-	}
-	if c.WorkerID == "" {
-		c.WorkerID = defaultWorkerID()
-	}
-	if c.FallbackErrorRate == 0 {
-		c.FallbackErrorRate = api.DefaultFallbackErrorRate
-	}
-	if c.FallbackWindow == 0 {
-		c.FallbackWindow = upstream.DefaultErrorRateWindow
-	}
-	if c.LimitsFailPolicy == "" {
-		c.LimitsFailPolicy = limits.FailClosed
-	}
-	if c.LimitsKVTimeout == 0 {
-		c.LimitsKVTimeout = limits.DefaultOpTimeout
-	}
-	if c.LimitsIdleReturn == 0 {
-		c.LimitsIdleReturn = limits.DefaultIdleReturn
-	}
-	if c.AuditSpoolMaxBytes == 0 {
-		c.AuditSpoolMaxBytes = dpaudit.DefaultSpoolMaxBytes
-	}
-	if c.AuditFullPolicy == "" {
-		c.AuditFullPolicy = dpaudit.RejectRequests
-	}
-	if c.AuditHeaders == "" {
-		c.AuditHeaders = strings.Join(audit.DefaultHeaders, ",")
-	}
-	if c.AuditStreamMaxAge == 0 {
-		c.AuditStreamMaxAge = dpaudit.DefaultStreamMaxAge
-	}
-	if c.AuditStreamReplicas == 0 {
-		c.AuditStreamReplicas = 1
-	}
-	if c.KeyRefreshInterval == 0 {
-		c.KeyRefreshInterval = keys.DefaultRefreshInterval
-	}
-	if c.Vault.Auth == "" {
-		c.Vault.Auth = vaultclient.AuthToken
-	}
+	d := Default()
+	d.AuditSpoolDir, d.AuditSink = "", ""
+	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(d))
 	return c
+}
+
+// fillZero sets every zero field of the struct dst to its value in src, recursing
+// into nested structs.
+func fillZero(dst, src reflect.Value) {
+	for i := range dst.NumField() {
+		f := dst.Field(i)
+		switch {
+		case f.Kind() == reflect.Struct:
+			fillZero(f, src.Field(i))
+		case f.IsZero():
+			f.Set(src.Field(i))
+		}
+	}
 }
 
 func (c *Config) validate(p *config.Problems) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -52,6 +53,21 @@ func TestLoadConfigDefaultsAndPrecedence(t *testing.T) {
 	}
 	if cfg.Listen != "127.0.0.1:9999" || cfg.JWTAudience != "aud" || cfg.WorkerID != "w1" || cfg.MaxBodyBytes != 1024 || !cfg.ExposeRoutingHeaders {
 		t.Fatalf("env then flags = %+v", cfg)
+	}
+}
+
+// TestLoadConfigStartsFromDefault: with only the required keys set, LoadConfig
+// gives Default with them, so the flags' defaults and Default cannot drift apart.
+func TestLoadConfigStartsFromDefault(t *testing.T) {
+	cfg, err := app.LoadConfig(nil, getenv(required), io.Discard)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	want := app.Default()
+	want.Region, want.NATSURL, want.JWTIssuer, want.JWKSURL = required["PORTCULLIS_REGION"], required["PORTCULLIS_NATS_URL"],
+		required["PORTCULLIS_JWT_ISSUER"], required["PORTCULLIS_JWKS_URL"]
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("LoadConfig with the required keys only:\n%+v\nwant Default with them:\n%+v", cfg, want)
 	}
 }
 
