@@ -33,7 +33,7 @@ const stopTimeout = 20 * time.Second
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -45,9 +45,10 @@ func main() {
 }
 
 // run executes one command line: serve until ctx ends, or a one-shot subcommand.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// getenv reads the environment (os.Getenv in main).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	sub, args := subcommand(args)
-	cfg, rest, err := app.LoadConfig(args, os.Getenv, stderr)
+	cfg, rest, err := app.LoadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}

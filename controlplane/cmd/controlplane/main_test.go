@@ -48,7 +48,7 @@ func TestOneShotCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout bytes.Buffer
-			err := run(ctx, tt.args, &stdout, io.Discard)
+			err := run(ctx, tt.args, noEnv, &stdout, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -77,7 +77,7 @@ func TestServeUntilCancelled(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--database-url", pgtest.Database(t), "--data-dir", t.TempDir(),
-			"--listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0", "--log-level", "warn"}, stdout, io.Discard)
+			"--listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0", "--log-level", "warn"}, noEnv, stdout, io.Discard)
 	}()
 	addr := regexp.MustCompile(`listening on (http://\S+)`)
 	deadline := time.Now().Add(30 * time.Second)
@@ -115,3 +115,6 @@ func TestServeUntilCancelled(t *testing.T) {
 		t.Fatal("run did not return after its context was cancelled")
 	}
 }
+
+// noEnv is an empty environment, so that a test does not depend on the process's.
+func noEnv(string) string { return "" }

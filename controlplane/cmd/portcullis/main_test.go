@@ -43,7 +43,7 @@ func TestExitCode(t *testing.T) {
 
 func TestRunWithoutCommandPrintsUsage(t *testing.T) {
 	var stderr bytes.Buffer
-	err := run(context.Background(), nil, io.Discard, &stderr)
+	err := run(context.Background(), nil, noEnv, io.Discard, &stderr)
 	if !errors.Is(err, cli.ErrUsage) {
 		t.Fatalf("err = %v, want usage error", err)
 	}
@@ -51,3 +51,6 @@ func TestRunWithoutCommandPrintsUsage(t *testing.T) {
 		t.Fatalf("usage not printed: %q", stderr.String())
 	}
 }
+
+// noEnv is an empty environment, so that a test does not depend on the process's.
+func noEnv(string) string { return "" }

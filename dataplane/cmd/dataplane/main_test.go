@@ -16,7 +16,7 @@ import (
 
 func TestRunRejectsABadConfiguration(t *testing.T) {
 	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"-region", "eu", "-jwks-url", "file:///etc/passwd"}, &bytes.Buffer{}, &stderr)
+	err := run(context.Background(), []string{"-region", "eu", "-jwks-url", "file:///etc/passwd"}, noEnv, &bytes.Buffer{}, &stderr)
 	if err == nil {
 		t.Fatal("run succeeded with a bad configuration")
 	}
@@ -35,10 +35,12 @@ func TestRunServesUntilTheContextEnds(t *testing.T) {
 	stdout := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
+		// The NATS URL comes from the environment run is given, not the process's.
+		env := map[string]string{"PORTCULLIS_NATS_URL": ns.URL()}
 		done <- run(ctx, []string{
-			"-region", "eu", "-listen", "127.0.0.1:0", "-nats-url", ns.ClientURL(),
+			"-region", "eu", "-listen", "127.0.0.1:0",
 			"-jwt-issuer", "http://127.0.0.1:1/issuer", "-jwks-url", "http://127.0.0.1:1/jwks.json",
-		}, stdout, &bytes.Buffer{})
+		}, func(k string) string { return env[k] }, stdout, &bytes.Buffer{})
 	}()
 
 	var addr string
@@ -74,3 +76,6 @@ func TestRunServesUntilTheContextEnds(t *testing.T) {
 		t.Fatal("run did not return after the context ended")
 	}
 }
+
+// noEnv is an empty environment, so that a test does not depend on the process's.
+func noEnv(string) string { return "" }
