@@ -32,7 +32,7 @@ import (
 // Defaults of the keys that have one.
 const (
 	DefaultListen       = "127.0.0.1:8081"
-	DefaultMaxBodyBytes = 4 << 20 // DESIGN.md §4 step 1
+	DefaultMaxBodyBytes = 4 << 20 // docs/design.md §4 step 1
 )
 
 // Config is a data plane's whole configuration. Every field has a flag and a

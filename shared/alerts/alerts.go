@@ -1,4 +1,4 @@
-// Package alerts holds the messages of the PC_ALERTS stream (DESIGN.md §3): security
+// Package alerts holds the messages of the PC_ALERTS stream (docs/design.md §3): security
 // and anomaly alerts, on subject alerts.<kind>.<subject>. The audit issue's anomaly
 // detector adds its kinds; key custody raises key_revoked and key_rotation_due.
 package alerts

@@ -1,4 +1,4 @@
-// Package audit holds the audit event (DESIGN.md §7): one per request, rejected ones
+// Package audit holds the audit event (docs/design.md §7): one per request, rejected ones
 // included, published by data planes on PC_AUDIT_<REGION> (subject
 // audit.<region>.<client>, Nats-Msg-Id = request id), archived per region by the
 // control plane. It carries metadata and keyed hashes, never a prompt, a response, an

@@ -1,4 +1,4 @@
-// Package keyevents holds the messages of the PC_KEYS stream (DESIGN.md §3, §6):
+// Package keyevents holds the messages of the PC_KEYS stream (docs/design.md §3, §6):
 // key rotations and revocations, which the control plane announces and data planes
 // follow, and key-access events, one per read of a key from Vault by any worker or
 // control plane. None of them ever carries key material.

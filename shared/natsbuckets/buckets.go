@@ -110,7 +110,7 @@ func Configs(o Options) []jetstream.KeyValueConfig {
 			Replicas:    o.Replicas,
 		},
 		{
-			// File storage, although DESIGN.md §3 allows memory: a memory stream
+			// File storage, although docs/design.md §3 allows memory: a memory stream
 			// does not survive a single server's restart (the bucket itself would be
 			// gone), and leases make writes rare (a few per thousand requests), so
 			// the disk costs little. Every key carries its own TTL, so old windows

@@ -1,5 +1,5 @@
 // Package deploy checks the production deployment material in deploy/ against the
-// rules of DESIGN.md §6 and the binaries it deploys:
+// rules of docs/design.md §6 and the binaries it deploys:
 //
 //   - no Kubernetes container gets a secret as a literal env value;
 //   - every PORTCULLIS_* variable in a manifest is a real configuration key of the

@@ -1,4 +1,4 @@
-// Package anomaly runs the anomaly rules of Postgres (DESIGN.md §8) against the usage
+// Package anomaly runs the anomaly rules of Postgres (docs/design.md §8) against the usage
 // the audit ingest archives: token_spike (a client with an established pattern whose
 // tokens of the last hour exceed factor × its trailing baseline) and new_source_ip (a
 // client calling from a network it has not used for 7 days). A rule that fires raises

@@ -1,4 +1,4 @@
-// Package rotator is the control plane's key rotator (DESIGN.md §6). It rotates each
+// Package rotator is the control plane's key rotator (docs/design.md §6). It rotates each
 // deployment's provider key on its schedule or on demand, through the deployment's
 // minter, with an overlap during which the previous key stays valid; revokes keys in
 // an emergency with no overlap; retires old keys when their overlap ends; announces

@@ -34,7 +34,7 @@
 // When Publish returns an error, JetStream never gets the event: with ErrSpoolFull
 // (full policy reject_requests) the API answers 503. "Acknowledged" means
 // JetStream's PubAck; how durable that is depends on the servers' sync_interval
-// (DESIGN.md §3).
+// (docs/design.md §3).
 //
 // Delivery is at least once. A retried window, or a restart that finds a cursor
 // saved up to 200 ms before the last ack, publishes some events again: JetStream

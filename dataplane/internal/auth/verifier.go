@@ -1,4 +1,4 @@
-// Package auth verifies the client JWTs presented to the data plane (DESIGN.md §4
+// Package auth verifies the client JWTs presented to the data plane (docs/design.md §4
 // step 2): an asymmetric signature by a key from the issuer's JWKS (cached, refreshed,
 // rotation honoured), iss, aud, exp and nbf with bounded skew, the client_id claim,
 // the llm:access scope, and the token id against the policy's revoked set. Every

@@ -1,6 +1,6 @@
 // Package limits enforces each client's requests per minute, tokens per hour and
 // concurrent requests globally and exactly, across every worker in every region
-// (DESIGN.md §5, docs/limits.md).
+// (docs/design.md §5, docs/limits.md).
 //
 // The global counters live in the PC_LIMITS KV bucket and are only ever changed by
 // compare-and-swap on a key's revision, so concurrent writers cannot lose each

@@ -1,6 +1,6 @@
 // Package router picks the deployments a request may go to, in order of preference.
 // Residency is applied before anything else: a deployment in a region the client's
-// residency does not allow is never a candidate (DESIGN.md §9). Breakers and
+// residency does not allow is never a candidate (docs/design.md §9). Breakers and
 // self-hosted fallback (the resilience issue) filter and extend this same list.
 package router
 

@@ -1,4 +1,4 @@
-// Package usage counts tokens for the data plane's tokens_per_hour budget (DESIGN.md
+// Package usage counts tokens for the data plane's tokens_per_hour budget (docs/design.md
 // §5). Before the upstream call it estimates a request's prompt tokens
 // (EstimatePrompt); afterwards it reads the usage the upstream reports, from a whole
 // response (FromResponse) or chunk by chunk from a stream (StreamMeter), which also
