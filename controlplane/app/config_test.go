@@ -138,7 +138,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		PublishInterval:       30 * time.Second,
 		NATSReplicas:          3,
 		WorkerTTL:             DefaultWorkerTTL,
-		Vault:                 vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
+		Vault:                 vaultclient.DefaultConfig(),
 		RotationCheckInterval: rotator.DefaultCheckInterval,
 		AuditIngest:           true,
 		AnomalyCheckInterval:  5 * time.Second,

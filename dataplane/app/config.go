@@ -170,7 +170,7 @@ func Default() Config {
 		AuditHeaders:        strings.Join(audit.DefaultHeaders, ","),
 		AuditStreamMaxAge:   dpaudit.DefaultStreamMaxAge,
 		AuditStreamReplicas: 1,
-		Vault:               vaultclient.Config{Auth: vaultclient.AuthToken, K8sJWTFile: vaultclient.DefaultK8sJWTFile},
+		Vault:               vaultclient.DefaultConfig(),
 		KeyRefreshInterval:  keys.DefaultRefreshInterval,
 		LogLevel:            "info",
 		WorkerID:            defaultWorkerID(),

@@ -20,11 +20,6 @@ import (
 
 // Options change how Start runs the server. The zero value is what Start uses.
 type Options struct {
-	// StoreDir is the JetStream store; "" is a new temporary directory. A test that
-	// starts a second server on the first one's store passes it here.
-	StoreDir string
-	// Listen is host:port; "" is a random loopback port.
-	Listen string
 	// Configure, when set, changes the server options (TLS, accounts, …).
 	Configure func(*server.Options)
 	// NoConn starts no connection: Conn and JetStream stay nil, for a test of a
@@ -40,10 +35,12 @@ type Server struct {
 	Conn      *nats.Conn
 	JetStream jetstream.JetStream
 
-	t    testing.TB
-	o    Options
-	mu   sync.Mutex // guards down and the server; Stop and Restart hold it
-	down bool
+	t        testing.TB
+	o        Options
+	addr     string     // host:port, kept across restarts
+	storeDir string     // the JetStream store, kept across restarts
+	mu       sync.Mutex // guards down and the server; Stop and Restart hold it
+	down     bool
 }
 
 // Start starts a nats-server for t and connects to it; both stop when t ends.
@@ -55,16 +52,10 @@ func Start(t testing.TB) *Server {
 // StartWith is Start with options.
 func StartWith(t testing.TB, o Options) *Server {
 	t.Helper()
-	if o.StoreDir == "" {
-		o.StoreDir = t.TempDir()
-	}
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
-	}
-	s := &Server{t: t, o: o}
+	s := &Server{t: t, o: o, addr: "127.0.0.1:0", storeDir: t.TempDir()}
 	s.start()
 	// The address is kept, so that a restart comes back where clients look for it.
-	s.o.Listen = hostPort(t, s.Server.ClientURL())
+	s.addr = hostPort(t, s.Server.ClientURL())
 	t.Cleanup(s.Stop)
 	if !o.NoConn {
 		s.Conn, s.JetStream = s.Connect(t)
@@ -72,10 +63,10 @@ func StartWith(t testing.TB, o Options) *Server {
 	return s
 }
 
-// start runs a server with s.o. s.mu is held or s is not shared yet.
+// start runs a server on s.addr and s.storeDir. s.mu is held or s is not shared yet.
 func (s *Server) start() {
 	s.t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{Listen: s.o.Listen, StoreDir: s.o.StoreDir, Configure: s.o.Configure})
+	ns, err := natsembed.Start(natsembed.Options{Listen: s.addr, StoreDir: s.storeDir, Configure: s.o.Configure})
 	if err != nil {
 		s.t.Fatalf("start embedded nats-server: %v", err)
 	}
@@ -83,10 +74,7 @@ func (s *Server) start() {
 }
 
 // URL is the server's client URL; it stays the same across restarts.
-func (s *Server) URL() string { return "nats://" + s.o.Listen }
-
-// StoreDir is the server's JetStream store.
-func (s *Server) StoreDir() string { return s.o.StoreDir }
+func (s *Server) URL() string { return "nats://" + s.addr }
 
 // Connect opens another connection to the server, closed when t ends. It
 // reconnects for as long as the server is down, every 20 ms.
@@ -127,7 +115,7 @@ func (s *Server) Restart() {
 	defer s.mu.Unlock()
 	// The port was just released; the kernel may hold on to it for a moment.
 	waitfor.Until(10*time.Second, func() bool {
-		l, err := net.Listen("tcp", s.o.Listen)
+		l, err := net.Listen("tcp", s.addr)
 		if err != nil {
 			return false
 		}
