@@ -62,6 +62,7 @@ type StreamTranslator struct {
 	data    []byte      // the data of a multi-line event
 	delta   []byte      // the delta of the chunk at hand
 	out     []byte      // Translate's result, reused
+	text    string      // the text delta of the event at hand
 }
 
 // toolState follows one tool_use content block.
@@ -110,13 +111,18 @@ func (t *StreamTranslator) Usage() (prompt, completion int64, ok bool) {
 // returned. A stream that ends before Done was cut.
 func (t *StreamTranslator) Done() bool { return t.ended && !t.failed }
 
+// EventText returns the text delta of the event the last Translate took: empty
+// unless it was a text_delta.
+func (t *StreamTranslator) EventText() string { return t.text }
+
 // Translate takes one raw server-sent event, as upstream.EventReader yields it
 // ("event: x\ndata: {...}\n\n"), and returns the OpenAI events it becomes, zero or
 // more concatenated. The result is valid until the next call. On failure it returns
 // a *StreamError together with an OpenAI error event that ends the client's stream;
 // write the events, then stop. Events after the end of the stream are ignored.
 func (t *StreamTranslator) Translate(event []byte) ([]byte, error) {
-	t.out = t.out[:0]
+	t.out, t.text = t.out[:0], ""
+
 	if t.ended {
 		return nil, nil
 	}
@@ -281,6 +287,7 @@ func (t *StreamTranslator) blockDelta() {
 	switch t.ev.Delta.Type {
 	case "text_delta":
 		if t.ev.Delta.Text != "" {
+			t.text = t.ev.Delta.Text
 			t.textChunk(t.ev.Delta.Text)
 		}
 	case "input_json_delta":

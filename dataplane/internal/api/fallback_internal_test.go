@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -17,22 +16,22 @@ func TestServes(t *testing.T) {
 	tests := []struct {
 		name string
 		kind string
+		api  clientAPI
 		op   string
-		path string
 		want bool
 	}{
-		{name: "chat on openai", kind: policy.ProviderOpenAI, op: policy.OpChat, path: upstream.PathChatCompletions, want: true},
-		{name: "chat on ollama", kind: policy.ProviderOllama, op: policy.OpChat, path: upstream.PathChatCompletions, want: true},
-		{name: "chat translated for anthropic", kind: policy.ProviderAnthropic, op: policy.OpChat, path: upstream.PathChatCompletions, want: true},
-		{name: "embeddings not on anthropic", kind: policy.ProviderAnthropic, op: policy.OpEmbeddings, path: upstream.PathEmbeddings, want: false},
-		{name: "legacy completions not on anthropic", kind: policy.ProviderAnthropic, op: policy.OpTextCompletion, path: upstream.PathCompletions, want: false},
-		{name: "messages on anthropic", kind: policy.ProviderAnthropic, op: policy.OpMessages, path: upstream.PathMessages, want: true},
-		{name: "messages not on ollama", kind: policy.ProviderOllama, op: policy.OpMessages, path: upstream.PathMessages, want: false},
+		{name: "chat on openai", kind: policy.ProviderOpenAI, op: policy.OpChat, want: true},
+		{name: "chat on ollama", kind: policy.ProviderOllama, op: policy.OpChat, want: true},
+		{name: "chat translated for anthropic", kind: policy.ProviderAnthropic, op: policy.OpChat, want: true},
+		{name: "embeddings not on anthropic", kind: policy.ProviderAnthropic, op: policy.OpEmbeddings, want: false},
+		{name: "legacy completions not on anthropic", kind: policy.ProviderAnthropic, op: policy.OpTextCompletion, want: false},
+		{name: "messages on anthropic", kind: policy.ProviderAnthropic, api: apiAnthropic, op: policy.OpMessages, want: true},
+		{name: "messages not on ollama", kind: policy.ProviderOllama, api: apiAnthropic, op: policy.OpMessages, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := serves(route(tt.kind), tt.op, tt.path); got != tt.want {
-				t.Fatalf("serves(%s, %s, %s) = %v, want %v", tt.kind, tt.op, tt.path, got, tt.want)
+			if got := serves(route(tt.kind), &request{api: tt.api, op: tt.op}); got != tt.want {
+				t.Fatalf("serves(%s, %s) = %v, want %v", tt.kind, tt.op, got, tt.want)
 			}
 		})
 	}

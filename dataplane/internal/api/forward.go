@@ -13,7 +13,6 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
-	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // forward calls the request's upstream and relays the answer. routes are the
@@ -26,7 +25,7 @@ import (
 // last is the deployment the last attempt went to, nil when none could be made
 // (every breaker open): a fallback after a failed attempt is paid from its retry
 // budget.
-func (s *server) forward(c echo.Context, routes []policycache.Route, op, path string, req *request, m *metering) (last *upstream.Target, err error) {
+func (s *server) forward(c echo.Context, routes []policycache.Route, x *exchange) (last *upstream.Target, err error) {
 	ctx := c.Request().Context()
 	maxAttempts := 1
 	if t := routes[0].Deployment.Target; t != nil {
@@ -48,7 +47,7 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, op, path st
 		if attempt == 1 {
 			last.OnFirstAttempt()
 		}
-		res := s.attempt(c, route, report, op, path, req, m, attempt < maxAttempts)
+		res := s.attempt(c, route, report, x, attempt < maxAttempts)
 		if !res.retryable {
 			return last, res.err
 		}
@@ -67,25 +66,31 @@ type attemptResult struct {
 	wait      time.Duration // the upstream's Retry-After, if it gave one
 }
 
-// attempt makes one call to route within the deployment's total timeout and, unless
-// it failed in a way worth retrying (and more attempts are left), relays the answer.
+// attempt makes one call to route within the deployment's total timeout, through
+// the translator of the route's pair of client API and provider, and, unless it
+// failed in a way worth retrying (and more attempts are left), relays the answer.
 // report gets the attempt's outcome for the deployment's breaker.
-func (s *server) attempt(c echo.Context, route policycache.Route, report func(upstream.Outcome), op, path string, req *request, m *metering, more bool) attemptResult {
+func (s *server) attempt(c echo.Context, route policycache.Route, report func(upstream.Outcome), x *exchange, more bool) attemptResult {
 	ctx := c.Request().Context()
 	dep := route.Deployment
-	info(c).deployment = dep.Name
-	actx, cancel := context.WithTimeout(ctx, dep.Target.TotalTimeout())
-	defer cancel()
-	anthropicKind := dep.ProviderKind == policy.ProviderAnthropic
-	upPath, body, err := upstreamRequest(route, op, path, req, anthropicKind)
+	ri := info(c)
+	ri.deployment = dep.Name
+	pair, ok := translationFor(x.req.api, dep.ProviderKind, x.req.op)
+	if !ok {
+		report(upstream.Ignored)
+		return attemptResult{err: notServed(x.req, dep)}
+	}
+	tr := pair.new(x)
+	upPath, body, err := tr.request(x.req, route.UpstreamModel)
 	if err != nil {
 		report(upstream.Ignored)
 		return attemptResult{err: err}
 	}
-	ri := info(c)
+	actx, cancel := context.WithTimeout(ctx, dep.Target.TotalTimeout())
+	defer cancel()
 	ri.provider, ri.route = dep.Provider, route
 	sent := time.Now()
-	resp, keyVersion, err := dep.Target.Send(actx, upPath, body, ri.id)
+	resp, keyVersion, err := dep.Target.Send(actx, upstream.Call{Path: upPath, Body: body, RequestID: ri.id, Key: pair.key})
 	ri.upstreamLatency += time.Since(sent)
 	ri.keyVersion = keyVersion
 	if err != nil {
@@ -113,41 +118,14 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 	if s.ExposeRoutingHeaders {
 		c.Response().Header().Set(HeaderDeployment, dep.Name)
 	}
-	switch {
-	case path == upstream.PathMessages:
-		err = relayMessages(c, resp, dep.Name, req, m)
-	case anthropicKind:
-		err = relayAnthropic(c, resp, dep.Name, req, m)
-	default:
-		err = relay(c, resp, dep.Name, req.Stream, m)
-	}
+	x.tr = tr
+	err = tr.relay(c, resp, dep.Name)
 	report(outcome(ctx, resp.StatusCode, err))
 	if errors.Is(err, errStreamNotStarted) && !c.Response().Committed {
-		m.started = false // nothing reached the client: the attempt may be retried
+		x.tr = nil // nothing reached the client: the attempt may be retried
 		return attemptResult{err: err, retryable: true}
 	}
 	return attemptResult{err: err}
-}
-
-// upstreamRequest is the path and body of the call to route: the client's request
-// with the deployment's model name, or for an Anthropic deployment a chat request
-// translated to the Messages API (the only operation it serves).
-func upstreamRequest(route policycache.Route, op, path string, req *request, anthropicKind bool) (string, []byte, error) {
-	if path == upstream.PathMessages && !anthropicKind { // the native Messages API
-		return "", nil, apierr.New(apierr.InvalidRequest, "the model %q is not served by an Anthropic deployment; use /v1/chat/completions", req.Model)
-	}
-	if !anthropicKind || path == upstream.PathMessages {
-		body, err := req.withModel(route.UpstreamModel)
-		if err != nil {
-			return "", nil, apierr.Wrap(apierr.Internal, err, "internal error")
-		}
-		return path, body, nil
-	}
-	if op != policy.OpChat {
-		return "", nil, apierr.New(apierr.InvalidRequest, "the model %q serves chat completions only", req.Model)
-	}
-	body, err := anthropicBody(req, route.UpstreamModel, DefaultMaxTokens)
-	return upstream.PathMessages, body, err
 }
 
 // pickRoute returns the index of the candidate the next attempt goes to, with the
@@ -215,7 +193,7 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 		return upstream.Ignored
 	case upstream.RetryableStatus(status), status == http.StatusUnauthorized, status == http.StatusForbidden:
 		return upstream.Failure
-	case relayErr != nil && status/100 == 2:
+	case relayErr != nil && status/100 == 2 && !errors.As(relayErr, new(*guardStop)):
 		return upstream.Failure // the answer broke off
 	}
 	return upstream.Success
@@ -226,12 +204,12 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 // candidate is healthy, routes to the policy's fallback model instead (see
 // fallBack). With no usable fallback the primary candidates stay, and fail as they
 // will.
-func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, model, op, path string, routes []policycache.Route) []policycache.Route {
+func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, req *request, routes []policycache.Route) []policycache.Route {
 	ordered, ok, reason := router.Balance(routes, s.fallbackThreshold())
 	if ok {
 		return ordered
 	}
-	to, fallback := s.fallbackRoutes(p, client, model, op, path, routes)
+	to, fallback := s.fallbackRoutes(p, client, req, routes)
 	if fallback == nil {
 		return routes
 	}
@@ -246,28 +224,28 @@ func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *po
 // a 5xx, or a 429 whose Retry-After is too long to wait. The fallback call is a
 // retry like any other: the last deployment tried pays for it from its retry
 // budget, and with the budget spent the primary's failure stands.
-func (s *server) forwardWithFallback(c echo.Context, p *policycache.Policy, client *policycache.Client, routes []policycache.Route, op, path string, req *request, m *metering) error {
-	last, err := s.forward(c, routes, op, path, req, m)
+func (s *server) forwardWithFallback(c echo.Context, p *policycache.Policy, client *policycache.Client, routes []policycache.Route, x *exchange) error {
+	last, err := s.forward(c, routes, x)
 	if err == nil || info(c).fallback != "" || !fallbackWorthy(c, err) {
 		return err
 	}
-	to, fallback := s.fallbackRoutes(p, client, req.Model, op, path, routes)
+	to, fallback := s.fallbackRoutes(p, client, x.req, routes)
 	if fallback == nil || (last != nil && !last.SpendRetry()) {
 		return err
 	}
 	markFallback(c, to, fallbackReason(err))
 	c.Response().Header().Del("Retry-After") // the primary's 429 is not the answer
-	_, err = s.forward(c, fallback, op, path, req, m)
+	_, err = s.forward(c, fallback, x)
 	return err
 }
 
-// fallbackRoutes returns the policy's fallback model for model (by the provider of
-// routes, the primary candidates) and its candidates: filtered by the client's
-// residency like every other, limited to deployments that can serve op on path,
+// fallbackRoutes returns the policy's fallback model for req's model (by the
+// provider of routes, the primary candidates) and its candidates: filtered by the
+// client's residency like every other, limited to deployments that can serve req,
 // and balanced like the primary's. With no fallback, or no candidate left, the
 // routes are nil.
-func (s *server) fallbackRoutes(p *policycache.Policy, client *policycache.Client, model, op, path string, routes []policycache.Route) (string, []policycache.Route) {
-	to, ok := p.Fallback(routes[0].Deployment.Provider, model)
+func (s *server) fallbackRoutes(p *policycache.Policy, client *policycache.Client, req *request, routes []policycache.Route) (string, []policycache.Route) {
+	to, ok := p.Fallback(routes[0].Deployment.Provider, req.Model)
 	if !ok {
 		return "", nil
 	}
@@ -277,7 +255,7 @@ func (s *server) fallbackRoutes(p *policycache.Policy, client *policycache.Clien
 	}
 	fallback := candidates[:0]
 	for _, r := range candidates {
-		if serves(r, op, path) {
+		if serves(r, req) {
 			fallback = append(fallback, r)
 		}
 	}
@@ -296,15 +274,11 @@ func markFallback(c echo.Context, to, reason string) {
 	ri.fallback, ri.fallbackReason = to, reason
 }
 
-// serves reports whether route's deployment can answer op on path: the native
-// Messages API needs an Anthropic deployment, and an Anthropic deployment serves
-// chat (translated) and the Messages API only.
-func serves(route policycache.Route, op, path string) bool {
-	anthropicKind := route.Deployment.ProviderKind == policy.ProviderAnthropic
-	if path == upstream.PathMessages {
-		return anthropicKind
-	}
-	return !anthropicKind || op == policy.OpChat
+// serves reports whether route's deployment can answer req: a translation carries
+// req's API and operation to the deployment's provider.
+func serves(route policycache.Route, req *request) bool {
+	_, ok := translationFor(req.api, route.Deployment.ProviderKind, req.op)
+	return ok
 }
 
 // fallbackWorthy reports whether a request whose attempts all failed with err may

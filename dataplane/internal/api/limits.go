@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/portcullis-gw/portcullis/dataplane/internal/anthropic"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
@@ -45,17 +43,18 @@ const (
 // may use (writing the output budget into the request), takes them with a
 // concurrency slot and a request from the client's windows, and sets the
 // x-ratelimit-* headers. The returned ticket must be finished with the tokens used.
-func (s *server) admit(c echo.Context, client *policycache.Client, op string, req *request, m *metering) (*limits.Ticket, error) {
+func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) (*limits.Ticket, error) {
+	req := x.req
 	lim := client.Limits(time.Now())
 	if s.Limiter == nil {
 		return nil, nil
 	}
 	var tokens int64
 	if lim.TokensPerHour > 0 {
-		m.prompt = usage.EstimatePrompt(op, req.fields)
-		tokens = m.prompt
-		if op != policy.OpEmbeddings {
-			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, lim.TokensPerHour-m.prompt)
+		x.prompt = usage.EstimatePrompt(req.op, req.fields)
+		tokens = x.prompt
+		if req.op != policy.OpEmbeddings {
+			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, lim.TokensPerHour-x.prompt)
 			if err != nil {
 				return nil, err
 			}
@@ -168,124 +167,4 @@ func setRateHeaders(h interface{ Set(string, string) }, st limits.Status) {
 		h.Set(headerRemainingTokens, strconv.FormatInt(t.Remaining, 10))
 		h.Set(headerResetTokens, limits.FormatReset(t.Reset))
 	}
-}
-
-// errBadStreamOptions is the 400 of a stream_options that is not an object.
-var errBadStreamOptions = paramError("stream_options", "stream_options must be an object")
-
-// metering follows one request's token use, to settle its reservation.
-type metering struct {
-	prompt  int64 // estimated prompt tokens; 0 when the client has no token limit
-	enabled bool  // the client has a token limit
-	started bool  // a 2xx answer began to reach the client
-	stream  *usage.StreamMeter
-	body    capture // a non-streamed answer, for its usage
-	// askedUsage: the client's stream_options.include_usage.
-	askedUsage bool
-	// translator is set when an Anthropic stream is relayed; it has the usage.
-	translator *anthropic.StreamTranslator
-	// anthropicUsage: the captured answer is Anthropic's, with Anthropic's usage.
-	anthropicUsage bool
-}
-
-// used is the number of tokens the request consumed: what the upstream reported,
-// else the prompt estimate plus the delivered completion counted with the
-// tokenizer. An answer that never started consumed nothing.
-func (m *metering) used(reserved int64) int64 {
-	if !m.enabled || !m.started {
-		return 0
-	}
-	if m.translator != nil {
-		if prompt, completion, ok := m.translator.Usage(); ok {
-			return prompt + completion
-		}
-		return reserved
-	}
-	if m.stream != nil {
-		if u, ok := m.stream.Usage(); ok {
-			return u.PromptTokens + u.CompletionTokens
-		}
-		return m.prompt + m.stream.CompletionTokens()
-	}
-	if m.body.overflow {
-		return reserved // too large to inspect: keep the reservation
-	}
-	if m.anthropicUsage {
-		if prompt, completion, ok := anthropic.Usage(m.body.buf.Bytes()); ok {
-			return prompt + completion
-		}
-		return reserved
-	}
-	if u, ok := usage.FromResponse(m.body.buf.Bytes()); ok {
-		return u.PromptTokens + u.CompletionTokens
-	}
-	return m.prompt + usage.CountText(usage.CompletionText(m.body.buf.Bytes()))
-}
-
-// split is the request's prompt and completion tokens as the upstream reported
-// them, else estimated: the prompt estimate (0 for a client without a token limit)
-// and the delivered completion counted with the tokenizer. An answer that never
-// started used none.
-func (m *metering) split() (in, out int64) {
-	if !m.started {
-		return 0, 0
-	}
-	switch {
-	case m.translator != nil:
-		if p, c, ok := m.translator.Usage(); ok {
-			return p, c
-		}
-		return m.prompt, 0
-	case m.stream != nil:
-		if u, ok := m.stream.Usage(); ok {
-			return u.PromptTokens, u.CompletionTokens
-		}
-		return m.prompt, m.stream.CompletionTokens()
-	case !m.body.on || m.body.overflow:
-		return m.prompt, 0
-	case m.anthropicUsage:
-		if p, c, ok := anthropic.Usage(m.body.buf.Bytes()); ok {
-			return p, c
-		}
-		return m.prompt, 0
-	}
-	if u, ok := usage.FromResponse(m.body.buf.Bytes()); ok {
-		return u.PromptTokens, u.CompletionTokens
-	}
-	return m.prompt, usage.CountText(usage.CompletionText(m.body.buf.Bytes()))
-}
-
-// prepareStream asks the upstream for usage in a stream's last chunk, and sets
-// up the meter that hides that chunk from a client that did not ask for it.
-func prepareStream(req *request, m *metering) error {
-	asked, so, err := usage.WithStreamUsage(req.fields["stream_options"])
-	if err != nil {
-		return errBadStreamOptions
-	}
-	req.fields["stream_options"] = so
-	m.askedUsage = asked
-	m.stream = usage.NewStreamMeter(!asked)
-	return nil
-}
-
-// captureLimit bounds how much of a non-streamed answer is kept to read its usage.
-const captureLimit = 8 << 20
-
-// capture keeps the first captureLimit bytes written to it.
-type capture struct {
-	on       bool
-	buf      bytes.Buffer
-	overflow bool
-}
-
-func (c *capture) Write(p []byte) (int, error) {
-	if !c.on || c.overflow {
-		return len(p), nil
-	}
-	if c.buf.Len()+len(p) > captureLimit {
-		c.overflow = true
-		c.buf.Reset()
-		return len(p), nil
-	}
-	return c.buf.Write(p)
 }

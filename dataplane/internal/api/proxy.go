@@ -5,13 +5,12 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
-	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
-// proxy handles one OpenAI-compatible operation (op) forwarded to path upstream.
-func (s *server) proxy(op, path string) echo.HandlerFunc {
+// proxy handles one operation (op) of a client API, called on path.
+func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ri := info(c)
 		body, err := readBody(c.Response(), c.Request(), s.MaxBodyBytes)
@@ -22,6 +21,7 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		req.api, req.op, req.path = api, op, path
 		ri.model, ri.operation, ri.stream = req.Model, op, req.Stream
 		if s.Audit != nil {
 			ri.promptHash = s.promptHash(req)
@@ -39,31 +39,38 @@ func (s *server) proxy(op, path string) echo.HandlerFunc {
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}
-		m := &metering{}
-		if req.Stream && op != policy.OpEmbeddings && path != upstream.PathMessages {
-			if err := prepareStream(req, m); err != nil {
+		if req.Stream && api == apiOpenAI && op != policy.OpEmbeddings {
+			if err := prepareStream(req); err != nil {
 				return err
 			}
 		}
-		defer func() { ri.tokensIn, ri.tokensOut = m.split() }()
-		ticket, err := s.admit(c, client, op, req, m)
+		x := &exchange{req: req, capture: s.Audit != nil} // the audit event has the answer's tokens
+		if s.Guard != nil {
+			watch, err := s.Guard.Inspect(c.Request().Context(), GuardRequest{
+				ClientID: client.ID, Tenant: client.Tenant, Model: req.Model, Operation: op,
+				Messages: requestMessages(req),
+			})
+			if err != nil {
+				return err
+			}
+			x.watch = watch
+		}
+		defer func() { ri.tokensIn, ri.tokensOut = x.split() }()
+		ticket, err := s.admit(c, client, x)
 		if err != nil {
 			return err
 		}
 		if ticket != nil {
-			m.enabled = ticket.Reserved() > 0
-			m.body.on = m.enabled && m.stream == nil
-			defer func() { ticket.Finish(m.used(ticket.Reserved())) }()
-		}
-		if s.Audit != nil && m.stream == nil {
-			m.body.on = true // for the audit event's token counts
+			x.limited = ticket.Reserved() > 0
+			x.capture = x.capture || x.limited
+			defer func() { ticket.Finish(x.used(ticket.Reserved())) }()
 		}
 		routes, err := router.Candidates(p, client, req.Model)
 		if err != nil {
 			return err
 		}
-		routes = s.healthyRoutes(c, p, client, req.Model, op, path, routes)
-		return s.forwardWithFallback(c, p, client, routes, op, path, req, m)
+		routes = s.healthyRoutes(c, p, client, req, routes)
+		return s.forwardWithFallback(c, p, client, routes, x)
 	}
 }
 

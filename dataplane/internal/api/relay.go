@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,15 +12,16 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/dataplane/internal/anthropic"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 
-// relay turns the upstream's response into the client's. Success and the
-// upstream's own 4xx answers pass through; 429 stays 429; everything else becomes a
-// 502 upstream_error with the upstream's body withheld. m follows the tokens of a
-// successful answer.
-func relay(c echo.Context, resp *http.Response, deployment string, stream bool, m *metering) error {
+// upstreamFailure maps an answer the client must not see as it is to the gateway's
+// error, discarding its body: 429 stays 429 (with the upstream's Retry-After), a
+// refused key (401, 403), 5xx, 1xx and 3xx become a 502 upstream_error. It returns
+// nil for the answers that pass through: success and the upstream's own 4xx.
+func upstreamFailure(c echo.Context, resp *http.Response, deployment string) error {
 	status := resp.StatusCode
 	switch {
 	case status == http.StatusTooManyRequests:
@@ -38,38 +40,51 @@ func relay(c echo.Context, resp *http.Response, deployment string, stream bool, 
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
 			"the upstream failed to answer")
 	}
-	m.started = status/100 == 2
-	if stream && status/100 == 2 && isEventStream(resp.Header.Get("Content-Type")) {
-		meter := m.stream
-		return relayStream(c, resp.Body, deployment, func(ev []byte) ([]byte, bool, error) {
-			out := ev
-			if meter != nil {
-				out = meter.Observe(ev)
-			}
-			return out, upstream.IsDone(ev), nil
-		})
-	}
-	if !m.started || m.stream != nil {
-		m.body.on = false // an error or an unexpected non-stream answer: nothing to read usage from
-		m.stream = nil
-	}
+	return nil
+}
+
+// copyAnswer relays a non-streamed answer as it is, with its status and content
+// type, writing it also to keep when that is not nil.
+func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *capture) error {
 	w := c.Response()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
 		ct = echo.MIMEApplicationJSON
 	}
 	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(status)
+	w.WriteHeader(resp.StatusCode)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	var dst io.Writer = w
-	if m.body.on {
-		dst = io.MultiWriter(w, &m.body)
+	if keep != nil {
+		dst = io.MultiWriter(w, keep)
 	}
 	if _, err := io.CopyBuffer(dst, resp.Body, *buf); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	return nil
+}
+
+// captureLimit bounds how much of a non-streamed answer is kept to read its usage.
+const captureLimit = 8 << 20
+
+// capture keeps the first captureLimit bytes written to it; past that it keeps
+// nothing and says so.
+type capture struct {
+	buf      bytes.Buffer
+	overflow bool
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	if c.overflow {
+		return len(p), nil
+	}
+	if c.buf.Len()+len(p) > captureLimit {
+		c.overflow = true
+		c.buf.Reset()
+		return len(p), nil
+	}
+	return c.buf.Write(p)
 }
 
 // copyBuffers holds the buffers relay copies answers through. io.Copy would allocate
@@ -82,21 +97,16 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 type streamTransform func(ev []byte) (out []byte, done bool, stop error)
 
 // relayStream passes a server-sent event stream through event by event, flushing
-// whenever no further event has already arrived. A stream that breaks before it is
-// done ("data: [DONE]") ends with an error event and no [DONE], so the client can
-// tell the answer is cut. transform sees every event first and may drop or rewrite
-// it (the usage chunk a client did not ask for, or a translation).
-func relayStream(c echo.Context, body io.Reader, deployment string, transform streamTransform) error {
-	return relayStreamEnding(c, body, deployment, errorEvent, transform)
-}
-
-// relayStreamEnding is relayStream with cutEvent as the event that ends a broken
-// stream.
+// whenever no further event has already arrived. transform sees every event first
+// and may drop or rewrite it (the usage chunk a client did not ask for, or a
+// translation). A stream that breaks before it is done ends with cutEvent, the
+// client API's error event, so the client can tell the answer is cut.
 //
 // The response starts with the first event: a stream that breaks before it has sent
 // the client nothing, and its error wraps errStreamNotStarted so that the attempt
-// can be retried.
-func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEvent []byte, transform streamTransform) error {
+// can be retried. A transform that stops the stream with a *guardStop (a
+// StreamWatcher refused the text) ends it with the guard's error.
+func relayStream(c echo.Context, body io.Reader, deployment string, cutEvent []byte, transform streamTransform) error {
 	w := c.Response()
 	events := upstream.NewEventReader(body, upstream.MaxEventBytes)
 	defer events.Release()
@@ -138,6 +148,9 @@ func relayStreamEnding(c echo.Context, body io.Reader, deployment string, cutEve
 		}
 		if stop != nil {
 			w.Flush()
+			if gs := (*guardStop)(nil); errors.As(stop, &gs) {
+				return gs
+			}
 			return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("stream from deployment %s: %w", deployment, stop), "the upstream stream failed")
 		}
 		if !events.EventReady() { // else the next event leaves with this one
@@ -157,6 +170,35 @@ var errorEvent = func() []byte {
 	}
 	return []byte("data: " + string(b) + "\n\n")
 }()
+
+// guardStop is how a stream a StreamWatcher refused ends: err is the watcher's
+// error, and the upstream is not to blame for it.
+type guardStop struct{ err *apierr.Error }
+
+func (g *guardStop) Error() string { return "the guard stopped the stream: " + g.err.Error() }
+func (g *guardStop) Unwrap() error { return g.err }
+
+// watchDelta shows text, one streamed delta, to watch (if any). When the watcher
+// refuses it, it returns the event that ends the client's stream in api's schema
+// and the stop for the stream transform.
+func watchDelta(watch StreamWatcher, api clientAPI, text []byte) (event []byte, stop error) {
+	if watch == nil || len(text) == 0 {
+		return nil, nil
+	}
+	err := watch.Delta(text)
+	if err == nil {
+		return nil, nil
+	}
+	e := apierr.From(err)
+	if api == apiAnthropic {
+		return anthropic.ErrorEvent(e.Status(), e.Message), &guardStop{err: e}
+	}
+	b, merr := json.Marshal(e.OpenAI())
+	if merr != nil {
+		b = []byte(`{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}`)
+	}
+	return append(append([]byte("data: "), b...), "\n\n"...), &guardStop{err: e}
+}
 
 func isEventStream(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)

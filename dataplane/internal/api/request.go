@@ -12,12 +12,19 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 
-// request is an OpenAI-style request body. Only model and stream are interpreted;
-// every other field is kept verbatim and forwarded.
+// request is a client's request: its body, of which only model and stream are
+// interpreted (every other field is kept verbatim and forwarded), and the endpoint
+// it came to.
 type request struct {
 	Model  string
 	Stream bool
 	fields map[string]json.RawMessage
+
+	api  clientAPI // the API family the client speaks
+	op   string    // the operation, policy.Op*
+	path string    // the endpoint the client called, upstream.Path*
+	// askedUsage: the client's stream_options.include_usage (see prepareStream).
+	askedUsage bool
 }
 
 // bodyReadTimeout bounds reading a request body, so a client trickling bytes cannot

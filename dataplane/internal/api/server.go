@@ -69,6 +69,9 @@ type Options struct {
 	Audit        Auditor
 	AuditKey     []byte
 	AuditHeaders []string
+	// Guard sees every request's text and each streamed text delta of its answer
+	// (nil: none); see Guard.
+	Guard Guard
 }
 
 type server struct {
@@ -83,10 +86,10 @@ func New(o Options) http.Handler {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.observe, middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 
-	e.POST("/v1/chat/completions", s.proxy(policy.OpChat, upstream.PathChatCompletions))
-	e.POST("/v1/completions", s.proxy(policy.OpTextCompletion, upstream.PathCompletions))
-	e.POST("/v1/embeddings", s.proxy(policy.OpEmbeddings, upstream.PathEmbeddings))
-	e.POST(messagesRoute, s.proxy(policy.OpMessages, upstream.PathMessages))
+	e.POST("/v1/chat/completions", s.proxy(apiOpenAI, policy.OpChat, upstream.PathChatCompletions))
+	e.POST("/v1/completions", s.proxy(apiOpenAI, policy.OpTextCompletion, upstream.PathCompletions))
+	e.POST("/v1/embeddings", s.proxy(apiOpenAI, policy.OpEmbeddings, upstream.PathEmbeddings))
+	e.POST(messagesRoute, s.proxy(apiAnthropic, policy.OpMessages, upstream.PathMessages))
 	e.GET("/v1/models", s.listModels)
 
 	e.GET("/healthz", s.healthz)

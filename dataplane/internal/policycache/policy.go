@@ -199,7 +199,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		}
 		if old, ok := prev.deployment(d.Name); ok && old.Target != nil && old.ProviderKind == dep.ProviderKind && reflect.DeepEqual(old.spec, d) {
 			dep.Target = old.Target
-		} else if t, err := upstream.New(d, dep.ProviderKind, uo); err != nil {
+		} else if t, err := upstream.New(d, uo); err != nil {
 			dep.BuildErr = err
 			log.Warn("deployment unusable", "deployment", d.Name, "err", err)
 		} else {

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
-	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // forwardProxy is a plain-HTTP forward proxy that counts what it forwards.
@@ -51,12 +50,12 @@ func TestEgressGoesThroughTheConfiguredProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, err := upstream.New(deployment(up.URL), policy.ProviderOpenAI, upstream.Options{Egress: eg})
+	target, err := upstream.New(deployment(up.URL), upstream.Options{Egress: eg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+	resp, _, err := target.Send(context.Background(), upstream.Call{Path: upstream.PathChatCompletions, Body: []byte(`{}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +72,12 @@ func TestEgressGoesThroughTheConfiguredProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, err = upstream.New(deployment(up.URL), policy.ProviderOpenAI, upstream.Options{Egress: direct})
+	target, err = upstream.New(deployment(up.URL), upstream.Options{Egress: direct})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, _, err = target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+	resp, _, err = target.Send(context.Background(), upstream.Call{Path: upstream.PathChatCompletions, Body: []byte(`{}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +109,7 @@ func TestEgressAllowlistRefusesUnlistedHosts(t *testing.T) {
 		}
 	}
 	d := deployment("https://evil.example.com")
-	if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{Egress: eg}); !errors.Is(err, upstream.ErrHostNotAllowed) {
+	if _, err := upstream.New(d, upstream.Options{Egress: eg}); !errors.Is(err, upstream.ErrHostNotAllowed) {
 		t.Fatalf("New of an unlisted host = %v, want ErrHostNotAllowed", err)
 	}
 	if _, err := upstream.NewEgress("", "", "", "evil.*.com"); err == nil || !strings.Contains(err.Error(), "wildcard") {

@@ -86,14 +86,11 @@ type Target struct {
 	metrics   *Metrics
 	res       *resilience
 	latency   latencyEWMA
-	kind      string        // the provider kind: how the key is presented
 	total     time.Duration // bound of one whole attempt
-	// unsupported, when set, makes every Send fail with 503 upstream_unavailable.
-	unsupported error
 }
 
-// New builds the target of deployment d, whose provider is of kind providerKind.
-func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
+// New builds the target of deployment d.
+func New(d policy.Deployment, o Options) (*Target, error) {
 	u, err := url.Parse(d.BaseURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("deployment %s: base_url %q: must be an http(s) URL", d.Name, d.BaseURL)
@@ -155,13 +152,7 @@ func New(d policy.Deployment, providerKind string, o Options) (*Target, error) {
 		egress:  o.Egress,
 		metrics: o.Metrics,
 		res:     newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
-		kind:    providerKind,
 		total:   total,
-	}
-	switch providerKind {
-	case policy.ProviderOpenAI, policy.ProviderOllama, policy.ProviderAnthropic:
-	default:
-		t.unsupported = fmt.Errorf("provider kind %q is not supported", providerKind)
 	}
 	return t, nil
 }
@@ -196,24 +187,50 @@ func (t *Target) TotalTimeout() time.Duration { return t.total }
 // target any more.
 func (t *Target) CloseIdle() { t.transport.CloseIdleConnections() }
 
-// Send POSTs body (JSON) to path under the deployment's base URL with the
-// deployment's key (as a bearer token, or for Anthropic as x-api-key with
-// anthropic-version), and returns the upstream's response, whatever its status, and
-// the version of the key it was sent with (0 for a key without versions). A 401
-// during a rotation's overlap is retried once with the other valid key. The caller
-// must close the response body. Cancelling ctx (e.g. because the client went
-// away) cancels the upstream request. Errors are *apierr.Error values.
-func (t *Target) Send(ctx context.Context, path string, body []byte, requestID string) (*http.Response, int, error) {
-	if t.unsupported != nil {
-		return nil, 0, apierr.Wrap(apierr.UpstreamUnavailable, fmt.Errorf("deployment %s: %w", t.name, t.unsupported),
-			"the upstream serving this model is not available")
+// Call is one upstream request: Body (JSON) POSTed to Path under the deployment's
+// base URL, carrying the gateway's RequestID and the deployment's key as Key
+// presents it (nil: BearerKey).
+type Call struct {
+	Path      string
+	Body      []byte
+	RequestID string
+	Key       KeyHeader
+}
+
+// KeyHeader presents an upstream key on a request, the way the provider takes it.
+// An empty key (key_source none) may still need headers.
+type KeyHeader func(h http.Header, key string)
+
+// BearerKey presents the key as Authorization: Bearer, as OpenAI-compatible APIs
+// take it.
+func BearerKey(h http.Header, key string) {
+	if key != "" {
+		h.Set("Authorization", "Bearer "+key)
 	}
+}
+
+// AnthropicKey presents the key as x-api-key, with the anthropic-version every
+// Anthropic API call needs.
+func AnthropicKey(h http.Header, key string) {
+	h.Set("Anthropic-Version", AnthropicVersion)
+	if key != "" {
+		h.Set("X-Api-Key", key)
+	}
+}
+
+// Send makes call with the deployment's key and returns the upstream's response,
+// whatever its status, and the version of the key it was sent with (0 for a key
+// without versions). A 401 during a rotation's overlap is retried once with the
+// other valid key. The caller must close the response body. Cancelling ctx (e.g.
+// because the client went away) cancels the upstream request. Errors are
+// *apierr.Error values.
+func (t *Target) Send(ctx context.Context, call Call) (*http.Response, int, error) {
 	key, err := t.keys.Key(ctx)
 	if err != nil {
 		return nil, 0, apierr.Wrap(apierr.UpstreamKey, fmt.Errorf("deployment %s: %w", t.name, err),
 			"no upstream key is available for this model")
 	}
-	resp, err := t.send(ctx, path, body, requestID, key)
+	resp, err := t.send(ctx, call, key)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, keyVersion(t.keys, key), err
 	}
@@ -231,9 +248,9 @@ func (t *Target) Send(ctx context.Context, path string, body []byte, requestID s
 	Discard(resp.Body)
 	resp.Body.Close()
 	t.log.Warn("upstream refused the deployment's key; retrying once with the other valid key",
-		"deployment", t.name, "request_id", requestID)
+		"deployment", t.name, "request_id", call.RequestID)
 	t.metrics.keyRetry(t.name)
-	resp, err = t.send(ctx, path, body, requestID, other)
+	resp, err = t.send(ctx, call, other)
 	return resp, keyVersion(t.keys, other), err
 }
 
@@ -245,9 +262,9 @@ func keyVersion(src KeySource, key string) int {
 	return 0
 }
 
-// send makes one POST of body to path with key.
-func (t *Target) send(ctx context.Context, path string, body []byte, requestID, key string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(body))
+// send makes call once, with key.
+func (t *Target) send(ctx context.Context, call Call, key string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+call.Path, bytes.NewReader(call.Body))
 	if err != nil {
 		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
 	}
@@ -258,16 +275,13 @@ func (t *Target) send(ctx context.Context, path string, body []byte, requestID, 
 		}
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if t.kind == policy.ProviderAnthropic {
-		req.Header.Set("Anthropic-Version", AnthropicVersion)
-		if key != "" {
-			req.Header.Set("X-Api-Key", key)
-		}
-	} else if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	present := call.Key
+	if present == nil {
+		present = BearerKey
 	}
-	if requestID != "" {
-		req.Header.Set("X-Request-Id", requestID)
+	present(req.Header, key)
+	if call.RequestID != "" {
+		req.Header.Set("X-Request-Id", call.RequestID)
 	}
 	start := time.Now()
 	resp, err := t.client.Do(req)

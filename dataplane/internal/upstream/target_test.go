@@ -64,12 +64,12 @@ func TestAnthropicKeyHeaders(t *testing.T) {
 	}
 	d := deployment(srv.URL)
 	d.KeySource, d.KeyPath = policy.KeySourceFile, keyPath
-	target, err := upstream.New(d, policy.ProviderAnthropic, upstream.Options{})
+	target, err := upstream.New(d, upstream.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(target.CloseIdle)
-	resp, _, err := target.Send(context.Background(), upstream.PathMessages, []byte(`{}`), "")
+	resp, _, err := target.Send(context.Background(), upstream.Call{Path: upstream.PathMessages, Body: []byte(`{}`), Key: upstream.AnthropicKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +102,12 @@ func TestSendForwardsKeyAndRequestID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment(tt.base)
 			d.KeySource, d.KeyPath = tt.source, keyPath
-			target, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{})
+			target, err := upstream.New(d, upstream.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{"model":"m"}`), "req-1")
+			resp, _, err := target.Send(context.Background(), upstream.Call{Path: upstream.PathChatCompletions, Body: []byte(`{"model":"m"}`), RequestID: "req-1"})
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
@@ -142,17 +142,15 @@ func TestSendErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		mutate   func(*policy.Deployment)
-		kind     string
 		wantCode apierr.Code
 	}{
-		{name: "vault key source is not available yet", mutate: func(d *policy.Deployment) { d.KeySource = policy.KeySourceVault }, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamKey},
-		{name: "env key source is refused", mutate: func(d *policy.Deployment) { d.KeySource = policy.KeySourceEnv }, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamKey},
+		{name: "vault key source is not available yet", mutate: func(d *policy.Deployment) { d.KeySource = policy.KeySourceVault }, wantCode: apierr.UpstreamKey},
+		{name: "env key source is refused", mutate: func(d *policy.Deployment) { d.KeySource = policy.KeySourceEnv }, wantCode: apierr.UpstreamKey},
 		{name: "missing key file", mutate: func(d *policy.Deployment) {
 			d.KeySource, d.KeyPath = policy.KeySourceFile, filepath.Join(t.TempDir(), "none")
-		}, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamKey},
-		{name: "unknown provider kind", kind: "azure", wantCode: apierr.UpstreamUnavailable},
-		{name: "response header timeout", mutate: func(d *policy.Deployment) { d.BaseURL, d.TimeoutSeconds = blocking.URL, 1 }, kind: policy.ProviderOpenAI, wantCode: apierr.UpstreamTimeout},
-		{name: "connection refused", mutate: func(d *policy.Deployment) { d.BaseURL = closedURL }, kind: policy.ProviderOllama, wantCode: apierr.UpstreamError},
+		}, wantCode: apierr.UpstreamKey},
+		{name: "response header timeout", mutate: func(d *policy.Deployment) { d.BaseURL, d.TimeoutSeconds = blocking.URL, 1 }, wantCode: apierr.UpstreamTimeout},
+		{name: "connection refused", mutate: func(d *policy.Deployment) { d.BaseURL = closedURL }, wantCode: apierr.UpstreamError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,12 +158,12 @@ func TestSendErrors(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(&d)
 			}
-			target, err := upstream.New(d, tt.kind, upstream.Options{})
+			target, err := upstream.New(d, upstream.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, _, err := target.Send(context.Background(), upstream.PathEmbeddings, []byte(`{}`), "")
+			resp, _, err := target.Send(context.Background(), upstream.Call{Path: upstream.PathEmbeddings, Body: []byte(`{}`)})
 			if err == nil {
 				resp.Body.Close()
 				t.Fatal("Send succeeded, want an error")
@@ -224,13 +222,13 @@ func TestTLSPolicy(t *testing.T) {
 			d := deployment(url)
 			d.TLS = tt.tls
 			var logs logtest.Buffer
-			target, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{
+			target, err := upstream.New(d, upstream.Options{
 				AllowInsecureTLS: tt.insecure, Log: logging.New(&logs, "debug")})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(target.CloseIdle)
-			resp, _, err := target.Send(context.Background(), upstream.PathChatCompletions, []byte(`{}`), "")
+			resp, _, err := target.Send(context.Background(), upstream.Call{Path: upstream.PathChatCompletions, Body: []byte(`{}`)})
 			if resp != nil {
 				resp.Body.Close()
 			}
@@ -251,7 +249,7 @@ func TestTLSPolicy(t *testing.T) {
 func TestVerifyOffIsRefusedWithoutTheDevFlag(t *testing.T) {
 	d := deployment("https://127.0.0.1:1")
 	d.TLS.Verify = false
-	if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{}); err == nil || !strings.Contains(err.Error(), "PORTCULLIS_DEV_ALLOW_INSECURE_TLS") {
+	if _, err := upstream.New(d, upstream.Options{}); err == nil || !strings.Contains(err.Error(), "PORTCULLIS_DEV_ALLOW_INSECURE_TLS") {
 		t.Fatalf("New = %v, want a refusal naming the dev flag", err)
 	}
 }
@@ -279,7 +277,7 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployment("https://127.0.0.1:1")
 			tt.mutate(&d)
-			if _, err := upstream.New(d, policy.ProviderOpenAI, upstream.Options{}); err == nil {
+			if _, err := upstream.New(d, upstream.Options{}); err == nil {
 				t.Fatal("New succeeded, want an error")
 			}
 		})

@@ -23,6 +23,9 @@ type StreamMeter struct {
 	text      []byte // delivered completion text, at most textLimit bytes
 	textLimit int    // maxStreamText; smaller in tests
 	excess    int64  // bytes of delivered text beyond textLimit
+	// eventText is the text of the event at hand, kept when keepEventText is set.
+	eventText     []byte
+	keepEventText bool
 }
 
 // NewStreamMeter returns a meter for one stream. hideUsage means the client did not
@@ -42,6 +45,13 @@ func (m *StreamMeter) Usage() (Usage, bool) { return m.usage, m.hasUsage }
 func (m *StreamMeter) CompletionTokens() int64 {
 	return CountText(string(m.text)) + m.excess
 }
+
+// KeepEventText makes the meter keep the text of each observed event for EventText.
+func (m *StreamMeter) KeepEventText() { m.keepEventText = true }
+
+// EventText returns the completion text of the event the last Observe saw (empty
+// unless KeepEventText was called). It is valid until the next Observe.
+func (m *StreamMeter) EventText() []byte { return m.eventText }
 
 func (m *StreamMeter) addText(s []byte) {
 	limit := m.textLimit
@@ -73,6 +83,7 @@ func (m *StreamMeter) addText(s []byte) {
 // "data: [DONE]", comments, events without data and data that is not a JSON object
 // pass through untouched; nothing is ever an error.
 func (m *StreamMeter) Observe(ev []byte) []byte {
+	m.eventText = m.eventText[:0]
 	var out []byte // nil until an earlier dispatch was dropped or rewritten
 	changed := false
 	start := 0 // start of the current dispatch in ev
@@ -213,6 +224,9 @@ func (m *StreamMeter) inspect(data []byte, lines int) (verdict, []byte) {
 func (m *StreamMeter) addChoices(choices []byte) {
 	m.scratch = appendChoices(m.scratch[:0], choices)
 	m.addText(m.scratch)
+	if m.keepEventText {
+		m.eventText = append(m.eventText, m.scratch...)
+	}
 }
 
 // mayCarryUsage reports whether the JSON object data may have a "usage" member that
