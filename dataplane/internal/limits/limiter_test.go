@@ -31,6 +31,17 @@ type cluster struct {
 	ns      *natstest.Server
 	js      jetstream.JetStream
 	workerT time.Duration
+	now     func() time.Time // every worker's clock, see shiftedClock
+}
+
+// shiftedClock is the wall clock moved so that it reads two seconds past the next
+// full hour when the test starts: a test shorter than 58 s sees no minute or hour
+// window turn, without waiting for the wall clock to. The counters' keys and the
+// heartbeats all follow it; NATS's TTLs are durations, so they are unaffected.
+func shiftedClock() func() time.Time {
+	start := time.Now()
+	offset := start.Truncate(time.Hour).Add(time.Hour + 2*time.Second).Sub(start)
+	return func() time.Time { return time.Now().Add(offset) }
 }
 
 func newCluster(t *testing.T, workerTTL time.Duration) *cluster {
@@ -42,7 +53,7 @@ func newCluster(t *testing.T, workerTTL time.Duration) *cluster {
 	if err := natsbuckets.Ensure(ctx, js, natsbuckets.Options{WorkerTTL: workerTTL}); err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{t: t, ns: ns, js: js, workerT: workerTTL}
+	return &cluster{t: t, ns: ns, js: js, workerT: workerTTL, now: shiftedClock()}
 }
 
 type worker struct {
@@ -66,7 +77,7 @@ func (c *cluster) worker(name string, mutate func(*Options)) *worker {
 		c.t.Fatal(err)
 	}
 	w := &worker{nc: nc, reg: prometheus.NewRegistry(), done: make(chan struct{})}
-	o := Options{JetStream: js, WorkerID: name, Region: "eu", Registerer: w.reg,
+	o := Options{JetStream: js, WorkerID: name, Region: "eu", Registerer: w.reg, Now: c.now,
 		Connected: func() bool { return !w.cut.Load() && nc.IsConnected() }}
 	if mutate != nil {
 		mutate(&o)
@@ -142,23 +153,12 @@ func hourKey(client string, now time.Time) string {
 	return "tph." + clientKey(client) + "." + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10)
 }
 
-// avoidMinuteEdge waits out the end of the current minute if fewer than need are
-// left in it, so a burst is counted in one window.
-func avoidMinuteEdge(t *testing.T, need time.Duration) {
-	t.Helper()
-	now := time.Now()
-	if left := now.Truncate(time.Minute).Add(time.Minute).Sub(now); left < need {
-		time.Sleep(left + 50*time.Millisecond)
-	}
-}
-
 func TestExactRequestsPerMinuteAcrossWorkers(t *testing.T) {
 	c := newCluster(t, 0)
 	workers := []*worker{c.worker("w1", nil), c.worker("w2", nil), c.worker("w3", nil)}
 	c.waitLive(workers...)
 	const limit, perWorker = 50, 40
 	for run := range 20 {
-		avoidMinuteEdge(t, 5*time.Second)
 		client := "client-" + strconv.Itoa(run)
 		var admitted, denied atomic.Int64
 		var wg sync.WaitGroup
@@ -187,7 +187,7 @@ func TestExactRequestsPerMinuteAcrossWorkers(t *testing.T) {
 		if admitted.Load() != limit || denied.Load() != 3*perWorker-limit {
 			t.Fatalf("run %d: admitted %d, denied %d; want exactly %d admitted", run, admitted.Load(), denied.Load(), limit)
 		}
-		if got := c.counter(minuteKey(client, time.Now())); got != limit {
+		if got := c.counter(minuteKey(client, c.now())); got != limit {
 			t.Fatalf("run %d: counter %d, want %d", run, got, limit)
 		}
 	}
@@ -223,7 +223,7 @@ func TestTokensSettleToUsage(t *testing.T) {
 		t.Fatalf("settled %d tokens over %d admissions; want the budget used up to within one reservation", settled, admitted)
 	}
 	waitfor.Within(t, 10*time.Second, "idle leases given back", func() bool {
-		return c.counter(hourKey(client, time.Now())) == settled
+		return c.counter(hourKey(client, c.now())) == settled
 	})
 }
 
@@ -235,7 +235,7 @@ func TestTokensUnderestimateIsCharged(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk.Finish(250)
-	waitfor.Within(t, 10*time.Second, "overrun charged", func() bool { return c.counter(hourKey("under", time.Now())) == 250 })
+	waitfor.Within(t, 10*time.Second, "overrun charged", func() bool { return c.counter(hourKey("under", c.now())) == 250 })
 	if _, err := w.Admit(context.Background(), "under", Limits{TokensPerHour: 1000}, 800); err == nil {
 		t.Fatal("admitted 800 tokens with 750 left")
 	}
@@ -334,7 +334,6 @@ func TestFailClosed(t *testing.T) {
 }
 
 func TestFailOpenCountsLocallyThenReconciles(t *testing.T) {
-	avoidMinuteEdge(t, 15*time.Second)
 	c := newCluster(t, 0)
 	w := c.worker("w1", func(o *Options) { o.FailPolicy = FailOpen })
 	w.cut.Store(true)
@@ -352,11 +351,10 @@ func TestFailOpenCountsLocallyThenReconciles(t *testing.T) {
 		t.Fatalf("fail-open admissions %v, want 5", got)
 	}
 	w.cut.Store(false)
-	waitfor.Within(t, 10*time.Second, "debt reconciled", func() bool { return c.counter(minuteKey("fo", time.Now())) == 5 })
+	waitfor.Within(t, 10*time.Second, "debt reconciled", func() bool { return c.counter(minuteKey("fo", c.now())) == 5 })
 }
 
 func TestLeasesKeepKVOpsLowFarFromTheLimit(t *testing.T) {
-	avoidMinuteEdge(t, 10*time.Second)
 	c := newCluster(t, 0)
 	w := c.worker("w1", nil)
 	lim := Limits{RequestsPerMinute: 1 << 30, TokensPerHour: 1 << 40, MaxConcurrentRequests: 1 << 20}
@@ -380,7 +378,6 @@ func TestLeasesKeepKVOpsLowFarFromTheLimit(t *testing.T) {
 }
 
 func TestLoweredLimitDropsTheOldLease(t *testing.T) {
-	avoidMinuteEdge(t, 5*time.Second)
 	c := newCluster(t, 0)
 	w := c.worker("w1", nil)
 	for range 20 { // builds a lease larger than one
@@ -506,10 +503,9 @@ func isDenied(err error, kind string) bool {
 }
 
 func TestCounterKeysExpireOnTheirOwn(t *testing.T) {
-	avoidMinuteEdge(t, 3*time.Second)
 	c := newCluster(t, 0)
 	w := c.worker("w1", nil)
-	now := time.Now()
+	now := c.now()
 	tk, err := w.Admit(context.Background(), "ttl", Limits{RequestsPerMinute: 10, TokensPerHour: 1000, MaxConcurrentRequests: 2}, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -535,7 +531,6 @@ func TestCounterKeysExpireOnTheirOwn(t *testing.T) {
 }
 
 func TestRefusalsAtTheLimitDoNotReadTheCounterEachTime(t *testing.T) {
-	avoidMinuteEdge(t, 5*time.Second)
 	c := newCluster(t, 0)
 	w := c.worker("w1", nil)
 	lim := Limits{RequestsPerMinute: 3}
