@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -14,9 +13,9 @@ import (
 // minWebhookSecret is the shortest alert webhook key accepted.
 const minWebhookSecret = 16
 
-// startAnomaly starts the anomaly detector, unless cfg.AnomalyCheckInterval is 0.
+// startAnomaly starts the anomaly detector in the App's group, unless cfg.AnomalyCheckInterval is 0.
 // Alerts are de-duplicated in Postgres, so every replica may run it.
-func (a *App) startAnomaly(ctx context.Context, cfg Config) error {
+func (a *App) startAnomaly(cfg Config) error {
 	if cfg.AnomalyCheckInterval == 0 {
 		a.log.Info("anomaly detection is off on this replica")
 		return nil
@@ -38,11 +37,6 @@ func (a *App) startAnomaly(ctx context.Context, cfg Config) error {
 	}
 	d := anomaly.New(anomaly.Options{Store: a.st, JetStream: js, Notify: a.pub.Notify,
 		Interval: cfg.AnomalyCheckInterval, WebhookURL: cfg.AlertWebhookURL, WebhookSecret: secret, Log: a.log})
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopAnomaly, a.anomalyDone = cancel, make(chan struct{})
-	go func() {
-		defer close(a.anomalyDone)
-		_ = d.Run(runCtx)
-	}()
+	a.group.Go("anomaly detector", d.Run)
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/rungroup"
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/web"
 )
@@ -48,36 +49,42 @@ type App struct {
 	vault   *vaultclient.Client // nil without Vault
 	rotator *rotator.Rotator
 
-	stopKeys context.CancelFunc // stops the rotator and the key-access ingest
-	keysDone sync.WaitGroup
-
-	stopAudit context.CancelFunc // stops the audit ingest; nil when it is off
-	auditDone chan struct{}
-
-	stopAnomaly context.CancelFunc // stops the anomaly detector; nil when it is off
-	anomalyDone chan struct{}
-
-	stopPublisher context.CancelFunc
-	publisherDone chan struct{}
-	serveDone     chan struct{}
+	// group runs the components (publisher, rotator, key-access ingest, audit ingest,
+	// anomaly detector, health collector, HTTP server); Stop ends its context.
+	group *rungroup.Group
 
 	stopOnce sync.Once
 	stopErr  error
+	closed   chan struct{} // closed once Stop has closed the connections, even past its deadline
+}
+
+// component is a long-running part of the App: it runs under the App's group until
+// the group's context ends.
+type component struct {
+	name string
+	run  func(context.Context) error
 }
 
 // Start opens Postgres and applies migrations, makes sure an admin token exists,
 // connects to NATS (starting the embedded server when cfg.NATSURL is empty), ensures
 // the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher, the
-// key rotator, the audit ingest (unless cfg.AuditIngest is off), the anomaly detector
-// (unless cfg.AnomalyCheckInterval is 0) and the collector of
-// the workers' health reports, and serves HTTP on cfg.Listen.
+// key rotator and the key-access ingest, the audit ingest (unless cfg.AuditIngest is
+// off), the anomaly detector (unless cfg.AnomalyCheckInterval is 0) and the collector
+// of the workers' health reports, and serves HTTP on cfg.Listen. Each of these
+// components runs under one group: if one fails, the others are stopped too, Done
+// is closed and Err says which failed.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	return start(ctx, cfg, log, nil)
+}
+
+// start is Start, running extra components besides the App's own (a test seam).
+func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{log: log}
+	a := &App{log: log, group: rungroup.New(context.WithoutCancel(ctx), log), closed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -118,30 +125,26 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	metrics := httpmetrics.New("portcullis_controlplane")
 	a.pub = publisher.New(a.st, kv, publisher.Options{Interval: cfg.PublishInterval, Log: log})
 	metrics.Registry.MustRegister(a.pub.Collectors()...)
-	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopPublisher, a.publisherDone = stopPublisher, make(chan struct{})
-	go func() {
-		defer close(a.publisherDone)
-		_ = a.pub.Run(pubCtx)
-	}()
+	a.group.Go("policy publisher", a.pub.Run)
 
 	if err := a.startKeys(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 
-	if err := a.startAudit(ctx, cfg, metrics.Registry); err != nil {
+	if err := a.startAudit(cfg, metrics.Registry); err != nil {
 		return nil, err
 	}
 
-	if err := a.startAnomaly(ctx, cfg); err != nil {
+	if err := a.startAnomaly(cfg); err != nil {
 		return nil, err
 	}
 
 	a.health = health.New(a.nc, health.Options{Log: log})
 	metrics.Registry.MustRegister(a.health.Collectors()...)
-	if err := a.health.Start(); err != nil {
+	if err := a.health.Subscribe(); err != nil { // before Start returns: no report is missed
 		return nil, err
 	}
+	a.group.Go("health collector", a.health.Run)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -158,13 +161,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.httpSrv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	a.serveDone = make(chan struct{})
-	go func() {
-		defer close(a.serveDone)
-		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
+	a.group.Go("http server", rungroup.HTTPServer{Server: a.httpSrv, Listener: ln}.Run)
+	for _, c := range extra {
+		a.group.Go(c.name, c.run)
+	}
 	log.Info("control plane started", "addr", a.addr, "nats", a.natsURL, "dev_issuer", cfg.DevIssuer)
 	return a, nil
 }
@@ -226,9 +226,23 @@ func (a *App) PolicyVersion() int64 {
 	return a.pub.Version()
 }
 
-// Stop shuts everything down in order (HTTP server, health collector, key rotator,
-// anomaly detector, audit ingest, publisher, NATS connection, embedded server, store) within ctx's
-// deadline. It is idempotent: later calls return the first call's result.
+// Done is closed when the App's components are told to stop: by Stop, or because
+// one of them failed, which Err then reports. A process that sees it closed before
+// it asked for a stop should call Stop and exit.
+func (a *App) Done() <-chan struct{} { return a.group.Done() }
+
+// Err reports the components that failed (each named), nil if none has.
+func (a *App) Err() error { return a.group.Err() }
+
+// Stop shuts everything down within ctx's deadline: it shuts the HTTP server down
+// (letting the requests in flight finish until ctx ends, then cutting them), stops
+// the other components (health collector, key rotator and key-access ingest, anomaly
+// detector, audit ingest, publisher) and waits for them, then closes the Vault
+// client, the NATS connection, the embedded server and the store. It returns by
+// ctx's deadline even if a component does not stop: the error then wraps ctx's and
+// names the components still running, and the connections are closed under them.
+// The error also reports any component that failed. Stop is idempotent: later calls
+// return the first call's result.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
 	return a.stopErr
@@ -241,70 +255,47 @@ func (a *App) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			_ = a.httpSrv.Close()
 		}
-		if err := wait(ctx, a.serveDone); err != nil {
-			errs = append(errs, fmt.Errorf("http server: %w", err))
+	}
+	a.group.Stop()
+	if err := a.group.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("components: %w", err))
+	}
+	late := ctx.Err() != nil // out of time already: close, but do not wait for it
+	go func() {
+		defer close(a.closed)
+		a.closeConnections()
+	}()
+	if !late {
+		select {
+		case <-a.closed:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("closing connections: %w", ctx.Err()))
 		}
 	}
-	if a.health != nil {
-		if err := a.health.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("health collector: %w", err))
-		}
+	err := errors.Join(errs...)
+	if err == nil {
+		a.log.Info("control plane stopped")
+	} else {
+		a.log.Error("control plane stopped with errors", "err", err)
 	}
-	if a.stopKeys != nil {
-		a.stopKeys()
-		a.keysDone.Wait()
-	}
-	if a.stopAnomaly != nil {
-		a.stopAnomaly()
-		if err := wait(ctx, a.anomalyDone); err != nil {
-			errs = append(errs, fmt.Errorf("anomaly detector: %w", err))
-		}
-	}
-	if a.stopAudit != nil {
-		a.stopAudit()
-		if err := wait(ctx, a.auditDone); err != nil {
-			errs = append(errs, fmt.Errorf("audit ingest: %w", err))
-		}
-	}
+	return err
+}
+
+// closeConnections closes the Vault client, the NATS connection, the embedded
+// server and the store, in that order, once the components are done with them (or
+// Stop ran out of time waiting for them).
+func (a *App) closeConnections() {
 	if a.vault != nil {
 		a.vault.Close()
-	}
-	if a.stopPublisher != nil {
-		a.stopPublisher()
-		if err := wait(ctx, a.publisherDone); err != nil {
-			errs = append(errs, fmt.Errorf("publisher: %w", err))
-		}
 	}
 	if a.nc != nil {
 		a.nc.Close()
 	}
 	if a.natsSrv != nil {
 		a.natsSrv.Shutdown()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			a.natsSrv.WaitForShutdown()
-		}()
-		if err := wait(ctx, done); err != nil {
-			errs = append(errs, fmt.Errorf("embedded nats: %w", err))
-		}
+		a.natsSrv.WaitForShutdown()
 	}
 	if a.st != nil {
 		a.st.Close()
-	}
-	err := errors.Join(errs...)
-	if err == nil {
-		a.log.Info("control plane stopped")
-	}
-	return err
-}
-
-// wait blocks until done is closed or ctx ends.
-func wait(ctx context.Context, done <-chan struct{}) error {
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

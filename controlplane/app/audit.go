@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,10 +9,10 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
 )
 
-// startAudit starts archiving the regions' audit streams (PC_AUDIT_<REGION>) in
+// startAudit starts archiving (in the App's group) the regions' audit streams (PC_AUDIT_<REGION>) in
 // Postgres, unless cfg.AuditIngest is off. Replicas share each region's durable
 // consumer, so running it on every replica archives each event once.
-func (a *App) startAudit(ctx context.Context, cfg Config, reg prometheus.Registerer) error {
+func (a *App) startAudit(cfg Config, reg prometheus.Registerer) error {
 	if !cfg.AuditIngest {
 		a.log.Info("audit ingest is off: this replica archives no audit events")
 		return nil
@@ -24,13 +23,6 @@ func (a *App) startAudit(ctx context.Context, cfg Config, reg prometheus.Registe
 	}
 	in := auditarchive.New(auditarchive.Options{JetStream: js, Store: a.st, Log: a.log})
 	reg.MustRegister(in.Collectors()...)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopAudit, a.auditDone = cancel, make(chan struct{})
-	go func() {
-		defer close(a.auditDone)
-		if err := in.Run(runCtx); err != nil {
-			a.log.Error("audit ingest stopped", "err", err)
-		}
-	}()
+	a.group.Go("audit ingest", in.Run)
 	return nil
 }

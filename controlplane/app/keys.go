@@ -13,7 +13,7 @@ import (
 )
 
 // startKeys logs in to Vault (when configured) and starts the key rotator and the
-// ingest of the workers' key-access events.
+// ingest of the workers' key-access events in the App's group.
 func (a *App) startKeys(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.DevAllowEnvKeys {
 		log.Warn("PORTCULLIS_DEV_ALLOW_ENV_KEYS is on: the admin API accepts deployments whose key is an environment variable; never use this in production")
@@ -37,13 +37,7 @@ func (a *App) startKeys(ctx context.Context, cfg Config, log *slog.Logger) error
 		ro.Vault = a.vault // never a nil *Client in the interface: the rotator checks for nil
 	}
 	a.rotator = rotator.New(ro)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopKeys = cancel
-	a.keysDone.Go(func() { _ = a.rotator.Run(runCtx) })
-	a.keysDone.Go(func() {
-		if err := rotator.Ingest(runCtx, js, a.st, log); err != nil {
-			log.Error("key-access ingest stopped", "err", err)
-		}
-	})
+	a.group.Go("key rotator", a.rotator.Run)
+	a.group.Go("key-access ingest", func(ctx context.Context) error { return rotator.Ingest(ctx, js, a.st, log) })
 	return nil
 }

@@ -4,6 +4,14 @@
 // publisher with its spool, the health reports, and the HTTP API (OpenAI- and
 // Anthropic-compatible). It is exported so that cmd/dataplane and the cross-module
 // tests start a data plane the same way.
+//
+// The long-running components (the policy watch, the limiter, the key manager's
+// periodic check, the key events follower, the key-access publisher, the audit
+// relay, the health reporter and the HTTP server) each have the shape
+// Run(ctx) error and run under one shared/rungroup group: a component that fails
+// stops the others and closes App.Done. Stop shuts the HTTP server down, ends the
+// group's context, waits for the components within its deadline, and then closes
+// the audit publisher, the key manager, Vault and NATS.
 package app
 
 import (
@@ -34,6 +42,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/rungroup"
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
@@ -51,11 +60,21 @@ type App struct {
 	spool  *asyncAudit // spools events behind the answers
 	sink   io.Closer   // the audit sink file, if any
 
-	cancel context.CancelFunc // stops the policy watch, the limiter and the JWKS refresh
-	wg     sync.WaitGroup     // the policy watch, the limiter and the HTTP server
+	// group runs the components (policy watch, limiter, key manager, key events,
+	// key-access publisher, audit relay, health reporter, HTTP server) and bounds
+	// the JWKS refresh; Stop and Kill end its context.
+	group *rungroup.Group
 
 	stopOnce sync.Once
 	stopErr  error
+	closed   chan struct{} // closed once Stop or Kill has closed everything, even past Stop's deadline
+}
+
+// component is a long-running part of the App: it runs under the App's group until
+// the group's context ends.
+type component struct {
+	name string
+	run  func(context.Context) error
 }
 
 // Start connects to NATS, starts watching the policy (waiting, with retries, for
@@ -63,8 +82,14 @@ type App struct {
 // returns once the listener is open; /readyz answers 503 until the first policy
 // snapshot has been applied. Zero fields of cfg that have a default get it, and the
 // result is validated as LoadConfig does. ctx bounds startup only; call Stop to shut
-// down.
+// down. The components run under one group: if one fails, the others are stopped
+// too, Done is closed and Err says which failed.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	return start(ctx, cfg, log, nil)
+}
+
+// start is Start, running extra components besides the App's own (a test seam).
+func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component) (*App, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -75,16 +100,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("dataplane config: %w", err)
 	}
 	log = log.With("region", cfg.Region, "worker", cfg.WorkerID)
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{log: log, cancel: cancel}
+	a := &App{log: log, group: rungroup.New(context.WithoutCancel(ctx), log), closed: make(chan struct{})}
 	ok := false
 	defer func() {
-		if !ok {
-			cancel()
-			a.closeKeys()
-			if a.nc != nil {
-				a.nc.Close()
-			}
+		if !ok { // no component is running yet
+			a.group.Stop()
+			a.closeAll(ctx)
+			close(a.closed)
 		}
 	}()
 
@@ -150,7 +172,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	failOpen := cfg.LimitsFailPolicy == limits.FailOpen
-	verifier, err := auth.NewVerifier(runCtx, auth.Config{
+	verifier, err := auth.NewVerifier(a.group.Context(), auth.Config{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWKSURL,
 	})
 	if err != nil {
@@ -188,28 +210,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		// legitimately run for minutes. The API bounds body reads itself.
 	}
 
-	a.wg.Go(usage.Warm) // builds the tokenizer's vocabulary before a request needs it
 	reporter := healthpub.New(healthpub.Options{Conn: nc, Policy: a.policy, Worker: cfg.WorkerID, Region: cfg.Region, Log: log})
-	a.wg.Go(func() { _ = reporter.Run(runCtx) })
-	a.wg.Go(func() { _ = a.policy.Run(runCtx) })
-	a.keys.Start()
-	a.wg.Go(func() { keys.Follow(runCtx, js, a.keys, log) })
-	a.wg.Go(func() { access.Run(runCtx) })
-	a.wg.Go(func() {
-		if err := a.audit.Run(runCtx); err != nil {
-			log.Error("audit relay stopped", "err", err)
-		}
-	})
-	a.wg.Go(func() {
-		if err := a.limits.Run(runCtx); err != nil {
-			log.Error("limiter stopped", "err", err)
-		}
-	})
-	a.wg.Go(func() {
-		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	})
+	components := []component{
+		// builds the tokenizer's vocabulary before a request needs it, and is done
+		{"tokenizer warm-up", func(context.Context) error { usage.Warm(); return nil }},
+		{"health reporter", reporter.Run},
+		{"policy watch", a.policy.Run},
+		{"key manager", a.keys.Run},
+		{"key events", func(ctx context.Context) error { return keys.Follow(ctx, js, a.keys, log) }},
+		{"key-access publisher", access.Run},
+		{"audit relay", a.audit.Run},
+		{"limiter", a.limits.Run},
+		{"http server", rungroup.HTTPServer{Server: a.srv, Listener: a.ln}.Run},
+	}
+	for _, c := range append(components, extra...) {
+		a.group.Go(c.name, c.run)
+	}
 	log.Info("data plane listening", "addr", a.ln.Addr().String(), "jwks_url", cfg.JWKSURL, "issuer", cfg.JWTIssuer)
 	ok = true
 	return a, nil
@@ -221,47 +237,94 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // PolicyVersion is the version of the policy in use, or 0 before the first snapshot.
 func (a *App) PolicyVersion() int64 { return a.policy.Version() }
 
+// Done is closed when the App's components are told to stop: by Stop or Kill, or
+// because one of them failed, which Err then reports. A process that sees it closed
+// before it asked for a stop should call Stop and exit.
+func (a *App) Done() <-chan struct{} { return a.group.Done() }
+
+// Err reports the components that failed (each named), nil if none has.
+func (a *App) Err() error { return a.group.Err() }
+
 // Kill stops the worker the way a crash would, for tests of crash recovery: the
 // NATS connection goes first, so no lease or concurrency slot is given back and
-// the heartbeat is left to expire; then every client connection is cut.
+// the heartbeat is left to expire; then every client connection is cut. It returns
+// once every component has returned.
 func (a *App) Kill() {
 	a.stopOnce.Do(func() {
 		a.nc.Close()
 		_ = a.srv.Close()
-		a.cancel()
-		a.wg.Wait()
-		a.closeKeys()
+		a.group.Stop()
+		<-a.group.Finished()
+		// No deadline: NATS is closed, so the audit publisher's drain ends at once.
+		a.closeAll(context.Background())
+		close(a.closed)
 		a.log.Info("data plane killed")
 	})
 }
 
 // Stop stops accepting requests, waits for in-flight ones until ctx is done (then
-// closes them), gives back the limit budget it holds, stops the policy watch and
-// closes the NATS connection. It is idempotent; later calls return the first
-// call's result.
+// closes them), stops the components (the limiter gives back the limit budget it
+// holds, the policy watch ends) and waits for them, then closes the audit
+// publisher (draining its spool while ctx allows), the key manager, Vault and the
+// NATS connection. It returns by ctx's deadline even if a component does not stop:
+// the error then wraps ctx's and names the components still running, and the rest
+// is closed under them. The error also reports any component that failed. It is
+// idempotent; later calls return the first call's result.
 func (a *App) Stop(ctx context.Context) error {
-	a.stopOnce.Do(func() {
-		if err := a.srv.Shutdown(ctx); err != nil {
-			_ = a.srv.Close()
-			a.stopErr = fmt.Errorf("shut down http server: %w", err)
-		}
-		a.cancel()
-		a.wg.Wait()
-		a.closeKeys()
-		a.nc.Close()
-		a.log.Info("data plane stopped")
-	})
+	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
 	return a.stopErr
 }
 
+func (a *App) stop(ctx context.Context) error {
+	var errs []error
+	if err := a.srv.Shutdown(ctx); err != nil {
+		_ = a.srv.Close()
+		errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+	}
+	a.group.Stop()
+	if err := a.group.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("components: %w", err))
+	}
+	late := ctx.Err() != nil // out of time already: close, but do not wait for it
+	go func() {
+		defer close(a.closed)
+		a.closeAll(ctx)
+	}()
+	if !late {
+		select {
+		case <-a.closed:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("closing the audit publisher, keys and NATS: %w", ctx.Err()))
+		}
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		a.log.Info("data plane stopped")
+	} else {
+		a.log.Error("data plane stopped with errors", "err", err)
+	}
+	return err
+}
+
+// closeAll closes what the components used, once they are done with it (or Stop
+// ran out of time waiting for them): the audit publisher (its drain bounded by
+// ctx), the key manager, Vault and the NATS connection.
+func (a *App) closeAll(ctx context.Context) {
+	a.closeKeys(ctx)
+	if a.nc != nil {
+		a.nc.Close()
+	}
+}
+
 // closeKeys ends the key manager's lease keeping and the Vault token's renewal, and
-// closes the audit publisher (what it could not publish stays in the spool).
-func (a *App) closeKeys() {
+// closes the audit publisher, draining its spool while ctx allows (what it could
+// not publish stays in the spool).
+func (a *App) closeKeys(ctx context.Context) {
 	if a.spool != nil {
 		a.spool.Wait()
 	}
 	if a.audit != nil {
-		if err := a.audit.Close(); err != nil {
+		if err := a.audit.Shutdown(ctx); err != nil {
 			a.log.Error("closing the audit publisher", "err", err)
 		}
 	}

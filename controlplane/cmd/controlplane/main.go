@@ -28,7 +28,8 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logging"
 )
 
-// stopTimeout bounds a graceful shutdown.
+// stopTimeout bounds a graceful shutdown: App.Stop returns by then even if a
+// component hangs.
 const stopTimeout = 20 * time.Second
 
 func main() {
@@ -93,7 +94,8 @@ func subcommand(args []string) (string, []string) {
 	return args[0], args[1:]
 }
 
-// serve runs the control plane until ctx ends, then stops it gracefully.
+// serve runs the control plane until ctx ends or one of its components fails, then
+// stops it gracefully within stopTimeout.
 func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stdout io.Writer) error {
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
@@ -103,10 +105,14 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stdout io.Writ
 	if cfg.DevIssuer {
 		fmt.Fprintf(stdout, "dev issuer %s, JWKS %s\n", a.IssuerURL(), a.JWKSURL())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-a.Done(): // a component failed: the others are stopping already
+		log.Error("control plane component failed; shutting down", "err", a.Err())
+	}
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	return a.Stop(stopCtx)
+	return a.Stop(stopCtx) // returns by stopTimeout, with the failure if there was one
 }
 
 func withStore(ctx context.Context, cfg app.Config, fn func(*store.Store) error) error {

@@ -90,15 +90,15 @@ type Collector struct {
 	mu     sync.Mutex
 	latest map[string]received // worker -> latest report; mu guards it
 
-	lifeMu  sync.Mutex // guards sub, cancel, done, started and stopped
+	lifeMu  sync.Mutex // guards sub, inbox, running and ended
 	sub     *nats.Subscription
-	cancel  context.CancelFunc
-	done    chan struct{}
-	started bool
-	stopped bool
+	inbox   chan *nats.Msg
+	running bool // Run was called
+	ended   bool // Run returned
 }
 
-// New returns a collector of the reports published on nc. It does nothing until Start.
+// New returns a collector of the reports published on nc. It does nothing until
+// Subscribe or Run.
 func New(nc *nats.Conn, o Options) *Collector {
 	now := o.Now
 	if now == nil {
@@ -125,56 +125,64 @@ func (c *Collector) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{c.reports}
 }
 
-// Start subscribes to natsnames.HealthSubjects and starts the goroutine that takes in
-// reports. It fails if called twice or after Stop.
-func (c *Collector) Start() error {
+// Subscribe subscribes to natsnames.HealthSubjects; the reports that arrive wait
+// (up to inboxSize of them) for Run to take them in. Calling it before Run makes
+// sure no report published after it returns is missed; Run subscribes itself
+// otherwise. A second call does nothing; a call after Run ended fails.
+func (c *Collector) Subscribe() error {
 	c.lifeMu.Lock()
 	defer c.lifeMu.Unlock()
-	if c.started || c.stopped {
-		return errors.New("health collector: already started")
+	switch {
+	case c.ended:
+		return errors.New("health collector: already stopped")
+	case c.sub != nil:
+		return nil
 	}
 	inbox := make(chan *nats.Msg, inboxSize)
 	sub, err := c.nc.ChanSubscribe(natsnames.HealthSubjects, inbox)
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", natsnames.HealthSubjects, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.sub, c.cancel, c.done, c.started = sub, cancel, make(chan struct{}), true
-	go func() {
-		defer close(c.done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg := <-inbox:
-				c.ingest(msg.Subject, msg.Data)
-			}
-		}
-	}()
+	c.sub, c.inbox = sub, inbox
 	return nil
 }
 
-// Stop unsubscribes and waits, within ctx, for the collector's goroutine to end. It is
-// idempotent and may be called without Start.
-func (c *Collector) Stop(ctx context.Context) error {
+// Run takes in reports (subscribing first, unless Subscribe did) until ctx ends,
+// then unsubscribes and returns nil. It fails if the subscription fails, and if
+// called twice.
+func (c *Collector) Run(ctx context.Context) (err error) {
 	c.lifeMu.Lock()
-	defer c.lifeMu.Unlock()
-	if c.stopped || !c.started {
-		c.stopped = true
-		return nil
+	started := c.running || c.ended
+	c.running = true
+	c.lifeMu.Unlock()
+	if started {
+		return errors.New("health collector: already running")
 	}
-	c.stopped = true
-	var errs []error
-	if err := c.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-		errs = append(errs, fmt.Errorf("unsubscribe from %s: %w", natsnames.HealthSubjects, err))
+	defer func() {
+		c.lifeMu.Lock()
+		defer c.lifeMu.Unlock()
+		c.ended = true
+		if c.sub == nil {
+			return
+		}
+		if uerr := c.sub.Unsubscribe(); uerr != nil && !errors.Is(uerr, nats.ErrConnectionClosed) && !errors.Is(uerr, nats.ErrBadSubscription) {
+			err = errors.Join(err, fmt.Errorf("unsubscribe from %s: %w", natsnames.HealthSubjects, uerr))
+		}
+	}()
+	if err := c.Subscribe(); err != nil {
+		return err
 	}
-	c.cancel()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("health collector: %w", ctx.Err()))
+	c.lifeMu.Lock()
+	inbox := c.inbox
+	c.lifeMu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-inbox:
+			c.ingest(msg.Subject, msg.Data)
+		}
 	}
-	return errors.Join(errs...)
 }
 
 // ingest decodes one report and keeps it as its worker's latest; a bad report is

@@ -57,14 +57,21 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, clock: &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	f.coll = New(connect(), Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now})
-	if err := f.coll.Start(); err != nil {
-		t.Fatalf("start collector: %v", err)
+	if err := f.coll.Subscribe(); err != nil {
+		t.Fatalf("subscribe: %v", err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- f.coll.Run(ctx) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := f.coll.Stop(ctx); err != nil {
-			t.Errorf("stop collector: %v", err)
+		stop()
+		select {
+		case err := <-ran:
+			if err != nil {
+				t.Errorf("collector Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("collector Run did not return once its context ended")
 		}
 	})
 	f.pub = connect()
@@ -248,21 +255,34 @@ func TestSummarize(t *testing.T) {
 
 func TestCollectorLifecycle(t *testing.T) {
 	f := newFixture(t)
-	if err := f.coll.Start(); err == nil {
-		t.Error("a second Start succeeded")
+	if err := f.coll.Subscribe(); err != nil {
+		t.Errorf("a second Subscribe failed: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for i := range 2 {
-		if err := f.coll.Stop(ctx); err != nil {
-			t.Fatalf("Stop #%d: %v", i+1, err)
-		}
+	if err := f.coll.Run(context.Background()); err == nil {
+		t.Error("a second Run succeeded")
 	}
-	if err := f.coll.Start(); err == nil {
-		t.Error("Start after Stop succeeded")
+
+	// Run subscribes by itself, and unsubscribes when its context ends.
+	c := New(f.pub, Options{Log: f.coll.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
+	waitfor.That(t, "Run to subscribe", func() bool {
+		c.lifeMu.Lock()
+		defer c.lifeMu.Unlock()
+		return c.sub != nil
+	})
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
-	// Stop without Start is fine too.
-	if err := New(f.pub, Options{Log: f.coll.log}).Stop(ctx); err != nil {
-		t.Errorf("Stop without Start: %v", err)
+	if c.sub.IsValid() {
+		t.Error("still subscribed after Run returned")
+	}
+	if err := c.Subscribe(); err == nil {
+		t.Error("Subscribe after Run ended succeeded")
+	}
+	if err := c.Run(context.Background()); err == nil {
+		t.Error("Run after Run ended succeeded")
 	}
 }

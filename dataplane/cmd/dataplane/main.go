@@ -1,8 +1,9 @@
 // Command dataplane runs a Portcullis data-plane worker: it authenticates client
 // JWTs, enforces the policy published by the control plane over NATS JetStream KV,
-// and proxies OpenAI-compatible requests to the upstreams the client's residency
-// allows. Configuration comes from flags or PORTCULLIS_* environment variables; run
-// with -h for the list.
+// and proxies OpenAI- and Anthropic-compatible requests to the upstreams the
+// client's residency allows. Configuration comes from flags or PORTCULLIS_*
+// environment variables; run with -h for the list. SIGINT or SIGTERM stops it
+// gracefully, within a bounded time.
 package main
 
 import (
@@ -29,7 +30,12 @@ func main() {
 	}
 }
 
-// run loads the configuration, starts the data plane and serves until ctx is done.
+// stopTimeout bounds a graceful shutdown: App.Stop returns by then even if a
+// component hangs.
+const stopTimeout = 15 * time.Second
+
+// run loads the configuration, starts the data plane and serves until ctx is done or
+// one of its components fails, then stops it within stopTimeout.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := app.LoadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -43,8 +49,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	select {
+	case <-ctx.Done():
+	case <-a.Done(): // a component failed: the others are stopping already
+		log.Error("data plane component failed; shutting down", "err", a.Err())
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	return a.Stop(stopCtx)
+	return a.Stop(stopCtx) // returns by stopTimeout, with the failure if there was one
 }

@@ -259,7 +259,12 @@ func (p *Publisher) writeSink(line []byte) {
 // DrainTimeout, saves the cursor and closes the spool. What is left is replayed by
 // the next publisher on the same directory. Call it before the NATS connection is
 // drained or closed. Close is idempotent.
-func (p *Publisher) Close() error {
+func (p *Publisher) Close() error { return p.Shutdown(context.Background()) }
+
+// Shutdown is Close within ctx: the drain of what is spooled also ends when ctx
+// does (what is left is replayed by the next publisher). Like Close, it is
+// idempotent, and later calls return the first one's result.
+func (p *Publisher) Shutdown(ctx context.Context) error {
 	p.closing.Do(func() {
 		p.mu.Lock()
 		p.closed.Store(true)
@@ -268,8 +273,8 @@ func (p *Publisher) Close() error {
 		p.stopRun()
 		p.runs.Wait()
 
-		ctx, cancel := context.WithTimeout(context.Background(), p.o.DrainTimeout)
-		p.drain(ctx)
+		dctx, cancel := context.WithTimeout(ctx, p.o.DrainTimeout)
+		p.drain(dctx)
 		cancel()
 		if left := p.spool.stats().events; left > 0 {
 			p.o.Log.Warn("audit publisher closed with events in the spool; the next start replays them",

@@ -16,8 +16,9 @@ import (
 // Follow applies every rotation and revocation announced on PC_KEYS to m, from the
 // moment it starts (a worker reads Vault's current state when a key is first used,
 // so it needs no history), until ctx ends. While the stream is missing or NATS is
-// unreachable it retries; the periodic metadata check covers what it misses.
-func Follow(ctx context.Context, js jetstream.JetStream, m *Manager, log *slog.Logger) {
+// unreachable it retries; the periodic metadata check covers what it misses. It
+// returns nil once ctx ends: it has the shape of every long-running component.
+func Follow(ctx context.Context, js jetstream.JetStream, m *Manager, log *slog.Logger) error {
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		cons, err := js.OrderedConsumer(ctx, natsnames.KeysStream, jetstream.OrderedConsumerConfig{
@@ -28,7 +29,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, m *Manager, log *slog.L
 			log.Debug("key events: waiting for the PC_KEYS stream", "err", err)
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -50,6 +51,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, m *Manager, log *slog.L
 		<-ctx.Done()
 		cc.Stop()
 	}
+	return nil
 }
 
 // maxAccessQueue bounds the key-access events waiting for NATS.
@@ -96,20 +98,20 @@ func (p *AccessPublisher) Publish(a keyevents.Access) {
 }
 
 // Run publishes queued events until ctx ends, then makes one bounded attempt at what
-// is left.
-func (p *AccessPublisher) Run(ctx context.Context) {
+// is left, and returns nil.
+func (p *AccessPublisher) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
 			p.drain()
-			return
+			return nil
 		case a := <-p.queue:
 			backoff := 100 * time.Millisecond
 			for !p.send(ctx, a) {
 				select {
 				case <-ctx.Done():
 					p.drain()
-					return
+					return nil
 				case <-time.After(backoff):
 				}
 				backoff = min(2*backoff, 5*time.Second)

@@ -65,7 +65,7 @@ type ManagerOptions struct {
 // key settings, and keeps them as deployments come and go with the policy. It
 // follows key events and checks Vault periodically. Safe for concurrent use.
 //
-// Every goroutine it or its sources start (the periodic check, background reads
+// Run runs its periodic check. Every goroutine its sources start (background reads
 // after a refused key, lease keeping) runs under ctx, which Close cancels, and is
 // counted in wg, which Close waits for.
 type Manager struct {
@@ -113,7 +113,7 @@ type refresher interface {
 	close()
 }
 
-// NewManager returns a manager; Start begins its periodic checks.
+// NewManager returns a manager; Run runs its periodic checks.
 func NewManager(o ManagerOptions) *Manager {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
@@ -186,22 +186,25 @@ func (m *Manager) Forget(keep map[string]bool) {
 	}
 }
 
-// Start runs the periodic metadata check until Close.
-func (m *Manager) Start() {
-	m.async(func(ctx context.Context) {
-		t := time.NewTicker(m.o.RefreshInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				for _, r := range m.refreshers() {
-					r.refresh(ctx, keyevents.ReasonRefresh)
-				}
+// Run runs the periodic metadata check until ctx ends or the manager is closed,
+// then returns nil. Close still ends what the sources started (background reads,
+// lease keeping), which outlives Run: those serve the requests in flight.
+func (m *Manager) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
+	t := time.NewTicker(m.o.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, r := range m.refreshers() {
+				r.refresh(ctx, keyevents.ReasonRefresh)
 			}
 		}
-	})
+	}
 }
 
 // Close stops the periodic checks, the background reads and every source's lease

@@ -234,8 +234,16 @@ func TestPeriodicCheckFindsAMissedRotation(t *testing.T) {
 	ctx := context.Background()
 	m := keys.NewManager(keys.ManagerOptions{Vault: f.c, WorkerID: "w3", RefreshInterval: 200 * time.Millisecond,
 		Access: func(a keyevents.Access) { f.mu.Lock(); f.access = append(f.access, a); f.mu.Unlock() }})
-	m.Start()
-	t.Cleanup(m.Close)
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		m.Close()
+	})
 	path := "secret/" + f.v.Unique("portcullis/missed")
 	if _, err := f.c.WriteKV(ctx, path, "canary-m1", 0); err != nil {
 		t.Fatal(err)

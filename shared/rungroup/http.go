@@ -1,0 +1,60 @@
+package rungroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// DefaultShutdownGrace is how long an HTTPServer whose context ends lets the
+// requests in flight finish before it cuts them.
+const DefaultShutdownGrace = 10 * time.Second
+
+// HTTPServer is an http.Server as a component: Run serves Listener until ctx ends.
+//
+// A process that stops gracefully shuts Server down itself first, within its own
+// deadline (Serve then returns and Run returns nil), and only then stops the group.
+// When the group's context ends without that (another component failed), Run shuts
+// the server down itself, giving the requests in flight ShutdownGrace.
+type HTTPServer struct {
+	Server   *http.Server
+	Listener net.Listener
+	// ShutdownGrace bounds Run's own shutdown; zero means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+}
+
+// Run serves until ctx ends or the server is shut down, and returns nil then; it
+// returns an error if serving fails.
+func (h HTTPServer) Run(ctx context.Context) error {
+	served := make(chan error, 1)
+	go func() { served <- h.Server.Serve(h.Listener) }()
+	select {
+	case err := <-served:
+		return serveErr(err)
+	case <-ctx.Done():
+	}
+	grace := h.ShutdownGrace
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	var errs []error
+	if err := h.Server.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		_ = h.Server.Close()
+	}
+	errs = append(errs, serveErr(<-served))
+	return errors.Join(errs...)
+}
+
+// serveErr is Serve's error, nil when the server was shut down or closed.
+func serveErr(err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("http server: %w", err)
+}
