@@ -166,7 +166,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	a.limits, err = limits.New(limits.Options{
 		JetStream: js, Connected: nc.IsConnected, WorkerID: cfg.WorkerID, Region: cfg.Region,
 		FailPolicy: cfg.LimitsFailPolicy, OpTimeout: cfg.LimitsKVTimeout, IdleReturn: cfg.LimitsIdleReturn,
-		Log: log, Registerer: metrics.Registry,
+		Log: log, Registerer: metrics.Registry, Now: cfg.Clock,
 	})
 	if err != nil {
 		return nil, err

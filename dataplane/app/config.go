@@ -89,6 +89,11 @@ type Config struct {
 	AuditPlacementTag   string        // server tag the region's stream is placed on
 	AuditStreamMaxAge   time.Duration // how long the stream keeps events
 	AuditStreamReplicas int           // replicas of the region's stream
+
+	// Clock is the limiter's clock: its minute and hour windows follow it. It has
+	// no flag; nil is the wall clock. Tests move it so that no window turns while
+	// they count.
+	Clock func() time.Time
 }
 
 var regionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
