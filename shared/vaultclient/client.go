@@ -234,6 +234,15 @@ func (c *Client) loginWith(ctx context.Context, m api.AuthMethod, name string) (
 // (the token reached its max TTL, or renewal failed), before the token expires.
 func (c *Client) keepAlive(auth *api.Secret) {
 	defer close(c.done)
+	ctx, cancel := context.WithCancel(context.Background()) // ends a login under way when Close stops us
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	backoff := time.Second
 	for {
 		if auth.Auth.Renewable && auth.Auth.LeaseDuration > 0 {
@@ -254,7 +263,7 @@ func (c *Client) keepAlive(auth *api.Secret) {
 		}
 		for {
 			c.loginMu.Lock()
-			next, err := c.login(context.Background())
+			next, err := c.login(ctx)
 			if err == nil {
 				c.lastLogin = time.Now()
 			}
