@@ -8,7 +8,7 @@ GO    ?= go
 BIN   := bin
 PKGS  := ./shared/... ./shared/vaultclient/... ./controlplane/... ./dataplane/... ./migrations/... ./web/... ./tests/...
 MODULE_DIRS := shared controlplane dataplane migrations web tests
-BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream
+BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream ./tests/cmd/portcullis-dev
 
 # Test tuning: two packages at a time suits a 2-core machine; the timeout bounds a hung test.
 TEST_PARALLEL ?= 2
@@ -22,7 +22,7 @@ BENCH_FLAGS   ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build controlplane, dataplane, portcullis and mockupstream into ./bin
+build: ## build controlplane, dataplane, portcullis, mockupstream and portcullis-dev into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(BINARIES)
 
@@ -30,8 +30,10 @@ vaultdev: ## build the throwaway dev Vault launcher (tests/vaultdev, its own mod
 	@mkdir -p $(BIN)
 	cd tests/vaultdev && GOWORK=off $(GO) build -buildvcs=false -o $(abspath $(BIN))/vaultdev .
 
-run: ## start the dev stack (Postgres, control plane, two data planes, mock upstream) in the foreground
-	./scripts/devstack.sh
+# The dev stack is tests/cmd/portcullis-dev (package tests/stack, which the e2e tests and
+# the benchmark use too). make execs the binary directly, so a signal to make reaches it.
+run: build ## start the dev stack (Postgres, control plane, two data planes, mock upstream) in the foreground
+	$(BIN)/portcullis-dev
 
 vet: ## go vet every module
 	$(GO) vet $(PKGS)

@@ -4,20 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
@@ -25,6 +24,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/testissuer"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
+	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
 
 // Names in the benchmark's policy.
@@ -69,11 +69,13 @@ func newClient() *http.Client {
 	}}
 }
 
-// stack is everything the benchmark runs against. Stop tears it down in reverse order;
-// it is idempotent.
+// stack is everything the benchmark runs against: package stack's stack, the one make
+// run and the end-to-end tests use, without a control plane (a nats-server holding the
+// benchmark's policy, a JWKS issuer, the mock upstream and the data plane binary as a
+// child process, whose memory is measured). Stop tears it down; it is idempotent.
 type stack struct {
 	direct, gateway, limited target
-	gw                       *gatewayProcess
+	gw                       *teststack.DataPlane
 	metrics                  *http.Client // scrapes the data plane's /metrics
 
 	stopOnce sync.Once
@@ -91,6 +93,9 @@ func (s *stack) Stop() {
 	})
 }
 
+// stopTimeout bounds the stop of the benchmark's stack.
+const stopTimeout = 15 * time.Second
+
 func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writer) (_ *stack, err error) {
 	s := &stack{}
 	defer func() {
@@ -98,12 +103,6 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 			s.Stop()
 		}
 	}()
-
-	ns, err := natsembed.Start(natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(tmp, "nats"), ServerName: "bench"})
-	if err != nil {
-		return nil, err
-	}
-	s.onStop(func() { ns.Shutdown(); ns.WaitForShutdown() })
 
 	upstreamKey, err := randomHex(24)
 	if err != nil {
@@ -113,11 +112,6 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	if err := os.WriteFile(keyFile, []byte(upstreamKey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	mockURL, stopMock, err := serve(mockupstream.New(mockupstream.Options{Name: "bench", RequireKey: upstreamKey}))
-	if err != nil {
-		return nil, fmt.Errorf("mock upstream: %w", err)
-	}
-	s.onStop(stopMock)
 
 	iss, err := testissuer.Start()
 	if err != nil {
@@ -133,37 +127,57 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		return nil, err
 	}
 
-	if err := publishPolicy(ctx, ns, benchPolicy(mockURL, keyFile)); err != nil {
-		return nil, err
-	}
-
 	if dataplaneBin == "" {
 		fmt.Fprintln(log, "bench: building ./dataplane/cmd/dataplane")
 		if dataplaneBin, err = buildDataplane(ctx, root, tmp); err != nil {
 			return nil, err
 		}
 	}
-	gw, err := startGateway(ctx, dataplaneBin, tmp, map[string]string{
-		"PORTCULLIS_REGION":       benchRegion,
-		"PORTCULLIS_NATS_URL":     ns.ClientURL(),
-		"PORTCULLIS_JWT_ISSUER":   iss.Name,
-		"PORTCULLIS_JWT_AUDIENCE": identity.DefaultAudience,
-		"PORTCULLIS_JWKS_URL":     iss.JWKSURL,
-		"PORTCULLIS_WORKER_ID":    "bench-1",
+	// The data plane gets none of the benchmark's own PORTCULLIS_* variables.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PORTCULLIS_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		// Every request is audited through the spool to NATS, as in production; the
 		// JSON lines go to a file rather than the gateway's stdout.
-		"PORTCULLIS_AUDIT_SPOOL_DIR": filepath.Join(tmp, "audit-spool"),
-		"PORTCULLIS_AUDIT_SINK":      filepath.Join(tmp, "audit.jsonl"),
+		"PORTCULLIS_AUDIT_SPOOL_DIR="+filepath.Join(tmp, "audit-spool"),
+		"PORTCULLIS_AUDIT_SINK="+filepath.Join(tmp, "audit.jsonl"),
+	)
+	st, err := teststack.Start(ctx, teststack.Options{
+		LogDir:    tmp,
+		WaitReady: true,
+		NATS:      natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(tmp, "nats"), ServerName: "bench"},
+		Issuer:    teststack.Issuer{Name: iss.Name, JWKSURL: iss.JWKSURL},
+		Upstreams: []teststack.UpstreamOptions{{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}}},
+		BeforeDataPlanes: func(ctx context.Context, st *teststack.Stack) error {
+			return publishPolicy(ctx, st.NATSURL, benchPolicy(st.Upstream("mock").URL, keyFile))
+		},
+		DataPlanes: []teststack.DataPlaneOptions{{
+			Name:   "dataplane",
+			Binary: dataplaneBin,
+			Env:    env,
+			Config: dpapp.Config{Region: benchRegion, WorkerID: "bench-1", JWTAudience: identity.DefaultAudience},
+		}},
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.onStop(gw.Stop)
-	s.gw = gw
+	s.onStop(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		defer cancel()
+		if err := st.Stop(ctx); err != nil {
+			fmt.Fprintln(log, "bench: stop:", err)
+		}
+	})
+	s.gw = st.DataPlane("dataplane")
+	mockURL := st.Upstream("mock").URL
 
 	s.direct = target{Name: targetDirect, URL: mockURL, Auth: "Bearer " + upstreamKey, Client: newClient()}
-	s.gateway = target{Name: targetGateway, URL: gw.URL, Auth: "Bearer " + token, Client: newClient()}
-	s.limited = target{Name: targetLimitsOn, URL: gw.URL, Auth: "Bearer " + limitedToken, Client: newClient(), Limited: true}
+	s.gateway = target{Name: targetGateway, URL: s.gw.URL, Auth: "Bearer " + token, Client: newClient()}
+	s.limited = target{Name: targetLimitsOn, URL: s.gw.URL, Auth: "Bearer " + limitedToken, Client: newClient(), Limited: true}
 	s.metrics = &http.Client{}
 	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.metrics} {
 		s.onStop(c.CloseIdleConnections)
@@ -231,7 +245,7 @@ func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
 
 // publishPolicy creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, as the
 // control plane does, and puts snap into PC_POLICY.
-func publishPolicy(ctx context.Context, ns *server.Server, snap *policy.Snapshot) error {
+func publishPolicy(ctx context.Context, natsURL string, snap *policy.Snapshot) error {
 	if err := snap.Validate(); err != nil {
 		return fmt.Errorf("bench policy: %w", err)
 	}
@@ -239,7 +253,7 @@ func publishPolicy(ctx context.Context, ns *server.Server, snap *policy.Snapshot
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
@@ -261,29 +275,6 @@ func publishPolicy(ctx context.Context, ns *server.Server, snap *policy.Snapshot
 		return fmt.Errorf("put policy: %w", err)
 	}
 	return nil
-}
-
-// serve runs h on a loopback port until the returned stop is called.
-func serve(h http.Handler) (url string, stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(os.Stderr, "bench: serve:", err)
-		}
-	}()
-	stop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	}
-	return "http://" + ln.Addr().String(), stop, nil
 }
 
 func randomHex(n int) (string, error) {

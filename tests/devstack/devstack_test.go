@@ -1,10 +1,11 @@
-// Package devstack tests `make run` (scripts/devstack.sh) as a developer uses it: the
-// script builds the binaries, starts Postgres-backed control plane, embedded NATS, two
-// data planes and the mock upstream, seeds the demo tenant and prints a curl; a
+// Package devstack tests `make run` (tests/cmd/portcullis-dev, on package tests/stack)
+// as a developer uses it: make builds the binaries, the dev command starts a
+// Postgres-backed control plane, embedded NATS, two data planes and the mock upstream,
+// seeds the demo tenant and prints a curl; a
 // request with the minted token is served; the seed's analytics tier is served and
 // limited as the seed writes it; a failure injected into one deployment through the
 // mock's control API sends every request to the fallback, the first one included;
-// Ctrl-C stops every process it started. A second run takes the keys from a real
+// Ctrl-C stops everything it started. A second run takes the keys from a real
 // Vault and rotates and revokes them under traffic (vault_test.go).
 package devstack
 
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -30,41 +32,68 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+// freeAddr returns a loopback address with a port that was free a moment ago. The
+// port is below the kernel's range of ephemeral ports when it can be, so that no
+// outgoing connection (the stack makes many on loopback while it starts) takes it
+// before the stack listens on it; taken holds the ports already handed out.
+func freeAddr(t *testing.T, taken map[string]bool) string {
 	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	for range 1000 {
+		if low <= 10000 {
+			break
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(10000+rand.IntN(low-10000))
+		if taken[addr] {
+			continue
+		}
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			taken[addr] = true
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	taken[l.Addr().String()] = true
 	return l.Addr().String()
 }
 
-// devstack is one run of scripts/devstack.sh (make run) on free ports, with its data
-// directory and Postgres database of its own.
+// devstack is one run of make run on free ports, with its data directory and Postgres
+// database of its own.
 type devstack struct {
 	t       *testing.T
 	root    string
 	dataDir string
 	addrs   map[string]string // listen address by environment variable
-	out     *logtest.Buffer   // what the script printed
+	out     *logtest.Buffer   // what make run printed
 	pid     int
 	exited  chan error
 	stopped bool
 }
 
-// startDevstack runs the script with env added to the environment and waits until it
+// startDevstack runs make run with env added to the environment and waits until it
 // says the stack is up and has printed its last example. The test's Vault settings
 // are dropped from the inherited environment, so env alone decides where keys come
-// from. Cleanup stops the script if the test did not.
+// from. Cleanup stops the stack if the test did not.
 func startDevstack(t *testing.T, env ...string) *devstack {
 	t.Helper()
-	return launchDevstack(t, []string{"bash", filepath.Join("scripts", "devstack.sh")}, env...)
+	// An enclosing make's flags (make test) are not this make's business.
+	return launchDevstack(t, []string{"make", "--no-print-directory", "run"}, append([]string{"MAKEFLAGS=", "MFLAGS=", "MAKELEVEL="}, env...)...)
 }
 
 // launchDevstack is startDevstack with the command line argv, run from the repository
-// root in a process group of its own: the script, or make run.
+// root in a process group of its own.
 func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -72,13 +101,14 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 		t.Fatal(err)
 	}
 	d := &devstack{t: t, root: root, dataDir: t.TempDir(), out: &logtest.Buffer{}, exited: make(chan error, 1)}
+	taken := map[string]bool{}
 	d.addrs = map[string]string{
-		"PORTCULLIS_DEV_CONTROLPLANE_LISTEN": freeAddr(t),
-		"PORTCULLIS_DEV_EU_LISTEN":           freeAddr(t),
-		"PORTCULLIS_DEV_US_LISTEN":           freeAddr(t),
-		"PORTCULLIS_MOCK_LISTEN":             freeAddr(t),
-		"PORTCULLIS_MOCK_CONTROL_LISTEN":     freeAddr(t),
-		"PORTCULLIS_EMBEDDED_NATS_LISTEN":    freeAddr(t),
+		"PORTCULLIS_DEV_CONTROLPLANE_LISTEN": freeAddr(t, taken),
+		"PORTCULLIS_DEV_EU_LISTEN":           freeAddr(t, taken),
+		"PORTCULLIS_DEV_US_LISTEN":           freeAddr(t, taken),
+		"PORTCULLIS_MOCK_LISTEN":             freeAddr(t, taken),
+		"PORTCULLIS_MOCK_CONTROL_LISTEN":     freeAddr(t, taken),
+		"PORTCULLIS_EMBEDDED_NATS_LISTEN":    freeAddr(t, taken),
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = root
@@ -119,8 +149,8 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 	go func() { d.exited <- cmd.Wait(); pw.Close() }()
 	t.Cleanup(func() {
 		if !d.stopped {
-			// The script's trap stops the processes it started (each leads its own
-			// group); SIGKILL is the last resort for the script itself.
+			// The dev command stops what it started (its child processes lead their own
+			// groups); SIGKILL is the last resort for make and the command.
 			_ = syscall.Kill(-d.pid, syscall.SIGINT)
 			select {
 			case <-d.exited:
@@ -139,12 +169,12 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 		t.Logf("dev stack up after %v (build included)", time.Since(start).Round(time.Millisecond))
 	case err := <-d.exited:
 		d.stopped = true
-		t.Fatalf("devstack.sh exited before the stack was up: %v", err)
+		t.Fatalf("make run exited before the stack was up: %v", err)
 	case <-time.After(8 * time.Minute):
 		t.Fatal("dev stack not up after 8 minutes")
 	}
 	// Wait for the printed curls: the chat completion, then the control API's example,
-	// the last thing the script says.
+	// the last thing make run says.
 	waitfor.Within(t, 10*time.Second, "printed curls", func() bool {
 		return strings.Contains(d.out.String(), `"content":"Hello"}]}'`) && strings.Contains(d.out.String(), `"for_seconds":60}'`)
 	})
@@ -154,7 +184,7 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 // url is the base URL of the listener the environment variable key configures.
 func (d *devstack) url(key string) string { return "http://" + d.addrs[key] }
 
-// stop sends Ctrl-C and checks that every process the script started has stopped.
+// stop sends Ctrl-C and checks that everything make run started has stopped.
 func (d *devstack) stop() {
 	t := d.t
 	t.Helper()
@@ -165,7 +195,7 @@ func (d *devstack) stop() {
 	case <-d.exited:
 		d.stopped = true
 	case <-time.After(60 * time.Second):
-		t.Fatal("devstack.sh still running 60 s after Ctrl-C")
+		t.Fatal("make run still running 60 s after Ctrl-C")
 	}
 	for name, addr := range d.addrs {
 		waitfor.Within(t, 15*time.Second, name+" closed", func() bool {
@@ -190,7 +220,7 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 		t.Fatalf("make run does not say that it uses the file key source:\n%s", printed)
 	}
 
-	// The request the printed curl makes, with the token the script minted.
+	// The request the printed curl makes, with the token make run minted.
 	token := readToken(t, d.dataDir, "moltbot-agent-07")
 	for _, region := range []string{"PORTCULLIS_DEV_EU_LISTEN", "PORTCULLIS_DEV_US_LISTEN"} {
 		resp, body := chat(t, d.url(region), token, "gpt-4o-mini")

@@ -23,12 +23,12 @@ const stopDeadline = 15 * time.Second
 
 // TestMakeRunStopsOnEverySignal starts make run in a process group of its own, as a
 // terminal runs it, once per way of stopping it: SIGTERM, SIGINT and SIGHUP (a
-// terminal closing) to make's whole group, where make passes SIGTERM on to the script
-// a second time; SIGTERM to make alone, which passes it on; SIGTERM to the script
-// alone. Each time, within stopDeadline, no process of the stack may remain (make, the
-// script, the binaries it started and whatever they started in turn, all of which
-// inherit the data directory's variable) and none of its ports may accept a
-// connection.
+// terminal closing) to make's whole group, where make passes SIGTERM on to the dev
+// command a second time; SIGTERM to make alone, which passes it on; SIGTERM to the dev
+// command alone. Each time every port of the stack accepts connections first; then,
+// within stopDeadline, no process of the stack may remain (make, the dev command, the
+// binaries it started and whatever they started in turn, all of which inherit the
+// data directory's variable) and none of its ports may accept a connection.
 func TestMakeRunStopsOnEverySignal(t *testing.T) {
 	if _, err := os.Stat("/proc/self/environ"); err != nil {
 		t.Fatalf("this test finds the stack's processes in /proc (Linux): %v", err)
@@ -36,20 +36,27 @@ func TestMakeRunStopsOnEverySignal(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		sig    syscall.Signal
-		target string // "group" (make's), "make" or "script"
+		target string // "group" (make's), "make" or "command" (the dev command)
 	}{
 		{"SIGTERM to the group", syscall.SIGTERM, "group"},
 		{"SIGINT to the group", syscall.SIGINT, "group"},
 		{"SIGHUP to the group", syscall.SIGHUP, "group"},
 		{"SIGTERM to make", syscall.SIGTERM, "make"},
-		{"SIGTERM to the script", syscall.SIGTERM, "script"},
+		{"SIGTERM to the dev command", syscall.SIGTERM, "command"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := startMakeRun(t)
 			procs := stackProcesses(d.dataDir)
-			for _, want := range []string{"make --no-print-directory run", "scripts/devstack.sh", "bin/controlplane", "bin/mockupstream", "bin/dataplane"} {
+			// The control plane and the data planes run in the dev command's process,
+			// the mock upstream in a child process of its own.
+			for _, want := range []string{"make --no-print-directory run", "bin/portcullis-dev", "bin/mockupstream"} {
 				if !slices.ContainsFunc(slices.Collect(maps.Values(procs)), func(cmd string) bool { return strings.Contains(cmd, want) }) {
 					t.Fatalf("no process of the stack runs %q; found %v", want, procs)
+				}
+			}
+			for name, addr := range d.addrs {
+				if !listening(addr) {
+					t.Fatalf("%s: nothing listens on %s before the stop", name, addr)
 				}
 			}
 
@@ -59,8 +66,8 @@ func TestMakeRunStopsOnEverySignal(t *testing.T) {
 				target = -d.pid // make leads the group
 			case "make":
 				target = d.pid
-			case "script":
-				target = scriptPID(t, procs)
+			case "command":
+				target = commandPID(t, procs)
 			}
 			start := time.Now()
 			if err := syscall.Kill(target, c.sig); err != nil {
@@ -81,12 +88,11 @@ func TestMakeRunStopsOnEverySignal(t *testing.T) {
 	}
 }
 
-// startMakeRun starts make run as startDevstack starts the script. Its cleanup kills
-// whatever is left of the stack if the test failed to stop it.
+// startMakeRun starts make run as startDevstack does. Its cleanup kills whatever is
+// left of the stack if the test failed to stop it.
 func startMakeRun(t *testing.T) *devstack {
 	t.Helper()
-	// An enclosing make's flags (make test) are not this make's business.
-	d := launchDevstack(t, []string{"make", "--no-print-directory", "run"}, "MAKEFLAGS=", "MFLAGS=", "MAKELEVEL=")
+	d := startDevstack(t)
 	t.Cleanup(func() {
 		for pid, cmd := range stackProcesses(d.dataDir) {
 			t.Logf("killing %d (%s), left by the stack", pid, cmd)
@@ -97,8 +103,8 @@ func startMakeRun(t *testing.T) *devstack {
 }
 
 // stackProcesses returns the command lines, by pid, of the processes whose
-// environment has PORTCULLIS_DEV_DATA_DIR=dataDir: make, the script, every process it
-// started and what those started, since they inherit it. Processes that cannot be
+// environment has PORTCULLIS_DEV_DATA_DIR=dataDir: make, the dev command, every
+// process it started and what those started, since they inherit it. Processes that cannot be
 // read, and zombies (whose environment is gone), are left out.
 func stackProcesses(dataDir string) map[int]string {
 	marker := []byte("PORTCULLIS_DEV_DATA_DIR=" + dataDir)
@@ -138,15 +144,15 @@ func leftovers(d *devstack) []string {
 	return left
 }
 
-// scriptPID returns the pid of the script among procs.
-func scriptPID(t *testing.T, procs map[int]string) int {
+// commandPID returns the pid of the dev command among procs.
+func commandPID(t *testing.T, procs map[int]string) int {
 	t.Helper()
 	for pid, cmd := range procs {
-		if strings.Contains(cmd, "scripts/devstack.sh") {
+		if strings.Contains(cmd, "bin/portcullis-dev") {
 			return pid
 		}
 	}
-	t.Fatalf("no scripts/devstack.sh among %v", procs)
+	t.Fatalf("no bin/portcullis-dev among %v", procs)
 	return 0
 }
 

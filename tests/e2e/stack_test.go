@@ -1,6 +1,7 @@
 // Package e2e runs the whole gateway in one process: a control plane on a real
 // Postgres with its embedded nats-server, two regional data planes and one mock
-// upstream per region, all over real HTTP on loopback.
+// upstream per region, all over real HTTP on loopback. The stack is package stack's,
+// the one make run and the benchmark use too.
 package e2e
 
 import (
@@ -11,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
+	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
 
 // stack is one running gateway. Its fields are read-only after startStack.
@@ -100,7 +101,7 @@ func withUpstream(region string, o mockupstream.Options) stackOption {
 }
 
 // startStack starts a control plane with the dev issuer and, by default, two data
-// planes, eu and us, each with a mock upstream in its region.
+// planes, eu and us, each with a mock upstream in its region, with package stack.
 func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	ctx := context.Background()
@@ -113,16 +114,14 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		o(&sc)
 	}
 	cpCfg := cpapp.Config{
-		DatabaseURL:        pgtest.Database(t),
-		Listen:             "127.0.0.1:0",
-		EmbeddedNATSListen: "127.0.0.1:0",
-		DataDir:            dataDir,
-		DevIssuer:          true,
-		PublishInterval:    30 * time.Second,
-		NATSReplicas:       cpapp.DefaultNATSReplicas,
-		WorkerTTL:          cpapp.DefaultWorkerTTL,
-		LogLevel:           "error",
-		AuditIngest:        true,
+		DatabaseURL:     pgtest.Database(t),
+		DataDir:         dataDir,
+		DevIssuer:       true,
+		PublishInterval: 30 * time.Second,
+		NATSReplicas:    cpapp.DefaultNATSReplicas,
+		WorkerTTL:       cpapp.DefaultWorkerTTL,
+		LogLevel:        "error",
+		AuditIngest:     true,
 	}
 	logger := func(string) *slog.Logger { return quietLogger() }
 	var logs *logtest.Buffer
@@ -152,62 +151,28 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		ns = natstest.StartWith(t, natstest.Options{NoConn: true})
 		cpCfg.NATSURL = ns.URL()
 	}
-	cp, err := cpapp.Start(ctx, cpCfg, logger("controlplane"))
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() { stopWithin(t, cp.Stop) })
 
-	token, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
-	if err != nil {
-		t.Fatalf("read admin token: %v", err)
-	}
-	s := &stack{
-		cp:         cp,
-		nats:       ns,
-		dp:         map[string]*dpapp.App{},
-		upstream:   map[string]*mockupstream.Server{},
-		upURL:      map[string]string{},
-		adminURL:   "http://" + cp.Addr(),
-		adminToken: strings.TrimSpace(string(token)),
-		keyFile:    filepath.Join(t.TempDir(), "openai.key"),
-		logs:       logs,
-		auditKey:   []byte(fmt.Sprintf("e2e-audit-key-%032d", time.Now().UnixNano())),
-		dbURL:      cpCfg.DatabaseURL,
-	}
+	auditKey := []byte(fmt.Sprintf("e2e-audit-key-%032d", time.Now().UnixNano()))
 	auditKeyFile := filepath.Join(t.TempDir(), "audit.key")
-	if err := os.WriteFile(auditKeyFile, s.auditKey, 0o600); err != nil {
+	if err := os.WriteFile(auditKeyFile, auditKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if sc.vault != nil {
-		s.keyPaths = map[string]string{}
-		for _, region := range []string{"eu", "us"} {
-			s.keyPaths[region] = "secret/" + sc.vault.Unique("portcullis/openai-"+region)
-		}
-	}
-	if err := os.WriteFile(s.keyFile, []byte("test-upstream-key-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
+	keyFile := filepath.Join(t.TempDir(), "openai.key")
+	if err := os.WriteFile(keyFile, []byte("test-upstream-key-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	so := teststack.Options{LogDir: t.TempDir(), Logger: logger, ControlPlane: &cpCfg}
 	for _, region := range []string{"eu", "us"} {
 		uo := sc.upstream[region]
 		uo.Name = "mock-" + region
 		if uo.RecordLimit == 0 {
 			uo.RecordLimit = mockupstream.RecordAll // some tests look at more requests than the default ring keeps
 		}
-		up := mockupstream.New(uo)
-		srv := httptest.NewServer(up)
-		t.Cleanup(srv.Close)
-		s.upstream[region] = up
-		s.upURL[region] = srv.URL
+		so.Upstreams = append(so.Upstreams, teststack.UpstreamOptions{Name: region, Mock: uo})
 	}
 	for _, w := range sc.workers {
-		dp, err := dpapp.Start(ctx, dpapp.Config{
+		so.DataPlanes = append(so.DataPlanes, teststack.DataPlaneOptions{Name: w.name, Config: dpapp.Config{
 			Region:               w.region,
-			Listen:               "127.0.0.1:0",
-			NATSURL:              cp.NATSURL(),
-			JWTIssuer:            s.adminURL,
-			JWTAudience:          "portcullis-gateway",
-			JWKSURL:              s.adminURL + "/.well-known/jwks.json",
 			LogLevel:             "error",
 			WorkerID:             "e2e-" + w.name,
 			ExposeRoutingHeaders: true,
@@ -216,12 +181,39 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			Vault:                vaultCfg,
 			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
 			AuditKeyFile:         auditKeyFile,
-		}, logger("dataplane-"+w.name))
-		if err != nil {
-			t.Fatalf("start %s data plane: %v", w.name, err)
+		}})
+	}
+	st, err := teststack.Start(ctx, so)
+	if err != nil {
+		t.Fatalf("start the stack: %v", err)
+	}
+	t.Cleanup(func() { stopWithin(t, st.Stop) })
+
+	s := &stack{
+		cp:         st.ControlPlane,
+		nats:       ns,
+		dp:         map[string]*dpapp.App{},
+		upstream:   map[string]*mockupstream.Server{},
+		upURL:      map[string]string{},
+		adminURL:   st.AdminURL,
+		adminToken: st.AdminToken,
+		keyFile:    keyFile,
+		logs:       logs,
+		auditKey:   auditKey,
+		dbURL:      cpCfg.DatabaseURL,
+	}
+	if sc.vault != nil {
+		s.keyPaths = map[string]string{}
+		for _, region := range []string{"eu", "us"} {
+			s.keyPaths[region] = "secret/" + sc.vault.Unique("portcullis/openai-"+region)
 		}
-		t.Cleanup(func() { stopWithin(t, dp.Stop) })
-		s.dp[w.name] = dp
+	}
+	for _, region := range []string{"eu", "us"} {
+		up := st.Upstream(region)
+		s.upstream[region], s.upURL[region] = up.Mock, up.URL
+	}
+	for _, d := range st.DataPlanes() {
+		s.dp[d.Name] = d.App
 	}
 	return s
 }

@@ -66,8 +66,7 @@ commands:
   usage --group-by client|tenant|model --from RFC3339 --to RFC3339 [--format json|csv]
   alerts list [--unacknowledged] [--limit N]
   alerts ack <id>
-  seed demo [--upstream-url http://127.0.0.1:9100] (--key-file PATH |
-      --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)
+  seed demo [--upstream-url http://127.0.0.1:9100] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
 

@@ -27,8 +27,7 @@ type seedItem struct {
 // demoDeployment is one deployment of the mock upstream in the demo.
 type demoDeployment struct {
 	name, provider, region, kind string
-	// keyed: with --key-file, the deployment presents that file's key upstream. With
-	// Vault every deployment has a key, ollama-eu too (see seed_vault.go).
+	// keyed: the deployment presents the --key-file's key upstream.
 	keyed bool
 }
 
@@ -43,9 +42,9 @@ var demoDeployments = []demoDeployment{
 // demoSeed is the demo tenant: the seed document's three tiers, the dev stack's
 // deployments of the mock upstream, their models and three clients. Every deployment
 // has the base URL <upstreamURL>/d/<name>, which the mock serves as that deployment,
-// so that a failure can be injected into one deployment at a time. keys says where
-// the deployments' keys come from.
-func demoSeed(upstreamURL string, keys demoKeys) []seedItem {
+// so that a failure can be injected into one deployment at a time. The keyed
+// deployments read their key from keyFile.
+func demoSeed(upstreamURL, keyFile string) []seedItem {
 	allOps := policy.DefaultOperations
 	items := []seedItem{
 		{"tenants", "demo", policy.Tenant{Name: "demo", DisplayName: "Demo tenant"}},
@@ -64,7 +63,7 @@ func demoSeed(upstreamURL string, keys demoKeys) []seedItem {
 		{"providers", "anthropic", policy.Provider{Name: "anthropic", Kind: policy.ProviderAnthropic}},
 	}
 	for _, d := range demoDeployments {
-		items = append(items, seedItem{"deployments", d.name, deployment(d, upstreamURL, keys)})
+		items = append(items, seedItem{"deployments", d.name, deployment(d, upstreamURL, keyFile)})
 	}
 	models := []struct {
 		name        string
@@ -96,9 +95,10 @@ func demoSeed(upstreamURL string, keys demoKeys) []seedItem {
 }
 
 // deployment is d's body. Every key setting is spelled out, with null for "none"
-// (the API's default), so that reseeding switches a deployment between the file and
-// the Vault key source cleanly; the other settings take the API's creation defaults.
-func deployment(d demoDeployment, upstreamURL string, keys demoKeys) map[string]any {
+// (the API's default), so that reseeding returns a deployment whose keys were moved
+// elsewhere (make run moves them to a dev Vault) to the key file cleanly; the other
+// settings take the API's creation defaults.
+func deployment(d demoDeployment, upstreamURL, keyFile string) map[string]any {
 	b := map[string]any{
 		"name":     d.name,
 		"provider": d.provider,
@@ -113,15 +113,8 @@ func deployment(d demoDeployment, upstreamURL string, keys demoKeys) map[string]
 		"admin_project_id":       nil,
 		"rotation_interval_days": 0,
 	}
-	switch {
-	case keys.vault:
-		b["key_source"], b["key_path"], b["minter"] = policy.KeySourceVault, demoKeyPath(d.name), demoMinter(d)
-		b["rotation_interval_days"], b["rotation_overlap_hours"] = demoRotationDays, demoOverlapHours
-		if demoMinter(d) == policy.MinterOpenAIAdmin {
-			b["admin_key_path"], b["admin_project_id"] = demoAdminKeyPath, demoAdminProject
-		}
-	case d.keyed:
-		b["key_source"], b["key_path"] = policy.KeySourceFile, keys.file
+	if d.keyed {
+		b["key_source"], b["key_path"] = policy.KeySourceFile, keyFile
 	}
 	return b
 }
@@ -141,50 +134,32 @@ func demoClient(id, tier, residency string) map[string]any {
 
 // seedDemo creates the demo tenant's entities. It is idempotent: an entity that
 // already exists is reconciled to the seed (for example when a new checkout's key file
-// lives elsewhere) and left alone when it already matches.
-//
-// With --key-file the keyed deployments read that file. With --vault-addr every
-// deployment takes its key from Vault, and the seed first makes sure each one has a
-// usable key there, writes the mock upstream's accept-keys file and its admin key
-// (see seedVaultKeys).
+// lives elsewhere) and left alone when it already matches. The keyed deployments read
+// --key-file. (make run then moves the keys to a dev Vault when it has one; that
+// writes to Vault with a root token, so it lives in the dev stack,
+// tests/cmd/portcullis-dev, not here.)
 func (cmd *command) seedDemo(ctx context.Context, args []string) error {
-	fs := cmd.newFlags("seed demo", "seed demo [--upstream-url URL] (--key-file PATH | --vault-addr URL --vault-token-file PATH --accept-keys-file PATH --admin-key-file PATH)")
+	fs := cmd.newFlags("seed demo", "seed demo [--upstream-url URL] --key-file PATH")
 	upstream := fs.String("upstream-url", DefaultUpstreamURL, "URL of the mock upstream; deployment NAME gets the base URL <URL>/d/NAME")
-	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai and anthropic deployments (key_source file)")
-	var vo vaultSeedOptions
-	fs.StringVar(&vo.addr, "vault-addr", "", "instead of --key-file: a Vault (KV v2 at secret/) that holds every deployment's key (key_source vault)")
-	fs.StringVar(&vo.tokenFile, "vault-token-file", "", "with --vault-addr: file holding the Vault token")
-	fs.StringVar(&vo.acceptKeysFile, "accept-keys-file", "", "with --vault-addr: file the seed writes the keys the mock upstream accepts to (its -accept-keys-file)")
-	fs.StringVar(&vo.adminKeyFile, "admin-key-file", "", "with --vault-addr: file holding the mock's OpenAI admin key (its -admin-key-file), created if missing; the key is also written to Vault at "+demoAdminKeyPath)
+	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai and anthropic deployments (key_source file; required)")
 	if _, err := cmd.parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := checkSeedFlags(*keyFile, vo); err != nil {
+	if *keyFile == "" {
 		fs.Usage()
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: --key-file is required", ErrUsage)
 	}
-	keys := demoKeys{vault: vo.addr != ""}
-	if !keys.vault {
-		// The data planes read the key file; an absolute path works from any directory.
-		abs, err := filepath.Abs(*keyFile)
-		if err != nil {
-			return fmt.Errorf("--key-file: %w", err)
-		}
-		keys.file = abs
+	// The data planes read the key file; an absolute path works from any directory.
+	abs, err := filepath.Abs(*keyFile)
+	if err != nil {
+		return fmt.Errorf("--key-file: %w", err)
 	}
 	c, err := cmd.client()
 	if err != nil {
 		return err
 	}
-	if keys.vault {
-		// The keys go first, so that the rotator never sees a Vault-keyed deployment
-		// without its secret.
-		if err := cmd.seedVaultKeys(ctx, c, vo); err != nil {
-			return err
-		}
-	}
 	var created, updated, unchanged int
-	for _, it := range demoSeed(*upstream, keys) {
+	for _, it := range demoSeed(*upstream, abs) {
 		body, err := json.Marshal(it.body)
 		if err != nil {
 			return err
@@ -213,29 +188,6 @@ func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(cmd.io.Stderr, "demo seed: %d created, %d updated, %d unchanged\n", created, updated, unchanged)
 	return nil
-}
-
-// checkSeedFlags reports every problem with the key flags of seed demo at once.
-func checkSeedFlags(keyFile string, vo vaultSeedOptions) error {
-	if keyFile == "" && vo.addr == "" {
-		return errors.New("--key-file is required, or --vault-addr with --vault-token-file, --accept-keys-file and --admin-key-file")
-	}
-	var problems []error
-	if keyFile != "" && vo.addr != "" {
-		problems = append(problems, errors.New("--key-file and --vault-addr cannot both be set"))
-	}
-	withVault := []struct{ flag, value string }{
-		{"--vault-token-file", vo.tokenFile}, {"--accept-keys-file", vo.acceptKeysFile}, {"--admin-key-file", vo.adminKeyFile},
-	}
-	for _, f := range withVault {
-		switch {
-		case vo.addr != "" && f.value == "":
-			problems = append(problems, fmt.Errorf("%s is required with --vault-addr", f.flag))
-		case vo.addr == "" && f.value != "":
-			problems = append(problems, fmt.Errorf("%s goes only with --vault-addr", f.flag))
-		}
-	}
-	return errors.Join(problems...)
 }
 
 // reconcile makes the existing item at path carry every field of want, patching it

@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
@@ -21,7 +23,9 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 )
 
-// The demo's keys in Vault (seed demo --vault-addr). Every deployment's key is the
+// The demo's keys in Vault. "portcullis seed demo" creates the demo with the key file
+// (key_source file); with a Vault, seedVault then moves every demo deployment (each
+// one whose base URL is on the mock upstream) to key_source vault: its key is the
 // field api_key of the KV v2 secret demoKeyPath(name). The mock upstream stands in
 // for the providers:
 //   - the openai deployments mint their keys through the mock's OpenAI admin API
@@ -32,6 +36,9 @@ import (
 //
 // The mock checks every request's key once it accepts any, so in this mode ollama-eu
 // has a key too, as a self-hosted model behind an authenticating proxy would.
+//
+// This writes to Vault with a root token, which is why it lives here, in the dev
+// stack, and not in the production admin CLI.
 const (
 	demoKeyPrefix    = "secret/portcullis/"
 	demoAdminKeyPath = "secret/portcullis-admin/openai"
@@ -46,24 +53,25 @@ const (
 // the version the rotation history last used (see ensureDemoKey).
 const maxCatchUp = 1000
 
-// demoKeys says where the demo deployments' keys come from: the file named by file
-// (key_source file), or Vault (key_source vault) when vault is set.
-type demoKeys struct {
-	file  string
-	vault bool
-}
-
-// vaultSeedOptions are the seed's flags for keys in Vault.
-type vaultSeedOptions struct {
-	addr, tokenFile, acceptKeysFile, adminKeyFile string
+// vaultSeed says where seedVault finds Vault and writes the mock's key files.
+type vaultSeed struct {
+	addr, tokenFile string
+	// upstreamURL is the mock's base URL: the demo deployments' base URLs start
+	// with <upstreamURL>/d/.
+	upstreamURL string
+	// acceptKeysFile and adminKeyFile are the mock's -accept-keys-file and
+	// -admin-key-file.
+	acceptKeysFile, adminKeyFile string
+	// report receives one line per step; never a key.
+	report io.Writer
 }
 
 // demoKeyPath is the Vault KV v2 path of deployment's key.
 func demoKeyPath(deployment string) string { return demoKeyPrefix + deployment }
 
-// demoMinter is where d's new keys come from when it rotates.
-func demoMinter(d demoDeployment) string {
-	if d.provider == "openai" {
+// demoMinter is where a deployment of provider gets its new keys when it rotates.
+func demoMinter(provider string) string {
+	if provider == "openai" {
 		return policy.MinterOpenAIAdmin
 	}
 	return policy.MinterVaultVersion
@@ -78,11 +86,12 @@ type demoVault interface {
 
 var _ demoVault = (*vaultclient.Client)(nil)
 
-// seedVaultKeys makes sure every demo deployment has a usable key in Vault, writes
-// the mock's admin key file and its copy in Vault, and rewrites the mock's
-// accept-keys file with the current key of each vault_version deployment. Keys never
-// appear in its output.
-func (cmd *command) seedVaultKeys(ctx context.Context, c *client, o vaultSeedOptions) error {
+// seedVault makes sure every demo deployment has a usable key in Vault, writes the
+// mock's admin key file and its copy in Vault, rewrites the mock's accept-keys file
+// with the current key of each vault_version deployment, and only then moves the
+// deployments to key_source vault, so that the rotator never sees a Vault-keyed
+// deployment without its secret. Keys never appear in its output.
+func seedVault(ctx context.Context, admin *adminClient, o vaultSeed) error {
 	v, err := vaultclient.New(ctx, vaultclient.Config{Addr: o.addr, Auth: vaultclient.AuthToken, TokenFile: o.tokenFile},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -90,53 +99,135 @@ func (cmd *command) seedVaultKeys(ctx context.Context, c *client, o vaultSeedOpt
 	}
 	defer v.Close()
 
+	deps, err := demoDeployments(ctx, admin, o.upstreamURL)
+	if err != nil {
+		return err
+	}
 	var accepted strings.Builder
 	accepted.WriteString(acceptKeysHeader)
 	var names []string
-	for _, d := range demoDeployments {
-		path := demoKeyPath(d.name)
-		floor, err := lastKeyVersion(ctx, c, d.name)
+	for _, d := range deps {
+		path := demoKeyPath(d.Name)
+		floor, err := lastKeyVersion(ctx, admin, d.Name)
 		if err != nil {
-			return fmt.Errorf("rotation history of %s: %w", d.name, err)
+			return fmt.Errorf("rotation history of %s: %w", d.Name, err)
 		}
-		k, wrote, err := ensureDemoKey(ctx, v, path, "dev-"+d.name+"-", floor)
+		k, wrote, err := ensureDemoKey(ctx, v, path, "dev-"+d.Name+"-", floor)
 		if err != nil {
 			return err
 		}
-		cmd.reportKey(path, k.Version, wrote)
-		if demoMinter(d) == policy.MinterVaultVersion {
-			fmt.Fprintf(&accepted, "# %s: %s version %d\n%s\n", d.name, path, k.Version, k.Key)
-			names = append(names, d.name)
+		reportKey(o.report, path, k.Version, wrote)
+		if demoMinter(d.Provider) == policy.MinterVaultVersion {
+			fmt.Fprintf(&accepted, "# %s: %s version %d\n%s\n", d.Name, path, k.Version, k.Key)
+			names = append(names, d.Name)
 		}
 	}
-	if err := cmd.seedAdminKey(ctx, v, o.adminKeyFile); err != nil {
+	if err := seedAdminKey(ctx, v, o.adminKeyFile, o.report); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(o.acceptKeysFile, []byte(accepted.String())); err != nil {
-		return fmt.Errorf("--accept-keys-file: %w", err)
+		return fmt.Errorf("accept-keys file: %w", err)
 	}
-	fmt.Fprintf(cmd.io.Stderr, "keys      %s: the mock accepts the keys of %s\n", o.acceptKeysFile, strings.Join(names, ", "))
+	fmt.Fprintf(o.report, "keys      %s: the mock accepts the keys of %s\n", o.acceptKeysFile, strings.Join(names, ", "))
+	for _, d := range deps {
+		changed, err := admin.reconcile(ctx, "/deployments/"+url.PathEscape(d.Name), vaultKeySettings(d))
+		if err != nil {
+			return fmt.Errorf("move %s to key_source vault: %w", d.Name, err)
+		}
+		what := "unchanged"
+		if changed {
+			what = "updated"
+		}
+		fmt.Fprintf(o.report, "%-9s deployments %s (key_source vault)\n", what, d.Name)
+	}
 	return nil
 }
 
+// demoDeployment is what seedVault needs of a deployment.
+type demoDeployment struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	BaseURL  string `json:"base_url"`
+}
+
+// maxListPages bounds the pages demoDeployments reads.
+const maxListPages = 100
+
+// demoDeployments lists the deployments on the mock upstream at upstreamURL, by name.
+func demoDeployments(ctx context.Context, admin *adminClient, upstreamURL string) ([]demoDeployment, error) {
+	prefix := strings.TrimRight(upstreamURL, "/") + "/d/"
+	var deps []demoDeployment
+	cursor := ""
+	for range maxListPages {
+		q := url.Values{"limit": {"500"}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		resp, err := admin.call(ctx, http.MethodGet, "/deployments?"+q.Encode(), nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		var page struct {
+			Items      []demoDeployment `json:"items"`
+			NextCursor *string          `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(resp.body, &page); err != nil {
+			return nil, fmt.Errorf("list deployments: decode: %w", err)
+		}
+		for _, d := range page.Items {
+			if strings.HasPrefix(d.BaseURL, prefix) {
+				deps = append(deps, d)
+			}
+		}
+		if page.NextCursor == nil || *page.NextCursor == "" || *page.NextCursor == cursor {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	if len(deps) == 0 {
+		return nil, fmt.Errorf("no deployment has a base URL under %s: was the demo seeded?", prefix)
+	}
+	sort.Slice(deps, func(i, j int) bool { return deps[i].Name < deps[j].Name })
+	return deps, nil
+}
+
+// vaultKeySettings are the key settings of d with its key in Vault.
+func vaultKeySettings(d demoDeployment) map[string]any {
+	b := map[string]any{
+		"key_source":             policy.KeySourceVault,
+		"key_path":               demoKeyPath(d.Name),
+		"minter":                 demoMinter(d.Provider),
+		"admin_key_path":         nil,
+		"admin_project_id":       nil,
+		"rotation_interval_days": demoRotationDays,
+		"rotation_overlap_hours": demoOverlapHours,
+	}
+	if demoMinter(d.Provider) == policy.MinterOpenAIAdmin {
+		b["admin_key_path"], b["admin_project_id"] = demoAdminKeyPath, demoAdminProject
+	}
+	return b
+}
+
 const acceptKeysHeader = `# The keys the mock upstream accepts (its -accept-keys-file), one a line; it re-reads
-# this file when it changes. Written by "portcullis seed demo" with the current Vault
-# key of each vault_version deployment. The openai deployments' keys are minted by the
-# mock's admin API instead. Add a line to issue a key; remove one to revoke it.
+# this file when it changes. Written by make run (tests/cmd/portcullis-dev) with the
+# current Vault key of each vault_version deployment. The openai deployments' keys are
+# minted by the mock's admin API instead. Add a line to issue a key; remove one to
+# revoke it.
 `
 
-func (cmd *command) reportKey(path string, version int, wrote bool) {
+// reportKey says what the seed did with the key at path, never the key.
+func reportKey(w io.Writer, path string, version int, wrote bool) {
 	what := "kept"
 	if wrote {
 		what = "written"
 	}
-	fmt.Fprintf(cmd.io.Stderr, "key       %s version %d %s\n", path, version, what)
+	fmt.Fprintf(w, "key       %s version %d %s\n", path, version, what)
 }
 
 // lastKeyVersion is the highest key version deployment's latest rotation names, 0
 // when it has none: the version the rotator believes is in use.
-func lastKeyVersion(ctx context.Context, c *client, deployment string) (int, error) {
-	resp, err := c.call(ctx, http.MethodGet, "/secrets/history?"+url.Values{"deployment": {deployment}, "limit": {"1"}}.Encode(), nil, nil)
+func lastKeyVersion(ctx context.Context, admin *adminClient, deployment string) (int, error) {
+	resp, err := admin.call(ctx, http.MethodGet, "/secrets/history?"+url.Values{"deployment": {deployment}, "limit": {"1"}}.Encode(), nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -198,15 +289,15 @@ func ensureDemoKey(ctx context.Context, v demoVault, path, prefix string, floor 
 
 // seedAdminKey makes file hold the mock's OpenAI admin key (a new random one when it
 // is missing or empty) and Vault's demoAdminKeyPath the same key.
-func (cmd *command) seedAdminKey(ctx context.Context, v demoVault, file string) error {
+func seedAdminKey(ctx context.Context, v demoVault, file string, report io.Writer) error {
 	key, err := readOrCreateKey(file, "sk-admin-dev-")
 	if err != nil {
-		return fmt.Errorf("--admin-key-file: %w", err)
+		return fmt.Errorf("admin key file: %w", err)
 	}
 	cur, err := v.ReadKV(ctx, demoAdminKeyPath, 0)
 	switch {
 	case err == nil && cur.Key == key:
-		cmd.reportKey(demoAdminKeyPath, cur.Version, false)
+		reportKey(report, demoAdminKeyPath, cur.Version, false)
 		return nil
 	case err != nil && !errors.Is(err, api.ErrSecretNotFound) && !errors.Is(err, vaultclient.ErrNoKey):
 		return err
@@ -215,7 +306,7 @@ func (cmd *command) seedAdminKey(ctx context.Context, v demoVault, file string) 
 	if err != nil {
 		return err
 	}
-	cmd.reportKey(demoAdminKeyPath, ver, true)
+	reportKey(report, demoAdminKeyPath, ver, true)
 	return nil
 }
 

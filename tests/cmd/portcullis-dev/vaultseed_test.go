@@ -1,29 +1,35 @@
-package cli
+package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/app"
+	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
 
-// newVaultCLI is newCLI with a control plane whose key rotator uses v.
-func newVaultCLI(t *testing.T, v *vaulttest.Vault) cliRun {
-	t.Helper()
-	return newCLI(t, func(c *app.Config) {
-		c.Vault = vaultclient.Config{Addr: v.Addr, Auth: vaultclient.AuthToken, Token: v.Token}
-	})
+// testUpstream is the mock's base URL the demo deployments of these tests point at;
+// nothing serves it.
+const testUpstream = "http://127.0.0.1:9"
+
+// demoNames are the demo deployments, with their providers, as "portcullis seed demo"
+// creates them.
+var demoNames = []struct{ name, provider string }{
+	{"openai-us", "openai"}, {"openai-eu", "openai"},
+	{"anthropic-us", "anthropic"}, {"anthropic-eu", "anthropic"}, {"ollama-eu", "ollama"},
 }
 
 // vaultKey reads the api_key of path's current version (0) or of version.
@@ -57,7 +63,7 @@ func writeVaultKey(t *testing.T, v *vaulttest.Vault, path, key string) {
 func forgetDemoSecrets(t *testing.T, v *vaulttest.Vault) {
 	t.Helper()
 	paths := []string{demoAdminKeyPath}
-	for _, d := range demoDeployments {
+	for _, d := range demoNames {
 		paths = append(paths, demoKeyPath(d.name))
 	}
 	for _, p := range paths {
@@ -68,13 +74,60 @@ func forgetDemoSecrets(t *testing.T, v *vaulttest.Vault) {
 	}
 }
 
-// TestSeedDemoWithVault seeds the demo with its keys in Vault, reseeds it unchanged,
-// reseeds it into a new Vault (as every make run with a dev Vault does) after an
-// operator's rotation, and goes back to the key file.
-func TestSeedDemoWithVault(t *testing.T) {
+// startControlPlane starts a control plane whose rotator uses v, with package stack,
+// and creates the demo's deployments on the key file, as "portcullis seed demo" does.
+func startControlPlane(t *testing.T, v *vaulttest.Vault) *adminClient {
+	t.Helper()
+	ctx := context.Background()
+	st, err := teststack.Start(ctx, teststack.Options{LogDir: t.TempDir(), ControlPlane: &cpapp.Config{
+		DatabaseURL:           pgtest.Database(t),
+		DataDir:               t.TempDir(),
+		LogLevel:              "error",
+		PublishInterval:       30 * time.Second,
+		NATSReplicas:          cpapp.DefaultNATSReplicas,
+		WorkerTTL:             cpapp.DefaultWorkerTTL,
+		RotationCheckInterval: time.Hour,
+		Vault:                 vaultclient.Config{Addr: v.Addr, Auth: vaultclient.AuthToken, Token: v.Token},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := st.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	admin := newAdminClient(st.AdminURL, st.AdminToken)
+	keyFile := filepath.Join(t.TempDir(), "openai.key")
+	for _, body := range []map[string]any{{"name": "openai", "kind": "openai"}, {"name": "anthropic", "kind": "anthropic"}, {"name": "ollama", "kind": "ollama"}} {
+		if _, err := admin.call(ctx, http.MethodPost, "/providers", body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range demoNames {
+		region, kind := d.name[strings.LastIndex(d.name, "-")+1:], policy.KindCloud
+		body := map[string]any{"name": d.name, "provider": d.provider, "region": region, "kind": kind,
+			"base_url": testUpstream + "/d/" + d.name, "key_source": policy.KeySourceFile, "key_path": keyFile}
+		if d.provider == "ollama" {
+			body["kind"], body["key_source"], body["key_path"] = policy.KindSelfHosted, policy.KeySourceNone, nil
+		}
+		if _, err := admin.call(ctx, http.MethodPost, "/deployments", body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return admin
+}
+
+// TestSeedVault seeds the demo's keys into Vault, reseeds them unchanged, and reseeds
+// them into a new Vault (as every make run with a dev Vault does) after an operator's
+// rotation.
+func TestSeedVault(t *testing.T) {
 	v := vaulttest.Start(t)
 	forgetDemoSecrets(t, v) // an external Vault may hold them from an earlier run
-	c := newVaultCLI(t, v)
+	admin := startControlPlane(t, v)
+	ctx := context.Background()
 	dir := t.TempDir()
 	tokenFile, acceptFile, adminFile := filepath.Join(dir, "vault-token"), filepath.Join(dir, "accepted.keys"), filepath.Join(dir, "admin.key")
 	if err := os.WriteFile(tokenFile, []byte(v.Token+"\n"), 0o600); err != nil {
@@ -82,28 +135,25 @@ func TestSeedDemoWithVault(t *testing.T) {
 	}
 	seed := func(what string) string {
 		t.Helper()
-		_, out, err := c.run("seed", "demo", "--vault-addr", v.Addr, "--vault-token-file", tokenFile,
-			"--accept-keys-file", acceptFile, "--admin-key-file", adminFile)
+		var out strings.Builder
+		err := seedVault(ctx, admin, vaultSeed{addr: v.Addr, tokenFile: tokenFile, upstreamURL: testUpstream,
+			acceptKeysFile: acceptFile, adminKeyFile: adminFile, report: &out})
 		if err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, out)
+			t.Fatalf("%s: %v\n%s", what, err, out.String())
 		}
-		if strings.Contains(out, v.Token) {
+		if strings.Contains(out.String(), v.Token) {
 			t.Fatalf("%s printed the Vault token", what)
 		}
-		return out
+		return out.String()
 	}
 	// secrets reads every demo key from Vault; none may appear in any output.
-	secrets := func() []string {
-		t.Helper()
-		keys := []string{vaultKey(t, v, demoAdminKeyPath, 0)}
-		for _, d := range demoDeployments {
-			keys = append(keys, vaultKey(t, v, demoKeyPath(d.name), 0))
-		}
-		return keys
-	}
 	noKeys := func(what, out string) {
 		t.Helper()
-		for _, k := range secrets() {
+		keys := []string{vaultKey(t, v, demoAdminKeyPath, 0)}
+		for _, d := range demoNames {
+			keys = append(keys, vaultKey(t, v, demoKeyPath(d.name), 0))
+		}
+		for _, k := range keys {
 			if strings.Contains(out, k) {
 				t.Fatalf("%s printed a key:\n%s", what, out)
 			}
@@ -112,21 +162,26 @@ func TestSeedDemoWithVault(t *testing.T) {
 
 	first := seed("first seed")
 	noKeys("first seed", first)
-	for _, d := range demoDeployments {
+	for _, d := range demoNames {
 		if want := "key       " + demoKeyPath(d.name) + " version 1 written\n"; !strings.Contains(first, want) {
 			t.Errorf("first seed lacks %q:\n%s", want, first)
 		}
 	}
-	if !strings.Contains(first, "key       "+demoAdminKeyPath+" version 1 written\n") || !strings.Contains(first, " created, 0 updated, 0 unchanged") {
+	if !strings.Contains(first, "key       "+demoAdminKeyPath+" version 1 written\n") || strings.Count(first, "updated   deployments") != len(demoNames) {
 		t.Fatalf("first seed:\n%s", first)
 	}
 
-	var deps []policy.Deployment
-	decode(t, c.mustRun("deployments", "list"), &deps)
-	if len(deps) != len(demoDeployments) {
-		t.Fatalf("%d deployments, want %d", len(deps), len(demoDeployments))
+	resp, err := admin.call(ctx, http.MethodGet, "/deployments?limit=100", nil, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, d := range deps {
+	var list struct {
+		Items []policy.Deployment `json:"items"`
+	}
+	if err := json.Unmarshal(resp.body, &list); err != nil || len(list.Items) != len(demoNames) {
+		t.Fatalf("%d deployments (%v), want %d", len(list.Items), err, len(demoNames))
+	}
+	for _, d := range list.Items {
 		want := policy.Deployment{KeySource: policy.KeySourceVault, KeyPath: "secret/portcullis/" + d.Name, Minter: policy.MinterVaultVersion,
 			RotationIntervalDays: 30, RotationOverlapHours: 0.05}
 		if d.Provider == "openai" {
@@ -134,7 +189,7 @@ func TestSeedDemoWithVault(t *testing.T) {
 		}
 		got := policy.Deployment{KeySource: d.KeySource, KeyPath: d.KeyPath, Minter: d.Minter, RotationIntervalDays: d.RotationIntervalDays,
 			RotationOverlapHours: d.RotationOverlapHours, AdminKeyPath: d.AdminKeyPath, AdminProjectID: d.AdminProjectID}
-		if !equalJSON(t, got, want) {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("deployment %s: key settings %+v, want %+v", d.Name, got, want)
 		}
 	}
@@ -153,19 +208,19 @@ func TestSeedDemoWithVault(t *testing.T) {
 			}
 		}
 		var want []string
-		for _, name := range []string{"anthropic-us", "anthropic-eu", "ollama-eu"} {
+		for _, name := range []string{"anthropic-eu", "anthropic-us", "ollama-eu"} { // by name
 			want = append(want, vaultKey(t, v, demoKeyPath(name), 0))
 		}
 		if strings.Join(listed, "\n") != strings.Join(want, "\n") {
-			t.Fatalf("%s: the accept-keys file lists %d keys, not the current ones of anthropic-us, anthropic-eu and ollama-eu", what, len(listed))
+			t.Fatalf("%s: the accept-keys file lists %d keys, not the current ones of anthropic-eu, anthropic-us and ollama-eu", what, len(listed))
 		}
 		for _, f := range []string{acceptFile, adminFile} {
 			if info, err := os.Stat(f); err != nil || info.Mode().Perm() != 0o600 {
-				t.Fatalf("%s: %s: %v, mode %v; want 0600", what, f, err, info.Mode().Perm())
+				t.Fatalf("%s: %s: %v; want mode 0600", what, f, err)
 			}
 		}
-		admin, err := os.ReadFile(adminFile)
-		if err != nil || strings.TrimSpace(string(admin)) != vaultKey(t, v, demoAdminKeyPath, 0) || !strings.HasPrefix(string(admin), "sk-admin-dev-") {
+		adminKey, err := os.ReadFile(adminFile)
+		if err != nil || strings.TrimSpace(string(adminKey)) != vaultKey(t, v, demoAdminKeyPath, 0) || !strings.HasPrefix(string(adminKey), "sk-admin-dev-") {
 			t.Fatalf("%s: the admin key file does not hold the admin key in Vault (%v)", what, err)
 		}
 	}
@@ -173,7 +228,7 @@ func TestSeedDemoWithVault(t *testing.T) {
 	openAIKey := vaultKey(t, v, demoKeyPath("openai-eu"), 0)
 
 	second := seed("second seed")
-	if !strings.Contains(second, " 0 created, 0 updated") || strings.Contains(second, " written\n") {
+	if strings.Contains(second, "updated") || strings.Contains(second, " written\n") {
 		t.Fatalf("second seed changed something:\n%s", second)
 	}
 	checkAccepted("second seed")
@@ -182,8 +237,26 @@ func TestSeedDemoWithVault(t *testing.T) {
 	}
 
 	// An operator rotates anthropic-eu to version 2.
+	type versions struct {
+		Old int `json:"old_version"`
+		New int `json:"new_version"`
+	}
+	rotate := func() []versions {
+		t.Helper()
+		resp, err := admin.call(ctx, http.MethodPost, "/secrets/rotate", map[string]string{"provider": "anthropic", "deployment": "anthropic-eu"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rotated struct {
+			Data []versions `json:"data"`
+		}
+		if err := json.Unmarshal(resp.body, &rotated); err != nil {
+			t.Fatal(err)
+		}
+		return rotated.Data
+	}
 	writeVaultKey(t, v, demoKeyPath("anthropic-eu"), "dev-anthropic-eu-operator-2")
-	c.mustRun("secrets", "rotate", "--provider", "anthropic", "--deployment", "anthropic-eu")
+	rotate()
 
 	// make run starts a new dev Vault; the dev database remembers version 2.
 	forgetDemoSecrets(t, v)
@@ -196,71 +269,8 @@ func TestSeedDemoWithVault(t *testing.T) {
 	checkAccepted("seed into a new Vault")
 	// So the operator's next version is newer than the one the rotator has in use.
 	writeVaultKey(t, v, demoKeyPath("anthropic-eu"), "dev-anthropic-eu-operator-3")
-	var rotated struct {
-		Data []struct {
-			OldVersion int `json:"old_version"`
-			NewVersion int `json:"new_version"`
-		} `json:"data"`
-	}
-	decode(t, c.mustRun("secrets", "rotate", "--provider", "anthropic", "--deployment", "anthropic-eu"), &rotated)
-	rots := rotated.Data
-	if len(rots) != 1 || rots[0].OldVersion != 2 || rots[0].NewVersion != 3 {
+	if rots := rotate(); len(rots) != 1 || rots[0].Old != 2 || rots[0].New != 3 {
 		t.Fatalf("rotation after the new Vault: %+v, want 2 → 3", rots)
-	}
-
-	// Back to the key file: every key setting returns to the file source.
-	keyFile := filepath.Join(dir, "upstream.key")
-	if err := os.WriteFile(keyFile, []byte("test-upstream-key\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, back, err := c.run("seed", "demo", "--key-file", keyFile)
-	if err != nil {
-		t.Fatalf("seed back to the key file: %v\n%s", err, back)
-	}
-	if !strings.Contains(back, "0 created, 5 updated") {
-		t.Fatalf("seed back to the key file did not update the five deployments:\n%s", back)
-	}
-	deps = nil // decoding into the old slice would keep the fields the answer omits
-	decode(t, c.mustRun("deployments", "list"), &deps)
-	for _, d := range deps {
-		wantSource, wantPath := policy.KeySourceFile, keyFile
-		if d.Name == "ollama-eu" {
-			wantSource, wantPath = policy.KeySourceNone, ""
-		}
-		if d.KeySource != wantSource || d.KeyPath != wantPath || d.Minter != "" || d.AdminKeyPath != "" || d.AdminProjectID != "" || d.RotationIntervalDays != 0 {
-			t.Errorf("deployment %s after the key file seed: %+v", d.Name, d)
-		}
-	}
-}
-
-func TestSeedDemoKeyFlags(t *testing.T) {
-	vault := []string{"--vault-addr", "http://127.0.0.1:1", "--vault-token-file", "t", "--accept-keys-file", "a", "--admin-key-file", "k"}
-	tests := []struct {
-		name string
-		args []string
-		want []string
-	}{
-		{"neither", nil, []string{"--key-file is required, or --vault-addr"}},
-		{"both", append([]string{"--key-file", "k"}, vault...), []string{"--key-file and --vault-addr cannot both be set"}},
-		{"vault alone", []string{"--vault-addr", "http://127.0.0.1:1"}, []string{
-			"--vault-token-file is required with --vault-addr", "--accept-keys-file is required with --vault-addr",
-			"--admin-key-file is required with --vault-addr"}},
-		{"vault files without vault", []string{"--key-file", "k", "--accept-keys-file", "a"}, []string{"--accept-keys-file goes only with --vault-addr"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			err := Run(context.Background(), append([]string{"--admin-token", "pca_x", "seed", "demo"}, tt.args...),
-				IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, func(string) string { return "" })
-			if !errors.Is(err, ErrUsage) {
-				t.Fatalf("err = %v, want a usage error", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("err = %v, want it to say %q", err, w)
-				}
-			}
-		})
 	}
 }
 

@@ -1,0 +1,332 @@
+// Package stack starts and stops a whole Portcullis stack: the control plane (on a
+// PostgreSQL database, with its embedded nats-server and dev JWT issuer), or only a
+// nats-server when there is no control plane; any number of data planes, in this
+// process or as child processes; mock upstreams, in this process or as the
+// mockupstream command; and, optionally, a throwaway dev Vault. FindPostgres finds
+// the dev stack's database, or runs a cluster of its own.
+//
+// It is the one definition of the stack: make run (tests/cmd/portcullis-dev), the
+// end-to-end tests (tests/e2e) and the benchmark (tests/bench) all build theirs with
+// it. Every component is stopped by Stack.Stop, in order and within its deadline:
+// first the data planes and the upstreams, then the control plane, the nats-server and
+// the Vault; child processes that outlive the deadline are killed with their process
+// groups, and die with the stack's process in any case (Pdeathsig).
+//
+// It talks only to loopback, and never logs or prints a token or a key.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/shared/natsembed"
+	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+)
+
+// DefaultReadyTimeout bounds each readiness wait unless Options.ReadyTimeout says
+// otherwise.
+const DefaultReadyTimeout = 60 * time.Second
+
+// Options say what a stack runs. The components start in this order: the dev Vault,
+// the control plane (or the nats-server), AfterControlPlane, the upstreams,
+// BeforeDataPlanes, the data planes.
+type Options struct {
+	// LogDir receives the logs of the child processes (<name>.log). Required when
+	// any component runs as one.
+	LogDir string
+	// Logger returns the logger of an in-process component ("controlplane",
+	// "dataplane-<name>"); nil discards their logs.
+	Logger func(component string) *slog.Logger
+	// ReadyTimeout bounds each readiness wait; 0 is DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds the stop of what Start started when a later component fails
+	// to start; 0 is 15 seconds.
+	StopTimeout time.Duration
+	// WaitReady makes Start wait until each data plane's /readyz answers 200, which
+	// needs a policy: publish or seed it in AfterControlPlane or BeforeDataPlanes.
+	WaitReady bool
+
+	// Vault, when set, runs a dev Vault. The control plane and the data planes
+	// whose Vault address is empty use it, logged in with its root token's file.
+	Vault *VaultOptions
+	// ControlPlane, when set, runs a control plane with this configuration. Its
+	// DataDir and DatabaseURL are required; an empty Listen, and an empty
+	// EmbeddedNATSListen when NATSURL is empty, are random loopback ports.
+	ControlPlane *cpapp.Config
+	// NATS, when there is no control plane, runs a nats-server with JetStream.
+	NATS natsembed.Options
+	// Issuer is the JWT issuer of the data planes when there is no control plane
+	// (whose dev issuer they use otherwise).
+	Issuer Issuer
+
+	Upstreams  []UpstreamOptions
+	DataPlanes []DataPlaneOptions
+
+	// AfterControlPlane runs once the control plane (or the nats-server) serves,
+	// before the upstreams start: to seed it, for instance.
+	AfterControlPlane func(ctx context.Context, s *Stack) error
+	// BeforeDataPlanes runs once the upstreams serve, before the data planes start.
+	BeforeDataPlanes func(ctx context.Context, s *Stack) error
+}
+
+// Issuer names a JWT issuer.
+type Issuer struct {
+	Name    string // the iss claim
+	JWKSURL string // where its public keys are served
+}
+
+// Stack is a running stack. Its fields are set by Start; AdminToken may be replaced
+// by a hook (make run issues a new one when the data directory's is stale). Its
+// methods are safe for concurrent use.
+type Stack struct {
+	// ControlPlane is the control plane, nil when there is none.
+	ControlPlane *cpapp.App
+	// AdminURL is the control plane's base URL, http://host:port.
+	AdminURL string
+	// AdminToken is the control plane's admin token, from <DataDir>/admin-token.
+	AdminToken string
+	// NATSURL is the nats-server's client URL.
+	NATSURL string
+	// IssuerURL and JWKSURL are the data planes' JWT issuer.
+	IssuerURL, JWKSURL string
+	// VaultAddr and VaultTokenFile are the dev Vault's, when it runs.
+	VaultAddr, VaultTokenFile string
+
+	opts         Options
+	logDir       string
+	readyTimeout time.Duration
+
+	nats       *server.Server
+	vault      *vault
+	upstreams  []*Upstream
+	dataPlanes []*DataPlane
+
+	exited   chan string // names of tracked child processes, as each ends
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts the stack o describes and returns it once every component serves.
+// When a component fails to start, Start stops those it started and returns why.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	s := &Stack{opts: o, logDir: o.LogDir, readyTimeout: o.ReadyTimeout, exited: make(chan string, 16)}
+	if s.readyTimeout <= 0 {
+		s.readyTimeout = DefaultReadyTimeout
+	}
+	if s.logDir == "" {
+		s.logDir = os.TempDir()
+	}
+	defer func() {
+		if err != nil {
+			timeout := o.StopTimeout
+			if timeout <= 0 {
+				timeout = 15 * time.Second
+			}
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			defer cancel()
+			_ = s.Stop(stopCtx)
+		}
+	}()
+
+	if o.Vault != nil {
+		if s.vault, err = s.startVault(ctx, *o.Vault); err != nil {
+			return nil, err
+		}
+		s.VaultAddr, s.VaultTokenFile = s.vault.addr, o.Vault.TokenFile
+	}
+	if o.ControlPlane != nil {
+		if err := s.startControlPlane(ctx, *o.ControlPlane); err != nil {
+			return nil, err
+		}
+	} else {
+		ns, err := natsembed.Start(o.NATS)
+		if err != nil {
+			return nil, fmt.Errorf("start nats-server: %w", err)
+		}
+		s.nats = ns
+		s.NATSURL = ns.ClientURL()
+		s.IssuerURL, s.JWKSURL = o.Issuer.Name, o.Issuer.JWKSURL
+	}
+	if o.AfterControlPlane != nil {
+		if err := o.AfterControlPlane(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	for _, uo := range o.Upstreams {
+		u, err := s.startUpstream(ctx, uo)
+		if err != nil {
+			return nil, err
+		}
+		s.upstreams = append(s.upstreams, u)
+	}
+	if o.BeforeDataPlanes != nil {
+		if err := o.BeforeDataPlanes(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	for _, do := range o.DataPlanes {
+		d, err := s.startDataPlane(ctx, do)
+		if err != nil {
+			return nil, err
+		}
+		s.dataPlanes = append(s.dataPlanes, d)
+	}
+	return s, nil
+}
+
+// startControlPlane starts the control plane and reads its admin token.
+func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.NATSURL == "" && cfg.EmbeddedNATSListen == "" {
+		cfg.EmbeddedNATSListen = "127.0.0.1:0"
+	}
+	if cfg.Vault.Addr == "" && s.VaultAddr != "" {
+		cfg.Vault = vaultclient.Config{Addr: s.VaultAddr, Auth: vaultclient.AuthToken, TokenFile: s.VaultTokenFile}
+	}
+	cp, err := cpapp.Start(ctx, cfg, s.logger("controlplane"))
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	s.ControlPlane = cp
+	s.AdminURL = "http://" + cp.Addr()
+	s.NATSURL = cp.NATSURL()
+	s.IssuerURL, s.JWKSURL = s.AdminURL, s.AdminURL+"/.well-known/jwks.json"
+	token, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read admin token: %w", err)
+	}
+	s.AdminToken = strings.TrimSpace(string(token))
+	return nil
+}
+
+// Upstream is the upstream named name, nil when there is none.
+func (s *Stack) Upstream(name string) *Upstream {
+	for _, u := range s.upstreams {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// DataPlane is the data plane named name, nil when there is none.
+func (s *Stack) DataPlane(name string) *DataPlane {
+	for _, d := range s.dataPlanes {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// DataPlanes are the data planes, in start order.
+func (s *Stack) DataPlanes() []*DataPlane { return append([]*DataPlane(nil), s.dataPlanes...) }
+
+// Exited receives the name of each child process of the stack as it ends, and how,
+// whether Stop ended it or not: make run stops when one ends on its own.
+func (s *Stack) Exited() <-chan string { return s.exited }
+
+// track reports name on s.exited when exited is closed.
+func (s *Stack) track(name string, exited <-chan struct{}, why func() error) {
+	go func() {
+		<-exited
+		select {
+		case s.exited <- fmt.Sprintf("%s (%v)", name, why()):
+		default: // nobody is listening for more than a few
+		}
+	}()
+}
+
+// Stop stops every component within ctx: first the data planes and the upstreams,
+// within half of the time left, then the control plane, the nats-server and the dev
+// Vault. A component that does not stop in time is left behind, a child process
+// killed. Stop returns every error; later calls return the first call's.
+func (s *Stack) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop(ctx) })
+	return s.stopErr
+}
+
+func (s *Stack) stop(ctx context.Context) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	add := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	first := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		first, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(deadline)/2))
+		defer cancel()
+	}
+	for _, d := range s.dataPlanes {
+		wg.Go(func() { add(s.stopDataPlane(first, d)) })
+	}
+	for _, u := range s.upstreams {
+		wg.Go(func() { add(u.stop(first)) })
+	}
+	wg.Wait()
+	if s.ControlPlane != nil {
+		wg.Go(func() { add(s.stopInProcess(ctx, "control plane", s.ControlPlane.Stop)) })
+	}
+	if s.nats != nil {
+		wg.Go(func() {
+			s.nats.Shutdown()
+			done := make(chan struct{})
+			go func() { s.nats.WaitForShutdown(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				add(errors.New("nats-server: shutdown did not finish in time"))
+			}
+		})
+	}
+	if s.vault != nil {
+		wg.Go(func() { add(s.vault.proc.stop(ctx)) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopInProcess calls stop with ctx and waits for it at most until ctx ends, so that
+// a component that overruns its deadline cannot hold the stack's stop up.
+func (s *Stack) stopInProcess(ctx context.Context, name string, stop func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- stop(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("stop %s: %w", name, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: not stopped in time: %w", name, ctx.Err())
+	}
+}
+
+// logger is the logger of the in-process component name.
+func (s *Stack) logger(name string) *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger(name)
+	}
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
