@@ -114,17 +114,9 @@ func (s *stack) counter(t *testing.T, key string) int64 {
 	return n
 }
 
-func tokensKey(client string) string {
-	return "tph." + client + "." + strconv.FormatInt(time.Now().Truncate(time.Hour).Unix(), 10)
-}
-
-// avoidMinuteEdge waits for the next minute if fewer than need are left in this one,
-// so that a burst falls in one window.
-func avoidMinuteEdge(need time.Duration) {
-	now := time.Now()
-	if left := now.Truncate(time.Minute).Add(time.Minute).Sub(now); left < need {
-		time.Sleep(left + 50*time.Millisecond)
-	}
+// tokensKey is client's counter of tokens in this hour (by the limiters' clock).
+func (s *stack) tokensKey(client string) string {
+	return "tph." + client + "." + strconv.FormatInt(s.clock().Truncate(time.Hour).Unix(), 10)
 }
 
 // rateError decodes a 429's OpenAI error.
@@ -151,7 +143,6 @@ func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
 	s.waitLiveWorkers(t)
 	upstreamSeen := func() int { return len(s.upstream["eu"].Requests()) + len(s.upstream["us"].Requests()) }
 	for run := range runs {
-		avoidMinuteEdge(5 * time.Second)
 		before := upstreamSeen()
 		var admitted, denied atomic.Int64
 		var wg sync.WaitGroup
@@ -165,7 +156,8 @@ func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
 						admitted.Add(1)
 					case http.StatusTooManyRequests:
 						denied.Add(1)
-						left := time.Until(time.Now().Truncate(time.Minute).Add(time.Minute)).Seconds()
+						now := s.clock()
+						left := now.Truncate(time.Minute).Add(time.Minute).Sub(now).Seconds()
 						ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 						// Whole seconds, rounded up, until the window frees up at the
 						// moment of refusal: no less than what is left now.
@@ -387,7 +379,7 @@ func TestTokensPerHour(t *testing.T) {
 		if sum > 1000 || 1000-sum >= reservation {
 			t.Fatalf("admitted %d tokens of 1000 before refusing a %d-token reservation", sum, reservation)
 		}
-		waitfor.Within(t, 10*time.Second, "the settled total in PC_LIMITS", func() bool { return s.counter(t, tokensKey("tok-plain")) == sum })
+		waitfor.Within(t, 10*time.Second, "the settled total in PC_LIMITS", func() bool { return s.counter(t, s.tokensKey("tok-plain")) == sum })
 	})
 
 	t.Run("stream settles from the usage chunk the client never sees", func(t *testing.T) {
@@ -403,13 +395,13 @@ func TestTokensPerHour(t *testing.T) {
 		if so := string(reqs[len(reqs)-1].StreamOptions); !strings.Contains(so, `"include_usage":true`) {
 			t.Fatalf("upstream got stream_options %s", so)
 		}
-		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == reported })
+		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, s.tokensKey("tok-stream")) == reported })
 
 		r = s.call(t, "eu", token, "POST", "/v1/chat/completions", body(true, true))
 		if !strings.Contains(string(r.Body), `"usage":{`) {
 			t.Fatalf("a client that asked for usage did not get it: %s", r.Body)
 		}
-		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, tokensKey("tok-stream")) == 2*reported })
+		waitfor.Within(t, 10*time.Second, "the settled total", func() bool { return s.counter(t, s.tokensKey("tok-stream")) == 2*reported })
 	})
 
 	t.Run("stream without usage settles from the tokenizer", func(t *testing.T) {
@@ -419,7 +411,7 @@ func TestTokensPerHour(t *testing.T) {
 			t.Fatalf("status %d: %s", r.Status, r.Body)
 		}
 		want := estimatedPrompt + o200k(t, "mock reply from mock-us to 1 messages")
-		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-nousage")) == want })
+		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, s.tokensKey("tok-nousage")) == want })
 	})
 
 	t.Run("a cut stream settles what was delivered", func(t *testing.T) {
@@ -431,7 +423,7 @@ func TestTokensPerHour(t *testing.T) {
 			t.Fatalf("a cut stream ended cleanly: %s", r.Body)
 		}
 		want := estimatedPrompt + o200k(t, "mock") // the role chunk and the first word arrived
-		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, tokensKey("tok-cut")) == want })
+		waitfor.Within(t, 10*time.Second, fmt.Sprintf("the settled total to be %d", want), func() bool { return s.counter(t, s.tokensKey("tok-cut")) == want })
 	})
 }
 
@@ -475,16 +467,15 @@ func TestLimitOverride(t *testing.T) {
 	s.seed(t)
 	s.waitReady(t)
 	token := s.limitedClient(t, "ovr", "", 0, 0, 0)
-	avoidMinuteEdge(15 * time.Second)
 	for range 3 { // far from its tier's limit
 		if r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")); r.Status != http.StatusOK {
 			t.Fatalf("status %d", r.Status)
 		}
 	}
+	set := time.Now() // before the control plane sets the expiry, so lifted is not short
 	s.mustAdmin(t, 200, "PUT", "/clients/ovr/limit-override", map[string]any{
 		"requests_per_minute": 3, "ttl_seconds": 4, "reason": "e2e throttle",
 	})
-	set := time.Now()
 	waitfor.Within(t, 2*time.Second, "the override to throttle the client", func() bool {
 		r := s.call(t, "eu", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 		if r.Status == http.StatusTooManyRequests && !strings.Contains(string(r.Body), "override") {

@@ -47,6 +47,10 @@ type stack struct {
 	// auditKey keys the data planes' prompt and response hashes.
 	auditKey []byte
 	dbURL    string
+	// clock is every data plane's limiter clock: the wall clock shifted to read two
+	// seconds past an hour when the stack starts, so that no minute or hour window
+	// turns during a test (each is well under a minute) and none waits for one to.
+	clock func() time.Time
 }
 
 func quietLogger() *slog.Logger {
@@ -170,6 +174,9 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		}
 		so.Upstreams = append(so.Upstreams, teststack.UpstreamOptions{Name: region, Mock: uo})
 	}
+	start := time.Now()
+	offset := start.Truncate(time.Hour).Add(time.Hour + 2*time.Second).Sub(start)
+	clock := func() time.Time { return time.Now().Add(offset) }
 	for _, w := range sc.workers {
 		so.DataPlanes = append(so.DataPlanes, teststack.DataPlaneOptions{Name: w.name, Config: dpapp.Config{
 			Region:               w.region,
@@ -181,6 +188,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			Vault:                vaultCfg,
 			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
 			AuditKeyFile:         auditKeyFile,
+			Clock:                clock,
 		}})
 	}
 	st, err := teststack.Start(ctx, so)
@@ -198,6 +206,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		adminURL:   st.AdminURL,
 		adminToken: st.AdminToken,
 		keyFile:    keyFile,
+		clock:      clock,
 		logs:       logs,
 		auditKey:   auditKey,
 		dbURL:      cpCfg.DatabaseURL,
