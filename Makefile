@@ -10,8 +10,11 @@ PKGS  := ./shared/... ./shared/vaultclient/... ./controlplane/... ./dataplane/..
 MODULE_DIRS := shared controlplane dataplane migrations web tests
 BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream ./tests/cmd/portcullis-dev
 
-# Test tuning: two packages at a time suits a 2-core machine; the timeout bounds a hung test.
+# Test tuning: two packages at a time suits a 2-core machine; within a package, up to
+# four tests that call t.Parallel run at once (the end-to-end tests, which spend most
+# of their time waiting on timers and the network); the timeout bounds a hung test.
 TEST_PARALLEL ?= 2
+TEST_PARALLEL_TESTS ?= 4
 TEST_TIMEOUT  ?= 20m
 TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
@@ -50,8 +53,13 @@ lint: ## fail on a file gofmt would change, then go vet and staticcheck every mo
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
+# A race-enabled test binary sleeps GORACE's atexit_sleep_ms (1 s by default) before it
+# exits, so that goroutines still running can report a race: over some 70 test binaries
+# that is a minute of make test. Our packages end their goroutines before they return
+# (goleak checks it), so 50 ms is enough. The end-to-end tests, the longest package,
+# are named first so that go test builds and starts them first.
 test: lint ## make lint, then every module's tests with -race (needs PostgreSQL; see README)
-	$(GO) test -race -count=1 -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	GORACE="atexit_sleep_ms=50 $(GORACE)" $(GO) test -race -count=1 -p $(TEST_PARALLEL) -parallel $(TEST_PARALLEL_TESTS) -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./tests/e2e/... $(PKGS)
 
 bench: ## benchmark the data plane against the mock upstream; writes docs/benchmarks.md
 	$(GO) run ./tests/bench $(BENCH_FLAGS)

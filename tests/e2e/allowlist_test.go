@@ -9,6 +9,7 @@ import (
 // TestSeedAnalyticsTierAllowlists checks the seed's service_account_analytics tier:
 // completion (all text generation, chat included) on gpt-4o-mini only.
 func TestSeedAnalyticsTierAllowlists(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)

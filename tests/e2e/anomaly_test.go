@@ -28,6 +28,7 @@ import (
 // the override expires by itself after the rule's throttle minutes. The usage rollup
 // of a known set of requests equals the sum of their audit events, and their cost follows the pricing table.
 func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
+	t.Parallel()
 	secret := []byte("e2e-webhook-secret-0123456789")
 	secretFile := filepath.Join(t.TempDir(), "webhook.key")
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {

@@ -50,6 +50,7 @@ const claudeReply = "mock reply from mock-eu to 1 messages"
 // TestOfficialAnthropicSDK points the official Anthropic SDK at /v1/messages of a
 // data plane, changing only the base URL and the key (the gateway's token).
 func TestOfficialAnthropicSDK(t *testing.T) {
+	t.Parallel()
 	s, token := claudeStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -99,6 +100,7 @@ func TestOfficialAnthropicSDK(t *testing.T) {
 // TestOpenAISDKUsesClaude checks the translation: the OpenAI SDK calls
 // claude-3-5-sonnet, served by an Anthropic deployment.
 func TestOpenAISDKUsesClaude(t *testing.T) {
+	t.Parallel()
 	s, token := claudeStack(t)
 	client := openai.NewClient(option.WithBaseURL("http://"+s.dp["eu"].Addr()+"/v1/"), option.WithAPIKey(token), option.WithMaxRetries(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -117,6 +117,7 @@ func sendRaw(t *testing.T, s *stack, worker, token, id, body string) int {
 // the HMAC of the prompt under the audit key; 401, 403 and 429 are audited with no
 // token material; each region's export holds only its own events, and verifies.
 func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, withLogs())
 	s.seed(t)
 	s.waitReady(t)
@@ -292,6 +293,7 @@ const outageFor = 12 * time.Second
 // archive holds exactly one event per request sent, none missing and none twice, and
 // both workers' spools are empty.
 func TestAuditSurvivesANATSOutage(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, withNATS())
 	s.seed(t)
 	s.waitReady(t)

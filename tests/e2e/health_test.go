@@ -12,6 +12,7 @@ import (
 // TestDeploymentHealthReachesTheControlPlane: an upstream failing opens its
 // deployment's breaker on a worker, and the control plane shows it.
 func TestDeploymentHealthReachesTheControlPlane(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)

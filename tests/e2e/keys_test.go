@@ -148,6 +148,7 @@ var portcullisCLI = sync.OnceValues(func() (string, error) {
 // is in the history and on PC_ALERTS. No key value reaches a log, /metrics, the
 // admin API or a key-access event, and every key fetch is recorded.
 func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
+	t.Parallel()
 	v := vaulttest.Start(t)
 	s := startStack(t, withVault(v), withLogs())
 	stamp := fmt.Sprint(time.Now().UnixNano())
@@ -336,6 +337,7 @@ func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
 // exactly once, with the other key. With both keys refused, the 401 stands after
 // exactly two attempts.
 func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
+	t.Parallel()
 	v := vaulttest.Start(t)
 	s := startStack(t, withVault(v), withWorkers(worker{name: "eu", region: "eu"}))
 	stamp := fmt.Sprint(time.Now().UnixNano())
@@ -389,6 +391,7 @@ func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
 // carries; a revocation mints another and deletes the revoked key's account at the
 // provider at once; each admin-key read is a control-plane key-access event.
 func TestOpenAIAdminMinter(t *testing.T) {
+	t.Parallel()
 	v := vaulttest.Start(t)
 	s := startStack(t, withVault(v), withWorkers(worker{name: "eu", region: "eu"}))
 	stamp := fmt.Sprint(time.Now().UnixNano())

@@ -132,6 +132,7 @@ func rateError(t *testing.T, r gatewayResponse) (code, typ string) {
 }
 
 func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, threeWorkers)
 	s.seed(t)
 	s.waitReady(t)
@@ -196,6 +197,7 @@ func holdingStack(t *testing.T, hold time.Duration) *stack {
 }
 
 func TestExactConcurrencyAcrossWorkers(t *testing.T) {
+	t.Parallel()
 	s := holdingStack(t, 500*time.Millisecond)
 	token := s.limitedClient(t, "conc", "eu", 0, 0, 5) // eu residency: every worker calls the eu upstream
 	s.waitLiveWorkers(t)
@@ -239,6 +241,7 @@ func TestExactConcurrencyAcrossWorkers(t *testing.T) {
 }
 
 func TestCrashedWorkersSlotsComeBack(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, threeWorkers, withUpstream("eu", mockupstream.Options{SlowDelay: time.Minute}))
 	s.seed(t)
 	s.waitReady(t)
@@ -323,6 +326,7 @@ func o200k(t *testing.T, text string) int64 {
 }
 
 func TestTokensPerHour(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, withUpstream("us", mockupstream.Options{NoUsage: true}))
 	s.seed(t)
 	s.waitReady(t)
@@ -428,6 +432,7 @@ func TestTokensPerHour(t *testing.T) {
 }
 
 func TestNATSOutageFailPolicy(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, withNATS(), withWorkers(
 		worker{name: "closed", region: "eu"},
 		worker{name: "open", region: "eu", failPolicy: "fail_open"},
@@ -463,6 +468,7 @@ func TestNATSOutageFailPolicy(t *testing.T) {
 }
 
 func TestLimitOverride(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)

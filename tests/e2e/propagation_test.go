@@ -13,6 +13,7 @@ import (
 const propagationBound = 2 * time.Second
 
 func TestPolicyChangesReachEveryDataPlane(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)

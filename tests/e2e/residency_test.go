@@ -15,6 +15,7 @@ import (
 )
 
 func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)
@@ -88,6 +89,7 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 // (5xx, 429, resets), retries and breakers included. The us upstream must never see
 // an eu request, and every eu answer an upstream gave came from the eu deployment.
 func TestResidencyUnderChaos(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)

@@ -13,6 +13,7 @@ import (
 // TestOfficialOpenAISDK points the official openai-go SDK at a data plane, changing
 // only the base URL and the token.
 func TestOfficialOpenAISDK(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	s.seed(t)
 	s.waitReady(t)
