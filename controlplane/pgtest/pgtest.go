@@ -3,29 +3,25 @@
 // The server is found the way the dev stack finds it: PORTCULLIS_TEST_DATABASE_URL,
 // else PORTCULLIS_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres if it
 // answers, else a throwaway cluster made with initdb and pg_ctl (see cluster.go). If
-// none of that works the test fails and says what to install; it never skips.
+// none of that works the test fails and says what to install; it never skips. The
+// mechanics are package pglocal's, which the dev stack uses too; this package adds the
+// testing.TB layer.
 package pgtest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/portcullis-gw/portcullis/controlplane/pglocal"
 )
 
-// localURL is the server tried when no URL is configured.
-const localURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-const installHint = "start it or `apt-get install postgresql`; or set PORTCULLIS_TEST_DATABASE_URL"
+const installHint = "start it or " + pglocal.InstallHint + "; or set PORTCULLIS_TEST_DATABASE_URL"
 
 // The server is discovered once per test process and shared by every Database call.
 var (
@@ -48,73 +44,39 @@ func Database(t testing.TB) string {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := execSQL(ctx, serverURL, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+	if created, err := pglocal.EnsureDatabase(ctx, serverURL, name); err != nil || !created {
+		t.Fatalf("pgtest: create database %s: created %t, %v", name, created, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := execSQL(ctx, serverURL, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
+		if err := pglocal.DropDatabase(context.Background(), serverURL, name); err != nil {
+			t.Errorf("pgtest: %v", err)
 		}
 	})
-	dbURL, err := withDatabase(serverURL, name)
+	dbURL, err := pglocal.WithDatabase(serverURL, name)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return dbURL
 }
 
+// discover returns the URL of the server the tests use, in the order of the package
+// comment.
 func discover() (string, error) {
+	ctx := context.Background()
 	for _, env := range []string{"PORTCULLIS_TEST_DATABASE_URL", "PORTCULLIS_DATABASE_URL"} {
 		if u := os.Getenv(env); u != "" {
-			if err := ping(u); err != nil {
+			if err := pglocal.Ping(ctx, u); err != nil {
 				return "", fmt.Errorf("%s is set but the server does not answer (%v); %s", env, err, installHint)
 			}
 			return u, nil
 		}
 	}
-	if ping(localURL) == nil {
-		return localURL, nil
+	if pglocal.Ping(ctx, pglocal.DefaultURL) == nil {
+		return pglocal.DefaultURL, nil
 	}
-	u, err := sharedCluster()
+	u, err := sharedCluster(ctx)
 	if err != nil {
 		return "", fmt.Errorf("nothing answers on 127.0.0.1:5432 and no throwaway cluster could be started (%v); %s", err, installHint)
 	}
 	return u, nil
-}
-
-func ping(dbURL string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return errors.Unwrap(err) // the outer error quotes the connection string
-	}
-	defer conn.Close(ctx)
-	return conn.Ping(ctx)
-}
-
-func execSQL(ctx context.Context, dbURL, sql string) error {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-// withDatabase points a server's URL (or keyword/value string) at database name.
-func withDatabase(server, name string) (string, error) {
-	if strings.HasPrefix(server, "postgres://") || strings.HasPrefix(server, "postgresql://") {
-		u, err := url.Parse(server)
-		if err != nil {
-			return "", fmt.Errorf("parse database URL: %w", err)
-		}
-		u.Path = "/" + name
-		u.RawPath = ""
-		return u.String(), nil
-	}
-	return server + " dbname=" + name, nil // a later keyword wins
 }

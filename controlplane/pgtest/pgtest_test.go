@@ -5,9 +5,10 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-gw/portcullis/controlplane/pglocal"
 )
 
 func TestDatabaseIsFreshAndDropped(t *testing.T) {
@@ -42,24 +43,6 @@ func TestDatabaseIsFreshAndDropped(t *testing.T) {
 	}
 }
 
-func TestWithDatabase(t *testing.T) {
-	tests := []struct {
-		name, server, want string
-	}{
-		{"url", "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable", "postgres://u:p@127.0.0.1:5432/pc_test_x?sslmode=disable"},
-		{"url without path", "postgresql://127.0.0.1", "postgresql://127.0.0.1/pc_test_x"},
-		{"keyword/value", "host=127.0.0.1 dbname=postgres", "host=127.0.0.1 dbname=postgres dbname=pc_test_x"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := withDatabase(tc.server, "pc_test_x")
-			if err != nil || got != tc.want {
-				t.Fatalf("withDatabase(%q) = %q, %v; want %q", tc.server, got, err, tc.want)
-			}
-		})
-	}
-}
-
 // TestThrowawayCluster exercises the last resort of discovery, which a machine with a
 // running server never reaches otherwise: initdb, start, reuse, stop.
 func TestThrowawayCluster(t *testing.T) {
@@ -69,34 +52,24 @@ func TestThrowawayCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(root) })
 
-	first, err := startCluster(root)
+	ctx := context.Background()
+	first, err := startCluster(ctx, throwawayCluster(root))
 	if err != nil {
-		t.Fatalf("start throwaway cluster (needs initdb and pg_ctl: `apt-get install postgresql`): %v", err)
+		t.Fatalf("start throwaway cluster (needs initdb and pg_ctl: %s): %v", pglocal.InstallHint, err)
 	}
 	t.Cleanup(func() {
-		if err := stopCluster(root); err != nil {
+		if err := throwawayCluster(root).Stop(ctx); err != nil {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	if err := waitPing(first); err != nil {
+	if err := pglocal.Ping(ctx, first); err != nil {
 		t.Fatalf("cluster at %s does not answer: %v", first, err)
 	}
-	again, err := startCluster(root)
+	again, err := startCluster(ctx, throwawayCluster(root))
 	if err != nil {
 		t.Fatalf("second start: %v", err)
 	}
 	if again != first {
 		t.Fatalf("second start gave %s, want the running cluster %s", again, first)
-	}
-}
-
-func waitPing(dbURL string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := ping(dbURL)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

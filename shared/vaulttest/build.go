@@ -20,53 +20,72 @@ import (
 // launcherDir is where the launcher module lives, relative to the repository root.
 const launcherDir = "tests/vaultdev"
 
-// maxBuildOutput bounds how much of a failed build's output goes into the test failure.
+// maxBuildOutput bounds how much of a failed build's output goes into the error.
 const maxBuildOutput = 16 << 10
 
-// installHint tells what to do when the launcher cannot be built.
-const installHint = "the tests need a Vault: install the Go toolchain named in go.work " +
-	"(https://go.dev/dl/) with network access to the Go module proxy so tests/vaultdev can be built " +
-	"(`make vaultdev` builds it by hand), or set " + EnvAddr + " and " + EnvToken + " to use a running Vault"
+// installHint tells what to do when the launcher cannot be built; callers add their
+// own alternatives (a running Vault to use).
+const installHint = "install the Go toolchain named in go.work (https://go.dev/dl/) with network access " +
+	"to the Go module proxy so " + launcherDir + " can be built (`make vaultdev` builds it by hand)"
 
-// buildLauncher returns the path of the launcher binary, building it first when the
-// cache has no binary for the launcher's current sources. Concurrent callers, in this
-// process or in other test processes, wait on a file lock while one of them builds.
+// testHint is the tests' alternative to a launcher.
+const testHint = "the tests can use a running Vault instead: set " + EnvAddr + " and " + EnvToken
+
+// buildLauncher is BuildLauncher for a test, which it fails when there is no launcher.
 func buildLauncher(t testing.TB) string {
 	t.Helper()
+	bin, err := BuildLauncher(t.Logf)
+	if err != nil {
+		t.Fatalf("vaulttest: %v\n%s", err, testHint)
+	}
+	return bin
+}
+
+// BuildLauncher returns the path of the launcher binary of tests/vaultdev, building it
+// first when the cache has no binary for the launcher's current sources: with
+// `GOWORK=off go build`, into the user's cache directory (portcullis/vaultdev-<hash>,
+// the hash of the Go version and the launcher's sources). A cold build downloads
+// Vault's modules and takes minutes; logf, when not nil, is told when a build starts.
+// Concurrent callers, in this process or in others, wait on a file lock while one of
+// them builds. The repository root is found from the working directory up. The error
+// says what to install.
+func BuildLauncher(logf func(format string, args ...any)) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
-		t.Fatalf("vaulttest: %v", err)
+		return "", err
 	}
 	src := filepath.Join(root, filepath.FromSlash(launcherDir))
 	hash, err := sourceHash(src)
 	if err != nil {
-		t.Fatalf("vaulttest: %v", err)
+		return "", err
 	}
 	cacheDir, err := binCacheDir()
 	if err != nil {
-		t.Fatalf("vaulttest: %v", err)
+		return "", err
 	}
 	bin := filepath.Join(cacheDir, "vaultdev-"+hash)
 	if _, err := os.Stat(bin); err == nil {
 		markUsed(bin)
-		return bin
+		return bin, nil
 	}
 
 	unlock, err := lockFile(filepath.Join(cacheDir, "vaultdev.lock"))
 	if err != nil {
-		t.Fatalf("vaulttest: %v", err)
+		return "", err
 	}
 	defer unlock()
 	if _, err := os.Stat(bin); err == nil {
 		markUsed(bin)
-		return bin // another process built it while we waited for the lock
+		return bin, nil // another process built it while we waited for the lock
 	}
 
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("vaulttest: no `go` command on PATH to build the Vault launcher in %s: %v\n%s", launcherDir, err, installHint)
+		return "", fmt.Errorf("no `go` command on PATH to build the Vault launcher in %s (%v): %s", launcherDir, err, installHint)
 	}
-	t.Logf("vaulttest: building the Vault launcher in %s into %s (once per change of its sources; a cold build downloads Vault's modules and takes minutes)", launcherDir, bin)
+	if logf != nil {
+		logf("building the Vault launcher in %s into %s (once per change of its sources; a cold build downloads Vault's modules and takes minutes)", launcherDir, bin)
+	}
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	cmd := exec.Command(goBin, "build", "-buildvcs=false", "-o", tmp, ".")
 	cmd.Dir = src
@@ -74,14 +93,14 @@ func buildLauncher(t testing.TB) string {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		_ = os.Remove(tmp)
-		t.Fatalf("vaulttest: build the Vault launcher (GOWORK=off go build in %s): %v\n%s\n%s", launcherDir, err, tail(out, maxBuildOutput), installHint)
+		return "", fmt.Errorf("build the Vault launcher (GOWORK=off go build in %s): %v\n%s\n%s", launcherDir, err, tail(out, maxBuildOutput), installHint)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		_ = os.Remove(tmp)
-		t.Fatalf("vaulttest: install the Vault launcher binary: %v", err)
+		return "", fmt.Errorf("install the Vault launcher binary: %w", err)
 	}
 	pruneStale(cacheDir, bin)
-	return bin
+	return bin, nil
 }
 
 // staleAfter is how long a cached launcher binary may go unused before a build of

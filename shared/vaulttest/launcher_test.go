@@ -2,9 +2,11 @@ package vaulttest
 
 import (
 	"context"
-	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -14,36 +16,25 @@ import (
 
 func TestLauncherStopsWhenStdinCloses(t *testing.T) {
 	t.Parallel()
-	l, err := spawn(buildLauncher(t), "-listen", "127.0.0.1:0")
+	l, err := Launch(context.Background(), buildLauncher(t), LaunchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.stop() })
-	line, err := l.waitReady(readyTimeout)
-	if err != nil {
-		t.Fatalf("%v\nstderr:\n%s", err, l.stderr)
-	}
-	var ready readyLine
-	if err := json.Unmarshal(line, &ready); err != nil {
-		t.Fatalf("ready line is not JSON: %v", err)
-	}
-	if !strings.HasPrefix(ready.Addr, "http://127.0.0.1:") || ready.RootToken == "" || ready.TokenFile != "" {
+	t.Cleanup(func() { _ = l.Stop(context.Background()) })
+	if !strings.HasPrefix(l.Addr, "http://127.0.0.1:") || l.RootToken == "" || l.TokenFile != "" {
 		t.Fatalf("ready line without -token-file: addr %q, token_file %q, root_token set %t; want an http://127.0.0.1: addr and root_token only",
-			ready.Addr, ready.TokenFile, ready.RootToken != "")
+			l.Addr, l.TokenFile, l.RootToken != "")
 	}
 
 	if err := l.stdin.Close(); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
 	select {
-	case err := <-l.done:
-		l.done <- err // for the cleanup's stop
-		if err != nil {
-			t.Fatalf("launcher exit after stdin EOF: %v\nstderr:\n%s", err, l.stderr)
+	case <-l.Exited():
+		if err := l.Err(); err != nil {
+			t.Fatalf("launcher exit after stdin EOF: %v\nstderr:\n%s", err, l.StderrTail(stderrLines))
 		}
-	case <-timer.C:
+	case <-time.After(stopTimeout):
 		t.Fatalf("launcher still running %s after its stdin closed", stopTimeout)
 	}
 }
@@ -64,4 +55,81 @@ func TestLauncherRefusesNonLoopbackListen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLaunch runs stand-ins for the launcher, shell scripts, through Launch: what it
+// accepts as a ready line, what it refuses, and how Stop ends a launcher that ignores
+// SIGTERM.
+func TestLaunch(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "root-token")
+	tests := []struct {
+		name    string
+		script  string
+		o       LaunchOptions
+		wantErr string
+	}{
+		{name: "ready", script: `echo '{"addr":"http://127.0.0.1:8200/","token_file":"` + tokenFile + `"}'; echo oops >&2; exec sleep 60`,
+			o: LaunchOptions{TokenFile: tokenFile}},
+		{name: "exits first", script: `echo broken >&2; exit 3`, wantErr: "exited before it was ready"},
+		{name: "not loopback", script: `echo '{"addr":"http://192.0.2.1:8200"}'; exec sleep 60`, wantErr: "want http:// on loopback"},
+		{name: "other token file", script: `echo '{"addr":"http://127.0.0.1:8200","token_file":"/elsewhere"}'; exec sleep 60`,
+			o: LaunchOptions{TokenFile: tokenFile}, wantErr: "wrote its root token to"},
+		{name: "not JSON", script: `echo ready; exec sleep 60`, wantErr: "not JSON"},
+		{name: "silent", script: `exec sleep 60`, o: LaunchOptions{ReadyTimeout: 200 * time.Millisecond}, wantErr: "not ready after 200ms"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "launcher")
+			if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+tc.script+"\n"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			tc.o.LogFile = filepath.Join(t.TempDir(), "vault.log")
+			l, err := Launch(context.Background(), bin, tc.o)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Launch: %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Addr != "http://127.0.0.1:8200" || l.TokenFile != tokenFile {
+				t.Fatalf("Launch: addr %q, token file %q", l.Addr, l.TokenFile)
+			}
+			if err := l.Stop(context.Background()); err == nil || !strings.Contains(err.Error(), "signal: terminated") {
+				t.Fatalf("Stop: %v, want the launcher's exit by SIGTERM", err)
+			}
+			if log, err := os.ReadFile(tc.o.LogFile); err != nil || string(log) != "oops\n" {
+				t.Fatalf("log file: %q, %v; want the launcher's stderr", log, err)
+			}
+		})
+	}
+
+	t.Run("ignores SIGTERM", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "launcher")
+		script := "#!/bin/sh\ntrap '' TERM\necho '{\"addr\":\"http://127.0.0.1:8200\"}'\nwhile :; do sleep 1; done\n"
+		if err := os.WriteFile(bin, []byte(script), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// A group of its own: the kill reaches the shell's sleep too.
+		l, err := Launch(context.Background(), bin, LaunchOptions{SysProcAttr: &syscall.SysProcAttr{Setpgid: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if err := l.Stop(ctx); err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("Stop: %v, want killed", err)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond+killWait {
+			t.Fatalf("Stop took %v", d)
+		}
+		if again := l.Stop(ctx); again == nil {
+			t.Fatal("a second Stop forgot the first's error")
+		}
+	})
 }

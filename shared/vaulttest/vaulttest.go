@@ -10,6 +10,9 @@
 // uses that Vault instead and builds nothing. Such a Vault keeps its state between
 // tests and runs, so tests name their mounts, roles, policies and secrets with Unique.
 //
+// BuildLauncher (the cached build) and Launch (a running launcher, and its Stop) take
+// no testing.TB: the dev stack (tests/stack, make run) runs its Vault with them too.
+//
 // This package uses only the standard library: the shared module must not import Vault.
 package vaulttest
 

@@ -32,6 +32,7 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
 
 // DefaultReadyTimeout bounds each readiness wait unless Options.ReadyTimeout says
@@ -108,7 +109,7 @@ type Stack struct {
 	readyTimeout time.Duration
 
 	nats       *server.Server
-	vault      *vault
+	vault      *vaulttest.Launcher
 	upstreams  []*Upstream
 	dataPlanes []*DataPlane
 
@@ -143,7 +144,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		if s.vault, err = s.startVault(ctx, *o.Vault); err != nil {
 			return nil, err
 		}
-		s.VaultAddr, s.VaultTokenFile = s.vault.addr, o.Vault.TokenFile
+		s.VaultAddr, s.VaultTokenFile = s.vault.Addr, s.vault.TokenFile
 	}
 	if o.ControlPlane != nil {
 		if err := s.startControlPlane(ctx, *o.ControlPlane); err != nil {
@@ -301,7 +302,7 @@ func (s *Stack) stop(ctx context.Context) error {
 		})
 	}
 	if s.vault != nil {
-		wg.Go(func() { add(s.vault.proc.stop(ctx)) })
+		wg.Go(func() { add(s.vault.Stop(ctx)) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/pglocal"
 )
 
 // TestProcessStop stops child processes: one that ends on SIGTERM, and one whose
@@ -73,7 +75,7 @@ func TestStopInProcessIsBounded(t *testing.T) {
 // TestOwnCluster makes, starts and stops a PostgreSQL cluster of its own, as make run
 // does when no server answers on 127.0.0.1:5432, then starts the same cluster again.
 func TestOwnCluster(t *testing.T) {
-	if _, err := findPGBinaries(); err != nil {
+	if _, err := pglocal.FindBinaries(); err != nil {
 		t.Fatalf("this test needs initdb and pg_ctl: %v", err)
 	}
 	dir := t.TempDir()
@@ -96,14 +98,14 @@ func TestOwnCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", run, err)
 		}
-		if err := ping(ctx, pg.URL); err != nil {
+		if err := pglocal.Ping(ctx, pg.URL); err != nil {
 			_ = pg.Stop()
 			t.Fatalf("%s: %v", run, err)
 		}
 		if err := pg.Stop(); err != nil {
 			t.Fatalf("%s: stop: %v", run, err)
 		}
-		if err := ping(ctx, pg.URL); err == nil {
+		if err := pglocal.Ping(ctx, pg.URL); err == nil {
 			t.Fatalf("%s: the cluster answers after Stop", run)
 		}
 		if creating := strings.Contains(strings.Join(said, "\n"), "creating"); creating != (run == "created") {

@@ -1,20 +1,21 @@
 package stack
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
+	"syscall"
+
+	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 )
 
 // VaultOptions describe the throwaway dev Vault the stack runs: the launcher of
 // tests/vaultdev (docs/vault-dev.md), Vault's server core in memory.
 type VaultOptions struct {
-	// Binary is the launcher (make vaultdev builds bin/vaultdev).
+	// Binary is the launcher: vaulttest.BuildLauncher's cached build, or one built
+	// by hand (make vaultdev builds bin/vaultdev).
 	Binary string
 	// Listen is its host:port; "" is a random loopback port.
 	Listen string
@@ -24,78 +25,29 @@ type VaultOptions struct {
 	Env []string
 }
 
-// vault is the running dev Vault.
-type vault struct {
-	proc *process
-	addr string
-}
-
-// startVault runs the launcher and waits for its ready line, which names its address.
-func (s *Stack) startVault(ctx context.Context, o VaultOptions) (*vault, error) {
-	listen := o.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
+// startVault runs the launcher with vaulttest.Launch, its stderr in <LogDir>/vault.log,
+// and waits until it serves. Like the stack's other child processes (startProcess), it
+// leads a process group of its own, so that a signal to the terminal's group leaves its
+// stop to Stop, and the kernel kills it when the stack's process dies first.
+func (s *Stack) startVault(ctx context.Context, o VaultOptions) (*vaulttest.Launcher, error) {
+	if o.Binary == "" {
+		return nil, errors.New("dev Vault: no launcher binary")
 	}
 	if o.TokenFile == "" {
-		return nil, fmt.Errorf("dev Vault: no token file")
+		return nil, errors.New("dev Vault: no token file")
 	}
 	_ = os.Remove(o.TokenFile)
-	logPath := filepath.Join(s.logDir, "vault.log")
-	if err := os.WriteFile(logPath, nil, 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProcess("vault", logPath, o.Env, o.Binary, "-listen", listen, "-token-file", o.TokenFile, "-exit-on-stdin-eof=false")
+	l, err := vaulttest.Launch(ctx, o.Binary, vaulttest.LaunchOptions{
+		Listen:       o.Listen,
+		TokenFile:    o.TokenFile,
+		Env:          o.Env,
+		LogFile:      filepath.Join(s.logDir, "vault.log"),
+		SysProcAttr:  &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		ReadyTimeout: s.readyTimeout,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the dev Vault: %w", err)
 	}
-	v := &vault{proc: p}
-	// Its first line on stdout is {"addr":"http://...","token_file":"..."}.
-	deadline := time.Now().Add(s.readyTimeout)
-	for v.addr == "" {
-		v.addr = readyAddr(logPath)
-		if v.addr != "" {
-			break
-		}
-		var err error
-		select {
-		case <-p.Exited():
-			err = fmt.Errorf("the dev Vault exited before it served: %v", p.Err())
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().After(deadline) {
-				err = fmt.Errorf("the dev Vault did not serve within %s", s.readyTimeout)
-			}
-		}
-		if err != nil {
-			_ = p.stop(ctx)
-			return nil, fmt.Errorf("%w\n--- %s (tail) ---\n%s", err, logPath, p.Tail(30))
-		}
-	}
-	s.track("vault", p.Exited(), p.Err)
-	return v, nil
-}
-
-// readyAddr is the address in the launcher's ready line in the log at path, "" until
-// it is there.
-func readyAddr(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, `{"addr":"`) {
-			continue
-		}
-		var ready struct {
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &ready) == nil {
-			return strings.TrimRight(ready.Addr, "/")
-		}
-	}
-	return ""
+	s.track("vault", l.Exited(), l.Err)
+	return l, nil
 }

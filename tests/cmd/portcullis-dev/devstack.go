@@ -20,6 +20,7 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
 
@@ -71,7 +72,7 @@ func (d *devStack) run(ctx context.Context) (err error) {
 
 	var vaultOpts *teststack.VaultOptions
 	if vaultOpts, err = d.setupVault(); err != nil {
-		return err
+		return d.cause(ctx, err) // Ctrl-C during the launcher's first build
 	}
 	if d.vaultURL != "" {
 		defer os.Remove(cfg.vaultTokenFile()) // a root token of a Vault that is gone, or a copy
@@ -206,15 +207,13 @@ func (d *devStack) setupVault() (*teststack.VaultOptions, error) {
 		}
 		bin := cfg.DevVaultBin
 		if bin == "" {
-			d.say("building the dev Vault launcher (make vaultdev: minutes the first time, seconds after)")
-			build := exec.Command(envOr(d.lookupEnv, "MAKE", "make"), "--no-print-directory", "-s", "vaultdev")
-			build.Dir, build.Stdout, build.Stderr = cfg.Root, d.out, d.errOut
-			if err := build.Run(); err != nil {
-				return nil, fmt.Errorf("make vaultdev: %w", err)
+			// The build the tests use, cached by the launcher's sources: minutes the
+			// first time, nothing after.
+			var err error
+			if bin, err = vaulttest.BuildLauncher(func(format string, args ...any) { d.say(format, args...) }); err != nil {
+				return nil, fmt.Errorf("the dev Vault launcher: %w; or set PORTCULLIS_DEV_VAULT_BIN to a launcher binary", err)
 			}
-			bin = cfg.bin("vaultdev")
-		}
-		if info, err := os.Stat(bin); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+		} else if info, err := os.Stat(bin); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
 			return nil, fmt.Errorf("the dev Vault launcher %s is not an executable file (PORTCULLIS_DEV_VAULT_BIN)", bin)
 		}
 		d.vaultURL = "http://" + cfg.DevVaultListen
@@ -465,14 +464,6 @@ func (d *devStack) closeLogs() {
 	for _, f := range d.logFiles {
 		f.Close()
 	}
-}
-
-// envOr is the variable key of lookupEnv, or def when it is unset or empty.
-func envOr(lookupEnv func(string) (string, bool), key, def string) string {
-	if v, _ := lookupEnv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // ensureRandomFile writes content() to path (mode 0600) unless it holds something.

@@ -31,9 +31,11 @@
 // PORTCULLIS_ROTATION_CHECK_INTERVAL).
 //
 // Provider keys, in order of preference:
-//  1. PORTCULLIS_DEV_VAULT=1 (or true): a throwaway in-memory Vault (tests/vaultdev,
-//     built by make vaultdev, or the launcher binary PORTCULLIS_DEV_VAULT_BIN names) on
-//     PORTCULLIS_DEV_VAULT_LISTEN (default 127.0.0.1:8200);
+//  1. PORTCULLIS_DEV_VAULT=1 (or true): a throwaway in-memory Vault on
+//     PORTCULLIS_DEV_VAULT_LISTEN (default 127.0.0.1:8200): the launcher binary
+//     PORTCULLIS_DEV_VAULT_BIN names, else tests/vaultdev built the way the tests build
+//     it (shared/vaulttest), once per change of its sources into the user's cache
+//     directory (minutes the first time, shared with make test);
 //  2. VAULT_ADDR and VAULT_TOKEN, if both are set and VAULT_ADDR is on this machine
 //     (PORTCULLIS_DEV_VAULT_ALLOW_REMOTE=true allows another: the demo writes its keys
 //     over secret/portcullis/* and secret/portcullis-admin/openai there);
