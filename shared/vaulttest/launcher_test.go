@@ -70,7 +70,7 @@ func TestLaunch(t *testing.T) {
 		o       LaunchOptions
 		wantErr string
 	}{
-		{name: "ready", script: `echo '{"addr":"http://127.0.0.1:8200/","token_file":"` + tokenFile + `"}'; echo oops >&2; exec sleep 60`,
+		{name: "ready", script: `echo oops >&2; echo '{"addr":"http://127.0.0.1:8200/","token_file":"` + tokenFile + `"}'; exec sleep 60`,
 			o: LaunchOptions{TokenFile: tokenFile}},
 		{name: "exits first", script: `echo broken >&2; exit 3`, wantErr: "exited before it was ready"},
 		{name: "not loopback", script: `echo '{"addr":"http://192.0.2.1:8200"}'; exec sleep 60`, wantErr: "want http:// on loopback"},
