@@ -151,19 +151,20 @@ func TestExactRequestsPerMinuteAcrossWorkersAndRegions(t *testing.T) {
 			for range perWorker {
 				wg.Go(func() {
 					time.Sleep(time.Duration(rand.IntN(5000)) * time.Microsecond)
+					sent := s.clock()
 					r := s.call(t, name, tokens[run], "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
 					switch r.Status {
 					case http.StatusOK:
 						admitted.Add(1)
 					case http.StatusTooManyRequests:
 						denied.Add(1)
-						now := s.clock()
-						left := now.Truncate(time.Minute).Add(time.Minute).Sub(now).Seconds()
+						end := sent.Truncate(time.Minute).Add(time.Minute)
+						leftAtSend, leftNow := end.Sub(sent).Seconds(), end.Sub(s.clock()).Seconds()
 						ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 						// Whole seconds, rounded up, until the window frees up at the
-						// moment of refusal: no less than what is left now.
-						if err != nil || ra < 1 || float64(ra) < left || float64(ra) > left+2 {
-							t.Errorf("Retry-After %q with %.1fs left in the minute", r.Header.Get("Retry-After"), left)
+						// moment of refusal, which came between sending and now.
+						if err != nil || ra < 1 || float64(ra) < leftNow || float64(ra) > leftAtSend+1 {
+							t.Errorf("Retry-After %q with %.1fs left in the minute when sent, %.1fs now", r.Header.Get("Retry-After"), leftAtSend, leftNow)
 						}
 						if code, typ := rateError(t, r); code != "rate_limit_exceeded" || typ != "requests" {
 							t.Errorf("429 code %q type %q, want rate_limit_exceeded/requests", code, typ)
