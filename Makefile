@@ -10,10 +10,11 @@ PKGS  := ./shared/... ./shared/vaultclient/... ./controlplane/... ./dataplane/..
 MODULE_DIRS := shared controlplane dataplane migrations web tests
 BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream ./tests/cmd/portcullis-dev
 
-# Test tuning: two packages at a time suits a 2-core machine; within a package, up to
-# four tests that call t.Parallel run at once (the end-to-end tests, which spend most
-# of their time waiting on timers and the network); the timeout bounds a hung test.
-TEST_PARALLEL ?= 2
+# Test tuning: three packages at a time keep a 2-core machine busy (many tests wait on
+# timers, NATS and HTTP more than they compute: with two, it idles half the time);
+# within a package, up to four tests that call t.Parallel run at once (the end-to-end
+# tests); the timeout bounds a hung test.
+TEST_PARALLEL ?= 3
 TEST_PARALLEL_TESTS ?= 4
 TEST_TIMEOUT  ?= 20m
 TEST_FLAGS    ?=
