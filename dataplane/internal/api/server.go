@@ -6,6 +6,11 @@
 // renders every failure in the API family's error schema (OpenAI's, or Anthropic's
 // on /v1/messages) through one error handler. It also serves /healthz, /readyz and
 // /metrics.
+//
+// Each upstream call goes through the translator of its pair of client API and
+// provider (translator.go: the registration table, one file per translator), the
+// one place that knows a provider's wire protocol; Options.Guard sees request text
+// and streamed answers there.
 package api
 
 import (
