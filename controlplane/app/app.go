@@ -46,6 +46,7 @@ type App struct {
 	pub     *publisher.Publisher
 	health  *health.Collector
 	httpSrv *http.Server
+	ln      net.Listener        // the HTTP server's; Stop closes it even if the server never served it
 	vault   *vaultclient.Client // nil without Vault
 	rotator *rotator.Rotator
 
@@ -161,6 +162,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 	a.httpSrv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.ln = ln
 	a.group.Go("http server", rungroup.HTTPServer{Server: a.httpSrv, Listener: ln}.Run)
 	for _, c := range extra {
 		a.group.Go(c.name, c.run)
@@ -235,7 +237,8 @@ func (a *App) Done() <-chan struct{} { return a.group.Done() }
 func (a *App) Err() error { return a.group.Err() }
 
 // Stop shuts everything down within ctx's deadline: it shuts the HTTP server down
-// (letting the requests in flight finish until ctx ends, then cutting them), stops
+// (letting the requests in flight finish for half the time ctx has left, then
+// cutting them), stops
 // the other components (health collector, key rotator and key-access ingest, anomaly
 // detector, audit ingest, publisher) and waits for them, then closes the Vault
 // client, the NATS connection, the embedded server and the store. It returns by
@@ -251,10 +254,13 @@ func (a *App) Stop(ctx context.Context) error {
 func (a *App) stop(ctx context.Context) error {
 	var errs []error
 	if a.httpSrv != nil {
-		if err := a.httpSrv.Shutdown(ctx); err != nil {
+		drain, cancel := rungroup.Share(ctx, 2) // the components keep the other half
+		if err := a.httpSrv.Shutdown(drain); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			_ = a.httpSrv.Close()
 		}
+		cancel()
+		_ = a.ln.Close() // already closed, unless the server never got to serve it
 	}
 	a.group.Stop()
 	if err := a.group.Wait(ctx); err != nil {

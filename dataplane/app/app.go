@@ -262,8 +262,8 @@ func (a *App) Kill() {
 	})
 }
 
-// Stop stops accepting requests, waits for in-flight ones until ctx is done (then
-// closes them), stops the components (the limiter gives back the limit budget it
+// Stop stops accepting requests, waits for in-flight ones for half the time ctx has
+// left (then cuts them), stops the components (the limiter gives back the limit budget it
 // holds, the policy watch ends) and waits for them, then closes the audit
 // publisher (draining its spool while ctx allows), the key manager, Vault and the
 // NATS connection. It returns by ctx's deadline even if a component does not stop:
@@ -277,10 +277,13 @@ func (a *App) Stop(ctx context.Context) error {
 
 func (a *App) stop(ctx context.Context) error {
 	var errs []error
-	if err := a.srv.Shutdown(ctx); err != nil {
+	drain, cancel := rungroup.Share(ctx, 2) // the components keep the other half
+	if err := a.srv.Shutdown(drain); err != nil {
 		_ = a.srv.Close()
 		errs = append(errs, fmt.Errorf("shut down http server: %w", err))
 	}
+	cancel()
+	_ = a.ln.Close() // already closed, unless the server never got to serve it
 	a.group.Stop()
 	if err := a.group.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("components: %w", err))

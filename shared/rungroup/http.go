@@ -58,3 +58,16 @@ func serveErr(err error) error {
 	}
 	return fmt.Errorf("http server: %w", err)
 }
+
+// Share returns the context of one step of a stop: it ends when ctx does, or once
+// 1/parts of the time ctx has left has passed, so that the steps after it keep the
+// rest. An HTTP server's drain, which open streams can make last as long as they are
+// allowed, takes half, and the components that give back what they hold have the
+// other half. Without a deadline in ctx it ends with ctx.
+func Share(ctx context.Context, parts int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || parts <= 1 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/time.Duration(parts))
+}

@@ -220,3 +220,25 @@ func TestHTTPServer(t *testing.T) {
 		}
 	})
 }
+
+// TestShare: a step of a stop gets its share of the time left, and no more than ctx.
+func TestShare(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	half, cancelHalf := Share(ctx, 2)
+	defer cancelHalf()
+	end, _ := ctx.Deadline()
+	got, ok := half.Deadline()
+	if left := time.Until(got); !ok || left > 5*time.Second || left < 4*time.Second || !got.Before(end) {
+		t.Fatalf("half of 10 s ends in %v (deadline %v)", left, ok)
+	}
+	whole, cancelWhole := Share(context.Background(), 2)
+	defer cancelWhole()
+	if _, ok := whole.Deadline(); ok {
+		t.Fatal("a context without a deadline got one")
+	}
+	cancel()
+	if half.Err() == nil {
+		t.Fatal("the share outlived its parent")
+	}
+}
