@@ -177,19 +177,29 @@ func sourceHash(src string) (string, error) {
 // cache directory, or under the temporary directory when there is none.
 func binCacheDir() (string, error) {
 	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
+	name := "portcullis"
+	if err != nil { // no home: a directory of this user's own in the shared temp dir
+		base, name = os.TempDir(), fmt.Sprintf("portcullis-%d", os.Getuid())
 	}
-	dir := filepath.Join(base, "portcullis")
-	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	dir := filepath.Join(base, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("create launcher cache dir: %w", err)
+	}
+	// Binaries are run from here: refuse a directory someone else could write to.
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("launcher cache dir: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || (ok && int(st.Uid) != os.Getuid()) || fi.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("launcher cache dir %s: not a directory of this user's that only it can write to; remove it", dir)
 	}
 	return dir, nil
 }
 
 // lockFile takes an exclusive lock on path, waiting for it, and returns its release.
 func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open launcher build lock: %w", err)
 	}

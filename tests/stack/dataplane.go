@@ -90,7 +90,9 @@ func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPl
 	d := &DataPlane{Name: o.Name, URL: "http://" + app.Addr(), App: app}
 	if s.opts.WaitReady {
 		if err := waitHTTP(ctx, d.URL+"/readyz", http.StatusOK, s.readyTimeout, nil); err != nil {
-			s.stopInProcess(ctx, "data plane "+o.Name, app.Stop)
+			stopCtx, cancel := s.failedStartStop(ctx)
+			_ = s.stopInProcess(stopCtx, "data plane "+o.Name, app.Stop)
+			cancel()
 			return nil, fmt.Errorf("data plane %s: %w", o.Name, err)
 		}
 	}
@@ -130,7 +132,9 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 	s.track("data plane "+o.Name, p.Exited(), p.Err)
 	if s.opts.WaitReady {
 		if err := waitHTTP(ctx, d.URL+"/readyz", http.StatusOK, s.readyTimeout, p.Exited()); err != nil {
-			_ = p.stop(ctx)
+			stopCtx, cancel := s.failedStartStop(ctx)
+			_ = p.stop(stopCtx)
+			cancel()
 			return nil, fmt.Errorf("data plane %s: %w\n--- %s (tail) ---\n%s", o.Name, err, p.logPath, p.Tail(30))
 		}
 	}

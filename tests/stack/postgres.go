@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
 
 	"github.com/portcullis-gw/portcullis/controlplane/pglocal"
 )
@@ -36,6 +39,7 @@ type Postgres struct {
 	URL string
 
 	cluster *pglocal.Cluster // set when this process started the cluster
+	lock    *os.File         // held while it runs: no other dev stack may touch the cluster
 }
 
 // FindPostgres finds a PostgreSQL database for the dev stack, in this order:
@@ -84,6 +88,16 @@ func ownCluster(ctx context.Context, o PostgresOptions, say func(string)) (*Post
 	if err != nil {
 		return nil, fmt.Errorf("no PostgreSQL answers on 127.0.0.1:5432 and %v; or %s", err, hint)
 	}
+	lock, err := lockCluster(o.ClusterDir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	c := &pglocal.Cluster{Dir: o.ClusterDir, LogFile: o.LogFile, Bin: bin}
 	if !c.Initialized() {
 		say("creating a PostgreSQL cluster in " + o.ClusterDir)
@@ -105,7 +119,25 @@ func ownCluster(ctx context.Context, o PostgresOptions, say func(string)) (*Post
 		return nil, err
 	}
 	say(fmt.Sprintf("PostgreSQL: own cluster in %s on 127.0.0.1:%d", o.ClusterDir, port))
-	return &Postgres{URL: pglocal.URL(port), cluster: c}, nil
+	ok = true
+	return &Postgres{URL: pglocal.URL(port), cluster: c, lock: lock}, nil
+}
+
+// lockCluster takes the lock of the cluster in dir (a file next to it), without
+// waiting: a cluster another dev stack runs is refused, not stopped under it.
+func lockCluster(dir string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("a dev PostgreSQL in %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("a dev PostgreSQL in %s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("a dev PostgreSQL in %s: another dev stack is using it (%s is locked); stop that one first", dir, dir+".lock")
+	}
+	return f, nil
 }
 
 // Stop stops the cluster FindPostgres started, fast, and at once if that does not do
@@ -115,5 +147,6 @@ func (p *Postgres) Stop() error {
 	if p == nil || p.cluster == nil {
 		return nil
 	}
+	defer p.lock.Close() // releases the lock once the cluster is down
 	return p.cluster.Stop(context.Background())
 }

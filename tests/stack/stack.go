@@ -118,6 +118,17 @@ type Stack struct {
 	stopErr  error
 }
 
+// failedStartStop is the context that bounds stopping what a failed Start started:
+// Options.StopTimeout (15 s by default), even when Start's own context has no
+// deadline or has ended, so that a child that ignores SIGTERM is still killed.
+func (s *Stack) failedStartStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	timeout := s.opts.StopTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
+}
+
 // Start starts the stack o describes and returns it once every component serves.
 // When a component fails to start, Start stops those it started and returns why.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
@@ -130,11 +141,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	defer func() {
 		if err != nil {
-			timeout := o.StopTimeout
-			if timeout <= 0 {
-				timeout = 15 * time.Second
-			}
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			stopCtx, cancel := s.failedStartStop(ctx)
 			defer cancel()
 			_ = s.Stop(stopCtx)
 		}

@@ -102,6 +102,11 @@ func TestOwnCluster(t *testing.T) {
 			_ = pg.Stop()
 			t.Fatalf("%s: %v", run, err)
 		}
+		if other, err := ownCluster(ctx, o, func(string) {}); err == nil || !strings.Contains(err.Error(), "another dev stack") {
+			_ = other.Stop()
+			_ = pg.Stop()
+			t.Fatalf("%s: a second stack on the running cluster: %v, want it refused", run, err)
+		}
 		if err := pg.Stop(); err != nil {
 			t.Fatalf("%s: stop: %v", run, err)
 		}

@@ -58,7 +58,9 @@ func (s *Stack) startUpstream(ctx context.Context, o UpstreamOptions) (*Upstream
 		s.track(u.Name, p.Exited(), p.Err)
 		for _, url := range append([]string{u.URL + "/v1/models"}, o.ReadyURLs...) {
 			if err := waitHTTP(ctx, url, 0, s.readyTimeout, p.Exited()); err != nil {
-				_ = p.stop(ctx)
+				stopCtx, cancel := s.failedStartStop(ctx)
+				_ = p.stop(stopCtx)
+				cancel()
 				return nil, fmt.Errorf("upstream %s: %w\n--- %s (tail) ---\n%s", o.Name, err, p.logPath, p.Tail(30))
 			}
 		}
@@ -87,9 +89,10 @@ func (s *Stack) startUpstream(ctx context.Context, o UpstreamOptions) (*Upstream
 	return u, nil
 }
 
-// stop stops the upstream. An in-process mock closes at once, with every connection
-// (the data planes that used it are stopped first): nothing of a mock needs a
-// graceful end. A child process gets SIGTERM, and SIGKILL when ctx ends first.
+// stop stops the upstream. An in-process mock closes at once, with every connection:
+// nothing of a mock needs a graceful end, and Stack.Stop stops the upstreams along
+// with the data planes so that the requests a mock holds (FailHang) end and the
+// data planes' drains do not wait for them. A child process gets SIGTERM, and SIGKILL when ctx ends first.
 func (u *Upstream) stop(ctx context.Context) error {
 	if u.proc != nil {
 		return u.proc.stop(ctx)

@@ -258,7 +258,10 @@ func TestCollectorLifecycle(t *testing.T) {
 	if err := f.coll.Subscribe(); err != nil {
 		t.Errorf("a second Subscribe failed: %v", err)
 	}
-	if err := f.coll.Run(context.Background()); err == nil {
+	// Bounded, so that were this Run the first one it would end, not hang the test.
+	second, cancelSecond := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelSecond()
+	if err := f.coll.Run(second); err == nil {
 		t.Error("a second Run succeeded")
 	}
 

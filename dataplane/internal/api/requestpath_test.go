@@ -699,3 +699,25 @@ func TestUsagePerPair(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamBrokenBeforeItsFirstEventIsRetried: a stream that ends before any
+// event reached the client is retried like any failed attempt, and the answer that
+// reached the client is the second attempt's, whole.
+func TestStreamBrokenBeforeItsFirstEventIsRetried(t *testing.T) {
+	broken := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK) // and not one event
+	}
+	up := newUpstream(t, broken, answerStream(openaiStream...))
+	g := newGateway(t, nil, nil, deployment{name: "gpt-a", kind: policy.ProviderOpenAI, model: "gpt", up: up, attempts: 2})
+	got := g.post(t, "/v1/chat/completions", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if got.status != 200 || !strings.Contains(got.body, `"content":"hel"`) || !strings.HasSuffix(got.body, "data: [DONE]\n\n") {
+		t.Fatalf("answer %d %q, want the second attempt's whole stream", got.status, got.body)
+	}
+	if n := len(up.seen()); n != 2 {
+		t.Fatalf("upstream called %d times, want 2", n)
+	}
+	if strings.Contains(got.body, string(errorEvent)) {
+		t.Fatalf("the retried stream carries the cut event: %q", got.body)
+	}
+}
