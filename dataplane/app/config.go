@@ -18,6 +18,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/api"
 	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
@@ -235,8 +236,10 @@ func (c *Config) validate(p *config.Problems) {
 	if strings.TrimSpace(c.JWTAudience) == "" {
 		p.Add("jwt-audience", c.JWTAudience, "must not be empty")
 	}
-	if u, err := url.Parse(c.JWKSURL); c.JWKSURL == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		p.Add("jwks-url", c.JWKSURL, "required: an http:// or https:// URL")
+	if c.JWKSURL == "" {
+		p.Add("jwks-url", c.JWKSURL, "required: an https:// URL (http:// on a loopback host)")
+	} else if err := auth.CheckJWKSURL(c.JWKSURL); err != nil {
+		p.Add("jwks-url", c.JWKSURL, err.Error())
 	}
 	if c.MaxBodyBytes <= 0 {
 		p.Add("max-body-bytes", c.MaxBodyBytes, "must be positive")

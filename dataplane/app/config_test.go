@@ -91,6 +91,8 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		{name: "unusable NATS files", vars: with(map[string]string{"PORTCULLIS_NATS_CREDS": "/nonexistent/user.creds"}),
 			args: []string{"-nats-ca-file", "/nonexistent/ca.pem"},
 			want: []string{`PORTCULLIS_NATS_CREDS="/nonexistent/user.creds": cannot read`, `PORTCULLIS_NATS_CA_FILE="/nonexistent/ca.pem": cannot read`}},
+		{name: "plain-http JWKS off loopback", vars: with(map[string]string{"PORTCULLIS_JWKS_URL": "http://idp.example.com/jwks"}),
+			want: []string{`PORTCULLIS_JWKS_URL="http://idp.example.com/jwks"`, "loopback host only"}},
 		{name: "stray argument", vars: required, args: []string{"serve"}, want: []string{"unexpected positional arguments"}},
 	}
 	for _, tt := range tests {

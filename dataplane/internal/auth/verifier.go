@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -43,7 +44,8 @@ type Config struct {
 	Issuer   string // required iss
 	Audience string // required aud
 	JWKSURL  string // the issuer's JWKS
-	// HTTPClient fetches the JWKS; the default times out after 10s.
+	// HTTPClient fetches the JWKS; the default times out after 10s. Either way it
+	// follows no redirect and reads at most MaxJWKSBytes of an answer.
 	HTTPClient *http.Client
 	// RefreshInterval is how often the JWKS is refetched in the background;
 	// default 5 minutes.
@@ -83,9 +85,13 @@ type Verifier struct {
 // NewVerifier returns a Verifier whose JWKS cache refreshes in the background until
 // ctx is done. The JWKS is first fetched by the first Verify.
 func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
+	if err := CheckJWKSURL(cfg.JWKSURL); err != nil {
+		return nil, fmt.Errorf("JWKS URL %q: %w", cfg.JWKSURL, err)
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	cfg.HTTPClient = guardedClient(cfg.HTTPClient)
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Minute
 	}
