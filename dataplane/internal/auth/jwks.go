@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -26,7 +25,7 @@ type keySet struct {
 
 // newKeySet registers url with a jwk.Cache whose background refresh runs until ctx
 // is done.
-func newKeySet(ctx context.Context, url string, client *http.Client, interval, gap time.Duration) (*keySet, error) {
+func newKeySet(ctx context.Context, url string, client jwk.HTTPClient, interval, gap time.Duration) (*keySet, error) {
 	cache := jwk.NewCache(ctx, jwk.WithRefreshWindow(interval))
 	if err := cache.Register(url, jwk.WithHTTPClient(client), jwk.WithRefreshInterval(interval)); err != nil {
 		return nil, fmt.Errorf("register JWKS %s: %w", url, err)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
 )
 
 // MaxJWKSBytes bounds a JWKS answer: a key set is a few kilobytes, and an issuer
@@ -45,35 +47,34 @@ func loopbackHost(host string) bool {
 // the key set's own, not a pointer a compromised or misconfigured host can move.
 var errJWKSRedirect = errors.New("the JWKS endpoint answered with a redirect; configure the URL it redirects to")
 
-// guardedClient is c made safe for fetching a JWKS: no redirects, and answers
-// bounded to MaxJWKSBytes (reading more fails).
-func guardedClient(c *http.Client) *http.Client {
+// guardedClient is c made safe for fetching a JWKS: it follows no redirect, and
+// the answers it returns are bounded to MaxJWKSBytes (reading more fails). The
+// bound wraps what c returns, so that c's own timeout keeps the standard
+// transport's handling.
+func guardedClient(c *http.Client) jwk.HTTPClient {
 	g := *c
 	g.CheckRedirect = func(*http.Request, []*http.Request) error { return errJWKSRedirect }
-	base := g.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	g.Transport = boundedTransport{base: base, max: MaxJWKSBytes}
-	return &g
+	return boundedClient{client: &g, max: MaxJWKSBytes}
 }
 
-// boundedTransport fails the read of an answer body beyond max bytes.
-type boundedTransport struct {
-	base http.RoundTripper
-	max  int64
+// boundedClient refuses an answer that declares more than max bytes, and fails the
+// read of one that sends more.
+type boundedClient struct {
+	client *http.Client
+	max    int64
 }
 
-func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(r)
+// Get fetches url, as jwk.Cache asks.
+func (b boundedClient) Get(url string) (*http.Response, error) {
+	resp, err := b.client.Get(url)
 	if err != nil {
 		return nil, err
 	}
-	if resp.ContentLength > t.max {
+	if resp.ContentLength > b.max {
 		resp.Body.Close()
-		return nil, fmt.Errorf("JWKS answer of %d bytes: over the %d-byte bound", resp.ContentLength, t.max)
+		return nil, fmt.Errorf("JWKS answer of %d bytes: over the %d-byte bound", resp.ContentLength, b.max)
 	}
-	resp.Body = &boundedBody{ReadCloser: resp.Body, left: t.max}
+	resp.Body = &boundedBody{ReadCloser: resp.Body, left: b.max}
 	return resp, nil
 }
 

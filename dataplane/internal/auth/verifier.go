@@ -91,7 +91,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	cfg.HTTPClient = guardedClient(cfg.HTTPClient)
+
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Minute
 	}
@@ -101,7 +101,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.TokenCacheSize == 0 {
 		cfg.TokenCacheSize = DefaultTokenCacheSize
 	}
-	ks, err := newKeySet(ctx, cfg.JWKSURL, cfg.HTTPClient, cfg.RefreshInterval, cfg.ForcedRefreshGap)
+	ks, err := newKeySet(ctx, cfg.JWKSURL, guardedClient(cfg.HTTPClient), cfg.RefreshInterval, cfg.ForcedRefreshGap)
 	if err != nil {
 		return nil, err
 	}
