@@ -174,6 +174,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	failOpen := cfg.LimitsFailPolicy == limits.FailOpen
 	verifier, err := auth.NewVerifier(a.group.Context(), auth.Config{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, JWKSURL: cfg.JWKSURL,
+		AllowMissingJTI: cfg.JWTAllowMissingJTI, MaxLifetime: cfg.JWTMaxLifetime, RequiredType: cfg.JWTRequiredType,
 	})
 	if err != nil {
 		return nil, err

@@ -46,9 +46,14 @@ type Config struct {
 	NATSCAFile  string // PORTCULLIS_NATS_CA_FILE: CA certificates of the NATS servers
 	JWTIssuer   string // PORTCULLIS_JWT_ISSUER: the required iss claim
 	JWTAudience string // PORTCULLIS_JWT_AUDIENCE: the required aud claim
-	JWKSURL     string // PORTCULLIS_JWKS_URL: where the issuer's signing keys are served
-	LogLevel    string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
-	WorkerID    string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
+	// RFC 8725's extras (see auth.Config): accept tokens without a jti, the longest
+	// token lifetime (exp - iat; negative: no cap), the typ header tokens must carry.
+	JWTAllowMissingJTI bool
+	JWTMaxLifetime     time.Duration
+	JWTRequiredType    string
+	JWKSURL            string // PORTCULLIS_JWKS_URL: where the issuer's signing keys are served
+	LogLevel           string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
+	WorkerID           string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
 
 	ExposeRoutingHeaders bool  // PORTCULLIS_EXPOSE_ROUTING_HEADERS: add x-portcullis-region/-deployment
 	MaxBodyBytes         int64 // PORTCULLIS_MAX_BODY_BYTES: request body limit
@@ -111,6 +116,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
 	l.String(&cfg.JWTAudience, "jwt-audience", cfg.JWTAudience, "required aud claim of client tokens")
+	l.Bool(&cfg.JWTAllowMissingJTI, "jwt-allow-missing-jti", false, "accept client tokens without a jti (they cannot be revoked one by one)")
+	l.Duration(&cfg.JWTMaxLifetime, "jwt-max-lifetime", cfg.JWTMaxLifetime, "longest client token lifetime, exp - iat (negative: no cap)")
+	l.String(&cfg.JWTRequiredType, "jwt-required-type", "", "typ header client tokens must carry, e.g. at+jwt (empty: not checked)")
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "request body limit in bytes")
@@ -163,6 +171,7 @@ func Default() Config {
 	return Config{
 		Listen:              DefaultListen,
 		JWTAudience:         identity.DefaultAudience,
+		JWTMaxLifetime:      auth.DefaultMaxLifetime,
 		MaxBodyBytes:        DefaultMaxBodyBytes,
 		FallbackErrorRate:   api.DefaultFallbackErrorRate,
 		FallbackWindow:      upstream.DefaultErrorRateWindow,

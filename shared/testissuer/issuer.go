@@ -179,6 +179,17 @@ func (i *Issuer) Token(t testing.TB, key jwk.Key, claims map[string]any) string 
 	return Sign(t, key.Algorithm(), key, key.KeyID(), claims)
 }
 
+// TokenWithHeaders is Token with extra protected headers (typ, crit, …), which
+// replace the defaults of the same name.
+func (i *Issuer) TokenWithHeaders(t testing.TB, key jwk.Key, headers map[string]any, claims map[string]any) string {
+	t.Helper()
+	signed, err := signWith(key.Algorithm(), key, key.KeyID(), headers, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
 // Mint returns a token for clientID signed with the issuer's first key, valid for
 // ttl: Claims with that expiry. For a program that is not a test.
 func (i *Issuer) Mint(clientID string, ttl time.Duration) (string, error) {
@@ -199,6 +210,12 @@ func Sign(t testing.TB, alg jwa.KeyAlgorithm, key any, kid string, claims map[st
 }
 
 func sign(alg jwa.KeyAlgorithm, key any, kid string, claims map[string]any) (string, error) {
+	return signWith(alg, key, kid, nil, claims)
+}
+
+// signWith signs claims with typ JWT, kid (when not empty) and headers in the
+// protected header.
+func signWith(alg jwa.KeyAlgorithm, key any, kid string, headers, claims map[string]any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
@@ -211,6 +228,11 @@ func sign(alg jwa.KeyAlgorithm, key any, kid string, claims map[string]any) (str
 	}
 	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
 		return "", err
+	}
+	for k, v := range headers {
+		if err := hdr.Set(k, v); err != nil {
+			return "", fmt.Errorf("header %s: %w", k, err)
+		}
 	}
 	signed, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(hdr)))
 	if err != nil {

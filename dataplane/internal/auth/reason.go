@@ -26,6 +26,10 @@ const (
 	ReasonMissingScope    Reason = "missing_scope"
 	ReasonRevoked         Reason = "revoked"
 	ReasonInvalidClaims   Reason = "invalid_claims"
+	ReasonMissingJTI      Reason = "missing_jti"       // Config.AllowMissingJTI is off
+	ReasonLifetime        Reason = "lifetime_too_long" // exp - iat over Config.MaxLifetime
+	ReasonCritical        Reason = "crit_not_supported"
+	ReasonWrongType       Reason = "wrong_typ" // Config.RequiredType
 )
 
 // RejectedError is the internal cause of every rejection. Its message carries the

@@ -59,7 +59,24 @@ type Config struct {
 	// it expires, once its jti is in the Revocations passed to Verify, and once the
 	// JWKS it was checked against has been refreshed (then it is verified afresh).
 	TokenCacheSize int
+
+	// The extras of RFC 8725 (JWT best current practices), safe by default:
+	//
+	// AllowMissingJTI accepts tokens without a jti; off by default, because such a
+	// token cannot be revoked on its own.
+	AllowMissingJTI bool
+	// MaxLifetime caps a token's lifetime, exp - iat (exp - now when it has no iat);
+	// 0 means DefaultMaxLifetime and a negative value turns the cap off.
+	MaxLifetime time.Duration
+	// RequiredType, when set, is the typ header every token must carry, e.g.
+	// "at+jwt" (RFC 9068); compared without case and without an "application/"
+	// prefix. Empty: typ is not checked.
+	RequiredType string
 }
+
+// DefaultMaxLifetime is the longest token lifetime accepted unless Config says
+// otherwise.
+const DefaultMaxLifetime = 24 * time.Hour
 
 // Revocations is the set of revoked token ids.
 type Revocations interface {
@@ -100,6 +117,9 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	if cfg.TokenCacheSize == 0 {
 		cfg.TokenCacheSize = DefaultTokenCacheSize
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	ks, err := newKeySet(ctx, cfg.JWKSURL, guardedClient(cfg.HTTPClient), cfg.RefreshInterval, cfg.ForcedRefreshGap)
 	if err != nil {
@@ -167,6 +187,12 @@ func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations
 	if !allowedAlgs[alg] {
 		return Identity{}, nil, reject(ReasonAlgNotAllowed)
 	}
+	if len(hdr.Critical()) > 0 { // no extension is understood, so none may be critical
+		return Identity{}, nil, reject(ReasonCritical)
+	}
+	if want := v.cfg.RequiredType; want != "" && !sameType(hdr.Type(), want) {
+		return Identity{}, nil, reject(ReasonWrongType)
+	}
 	kid := hdr.KeyID()
 	if kid == "" {
 		return Identity{}, nil, reject(ReasonMissingKeyID)
@@ -202,7 +228,19 @@ func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations
 	if !ok || !slices.Contains(scopes, identity.ScopeLLMAccess) {
 		return Identity{}, nil, reject(ReasonMissingScope)
 	}
+	if limit := v.cfg.MaxLifetime; limit > 0 {
+		from := tok.IssuedAt()
+		if from.IsZero() {
+			from = v.now()
+		}
+		if tok.Expiration().Sub(from) > limit {
+			return Identity{}, nil, reject(ReasonLifetime)
+		}
+	}
 	jti := tok.JwtID()
+	if jti == "" && !v.cfg.AllowMissingJTI {
+		return Identity{}, nil, reject(ReasonMissingJTI)
+	}
 	if jti != "" && revoked != nil && revoked.Revoked(jti) {
 		return Identity{}, nil, reject(ReasonRevoked)
 	}
@@ -278,4 +316,13 @@ func isCompactJWS(s string) bool {
 		}
 	}
 	return dots == 2
+}
+
+// sameType reports whether the typ header got names the media type want, as RFC
+// 8725 compares them: without case, and with "application/" optional.
+func sameType(got, want string) bool {
+	norm := func(s string) string {
+		return strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "application/")
+	}
+	return norm(got) == norm(want)
 }

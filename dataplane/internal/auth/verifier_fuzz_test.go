@@ -25,6 +25,14 @@ func FuzzVerify(f *testing.F) {
 	f.Add("Bearer " + testissuer.Unsigned(f, "k1", iss.Claims("app-1")))
 	f.Add("Bearer " + testissuer.Sign(f, jwa.HS256, testissuer.PublicKeyPEM(f, iss.Key), "k1", iss.Claims("app-1")))
 	f.Add("Bearer " + strings.Replace(valid, ".", "..", 1))
+	// RFC 8725's extras: a critical header, no jti, a lifetime over the cap.
+	f.Add("Bearer " + iss.TokenWithHeaders(f, iss.Key, map[string]any{"crit": []string{"exp"}}, iss.Claims("app-1")))
+	noJTI := iss.Claims("app-1")
+	delete(noJTI, "jti")
+	f.Add("Bearer " + iss.Token(f, iss.Key, noJTI))
+	longLived := iss.Claims("app-1")
+	longLived["exp"] = time.Now().Add(48 * time.Hour).Unix()
+	f.Add("Bearer " + iss.Token(f, iss.Key, longLived))
 
 	f.Fuzz(func(t *testing.T, authorization string) {
 		id, err := v.Verify(t.Context(), authorization, revokedSet{})
