@@ -61,6 +61,7 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(infoKey, ri)
 		h := c.Response().Header()
 		h.Set(HeaderRequestID, ri.id)
+		h.Set("X-Content-Type-Options", "nosniff") // every answer is JSON or an event stream: never sniffed
 		if s.ExposeRoutingHeaders {
 			h.Set(HeaderRegion, s.Region)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"sync"
 
 	"github.com/labstack/echo/v4"
@@ -43,13 +44,29 @@ func upstreamFailure(c echo.Context, resp *http.Response, deployment string) err
 	return nil
 }
 
-// copyAnswer relays a non-streamed answer as it is, with its status and content
-// type, writing it also to keep when that is not nil.
+// copyAnswer relays a non-streamed answer with its status and content type,
+// writing it also to keep when that is not nil. Only JSON is relayed (an answer
+// without a content type counts as JSON): any other body, an HTML error page of a
+// proxy in front of the upstream for instance, is not; it becomes a 502
+// upstream_error, or for a 4xx a 400 invalid_request saying the status. The
+// upstream's own 4xx error is relayed with the provider's account identifiers
+// taken out of it (see redactAccountIDs).
 func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *capture) error {
 	w := c.Response()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
 		ct = echo.MIMEApplicationJSON
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
+		upstream.Discard(resp.Body)
+		cause := fmt.Errorf("deployment %s answered %d with content type %q", deployment, resp.StatusCode, ct)
+		if resp.StatusCode/100 == 4 { // the request's fault still, but its words are not relayed
+			return apierr.Wrap(apierr.InvalidRequest, cause, "the upstream refused the request (status %d)", resp.StatusCode)
+		}
+		return apierr.Wrap(apierr.UpstreamError, cause, "the upstream answered with content this API does not use")
+	}
+	if resp.StatusCode/100 == 4 {
+		return relayClientError(c, resp, deployment, ct)
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(resp.StatusCode)
@@ -63,6 +80,36 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	return nil
+}
+
+// maxClientErrorBytes bounds an upstream's 4xx answer read to relay it.
+const maxClientErrorBytes = 64 << 10
+
+// relayClientError relays the upstream's own 4xx answer, JSON of content type ct,
+// with the provider's account identifiers taken out.
+func relayClientError(c echo.Context, resp *http.Response, deployment, ct string) error {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxClientErrorBytes+1))
+	switch {
+	case err != nil:
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("read the %d answer of deployment %s: %w", resp.StatusCode, deployment, err), "the upstream answer was cut")
+	case len(raw) > maxClientErrorBytes:
+		upstream.Discard(resp.Body)
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("the %d answer of deployment %s is over %d bytes", resp.StatusCode, deployment, maxClientErrorBytes),
+			"the upstream's error answer is too large")
+	}
+	return c.Blob(resp.StatusCode, ct, redactAccountIDs(raw))
+}
+
+// accountID matches the provider account identifiers an upstream's error message
+// may carry: OpenAI's organization (org-…), project (proj_…) and user (user-…) ids,
+// 16 or more letters and digits after the prefix (so "user-defined" stays).
+// They name the gateway's accounts, which are no business of its clients.
+var accountID = regexp.MustCompile(`\b(org|proj|user)([-_])[A-Za-z0-9]{16,}\b`)
+
+// redactAccountIDs replaces each provider account identifier in b with its kind
+// ("org-redacted", "proj_redacted").
+func redactAccountIDs(b []byte) []byte {
+	return accountID.ReplaceAll(b, []byte("${1}${2}redacted"))
 }
 
 // captureLimit bounds how much of a non-streamed answer is kept to read its usage.

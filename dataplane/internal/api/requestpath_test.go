@@ -721,3 +721,60 @@ func TestStreamBrokenBeforeItsFirstEventIsRetried(t *testing.T) {
 		t.Fatalf("the retried stream carries the cut event: %q", got.body)
 	}
 }
+
+// TestUpstreamAnswersAreSanitized: an upstream's 4xx keeps its message but not the
+// provider's account ids, an answer that is not JSON is not relayed, and no answer
+// is content-sniffed.
+func TestUpstreamAnswersAreSanitized(t *testing.T) {
+	const leaky = `{"error":{"message":"Rate limit reached for gpt-4o in organization org-AbC123xyz789QrSt00 on tokens per min; project proj_Zz9Yy8Xx7Ww6Vv5Uu4, user user-Q1w2E3r4T5y6U7i8O9; user-defined roles stay","type":"requests","code":"rate_limit_exceeded"}}`
+	html := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<html><script>alert(1)</script></html>")
+	}
+	tests := []struct {
+		name, kind, path, body string
+		answer                 http.HandlerFunc
+		want                   int
+		wantIn, wantOut        []string
+	}{
+		{name: "openai 4xx", kind: policy.ProviderOpenAI, path: "/v1/chat/completions", body: chatGPT, answer: answerJSON(404, leaky), want: 404,
+			wantIn: []string{"Rate limit reached", "org-redacted", "proj_redacted", "user-redacted", "user-defined roles stay"}, wantOut: []string{"AbC123xyz789QrSt00", "Zz9Yy8Xx7Ww6Vv5Uu4", "Q1w2E3r4T5y6U7i8O9"}},
+		{name: "anthropic 4xx translated", kind: policy.ProviderAnthropic, path: "/v1/chat/completions", body: chatClaude,
+			answer: answerJSON(400, `{"type":"error","error":{"type":"invalid_request_error","message":"bad request for org-AbC123xyz789QrSt00"}}`), want: 400,
+			wantIn: []string{"org-redacted"}, wantOut: []string{"AbC123xyz789QrSt00"}},
+		{name: "messages 4xx", kind: policy.ProviderAnthropic, path: "/v1/messages", body: msgsClaude,
+			answer: answerJSON(400, `{"type":"error","error":{"type":"invalid_request_error","message":"bad request for org-AbC123xyz789QrSt00"}}`), want: 400,
+			wantIn: []string{"org-redacted", "invalid_request_error"}, wantOut: []string{"AbC123xyz789QrSt00"}},
+		{name: "html 200", kind: policy.ProviderOpenAI, path: "/v1/chat/completions", body: chatGPT, answer: html, want: 502,
+			wantIn: []string{"upstream_error"}, wantOut: []string{"<script>"}},
+		{name: "plain-text 400", kind: policy.ProviderOpenAI, path: "/v1/chat/completions", body: chatGPT,
+			answer: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "<b>bad</b> org-AbC123xyz789QrSt00", http.StatusBadRequest) },
+			want: 400, wantIn: []string{"invalid_request", "status 400"}, wantOut: []string{"<b>", "AbC123xyz789QrSt00"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			model := "gpt"
+			if tt.kind == policy.ProviderAnthropic {
+				model = "claude"
+			}
+			g := newGateway(t, nil, nil, deployment{name: "d1", kind: tt.kind, model: model, up: newUpstream(t, tt.answer)})
+			got := g.post(t, tt.path, tt.body)
+			if got.status != tt.want {
+				t.Fatalf("answer %d %s, want %d", got.status, got.body, tt.want)
+			}
+			for _, in := range tt.wantIn {
+				if !strings.Contains(got.body, in) {
+					t.Errorf("answer %s lacks %q", got.body, in)
+				}
+			}
+			for _, out := range tt.wantOut {
+				if strings.Contains(got.body, out) {
+					t.Errorf("answer %s has %q", got.body, out)
+				}
+			}
+			if got.header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q, want nosniff", got.header.Get("X-Content-Type-Options"))
+			}
+		})
+	}
+}

@@ -52,7 +52,7 @@ func (t *chatToMessages) relay(c echo.Context, resp *http.Response, deployment s
 			return err
 		}
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		code, msg := anthropic.ErrorToOpenAI(status, raw)
+		code, msg := anthropic.ErrorToOpenAI(status, redactAccountIDs(raw))
 		return &apierr.Error{Code: apierr.Code(code), Message: msg,
 			Cause: fmt.Errorf("deployment %s answered %d", deployment, status)}
 	}
