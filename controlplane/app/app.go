@@ -254,12 +254,9 @@ func (a *App) Stop(ctx context.Context) error {
 func (a *App) stop(ctx context.Context) error {
 	var errs []error
 	if a.httpSrv != nil {
-		drain, cancel := rungroup.Share(ctx, 2) // the components keep the other half
-		if err := a.httpSrv.Shutdown(drain); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-			_ = a.httpSrv.Close()
+		if err := rungroup.Drain(ctx, a.httpSrv, a.log); err != nil {
+			errs = append(errs, err)
 		}
-		cancel()
 		_ = a.ln.Close() // already closed, unless the server never got to serve it
 	}
 	a.group.Stop()

@@ -278,12 +278,9 @@ func (a *App) Stop(ctx context.Context) error {
 
 func (a *App) stop(ctx context.Context) error {
 	var errs []error
-	drain, cancel := rungroup.Share(ctx, 2) // the components keep the other half
-	if err := a.srv.Shutdown(drain); err != nil {
-		_ = a.srv.Close()
-		errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+	if err := rungroup.Drain(ctx, a.srv, a.log); err != nil {
+		errs = append(errs, err)
 	}
-	cancel()
 	_ = a.ln.Close() // already closed, unless the server never got to serve it
 	a.group.Stop()
 	if err := a.group.Wait(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -70,4 +71,28 @@ func Share(ctx context.Context, parts int) (context.Context, context.CancelFunc)
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, time.Until(deadline)/time.Duration(parts))
+}
+
+// Drain shuts srv down for a stop bounded by ctx: it lets the requests in flight
+// finish for half the time ctx has left (see Share), then cuts what is still open
+// (long streams, connections that never sent a request), which is what a bounded
+// stop means and is logged, not returned. It returns an error only when ctx itself
+// has ended or the server fails to close.
+func Drain(ctx context.Context, srv *http.Server, log *slog.Logger) error {
+	drain, cancel := Share(ctx, 2) // the components keep the other half
+	defer cancel()
+	err := srv.Shutdown(drain)
+	if err == nil {
+		return nil
+	}
+	if cerr := srv.Close(); cerr != nil {
+		return fmt.Errorf("close http server: %w", cerr)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("shut down http server: %w", err)
+	}
+	if log != nil {
+		log.Warn("http server: requests still open after the drain were cut", "err", err)
+	}
+	return nil
 }

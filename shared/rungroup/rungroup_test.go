@@ -242,3 +242,47 @@ func TestShare(t *testing.T) {
 		t.Fatal("the share outlived its parent")
 	}
 }
+
+// TestDrain: a request that outlasts the drain is cut at half the deadline, which a
+// bounded stop expects; only a stop already out of time is an error.
+func TestDrain(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		wantErr bool
+	}{{"cut after half the deadline", 400 * time.Millisecond, false}, {"out of time", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			hold, held := make(chan struct{}), make(chan struct{})
+			defer close(hold)
+			srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+				close(held)
+				<-hold
+			}), ReadHeaderTimeout: time.Second}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			go func() {
+				if resp, err := http.Get("http://" + ln.Addr().String()); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			<-held
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			begin := time.Now()
+			err = Drain(ctx, srv, nil)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Drain: %v, want error %v", err, tc.wantErr)
+			}
+			if took := time.Since(begin); took > tc.timeout/2+time.Second {
+				t.Fatalf("Drain took %v of a %v deadline", took, tc.timeout)
+			}
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				t.Fatalf("Serve: %v", err)
+			}
+		})
+	}
+}

@@ -86,7 +86,7 @@ func TestLaunch(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.o.LogFile = filepath.Join(t.TempDir(), "vault.log")
-			l, err := Launch(context.Background(), bin, tc.o)
+			l, err := launchScript(bin, tc.o)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Launch: %v, want an error with %q", err, tc.wantErr)
@@ -115,7 +115,7 @@ func TestLaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A group of its own: the kill reaches the shell's sleep too.
-		l, err := Launch(context.Background(), bin, LaunchOptions{SysProcAttr: &syscall.SysProcAttr{Setpgid: true}})
+		l, err := launchScript(bin, LaunchOptions{SysProcAttr: &syscall.SysProcAttr{Setpgid: true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,4 +132,18 @@ func TestLaunch(t *testing.T) {
 			t.Fatal("a second Stop forgot the first's error")
 		}
 	})
+}
+
+// launchScript is Launch of a script this test has just written. A fork elsewhere in
+// the process (the package's parallel tests) between the write and its close can
+// leave the file open for writing in a child for an instant, and exec then fails
+// with "text file busy" (ETXTBSY): that is retried.
+func launchScript(bin string, o LaunchOptions) (*Launcher, error) {
+	for i := 0; ; i++ {
+		l, err := Launch(context.Background(), bin, o)
+		if err == nil || i == 20 || !strings.Contains(err.Error(), "text file busy") {
+			return l, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -9,24 +9,13 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
-// proxy handles one operation (op) of a client API, called on path.
+// proxy handles one operation (op) of a client API, called on path. The token is
+// verified from the headers before the body is read: a request without a valid
+// token costs no more than its headers, and is audited without model or prompt.
 func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ri := info(c)
-		body, err := readBody(c.Response(), c.Request(), s.MaxBodyBytes)
-		if err != nil {
-			return err
-		}
-		req, err := decodeRequest(body)
-		if err != nil {
-			return err
-		}
-		req.api, req.op, req.path = api, op, path
-		ri.model, ri.operation, ri.stream = req.Model, op, req.Stream
-		if s.Audit != nil {
-			ri.promptHash = s.promptHash(req)
-		}
-
+		ri.operation = op
 		p := s.Policy.Current()
 		if p == nil {
 			return errPolicyNotReady
@@ -36,6 +25,20 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 			return err
 		}
 		ri.tenant = client.Tenant
+
+		body, err := readBody(c.Response(), c.Request(), s.MaxBodyBytes)
+		if err != nil {
+			return err
+		}
+		req, err := decodeRequest(body)
+		if err != nil {
+			return err
+		}
+		req.api, req.op, req.path = api, op, path
+		ri.model, ri.stream = req.Model, req.Stream
+		if s.Audit != nil {
+			ri.promptHash = s.promptHash(req)
+		}
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}

@@ -31,6 +31,10 @@ type request struct {
 // hold a worker. (The server sets no ReadTimeout: it would also cut long streams.)
 const bodyReadTimeout = time.Minute
 
+// maxPresize bounds how much of a declared Content-Length readBody allocates before
+// the bytes arrive.
+const maxPresize = 64 << 10
+
 // readBody reads the whole body, refusing more than limit bytes with 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
@@ -40,8 +44,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	if r.ContentLength > 0 { // pre-sized, but only so far: the declared length is the client's word
+		buf.Grow(int(min(r.ContentLength, maxPresize)))
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var tooLarge *http.MaxBytesError

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -748,7 +750,9 @@ func TestUpstreamAnswersAreSanitized(t *testing.T) {
 		{name: "html 200", kind: policy.ProviderOpenAI, path: "/v1/chat/completions", body: chatGPT, answer: html, want: 502,
 			wantIn: []string{"upstream_error"}, wantOut: []string{"<script>"}},
 		{name: "plain-text 400", kind: policy.ProviderOpenAI, path: "/v1/chat/completions", body: chatGPT,
-			answer: func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "<b>bad</b> org-AbC123xyz789QrSt00", http.StatusBadRequest) },
+			answer: func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "<b>bad</b> org-AbC123xyz789QrSt00", http.StatusBadRequest)
+			},
 			want: 400, wantIn: []string{"invalid_request", "status 400"}, wantOut: []string{"<b>", "AbC123xyz789QrSt00"}},
 	}
 	for _, tt := range tests {
@@ -776,5 +780,30 @@ func TestUpstreamAnswersAreSanitized(t *testing.T) {
 				t.Errorf("X-Content-Type-Options %q, want nosniff", got.header.Get("X-Content-Type-Options"))
 			}
 		})
+	}
+}
+
+// TestTokenIsCheckedBeforeTheBody: a request without a valid token is refused from
+// its headers, without waiting for the body it declares (1 MB, under the limit).
+func TestTokenIsCheckedBeforeTheBody(t *testing.T) {
+	up := newUpstream(t, answerJSON(200, chatOK))
+	g := newGateway(t, nil, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"+
+		"Authorization: Basic bm90OmEtdG9rZW4=\r\nContent-Length: 1000000\r\n\r\n{\"model\":"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second)) // the body would take a minute to time out
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body arrived: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || len(up.seen()) != 0 {
+		t.Fatalf("status %d with %d upstream calls, want 401 and none", resp.StatusCode, len(up.seen()))
 	}
 }
