@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -54,11 +55,17 @@ func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) 
 		x.prompt = usage.EstimatePrompt(req.op, req.fields)
 		tokens = x.prompt
 		if req.op != policy.OpEmbeddings {
-			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, lim.TokensPerHour-x.prompt)
+			choices, err := requestChoices(req)
 			if err != nil {
 				return nil, err
 			}
-			tokens += out
+			// Each choice may use the whole output budget, so the budget left after
+			// the prompt is shared among them.
+			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, (lim.TokensPerHour-x.prompt)/choices)
+			if err != nil {
+				return nil, err
+			}
+			tokens += out * choices
 		}
 	}
 	ticket, err := s.Limiter.Admit(c.Request().Context(), client.ID, limits.Limits{
@@ -125,6 +132,29 @@ func outputBudget(req *request, tierDefault, room int64) (int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// maxChoices bounds n and best_of: more is refused (OpenAI's own bound is 128).
+const maxChoices = 128
+
+// requestChoices is how many completions req asks the upstream to generate, each
+// up to the output budget: the larger of n and best_of (legacy completions), 1 when
+// neither is set. Either one that is not an integer from 1 to maxChoices is a 400
+// naming it.
+func requestChoices(req *request) (int64, error) {
+	choices := int64(1)
+	for _, field := range [...]string{"n", "best_of"} {
+		raw, ok := req.fields[field]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var n int64
+		if err := json.Unmarshal(raw, &n); err != nil || n < 1 || n > maxChoices {
+			return 0, paramError(field, fmt.Sprintf("%s must be an integer from 1 to %d", field, maxChoices))
+		}
+		choices = max(choices, n)
+	}
+	return choices, nil
 }
 
 func deniedError(d *limits.Denied, overridden bool) *apierr.Error {

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
@@ -136,10 +137,17 @@ type gateway struct {
 
 func newGateway(t *testing.T, guard Guard, fallbacks map[string]string, deps ...deployment) *gateway {
 	t.Helper()
+	return newGatewayWith(t, func(o *Options) { o.Guard = guard }, fallbacks, deps...)
+}
+
+// newGatewayWith is newGateway with options set by configure. Its tier allows 2^40
+// tokens an hour, which only a Limiter in the options enforces.
+func newGatewayWith(t *testing.T, configure func(*Options), fallbacks map[string]string, deps ...deployment) *gateway {
+	t.Helper()
 	snap := &policy.Snapshot{
 		SchemaVersion: policy.SchemaVersion, Version: 1, GeneratedAt: time.Now().UTC(),
 		Tenants: []policy.Tenant{{Name: "t"}},
-		Tiers: []policy.Tier{{Name: "all", AllowedModels: []string{"gpt", "claude", "llama"},
+		Tiers: []policy.Tier{{Name: "all", AllowedModels: []string{"gpt", "claude", "llama"}, TokensPerHour: 1 << 40,
 			AllowedOperations: []string{policy.OpCompletion, policy.OpEmbeddings}}},
 		Clients: []policy.Client{{ClientID: "c1", Tenant: "t", Tier: "all", Enabled: true}},
 	}
@@ -177,7 +185,7 @@ func newGateway(t *testing.T, guard Guard, fallbacks map[string]string, deps ...
 		t.Fatalf("test policy: %v", err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	h := New(Options{
+	o := Options{
 		Policy:               staticPolicy{policycache.Compile(snap, "eu", log)},
 		Verifier:             tokenIsClient{},
 		Region:               "eu",
@@ -185,8 +193,9 @@ func newGateway(t *testing.T, guard Guard, fallbacks map[string]string, deps ...
 		MaxBodyBytes:         1 << 20,
 		Log:                  log,
 		Metrics:              httpmetrics.New("test"),
-		Guard:                guard,
-	})
+	}
+	configure(&o)
+	h := New(o)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &gateway{url: srv.URL}
@@ -805,5 +814,62 @@ func TestTokenIsCheckedBeforeTheBody(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || len(up.seen()) != 0 {
 		t.Fatalf("status %d with %d upstream calls, want 401 and none", resp.StatusCode, len(up.seen()))
+	}
+}
+
+// reservations records the tokens each admission asks for, and refuses it: what is
+// under test is the reservation, not the limiter.
+type reservations struct {
+	mu     sync.Mutex
+	tokens []int64
+}
+
+func (r *reservations) Admit(_ context.Context, _ string, lim limits.Limits, tokens int64) (*limits.Ticket, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tokens = append(r.tokens, tokens)
+	return nil, &limits.Denied{Kind: limits.KindTokens, Limit: lim.TokensPerHour, RetryAfter: time.Second}
+}
+
+// TestEveryChoiceIsReserved: a request for n completions reserves the output budget
+// n times (best_of for legacy completions), and a choice count out of bounds is a
+// 400 naming it.
+func TestEveryChoiceIsReserved(t *testing.T) {
+	rec := &reservations{}
+	up := newUpstream(t, answerJSON(200, chatOK))
+	g := newGatewayWith(t, func(o *Options) { o.Limiter = rec }, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	const prompt = `"messages":[{"role":"user","content":"hi"}]`
+	for _, tc := range []struct {
+		name, path, body string
+		want             int64 // the output part of the reservation; 0: refused before admission
+		wantParam        string
+	}{
+		{name: "n 8 × 1000", path: "/v1/chat/completions", body: `{"model":"gpt","n":8,"max_tokens":1000,` + prompt + `}`, want: 8000},
+		{name: "no n", path: "/v1/chat/completions", body: `{"model":"gpt","max_tokens":1000,` + prompt + `}`, want: 1000},
+		{name: "best_of 3", path: "/v1/completions", body: `{"model":"gpt","best_of":3,"n":2,"max_tokens":100,"prompt":"hi"}`, want: 300},
+		{name: "n 0", path: "/v1/chat/completions", body: `{"model":"gpt","n":0,` + prompt + `}`, wantParam: "n"},
+		{name: "n 129", path: "/v1/chat/completions", body: `{"model":"gpt","n":129,` + prompt + `}`, wantParam: "n"},
+		{name: "best_of text", path: "/v1/completions", body: `{"model":"gpt","best_of":"2","prompt":"hi"}`, wantParam: "best_of"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(rec.tokens)
+			got := g.post(t, tc.path, tc.body)
+			if tc.wantParam != "" {
+				if got.status != 400 || !strings.Contains(got.body, `"param":"`+tc.wantParam+`"`) || len(rec.tokens) != before {
+					t.Fatalf("answer %d %s, want a 400 naming %s before admission", got.status, got.body, tc.wantParam)
+				}
+				return
+			}
+			if got.status != 429 || len(rec.tokens) != before+1 {
+				t.Fatalf("answer %d %s with %d admissions, want one refused admission", got.status, got.body, len(rec.tokens)-before)
+			}
+			// The reservation is the prompt's estimate plus the output part.
+			if out := rec.tokens[before]; out < tc.want || out > tc.want+20 {
+				t.Fatalf("reserved %d tokens, want %d for the output plus a few for the prompt", out, tc.want)
+			}
+		})
+	}
+	if len(up.seen()) != 0 {
+		t.Fatal("a refused request reached the upstream")
 	}
 }
