@@ -35,7 +35,7 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 			return err
 		}
 		req.api, req.op, req.path = api, op, path
-		ri.model, ri.stream = req.Model, req.Stream
+		ri.model, ri.stream = modelLabel(p, req.Model), req.Stream
 		if s.Audit != nil {
 			ri.promptHash = s.promptHash(req)
 		}
@@ -128,4 +128,17 @@ func authorize(client *policycache.Client, model, op string) error {
 		return apierr.New(apierr.OperationNotAllowed, "this client may not call the %s operation", op)
 	}
 	return nil
+}
+
+// unknownModel is how logs and audit events name a model the policy does not have:
+// the client's string is not recorded verbatim.
+const unknownModel = "(unknown)"
+
+// modelLabel is the model as logs and audit events record it: its name when the
+// policy has it, else unknownModel.
+func modelLabel(p *policycache.Policy, model string) string {
+	if _, ok := p.Model(model); ok {
+		return model
+	}
+	return unknownModel
 }

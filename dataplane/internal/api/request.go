@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -58,6 +59,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return buf.Bytes(), nil
 }
 
+// MaxModelBytes bounds the model a request names: longer is a 400, and a name
+// that long never reaches a log line or an audit event.
+const MaxModelBytes = 256
+
 // decodeRequest parses body as a JSON object with a non-empty string "model" and an
 // optional boolean "stream". Errors are 400s.
 func decodeRequest(body []byte) (*request, error) {
@@ -74,6 +79,10 @@ func decodeRequest(body []byte) (*request, error) {
 	}
 	if err := json.Unmarshal(raw, &r.Model); err != nil || strings.TrimSpace(r.Model) == "" {
 		return nil, paramError("model", "model must be a non-empty string")
+	}
+	if len(r.Model) > MaxModelBytes {
+		r.Model = ""
+		return nil, paramError("model", fmt.Sprintf("model must be at most %d bytes", MaxModelBytes))
 	}
 	if raw, ok := fields["stream"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &r.Stream); err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -872,4 +873,44 @@ func TestEveryChoiceIsReserved(t *testing.T) {
 	if len(up.seen()) != 0 {
 		t.Fatal("a refused request reached the upstream")
 	}
+}
+
+// TestModelIsBoundedAndNotEchoedIntoLogs: a model name over MaxModelBytes is a 400,
+// and one the policy does not have is logged as unknownModel, never verbatim.
+func TestModelIsBoundedAndNotEchoedIntoLogs(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	up := newUpstream(t, answerJSON(200, chatOK))
+	g := newGatewayWith(t, func(o *Options) {
+		o.Log = slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	}, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+
+	long := strings.Repeat("m", MaxModelBytes+1)
+	if got := g.post(t, "/v1/chat/completions", `{"model":"`+long+`","messages":[]}`); got.status != 400 || !strings.Contains(got.body, `"param":"model"`) {
+		t.Fatalf("a %d-byte model answered %d %s, want 400 naming model", len(long), got.status, got.body)
+	}
+	const made = "made-up-model-\u2028<script>"
+	if got := g.post(t, "/v1/chat/completions", `{"model":"`+made+`","messages":[]}`); got.status != 403 {
+		t.Fatalf("an unknown model answered %d %s, want 403", got.status, got.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "made-up-model") || strings.Contains(logs.String(), long) {
+		t.Fatalf("the access log records the client's model verbatim:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"model":"`+unknownModel+`"`) {
+		t.Fatalf("the access log does not say the model is unknown:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serializes writes to w: the handler logs from the server's goroutines.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
