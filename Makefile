@@ -6,8 +6,8 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
-PKGS  := ./shared/... ./shared/vaultclient/... ./controlplane/... ./dataplane/... ./migrations/... ./web/... ./tests/...
-MODULE_DIRS := shared controlplane dataplane migrations web tests
+PKGS  := ./shared/... ./vaultclient/... ./controlplane/... ./dataplane/... ./migrations/... ./web/... ./tests/...
+MODULE_DIRS := shared vaultclient controlplane dataplane migrations web tests
 BINARIES := ./controlplane/cmd/controlplane ./controlplane/cmd/portcullis ./dataplane/cmd/dataplane ./tests/cmd/mockupstream ./tests/cmd/portcullis-dev
 
 # Test tuning: three packages at a time keep a 2-core machine busy (many tests wait on

@@ -3,7 +3,6 @@ module github.com/portcullis-gw/portcullis/controlplane
 go 1.26.8
 
 require (
-	github.com/hashicorp/vault/api v1.23.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/lestrrat-go/jwx/v2 v2.1.7
@@ -15,6 +14,8 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	go.uber.org/goleak v1.3.0
 )
+
+require github.com/hashicorp/vault/api v1.23.0 // indirect
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
@@ -56,7 +57,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/portcullis-gw/portcullis/shared/vaultclient v0.0.0-00010101000000-000000000000
+	github.com/portcullis-gw/portcullis/vaultclient v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -79,4 +80,4 @@ replace github.com/portcullis-gw/portcullis/shared => ../shared
 
 replace github.com/portcullis-gw/portcullis/web => ../web
 
-replace github.com/portcullis-gw/portcullis/shared/vaultclient => ../shared/vaultclient
+replace github.com/portcullis-gw/portcullis/vaultclient => ../vaultclient

@@ -6,7 +6,6 @@ require (
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/lestrrat-go/jwx/v2 v2.1.7
-	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/portcullis-gw/portcullis/shared v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
@@ -18,6 +17,7 @@ require (
 require (
 	github.com/hashicorp/vault/api/auth/approle v0.12.0 // indirect
 	github.com/hashicorp/vault/api/auth/kubernetes v0.12.0 // indirect
+	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 )
 
 require (
@@ -56,7 +56,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
-	github.com/portcullis-gw/portcullis/shared/vaultclient v0.0.0-00010101000000-000000000000
+	github.com/portcullis-gw/portcullis/vaultclient v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -74,4 +74,4 @@ require (
 
 replace github.com/portcullis-gw/portcullis/shared => ../shared
 
-replace github.com/portcullis-gw/portcullis/shared/vaultclient => ../shared/vaultclient
+replace github.com/portcullis-gw/portcullis/vaultclient => ../vaultclient

@@ -1,4 +1,4 @@
--- Key custody (DESIGN.md §6): each deployment's rotation schedule and minter, the
+-- Key custody (docs/design.md §6): each deployment's rotation schedule and minter, the
 -- rotation history, and the key-access log. Neither table ever holds key material:
 -- versions, identifiers, who and why.
 

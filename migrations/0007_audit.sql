@@ -1,4 +1,4 @@
--- Audit archive (DESIGN.md §7): every data plane's audit events, stored by the control
+-- Audit archive (docs/design.md §7): every data plane's audit events, stored by the control
 -- plane per region and hash-chained per region, so that a region's export shows any
 -- edit, removal or reordering. Raw prompts, responses, tokens and keys are never in
 -- an event, so never here.

@@ -1,4 +1,4 @@
--- Showback and anomaly detection (DESIGN.md §8): hourly usage rollups kept by the
+-- Showback and anomaly detection (docs/design.md §8): hourly usage rollups kept by the
 -- audit ingest, the networks each client has called from, the anomaly rules, and the
 -- alerts they raise.
 

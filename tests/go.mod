@@ -4,7 +4,6 @@ go 1.26.8
 
 require (
 	github.com/anthropics/anthropic-sdk-go/v2 v2.15.0
-	github.com/lestrrat-go/jwx/v2 v2.1.7
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/openai/openai-go/v3 v3.98.0
@@ -14,6 +13,8 @@ require (
 	github.com/tiktoken-go/tokenizer v0.10.0
 	sigs.k8s.io/yaml v1.6.0
 )
+
+require github.com/lestrrat-go/jwx/v2 v2.1.7 // indirect
 
 require (
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect
@@ -40,7 +41,7 @@ require (
 	github.com/hashicorp/go-secure-stdlib/strutil v0.1.2 // indirect
 	github.com/hashicorp/go-sockaddr v1.0.7 // indirect
 	github.com/hashicorp/hcl v1.0.1-vault-7 // indirect
-	github.com/hashicorp/vault/api v1.23.0 // indirect
+	github.com/hashicorp/vault/api v1.23.0
 	github.com/hashicorp/vault/api/auth/approle v0.12.0 // indirect
 	github.com/hashicorp/vault/api/auth/kubernetes v0.12.0 // indirect
 	github.com/invopop/jsonschema v0.14.0 // indirect
@@ -67,7 +68,7 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/pb33f/ordered-map/v2 v2.3.1 // indirect
 	github.com/portcullis-gw/portcullis/migrations v0.0.0-00010101000000-000000000000 // indirect
-	github.com/portcullis-gw/portcullis/shared/vaultclient v0.0.0-00010101000000-000000000000
+	github.com/portcullis-gw/portcullis/vaultclient v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/web v0.0.0-00010101000000-000000000000 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -114,4 +115,4 @@ replace github.com/portcullis-gw/portcullis/web => ../web
 
 tool honnef.co/go/tools/cmd/staticcheck
 
-replace github.com/portcullis-gw/portcullis/shared/vaultclient => ../shared/vaultclient
+replace github.com/portcullis-gw/portcullis/vaultclient => ../vaultclient

@@ -17,7 +17,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // Config is the control plane's configuration. Every field has a flag and a

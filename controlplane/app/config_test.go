@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // startKeys logs in to Vault (when configured) and starts the key rotator and the

@@ -43,7 +43,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/rungroup"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // App is a running data plane. Its methods are safe for concurrent use.

@@ -27,7 +27,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // Defaults of the keys that have one.

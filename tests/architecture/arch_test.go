@@ -2,7 +2,7 @@
 // never reaches Postgres or control-plane code, the control plane never reaches
 // data-plane code (NATS is the only link between the planes), the shared wire
 // contract stays free of echo, pgx and Vault, and the Vault client both planes use
-// (shared/vaultclient, a module of its own) depends on neither plane.
+// (vaultclient, a module of its own) depends on neither plane.
 package architecture
 
 import (
@@ -22,20 +22,13 @@ func deps(t *testing.T, patterns ...string) []string {
 	return goList(t, append([]string{"-deps", "-test"}, patterns...)...)
 }
 
-// contractPackages lists the packages of the shared module, the wire contract: every
-// package under shared/ but the Vault client's own module.
+// contractPackages lists the packages of the shared module, the wire contract.
 func contractPackages(t *testing.T) []string {
 	t.Helper()
-	var out []string
-	for _, p := range goList(t, prefix+"shared/...") {
-		if p != vaultClient && !strings.HasPrefix(p, vaultClient+"/") {
-			out = append(out, p)
-		}
-	}
-	return out
+	return goList(t, prefix+"shared/...")
 }
 
-const vaultClient = prefix + "shared/vaultclient"
+const vaultClient = prefix + "vaultclient"
 
 // goList runs go list with args from the repository root and returns the import
 // paths it prints.

@@ -23,11 +23,11 @@ import (
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // stack is one running gateway. Its fields are read-only after startStack.

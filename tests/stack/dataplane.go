@@ -10,7 +10,7 @@ import (
 
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/identity"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // DataPlaneOptions describe one data plane of the stack: in this process (the

@@ -31,8 +31,8 @@ import (
 
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // DefaultReadyTimeout bounds each readiness wait unless Options.ReadyTimeout says

@@ -24,8 +24,8 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // env is a rotator over a real Postgres, Vault and nats-server, with a clock the

@@ -11,8 +11,8 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // TestRenewableLeaseIsRenewedThenReadAgain drives the lease keeping of a leased key

@@ -13,8 +13,8 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // fixture is a real Vault, a client logged in to it, and a manager recording its

@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/portcullis-gw/portcullis/shared/policy"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // The demo's keys in Vault. "portcullis seed demo" creates the demo with the key file

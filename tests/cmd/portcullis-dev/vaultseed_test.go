@@ -16,9 +16,9 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // testUpstream is the mock's base URL the demo deployments of these tests point at;

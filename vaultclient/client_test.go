@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 func newClient(t *testing.T, v *vaulttest.Vault, cfg vaultclient.Config) (*vaultclient.Client, *logtest.Buffer) {

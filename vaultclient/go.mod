@@ -1,4 +1,4 @@
-module github.com/portcullis-gw/portcullis/shared/vaultclient
+module github.com/portcullis-gw/portcullis/vaultclient
 
 go 1.26.8
 
@@ -30,4 +30,4 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 )
 
-replace github.com/portcullis-gw/portcullis/shared => ../
+replace github.com/portcullis-gw/portcullis/shared => ../shared

@@ -6,7 +6,7 @@
 // A key is the field "api_key" of its secret. Errors name paths and versions, never a
 // key or a token.
 //
-// It is a module of its own (shared/vaultclient, with its own go.mod): both planes
+// It is a module of its own (vaultclient, at the root with its own go.mod): both planes
 // import it, neither imports the other, and the shared contract module stays free of
 // Vault, which tests/architecture enforces.
 package vaultclient

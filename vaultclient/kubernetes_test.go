@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/portcullis-gw/portcullis/shared/vaultclient"
+	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
 // TestKubernetesLoginRequest checks the login request Kubernetes auth builds: the
