@@ -263,17 +263,8 @@ func (a *App) stop(ctx context.Context) error {
 	if err := a.group.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("components: %w", err))
 	}
-	late := ctx.Err() != nil // out of time already: close, but do not wait for it
-	go func() {
-		defer close(a.closed)
-		a.closeConnections()
-	}()
-	if !late {
-		select {
-		case <-a.closed:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("closing connections: %w", ctx.Err()))
-		}
+	if err := rungroup.CloseWithin(ctx, a.closed, a.closeConnections); err != nil {
+		errs = append(errs, fmt.Errorf("closing connections: %w", err))
 	}
 	err := errors.Join(errs...)
 	if err == nil {

@@ -286,17 +286,8 @@ func (a *App) stop(ctx context.Context) error {
 	if err := a.group.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("components: %w", err))
 	}
-	late := ctx.Err() != nil // out of time already: close, but do not wait for it
-	go func() {
-		defer close(a.closed)
-		a.closeAll(ctx)
-	}()
-	if !late {
-		select {
-		case <-a.closed:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("closing the audit publisher, keys and NATS: %w", ctx.Err()))
-		}
+	if err := rungroup.CloseWithin(ctx, a.closed, func() { a.closeAll(ctx) }); err != nil {
+		errs = append(errs, fmt.Errorf("closing the audit publisher, keys and NATS: %w", err))
 	}
 	err := errors.Join(errs...)
 	if err == nil {

@@ -96,3 +96,26 @@ func Drain(ctx context.Context, srv *http.Server, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// CloseWithin runs closeAll in the background, closes closed once it has returned,
+// and waits for that while ctx allows: the last step of a bounded stop, once the
+// components are done with what closeAll closes (or the stop ran out of time
+// waiting for them). A stop already out of time starts closing and returns nil at
+// once, since it has reported its deadline already; otherwise the error is ctx's
+// when closeAll outlasts it.
+func CloseWithin(ctx context.Context, closed chan struct{}, closeAll func()) error {
+	late := ctx.Err() != nil
+	go func() {
+		defer close(closed)
+		closeAll()
+	}()
+	if late {
+		return nil
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -286,3 +286,23 @@ func TestDrain(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWithin: the close is waited for while the deadline allows, and left to
+// finish in the background after it.
+func TestCloseWithin(t *testing.T) {
+	closed := make(chan struct{})
+	if err := CloseWithin(context.Background(), closed, func() {}); err != nil {
+		t.Fatalf("a quick close: %v", err)
+	}
+	<-closed
+
+	release := make(chan struct{})
+	closed = make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := CloseWithin(ctx, closed, func() { <-release }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a close past the deadline: %v, want the deadline's error", err)
+	}
+	close(release)
+	<-closed // it still finishes
+}
