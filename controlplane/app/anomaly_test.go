@@ -57,7 +57,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 	for _, c := range []struct{ path, body string }{
 		{"/tenants", `{"name":"acme"}`},
 		{"/tiers", `{"name":"default","requests_per_minute":600,"tokens_per_hour":10000000,"max_concurrent_requests":5}`},
-		{"/clients", `{"client_id":"spiky","tenant":"acme","tier":"default"}`},
+		{"/clients", `{"client_id":"spiky","tenant":"acme","tier":"default","residency":"global"}`},
 	} {
 		if r := do(t, http.MethodPost, admin+c.path, token, c.body); r.status != http.StatusCreated {
 			t.Fatalf("POST %s: %d %s", c.path, r.status, r.body)

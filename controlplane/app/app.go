@@ -50,8 +50,13 @@ type App struct {
 	vault   *vaultclient.Client // nil without Vault
 	rotator *rotator.Rotator
 
+	// metricsSrv serves /metrics (and /debug/pprof/) apart from the HTTP server;
+	// nil when the metrics listener is off.
+	metricsSrv *httpmetrics.Server
+
 	// group runs the components (publisher, rotator, key-access ingest, audit ingest,
-	// anomaly detector, health collector, HTTP server); Stop ends its context.
+	// anomaly detector, health collector, HTTP server, metrics listener); Stop ends
+	// its context.
 	group *rungroup.Group
 
 	stopOnce sync.Once
@@ -71,9 +76,10 @@ type component struct {
 // the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, starts the policy publisher, the
 // key rotator and the key-access ingest, the audit ingest (unless cfg.AuditIngest is
 // off), the anomaly detector (unless cfg.AnomalyCheckInterval is 0) and the collector
-// of the workers' health reports, and serves HTTP on cfg.Listen. Each of these
-// components runs under one group: if one fails, the others are stopped too, Done
-// is closed and Err says which failed.
+// of the workers' health reports, serves HTTP on cfg.Listen, and serves /metrics
+// (with cfg.Pprof also /debug/pprof/) on cfg.MetricsListen unless it is "off" or
+// empty, never on cfg.Listen. Each of these components runs under one group: if one
+// fails, the others are stopped too, Done is closed and Err says which failed.
 // ctx bounds start-up only; the App runs until Stop. On error everything already
 // started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
@@ -82,6 +88,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 // start is Start, running extra components besides the App's own (a test seam).
 func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component) (_ *App, err error) {
+	if cfg.MetricsListen == "" { // a Config built by hand: no fixed port that another App would share
+		cfg.MetricsListen = httpmetrics.ListenOff
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -164,6 +173,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	a.httpSrv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.ln = ln
 	a.group.Go("http server", rungroup.HTTPServer{Server: a.httpSrv, Listener: ln}.Run)
+	if a.metricsSrv, err = metrics.Listen(ctx, cfg.MetricsListen, cfg.Pprof, log); err != nil {
+		return nil, err
+	}
+	if a.metricsSrv != nil {
+		a.group.Go("metrics listener", a.metricsSrv.Run)
+	}
 	for _, c := range extra {
 		a.group.Go(c.name, c.run)
 	}
@@ -181,7 +196,6 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	ready := readiness{pingDB: a.st.Ping, natsConnected: a.nc.IsConnected, published: a.pub.Version}
 	e.GET("/healthz", ready.healthz)
 	e.GET("/readyz", ready.readyz)
-	e.GET("/metrics", echo.WrapHandler(metrics.Handler()))
 	e.GET("/", echo.WrapHandler(web.Handler()))
 
 	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
@@ -208,6 +222,10 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 // Addr is the address the HTTP server listens on (host:port, with the real port when
 // Listen asked for port 0).
 func (a *App) Addr() string { return a.addr }
+
+// MetricsAddr is the address the metrics listener is bound to (with the real port
+// when MetricsListen asked for port 0), "" when it is off.
+func (a *App) MetricsAddr() string { return a.metricsSrv.Addr() }
 
 // NATSURL is the URL data planes should use: the configured one, or the embedded
 // server's.
@@ -238,9 +256,9 @@ func (a *App) Err() error { return a.group.Err() }
 
 // Stop shuts everything down within ctx's deadline: it shuts the HTTP server down
 // (letting the requests in flight finish for half the time ctx has left, then
-// cutting them), stops
-// the other components (health collector, key rotator and key-access ingest, anomaly
-// detector, audit ingest, publisher) and waits for them, then closes the Vault
+// cutting them), closes the metrics listener, stops the other components (health
+// collector, key rotator and key-access ingest, anomaly detector, audit ingest,
+// publisher) and waits for them, then closes the Vault
 // client, the NATS connection, the embedded server and the store. It returns by
 // ctx's deadline even if a component does not stop: the error then wraps ctx's and
 // names the components still running, and the connections are closed under them.
@@ -259,6 +277,9 @@ func (a *App) stop(ctx context.Context) error {
 		}
 		_ = a.ln.Close() // already closed, unless the server never got to serve it
 	}
+	// The metrics stay up while the HTTP server drains; scrapes and profiles still in
+	// flight are then cut, which loses nothing.
+	a.metricsSrv.Close()
 	a.group.Stop()
 	if err := a.group.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("components: %w", err))

@@ -29,6 +29,7 @@ func startApp(t *testing.T, tweaks ...func(*Config)) (*App, Config) {
 	cfg := Config{
 		DatabaseURL:        pgtest.Database(t),
 		Listen:             "127.0.0.1:0",
+		MetricsListen:      "127.0.0.1:0",
 		EmbeddedNATSListen: "127.0.0.1:0",
 		DataDir:            filepath.Join(t.TempDir(), "data"),
 		LogLevel:           "info",
@@ -179,7 +180,10 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		t.Fatalf("PolicyVersion() = %d, bucket holds %d", a.PolicyVersion(), snap.Version)
 	}
 
-	metrics := do(t, "GET", base+"/metrics", "", "").body
+	if r := do(t, "GET", base+"/metrics", "", ""); r.status != http.StatusNotFound {
+		t.Errorf("the HTTP server answers /metrics with %d, want 404: it is on the metrics listener only", r.status)
+	}
+	metrics := scrape(t, a)
 	for _, want := range []string{
 		`portcullis_controlplane_http_requests_total{method="POST",route="/admin/v1/tenants",status="201"}`,
 		`portcullis_controlplane_http_requests_total{method="GET",route="/admin/v1/tenants",status="401"}`,

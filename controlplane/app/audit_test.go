@@ -75,8 +75,7 @@ func TestAuditEventsAreArchivedAndExported(t *testing.T) {
 	if sum.Head.Region != "eu" || sum.Head.Seq != n || !sum.ReachesHead {
 		t.Fatalf("summary %+v", sum)
 	}
-	metrics := do(t, http.MethodGet, "http://"+a.Addr()+"/metrics", "", "")
-	if !strings.Contains(metrics.body, `portcullis_controlplane_audit_events_total{region="eu",result="stored"} 50`) {
-		t.Fatalf("metrics lack the archived events:\n%s", metrics.body)
+	if metrics := scrape(t, a); !strings.Contains(metrics, `portcullis_controlplane_audit_events_total{region="eu",result="stored"} 50`) {
+		t.Fatalf("metrics lack the archived events:\n%s", metrics)
 	}
 }

@@ -105,7 +105,7 @@ func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 	for _, c := range []struct{ path, body string }{
 		{"/admin/v1/tenants", `{"name":"acme"}`},
 		{"/admin/v1/tiers", `{"name":"default","requests_per_minute":60,"tokens_per_hour":100000,"max_concurrent_requests":5}`},
-		{"/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default"}`},
+		{"/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default","residency":"global"}`},
 	} {
 		if r := do(t, "POST", base+c.path, token, c.body); r.status != http.StatusCreated {
 			t.Fatalf("POST %s: %d %s", c.path, r.status, r.body)

@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
@@ -57,11 +58,20 @@ type Config struct {
 	// AlertWebhookSecretFile (alert-webhook-secret-file) holds the HMAC key that
 	// signs webhook bodies; required for any webhook to be sent.
 	AlertWebhookSecretFile string
+	// MetricsListen (metrics-listen) is the host:port of the listener serving
+	// /metrics, and /debug/pprof/ with Pprof; "off" turns it off. A Config built by
+	// hand (not by LoadConfig) that leaves it empty has no metrics listener: Start
+	// reads it as "off", rather than a fixed port that two control planes in one
+	// process (tests) would share.
+	MetricsListen string
+	// Pprof (pprof) serves net/http/pprof's /debug/pprof/ on the metrics listener.
+	Pprof bool
 }
 
 // Defaults of the keys that have one.
 const (
 	DefaultListen             = "127.0.0.1:8080"
+	DefaultMetricsListen      = "127.0.0.1:9465" // the data plane's default is 9464
 	DefaultEmbeddedNATSListen = "127.0.0.1:14222"
 	DefaultDataDir            = ".data"
 	DefaultPublishInterval    = 30 * time.Second
@@ -80,6 +90,8 @@ const (
 func Flags(l *config.Loader, cfg *Config) {
 	l.String(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (required)")
 	l.String(&cfg.Listen, "listen", DefaultListen, "HTTP listen address host:port (port 0 picks a free port)")
+	l.String(&cfg.MetricsListen, httpmetrics.KeyListen, DefaultMetricsListen, `address of the listener serving /metrics (and /debug/pprof/ with pprof), apart from the HTTP server; "off" turns it off`)
+	l.Bool(&cfg.Pprof, httpmetrics.KeyPprof, false, "serve /debug/pprof/ on the metrics listener")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded nats-server")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.EmbeddedNATSListen, "embedded-nats-listen", DefaultEmbeddedNATSListen, "listen address of the embedded nats-server")
@@ -130,6 +142,9 @@ func (c Config) Validate() error {
 	}
 	if reason := checkHostPort(c.Listen); reason != "" {
 		p.Add("listen", c.Listen, reason)
+	}
+	if reason := httpmetrics.CheckListen(c.MetricsListen); reason != "" {
+		p.Add(httpmetrics.KeyListen, c.MetricsListen, reason)
 	}
 	if c.NATSURL == "" {
 		if reason := checkHostPort(c.EmbeddedNATSListen); reason != "" {

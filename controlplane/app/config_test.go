@@ -130,6 +130,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 	want := Config{
 		DatabaseURL:           "postgres://postgres@127.0.0.1:5432/portcullis",
 		Listen:                "127.0.0.1:9999",
+		MetricsListen:         DefaultMetricsListen,
 		NATSURL:               "nats://127.0.0.1:4333",
 		EmbeddedNATSListen:    DefaultEmbeddedNATSListen,
 		DataDir:               DefaultDataDir,

@@ -84,10 +84,10 @@ func TestDeploymentHealthFromWorkerReports(t *testing.T) {
 	}
 
 	waitfor.That(t, "the rejected report in /metrics", func() bool {
-		return strings.Contains(do(t, "GET", base+"/metrics", "", "").body,
+		return strings.Contains(scrape(t, a),
 			`portcullis_controlplane_health_reports_total{result="rejected"} 1`)
 	})
-	if m := do(t, "GET", base+"/metrics", "", "").body; !strings.Contains(m, `portcullis_controlplane_health_reports_total{result="ok"} 2`) {
+	if m := scrape(t, a); !strings.Contains(m, `portcullis_controlplane_health_reports_total{result="ok"} 2`) {
 		t.Errorf("/metrics lacks 2 ok health reports")
 	}
 	if r := do(t, "GET", base+"/admin/v1/deployments/health", "", ""); r.status != http.StatusUnauthorized {

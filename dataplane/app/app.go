@@ -7,11 +7,15 @@
 //
 // The long-running components (the policy watch, the limiter, the key manager's
 // periodic check, the key events follower, the key-access publisher, the audit
-// relay, the health reporter and the HTTP server) each have the shape
-// Run(ctx) error and run under one shared/rungroup group: a component that fails
-// stops the others and closes App.Done. Stop shuts the HTTP server down, ends the
-// group's context, waits for the components within its deadline, and then closes
-// the audit publisher, the key manager, Vault and NATS.
+// relay, the health reporter, the HTTP server and the metrics listener) each have
+// the shape Run(ctx) error and run under one shared/rungroup group: a component
+// that fails stops the others and closes App.Done. Stop shuts the HTTP server
+// down, closes the metrics listener, ends the group's context, waits for the
+// components within its deadline, and then closes the audit publisher, the key
+// manager, Vault and NATS.
+//
+// /metrics (and /debug/pprof/ with Config.Pprof) are served on the metrics
+// listener (Config.MetricsListen), never on the API's port.
 package app
 
 import (
@@ -60,9 +64,13 @@ type App struct {
 	spool  *asyncAudit // spools events behind the answers
 	sink   io.Closer   // the audit sink file, if any
 
+	// metricsSrv serves /metrics (and /debug/pprof/) apart from the API; nil when
+	// the metrics listener is off.
+	metricsSrv *httpmetrics.Server
+
 	// group runs the components (policy watch, limiter, key manager, key events,
-	// key-access publisher, audit relay, health reporter, HTTP server) and bounds
-	// the JWKS refresh; Stop and Kill end its context.
+	// key-access publisher, audit relay, health reporter, HTTP server, metrics
+	// listener) and bounds the JWKS refresh; Stop and Kill end its context.
 	group *rungroup.Group
 
 	stopOnce sync.Once
@@ -166,7 +174,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	a.limits, err = limits.New(limits.Options{
 		JetStream: js, Connected: nc.IsConnected, WorkerID: cfg.WorkerID, Region: cfg.Region,
 		FailPolicy: cfg.LimitsFailPolicy, OpTimeout: cfg.LimitsKVTimeout, IdleReturn: cfg.LimitsIdleReturn,
-		Log: log, Registerer: metrics.Registry, Now: cfg.Clock,
+		Log: log, Registerer: metrics.Registry, Now: cfg.Clock, ClientLabels: cfg.MetricsClientLabels,
 	})
 	if err != nil {
 		return nil, err
@@ -179,6 +187,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	if err != nil {
 		return nil, err
 	}
+	trusted, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated with the config
 	handler := api.New(api.Options{
 		Policy:               a.policy,
 		Verifier:             verifier,
@@ -194,12 +203,23 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		Audit:                a.spool,
 		AuditKey:             auditKey,
 		AuditHeaders:         splitList(cfg.AuditHeaders),
+		MaxUnauthenticated:   cfg.MaxUnauthenticated,
+		TrustedProxies:       trusted,
 	})
 
 	var lc net.ListenConfig
 	a.ln, err = lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.ProxyProtocol {
+		if a.ln, err = trusted.ProxyProtocol(a.ln); err != nil {
+			return nil, fmt.Errorf("proxy-protocol: %w", err)
+		}
+	}
+	if a.metricsSrv, err = metrics.Listen(ctx, cfg.MetricsListen, cfg.Pprof, log); err != nil {
+		_ = a.ln.Close()
+		return nil, err
 	}
 	a.srv = &http.Server{
 		Handler:           handler,
@@ -224,6 +244,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		{"limiter", a.limits.Run},
 		{"http server", rungroup.HTTPServer{Server: a.srv, Listener: a.ln}.Run},
 	}
+	if a.metricsSrv != nil {
+		components = append(components, component{"metrics listener", a.metricsSrv.Run})
+	}
 	for _, c := range append(components, extra...) {
 		a.group.Go(c.name, c.run)
 	}
@@ -234,6 +257,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 
 // Addr is the address the API listens on (useful when Listen used port 0).
 func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// MetricsAddr is the address the metrics listener is bound to (with the real port
+// when MetricsListen used port 0), "" when it is off.
+func (a *App) MetricsAddr() string { return a.metricsSrv.Addr() }
 
 // PolicyVersion is the version of the policy in use, or 0 before the first snapshot.
 func (a *App) PolicyVersion() int64 { return a.policy.Version() }
@@ -254,6 +281,7 @@ func (a *App) Kill() {
 	a.stopOnce.Do(func() {
 		a.nc.Close()
 		_ = a.srv.Close()
+		a.metricsSrv.Close()
 		a.group.Stop()
 		<-a.group.Finished()
 		// No deadline: NATS is closed, so the audit publisher's drain ends at once.
@@ -264,8 +292,9 @@ func (a *App) Kill() {
 }
 
 // Stop stops accepting requests, waits for in-flight ones for half the time ctx has
-// left (then cuts them), stops the components (the limiter gives back the limit budget it
-// holds, the policy watch ends) and waits for them, then closes the audit
+// left (then cuts them), closes the metrics listener, stops the components (the
+// limiter gives back the limit budget it holds, the policy watch ends) and waits
+// for them, then closes the audit
 // publisher (draining its spool while ctx allows), the key manager, Vault and the
 // NATS connection. It returns by ctx's deadline even if a component does not stop:
 // the error then wraps ctx's and names the components still running, and the rest
@@ -282,6 +311,9 @@ func (a *App) stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	_ = a.ln.Close() // already closed, unless the server never got to serve it
+	// The metrics stay up while the API drains; scrapes and profiles still in
+	// flight are then cut, which loses nothing.
+	a.metricsSrv.Close()
 	a.group.Stop()
 	if err := a.group.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("components: %w", err))

@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
@@ -32,8 +33,15 @@ import (
 
 // Defaults of the keys that have one.
 const (
-	DefaultListen       = "127.0.0.1:8081"
-	DefaultMaxBodyBytes = 4 << 20 // docs/design.md §4 step 1
+	DefaultListen = "127.0.0.1:8081"
+	// DefaultMetricsListen is where /metrics (and /debug/pprof/ when on) are
+	// served: loopback, apart from the API.
+	DefaultMetricsListen = "127.0.0.1:9464"
+	DefaultMaxBodyBytes  = 4 << 20 // docs/design.md §4 step 1
+	// DefaultMaxUnauthenticated bounds the requests a worker authenticates at once.
+	// Authentication is from the headers alone and takes microseconds, except while
+	// an unknown kid refreshes the JWKS, when requests pile up behind the fetch.
+	DefaultMaxUnauthenticated = 1024
 )
 
 // Config is a data plane's whole configuration. Every field has a flag and a
@@ -55,8 +63,31 @@ type Config struct {
 	LogLevel           string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
 	WorkerID           string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
 
+	// MetricsListen (PORTCULLIS_METRICS_LISTEN) is the host:port of the listener
+	// serving /metrics, and /debug/pprof/ with Pprof; "off" turns it off. A Config
+	// built by hand (not by LoadConfig) that leaves it empty has no metrics listener,
+	// rather than the default port, which two workers in one process would share.
+	MetricsListen string
+	// Pprof (PORTCULLIS_PPROF) serves net/http/pprof's /debug/pprof/ on the metrics
+	// listener.
+	Pprof bool
+	// MetricsClientLabels (PORTCULLIS_METRICS_CLIENT_LABELS) labels the limiter's
+	// portcullis_limits_admitted_total and _denied_total with the client id; off,
+	// they count every client together.
+	MetricsClientLabels bool
+
 	ExposeRoutingHeaders bool  // PORTCULLIS_EXPOSE_ROUTING_HEADERS: add x-portcullis-region/-deployment
 	MaxBodyBytes         int64 // PORTCULLIS_MAX_BODY_BYTES: request body limit
+	// MaxUnauthenticated (PORTCULLIS_MAX_UNAUTHENTICATED) bounds the requests the
+	// worker authenticates at once; beyond it, 503 overloaded with Retry-After.
+	MaxUnauthenticated int
+	// TrustedProxies (PORTCULLIS_TRUSTED_PROXIES) are the CIDRs of the load
+	// balancers in front of the worker, whose X-Forwarded-For (or PROXY protocol
+	// header, with ProxyProtocol) says where a request came from; "" trusts none.
+	TrustedProxies string
+	// ProxyProtocol (PORTCULLIS_PROXY_PROTOCOL): connections from TrustedProxies
+	// must open with a PROXY protocol (v1 or v2) header.
+	ProxyProtocol bool
 
 	// DevAllowInsecureTLS (PORTCULLIS_DEV_ALLOW_INSECURE_TLS) lets deployments turn
 	// upstream certificate verification off. Development only.
@@ -112,6 +143,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l := config.NewLoader("dataplane", stderr)
 	l.String(&cfg.Region, "region", "", "region this worker serves, e.g. eu (required)")
 	l.String(&cfg.Listen, "listen", cfg.Listen, "address of the OpenAI-compatible API")
+	l.String(&cfg.MetricsListen, httpmetrics.KeyListen, cfg.MetricsListen, `address of the listener serving /metrics (and /debug/pprof/ with pprof), apart from the API; "off" turns it off`)
+	l.Bool(&cfg.Pprof, httpmetrics.KeyPprof, false, "serve /debug/pprof/ on the metrics listener")
+	l.Bool(&cfg.MetricsClientLabels, "metrics-client-labels", false, "label the limiter's admitted and denied counters with the client id (otherwise they count every client together)")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
@@ -122,6 +156,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "request body limit in bytes")
+	l.Int(&cfg.MaxUnauthenticated, "max-unauthenticated", cfg.MaxUnauthenticated, "most requests authenticated at once; beyond it 503 overloaded with Retry-After")
+	l.String(&cfg.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of the load balancers whose X-Forwarded-For (or PROXY protocol) gives the client's address; empty trusts none")
+	l.Bool(&cfg.ProxyProtocol, "proxy-protocol", false, "connections from trusted-proxies must open with a PROXY protocol header")
 	l.Bool(&cfg.DevAllowInsecureTLS, "dev-allow-insecure-tls", false, "development only: allow deployments with tls.verify false (refused otherwise)")
 	l.String(&cfg.EgressHTTPProxy, "egress-http-proxy", "", "proxy URL for http:// upstreams (default: the environment's HTTP_PROXY)")
 	l.String(&cfg.EgressHTTPSProxy, "egress-https-proxy", "", "proxy URL for https:// upstreams (default: the environment's HTTPS_PROXY)")
@@ -170,9 +207,11 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 func Default() Config {
 	return Config{
 		Listen:              DefaultListen,
+		MetricsListen:       DefaultMetricsListen,
 		JWTAudience:         identity.DefaultAudience,
 		JWTMaxLifetime:      auth.DefaultMaxLifetime,
 		MaxBodyBytes:        DefaultMaxBodyBytes,
+		MaxUnauthenticated:  DefaultMaxUnauthenticated,
 		FallbackErrorRate:   api.DefaultFallbackErrorRate,
 		FallbackWindow:      upstream.DefaultErrorRateWindow,
 		LimitsFailPolicy:    limits.FailClosed,
@@ -194,12 +233,13 @@ func Default() Config {
 
 // withDefaults fills the zero fields of c from Default, for callers (such as
 // tests) that build a Config by hand instead of with LoadConfig; nested structs
-// field by field. Two fields keep their zero value, because for a Config built by
+// field by field. Some fields keep their zero value, because for a Config built by
 // hand it means something: AuditSpoolDir (required, so never guessed) and
-// AuditSink ("" writes no JSON lines).
+// AuditSink ("" writes no JSON lines). And MetricsListen left empty becomes "off",
+// not the default port, which the workers one process starts would share.
 func (c Config) withDefaults() Config {
 	d := Default()
-	d.AuditSpoolDir, d.AuditSink = "", ""
+	d.AuditSpoolDir, d.AuditSink, d.MetricsListen = "", "", httpmetrics.ListenOff
 	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(d))
 	return c
 }
@@ -227,6 +267,9 @@ func (c *Config) validate(p *config.Problems) {
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || host == "" {
 		p.Add("listen", c.Listen, "must be host:port with a numeric port")
 	}
+	if reason := httpmetrics.CheckListen(c.MetricsListen); reason != "" {
+		p.Add(httpmetrics.KeyListen, c.MetricsListen, reason)
+	}
 	if c.NATSURL == "" {
 		p.Add("nats-url", c.NATSURL, "required")
 	} else {
@@ -252,6 +295,14 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if c.MaxBodyBytes <= 0 {
 		p.Add("max-body-bytes", c.MaxBodyBytes, "must be positive")
+	}
+	if c.MaxUnauthenticated <= 0 {
+		p.Add("max-unauthenticated", c.MaxUnauthenticated, "must be positive")
+	}
+	if trusted, err := api.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		p.Add("trusted-proxies", c.TrustedProxies, "must be comma-separated CIDRs or IP addresses: "+err.Error())
+	} else if c.ProxyProtocol && len(trusted) == 0 {
+		p.Add("proxy-protocol", c.ProxyProtocol, "needs trusted-proxies: the PROXY protocol is only accepted from them")
 	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")

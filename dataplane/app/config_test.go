@@ -131,3 +131,83 @@ func TestStartValidatesAHandBuiltConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigMetricsKeys: the metrics listener is on loopback by default, pprof
+// and the client labels are off; "off" turns the listener off, a non-loopback
+// address is allowed, and a bad value is an error naming its key.
+func TestLoadConfigMetricsKeys(t *testing.T) {
+	cfg, err := app.LoadConfig(nil, getenv(required), io.Discard)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.MetricsListen != "127.0.0.1:9464" || cfg.Pprof || cfg.MetricsClientLabels {
+		t.Fatalf("defaults: metrics listen %q, pprof %v, client labels %v", cfg.MetricsListen, cfg.Pprof, cfg.MetricsClientLabels)
+	}
+	for _, tc := range []struct {
+		vars   map[string]string
+		args   []string
+		listen string
+		pprof  bool
+		labels bool
+	}{
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "off"}, listen: "off"},
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "0.0.0.0:9464", "PORTCULLIS_PPROF": "true", "PORTCULLIS_METRICS_CLIENT_LABELS": "1"},
+			listen: "0.0.0.0:9464", pprof: true, labels: true},
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "127.0.0.1:1"}, args: []string{"-metrics-listen", "[::1]:0", "-pprof"},
+			listen: "[::1]:0", pprof: true},
+	} {
+		cfg, err := app.LoadConfig(tc.args, getenv(with(tc.vars)), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.vars, tc.args, err)
+		}
+		if cfg.MetricsListen != tc.listen || cfg.Pprof != tc.pprof || cfg.MetricsClientLabels != tc.labels {
+			t.Errorf("%v %v: metrics listen %q, pprof %v, client labels %v", tc.vars, tc.args, cfg.MetricsListen, cfg.Pprof, cfg.MetricsClientLabels)
+		}
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "9464"}, want: `PORTCULLIS_METRICS_LISTEN="9464"`},
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": ":9464"}, want: `PORTCULLIS_METRICS_LISTEN=":9464"`},
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "127.0.0.1:http"}, want: `PORTCULLIS_METRICS_LISTEN="127.0.0.1:http"`},
+		{vars: map[string]string{"PORTCULLIS_METRICS_LISTEN": "disabled"}, want: `PORTCULLIS_METRICS_LISTEN="disabled"`},
+		{args: []string{"-metrics-listen", ""}, want: `PORTCULLIS_METRICS_LISTEN=""`},
+		{vars: map[string]string{"PORTCULLIS_PPROF": "yes"}, want: `PORTCULLIS_PPROF="yes"`},
+		{vars: map[string]string{"PORTCULLIS_METRICS_CLIENT_LABELS": "sometimes"}, want: `PORTCULLIS_METRICS_CLIENT_LABELS="sometimes"`},
+	} {
+		_, err := app.LoadConfig(tc.args, getenv(with(tc.vars)), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want one naming %s", tc.vars, tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestLoadConfigIngressKeys: trusted proxies, the PROXY protocol and the bound on
+// requests being authenticated, with errors that name the key.
+func TestLoadConfigIngressKeys(t *testing.T) {
+	cfg, err := app.LoadConfig(nil, getenv(required), io.Discard)
+	if err != nil || cfg.TrustedProxies != "" || cfg.ProxyProtocol || cfg.MaxUnauthenticated != app.DefaultMaxUnauthenticated {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	cfg, err = app.LoadConfig(nil, getenv(with(map[string]string{
+		"PORTCULLIS_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1", "PORTCULLIS_PROXY_PROTOCOL": "true", "PORTCULLIS_MAX_UNAUTHENTICATED": "64",
+	})), io.Discard)
+	if err != nil || cfg.TrustedProxies != "10.0.0.0/8, 127.0.0.1" || !cfg.ProxyProtocol || cfg.MaxUnauthenticated != 64 {
+		t.Fatalf("set: %+v %v", cfg, err)
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{vars: map[string]string{"PORTCULLIS_TRUSTED_PROXIES": "lb.internal"}, want: "PORTCULLIS_TRUSTED_PROXIES"},
+		{vars: map[string]string{"PORTCULLIS_TRUSTED_PROXIES": "10.0.0.0/40"}, want: "PORTCULLIS_TRUSTED_PROXIES"},
+		{vars: map[string]string{"PORTCULLIS_PROXY_PROTOCOL": "true"}, want: "PORTCULLIS_PROXY_PROTOCOL"},
+		{vars: map[string]string{"PORTCULLIS_MAX_UNAUTHENTICATED": "0"}, want: "PORTCULLIS_MAX_UNAUTHENTICATED"},
+	} {
+		if _, err := app.LoadConfig(nil, getenv(with(tc.vars)), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%v: err %v, want one naming %s", tc.vars, err, tc.want)
+		}
+	}
+}

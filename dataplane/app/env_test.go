@@ -38,7 +38,7 @@ func accessLine(t *testing.T, b *logtest.Buffer, id string) map[string]any {
 	waitfor.That(t, "the access log line of request "+id, func() bool {
 		for _, l := range strings.Split(b.String(), "\n") {
 			var m map[string]any
-			if json.Unmarshal([]byte(l), &m) == nil && m["request_id"] == id && m["msg"] == "request" {
+			if json.Unmarshal([]byte(l), &m) == nil && (m["request_id"] == id || m["client_request_id"] == id) && m["msg"] == "request" {
 				found = m
 				return true
 			}
@@ -103,6 +103,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Region:        o.region, Listen: "127.0.0.1:0", NATSURL: ns.URL(),
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
+		MetricsListen: "127.0.0.1:0",
 	}
 	if o.configure != nil {
 		o.configure(&cfg)
@@ -225,7 +226,7 @@ func (e *env) snapshot() *policy.Snapshot {
 			model("claude-3-5-sonnet", "anthropic-eu", "claude-3-5-sonnet-20241022"),
 			model("vaulted-model", "vault-eu", "gpt-4o"),
 		},
-		ResidencyRules: []policy.ResidencyRule{{Residency: "eu", AllowedRegions: []string{"eu"}}},
+		ResidencyRules: []policy.ResidencyRule{{Residency: "eu", AllowedRegions: []string{"eu"}, EndpointURL: "https://eu.gateway.example"}},
 		RevokedTokens:  []policy.RevokedToken{{JTI: "revoked-jti", ExpiresAt: time.Now().Add(time.Hour), Reason: "test"}},
 	}
 }

@@ -17,15 +17,14 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
-// metrics returns the data plane's /metrics text.
+// metrics returns the data plane's /metrics text, from its metrics listener.
 func (e *env) metrics(t *testing.T) string {
 	t.Helper()
-	resp := e.do(t, http.MethodGet, "/metrics", "", "", nil)
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	status, body := e.getMetricsListener(t, "/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("/metrics on the metrics listener: %d", status)
 	}
-	return string(b)
+	return body
 }
 
 func TestProxiesEachOperation(t *testing.T) {
@@ -59,7 +58,7 @@ func TestProxiesEachOperation(t *testing.T) {
 				t.Fatalf("body %s: object %v, want %s", raw, out["object"], tt.wantObject)
 			}
 			for header, want := range map[string]string{
-				"X-Request-Id": "client-" + tt.name, "X-Portcullis-Region": "eu", "X-Portcullis-Deployment": "openai-eu",
+				"X-Client-Request-Id": "client-" + tt.name, "X-Portcullis-Region": "eu", "X-Portcullis-Deployment": "openai-eu",
 			} {
 				if got := resp.Header.Get(header); got != want {
 					t.Errorf("%s = %q, want %q", header, got, want)
@@ -76,8 +75,8 @@ func TestProxiesEachOperation(t *testing.T) {
 			if got.Authorization != "Bearer "+upstreamKey {
 				t.Fatalf("upstream Authorization = %q, want the deployment's key (never the client's token)", got.Authorization)
 			}
-			if got.RequestID != "client-"+tt.name {
-				t.Fatalf("upstream X-Request-Id = %q", got.RequestID)
+			if id := resp.Header.Get("X-Request-Id"); got.RequestID != id || id == "client-"+tt.name {
+				t.Fatalf("upstream X-Request-Id = %q, want the gateway's own %q", got.RequestID, id)
 			}
 			var sent map[string]any
 			_ = json.Unmarshal([]byte(tt.body), &sent)
@@ -118,39 +117,60 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
+// TestResidencyKeepsEUClientsInTheEU: an eu client entering through a us worker is
+// refused at the door (421 wrong_region naming the eu endpoint) with nothing sent
+// upstream; on an eu worker whose eu deployments are gone it fails closed, never
+// falling over to us.
 func TestResidencyKeepsEUClientsInTheEU(t *testing.T) {
-	// A us worker would prefer its own region; residency must win over that.
-	e := newEnv(t, envOptions{region: "us"})
-	eu, us := e.spies["eu"], e.spies["us"]
-	token := e.token(t, "eu-app")
-	for range 3 {
-		resp := e.chat(t, token, "gpt-4o-mini")
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Deployment") != "openai-eu" || resp.Header.Get("X-Portcullis-Region") != "us" {
-			t.Fatalf("status %d deployment %q region %q", resp.StatusCode, resp.Header.Get("X-Portcullis-Deployment"), resp.Header.Get("X-Portcullis-Region"))
+	t.Run("a us worker refuses it at the door", func(t *testing.T) {
+		e := newEnv(t, envOptions{region: "us"})
+		token := e.token(t, "eu-app")
+		for _, path := range []string{"/v1/chat/completions", "/v1/models"} {
+			method, body := http.MethodPost, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+			if path == "/v1/models" {
+				method, body = http.MethodGet, ""
+			}
+			resp := e.do(t, method, path, token, body, map[string]string{"X-Request-Id": "door-" + strings.ReplaceAll(path, "/", "-")})
+			got := openAIError(t, resp, http.StatusMisdirectedRequest, apierr.WrongRegion)
+			if !strings.Contains(got.Message, "https://eu.gateway.example") {
+				t.Fatalf("%s: message %q does not name the eu endpoint", path, got.Message)
+			}
+			if line := accessLine(t, e.logs, "door-"+strings.ReplaceAll(path, "/", "-")); line["error_code"] != string(apierr.WrongRegion) {
+				t.Fatalf("%s: access log error_code %v", path, line["error_code"])
+			}
 		}
-	}
-	if len(eu.seen()) != 3 || len(us.seen()) != 0 {
-		t.Fatalf("eu spy saw %d, us spy saw %d; want 3 and 0", len(eu.seen()), len(us.seen()))
-	}
-
-	noEU := e.snapshot()
-	noEU.Deployments = slices.DeleteFunc(noEU.Deployments, func(d policy.Deployment) bool { return d.Region == "eu" })
-	noEU.Models = slices.DeleteFunc(noEU.Models, func(m policy.Model) bool { return !strings.HasSuffix(m.Deployment, "-us") })
-	e.publish(t, noEU)
-	openAIError(t, e.chat(t, token, "gpt-4o-mini"), http.StatusServiceUnavailable, apierr.NoCompliantUpstream)
-	if len(us.seen()) != 0 {
-		t.Fatalf("the us spy saw %d requests from an eu-residency client", len(us.seen()))
-	}
-	resp := e.do(t, http.MethodGet, "/v1/models", token, "", nil)
-	if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), `"data":[]`) {
-		t.Fatalf("models for an eu client with no eu deployment: %s", b)
-	}
-
-	// A client without residency is served from the worker's own region.
-	resp = e.chat(t, e.token(t, "premium-app"), "gpt-4o-mini")
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Deployment") != "openai-us" || len(us.seen()) != 1 {
-		t.Fatalf("premium-app: status %d deployment %q, us spy saw %d", resp.StatusCode, resp.Header.Get("X-Portcullis-Deployment"), len(us.seen()))
-	}
+		if n, m := len(e.spies["eu"].seen()), len(e.spies["us"].seen()); n+m != 0 {
+			t.Fatalf("the upstreams saw %d (eu) and %d (us) requests of a client refused at the door", n, m)
+		}
+		// A client without residency is served from the worker's own region.
+		resp := e.chat(t, e.token(t, "premium-app"), "gpt-4o-mini")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Deployment") != "openai-us" || len(e.spies["us"].seen()) != 1 {
+			t.Fatalf("premium-app: status %d deployment %q, us spy saw %d", resp.StatusCode, resp.Header.Get("X-Portcullis-Deployment"), len(e.spies["us"].seen()))
+		}
+	})
+	t.Run("an eu worker never routes it to us", func(t *testing.T) {
+		e := newEnv(t, envOptions{region: "eu"})
+		eu, us := e.spies["eu"], e.spies["us"]
+		token := e.token(t, "eu-app")
+		for range 3 {
+			resp := e.chat(t, token, "gpt-4o-mini")
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Portcullis-Deployment") != "openai-eu" {
+				t.Fatalf("status %d deployment %q", resp.StatusCode, resp.Header.Get("X-Portcullis-Deployment"))
+			}
+		}
+		noEU := e.snapshot()
+		noEU.Deployments = slices.DeleteFunc(noEU.Deployments, func(d policy.Deployment) bool { return d.Region == "eu" })
+		noEU.Models = slices.DeleteFunc(noEU.Models, func(m policy.Model) bool { return !strings.HasSuffix(m.Deployment, "-us") })
+		e.publish(t, noEU)
+		openAIError(t, e.chat(t, token, "gpt-4o-mini"), http.StatusServiceUnavailable, apierr.NoCompliantUpstream)
+		if len(eu.seen()) != 3 || len(us.seen()) != 0 {
+			t.Fatalf("eu spy saw %d, us spy saw %d; want 3 and 0", len(eu.seen()), len(us.seen()))
+		}
+		resp := e.do(t, http.MethodGet, "/v1/models", token, "", nil)
+		if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), `"data":[]`) {
+			t.Fatalf("models for an eu client with no eu deployment: %s", b)
+		}
+	})
 }
 
 // readEvent reads one server-sent event (through its blank line).
@@ -426,6 +446,8 @@ func TestMalformedRequestsGetOpenAIErrors(t *testing.T) {
 	}
 }
 
+// TestRequestIDs: the gateway owns every request id; a client's sane X-Request-Id is
+// only echoed as X-Client-Request-Id and logged as client_request_id.
 func TestRequestIDs(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	token := e.token(t, "premium-app")
@@ -434,10 +456,10 @@ func TestRequestIDs(t *testing.T) {
 		sent   string
 		echoed bool
 	}{
-		{name: "sane id is echoed", sent: "trace-01:AB.c_d", echoed: true},
-		{name: "absent id is generated"},
-		{name: "id with spaces is replaced", sent: "not sane"},
-		{name: "overlong id is replaced", sent: strings.Repeat("x", 129)},
+		{name: "sane id is kept beside the gateway's", sent: "trace-01:AB.c_d", echoed: true},
+		{name: "absent id"},
+		{name: "id with spaces is dropped", sent: "not sane"},
+		{name: "overlong id is dropped", sent: strings.Repeat("x", 129)},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -448,20 +470,38 @@ func TestRequestIDs(t *testing.T) {
 			}
 			resp := e.do(t, http.MethodPost, "/v1/chat/completions", token, `{"model":"gpt-4o","messages":[]}`, headers)
 			got := resp.Header.Get("X-Request-Id")
-			switch {
-			case tt.echoed && got != tt.sent:
-				t.Fatalf("X-Request-Id = %q, want %q", got, tt.sent)
-			case !tt.echoed && (got == "" || got == tt.sent || len(got) != 32 || seen[got]):
-				t.Fatalf("X-Request-Id = %q, want a fresh id", got)
+			if got == "" || got == tt.sent || len(got) != 32 || seen[got] {
+				t.Fatalf("X-Request-Id = %q, want a fresh id of the gateway's", got)
 			}
 			seen[got] = true
+			clientID := resp.Header.Get("X-Client-Request-Id")
+			switch {
+			case tt.echoed && clientID != tt.sent:
+				t.Fatalf("X-Client-Request-Id = %q, want %q", clientID, tt.sent)
+			case !tt.echoed && clientID != "":
+				t.Fatalf("X-Client-Request-Id = %q, want none", clientID)
+			}
 			up := e.spies["eu"].seen()
 			if up[len(up)-1].RequestID != got {
 				t.Fatalf("upstream got request id %q, client got %q", up[len(up)-1].RequestID, got)
 			}
-			accessLine(t, e.logs, got)
+			line := accessLine(t, e.logs, got)
+			if tt.echoed && line["client_request_id"] != tt.sent {
+				t.Fatalf("access log client_request_id = %v, want %q", line["client_request_id"], tt.sent)
+			}
 		})
 	}
+	t.Run("a repeated client id is still a new request each time", func(t *testing.T) {
+		for range 3 {
+			resp := e.do(t, http.MethodPost, "/v1/chat/completions", token, `{"model":"gpt-4o","messages":[]}`,
+				map[string]string{"X-Request-Id": "same"})
+			if id := resp.Header.Get("X-Request-Id"); seen[id] {
+				t.Fatalf("request id %q repeated", id)
+			} else {
+				seen[id] = true
+			}
+		}
+	})
 	t.Run("errors and ops endpoints carry one too", func(t *testing.T) {
 		for _, path := range []string{"/healthz", "/v1/nope"} {
 			if resp := e.do(t, http.MethodGet, path, "", "", nil); resp.Header.Get("X-Request-Id") == "" {

@@ -48,7 +48,13 @@ const (
 	LimitsUnavailable   Code = "limits_unavailable"
 	AuditUnavailable    Code = "audit_unavailable" // the audit spool is full: no request is served unaudited
 	PolicyNotReady      Code = "policy_not_ready"
-	Internal            Code = "internal_error"
+	// Overloaded: the worker has as many requests still being authenticated as it
+	// allows (PORTCULLIS_MAX_UNAUTHENTICATED); retry after Retry-After.
+	Overloaded Code = "overloaded"
+	// WrongRegion: the client's residency does not allow this worker's region; the
+	// message names the endpoint to call instead.
+	WrongRegion Code = "wrong_region"
+	Internal    Code = "internal_error"
 )
 
 // Admin-API codes.
@@ -94,6 +100,8 @@ var registry = map[Code]Def{
 	UpstreamKey:          {http.StatusServiceUnavailable, TypeUnavailable},
 	LimitsUnavailable:    {http.StatusServiceUnavailable, TypeUnavailable},
 	PolicyNotReady:       {http.StatusServiceUnavailable, TypeUnavailable},
+	Overloaded:           {http.StatusServiceUnavailable, TypeUnavailable},
+	WrongRegion:          {http.StatusMisdirectedRequest, TypePermission},
 	Internal:             {http.StatusInternalServerError, TypeServer},
 	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
 	ValidationFailed:     {http.StatusUnprocessableEntity, TypeInvalidRequest},

@@ -24,15 +24,21 @@ const SchemaVersion = 1
 const HashPrefix = "hmac-sha256:"
 
 // DefaultHeaders is the default allowlist of request headers an event records.
-var DefaultHeaders = []string{"x-client-id", "x-request-id", "content-type"}
+// (The client's X-Request-Id is the event's ClientRequestID.)
+var DefaultHeaders = []string{"x-client-id", "content-type"}
 
 // Event is one request's audit record.
 type Event struct {
-	V         int       `json:"v"`
-	TS        time.Time `json:"ts"`
-	RequestID string    `json:"request_id"`
-	Region    string    `json:"region"`
-	Worker    string    `json:"worker"`
+	V  int       `json:"v"`
+	TS time.Time `json:"ts"`
+	// RequestID is the gateway's own id of the request: the event's only dedupe
+	// key (Nats-Msg-Id, and the archive's per-region key).
+	RequestID string `json:"request_id"`
+	// ClientRequestID is the client's X-Request-Id, when it was sane
+	// (^[A-Za-z0-9._:-]{1,128}$): for correlation only, never a key.
+	ClientRequestID string `json:"client_request_id,omitempty"`
+	Region          string `json:"region"`
+	Worker          string `json:"worker"`
 	// ClientID and TenantID are empty for a request that never authenticated.
 	ClientID   string `json:"client_id"`
 	TenantID   string `json:"tenant_id"`

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"strings"
 )
 
 // MaxDecodedSize bounds the size of a decompressed snapshot, so a corrupt or hostile
@@ -73,6 +75,25 @@ func (s *Snapshot) Validate() error {
 	deployments := names(s.Deployments, func(d Deployment) string { return d.Name }, "deployment", bad)
 	clients := names(s.Clients, func(c Client) string { return c.ClientID }, "client", bad)
 	residencies := names(s.ResidencyRules, func(r ResidencyRule) string { return r.Residency }, "residency rule", bad)
+	for _, t := range s.Tiers {
+		if t.MaxChoices < 0 || t.MaxChoices > MaxChoicesLimit {
+			bad("tier %q: max_choices %d: must be from 0 (no tier cap) to %d", t.Name, t.MaxChoices, MaxChoicesLimit)
+		}
+		if t.MaxOutputTokens < 0 || t.DefaultMaxTokens < 0 {
+			bad("tier %q: max_output_tokens and default_max_tokens must not be negative", t.Name)
+		}
+		if t.MaxOutputTokens > 0 && t.DefaultMaxTokens > t.MaxOutputTokens {
+			bad("tier %q: default_max_tokens %d is over max_output_tokens %d", t.Name, t.DefaultMaxTokens, t.MaxOutputTokens)
+		}
+	}
+	for _, r := range s.ResidencyRules {
+		if r.Residency == ResidencyGlobal {
+			bad("residency rule %q: the name is reserved for clients without a residency restriction", r.Residency)
+		}
+		if msg := EndpointURLProblem(r.EndpointURL); msg != "" {
+			bad("residency rule %q: endpoint_url %s", r.Residency, msg)
+		}
+	}
 	for _, c := range s.Clients {
 		if !tenants[c.Tenant] {
 			bad("client %q: unknown tenant %q", c.ClientID, c.Tenant)
@@ -132,4 +153,26 @@ func names[T any](items []T, name func(T) string, what string, bad func(string, 
 		seen[n] = true
 	}
 	return seen
+}
+
+// EndpointURLProblem says what is wrong with a residency rule's endpoint URL, as a
+// phrase such as "must be an absolute http or https URL", or returns "" if it is
+// fine: empty (no endpoint), or an absolute http or https URL with a host and no
+// credentials, query or fragment.
+func EndpointURLProblem(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > 2048:
+		return "must be at most 2048 characters"
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Opaque != "":
+		return "must be empty or an absolute http or https URL, e.g. https://eu.gateway.example.com"
+	case u.User != nil:
+		return "must not hold credentials (user:password@)"
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return "must not have a query or fragment"
+	}
+	return ""
 }

@@ -69,6 +69,19 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown deployment", mutate(func(s *Snapshot) { s.Models[0].Deployment = "nope" }), `unknown deployment "nope"`},
 		{"duplicate client", mutate(func(s *Snapshot) { s.Clients = append(s.Clients, s.Clients[0]) }), "duplicate"},
 		{"residency without rule", mutate(func(s *Snapshot) { s.ResidencyRules = nil }), "has no rule"},
+		{"client residency global", mutate(func(s *Snapshot) { s.Clients[0].Residency = ResidencyGlobal }), `residency "global" has no rule`},
+		{"rule named global", mutate(func(s *Snapshot) {
+			s.ResidencyRules = append(s.ResidencyRules, ResidencyRule{Residency: ResidencyGlobal, AllowedRegions: []string{"eu"}})
+		}), "reserved"},
+		{"endpoint url not absolute", mutate(func(s *Snapshot) { s.ResidencyRules[0].EndpointURL = "eu.gateway.example.com" }), "endpoint_url"},
+		{"endpoint url with credentials", mutate(func(s *Snapshot) { s.ResidencyRules[0].EndpointURL = "https://u:p@eu.example.com" }), "credentials"},
+		{"endpoint url with query", mutate(func(s *Snapshot) { s.ResidencyRules[0].EndpointURL = "https://eu.example.com/?a=1" }), "query"},
+		{"max choices over the limit", mutate(func(s *Snapshot) { s.Tiers[0].MaxChoices = MaxChoicesLimit + 1 }), "max_choices 129"},
+		{"negative max choices", mutate(func(s *Snapshot) { s.Tiers[0].MaxChoices = -1 }), "max_choices -1"},
+		{"negative max output tokens", mutate(func(s *Snapshot) { s.Tiers[0].MaxOutputTokens = -1 }), "must not be negative"},
+		{"default over max output tokens", mutate(func(s *Snapshot) {
+			s.Tiers[0].DefaultMaxTokens, s.Tiers[0].MaxOutputTokens = 2048, 1024
+		}), "default_max_tokens 2048 is over max_output_tokens 1024"},
 		{"override of unknown client", mutate(func(s *Snapshot) {
 			s.LimitOverrides = []LimitOverride{{ClientID: "ghost", RequestsPerMinute: 5, ExpiresAt: time.Now().Add(time.Hour)}}
 		}), `limit override: unknown client "ghost"`},
@@ -90,6 +103,45 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+func TestRequestBoundsAndEndpointRoundTrip(t *testing.T) {
+	in := validSnapshot()
+	in.Tiers[0].MaxChoices, in.Tiers[0].MaxOutputTokens, in.Tiers[0].DefaultMaxTokens = 4, 2048, 2048
+	in.ResidencyRules[0].EndpointURL = "https://eu.gateway.example.com"
+	in.Clients = append(in.Clients, Client{ClientID: "anywhere", Tenant: "demo", Tier: "default", Enabled: true})
+	data, err := Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tier := out.Tiers[0]; tier.MaxChoices != 4 || tier.MaxOutputTokens != 2048 || tier.DefaultMaxTokens != 2048 {
+		t.Errorf("tier after the round trip = %+v", tier)
+	}
+	if got := out.ResidencyRules[0].EndpointURL; got != "https://eu.gateway.example.com" {
+		t.Errorf("endpoint_url after the round trip = %q", got)
+	}
+	if got := out.Clients[1].Residency; got != "" {
+		t.Errorf("a client without residency decodes with residency %q", got)
+	}
+}
+
+func TestEndpointURLProblem(t *testing.T) {
+	for _, ok := range []string{"", "https://eu.gateway.example.com", "http://127.0.0.1:8081", "https://gw.example.com/eu"} {
+		if msg := EndpointURLProblem(ok); msg != "" {
+			t.Errorf("EndpointURLProblem(%q) = %q, want it accepted", ok, msg)
+		}
+	}
+	for _, bad := range []string{"eu.gateway.example.com", "/eu", "ftp://eu.example.com", "https://", "https://:8081",
+		"https://user@eu.example.com", "https://eu.example.com/?x=1", "https://eu.example.com/?", "https://eu.example.com/#top",
+		"https://eu.example.com/#", "mailto:ops@example.com", "https://eu.example.com/" + strings.Repeat("a", 2048)} {
+		if EndpointURLProblem(bad) == "" {
+			t.Errorf("EndpointURLProblem(%q) accepted it", bad)
+		}
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	s := validSnapshot()
 	s.Clients[0].Tier = "gold"
@@ -106,7 +158,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// TestTenThousandClientsFitOnePayload guards DESIGN §3: a policy for 10k clients must
+// TestTenThousandClientsFitOnePayload guards docs/design.md §3: a policy for 10k clients must
 // fit NATS's default 1 MB max_payload.
 func TestTenThousandClientsFitOnePayload(t *testing.T) {
 	s := validSnapshot()

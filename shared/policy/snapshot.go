@@ -135,17 +135,37 @@ type Tier struct {
 	MaxConcurrentRequests int64    `json:"max_concurrent_requests"`
 	AllowedModels         []string `json:"allowed_models"`
 	AllowedOperations     []string `json:"allowed_operations"` // names of Operations; see RequestOperations
-	DefaultMaxTokens      int64    `json:"default_max_tokens"`
+	// DefaultMaxTokens is the output budget of a request that asks for none; 0 means
+	// the gateway's own default. It is at most MaxOutputTokens when that is set.
+	DefaultMaxTokens int64 `json:"default_max_tokens"`
+	// MaxChoices is the most completions one request may ask for (n, or best_of for
+	// legacy completions), from 1 to MaxChoicesLimit; 0 means no tier cap beyond the
+	// gateway's own 1 to MaxChoicesLimit.
+	MaxChoices int64 `json:"max_choices"`
+	// MaxOutputTokens is the largest max_tokens (or max_completion_tokens) a request
+	// may ask for; 0 means no cap.
+	MaxOutputTokens int64 `json:"max_output_tokens"`
 }
+
+// MaxChoicesLimit is the most completions (n, best_of) any request may ask for,
+// whatever its tier.
+const MaxChoicesLimit = 128
 
 // Client is one calling application, identified by the client_id claim of its JWT.
 type Client struct {
-	ClientID  string `json:"client_id"`
-	Tenant    string `json:"tenant"`
-	Tier      string `json:"tier"`
-	Residency string `json:"residency,omitempty"` // "" means no residency restriction
+	ClientID string `json:"client_id"`
+	Tenant   string `json:"tenant"`
+	Tier     string `json:"tier"`
+	// Residency names the client's residency rule; "" means no residency
+	// restriction, which the admin API shows as ResidencyGlobal.
+	Residency string `json:"residency,omitempty"`
 	Enabled   bool   `json:"enabled"`
 }
+
+// ResidencyGlobal is the residency an admin gives a client that may be served from
+// any region. A snapshot stores it as "" (Client.Residency), and no residency rule
+// may have this name.
+const ResidencyGlobal = "global"
 
 // Provider is an upstream LLM vendor or self-hosted runtime.
 type Provider struct {
@@ -226,6 +246,9 @@ type Model struct {
 type ResidencyRule struct {
 	Residency      string   `json:"residency"`
 	AllowedRegions []string `json:"allowed_regions"`
+	// EndpointURL is the data-plane URL that clients of this residency should call,
+	// e.g. https://eu.gateway.example.com; "" if none is set. See EndpointURLProblem.
+	EndpointURL string `json:"endpoint_url,omitempty"`
 }
 
 // FallbackMap maps a model served by Provider to a self-hosted model used when that

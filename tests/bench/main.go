@@ -151,12 +151,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "bench: %d slow unauthenticated 4 MiB bodies\n", slowClients)
+	slow, err := slowPhase(ctx, st)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "bench: %s\n", slow.Summary())
 	rss, err := st.gw.PeakRSS()
 	if err != nil {
 		return fmt.Errorf("gateway peak RSS: %w", err)
 	}
 
-	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Config: cfg, Machine: host}
+	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, rep.Tables())

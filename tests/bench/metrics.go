@@ -131,8 +131,9 @@ func limitsFromMetrics(page, client string) (limitsCounters, error) {
 	return c, nil
 }
 
-// scrapeLimits reads the data plane's /metrics at baseURL and returns its limiter
-// counters for client.
+// scrapeLimits reads the data plane's /metrics at baseURL, its metrics listener's,
+// and returns its limiter counters for client (whose series carry the client label:
+// PORTCULLIS_METRICS_CLIENT_LABELS=true).
 func scrapeLimits(ctx context.Context, hc *http.Client, baseURL, client string) (limitsCounters, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -76,7 +76,7 @@ func newClient() *http.Client {
 type stack struct {
 	direct, gateway, limited target
 	gw                       *teststack.DataPlane
-	metrics                  *http.Client // scrapes the data plane's /metrics
+	metrics                  *http.Client // scrapes the data plane's /metrics, on its metrics listener
 
 	stopOnce sync.Once
 	stops    []func()
@@ -145,6 +145,10 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		// JSON lines go to a file rather than the gateway's stdout.
 		"PORTCULLIS_AUDIT_SPOOL_DIR="+filepath.Join(tmp, "audit-spool"),
 		"PORTCULLIS_AUDIT_SINK="+filepath.Join(tmp, "audit.jsonl"),
+		// The report counts the limited client's admissions alone: the limiter's
+		// series by client (off by default). The stack gives the data plane a
+		// metrics listener of its own (PORTCULLIS_METRICS_LISTEN).
+		"PORTCULLIS_METRICS_CLIENT_LABELS=true",
 	)
 	st, err := teststack.Start(ctx, teststack.Options{
 		LogDir:    tmp,
@@ -191,7 +195,7 @@ func (s *stack) targets() []target { return []target{s.direct, s.gateway, s.limi
 // scrapeLimits returns the data plane's limiter counters, admissions of the limited
 // client only.
 func (s *stack) scrapeLimits(ctx context.Context) (limitsCounters, error) {
-	return scrapeLimits(ctx, s.metrics, s.gw.URL, limitedClient)
+	return scrapeLimits(ctx, s.metrics, s.gw.MetricsURL, limitedClient)
 }
 
 // benchPolicy is a two-client policy with one model on one deployment, the mock. The

@@ -110,6 +110,9 @@ func launchDevstack(t *testing.T, argv []string, env ...string) *devstack {
 		"PORTCULLIS_MOCK_CONTROL_LISTEN":     freeAddr(t, taken),
 		"PORTCULLIS_EMBEDDED_NATS_LISTEN":    freeAddr(t, taken),
 	}
+	for _, k := range []string{"PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN", "PORTCULLIS_DEV_EU_METRICS_LISTEN", "PORTCULLIS_DEV_US_METRICS_LISTEN"} {
+		d.addrs[k] = freeAddr(t, taken)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = root
 	for _, kv := range os.Environ() {
@@ -222,20 +225,54 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 
 	// The request the printed curl makes, with the token make run minted.
 	token := readToken(t, d.dataDir, "moltbot-agent-07")
-	for _, region := range []string{"PORTCULLIS_DEV_EU_LISTEN", "PORTCULLIS_DEV_US_LISTEN"} {
-		resp, body := chat(t, d.url(region), token, "gpt-4o-mini")
-		// moltbot-agent-07 has residency eu: served by openai-eu from either worker.
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("x-portcullis-deployment") != "openai-eu" {
-			t.Fatalf("%s: status %d deployment %q: %s", region, resp.StatusCode, resp.Header.Get("x-portcullis-deployment"), body)
-		}
+	resp, body := chat(t, d.url("PORTCULLIS_DEV_EU_LISTEN"), token, "gpt-4o-mini")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("x-portcullis-deployment") != "openai-eu" {
+		t.Fatalf("eu: status %d deployment %q: %s", resp.StatusCode, resp.Header.Get("x-portcullis-deployment"), body)
+	}
+	// moltbot-agent-07 has residency eu: the us worker refuses it at the door and
+	// names the eu data plane.
+	resp, body = chat(t, d.url("PORTCULLIS_DEV_US_LISTEN"), token, "gpt-4o-mini")
+	if resp.StatusCode != http.StatusMisdirectedRequest || !strings.Contains(body, `"code":"wrong_region"`) ||
+		!strings.Contains(body, d.url("PORTCULLIS_DEV_EU_LISTEN")) {
+		t.Fatalf("us: status %d: %s, want 421 wrong_region naming %s", resp.StatusCode, body, d.url("PORTCULLIS_DEV_EU_LISTEN"))
 	}
 	if strings.Contains(printed, token) {
 		t.Fatal("make run printed a token")
 	}
 
+	residencyEndpoints(t, d)
 	analyticsTier(t, d)
 	failOver(t, d.addrs, d.dataDir, printed)
 	d.stop()
+}
+
+// residencyEndpoints checks that the seed named each data plane, on the port the
+// dev stack gave it, as the endpoint of its region's residency rule.
+func residencyEndpoints(t *testing.T, d *devstack) {
+	t.Helper()
+	admin, err := os.ReadFile(filepath.Join(d.dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range []struct{ name, listen string }{{"eu", "PORTCULLIS_DEV_EU_LISTEN"}, {"us", "PORTCULLIS_DEV_US_LISTEN"}} {
+		req, err := http.NewRequest(http.MethodGet, d.url("PORTCULLIS_DEV_CONTROLPLANE_LISTEN")+"/admin/v1/residency-rules/"+rule.name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			EndpointURL string `json:"endpoint_url"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || got.EndpointURL != d.url(rule.listen) {
+			t.Fatalf("residency rule %s: status %d, endpoint_url %q (%v), want %q", rule.name, resp.StatusCode, got.EndpointURL, err, d.url(rule.listen))
+		}
+	}
 }
 
 // analyticsTier checks the seed's service_account_analytics tier as the seed writes
@@ -302,9 +339,10 @@ func analyticsTier(t *testing.T, d *devstack) {
 // failOver makes openai-eu fail through the mock's control API, as the summary
 // shows, and checks what a user is told to watch: moltbot-agent-07 (residency eu,
 // tier default: gpt-4o-mini only, served by openai-eu alone) gets every request
-// answered by the fallback llama3-8b on ollama-eu, the first one included and
-// whichever data plane it enters, while the workers' breakers for openai-eu open;
-// and premium-app (no residency) keeps gpt-4o on openai-us, which the failure spares.
+// answered by the fallback llama3-8b on ollama-eu, the first one included, while the
+// eu worker's breaker for openai-eu opens;
+// and premium-app (residency global: no restriction) keeps gpt-4o on openai-us,
+// which the failure spares.
 func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 	t.Helper()
 	control := "http://" + addrs["PORTCULLIS_MOCK_CONTROL_LISTEN"] + "/mock/fail"
@@ -320,7 +358,7 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 
 	moltbot := readToken(t, dataDir, "moltbot-agent-07")
 	for i := range 20 {
-		worker := []string{eu, us}[i%2]
+		worker := eu // its residency's only door
 		resp, body := chat(t, worker, moltbot, "gpt-4o-mini")
 		got, dep := resp.Header.Get("X-Portcullis-Fallback"), resp.Header.Get("X-Portcullis-Deployment")
 		if resp.StatusCode != http.StatusOK || got != "llama3-8b" || dep != "ollama-eu" {
@@ -329,9 +367,23 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 		}
 	}
 
-	// Each worker now routes around openai-eu before trying it: its breaker is open, or
-	// (after the earlier requests it served well) its error rate is above 0.1.
-	status, metrics := send(t, http.MethodGet, eu+"/metrics", "")
+	// The eu worker now routes around openai-eu before trying it: its breaker is open, or
+	// (after the earlier requests it served well) its error rate is above 0.1. The
+	// metrics are on each plane's metrics listener, as the summary says, and not on
+	// its API port.
+	euMetrics := "http://" + addrs["PORTCULLIS_DEV_EU_METRICS_LISTEN"] + "/metrics"
+	for _, url := range []string{euMetrics, "http://" + addrs["PORTCULLIS_DEV_US_METRICS_LISTEN"] + "/metrics",
+		"http://" + addrs["PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN"] + "/metrics"} {
+		if !strings.Contains(printed, url) {
+			t.Errorf("the summary does not print the metrics address %s:\n%s", url, printed)
+		}
+	}
+	for _, api := range []string{eu, us, "http://" + addrs["PORTCULLIS_DEV_CONTROLPLANE_LISTEN"]} {
+		if status, _ := send(t, http.MethodGet, api+"/metrics", ""); status != http.StatusNotFound {
+			t.Errorf("%s/metrics answers %d, want 404: the metrics are on the metrics listener only", api, status)
+		}
+	}
+	status, metrics := send(t, http.MethodGet, euMetrics, "")
 	breakerOpen := strings.Contains(metrics, "\nportcullis_upstream_breaker_state{deployment=\"openai-eu\"} 2\n")
 	if status != http.StatusOK || !breakerOpen && metricValue(metrics, `portcullis_upstream_error_rate{deployment="openai-eu"}`) <= 0.1 {
 		t.Fatalf("eu /metrics (status %d) shows openai-eu neither open nor above the error rate:\n%s", status, grepLines(metrics, "upstream"))

@@ -34,7 +34,7 @@ func claudeStack(t *testing.T) (*stack, string) {
 	s.mustAdmin(t, 201, "POST", "/tiers", map[string]any{
 		"name": "claude", "requests_per_minute": 1000, "tokens_per_hour": 1000000, "max_concurrent_requests": 10,
 		"allowed_models": []string{"claude-3-5-sonnet"}})
-	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "claude-app", "tenant": "demo", "tier": "claude"})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "claude-app", "tenant": "demo", "tier": "claude", "residency": "global"})
 	token := s.mint(t, "claude-app")
 	for name := range s.dp {
 		waitfor.Within(t, 10*time.Second, name+" knows claude-app", func() bool {

@@ -63,8 +63,17 @@ func (s *stack) export(t *testing.T, region string) ([]byte, []audit.Event) {
 	return raw, events
 }
 
+// testID is the id a test knows an event by: the X-Request-Id it sent (the event's
+// client_request_id), else the gateway's request id.
+func testID(e audit.Event) string {
+	if e.ClientRequestID != "" {
+		return e.ClientRequestID
+	}
+	return e.RequestID
+}
+
 // waitAudited waits until every id in want has its event in region's export, and
-// returns the export.
+// returns the export's events by testID.
 func (s *stack) waitAudited(t *testing.T, region string, want []string, within time.Duration) ([]byte, map[string][]audit.Event) {
 	t.Helper()
 	var raw []byte
@@ -76,7 +85,7 @@ func (s *stack) waitAudited(t *testing.T, region string, want []string, within t
 		raw, events = s.export(t, region)
 		byID = map[string][]audit.Event{}
 		for _, e := range events {
-			byID[e.RequestID] = append(byID[e.RequestID], e)
+			byID[testID(e)] = append(byID[testID(e)], e)
 		}
 		missing = missing[:0:0]
 		for _, id := range want {
@@ -175,7 +184,7 @@ func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
 	if priv.Status != 200 || priv.ClientID != "eu-app" || priv.TenantID != "demo" || priv.Deployment != "openai-eu" ||
 		priv.Provider != "openai" || priv.Operation != "chat" || priv.TokensIn == 0 || priv.TokensOut == 0 ||
 		!strings.HasPrefix(priv.ResponseHash, audit.HashPrefix) || priv.Headers["x-client-id"] != "web-frontend" ||
-		priv.Headers["x-request-id"] != "priv-eu" || priv.SourceNet != "127.0.0.0/24" {
+		priv.ClientRequestID != "priv-eu" || priv.SourceNet != "127.0.0.0/24" {
 		t.Fatalf("private request's event %+v", priv)
 	}
 	if _, ok := priv.Headers["authorization"]; ok {
@@ -307,7 +316,7 @@ func TestAuditSurvivesANATSOutage(t *testing.T) {
 	time.Sleep(outageFor)
 	spooled := map[string]string{}
 	for name, dp := range s.dp {
-		spooled[name] = metricValue(metrics(t, dp.Addr()), "portcullis_audit_spool_events")
+		spooled[name] = metricValue(metrics(t, dp.MetricsAddr()), "portcullis_audit_spool_events")
 	}
 	s.restartNATS(t)
 	t.Logf("NATS was down for %s; spooled events then: %v", time.Since(outage).Round(time.Second), spooled)
@@ -339,7 +348,7 @@ func TestAuditSurvivesANATSOutage(t *testing.T) {
 	}
 	for name, dp := range s.dp {
 		waitfor.Within(t, 10*time.Second, name+"'s spool to empty", func() bool {
-			return metricValue(metrics(t, dp.Addr()), "portcullis_audit_spool_events") == "0"
+			return metricValue(metrics(t, dp.MetricsAddr()), "portcullis_audit_spool_events") == "0"
 		})
 		if spooled[name] == "0" || spooled[name] == "" {
 			t.Errorf("%s spooled no events during the outage (%q): the test did not exercise the spool", name, spooled[name])
@@ -356,4 +365,72 @@ func metricValue(page, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestRepeatedClientRequestIDsAreEachArchived: the gateway owns request ids, so 100
+// requests carrying the same X-Request-Id are 100 events in the archive and 100
+// requests in showback, each with its own request id and the client's id beside it.
+func TestRepeatedClientRequestIDsAreEachArchived(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, withWorkers(worker{name: "eu", region: "eu"}))
+	s.seed(t)
+	s.waitReady(t)
+	start := time.Now().UTC()
+	token := s.limitedClient(t, "same-id", "", 0, 0, 0)
+	const n = 100
+	gatewayIDs := map[string]bool{}
+	for range n {
+		r := s.callWithID(t, "eu", token, "same", chatBody("gpt-4o-mini"))
+		if r.Status != http.StatusOK || r.Header.Get("X-Client-Request-Id") != "same" {
+			t.Fatalf("status %d, X-Client-Request-Id %q: %s", r.Status, r.Header.Get("X-Client-Request-Id"), r.Body)
+		}
+		gatewayIDs[r.Header.Get("X-Request-Id")] = true
+	}
+	if len(gatewayIDs) != n {
+		t.Fatalf("%d distinct gateway request ids for %d requests", len(gatewayIDs), n)
+	}
+	var byID map[string][]audit.Event
+	waitfor.Within(t, 15*time.Second, "100 archived events of the repeated id", func() bool {
+		_, byID = s.waitAudited(t, "eu", []string{"same"}, 5*time.Second)
+		return len(byID["same"]) >= n
+	})
+	if got := len(byID["same"]); got != n {
+		t.Fatalf("%d archived events carry client_request_id same, want %d", got, n)
+	}
+	for _, e := range byID["same"] {
+		if !gatewayIDs[e.RequestID] {
+			t.Fatalf("archived request id %q was never answered to the client", e.RequestID)
+		}
+	}
+	// Showback counts every request of the client: the 100, and the GET /v1/models
+	// limitedClient waited with.
+	var all int64
+	_, everything := s.waitAudited(t, "eu", nil, time.Second)
+	for _, events := range everything {
+		for _, e := range events {
+			if e.ClientID == "same-id" {
+				all++
+			}
+		}
+	}
+	var usage struct {
+		Data []struct {
+			ClientID string `json:"client_id"`
+			Requests int64  `json:"requests"`
+		} `json:"data"`
+	}
+	q := url.Values{"group_by": {"client"}, "from": {start.Truncate(time.Hour).Format(time.RFC3339)}, "to": {time.Now().UTC().Add(time.Hour).Format(time.RFC3339)}}
+	var got int64
+	waitfor.Within(t, 15*time.Second, "showback to count every request", func() bool {
+		s.admin(t, "GET", "/usage?"+q.Encode(), nil, &usage)
+		for _, u := range usage.Data {
+			if u.ClientID == "same-id" {
+				got = u.Requests
+			}
+		}
+		return got >= all
+	})
+	if got != all || all < n {
+		t.Fatalf("showback counts %d requests of same-id, the archive %d, want the same, at least %d", got, all, n)
+	}
 }

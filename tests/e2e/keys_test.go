@@ -320,7 +320,7 @@ func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
 	s.admin(t, "GET", "/secrets/status", nil, &status)
 	places := map[string]string{"logs": s.logs.String(), "key access": string(accessRaw), "status": string(status), "cli": string(out)}
 	for name, dp := range s.dp {
-		places["metrics "+name] = metrics(t, dp.Addr())
+		places["metrics "+name] = metrics(t, dp.MetricsAddr())
 	}
 	secrets := map[string]string{"a key value": "canary-", "the Vault token": v.Token, "a client JWT": tokens["eu"], "the admin token": s.adminToken}
 	for place, text := range places {
@@ -351,6 +351,7 @@ func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
 	writeKey(t, v, s.keyPaths["eu"], newKey, 1)
 	s.rotate(t, "openai", "openai-eu", "openai-eu")
 
+	// attempts are the upstream calls of the request the gateway named id.
 	attempts := func(id string) []string {
 		var fps []string
 		for _, r := range s.upstream["eu"].Requests() {
@@ -364,23 +365,23 @@ func TestRefusedKeyIsRetriedOnceWithTheOtherKey(t *testing.T) {
 	waitfor.Within(t, 5*time.Second, "the worker to use the new key", func() bool {
 		id := fmt.Sprintf("probe-%d", time.Now().UnixNano())
 		r := s.callWithID(t, "eu", token, id, chatBody("gpt-4o-mini"))
-		fps := attempts(id)
+		fps := attempts(r.Header.Get("X-Request-Id"))
 		return r.Status == http.StatusOK && len(fps) == 2 && fps[0] == mockupstream.Fingerprint(newKey)
 	})
 	r := s.callWithID(t, "eu", token, "retry-1", chatBody("gpt-4o-mini"))
 	want := []string{mockupstream.Fingerprint(newKey), mockupstream.Fingerprint(oldKey)}
-	if got := attempts("retry-1"); r.Status != http.StatusOK || strings.Join(got, ",") != strings.Join(want, ",") {
+	if got := attempts(r.Header.Get("X-Request-Id")); r.Status != http.StatusOK || strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("status %d, attempts %v, want exactly %v", r.Status, got, want)
 	}
 	s.upstream["eu"].RevokeKey(oldKey)
 	r = s.callWithID(t, "eu", token, "retry-2", chatBody("gpt-4o-mini"))
-	if got := attempts("retry-2"); r.Status == http.StatusOK || len(got) != 2 {
+	if got := attempts(r.Header.Get("X-Request-Id")); r.Status == http.StatusOK || len(got) != 2 {
 		t.Fatalf("both keys refused: status %d, %d attempts, want a failure after exactly 2", r.Status, len(got))
 	}
 	if strings.Contains(string(r.Body), "canary") {
 		t.Fatal("the error response carries a key")
 	}
-	if !strings.Contains(metrics(t, s.dp["eu"].Addr()), `portcullis_upstream_key_retries_total{deployment="openai-eu"}`) {
+	if !strings.Contains(metrics(t, s.dp["eu"].MetricsAddr()), `portcullis_upstream_key_retries_total{deployment="openai-eu"}`) {
 		t.Fatal("key retries are not in /metrics")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +29,8 @@ import (
 var threeWorkers = withWorkers(worker{name: "eu", region: "eu"}, worker{name: "eu-2", region: "eu"}, worker{name: "us", region: "us"})
 
 // limitedClient creates tier <id>-tier with the given limits (0 means a limit far
-// out of reach) and a client id on it, and returns the client's token once every
-// data plane knows it.
+// out of reach) and a client id on it with the given residency ("" means "global",
+// no restriction), and returns the client's token once every data plane knows it.
 func (s *stack) limitedClient(t *testing.T, id, residency string, rpm, tph, conc int64) string {
 	t.Helper()
 	orHigh := func(v int64) int64 {
@@ -42,18 +43,42 @@ func (s *stack) limitedClient(t *testing.T, id, residency string, rpm, tph, conc
 		"name": id + "-tier", "requests_per_minute": orHigh(rpm), "tokens_per_hour": orHigh(tph),
 		"max_concurrent_requests": orHigh(conc), "allowed_models": []string{"gpt-4o-mini", "gpt-4o"},
 	})
-	client := map[string]any{"client_id": id, "tenant": "demo", "tier": id + "-tier"}
-	if residency != "" {
-		client["residency"] = residency
+	if residency == "" {
+		residency = "global"
 	}
+	client := map[string]any{"client_id": id, "tenant": "demo", "tier": id + "-tier", "residency": residency}
 	s.mustAdmin(t, 201, "POST", "/clients", client)
 	token := s.mint(t, id)
 	for name := range s.dp {
 		waitfor.Within(t, 10*time.Second, name+" knows "+id, func() bool {
-			return s.call(t, name, token, "GET", "/v1/models", nil).Status == http.StatusOK
+			// A worker of a region the client's residency does not allow knows it
+			// when it refuses it at the door.
+			st := s.call(t, name, token, "GET", "/v1/models", nil).Status
+			return st == http.StatusOK || st == http.StatusMisdirectedRequest
 		})
 	}
 	return token
+}
+
+// onlyInEU removes every deployment of model but openai-eu's, so that a client
+// without residency is served by the eu upstream through every worker (an eu client
+// would be refused at the us worker's door). The clients a test creates afterwards
+// come with a later policy version: once a worker knows them, it has this change.
+func (s *stack) onlyInEU(t *testing.T, model string) {
+	t.Helper()
+	var models struct {
+		Items []struct {
+			ID         string `json:"id"`
+			Name       string `json:"name"`
+			Deployment string `json:"deployment"`
+		} `json:"items"`
+	}
+	s.admin(t, "GET", "/models?limit=500", nil, &models)
+	for _, m := range models.Items {
+		if m.Name == model && m.Deployment != "openai-eu" {
+			s.mustAdmin(t, http.StatusNoContent, "DELETE", "/models/"+url.PathEscape(m.ID), nil)
+		}
+	}
 }
 
 // waitLiveWorkers waits until every data plane sizes its leases for all of them, as
@@ -63,18 +88,26 @@ func (s *stack) waitLiveWorkers(t *testing.T) {
 	want := fmt.Sprintf("portcullis_limits_live_workers %d", len(s.dp))
 	for name, dp := range s.dp {
 		waitfor.Within(t, 20*time.Second, name+" to see every worker", func() bool {
-			return strings.Contains(metrics(t, dp.Addr()), want)
+			return strings.Contains(metrics(t, dp.MetricsAddr()), want)
 		})
 	}
 }
 
+// metrics returns the /metrics page of the data plane whose metrics listener is on
+// addr (dpapp.App.MetricsAddr; /metrics is not on the API's port).
 func metrics(t *testing.T, addr string) string {
 	t.Helper()
+	if addr == "" {
+		t.Fatal("the data plane has no metrics listener")
+	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET http://%s/metrics: %d", addr, resp.StatusCode)
+	}
 	var b strings.Builder
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -200,7 +233,8 @@ func holdingStack(t *testing.T, hold time.Duration) *stack {
 func TestExactConcurrencyAcrossWorkers(t *testing.T) {
 	t.Parallel()
 	s := holdingStack(t, 500*time.Millisecond)
-	token := s.limitedClient(t, "conc", "eu", 0, 0, 5) // eu residency: every worker calls the eu upstream
+	s.onlyInEU(t, "gpt-4o-mini") // every worker, the us one included, calls the eu upstream
+	token := s.limitedClient(t, "conc", "", 0, 0, 5)
 	s.waitLiveWorkers(t)
 	var ok, denied atomic.Int64
 	var wg sync.WaitGroup
@@ -246,7 +280,8 @@ func TestCrashedWorkersSlotsComeBack(t *testing.T) {
 	s := startStack(t, threeWorkers, withUpstream("eu", mockupstream.Options{SlowDelay: time.Minute}))
 	s.seed(t)
 	s.waitReady(t)
-	token := s.limitedClient(t, "crash", "eu", 0, 0, 5)
+	s.onlyInEU(t, "gpt-4o-mini")
+	token := s.limitedClient(t, "crash", "", 0, 0, 5)
 	up := s.upstream["eu"]
 	up.SetFailure(mockupstream.FailSlow) // every request hangs until its caller goes away
 
@@ -459,11 +494,11 @@ func TestNATSOutageFailPolicy(t *testing.T) {
 		t.Fatalf("fail_open still holds each worker to the limit: 11th request %d", r.Status)
 	}
 	for name, dp := range s.dp {
-		if m := metrics(t, dp.Addr()); !strings.Contains(m, "portcullis_limits_available 0") {
+		if m := metrics(t, dp.MetricsAddr()); !strings.Contains(m, "portcullis_limits_available 0") {
 			t.Errorf("%s /metrics does not show the counters unavailable", name)
 		}
 	}
-	if m := metrics(t, s.dp["open"].Addr()); !strings.Contains(m, "portcullis_limits_fail_open_admissions_total 10") {
+	if m := metrics(t, s.dp["open"].MetricsAddr()); !strings.Contains(m, "portcullis_limits_fail_open_admissions_total 10") {
 		t.Errorf("fail_open admissions not counted in /metrics")
 	}
 }

@@ -18,7 +18,7 @@ func TestPolicyChangesReachEveryDataPlane(t *testing.T) {
 	s.seed(t)
 	s.waitReady(t)
 
-	s.mustAdmin(t, http.StatusCreated, "POST", "/clients", map[string]any{"client_id": "new-app", "tenant": "demo", "tier": "default"})
+	s.mustAdmin(t, http.StatusCreated, "POST", "/clients", map[string]any{"client_id": "new-app", "tenant": "demo", "tier": "default", "residency": "global"})
 	token := s.mint(t, "new-app")
 	for _, region := range []string{"eu", "us"} {
 		took := waitfor.Within(t, propagationBound, "new client admitted on "+region, func() bool {

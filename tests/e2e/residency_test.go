@@ -29,24 +29,49 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 	}
 	s.upstream["us"].Reset()
 
-	// An eu client is served from eu even when it enters through the us worker.
+	// An eu client is served from eu through the eu worker, and refused at the door
+	// of the us worker: 421 wrong_region naming the eu endpoint, nothing sent to any
+	// upstream, and no event in PC_AUDIT_US.
+	var rule struct {
+		EndpointURL string `json:"endpoint_url"`
+	}
+	s.admin(t, "GET", "/residency-rules/eu", nil, &rule)
+	if rule.EndpointURL == "" {
+		t.Fatal("the seeded eu residency rule has no endpoint_url")
+	}
 	for _, region := range []string{"eu", "us", "eu", "us"} {
-		r := s.call(t, region, euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
-		if r.Status != http.StatusOK {
-			t.Fatalf("eu client via %s: %d %s", region, r.Status, r.Body)
+		r := s.callWithID(t, region, euToken, "door-"+region, chatBody("gpt-4o-mini"))
+		if region == "us" {
+			if r.Status != http.StatusMisdirectedRequest || r.code() != "wrong_region" || !strings.Contains(string(r.Body), rule.EndpointURL) {
+				t.Fatalf("eu client via us: %d %s, want 421 wrong_region naming %s", r.Status, r.Body, rule.EndpointURL)
+			}
+			continue
 		}
-		if got := r.Header.Get("x-portcullis-deployment"); got != "openai-eu" {
-			t.Fatalf("eu client via %s served by %q", region, got)
-		}
-		if got := r.Header.Get("x-portcullis-region"); got != region {
-			t.Fatalf("x-portcullis-region = %q, want the worker's %q", got, region)
+		if r.Status != http.StatusOK || r.Header.Get("x-portcullis-deployment") != "openai-eu" {
+			t.Fatalf("eu client via eu: %d deployment %q: %s", r.Status, r.Header.Get("x-portcullis-deployment"), r.Body)
 		}
 	}
-	if n := len(s.upstream["eu"].Requests()); n != 4 {
-		t.Fatalf("eu spy saw %d requests, want 4", n)
+	if n := len(s.upstream["eu"].Requests()); n != 2 {
+		t.Fatalf("eu spy saw %d requests, want 2", n)
 	}
 	if n := len(s.upstream["us"].Requests()); n != 0 {
 		t.Fatalf("us spy saw %d requests from an eu client", n)
+	}
+	// A later request through us is in PC_AUDIT_US once the refusals would have been.
+	marker := s.callWithID(t, "us", globalToken, "door-marker", chatBody("gpt-4o-mini"))
+	s.waitAudited(t, "us", []string{"door-marker"}, 15*time.Second)
+	if marker.Status != http.StatusOK {
+		t.Fatalf("global client via us: %d %s", marker.Status, marker.Body)
+	}
+	s.upstream["us"].Reset() // the marker's call
+	for _, line := range strings.Split(streamContents(t, s), "\n") {
+		if strings.Contains(line, `"region":"us"`) && strings.Contains(line, `"client_id":"eu-app"`) {
+			t.Fatalf("PC_AUDIT_US holds an event of the eu client: %s", line)
+		}
+	}
+	_, eu := s.waitAudited(t, "eu", []string{"door-eu"}, 15*time.Second)
+	if len(eu["door-us"]) != 0 {
+		t.Fatal("the refusal at the us door was audited in eu: the choice is not to audit it at all (docs/data-plane.md)")
 	}
 
 	// With every EU deployment gone the request fails closed; it never falls over to us.
@@ -63,18 +88,14 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 		}
 	}
 	s.mustAdmin(t, http.StatusNoContent, "DELETE", "/deployments/openai-eu", nil)
-	for _, region := range []string{"eu", "us"} {
-		waitfor.Within(t, 10*time.Second, "no_compliant_upstream on "+region, func() bool {
-			r := s.call(t, region, euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
-			return r.Status == http.StatusServiceUnavailable && r.code() == "no_compliant_upstream"
-		})
-	}
+	waitfor.Within(t, 10*time.Second, "no_compliant_upstream on eu", func() bool {
+		r := s.call(t, "eu", euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini"))
+		return r.Status == http.StatusServiceUnavailable && r.code() == "no_compliant_upstream"
+	})
 	// Until the change propagated, EU requests still went to EU; from now on none may go anywhere.
 	s.upstream["eu"].Reset()
-	for _, region := range []string{"eu", "us"} {
-		if r := s.call(t, region, euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")); r.code() != "no_compliant_upstream" {
-			t.Fatalf("eu client via %s after EU removal: %d %s", region, r.Status, r.Body)
-		}
+	if r := s.call(t, "eu", euToken, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")); r.code() != "no_compliant_upstream" {
+		t.Fatalf("eu client via eu after EU removal: %d %s", r.Status, r.Body)
 	}
 	if n := len(s.upstream["us"].Requests()); n != 0 {
 		t.Fatalf("us spy saw %d requests after EU deployments were removed", n)
@@ -84,8 +105,8 @@ func TestResidencyKeepsEUTrafficInEU(t *testing.T) {
 	}
 }
 
-// TestResidencyUnderChaos sends 2,000 requests from an eu client and a client
-// without residency through both workers while both upstreams fail at random
+// TestResidencyUnderChaos sends 2,000 requests from an eu client (through the eu
+// worker) and a client without residency (through both workers) while both upstreams fail at random
 // (5xx, 429, resets), retries and breakers included. The us upstream must never see
 // an eu request, and every eu answer an upstream gave came from the eu deployment.
 func TestResidencyUnderChaos(t *testing.T) {
@@ -123,6 +144,7 @@ func TestResidencyUnderChaos(t *testing.T) {
 	var euServed, euRefused atomic.Int64
 	var mu sync.Mutex
 	codes := map[string]int{}
+	euIDs := map[string]string{} // the gateway's request ids of eu requests: the one the upstream sees
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -137,10 +159,16 @@ func TestResidencyUnderChaos(t *testing.T) {
 					token, id = euToken, fmt.Sprintf("eu-%d", n)
 				}
 				worker := []string{"eu", "us"}[rand.IntN(2)]
+				if eu {
+					worker = "eu" // the us worker refuses it at the door (TestResidencyKeepsEUTrafficInEU)
+				}
 				r := s.callWithID(t, worker, token, id, chatBody("gpt-4o-mini"))
 				if !eu {
 					continue
 				}
+				mu.Lock()
+				euIDs[r.Header.Get("X-Request-Id")] = id
+				mu.Unlock()
 				switch dep := r.Header.Get("x-portcullis-deployment"); {
 				case r.Status == http.StatusOK && dep == "openai-eu":
 					euServed.Add(1)
@@ -161,7 +189,7 @@ func TestResidencyUnderChaos(t *testing.T) {
 	close(stop)
 	chaos.Wait()
 	for _, req := range s.upstream["us"].Requests() {
-		if id := req.Header.Get("X-Request-Id"); strings.HasPrefix(id, "eu-") {
+		if id, ok := euIDs[req.Header.Get("X-Request-Id")]; ok {
 			t.Fatalf("the us upstream received eu request %s", id)
 		}
 	}

@@ -47,6 +47,7 @@ type stack struct {
 	// auditKey keys the data planes' prompt and response hashes.
 	auditKey []byte
 	dbURL    string
+	dataDir  string // the control plane's: its dev issuer's signing key is there
 	// clock is every data plane's limiter clock: the wall clock shifted to read two
 	// seconds past an hour when the stack starts, so that no minute or hour window
 	// turns during a test (each is well under a minute) and none waits for one to.
@@ -61,6 +62,8 @@ func quietLogger() *slog.Logger {
 type worker struct {
 	name, region string
 	failPolicy   string // "" is the default, fail_closed
+	// trustedProxies is its PORTCULLIS_TRUSTED_PROXIES ("" trusts none).
+	trustedProxies string
 }
 
 // stackConfig is what startStack's options change.
@@ -185,6 +188,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			ExposeRoutingHeaders: true,
 			MaxBodyBytes:         4 << 20,
 			LimitsFailPolicy:     w.failPolicy,
+			TrustedProxies:       w.trustedProxies,
 			Vault:                vaultCfg,
 			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
 			AuditKeyFile:         auditKeyFile,
@@ -210,6 +214,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		logs:       logs,
 		auditKey:   auditKey,
 		dbURL:      cpCfg.DatabaseURL,
+		dataDir:    dataDir,
 	}
 	if sc.vault != nil {
 		s.keyPaths = map[string]string{}
@@ -308,8 +313,10 @@ func (s *stack) patch(t *testing.T, path string, body any) {
 func (s *stack) seed(t *testing.T) {
 	t.Helper()
 	s.mustAdmin(t, 201, "POST", "/tenants", map[string]any{"name": "demo"})
-	s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": "eu", "allowed_regions": []string{"eu"}})
-	s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": "us", "allowed_regions": []string{"us"}})
+	for _, region := range []string{"eu", "us"} {
+		s.mustAdmin(t, 201, "POST", "/residency-rules", map[string]any{"residency": region, "allowed_regions": []string{region},
+			"endpoint_url": "https://" + region + ".gateway.example"})
+	}
 	s.mustAdmin(t, 201, "POST", "/providers", map[string]any{"name": "openai", "kind": "openai"})
 	for _, region := range []string{"eu", "us"} {
 		dep := map[string]any{
@@ -335,8 +342,8 @@ func (s *stack) seed(t *testing.T) {
 		"allowed_models": []string{"gpt-4o-mini"}, "allowed_operations": []string{"completion"}, "default_max_tokens": 1024,
 	})
 	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "eu-app", "tenant": "demo", "tier": "default", "residency": "eu"})
-	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "global-app", "tenant": "demo", "tier": "default"})
-	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "analytics-svc", "tenant": "demo", "tier": "service_account_analytics"})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "global-app", "tenant": "demo", "tier": "default", "residency": "global"})
+	s.mustAdmin(t, 201, "POST", "/clients", map[string]any{"client_id": "analytics-svc", "tenant": "demo", "tier": "service_account_analytics", "residency": "global"})
 }
 
 // mint asks the control plane's dev issuer for a token for clientID.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
@@ -21,9 +22,10 @@ type DataPlaneOptions struct {
 	// and its log file.
 	Name string
 	// Config is its configuration; Region is required. The stack fills in what
-	// wires it to the rest when left empty: Listen (a random loopback port),
-	// NATSURL, JWTIssuer, JWTAudience, JWKSURL, WorkerID (Name), and Vault (the
-	// stack's dev Vault, if it runs one).
+	// wires it to the rest when left empty: Listen and MetricsListen (random
+	// loopback ports; MetricsListen "off" turns the metrics listener off), NATSURL,
+	// JWTIssuer, JWTAudience, JWKSURL, WorkerID (Name), and Vault (the stack's dev
+	// Vault, if it runs one).
 	Config dpapp.Config
 	// Binary, when set, runs this data plane as a child process of that binary. It
 	// gets Env plus the wiring above as PORTCULLIS_* variables (Config's other
@@ -37,6 +39,9 @@ type DataPlane struct {
 	Name string
 	// URL is its base URL, http://host:port.
 	URL string
+	// MetricsURL is the base URL of its metrics listener (/metrics, and
+	// /debug/pprof/ with pprof on), http://host:port; "" when it is off.
+	MetricsURL string
 	// App is the in-process data plane, nil for a child process.
 	App *dpapp.App
 
@@ -46,6 +51,14 @@ type DataPlane struct {
 // Addr is the data plane's host:port.
 func (d *DataPlane) Addr() string { return strings.TrimPrefix(d.URL, "http://") }
 
+// baseURL is http://addr, "" when addr is.
+func baseURL(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return "http://" + addr
+}
+
 // PeakRSS is the peak resident set size, in KiB, of a data plane that runs as a
 // child process; it must be called while it runs.
 func (d *DataPlane) PeakRSS() (int64, error) {
@@ -53,6 +66,15 @@ func (d *DataPlane) PeakRSS() (int64, error) {
 		return 0, errors.New("the data plane runs in this process: no RSS of its own")
 	}
 	return d.proc.PeakRSS()
+}
+
+// RSS is the resident set size now, in KiB, of a data plane that runs as a child
+// process.
+func (d *DataPlane) RSS() (int64, error) {
+	if d.proc == nil {
+		return 0, errors.New("the data plane runs in this process: no RSS of its own")
+	}
+	return d.proc.RSS()
 }
 
 // startDataPlane starts o's data plane; with Options.WaitReady it waits until its
@@ -83,11 +105,14 @@ func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPl
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = "127.0.0.1:0"
+	}
 	app, err := dpapp.Start(ctx, cfg, s.logger("dataplane-"+o.Name))
 	if err != nil {
 		return nil, fmt.Errorf("start data plane %s: %w", o.Name, err)
 	}
-	d := &DataPlane{Name: o.Name, URL: "http://" + app.Addr(), App: app}
+	d := &DataPlane{Name: o.Name, URL: "http://" + app.Addr(), MetricsURL: baseURL(app.MetricsAddr()), App: app}
 	if s.opts.WaitReady {
 		if err := waitHTTP(ctx, d.URL+"/readyz", http.StatusOK, s.readyTimeout, nil); err != nil {
 			stopCtx, cancel := s.failedStartStop(ctx)
@@ -108,15 +133,23 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 		}
 		cfg.Listen = addr
 	}
+	if cfg.MetricsListen == "" || strings.HasSuffix(cfg.MetricsListen, ":0") {
+		addr, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cfg.MetricsListen = addr
+	}
 	env := append([]string(nil), o.Env...)
 	for k, v := range map[string]string{
-		"PORTCULLIS_REGION":       cfg.Region,
-		"PORTCULLIS_LISTEN":       cfg.Listen,
-		"PORTCULLIS_WORKER_ID":    cfg.WorkerID,
-		"PORTCULLIS_NATS_URL":     cfg.NATSURL,
-		"PORTCULLIS_JWT_ISSUER":   cfg.JWTIssuer,
-		"PORTCULLIS_JWT_AUDIENCE": cfg.JWTAudience,
-		"PORTCULLIS_JWKS_URL":     cfg.JWKSURL,
+		"PORTCULLIS_REGION":         cfg.Region,
+		"PORTCULLIS_LISTEN":         cfg.Listen,
+		"PORTCULLIS_METRICS_LISTEN": cfg.MetricsListen,
+		"PORTCULLIS_WORKER_ID":      cfg.WorkerID,
+		"PORTCULLIS_NATS_URL":       cfg.NATSURL,
+		"PORTCULLIS_JWT_ISSUER":     cfg.JWTIssuer,
+		"PORTCULLIS_JWT_AUDIENCE":   cfg.JWTAudience,
+		"PORTCULLIS_JWKS_URL":       cfg.JWKSURL,
 	} {
 		env = append(env, k+"="+v)
 	}
@@ -129,6 +162,9 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 		return nil, err
 	}
 	d := &DataPlane{Name: o.Name, URL: "http://" + cfg.Listen, proc: p}
+	if cfg.MetricsListen != httpmetrics.ListenOff {
+		d.MetricsURL = "http://" + cfg.MetricsListen
+	}
 	s.track("data plane "+o.Name, p.Exited(), p.Err)
 	if s.opts.WaitReady {
 		if err := waitHTTP(ctx, d.URL+"/readyz", http.StatusOK, s.readyTimeout, p.Exited()); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -156,7 +155,14 @@ func signalGroup(pid int, sig syscall.Signal) {
 
 // PeakRSS is the process's peak resident set size (VmHWM) in KiB. It must be called
 // while the process runs.
-func (p *process) PeakRSS() (int64, error) {
+func (p *process) PeakRSS() (int64, error) { return p.status("VmHWM") }
+
+// RSS is the process's resident set size now (VmRSS) in KiB. It must be called while
+// the process runs.
+func (p *process) RSS() (int64, error) { return p.status("VmRSS") }
+
+// status reads the KiB value of field from the process's /proc status.
+func (p *process) status(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return 0, err
@@ -164,14 +170,14 @@ func (p *process) PeakRSS() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
 // Tail returns the last n lines of the process's log.

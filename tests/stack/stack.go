@@ -62,8 +62,8 @@ type Options struct {
 	// whose Vault address is empty use it, logged in with its root token's file.
 	Vault *VaultOptions
 	// ControlPlane, when set, runs a control plane with this configuration. Its
-	// DataDir and DatabaseURL are required; an empty Listen, and an empty
-	// EmbeddedNATSListen when NATSURL is empty, are random loopback ports.
+	// DataDir and DatabaseURL are required; an empty Listen and MetricsListen, and
+	// an empty EmbeddedNATSListen when NATSURL is empty, are random loopback ports.
 	ControlPlane *cpapp.Config
 	// NATS, when there is no control plane, runs a nats-server with JetStream.
 	NATS natsembed.Options
@@ -95,6 +95,9 @@ type Stack struct {
 	ControlPlane *cpapp.App
 	// AdminURL is the control plane's base URL, http://host:port.
 	AdminURL string
+	// ControlPlaneMetricsURL is the base URL of the control plane's metrics
+	// listener, http://host:port; "" when it is off or there is no control plane.
+	ControlPlaneMetricsURL string
 	// AdminToken is the control plane's admin token, from <DataDir>/admin-token.
 	AdminToken string
 	// NATSURL is the nats-server's client URL.
@@ -198,6 +201,9 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = "127.0.0.1:0"
+	}
 	if cfg.NATSURL == "" && cfg.EmbeddedNATSListen == "" {
 		cfg.EmbeddedNATSListen = "127.0.0.1:0"
 	}
@@ -210,6 +216,7 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	}
 	s.ControlPlane = cp
 	s.AdminURL = "http://" + cp.Addr()
+	s.ControlPlaneMetricsURL = baseURL(cp.MetricsAddr())
 	s.NATSURL = cp.NATSURL()
 	s.IssuerURL, s.JWKSURL = s.AdminURL, s.AdminURL+"/.well-known/jwks.json"
 	token, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))

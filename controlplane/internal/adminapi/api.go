@@ -7,7 +7,9 @@
 //
 // Every resource is one generic resource[T] over a store.Collection[T]; the entity
 // types and their JSON are those of shared/policy, plus "revision", "created_at" and
-// "updated_at". Handlers return errors; ErrorHandler renders them as apierr.AdminBody.
+// "updated_at", except that a client's residency is required and shown as "global"
+// where the snapshot has none. Handlers return errors; ErrorHandler renders them as
+// apierr.AdminBody.
 package adminapi
 
 import (

@@ -59,7 +59,7 @@ func TestConflicts(t *testing.T) {
 		name, method, path, body string
 	}{
 		{"duplicate tenant", http.MethodPost, "/admin/v1/tenants", `{"name":"acme"}`},
-		{"duplicate client", http.MethodPost, "/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default"}`},
+		{"duplicate client", http.MethodPost, "/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default","residency":"global"}`},
 		{"duplicate model name on one deployment", http.MethodPost, "/admin/v1/models", `{"name":"gpt-4o","deployment":"openai-eu","upstream_model":"other"}`},
 		{"delete a tier clients use", http.MethodDelete, "/admin/v1/tiers/default", ""},
 		{"delete a tenant clients use", http.MethodDelete, "/admin/v1/tenants/acme", ""},
@@ -87,7 +87,7 @@ func TestPaginationWalksEveryItemExactlyOnce(t *testing.T) {
 	for i := range 23 {
 		id := fmt.Sprintf("app-%02d", i)
 		want = append(want, id)
-		h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", fmt.Sprintf(`{"client_id":%q,"tenant":"acme","tier":"default"}`, id))
+		h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", fmt.Sprintf(`{"client_id":%q,"tenant":"acme","tier":"default","residency":"global"}`, id))
 	}
 	slices.Sort(want)
 	for _, limit := range []int{1, 7, 23, 500} {

@@ -19,7 +19,7 @@ const overrideURL = "/admin/v1/clients/Moltbot-Agent-07/limit-override"
 func (h *harness) overrideFixture() {
 	h.t.Helper()
 	h.fixture()
-	h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", `{"client_id":"Moltbot-Agent-07","tenant":"acme","tier":"default"}`)
+	h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", `{"client_id":"Moltbot-Agent-07","tenant":"acme","tier":"default","residency":"eu"}`)
 }
 
 // expiresAt parses the expires_at of an override's JSON.
@@ -132,7 +132,7 @@ func TestLimitOverrideListShowsActiveOnesInClientOrder(t *testing.T) {
 	h := newHarness(t)
 	h.fixture()
 	for _, id := range []string{"zed", "Bob", "alice", "expired"} {
-		h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", `{"client_id":"`+id+`","tenant":"acme","tier":"default"}`)
+		h.must(http.StatusCreated, http.MethodPost, "/admin/v1/clients", `{"client_id":"`+id+`","tenant":"acme","tier":"default","residency":"global"}`)
 	}
 	for _, id := range []string{"zed", "Bob", "alice"} {
 		h.must(http.StatusOK, http.MethodPut, "/admin/v1/clients/"+id+"/limit-override", `{"requests_per_minute":3,"ttl_seconds":600,"reason":"r"}`)

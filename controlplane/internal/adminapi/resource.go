@@ -31,6 +31,10 @@ type resource[T any] struct {
 	defaults func() T          // a new entity with the creation defaults
 	validate func(*report, *T) // records every problem of a decoded entity
 	reserved []string          // keys taken by static routes under path, refused on create
+	// toAPI, if set, turns a stored entity into the form the API shows and accepts
+	// (a client's residency "" becomes "global"); fromAPI turns that form back into
+	// the stored one. Bodies are decoded and validated in the API form.
+	toAPI, fromAPI func(*T)
 }
 
 func newResource[T any](a *API, path, noun string, coll *store.Collection[T], key rule,
@@ -71,7 +75,7 @@ func (r *resource[T]) list(c echo.Context) error {
 	}
 	body := listBody[T]{Items: make([]item[T], len(page.Items))}
 	for i, rec := range page.Items {
-		body.Items[i] = item[T](rec)
+		body.Items[i] = item[T](r.shown(rec))
 	}
 	if page.Next != "" {
 		body.NextCursor = &page.Next
@@ -88,7 +92,7 @@ func (r *resource[T]) get(c echo.Context) error {
 	if err != nil {
 		return r.storeError(err, nil)
 	}
-	return respond(c, http.StatusOK, rec)
+	return respond(c, http.StatusOK, r.shown(rec))
 }
 
 func (r *resource[T]) create(c echo.Context) error {
@@ -108,13 +112,16 @@ func (r *resource[T]) create(c echo.Context) error {
 	if err := rep.err(); err != nil {
 		return err
 	}
+	if r.fromAPI != nil {
+		r.fromAPI(&e)
+	}
 	rec, err := r.coll.Create(c.Request().Context(), e)
 	if err != nil {
 		return r.storeError(err, &e)
 	}
 	r.api.changed()
 	c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path+"/"+url.PathEscape(*r.coll.Key(&rec.Entity)))
-	return respond(c, http.StatusCreated, rec)
+	return respond(c, http.StatusCreated, r.shown(rec))
 }
 
 // replace is PUT: the body is the whole entity; omitted fields take creation defaults.
@@ -149,10 +156,11 @@ func (r *resource[T]) patch(c echo.Context) error {
 		return r.storeError(store.ErrStale, nil)
 	}
 	// The patch was computed against cur, so write only if cur is still current.
-	return r.update(c, key, cur.Revision, cur.Entity, obj)
+	return r.update(c, key, cur.Revision, r.shown(cur).Entity, obj)
 }
 
-// update applies obj to e, validates the result and stores it as the entity with key.
+// update applies obj to e (in the API form), validates the result and stores it as
+// the entity with key.
 func (r *resource[T]) update(c echo.Context, key string, revision int64, e T, obj map[string]json.RawMessage) error {
 	rep := &report{}
 	r.decode(rep, obj, &e)
@@ -164,12 +172,15 @@ func (r *resource[T]) update(c echo.Context, key string, revision int64, e T, ob
 	if err := rep.err(); err != nil {
 		return err
 	}
+	if r.fromAPI != nil {
+		r.fromAPI(&e)
+	}
 	rec, err := r.coll.Update(c.Request().Context(), key, revision, e)
 	if err != nil {
 		return r.storeError(err, &e)
 	}
 	r.api.changed()
-	return respond(c, http.StatusOK, rec)
+	return respond(c, http.StatusOK, r.shown(rec))
 }
 
 func (r *resource[T]) delete(c echo.Context) error {
@@ -201,6 +212,14 @@ func (r *resource[T]) urlKey(c echo.Context) (string, error) {
 		return "", apierr.New(apierr.NotFound, "%s not found", r.noun)
 	}
 	return key, nil
+}
+
+// shown is rec with its entity in the API form.
+func (r *resource[T]) shown(rec store.Record[T]) store.Record[T] {
+	if r.toAPI != nil {
+		r.toAPI(&rec.Entity)
+	}
+	return rec
 }
 
 // decode applies the fields of obj to e.

@@ -43,6 +43,12 @@ func (a *API) tiers() *resource[policy.Tier] {
 			positive("max_concurrent_requests", t.MaxConcurrentRequests)
 			r.check("default_max_tokens", t.DefaultMaxTokens >= 0,
 				"must be zero (no default cap) or a positive integer")
+			r.check("max_choices", t.MaxChoices >= 0 && t.MaxChoices <= policy.MaxChoicesLimit,
+				fmt.Sprintf("must be an integer from 1 to %d, or zero for no tier cap (the gateway's own 1 to %d)",
+					policy.MaxChoicesLimit, policy.MaxChoicesLimit))
+			r.check("max_output_tokens", t.MaxOutputTokens >= 0, "must be zero (no cap) or a positive integer")
+			r.check("default_max_tokens", t.MaxOutputTokens <= 0 || t.DefaultMaxTokens <= t.MaxOutputTokens,
+				fmt.Sprintf("must be at most max_output_tokens (%d)", t.MaxOutputTokens))
 			msg := eachOf(t.AllowedModels, modelName.valid, "model names")
 			r.check("allowed_models", msg == "", msg)
 			msg = eachOf(t.AllowedOperations, func(op string) bool { return slices.Contains(policy.Operations, op) }, "operations")
@@ -53,15 +59,34 @@ func (a *API) tiers() *resource[policy.Tier] {
 		})
 }
 
+// clients is the clients resource. A client's residency is required: the name of a
+// residency rule, or "global" for no restriction, which is never a default. The
+// store and the policy snapshot keep "global" as "" (NULL in SQL, so the foreign key
+// to residency_rules holds), and the API shows "" as "global".
 func (a *API) clients() *resource[policy.Client] {
-	return newResource(a, "clients", "client", a.st.Clients(), clientID,
+	r := newResource(a, "clients", "client", a.st.Clients(), clientID,
 		func() policy.Client { return policy.Client{Enabled: true} },
 		func(r *report, c *policy.Client) {
 			r.check("tenant", slug.valid(c.Tenant), "names the tenant and "+slug.message)
 			r.check("tier", slug.valid(c.Tier), "names the tier and "+slug.message)
-			r.check("residency", c.Residency == "" || slug.valid(c.Residency),
-				"names a residency rule, or is empty for no restriction, and "+slug.message)
+			if c.Residency == "" {
+				r.check("residency", false, `is required: name a residency rule, or "global" for no residency restriction`)
+			} else {
+				r.check("residency", slug.valid(c.Residency),
+					`names a residency rule, or is "global" for no restriction, and `+slug.message)
+			}
 		})
+	r.toAPI = func(c *policy.Client) {
+		if c.Residency == "" {
+			c.Residency = policy.ResidencyGlobal
+		}
+	}
+	r.fromAPI = func(c *policy.Client) {
+		if c.Residency == policy.ResidencyGlobal {
+			c.Residency = ""
+		}
+	}
+	return r
 }
 
 func (a *API) providers() *resource[policy.Provider] {
@@ -187,11 +212,15 @@ func (a *API) residencyRules() *resource[policy.ResidencyRule] {
 	return newResource(a, "residency-rules", "residency rule", a.st.ResidencyRules(), slug,
 		func() policy.ResidencyRule { return policy.ResidencyRule{} },
 		func(r *report, rr *policy.ResidencyRule) {
+			r.check("residency", rr.Residency != policy.ResidencyGlobal,
+				`"global" is reserved: a client's residency "global" means no residency restriction`)
 			msg := eachOf(rr.AllowedRegions, slug.valid, "region names")
 			if len(rr.AllowedRegions) == 0 {
 				msg = "must list at least one region"
 			}
 			r.check("allowed_regions", msg == "", msg)
+			msg = policy.EndpointURLProblem(rr.EndpointURL)
+			r.check("endpoint_url", msg == "", msg)
 		})
 }
 

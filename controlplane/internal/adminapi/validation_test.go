@@ -20,10 +20,23 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 		{
 			name: "tier with many bad fields", method: http.MethodPost, path: "/admin/v1/tiers",
 			body: `{"name":"Gold Tier","requests_per_minute":0,"tokens_per_hour":-5,"max_concurrent_requests":"five",
-				"allowed_models":["GPT 4"],"allowed_operations":["chat","fine_tuning"],"default_max_tokens":-1,"colour":"gold"}`,
+				"allowed_models":["GPT 4"],"allowed_operations":["chat","fine_tuning"],"default_max_tokens":-1,"colour":"gold",
+				"max_choices":129,"max_output_tokens":-1}`,
 			status: http.StatusUnprocessableEntity, code: "validation_failed",
 			fields: []string{"name", "requests_per_minute", "tokens_per_hour", "max_concurrent_requests",
-				"allowed_models", "allowed_operations", "default_max_tokens", "colour"},
+				"allowed_models", "allowed_operations", "default_max_tokens", "colour", "max_choices", "max_output_tokens"},
+		},
+		{
+			name: "tier with a default budget over its cap", method: http.MethodPost, path: "/admin/v1/tiers",
+			body: `{"name":"capped","requests_per_minute":1,"tokens_per_hour":1,"max_concurrent_requests":1,
+				"default_max_tokens":2048,"max_output_tokens":1024}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"default_max_tokens"},
+		},
+		{
+			name: "tier with bounds that are not integers", method: http.MethodPost, path: "/admin/v1/tiers",
+			body: `{"name":"capped","requests_per_minute":1,"tokens_per_hour":1,"max_concurrent_requests":1,
+				"max_choices":1.5,"max_output_tokens":"1024"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"max_choices", "max_output_tokens"},
 		},
 		{
 			name: "deployment with many bad fields", method: http.MethodPost, path: "/admin/v1/deployments",
@@ -43,12 +56,37 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 			name: "client", method: http.MethodPost, path: "/admin/v1/clients",
 			body:   `{"client_id":"-bad id","tenant":"","tier":"Default","enabled":"yes"}`,
 			status: http.StatusUnprocessableEntity, code: "validation_failed",
-			fields: []string{"client_id", "tenant", "tier", "enabled"},
+			fields: []string{"client_id", "tenant", "tier", "enabled", "residency"},
 		},
 		{
 			name: "client naming missing entities", method: http.MethodPost, path: "/admin/v1/clients",
-			body:   `{"client_id":"app","tenant":"acme","tier":"gold"}`,
+			body:   `{"client_id":"app","tenant":"acme","tier":"gold","residency":"eu"}`,
 			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"tier"},
+		},
+		{
+			name: "client naming a missing residency rule", method: http.MethodPost, path: "/admin/v1/clients",
+			body:   `{"client_id":"app","tenant":"acme","tier":"default","residency":"mars"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
+		},
+		{
+			name: "client without residency", method: http.MethodPost, path: "/admin/v1/clients",
+			body:   `{"client_id":"app","tenant":"acme","tier":"default"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
+		},
+		{
+			name: "client with null residency", method: http.MethodPost, path: "/admin/v1/clients",
+			body:   `{"client_id":"app","tenant":"acme","tier":"default","residency":null}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
+		},
+		{
+			name: "client with empty residency", method: http.MethodPost, path: "/admin/v1/clients",
+			body:   `{"client_id":"app","tenant":"acme","tier":"default","residency":""}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
+		},
+		{
+			name: "client with a residency that is no name", method: http.MethodPost, path: "/admin/v1/clients",
+			body:   `{"client_id":"app","tenant":"acme","tier":"default","residency":"Global"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
 		},
 		{
 			name: "deployment without a key source", method: http.MethodPost, path: "/admin/v1/deployments",
@@ -87,6 +125,41 @@ func TestBadInputIsRefusedWithEveryProblemAtOnce(t *testing.T) {
 			name: "residency rule without regions", method: http.MethodPost, path: "/admin/v1/residency-rules",
 			body: `{"residency":"ch","allowed_regions":[]}`, status: http.StatusUnprocessableEntity, code: "validation_failed",
 			fields: []string{"allowed_regions"},
+		},
+		{
+			name: "residency rule named global", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body: `{"residency":"global","allowed_regions":["eu","us"]}`, status: http.StatusUnprocessableEntity, code: "validation_failed",
+			fields: []string{"residency"},
+		},
+		{
+			name: "residency rule global replaced", method: http.MethodPut, path: "/admin/v1/residency-rules/global",
+			body: `{"allowed_regions":["eu"]}`, headers: []string{"If-Match", `"1"`},
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"residency"},
+		},
+		{
+			name: "residency rule with a relative endpoint", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body:   `{"residency":"ch","allowed_regions":["ch"],"endpoint_url":"ch.gateway.example.com"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"endpoint_url"},
+		},
+		{
+			name: "residency rule with credentials in its endpoint", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body:   `{"residency":"ch","allowed_regions":["ch"],"endpoint_url":"https://ops:pw@ch.gateway.example.com"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"endpoint_url"},
+		},
+		{
+			name: "residency rule with a query in its endpoint", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body:   `{"residency":"ch","allowed_regions":["ch"],"endpoint_url":"https://ch.gateway.example.com/?region=ch"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"endpoint_url"},
+		},
+		{
+			name: "residency rule with a fragment in its endpoint", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body:   `{"residency":"ch","allowed_regions":["ch"],"endpoint_url":"https://ch.gateway.example.com/#ch"}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"endpoint_url"},
+		},
+		{
+			name: "residency rule with an endpoint that is not a string", method: http.MethodPost, path: "/admin/v1/residency-rules",
+			body:   `{"residency":"ch","allowed_regions":["ch"],"endpoint_url":8081}`,
+			status: http.StatusUnprocessableEntity, code: "validation_failed", fields: []string{"endpoint_url"},
 		},
 		{
 			name: "changing the key", method: http.MethodPut, path: "/admin/v1/tenants/acme",

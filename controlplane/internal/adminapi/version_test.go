@@ -20,7 +20,7 @@ func TestEveryMutationBumpsTheVersionOnceAndCallsOnChange(t *testing.T) {
 		status                   int
 		check                    func(*policy.Snapshot) bool
 	}{
-		{"create client", http.MethodPost, "/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default"}`, nil, http.StatusCreated,
+		{"create client", http.MethodPost, "/admin/v1/clients", `{"client_id":"app","tenant":"acme","tier":"default","residency":"global"}`, nil, http.StatusCreated,
 			func(s *policy.Snapshot) bool {
 				return slices.Contains(s.Clients, policy.Client{ClientID: "app", Tenant: "acme", Tier: "default", Enabled: true})
 			}},

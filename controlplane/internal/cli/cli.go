@@ -51,6 +51,10 @@ commands:
   <resource> create (-f FILE | --json '{...}')        FILE "-" reads stdin
   <resource> update <key> (-f FILE | --json '{...}')  JSON merge patch, guarded by If-Match
   <resource> delete <key>
+  clients create (-f FILE | --json '{...}') --residency RULE|global   "global": no residency restriction
+  clients update <client_id> [-f FILE | --json '{...}'] [--residency RULE|global]
+  tiers create|update ... [--max-choices N] [--max-output-tokens N]   0: no tier cap
+  residency-rules create|update ... [--endpoint-url URL]             the residency's data-plane URL
   clients disable|enable <client_id>
   overrides set <client_id> [--requests-per-minute N] [--tokens-per-hour N]
       [--max-concurrent-requests N] (--for 15m | --until RFC3339) --reason TEXT
@@ -66,7 +70,7 @@ commands:
   usage --group-by client|tenant|model --from RFC3339 --to RFC3339 [--format json|csv]
   alerts list [--unacknowledged] [--limit N]
   alerts ack <id>
-  seed demo [--upstream-url http://127.0.0.1:9100] --key-file PATH
+  seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
 

@@ -145,6 +145,29 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if !strings.Contains(fourth, "0 created, 1 updated") || !strings.Contains(fourth, "updated   deployments openai-eu") {
 		t.Fatalf("fourth seed did not repoint exactly openai-eu:\n%s", fourth)
 	}
+	// Each residency rule names its region's data plane; a dev stack on other ports
+	// passes them, and a reseed repoints the rule.
+	var rules []policy.ResidencyRule
+	decode(t, c.mustRun("residency-rules", "list"), &rules)
+	wantRules := []policy.ResidencyRule{
+		{Residency: "eu", AllowedRegions: []string{"eu"}, EndpointURL: "http://127.0.0.1:8081"},
+		{Residency: "us", AllowedRegions: []string{"us"}, EndpointURL: "http://127.0.0.1:8082"},
+	}
+	if !equalJSON(t, rules, wantRules) {
+		t.Errorf("residency rules = %+v, want %+v", rules, wantRules)
+	}
+	_, fifth, err := c.run("seed", "demo", "--key-file", movedKey, "--eu-endpoint-url", "http://127.0.0.1:18081")
+	if err != nil {
+		t.Fatalf("fifth seed: %v\n%s", err, fifth)
+	}
+	if !strings.Contains(fifth, "0 created, 1 updated") || !strings.Contains(fifth, "updated   residency-rules eu") {
+		t.Fatalf("fifth seed did not repoint exactly residency rule eu:\n%s", fifth)
+	}
+	var eu policy.ResidencyRule
+	decode(t, c.mustRun("residency-rules", "get", "eu"), &eu)
+	if eu.EndpointURL != "http://127.0.0.1:18081" {
+		t.Errorf("residency rule eu after the fifth seed = %+v", eu)
+	}
 
 	var tiers []policy.Tier
 	decode(t, c.mustRun("tiers", "list"), &tiers)
@@ -183,6 +206,18 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if moltbot.Tier != "default" || moltbot.Residency != "eu" || !moltbot.Enabled || moltbot.Tenant != "demo" {
 		t.Fatalf("moltbot-agent-07 = %+v", moltbot)
 	}
+	// Every seeded client has an explicit residency.
+	var clients []policy.Client
+	decode(t, c.mustRun("clients", "list"), &clients)
+	wantResidency := map[string]string{"moltbot-agent-07": "eu", "premium-app": policy.ResidencyGlobal, "analytics-svc": policy.ResidencyGlobal}
+	for _, cl := range clients {
+		if cl.Residency != wantResidency[cl.ClientID] {
+			t.Errorf("client %s has residency %q, want %q", cl.ClientID, cl.Residency, wantResidency[cl.ClientID])
+		}
+	}
+	if len(clients) != len(wantResidency) {
+		t.Errorf("%d clients, want %d", len(clients), len(wantResidency))
+	}
 
 	out := c.mustRun("tokens", "mint", "--client", "moltbot-agent-07", "--ttl", "10m")
 	raw := strings.TrimSpace(out)
@@ -218,7 +253,24 @@ func TestResourceCommands(t *testing.T) {
 		{"update merges with If-Match", []string{"tenants", "update", "acme", "--json", `{"display_name":"Acme Corp"}`}, "", "", `"Acme Corp"`},
 		{"get unknown", []string{"tenants", "get", "nobody"}, apierr.NotFound, "", ""},
 		{"tier", []string{"tiers", "create", "--json", `{"name":"t1","requests_per_minute":1,"tokens_per_hour":1,"max_concurrent_requests":1,"allowed_models":[]}`}, "", "", `"t1"`},
-		{"client", []string{"clients", "create", "--json", `{"client_id":"app-1","tenant":"acme","tier":"t1"}`}, "", "", `"app-1"`},
+		{"tier with request bounds", []string{"tiers", "create", "--max-choices", "4", "--max-output-tokens", "2048", "--json",
+			`{"name":"t2","requests_per_minute":1,"tokens_per_hour":1,"max_concurrent_requests":1,"default_max_tokens":1024}`}, "", "", `"max_choices": 4,
+  "max_output_tokens": 2048`},
+		{"tier bound by flag alone", []string{"tiers", "update", "t2", "--max-output-tokens", "0"}, "", "", `"max_output_tokens": 0`},
+		{"tier bound out of range", []string{"tiers", "update", "t2", "--max-choices", "129"}, apierr.ValidationFailed, "max_choices", ""},
+		{"tier default over the cap", []string{"tiers", "update", "t2", "--max-output-tokens", "512"}, apierr.ValidationFailed, "default_max_tokens", ""},
+		{"residency rule with endpoint", []string{"residency-rules", "create", "--json", `{"residency":"ch","allowed_regions":["ch"]}`,
+			"--endpoint-url", "https://ch.gateway.example.com"}, "", "", `"endpoint_url": "https://ch.gateway.example.com"`},
+		{"residency rule with a bad endpoint", []string{"residency-rules", "update", "ch", "--endpoint-url", "ch.gateway.example.com"},
+			apierr.ValidationFailed, "endpoint_url", ""},
+		{"residency rule global", []string{"residency-rules", "create", "--json", `{"residency":"global","allowed_regions":["ch"]}`},
+			apierr.ValidationFailed, "residency", ""},
+		{"client", []string{"clients", "create", "--json", `{"client_id":"app-1","tenant":"acme","tier":"t1"}`, "--residency", "global"}, "", "", `"residency": "global"`},
+		{"client with residency in the body", []string{"clients", "create", "--json", `{"client_id":"app-2","tenant":"acme","tier":"t1","residency":"ch"}`}, "", "", `"residency": "ch"`},
+		{"client with an unknown residency", []string{"clients", "create", "--json", `{"client_id":"app-3","tenant":"acme","tier":"t1"}`, "--residency", "mars"},
+			apierr.ValidationFailed, "residency", ""},
+		{"client residency by flag alone", []string{"clients", "update", "app-2", "--residency", "global"}, "", "", `"residency": "global"`},
+		{"delete second client", []string{"clients", "delete", "app-2"}, "", "", ""},
 		{"disable", []string{"clients", "disable", "app-1"}, "", "", `"enabled": false`},
 		{"enable", []string{"clients", "enable", "app-1"}, "", "", `"enabled": true`},
 		{"delete referenced tenant conflicts", []string{"tenants", "delete", "acme"}, apierr.Conflict, "", ""},
@@ -268,6 +320,13 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"revoke with bad time", []string{"tokens", "revoke", "--jti", "x", "--expires-at", "tomorrow"}, nil, "RFC 3339"},
 		{"seed without key file", []string{"seed", "demo"}, nil, "--key-file is required"},
 		{"create without body", []string{"--admin-token", "pca_x", "tenants", "create"}, nil, "JSON body is required"},
+		{"update without body or field flag", []string{"--admin-token", "pca_x", "tiers", "update", "t1"}, nil, "JSON body is required"},
+		{"client without residency", []string{"--admin-token", "pca_x", "clients", "create", "--json", `{"client_id":"a","tenant":"t","tier":"t"}`},
+			nil, `--residency is required: name a residency rule, or "global"`},
+		{"client residency twice", []string{"--admin-token", "pca_x", "clients", "create", "--residency", "eu", "--json",
+			`{"client_id":"a","tenant":"t","tier":"t","residency":"global"}`}, nil, "residency is given twice"},
+		{"max choices not an integer", []string{"--admin-token", "pca_x", "tiers", "update", "t1", "--max-choices", "four"}, nil, "want an integer"},
+		{"seed with a bad endpoint", []string{"--admin-token", "pca_x", "seed", "demo", "--key-file", "k", "--eu-endpoint-url", "eu:8081"}, nil, "--eu-endpoint-url"},
 		{"no token file", []string{"--data-dir", "/nonexistent", "tenants", "list"}, nil, "no admin token"},
 		{"bad admin url", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "ftp://x", "PORTCULLIS_ADMIN_TOKEN": "pca_x"}, "must be an http(s) URL"},
 		{"unreachable control plane", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "http://127.0.0.1:1", "PORTCULLIS_ADMIN_TOKEN": "pca_secret"}, "connect"},

@@ -16,7 +16,7 @@ func TestOverrideCommands(t *testing.T) {
 	c := newCLI(t)
 	c.mustRun("tenants", "create", "--json", `{"name":"acme"}`)
 	c.mustRun("tiers", "create", "--json", `{"name":"t1","requests_per_minute":60,"tokens_per_hour":1000,"max_concurrent_requests":5}`)
-	c.mustRun("clients", "create", "--json", `{"client_id":"app-1","tenant":"acme","tier":"t1"}`)
+	c.mustRun("clients", "create", "--json", `{"client_id":"app-1","tenant":"acme","tier":"t1"}`, "--residency", "global")
 	until := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
 
 	steps := []struct {

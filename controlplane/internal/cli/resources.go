@@ -28,8 +28,9 @@ func (cmd *command) resource(ctx context.Context, res, verb string, args []strin
 		}
 		return cmd.show(ctx, http.MethodGet, itemPath(res, pos[0]), nil, nil)
 	case "create":
-		fs := cmd.newFlags(res+" create", res+" create (-f FILE | --json '{...}')")
+		fs := cmd.newFlags(res+" create", res+" create (-f FILE | --json '{...}')"+fieldSynopsis(res, true))
 		body := bodyFlags(fs)
+		fields := addFieldFlags(fs, res)
 		if _, err := cmd.parse(fs, args, 0); err != nil {
 			return err
 		}
@@ -37,16 +38,30 @@ func (cmd *command) resource(ctx context.Context, res, verb string, args []strin
 		if err != nil {
 			return err
 		}
+		if data, err = fields.apply(data, true); err != nil {
+			return err
+		}
 		return cmd.show(ctx, http.MethodPost, "/"+res, data, nil)
 	case "update":
-		fs := cmd.newFlags(res+" update", res+" update <key> (-f FILE | --json '{...}')")
+		synopsis := res + " update <key> (-f FILE | --json '{...}')"
+		if extra := fieldSynopsis(res, false); extra != "" {
+			synopsis = res + " update <key> [-f FILE | --json '{...}']" + extra
+		}
+		fs := cmd.newFlags(res+" update", synopsis)
 		body := bodyFlags(fs)
+		fields := addFieldFlags(fs, res)
 		pos, err := cmd.parse(fs, args, 1)
 		if err != nil {
 			return err
 		}
-		data, err := body.read(cmd.io.Stdin)
-		if err != nil {
+		var data []byte
+		if !fields.given() || body.given() {
+			// A field flag alone is a whole patch; otherwise the body is required.
+			if data, err = body.read(cmd.io.Stdin); err != nil {
+				return err
+			}
+		}
+		if data, err = fields.apply(data, false); err != nil {
 			return err
 		}
 		return cmd.patch(ctx, itemPath(res, pos[0]), data)
@@ -194,6 +209,9 @@ func bodyFlags(fs *flag.FlagSet) bodySource {
 		inline: fs.String("json", "", "the JSON body"),
 	}
 }
+
+// given reports whether -f or --json was given.
+func (b bodySource) given() bool { return *b.file != "" || *b.inline != "" }
 
 func (b bodySource) read(stdin io.Reader) ([]byte, error) {
 	var data []byte

@@ -17,6 +17,13 @@ import (
 // DefaultUpstreamURL is where the dev stack's mock OpenAI-compatible upstream listens.
 const DefaultUpstreamURL = "http://127.0.0.1:9100"
 
+// Where the dev stack's data planes listen by default (make run): the endpoint URLs
+// of the demo's residency rules eu and us.
+const (
+	DefaultEUEndpointURL = "http://127.0.0.1:8081"
+	DefaultUSEndpointURL = "http://127.0.0.1:8082"
+)
+
 // seedItem is one entity the demo seed creates.
 type seedItem struct {
 	resource string
@@ -39,12 +46,21 @@ var demoDeployments = []demoDeployment{
 	{"ollama-eu", "ollama", "eu", policy.KindSelfHosted, false},
 }
 
-// demoSeed is the demo tenant: the seed document's three tiers, the dev stack's
-// deployments of the mock upstream, their models and three clients. Every deployment
-// has the base URL <upstreamURL>/d/<name>, which the mock serves as that deployment,
-// so that a failure can be injected into one deployment at a time. The keyed
-// deployments read their key from keyFile.
-func demoSeed(upstreamURL, keyFile string) []seedItem {
+// demoOptions are what the demo seed cannot know: where the dev stack runs.
+type demoOptions struct {
+	upstreamURL string            // the mock upstream
+	keyFile     string            // the keyed deployments' key
+	endpoints   map[string]string // residency rule → the URL of its region's data plane
+}
+
+// demoSeed is the demo tenant: the seed document's three tiers, the residency rules
+// eu and us with the endpoints of the dev stack's data planes, the dev stack's
+// deployments of the mock upstream, their models and three clients, each with an
+// explicit residency. Every deployment has the base URL <upstreamURL>/d/<name>,
+// which the mock serves as that deployment, so that a failure can be injected into
+// one deployment at a time. The keyed deployments read their key from keyFile.
+func demoSeed(o demoOptions) []seedItem {
+	upstreamURL, keyFile := o.upstreamURL, o.keyFile
 	allOps := policy.DefaultOperations
 	items := []seedItem{
 		{"tenants", "demo", policy.Tenant{Name: "demo", DisplayName: "Demo tenant"}},
@@ -56,8 +72,8 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 		{"tiers", "service_account_analytics", policy.Tier{Name: "service_account_analytics", RequestsPerMinute: 30,
 			TokensPerHour: 50_000, MaxConcurrentRequests: 3, AllowedModels: []string{"gpt-4o-mini"},
 			AllowedOperations: []string{policy.OpCompletion}, DefaultMaxTokens: 1024}},
-		{"residency-rules", "eu", policy.ResidencyRule{Residency: "eu", AllowedRegions: []string{"eu"}}},
-		{"residency-rules", "us", policy.ResidencyRule{Residency: "us", AllowedRegions: []string{"us"}}},
+		{"residency-rules", "eu", residencyRule("eu", o.endpoints["eu"])},
+		{"residency-rules", "us", residencyRule("us", o.endpoints["us"])},
 		{"providers", "openai", policy.Provider{Name: "openai", Kind: policy.ProviderOpenAI}},
 		{"providers", "ollama", policy.Provider{Name: "ollama", Kind: policy.ProviderOllama}},
 		{"providers", "anthropic", policy.Provider{Name: "anthropic", Kind: policy.ProviderAnthropic}},
@@ -89,8 +105,8 @@ func demoSeed(upstreamURL, keyFile string) []seedItem {
 	}
 	return append(items,
 		seedItem{"clients", "moltbot-agent-07", demoClient("moltbot-agent-07", "default", "eu")},
-		seedItem{"clients", "premium-app", demoClient("premium-app", "tier_premium", "")},
-		seedItem{"clients", "analytics-svc", demoClient("analytics-svc", "service_account_analytics", "")},
+		seedItem{"clients", "premium-app", demoClient("premium-app", "tier_premium", policy.ResidencyGlobal)},
+		seedItem{"clients", "analytics-svc", demoClient("analytics-svc", "service_account_analytics", policy.ResidencyGlobal)},
 	)
 }
 
@@ -124,12 +140,20 @@ func demoBaseURL(upstreamURL, deployment string) string {
 	return strings.TrimRight(upstreamURL, "/") + "/d/" + deployment
 }
 
-func demoClient(id, tier, residency string) map[string]any {
-	c := map[string]any{"client_id": id, "tenant": "demo", "tier": tier, "enabled": true}
-	if residency != "" {
-		c["residency"] = residency
+// residencyRule is the body of the demo's residency rule name, allowing its own
+// region. The endpoint is spelled out, with null for none, so that reseeding without
+// one removes an old one.
+func residencyRule(name, endpointURL string) map[string]any {
+	b := map[string]any{"residency": name, "allowed_regions": []string{name}, "endpoint_url": nil}
+	if endpointURL != "" {
+		b["endpoint_url"] = endpointURL
 	}
-	return c
+	return b
+}
+
+// demoClient is a demo client's body; residency is a rule's name or "global".
+func demoClient(id, tier, residency string) map[string]any {
+	return map[string]any{"client_id": id, "tenant": "demo", "tier": tier, "residency": residency, "enabled": true}
 }
 
 // seedDemo creates the demo tenant's entities. It is idempotent: an entity that
@@ -139,15 +163,22 @@ func demoClient(id, tier, residency string) map[string]any {
 // writes to Vault with a root token, so it lives in the dev stack,
 // tests/cmd/portcullis-dev, not here.)
 func (cmd *command) seedDemo(ctx context.Context, args []string) error {
-	fs := cmd.newFlags("seed demo", "seed demo [--upstream-url URL] --key-file PATH")
+	fs := cmd.newFlags("seed demo", "seed demo [--upstream-url URL] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH")
 	upstream := fs.String("upstream-url", DefaultUpstreamURL, "URL of the mock upstream; deployment NAME gets the base URL <URL>/d/NAME")
 	keyFile := fs.String("key-file", "", "file holding the upstream key of the openai and anthropic deployments (key_source file; required)")
+	euURL := fs.String("eu-endpoint-url", DefaultEUEndpointURL, "the eu data plane's URL: residency rule eu's endpoint_url (\"\" for none)")
+	usURL := fs.String("us-endpoint-url", DefaultUSEndpointURL, "the us data plane's URL: residency rule us's endpoint_url (\"\" for none)")
 	if _, err := cmd.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *keyFile == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: --key-file is required", ErrUsage)
+	}
+	for _, e := range []struct{ flag, url string }{{"--eu-endpoint-url", *euURL}, {"--us-endpoint-url", *usURL}} {
+		if msg := policy.EndpointURLProblem(e.url); msg != "" {
+			return fmt.Errorf("%w: %s %s", ErrUsage, e.flag, msg)
+		}
 	}
 	// The data planes read the key file; an absolute path works from any directory.
 	abs, err := filepath.Abs(*keyFile)
@@ -159,7 +190,8 @@ func (cmd *command) seedDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	var created, updated, unchanged int
-	for _, it := range demoSeed(*upstream, abs) {
+	opts := demoOptions{upstreamURL: *upstream, keyFile: abs, endpoints: map[string]string{"eu": *euURL, "us": *usURL}}
+	for _, it := range demoSeed(opts) {
 		body, err := json.Marshal(it.body)
 		if err != nil {
 			return err

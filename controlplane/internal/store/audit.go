@@ -79,6 +79,7 @@ var auditColumns = []string{
 	"deployment", "key_version", "prompt_hash", "response_hash", "tokens_in", "tokens_out", "cost_usd_micros",
 	"latency_ms", "upstream_latency_ms", "status", "error_code", "stream", "fallback", "fallback_model",
 	"fallback_reason", "flagged", "flags", "source_net", "headers", "event", "prev_hash", "chain_hash",
+	"client_request_id",
 }
 
 func auditRow(seq int64, e AuditEvent, prev, hash string) []any {
@@ -95,6 +96,7 @@ func auditRow(seq int64, e AuditEvent, prev, hash string) []any {
 		ev.Deployment, ev.KeyVersion, ev.PromptHash, ev.ResponseHash, ev.TokensIn, ev.TokensOut, ev.CostUSDMicros,
 		ev.LatencyMS, ev.UpstreamLatencyMS, ev.Status, ev.ErrorCode, ev.Stream, ev.Fallback, ev.FallbackModel,
 		ev.FallbackReason, ev.Flagged, flags, ev.SourceNet, headers, e.JSON, prev, hash,
+		ev.ClientRequestID,
 	}
 }
 

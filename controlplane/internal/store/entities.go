@@ -29,6 +29,8 @@ var tiers = (&table[policy.Tier]{
 		arrayCol("allowed_models", func(e *policy.Tier) *[]string { return &e.AllowedModels }),
 		arrayCol("allowed_operations", func(e *policy.Tier) *[]string { return &e.AllowedOperations }),
 		col("default_max_tokens", func(e *policy.Tier) *int64 { return &e.DefaultMaxTokens }),
+		col("max_choices", func(e *policy.Tier) *int64 { return &e.MaxChoices }),
+		col("max_output_tokens", func(e *policy.Tier) *int64 { return &e.MaxOutputTokens }),
 	},
 }).init()
 
@@ -116,6 +118,7 @@ var residencyRules = (&table[policy.ResidencyRule]{
 	keyOf: func(e *policy.ResidencyRule) *string { return &e.Residency },
 	columns: []column[policy.ResidencyRule]{
 		arrayCol("allowed_regions", func(e *policy.ResidencyRule) *[]string { return &e.AllowedRegions }),
+		col("endpoint_url", func(e *policy.ResidencyRule) *string { return &e.EndpointURL }),
 	},
 }).init()
 

@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"hash"
 	"math"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -32,10 +32,10 @@ type Auditor interface {
 const maxHeaderValue = 256
 
 // audited reports whether requests on route get an audit event: the API's own
-// routes, not health checks, metrics or unmatched paths.
+// routes, not health checks or unmatched paths (/metrics among them).
 func audited(route string) bool {
 	switch route {
-	case "/healthz", "/readyz", "/metrics", routeUnmatched:
+	case "/healthz", "/readyz", routeUnmatched:
 		return false
 	}
 	return true
@@ -111,14 +111,14 @@ func (s *server) promptHash(req *request) string {
 func (s *server) audit(c echo.Context, ri *requestInfo, start time.Time, elapsed time.Duration, respHash *hashWriter) {
 	req := c.Request()
 	e := audit.Event{
-		TS: start.UTC(), RequestID: ri.id, Region: s.Region, Worker: s.Worker,
+		TS: start.UTC(), RequestID: ri.id, ClientRequestID: ri.clientRequestID, Region: s.Region, Worker: s.Worker,
 		ClientID: ri.clientID, TenantID: ri.tenant, Operation: ri.operation, Model: ri.model,
 		Provider: ri.provider, Deployment: ri.deployment, KeyVersion: ri.keyVersion,
 		PromptHash: ri.promptHash, TokensIn: ri.tokensIn, TokensOut: ri.tokensOut,
 		LatencyMS: elapsed.Milliseconds(), UpstreamLatencyMS: ri.upstreamLatency.Milliseconds(),
 		Status: c.Response().Status, Stream: ri.stream,
 		Fallback: ri.fallback != "", FallbackModel: ri.fallback, FallbackReason: ri.fallbackReason,
-		SourceNet: audit.SourceNet(remoteHost(req.RemoteAddr)), Headers: s.auditHeaders(req.Header),
+		SourceNet: sourceNet(s.TrustedProxies.ClientAddr(req)), Headers: s.auditHeaders(req.Header),
 	}
 	if ri.errCode != "" {
 		code := ri.errCode
@@ -158,11 +158,10 @@ func (s *server) auditHeaders(h http.Header) map[string]string {
 // allowlist says.
 var neverAudited = map[string]bool{"authorization": true, "x-api-key": true, "cookie": true, "proxy-authorization": true}
 
-// remoteHost is the host part of a RemoteAddr.
-func remoteHost(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
+// sourceNet is the network of a (see audit.SourceNet), "" for an invalid one.
+func sourceNet(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
 	}
-	return host
+	return audit.SourceNet(a.String())
 }

@@ -55,17 +55,13 @@ func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) 
 		x.prompt = usage.EstimatePrompt(req.op, req.fields)
 		tokens = x.prompt
 		if req.op != policy.OpEmbeddings {
-			choices, err := requestChoices(req)
-			if err != nil {
-				return nil, err
-			}
 			// Each choice may use the whole output budget, so the budget left after
 			// the prompt is shared among them.
-			out, err := outputBudget(req, client.Tier.DefaultMaxTokens, (lim.TokensPerHour-x.prompt)/choices)
+			out, err := outputBudget(req, client.Tier, (lim.TokensPerHour-x.prompt)/req.choices)
 			if err != nil {
 				return nil, err
 			}
-			tokens += out * choices
+			tokens += out * req.choices
 		}
 	}
 	ticket, err := s.Limiter.Admit(c.Request().Context(), client.ID, limits.Limits{
@@ -92,15 +88,19 @@ func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) 
 	}
 }
 
+// outputFields are the request members that cap a completion's tokens.
+var outputFields = [...]string{"max_completion_tokens", "max_tokens"}
+
 // outputBudget returns the completion tokens req may use and makes the request
 // carry that cap: the smaller of the client's max_completion_tokens and max_tokens,
-// else the tier's default, clamped to what is left of the hourly budget after the
-// prompt. The cap is written into every one of the two fields the client set, or
-// into max_tokens (the most widely accepted) when it set neither.
-func outputBudget(req *request, tierDefault, room int64) (int64, error) {
+// else the tier's default (at most its max_output_tokens), clamped to what is left
+// of the hourly budget after the prompt. The cap is written into every one of the
+// two fields the client set, or into max_tokens (the most widely accepted) when it
+// set neither.
+func outputBudget(req *request, tier *policycache.Tier, room int64) (int64, error) {
 	var asked int64
 	var present []string
-	for _, field := range [...]string{"max_completion_tokens", "max_tokens"} {
+	for _, field := range outputFields {
 		raw, ok := req.fields[field]
 		if !ok || string(raw) == "null" {
 			continue
@@ -116,9 +116,12 @@ func outputBudget(req *request, tierDefault, room int64) (int64, error) {
 	}
 	out := asked
 	if out == 0 {
-		out = tierDefault
+		out = tier.DefaultMaxTokens
 		if out <= 0 {
 			out = DefaultMaxTokens
+		}
+		if tier.MaxOutputTokens > 0 {
+			out = min(out, tier.MaxOutputTokens)
 		}
 		present = []string{"max_tokens"}
 	}
@@ -134,14 +137,45 @@ func outputBudget(req *request, tierDefault, room int64) (int64, error) {
 	return out, nil
 }
 
-// maxChoices bounds n and best_of: more is refused (OpenAI's own bound is 128).
-const maxChoices = 128
+// checkBounds applies the gateway's and the tier's caps on what one request may ask
+// to generate, whether or not limits are enforced: it sets req.choices (see
+// requestChoices), and refuses a max_tokens or max_completion_tokens over the
+// tier's max_output_tokens with a 400 naming the field.
+func checkBounds(req *request, tier *policycache.Tier) error {
+	req.choices = 1
+	if req.op == policy.OpEmbeddings {
+		return nil
+	}
+	choices, err := requestChoices(req, tier.MaxChoices)
+	if err != nil {
+		return err
+	}
+	req.choices = choices
+	if tier.MaxOutputTokens <= 0 {
+		return nil
+	}
+	for _, field := range outputFields {
+		raw, ok := req.fields[field]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var n int64
+		if err := json.Unmarshal(raw, &n); err == nil && n > tier.MaxOutputTokens {
+			return paramError(field, fmt.Sprintf("%s must be at most %d for this client's tier", field, tier.MaxOutputTokens))
+		}
+	}
+	return nil
+}
 
 // requestChoices is how many completions req asks the upstream to generate, each
 // up to the output budget: the larger of n and best_of (legacy completions), 1 when
-// neither is set. Either one that is not an integer from 1 to maxChoices is a 400
-// naming it.
-func requestChoices(req *request) (int64, error) {
+// neither is set. Either one that is not an integer from 1 to the tier's cap
+// (tierCap, or policy.MaxChoicesLimit when the tier sets none) is a 400 naming it.
+func requestChoices(req *request, tierCap int64) (int64, error) {
+	limit := int64(policy.MaxChoicesLimit)
+	if tierCap > 0 {
+		limit = min(limit, tierCap)
+	}
 	choices := int64(1)
 	for _, field := range [...]string{"n", "best_of"} {
 		raw, ok := req.fields[field]
@@ -149,8 +183,12 @@ func requestChoices(req *request) (int64, error) {
 			continue
 		}
 		var n int64
-		if err := json.Unmarshal(raw, &n); err != nil || n < 1 || n > maxChoices {
-			return 0, paramError(field, fmt.Sprintf("%s must be an integer from 1 to %d", field, maxChoices))
+		if err := json.Unmarshal(raw, &n); err != nil || n < 1 || n > limit {
+			msg := fmt.Sprintf("%s must be an integer from 1 to %d", field, limit)
+			if limit < policy.MaxChoicesLimit {
+				msg += " for this client's tier"
+			}
+			return 0, paramError(field, msg)
 		}
 		choices = max(choices, n)
 	}

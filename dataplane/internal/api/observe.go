@@ -15,10 +15,13 @@ import (
 // requestInfo collects what the access log line says about one request. Handlers
 // fill it in as they learn more; it never holds a token or a prompt.
 type requestInfo struct {
-	id         string
-	clientID   string
-	model      string
-	deployment string
+	// id is the gateway's own id of the request, the only dedupe key of its audit
+	// event; clientRequestID is the client's X-Request-Id when it is sane, kept for
+	// correlation only.
+	id, clientRequestID string
+	clientID            string
+	model               string
+	deployment          string
 	// For the audit event.
 	tenant, operation, provider string
 	stream                      bool
@@ -32,8 +35,11 @@ type requestInfo struct {
 	// empty when it did not.
 	fallback, fallbackReason string
 	errCode                  string
-	errReason                string
-	errCause                 string
+	// unaudited: the request gets no audit event (a client refused at the door of a
+	// region its residency does not allow).
+	unaudited bool
+	errReason string
+	errCause  string
 }
 
 const infoKey = "portcullis.request"
@@ -57,10 +63,16 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		req := c.Request()
-		ri := &requestInfo{id: requestID(req.Header.Get(HeaderRequestID))}
+		ri := &requestInfo{id: newRequestID()}
+		if id := req.Header.Get(HeaderRequestID); validRequestID(id) {
+			ri.clientRequestID = id
+		}
 		c.Set(infoKey, ri)
 		h := c.Response().Header()
 		h.Set(HeaderRequestID, ri.id)
+		if ri.clientRequestID != "" {
+			h.Set(HeaderClientRequestID, ri.clientRequestID)
+		}
 		h.Set("X-Content-Type-Options", "nosniff") // every answer is JSON or an event stream: never sniffed
 		if s.ExposeRoutingHeaders {
 			h.Set(HeaderRegion, s.Region)
@@ -88,6 +100,7 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		attrs := []slog.Attr{
 			slog.String("request_id", ri.id),
+			slog.String("client_request_id", ri.clientRequestID),
 			slog.String("method", req.Method),
 			slog.String("route", route),
 			slog.Int("status", status),
@@ -109,24 +122,23 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			attrs = append(attrs, slog.String("error", ri.errCause))
 		}
 		s.Log.LogAttrs(req.Context(), level, "request", attrs...)
-		if s.Audit != nil && audited(route) {
+		if s.Audit != nil && audited(route) && !ri.unaudited {
 			s.audit(c, ri, start, elapsed, respHash)
 		}
 		return nil
 	}
 }
 
-// requestID returns the client's request id if it is sane, else a new one.
-func requestID(client string) string {
-	if validRequestID(client) {
-		return client
-	}
+// newRequestID returns a fresh request id: 128 random bits in hex. The gateway
+// owns its request ids; a client's X-Request-Id never becomes one, so no client
+// can make two requests share an audit dedupe key (or claim another's in advance).
+func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// validRequestID matches ^[A-Za-z0-9._:-]{1,128}$.
+// validRequestID, for a client's X-Request-Id, matches ^[A-Za-z0-9._:-]{1,128}$.
 func validRequestID(s string) bool {
 	if len(s) == 0 || len(s) > 128 {
 		return false

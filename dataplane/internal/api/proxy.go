@@ -42,6 +42,9 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		if err := authorize(client, req.Model, op); err != nil {
 			return err
 		}
+		if err := checkBounds(req, client.Tier); err != nil {
+			return err
+		}
 		if req.Stream && api == apiOpenAI && op != policy.OpEmbeddings {
 			if err := prepareStream(req); err != nil {
 				return err
@@ -77,26 +80,56 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 	}
 }
 
-// authenticate verifies the bearer token and resolves its client in p.
+// authenticate verifies the bearer token, resolves its client in p, and refuses a
+// client whose residency does not allow this worker's region, all before a byte of
+// the body is read. At most MaxUnauthenticated requests are at this stage at once.
 func (s *server) authenticate(c echo.Context, p *policycache.Policy) (*policycache.Client, error) {
 	r := c.Request()
 	authorization, err := credential(c)
 	if err != nil {
 		return nil, err
 	}
+	if s.unauthenticated != nil {
+		select {
+		case s.unauthenticated <- struct{}{}:
+		default:
+			c.Response().Header().Set("Retry-After", "1")
+			return nil, apierr.New(apierr.Overloaded, "the gateway is authenticating too many requests at once; retry shortly")
+		}
+	}
 	id, err := s.Verifier.Verify(r.Context(), authorization, p)
+	if s.unauthenticated != nil {
+		<-s.unauthenticated
+	}
 	if err != nil {
 		return nil, err
 	}
-	info(c).clientID = id.ClientID
+	ri := info(c)
+	ri.clientID = id.ClientID
 	client, ok := p.Client(id.ClientID)
 	switch {
 	case !ok:
 		return nil, apierr.New(apierr.ClientUnknown, "this client is not registered with the gateway")
 	case !client.Enabled:
 		return nil, apierr.New(apierr.ClientDisabled, "this client is disabled")
+	case !client.RegionAllowed(s.Region):
+		// Refused at the door: its request is never processed here, and its audit
+		// event would land in this region's stream, so there is none (see observe).
+		ri.unaudited = true
+		return nil, wrongRegion(client, s.Region)
 	}
 	return client, nil
+}
+
+// wrongRegion is the 421 of a client whose residency does not allow region: it names
+// the endpoint of the client's residency, when the policy has one.
+func wrongRegion(client *policycache.Client, region string) error {
+	where := "call a data plane in a region your residency allows"
+	if client.Endpoint != "" {
+		where = "call " + client.Endpoint
+	}
+	return apierr.New(apierr.WrongRegion, "this client's residency %q does not allow requests through region %q; %s",
+		client.Residency, region, where)
 }
 
 // credential is the request's Authorization header; on /v1/messages the token may

@@ -26,6 +26,9 @@ type request struct {
 	path string    // the endpoint the client called, upstream.Path*
 	// askedUsage: the client's stream_options.include_usage (see prepareStream).
 	askedUsage bool
+	// choices is how many completions the request asks for (see requestChoices);
+	// 1 for embeddings.
+	choices int64
 }
 
 // bodyReadTimeout bounds reading a request body, so a client trickling bytes cannot

@@ -145,6 +145,13 @@ func newGateway(t *testing.T, guard Guard, fallbacks map[string]string, deps ...
 // tokens an hour, which only a Limiter in the options enforces.
 func newGatewayWith(t *testing.T, configure func(*Options), fallbacks map[string]string, deps ...deployment) *gateway {
 	t.Helper()
+	return newGatewayPolicy(t, nil, configure, fallbacks, deps...)
+}
+
+// newGatewayPolicy is newGatewayWith with the test policy changed by mutate (nil:
+// unchanged) before it is compiled.
+func newGatewayPolicy(t *testing.T, mutate func(*policy.Snapshot), configure func(*Options), fallbacks map[string]string, deps ...deployment) *gateway {
+	t.Helper()
 	snap := &policy.Snapshot{
 		SchemaVersion: policy.SchemaVersion, Version: 1, GeneratedAt: time.Now().UTC(),
 		Tenants: []policy.Tenant{{Name: "t"}},
@@ -177,6 +184,9 @@ func newGatewayWith(t *testing.T, configure func(*Options), fallbacks map[string
 	}
 	for from, to := range fallbacks {
 		snap.FallbackMaps = append(snap.FallbackMaps, policy.FallbackMap{ID: from, Provider: providerOf[from], FromModel: from, ToModel: to})
+	}
+	if mutate != nil {
+		mutate(snap)
 	}
 	known := true
 	for _, d := range deps {

@@ -4,8 +4,9 @@
 // resolution, authorization, global limits, routing with residency, balancing and
 // fallback, the upstream call with retries and breakers, the audit event) and
 // renders every failure in the API family's error schema (OpenAI's, or Anthropic's
-// on /v1/messages) through one error handler. It also serves /healthz, /readyz and
-// /metrics.
+// on /v1/messages) through one error handler. It also serves /healthz and /readyz;
+// /metrics is not on the API port but on the worker's metrics listener (see
+// httpmetrics.Server), so that this handler answers it 404.
 //
 // Each upstream call goes through the translator of its pair of client API and
 // provider (translator.go: the registration table, one file per translator), the
@@ -31,10 +32,12 @@ import (
 
 // Response headers.
 const (
-	HeaderFallback   = "X-Portcullis-Fallback"
-	HeaderRequestID  = "X-Request-Id"
-	HeaderRegion     = "X-Portcullis-Region"
-	HeaderDeployment = "X-Portcullis-Deployment"
+	HeaderFallback  = "X-Portcullis-Fallback"
+	HeaderRequestID = "X-Request-Id" // the gateway's id of the request
+	// HeaderClientRequestID echoes a client's own X-Request-Id, when it was sane.
+	HeaderClientRequestID = "X-Client-Request-Id"
+	HeaderRegion          = "X-Portcullis-Region"
+	HeaderDeployment      = "X-Portcullis-Deployment"
 )
 
 // PolicySource yields the policy in use, or nil before the first snapshot.
@@ -74,6 +77,13 @@ type Options struct {
 	Audit        Auditor
 	AuditKey     []byte
 	AuditHeaders []string
+	// MaxUnauthenticated bounds the requests this worker authenticates at once;
+	// beyond it a request is refused with 503 overloaded and Retry-After (0: no
+	// bound).
+	MaxUnauthenticated int
+	// TrustedProxies may say where a request came from (X-Forwarded-For); see
+	// TrustedProxies.ClientAddr.
+	TrustedProxies TrustedProxies
 	// Guard sees every request's text and each streamed text delta of its answer
 	// (nil: none); see Guard.
 	Guard Guard
@@ -81,11 +91,15 @@ type Options struct {
 
 type server struct {
 	Options
+	unauthenticated chan struct{} // a slot per request being authenticated; nil: no bound
 }
 
 // New returns the API's HTTP handler.
 func New(o Options) http.Handler {
 	s := &server{Options: o}
+	if o.MaxUnauthenticated > 0 {
+		s.unauthenticated = make(chan struct{}, o.MaxUnauthenticated)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -99,7 +113,6 @@ func New(o Options) http.Handler {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(o.Metrics.Handler()))
 	return e
 }
 

@@ -101,7 +101,7 @@ func (l *Limiter) Admit(ctx context.Context, client string, lim Limits, tokens i
 		t.tph, t.reserved = g, tokens
 	}
 	t.Status = st.status(now, lim)
-	l.metrics.admitted.WithLabelValues(client).Inc()
+	l.metrics.admit(client)
 	if t.rpm.owed || t.tph.owed || t.conc.owed {
 		l.metrics.failOpen.Inc()
 	}
@@ -112,10 +112,10 @@ func (l *Limiter) deny(client string, st *clientState, now time.Time, lim Limits
 	var d *Denied
 	if errors.As(err, &d) {
 		d.Status = st.status(now, lim)
-		l.metrics.denied.WithLabelValues(client, d.Kind).Inc()
+		l.metrics.deny(client, d.Kind)
 		return d
 	}
-	l.metrics.denied.WithLabelValues(client, "unavailable").Inc()
+	l.metrics.deny(client, "unavailable")
 	if !errors.Is(err, ErrUnavailable) {
 		err = unavailable(err)
 	}

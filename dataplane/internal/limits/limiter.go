@@ -85,6 +85,10 @@ type Options struct {
 	Now        func() time.Time
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
+	// ClientLabels labels portcullis_limits_admitted_total and _denied_total with
+	// the client id. Off (the default), they count every client together, so that
+	// the metrics do not list the clients and their traffic.
+	ClientLabels bool
 }
 
 // Limiter admits requests against global limits. It is safe for concurrent use.
@@ -137,7 +141,7 @@ func New(o Options) (*Limiter, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(o.Registerer)
+	m, err := newMetrics(o.Registerer, o.ClientLabels)
 	if err != nil {
 		return nil, fmt.Errorf("limits metrics: %w", err)
 	}

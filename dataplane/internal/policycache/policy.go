@@ -40,6 +40,9 @@ type Client struct {
 	Enabled   bool
 	Tier      *Tier
 	Residency string // "" means no residency restriction
+	// Endpoint is the data-plane URL clients of the residency should call (its
+	// rule's endpoint_url), "" if none is set.
+	Endpoint string
 	// allowedRegions is nil when the client may be served from any region;
 	// otherwise the regions its residency rule allows (empty if the rule is missing).
 	allowedRegions map[string]struct{}
@@ -97,6 +100,9 @@ type Tier struct {
 	// DefaultMaxTokens is the max_tokens a request without one is given; 0 means
 	// the gateway's default.
 	DefaultMaxTokens int64
+	// MaxChoices caps n (best_of) and MaxOutputTokens caps max_tokens; 0 means no
+	// cap of the tier's (the gateway's own bound on n still applies).
+	MaxChoices, MaxOutputTokens int64
 }
 
 // AllowsModel reports whether the tier allows the public model name.
@@ -243,7 +249,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 	tiers := make(map[string]*Tier, len(s.Tiers))
 	for _, t := range s.Tiers {
 		tier := &Tier{Name: t.Name, models: set(t.AllowedModels), operations: set(policy.RequestOperations(t.AllowedOperations)),
-			DefaultMaxTokens: t.DefaultMaxTokens,
+			DefaultMaxTokens: t.DefaultMaxTokens, MaxChoices: t.MaxChoices, MaxOutputTokens: t.MaxOutputTokens,
 			Limits: Limits{RequestsPerMinute: t.RequestsPerMinute, TokensPerHour: t.TokensPerHour,
 				MaxConcurrentRequests: t.MaxConcurrentRequests}}
 		for m := range tier.models {
@@ -253,8 +259,10 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		tiers[t.Name] = tier
 	}
 	rules := make(map[string]map[string]struct{}, len(s.ResidencyRules))
+	endpoints := make(map[string]string, len(s.ResidencyRules))
 	for _, r := range s.ResidencyRules {
 		rules[r.Residency] = set(r.AllowedRegions)
+		endpoints[r.Residency] = r.EndpointURL
 	}
 	for _, c := range s.Clients {
 		tier := tiers[c.Tier]
@@ -264,6 +272,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		client := &Client{ID: c.ClientID, Tenant: c.Tenant, Enabled: c.Enabled, Tier: tier, Residency: c.Residency}
 		if c.Residency != "" {
 			client.allowedRegions = rules[c.Residency]
+			client.Endpoint = endpoints[c.Residency]
 			if client.allowedRegions == nil {
 				client.allowedRegions = map[string]struct{}{} // a residency without a rule allows nothing
 			}

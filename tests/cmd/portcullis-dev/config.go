@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,6 +25,12 @@ type config struct {
 	MockListen         string // PORTCULLIS_MOCK_LISTEN
 	MockControlListen  string // PORTCULLIS_MOCK_CONTROL_LISTEN; set but empty: no control API
 	NATSListen         string // PORTCULLIS_EMBEDDED_NATS_LISTEN
+
+	// The planes' metrics listeners (/metrics, and /debug/pprof/ with
+	// PORTCULLIS_PPROF=true), host:port or "off".
+	ControlPlaneMetricsListen string // PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN
+	EUMetricsListen           string // PORTCULLIS_DEV_EU_METRICS_LISTEN
+	USMetricsListen           string // PORTCULLIS_DEV_US_METRICS_LISTEN
 
 	Wait time.Duration // PORTCULLIS_DEV_WAIT_SECONDS: bound of each readiness wait
 	Stop time.Duration // PORTCULLIS_DEV_STOP_SECONDS: bound of the stop
@@ -49,6 +56,22 @@ func (c config) vaultTokenFile() string { return filepath.Join(c.DataDir, "vault
 func (c config) bin(name string) string { return filepath.Join(c.Root, "bin", name) }
 func (c config) controlPlaneURL() string {
 	return "http://" + c.ControlPlaneListen
+}
+
+// dataPlaneURL is the URL a client on this machine calls the data plane listening on
+// listen (host:port) at; a wildcard or empty host is reached on loopback.
+func dataPlaneURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // loadConfig reads the configuration through lookupEnv and checks it, reporting
@@ -92,6 +115,9 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		VaultToken:         env("VAULT_TOKEN", ""),
 		VaultAllowRemote:   env("PORTCULLIS_DEV_VAULT_ALLOW_REMOTE", "") == "true",
 	}
+	c.ControlPlaneMetricsListen = env("PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN", "127.0.0.1:9180")
+	c.EUMetricsListen = env("PORTCULLIS_DEV_EU_METRICS_LISTEN", "127.0.0.1:9181")
+	c.USMetricsListen = env("PORTCULLIS_DEV_US_METRICS_LISTEN", "127.0.0.1:9182")
 	if v, ok := lookupEnv("PORTCULLIS_MOCK_CONTROL_LISTEN"); ok {
 		c.MockControlListen = v // set but empty turns the control API off
 	}
@@ -110,8 +136,13 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		{"PORTCULLIS_DEV_US_LISTEN", c.USListen}, {"PORTCULLIS_MOCK_LISTEN", c.MockListen},
 		{"PORTCULLIS_MOCK_CONTROL_LISTEN", c.MockControlListen}, {"PORTCULLIS_EMBEDDED_NATS_LISTEN", c.NATSListen},
 		{"PORTCULLIS_DEV_VAULT_LISTEN", c.DevVaultListen},
+		{"PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN", c.ControlPlaneMetricsListen},
+		{"PORTCULLIS_DEV_EU_METRICS_LISTEN", c.EUMetricsListen}, {"PORTCULLIS_DEV_US_METRICS_LISTEN", c.USMetricsListen},
 	} {
 		if l.value == "" && l.key == "PORTCULLIS_MOCK_CONTROL_LISTEN" {
+			continue
+		}
+		if l.value == "off" && strings.HasSuffix(l.key, "_METRICS_LISTEN") {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(l.value); err != nil {

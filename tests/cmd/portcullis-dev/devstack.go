@@ -185,9 +185,11 @@ func (d *devStack) requireFree() error {
 	if cfg.DevVault {
 		addrs = append(addrs, struct{ addr, what string }{cfg.DevVaultListen, "dev Vault"})
 	}
+	addrs = append(addrs, []struct{ addr, what string }{{cfg.ControlPlaneMetricsListen, "control plane metrics"},
+		{cfg.EUMetricsListen, "data plane eu metrics"}, {cfg.USMetricsListen, "data plane us metrics"}}...)
 	var problems []error
 	for _, a := range addrs {
-		if a.addr != "" && teststack.Listening(a.addr) {
+		if a.addr != "" && a.addr != "off" && teststack.Listening(a.addr) {
 			problems = append(problems, fmt.Errorf("%s (%s) is already in use; is another dev stack running? "+
 				"Override it with the variable named in tests/cmd/portcullis-dev/main.go", a.addr, a.what))
 		}
@@ -296,6 +298,7 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 	cpEnv := map[string]string{
 		"PORTCULLIS_DATABASE_URL":         databaseURL,
 		"PORTCULLIS_LISTEN":               cfg.ControlPlaneListen,
+		"PORTCULLIS_METRICS_LISTEN":       cfg.ControlPlaneMetricsListen,
 		"PORTCULLIS_NATS_URL":             "",
 		"PORTCULLIS_EMBEDDED_NATS_LISTEN": cfg.NATSListen,
 		"PORTCULLIS_DATA_DIR":             cfg.DataDir,
@@ -324,10 +327,11 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 		},
 		BeforeDataPlanes: d.mintOpenAIKeys,
 	}
-	for _, dp := range []struct{ region, listen string }{{"eu", cfg.EUListen}, {"us", cfg.USListen}} {
+	for _, dp := range []struct{ region, listen, metrics string }{{"eu", cfg.EUListen, cfg.EUMetricsListen}, {"us", cfg.USListen, cfg.USMetricsListen}} {
 		dpEnv := map[string]string{
 			"PORTCULLIS_REGION":                 dp.region,
 			"PORTCULLIS_LISTEN":                 dp.listen,
+			"PORTCULLIS_METRICS_LISTEN":         dp.metrics,
 			"PORTCULLIS_WORKER_ID":              dp.region + "-1",
 			"PORTCULLIS_NATS_URL":               "nats://" + cfg.NATSListen,
 			"PORTCULLIS_JWT_ISSUER":             cfg.controlPlaneURL(),
@@ -381,7 +385,8 @@ func (d *devStack) mockOptions() teststack.UpstreamOptions {
 
 // seed makes sure the admin token works, then seeds the demo tenant with
 // "portcullis seed demo", which points deployment NAME at the mock's base URL
-// <mock>/d/NAME so that the mock can tell the deployments apart. With a Vault it then
+// <mock>/d/NAME so that the mock can tell the deployments apart, and residency rules
+// eu and us at the eu and us data planes' URLs. With a Vault it then
 // moves the keys there (seedVault), and writes the mock's key files, before the mock
 // starts.
 func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL string) error {
@@ -403,7 +408,8 @@ func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL str
 	d.say("seeding the demo tenant")
 	mockURL := "http://" + cfg.MockListen
 	if err := d.runTool(ctx, "seed", []string{"PORTCULLIS_ADMIN_URL=" + s.AdminURL, "PORTCULLIS_DATA_DIR=" + cfg.DataDir},
-		cfg.bin("portcullis"), "seed", "demo", "--upstream-url", mockURL, "--key-file", cfg.keyFile()); err != nil {
+		cfg.bin("portcullis"), "seed", "demo", "--upstream-url", mockURL, "--key-file", cfg.keyFile(),
+		"--eu-endpoint-url", dataPlaneURL(cfg.EUListen), "--us-endpoint-url", dataPlaneURL(cfg.USListen)); err != nil {
 		return err
 	}
 	if d.vaultURL == "" {
@@ -481,6 +487,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// metricsURL is where the metrics listener on addr serves /metrics, or says it is
+// off.
+func metricsURL(addr string) string {
+	if addr == "off" {
+		return "off (its metrics listener)"
+	}
+	return "http://" + addr + "/metrics"
+}
+
 // printSummary prints what runs where, and what to try.
 func (d *devStack) printSummary() {
 	cfg := d.cfg
@@ -490,10 +505,10 @@ func (d *devStack) printSummary() {
 		controlLine = fmt.Sprintf("  mock control    http://%s/mock/fail   (no auth: keep it on loopback)\n", cfg.MockControlListen)
 		failExample = fmt.Sprintf(`
 Make openai-eu answer 500 for a minute, then send that again a few times and watch the
-X-Portcullis-Fallback header (curl -i) and http://%s/metrics (see README.md):
+X-Portcullis-Fallback header (curl -i) and %s (see README.md):
 
 curl -s -XPOST http://%s/mock/fail -d '{"deployment":"openai-eu","mode":"5xx","for_seconds":60}'
-`, cfg.EUListen, cfg.MockControlListen)
+`, metricsURL(cfg.EUMetricsListen), cfg.MockControlListen)
 	}
 	if cfg.controlPlaneURL() != "http://127.0.0.1:8080" || cfg.DataDir != filepath.Join(cfg.Root, ".data") {
 		cliEnv = fmt.Sprintf("export PORTCULLIS_ADMIN_URL=%s PORTCULLIS_DATA_DIR=%s\n", cfg.controlPlaneURL(), cfg.DataDir)
@@ -518,6 +533,9 @@ Portcullis dev stack is up (logs in %s, Ctrl-C stops everything).
   control plane   %s   (admin API %s/admin/v1, admin token in %s)
   data plane eu   http://%s
   data plane us   http://%s
+  metrics         %s (control plane)
+                  %s (data plane eu)
+                  %s (data plane us)
   mock upstream   http://%s   (deployment NAME at http://%s/d/NAME)
 %s  embedded NATS   nats://%s
 %s
@@ -531,6 +549,7 @@ curl -sS http://%s/v1/chat/completions \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 %s%s
 `, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), filepath.Join(cfg.DataDir, "admin-token"),
-		cfg.EUListen, cfg.USListen, cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen, keysLine,
+		cfg.EUListen, cfg.USListen, metricsURL(cfg.ControlPlaneMetricsListen), metricsURL(cfg.EUMetricsListen),
+		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen, keysLine,
 		tokens, tokens, cfg.EUListen, tokens, keysExample, failExample)
 }

@@ -23,6 +23,13 @@
 //	PORTCULLIS_MOCK_CONTROL_LISTEN      mock's control API   (default 127.0.0.1:9101; empty turns it off)
 //	PORTCULLIS_EMBEDDED_NATS_LISTEN     embedded nats-server (default 127.0.0.1:14222)
 //
+// and the planes' metrics listeners (/metrics; /debug/pprof/ too with
+// PORTCULLIS_PPROF=true), each its own, host:port or "off":
+//
+//	PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN  control plane  (default 127.0.0.1:9180)
+//	PORTCULLIS_DEV_EU_METRICS_LISTEN            data plane eu  (default 127.0.0.1:9181)
+//	PORTCULLIS_DEV_US_METRICS_LISTEN            data plane us  (default 127.0.0.1:9182)
+//
 // The mock's control API (POST/GET/DELETE /mock/fail) makes one deployment fail for a
 // while; it has no authentication, so keep it on loopback. PORTCULLIS_DEV_WAIT_SECONDS
 // bounds each readiness wait (default 60). PORTCULLIS_DEV_DATA_DIR moves .data (admin
