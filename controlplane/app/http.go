@@ -31,7 +31,7 @@ func observe(m *httpmetrics.HTTP, log *slog.Logger) echo.MiddlewareFunc {
 			status := c.Response().Status
 			d := time.Since(start)
 			m.Observe(route, c.Request().Method, status, d)
-			log.Debug("http request", "method", c.Request().Method, "route", route, "status", status,
+			log.Debug("http request", "method", httpmetrics.Method(c.Request().Method), "route", route, "status", status,
 				"duration_ms", d.Milliseconds(), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 			return nil
 		}

@@ -41,8 +41,9 @@ func New(namespace string) *HTTP {
 }
 
 // Observe records one request. route must be the route pattern, not the raw path, to
-// keep label cardinality bounded.
+// keep label cardinality bounded; the method is recorded as Method gives it.
 func (h *HTTP) Observe(route, method string, status int, d time.Duration) {
+	method = Method(method)
 	s := strconv.Itoa(status)
 	h.requests.WithLabelValues(route, method, s).Inc()
 	h.latency.WithLabelValues(route, method, s).Observe(d.Seconds())
@@ -51,4 +52,19 @@ func (h *HTTP) Observe(route, method string, status int, d time.Duration) {
 // Handler serves the registry in Prometheus text format.
 func (h *HTTP) Handler() http.Handler {
 	return promhttp.HandlerFor(h.Registry, promhttp.HandlerOpts{})
+}
+
+// OtherMethod stands for any request method that is not one of HTTP's own.
+const OtherMethod = "OTHER"
+
+// Method is m if it is one of HTTP's methods (GET, HEAD, POST, PUT, PATCH, DELETE,
+// OPTIONS, CONNECT, TRACE), else OtherMethod: a client chooses the method, so it
+// must not choose label values or log text.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return OtherMethod
 }

@@ -129,3 +129,25 @@ func TestListen(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestMethodBoundsTheLabel: a client's made-up method is recorded as OTHER, in the
+// metrics as in what Method gives logs.
+func TestMethodBoundsTheLabel(t *testing.T) {
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"} {
+		if got := Method(m); got != m {
+			t.Fatalf("Method(%q) = %q", m, got)
+		}
+	}
+	for _, m := range []string{"get", "PROPFIND", strings.Repeat("X", 1000), ""} {
+		if got := Method(m); got != OtherMethod {
+			t.Fatalf("Method(%.20q) = %q, want %s", m, got, OtherMethod)
+		}
+	}
+	h := New("test")
+	h.Observe("/x", "MADE-UP-METHOD", 405, time.Millisecond)
+	rec := httptest.NewRecorder()
+	h.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if body := rec.Body.String(); strings.Contains(body, "MADE-UP-METHOD") || !strings.Contains(body, `method="OTHER"`) {
+		t.Fatal("the metrics carry the client's method")
+	}
+}

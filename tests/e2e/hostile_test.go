@@ -254,6 +254,21 @@ func TestHostileClients(t *testing.T) {
 			refused(t, h.send(t, "eu", "/v1/chat/completions", h.token, `{"model":"`+canaryModel+`","messages":[]}`, nil),
 				http.StatusForbidden, "model_not_allowed", "")
 		})
+		// A made-up method is neither a metric label nor log text.
+		canaryMethod := "CANARYMETHOD" + strconv.FormatInt(time.Now().UnixNano(), 10)
+		req, _ := http.NewRequest(canaryMethod, "http://"+h.dp["eu"].Addr()+"/v1/chat/completions", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("method %s: %d, want 405", canaryMethod, resp.StatusCode)
+		}
+		if strings.Contains(metrics(t, h.dp["eu"].MetricsAddr()), canaryMethod) {
+			t.Fatal("the client's method is a metric label")
+		}
+		h.noLeak(t, "a client's method", canaryMethod)
 		if r := h.send(t, "eu", "/v1/chat/completions", h.token, chat(`,"n":8,"max_tokens":1000`), nil); r.Status != http.StatusOK {
 			t.Fatalf("n 8 × 1000 tokens within the tier's caps: %d %s", r.Status, r.Body)
 		}

@@ -9,8 +9,10 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 )
 
 // storeError turns an error of the store into its public face. e is the entity that
@@ -73,7 +75,7 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		e := public(err)
 		if e.Status() >= http.StatusInternalServerError {
 			log.Error("admin request failed",
-				"method", c.Request().Method,
+				"method", httpmetrics.Method(c.Request().Method),
 				"route", c.Path(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 				"code", e.Code,

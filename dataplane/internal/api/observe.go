@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 )
 
 // requestInfo collects what the access log line says about one request. Handlers
@@ -101,7 +102,7 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		attrs := []slog.Attr{
 			slog.String("request_id", ri.id),
 			slog.String("client_request_id", ri.clientRequestID),
-			slog.String("method", req.Method),
+			slog.String("method", httpmetrics.Method(req.Method)),
 			slog.String("route", route),
 			slog.Int("status", status),
 			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),

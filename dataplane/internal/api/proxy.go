@@ -1,6 +1,9 @@
 package api
 
 import (
+	"strings"
+	"unicode/utf8"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
@@ -105,10 +108,13 @@ func (s *server) authenticate(c echo.Context, p *policycache.Policy) (*policycac
 		return nil, err
 	}
 	ri := info(c)
-	ri.clientID = id.ClientID
 	client, ok := p.Client(id.ClientID)
+	ri.clientID = id.ClientID
 	switch {
 	case !ok:
+		// The issuer vouches for the id, but it is not the policy's: recorded
+		// bounded, as a model name is.
+		ri.clientID = boundedLabel(id.ClientID)
 		return nil, apierr.New(apierr.ClientUnknown, "this client is not registered with the gateway")
 	case !client.Enabled:
 		return nil, apierr.New(apierr.ClientDisabled, "this client is disabled")
@@ -166,6 +172,23 @@ func authorize(client *policycache.Client, model, op string) error {
 // unknownModel is how logs and audit events name a model the policy does not have:
 // the client's string is not recorded verbatim.
 const unknownModel = "(unknown)"
+
+// maxLabelBytes bounds a client-chosen string that logs and audit events record.
+const maxLabelBytes = 256
+
+// boundedLabel is s cut to maxLabelBytes (at a rune boundary, marked with "…"),
+// with invalid UTF-8 replaced.
+func boundedLabel(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxLabelBytes {
+		return s
+	}
+	cut := maxLabelBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
 
 // modelLabel is the model as logs and audit events record it: its name when the
 // policy has it, else unknownModel.

@@ -209,3 +209,17 @@ func TestClientRequestID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+func TestBoundedLabel(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{in: "app-1", want: "app-1"},
+		{in: strings.Repeat("a", maxLabelBytes), want: strings.Repeat("a", maxLabelBytes)},
+		{in: strings.Repeat("a", maxLabelBytes+1), want: strings.Repeat("a", maxLabelBytes) + "…"},
+		{in: strings.Repeat("a", maxLabelBytes-1) + "é", want: strings.Repeat("a", maxLabelBytes-1) + "…"},
+		{in: "bad\xffutf8", want: "bad\uFFFDutf8"},
+	} {
+		if got := boundedLabel(tc.in); got != tc.want {
+			t.Fatalf("boundedLabel(%.30q…) = %.30q…, want %.30q…", tc.in, got, tc.want)
+		}
+	}
+}
