@@ -47,12 +47,8 @@ func TestTierCapsOnChoicesAndOutput(t *testing.T) {
 	g := newGatewayPolicy(t, func(s *policy.Snapshot) {
 		s.Tiers[0].MaxChoices, s.Tiers[0].MaxOutputTokens = 8, 2000
 	}, func(o *Options) { o.Limiter = rec }, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
-	const prompt = `"messages":[{"role":"user","content":"hi"}]`
-	for _, tc := range []struct {
-		name, path, body string
-		want             int64 // the output part of the reservation; 0: refused before admission
-		wantParam        string
-	}{
+	const prompt = reservationPrompt
+	checkReservations(t, g, rec, up, "tier", []reservationCase{
 		{name: "n 8 × 1000 is within the cap", path: "/v1/chat/completions", body: `{"model":"gpt","n":8,"max_tokens":1000,` + prompt + `}`, want: 8000},
 		{name: "n 9 is over the tier's cap", path: "/v1/chat/completions", body: `{"model":"gpt","n":9,"max_tokens":1000,` + prompt + `}`, wantParam: "n"},
 		{name: "best_of 9 is over the tier's cap", path: "/v1/completions", body: `{"model":"gpt","best_of":9,"prompt":"hi"}`, wantParam: "best_of"},
@@ -61,29 +57,7 @@ func TestTierCapsOnChoicesAndOutput(t *testing.T) {
 		{name: "messages max_tokens over the tier's cap", path: messagesRoute, body: `{"model":"gpt","max_tokens":2001,` + prompt + `}`, wantParam: "max_tokens"},
 		{name: "no max_tokens: the default is capped", path: "/v1/chat/completions", body: `{"model":"gpt",` + prompt + `}`, want: 2000},
 		{name: "embeddings have no choices", path: "/v1/embeddings", body: `{"model":"gpt","input":"hi","n":50}`, want: 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := len(rec.tokens)
-			got := g.post(t, tc.path, tc.body)
-			if tc.wantParam != "" {
-				named := strings.Contains(got.body, `"param":"`+tc.wantParam+`"`) || // Anthropic's schema has no param: the message names it
-					tc.path == messagesRoute && strings.Contains(got.body, `"message":"`+tc.wantParam+" ")
-				if got.status != 400 || !named || !strings.Contains(got.body, "tier") || len(rec.tokens) != before {
-					t.Fatalf("answer %d %s, want a 400 naming %s and the tier, before admission", got.status, got.body, tc.wantParam)
-				}
-				return
-			}
-			if got.status != 429 || len(rec.tokens) != before+1 {
-				t.Fatalf("answer %d %s with %d admissions, want one refused admission", got.status, got.body, len(rec.tokens)-before)
-			}
-			if out := rec.tokens[before]; out < tc.want || out > tc.want+20 {
-				t.Fatalf("reserved %d tokens, want %d for the output plus a few for the prompt", out, tc.want)
-			}
-		})
-	}
-	if len(up.seen()) != 0 {
-		t.Fatal("a refused request reached the upstream")
-	}
+	})
 }
 
 // sendSlowly sends a request's headers and the first bytes of a body declared much

@@ -842,39 +842,35 @@ func (r *reservations) Admit(_ context.Context, _ string, lim limits.Limits, tok
 	return nil, &limits.Denied{Kind: limits.KindTokens, Limit: lim.TokensPerHour, RetryAfter: time.Second}
 }
 
-// TestEveryChoiceIsReserved: a request for n completions reserves the output budget
-// n times (best_of for legacy completions), and a choice count out of bounds is a
-// 400 naming it.
-func TestEveryChoiceIsReserved(t *testing.T) {
-	rec := &reservations{}
-	up := newUpstream(t, answerJSON(200, chatOK))
-	g := newGatewayWith(t, func(o *Options) { o.Limiter = rec }, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
-	const prompt = `"messages":[{"role":"user","content":"hi"}]`
-	for _, tc := range []struct {
-		name, path, body string
-		want             int64 // the output part of the reservation; 0: refused before admission
-		wantParam        string
-	}{
-		{name: "n 8 × 1000", path: "/v1/chat/completions", body: `{"model":"gpt","n":8,"max_tokens":1000,` + prompt + `}`, want: 8000},
-		{name: "no n", path: "/v1/chat/completions", body: `{"model":"gpt","max_tokens":1000,` + prompt + `}`, want: 1000},
-		{name: "best_of 3", path: "/v1/completions", body: `{"model":"gpt","best_of":3,"n":2,"max_tokens":100,"prompt":"hi"}`, want: 300},
-		{name: "n 0", path: "/v1/chat/completions", body: `{"model":"gpt","n":0,` + prompt + `}`, wantParam: "n"},
-		{name: "n 129", path: "/v1/chat/completions", body: `{"model":"gpt","n":129,` + prompt + `}`, wantParam: "n"},
-		{name: "best_of text", path: "/v1/completions", body: `{"model":"gpt","best_of":"2","prompt":"hi"}`, wantParam: "best_of"},
-	} {
+// reservationCase is one request and what its admission reserves for the output
+// (want), or the field its 400 names before any admission (wantParam).
+type reservationCase struct {
+	name, path, body string
+	want             int64
+	wantParam        string
+}
+
+// checkReservations posts each case to g, whose Limiter is rec: a refused case must
+// be a 400 naming its field (and saying wantMsg) with no admission, any other one a
+// single admission reserving its output plus a few tokens for the prompt. No case
+// may reach up.
+func checkReservations(t *testing.T, g *gateway, rec *reservations, up *upstreamServer, wantMsg string, cases []reservationCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(rec.tokens)
 			got := g.post(t, tc.path, tc.body)
 			if tc.wantParam != "" {
-				if got.status != 400 || !strings.Contains(got.body, `"param":"`+tc.wantParam+`"`) || len(rec.tokens) != before {
-					t.Fatalf("answer %d %s, want a 400 naming %s before admission", got.status, got.body, tc.wantParam)
+				named := strings.Contains(got.body, `"param":"`+tc.wantParam+`"`) || // Anthropic's schema has no param: the message names it
+					tc.path == messagesRoute && strings.Contains(got.body, `"message":"`+tc.wantParam+" ")
+				if got.status != 400 || !named || !strings.Contains(got.body, wantMsg) || len(rec.tokens) != before {
+					t.Fatalf("answer %d %s, want a 400 naming %s (saying %q) before admission", got.status, got.body, tc.wantParam, wantMsg)
 				}
 				return
 			}
 			if got.status != 429 || len(rec.tokens) != before+1 {
 				t.Fatalf("answer %d %s with %d admissions, want one refused admission", got.status, got.body, len(rec.tokens)-before)
 			}
-			// The reservation is the prompt's estimate plus the output part.
 			if out := rec.tokens[before]; out < tc.want || out > tc.want+20 {
 				t.Fatalf("reserved %d tokens, want %d for the output plus a few for the prompt", out, tc.want)
 			}
@@ -883,6 +879,27 @@ func TestEveryChoiceIsReserved(t *testing.T) {
 	if len(up.seen()) != 0 {
 		t.Fatal("a refused request reached the upstream")
 	}
+}
+
+// reservationPrompt is the conversation of the reservation cases.
+const reservationPrompt = `"messages":[{"role":"user","content":"hi"}]`
+
+// TestEveryChoiceIsReserved: a request for n completions reserves the output budget
+// n times (best_of for legacy completions), and a choice count out of bounds is a
+// 400 naming it.
+func TestEveryChoiceIsReserved(t *testing.T) {
+	rec := &reservations{}
+	up := newUpstream(t, answerJSON(200, chatOK))
+	g := newGatewayWith(t, func(o *Options) { o.Limiter = rec }, nil, deployment{name: "d1", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	const prompt = reservationPrompt
+	checkReservations(t, g, rec, up, "from 1 to 128", []reservationCase{
+		{name: "n 8 × 1000", path: "/v1/chat/completions", body: `{"model":"gpt","n":8,"max_tokens":1000,` + prompt + `}`, want: 8000},
+		{name: "no n", path: "/v1/chat/completions", body: `{"model":"gpt","max_tokens":1000,` + prompt + `}`, want: 1000},
+		{name: "best_of 3", path: "/v1/completions", body: `{"model":"gpt","best_of":3,"n":2,"max_tokens":100,"prompt":"hi"}`, want: 300},
+		{name: "n 0", path: "/v1/chat/completions", body: `{"model":"gpt","n":0,` + prompt + `}`, wantParam: "n"},
+		{name: "n 129", path: "/v1/chat/completions", body: `{"model":"gpt","n":129,` + prompt + `}`, wantParam: "n"},
+		{name: "best_of text", path: "/v1/completions", body: `{"model":"gpt","best_of":"2","prompt":"hi"}`, wantParam: "best_of"},
+	})
 }
 
 // TestModelIsBoundedAndNotEchoedIntoLogs: a model name over MaxModelBytes is a 400,
