@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -262,5 +264,37 @@ func TestANewPartitionDoesNotWaitForOpenExports(t *testing.T) {
 		if _, err := st.AppendAudit(actx, e.Event.Region, []store.AuditEvent{e}); err != nil {
 			t.Fatalf("archiving %s while an export is open: %v", e.Event.RequestID, err)
 		}
+	}
+}
+
+// TestAppendAuditKeepsTheClientRequestIDApart: events that share a client's
+// X-Request-Id but not the gateway's request id are each archived, with the
+// client's id in its own column.
+func TestAppendAuditKeepsTheClientRequestIDApart(t *testing.T) {
+	st, dbURL := storetest.Open(t)
+	ctx := context.Background()
+	var batch []store.AuditEvent
+	for _, id := range []string{"gw-1", "gw-2", "gw-3"} {
+		e := auditEvent(t, "eu", id, "c1", auditT0)
+		e.Event.ClientRequestID = "same"
+		b, err := chain.Canonical(e.Event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.JSON = b
+		batch = append(batch, e)
+	}
+	res, err := st.AppendAudit(ctx, "eu", batch)
+	if err != nil || res.Stored != 3 {
+		t.Fatalf("append: %+v %v, want 3 stored", res, err)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE region = 'eu' AND client_request_id = 'same'`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d rows with client_request_id same (%v), want 3", n, err)
 	}
 }
