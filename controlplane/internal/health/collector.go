@@ -194,12 +194,13 @@ func (c *Collector) ingest(subject string, data []byte) {
 		c.log.Debug("health report rejected", "subject", subject, "bytes", len(data), "error", err)
 		return
 	}
-	c.reports.WithLabelValues("ok").Inc()
 	now := c.now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.latest[r.Worker] = received{report: r, at: now}
 	c.forgetStale(now)
+	c.mu.Unlock()
+	// Counted once kept: whoever sees the count sees the report.
+	c.reports.WithLabelValues("ok").Inc()
 }
 
 // forgetStale drops every report older than StaleAfter at now. c.mu must be held.
