@@ -187,17 +187,19 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
-	t.Run("2 authenticate first: 500 slow unauthenticated 4 MiB bodies", func(t *testing.T) {
+	t.Run("2 authenticate first: slow unauthenticated 4 MiB bodies", func(t *testing.T) {
 		// Each is answered 401 before its body could arrive (a gateway that read the
 		// body first would leave them waiting), while authenticated requests are
-		// served. make bench measures the worker's RSS under the same load
-		// (docs/benchmarks.md).
+		// served. make bench runs 500 of them against a data plane of its own and
+		// measures its RSS (docs/benchmarks.md); here, beside the other tests sharing
+		// the machine, 100 show the protection.
+		const slowClients = 100
 		attacker := testissuer.NewKey(t, "attacker-kid")
 		forged := (&testissuer.Issuer{}).Token(t, attacker, jwtClaims(t, h.token))
 		var statuses sync.Map
 		var wg sync.WaitGroup
 		upBefore := h.upstreamCalls()
-		for i := range 500 {
+		for i := range slowClients {
 			token := forged
 			if i%2 == 1 {
 				token = "hostile-canary-token-" + strconv.Itoa(i)
@@ -213,8 +215,8 @@ func TestHostileClients(t *testing.T) {
 		wg.Wait()
 		counts := map[string]int{}
 		statuses.Range(func(_, v any) bool { counts[v.(string)]++; return true })
-		if counts["401"] != 500 {
-			t.Fatalf("answers to the unauthenticated bodies: %v, want 500 × 401 before the body", counts)
+		if counts["401"] != slowClients {
+			t.Fatalf("answers to the unauthenticated bodies: %v, want %d × 401 before the body", counts, slowClients)
 		}
 		if served != 10 {
 			t.Fatalf("%d of 10 authenticated requests served meanwhile", served)

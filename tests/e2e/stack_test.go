@@ -188,11 +188,15 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			ExposeRoutingHeaders: true,
 			MaxBodyBytes:         4 << 20,
 			LimitsFailPolicy:     w.failPolicy,
-			TrustedProxies:       w.trustedProxies,
-			Vault:                vaultCfg,
-			AuditSpoolDir:        filepath.Join(t.TempDir(), "audit-spool"),
-			AuditKeyFile:         auditKeyFile,
-			Clock:                clock,
+			// Tests share two cores under -race: one PC_LIMITS operation over the
+			// default 2 s bound marks the counters unreachable until the next
+			// heartbeat, and fail_closed refuses every request meanwhile.
+			LimitsKVTimeout: 5 * time.Second,
+			TrustedProxies:  w.trustedProxies,
+			Vault:           vaultCfg,
+			AuditSpoolDir:   filepath.Join(t.TempDir(), "audit-spool"),
+			AuditKeyFile:    auditKeyFile,
+			Clock:           clock,
 		}})
 	}
 	st, err := teststack.Start(ctx, so)

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
@@ -255,6 +256,19 @@ func TestSeedVault(t *testing.T) {
 		}
 		return rotated.Data
 	}
+	// The rotator records each new deployment's baseline (the version in use) soon
+	// after it appears; the operator's version 2 must come after it, or version 2 is
+	// the baseline and there is nothing to rotate to.
+	waitfor.Within(t, 15*time.Second, "anthropic-eu's baseline in the rotation history", func() bool {
+		resp, err := admin.call(ctx, http.MethodGet, "/secrets/history?deployment=anthropic-eu", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var history struct {
+			Data []json.RawMessage `json:"data"`
+		}
+		return json.Unmarshal(resp.body, &history) == nil && len(history.Data) > 0
+	})
 	writeVaultKey(t, v, demoKeyPath("anthropic-eu"), "dev-anthropic-eu-operator-2")
 	rotate()
 
