@@ -13,9 +13,11 @@ package vaultclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -24,6 +26,9 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
+
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // Auth methods.
@@ -113,23 +118,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	ac := api.DefaultConfig()
-	ac.Address = cfg.Addr
-	ac.Timeout = cfg.Timeout
-	ac.MaxRetries = 2
-	if cfg.CAFile != "" {
-		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: cfg.CAFile}); err != nil {
-			return nil, fmt.Errorf("vault CA file %s: %w", cfg.CAFile, err)
-		}
-	}
-	if ac.Error != nil {
-		return nil, fmt.Errorf("vault client: %w", ac.Error)
+	ac, err := apiConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 	c, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
+	// NewClient still reads VAULT_TOKEN and VAULT_NAMESPACE: neither is ours.
 	c.ClearNamespace()
+	c.ClearToken()
 	cl := &Client{cfg: cfg, api: c, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	auth, err := cl.login(ctx)
 	if err != nil {
@@ -138,6 +137,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	cl.lastLogin = time.Now()
 	go cl.keepAlive(auth)
 	return cl, nil
+}
+
+// apiConfig is the Vault API client's configuration, built from cfg alone.
+// api.DefaultConfig is not used: it reads the VAULT_* environment (VAULT_ADDR,
+// VAULT_SKIP_VERIFY, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY,
+// VAULT_TLS_SERVER_NAME, VAULT_AGENT_ADDR, VAULT_HTTP_PROXY, ...), so a variable
+// left in a worker's environment could turn certificate verification off or send
+// the token elsewhere. Here Vault's certificate is verified against the system's
+// roots, or against CAFile when set, and nothing else.
+func apiConfig(cfg Config) (*api.Config, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone() // HTTPS_PROXY and NO_PROXY still apply, as to every client
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	ac := &api.Config{
+		Address: cfg.Addr,
+		HttpClient: &http.Client{
+			Transport: tr,
+			// Vault's client handles the redirects it wants itself (api.DefaultConfig does the same).
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Timeout:      cfg.Timeout,
+		MaxRetries:   2,
+		MinRetryWait: time.Second,
+		MaxRetryWait: 1500 * time.Millisecond,
+	}
+	if err := ac.ConfigureTLS(&api.TLSConfig{CACert: cfg.CAFile}); err != nil {
+		return nil, fmt.Errorf("vault CA file %s: %w", cfg.CAFile, err)
+	}
+	return ac, nil
 }
 
 // API is the underlying client, logged in.
@@ -159,7 +187,7 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	case AuthToken:
 		token := c.cfg.Token
 		if c.cfg.TokenFile != "" {
-			raw, err := os.ReadFile(c.cfg.TokenFile)
+			raw, err := secretfile.Read(config.EnvName("vault-token-file"), c.cfg.TokenFile, 64<<10)
 			if err != nil {
 				return nil, fmt.Errorf("vault token file: %w", err)
 			}
@@ -178,6 +206,9 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 		return &api.Secret{Auth: &api.SecretAuth{ClientToken: token, Renewable: renewable,
 			LeaseDuration: int(ttl / time.Second)}}, nil
 	case AuthAppRole:
+		if err := secretfile.Check(config.EnvName("vault-secret-id-file"), c.cfg.SecretIDFile); err != nil {
+			return nil, fmt.Errorf("vault approle auth: %w", err)
+		}
 		opts := []approle.LoginOption{}
 		if c.cfg.Mount != "" {
 			opts = append(opts, approle.WithMountPath(c.cfg.Mount))

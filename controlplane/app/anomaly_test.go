@@ -17,11 +17,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
-	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -47,6 +47,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		c.AnomalyCheckInterval = time.Second
 		c.AlertWebhookURL = hook.URL
 		c.AlertWebhookSecretFile = secretFile
+		c.AlertWebhookAllowPrivate = true // the receiver is on loopback
 	})
 	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
 	if err != nil {
@@ -124,8 +125,8 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 	select {
 	case r := <-hooks:
 		body := <-bodies
-		ts, _ := strconv.ParseInt(r.Header.Get(anomaly.HeaderTimestamp), 10, 64)
-		if !anomaly.Verify([]byte(secret), ts, body, r.Header.Get(anomaly.HeaderSignature)) {
+		ts, _ := strconv.ParseInt(r.Header.Get(alerting.HeaderTimestamp), 10, 64)
+		if !alerting.Verify([]byte(secret), ts, hook.URL, body, r.Header.Get(alerting.HeaderSignature)) {
 			t.Fatal("the webhook's signature does not verify")
 		}
 	case <-time.After(10 * time.Second):
@@ -141,7 +142,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		s, err := policy.Decode(e.Value())
+		s, err := decodePublished(e.Value())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/publisher"
@@ -26,7 +28,9 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/rungroup"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 	"github.com/portcullis-gw/portcullis/web"
 )
@@ -39,6 +43,8 @@ type App struct {
 	addr      string
 	natsURL   string
 	issuerURL string
+	// policyKey is the policy signing key's file; its public key is beside it.
+	policyKey string
 
 	st      *store.Store
 	natsSrv *server.Server // nil when an external NATS is used
@@ -49,6 +55,13 @@ type App struct {
 	ln      net.Listener        // the HTTP server's; Stop closes it even if the server never served it
 	vault   *vaultclient.Client // nil without Vault
 	rotator *rotator.Rotator
+
+	// auditSigner signs the audit checkpoints and exports; its key is in auditKeyFile.
+	auditSigner  *signing.Signer
+	auditKeyFile string
+
+	// alerts raises every alert: alerts table, PC_ALERTS, webhook.
+	alerts *alerting.Alerter
 
 	// metricsSrv serves /metrics (and /debug/pprof/) apart from the HTTP server;
 	// nil when the metrics listener is off.
@@ -122,7 +135,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 			return nil, err
 		}
 		a.natsURL = a.natsSrv.ClientURL()
-		log.Info("embedded nats-server started", "url", a.natsURL)
+		log.Info("embedded nats-server started", "url", logging.RedactURL(a.natsURL))
 	}
 	if a.nc, err = connectNATS(cfg, a.natsURL, log); err != nil {
 		return nil, err
@@ -133,9 +146,17 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	}
 
 	metrics := httpmetrics.New("portcullis_controlplane")
-	a.pub = publisher.New(a.st, kv, publisher.Options{Interval: cfg.PublishInterval, Log: log})
+	signer, err := a.policySigner(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.pub = publisher.New(a.st, kv, publisher.Options{Interval: cfg.PublishInterval, Log: log, Signer: signer})
 	metrics.Registry.MustRegister(a.pub.Collectors()...)
 	a.group.Go("policy publisher", a.pub.Run)
+
+	if err := a.startAlerts(cfg); err != nil {
+		return nil, err
+	}
 
 	if err := a.startKeys(ctx, cfg, log); err != nil {
 		return nil, err
@@ -145,11 +166,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 
+	if err := a.startCheckpoints(cfg, metrics.Registry); err != nil {
+		return nil, err
+	}
+
 	if err := a.startAnomaly(cfg); err != nil {
 		return nil, err
 	}
 
-	a.health = health.New(a.nc, health.Options{Log: log})
+	a.health = health.New(a.nc, a.healthOptions(cfg, log))
 	metrics.Registry.MustRegister(a.health.Collectors()...)
 	if err := a.health.Subscribe(); err != nil { // before Start returns: no report is missed
 		return nil, err
@@ -182,7 +207,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	for _, c := range extra {
 		a.group.Go(c.name, c.run)
 	}
-	log.Info("control plane started", "addr", a.addr, "nats", a.natsURL, "dev_issuer", cfg.DevIssuer)
+	log.Info("control plane started", "addr", a.addr, "nats", logging.RedactURL(a.natsURL), "dev_issuer", cfg.DevIssuer)
 	return a, nil
 }
 
@@ -201,9 +226,14 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
 	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }
 	api := adminapi.New(a.st, a.log, onChange, a.health).WithSecrets(a.rotator)
+	api.KeyFiles(cfg.KeyDir, cfg.DevAllowAnyKeyFile)
 	if cfg.DevAllowEnvKeys {
 		api.AllowEnvKeys()
 	}
+	if cfg.AlertWebhookAllowPrivate {
+		api.AllowPrivateWebhooks()
+	}
+	api.WithAuditSigner(a.auditSigner)
 	api.Register(admin)
 	if !cfg.DevIssuer {
 		admin.POST(devissuer.MintPath, func(echo.Context) error {
@@ -218,6 +248,30 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	iss.Register(e, admin, clientDirectory{a.st}, a.log)
 	return e, nil
 }
+
+// policySigner loads (or, the first time, generates) the key that signs policy
+// snapshots.
+func (a *App) policySigner(cfg Config, log *slog.Logger) (*signing.Signer, error) {
+	a.policyKey = cfg.PolicySigningKeyFile
+	if a.policyKey == "" {
+		a.policyKey = filepath.Join(cfg.DataDir, "policy-signing-key.pem")
+	}
+	signer, created, err := signing.LoadOrCreate(a.policyKey)
+	if err != nil {
+		return nil, fmt.Errorf("policy-signing-key-file: %w", err)
+	}
+	if created {
+		log.Warn("generated a policy signing key; give its public key to every data plane (PORTCULLIS_POLICY_PUBLIC_KEYS)",
+			"key_id", signer.KeyID(), "public_key_file", signing.PublicPath(a.policyKey))
+	} else {
+		log.Info("policy signing key loaded", "key_id", signer.KeyID())
+	}
+	return signer, nil
+}
+
+// PolicyPublicKeyFile is the file holding the public key of the policy signing key,
+// for the data planes' PORTCULLIS_POLICY_PUBLIC_KEYS.
+func (a *App) PolicyPublicKeyFile() string { return signing.PublicPath(a.policyKey) }
 
 // Addr is the address the HTTP server listens on (host:port, with the real port when
 // Listen asked for port 0).

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -64,7 +65,7 @@ func policyVersion(t *testing.T, kv jetstream.KeyValue) int64 {
 	if err != nil {
 		return 0
 	}
-	s, err := policy.Decode(e.Value())
+	s, err := decodePublished(e.Value())
 	if err != nil {
 		t.Fatalf("PC_POLICY holds an undecodable snapshot: %v", err)
 	}
@@ -169,7 +170,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		return policyVersion(t, kv) > before
 	})
 	e, _ := kv.Get(context.Background(), natsnames.PolicySnapshotKey)
-	snap, err := policy.Decode(e.Value())
+	snap, err := decodePublished(e.Value())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,5 +275,47 @@ func TestStartFailsCleanlyOnUnreachableDatabase(t *testing.T) {
 	if a, err := Start(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil {
 		_ = a.Stop(ctx)
 		t.Fatal("Start succeeded without a database")
+	}
+}
+
+// decodePublished decodes a snapshot the control plane published, without checking
+// its seal (TestPublishedSnapshotsAreSigned does).
+func decodePublished(value []byte) (*policy.Snapshot, error) {
+	_, _, encoded, err := policy.Unseal(value)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Decode(encoded)
+}
+
+// TestPublishedSnapshotsAreSigned: every snapshot in PC_POLICY is sealed by the
+// policy signing key, whose public key is where PolicyPublicKeyFile says, and the
+// key is kept across restarts.
+func TestPublishedSnapshotsAreSigned(t *testing.T) {
+	a, cfg := startApp(t)
+	nc, err := nats.Connect(a.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), natsnames.PolicyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitfor.That(t, "a published snapshot", func() bool { return policyVersion(t, kv) > 0 })
+	keys, err := signing.LoadPublicKeys(a.PolicyPublicKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), natsnames.PolicySnapshotKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.DecodeSigned(e.Value(), keys); err != nil {
+		t.Fatalf("the published snapshot does not verify against %s: %v", a.PolicyPublicKeyFile(), err)
+	}
+	if info, err := os.Stat(filepath.Join(cfg.DataDir, "policy-signing-key.pem")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the signing key file: %v", err)
 	}
 }

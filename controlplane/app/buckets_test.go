@@ -128,7 +128,7 @@ func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			s, err := policy.Decode(e.Value())
+			s, err := decodePublished(e.Value())
 			return err == nil && check(s)
 		}
 	}

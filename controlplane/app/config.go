@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
@@ -31,12 +34,17 @@ type Config struct {
 	NATSCAFile         string // nats-ca-file: CA certificates of the NATS servers, only with nats-url
 	EmbeddedNATSListen string // embedded-nats-listen, used when NATSURL is empty
 	DataDir            string // data-dir: admin token, signing key, embedded JetStream store
-	IssuerURL          string // issuer-url of the dev issuer; empty means http://<listen address>
-	LogLevel           string // log-level: debug, info, warn or error
-	DevIssuer          bool   // dev-issuer: serve the development JWT issuer
-	PublishInterval    time.Duration
-	NATSReplicas       int           // nats-replicas of every KV bucket (1 with the embedded server)
-	WorkerTTL          time.Duration // worker-ttl: how long a data-plane heartbeat outlives its worker
+	// PolicySigningKeyFile (policy-signing-key-file) is the Ed25519 key (PEM, PKCS #8,
+	// mode 0600) that signs every policy snapshot; "" is
+	// <DataDir>/policy-signing-key.pem. Missing, it is generated, with its public key
+	// beside it (.pub) for the data planes' PORTCULLIS_POLICY_PUBLIC_KEYS.
+	PolicySigningKeyFile string
+	IssuerURL            string // issuer-url of the dev issuer; empty means http://<listen address>
+	LogLevel             string // log-level: debug, info, warn or error
+	DevIssuer            bool   // dev-issuer: serve the development JWT issuer
+	PublishInterval      time.Duration
+	NATSReplicas         int           // nats-replicas of every KV bucket (1 with the embedded server)
+	WorkerTTL            time.Duration // worker-ttl: how long a data-plane heartbeat outlives its worker
 	// Vault (vault-*) is where the key rotator reads and writes provider keys; its
 	// address empty means no Vault, and rotation requests fail with a clear error.
 	Vault vaultclient.Config
@@ -46,18 +54,47 @@ type Config struct {
 	// DevAllowEnvKeys (dev-allow-env-keys) lets the admin API accept deployments with
 	// key_source env. Development only.
 	DevAllowEnvKeys bool
+	// KeyDir (key-dir) is the absolute directory, on the data planes, under which
+	// deployments with key_source file must keep their key files: the admin API
+	// refuses any other key_path (checked lexically: the files are not on this host).
+	// Empty, key_source file is refused unless DevAllowAnyKeyFile.
+	KeyDir string
+	// DevAllowAnyKeyFile (dev-allow-any-key-file) lets key_source file name any path.
+	// Development only.
+	DevAllowAnyKeyFile bool
 	// AuditIngest (audit-ingest) archives the regions' audit streams in Postgres.
 	// Replicas share the work; turning it off on some leaves it to the others.
 	AuditIngest bool
+	// AuditSigningKeyFile (audit-signing-key-file) is the Ed25519 key (PEM, PKCS #8,
+	// mode 0600) that signs the audit checkpoints and every audit export; "" is
+	// <DataDir>/audit-signing-key.pem. Missing, it is generated, with its public key
+	// beside it (.pub) for `portcullis audit verify --pubkey`.
+	AuditSigningKeyFile string
+	// AuditCheckpointInterval (audit-checkpoint-interval) is how often each region's
+	// audit chain head is signed, kept in Postgres and published on PC_CHECKPOINTS;
+	// 0 turns that off on this replica (exports are signed regardless).
+	AuditCheckpointInterval time.Duration
 	// AnomalyCheckInterval (anomaly-check-interval) is how often the anomaly rules
 	// are checked; 0 turns the detector off on this replica.
 	AnomalyCheckInterval time.Duration
-	// AlertWebhookURL (alert-webhook-url) receives the alerts of every anomaly rule
-	// without its own webhook_url; empty sends none.
+	// AlertWebhookURL (alert-webhook-url) receives every alert (of the anomaly rules
+	// without their own webhook_url, key and policy lag alerts); empty sends none.
 	AlertWebhookURL string
 	// AlertWebhookSecretFile (alert-webhook-secret-file) holds the HMAC key that
 	// signs webhook bodies; required for any webhook to be sent.
 	AlertWebhookSecretFile string
+	// AlertWebhookAllowPrivate (alert-webhook-allow-private) lets webhooks reach
+	// private, loopback, link-local, unspecified and CGNAT addresses. Development and
+	// tests only.
+	AlertWebhookAllowPrivate bool
+	// OpenAIAdminURL (openai-admin-url) is the base URL of OpenAI's organization admin
+	// API, the only place the openai_admin minter sends the admin key: https, or http
+	// to a loopback host; empty means rotator.DefaultOpenAIAdminURL.
+	OpenAIAdminURL string
+	// PolicyLagAlertAfter (policy-lag-alert-after) raises a policy_lag alert when a
+	// worker's policy version has been behind the published one for this long; 0
+	// turns the alert off.
+	PolicyLagAlertAfter time.Duration
 	// MetricsListen (metrics-listen) is the host:port of the listener serving
 	// /metrics, and /debug/pprof/ with Pprof; "off" turns it off. A Config built by
 	// hand (not by LoadConfig) that leaves it empty has no metrics listener: Start
@@ -79,6 +116,9 @@ const (
 	DefaultWorkerTTL          = natsbuckets.DefaultWorkerTTL
 )
 
+// DefaultPolicyLagAlertAfter is policy-lag-alert-after's default.
+const DefaultPolicyLagAlertAfter = 2 * time.Minute
+
 // Bounds of the keys that have them.
 const (
 	maxNATSReplicas = 5 // JetStream's own maximum
@@ -95,6 +135,7 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded nats-server")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
 	l.String(&cfg.EmbeddedNATSListen, "embedded-nats-listen", DefaultEmbeddedNATSListen, "listen address of the embedded nats-server")
+	l.String(&cfg.PolicySigningKeyFile, "policy-signing-key-file", "", "Ed25519 key (PEM) that signs policy snapshots; generated if missing, public key beside it as .pub (default <data-dir>/policy-signing-key.pem)")
 	l.String(&cfg.DataDir, "data-dir", DefaultDataDir, "data directory: admin token, JWT signing key, embedded JetStream store")
 	l.Bool(&cfg.DevIssuer, "dev-issuer", false, "serve the development JWT issuer (JWKS, discovery, POST /admin/v1/tokens)")
 	l.String(&cfg.IssuerURL, "issuer-url", "", "iss of dev tokens and base of the JWKS URL (default http://<listen address>)")
@@ -104,10 +145,17 @@ func Flags(l *config.Loader, cfg *Config) {
 	vaultclient.Flags(l, &cfg.Vault)
 	l.Duration(&cfg.RotationCheckInterval, "rotation-check-interval", rotator.DefaultCheckInterval, "how often the key rotator looks for due rotations, new Vault versions and ended overlaps (1s to 1h)")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: let the admin API accept deployments with key_source env")
+	l.String(&cfg.KeyDir, "key-dir", "", "absolute directory (on the data planes) that key_source file paths must lie under; empty refuses key_source file")
+	l.Bool(&cfg.DevAllowAnyKeyFile, "dev-allow-any-key-file", false, "development only: let the admin API accept key_source file with any path")
 	l.Bool(&cfg.AuditIngest, "audit-ingest", true, "archive the regions' audit streams (PC_AUDIT_<REGION>) in Postgres, hash-chained per region")
+	l.String(&cfg.AuditSigningKeyFile, "audit-signing-key-file", "", "Ed25519 key (PEM) that signs audit checkpoints and exports; generated if missing, public key beside it as .pub (default <data-dir>/audit-signing-key.pem)")
+	l.Duration(&cfg.AuditCheckpointInterval, "audit-checkpoint-interval", auditarchive.DefaultCheckpointInterval, "how often each region's audit chain head is signed, kept and published on PC_CHECKPOINTS (1s to 24h; 0 turns it off on this replica)")
 	l.Duration(&cfg.AnomalyCheckInterval, "anomaly-check-interval", anomaly.DefaultInterval, "how often the anomaly rules are checked (1s to 10m; 0 turns the detector off on this replica)")
 	l.String(&cfg.AlertWebhookURL, "alert-webhook-url", "", "URL that receives every anomaly alert as a signed POST, unless its rule names its own")
 	l.String(&cfg.AlertWebhookSecretFile, "alert-webhook-secret-file", "", "file holding the HMAC-SHA-256 key (at least 16 bytes) that signs alert webhooks")
+	l.Bool(&cfg.AlertWebhookAllowPrivate, "alert-webhook-allow-private", false, "development only: let alert webhooks reach private, loopback, link-local and CGNAT addresses")
+	l.String(&cfg.OpenAIAdminURL, "openai-admin-url", rotator.DefaultOpenAIAdminURL, "base URL of OpenAI's organization admin API, where the openai_admin minter sends the admin key (https; http only to a loopback host)")
+	l.Duration(&cfg.PolicyLagAlertAfter, "policy-lag-alert-after", DefaultPolicyLagAlertAfter, "raise a policy_lag alert when a worker's policy has been behind the published version this long (1s to 24h; 0 turns it off)")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -186,19 +234,36 @@ func (c Config) Validate() error {
 	if c.RotationCheckInterval != 0 && (c.RotationCheckInterval < time.Second || c.RotationCheckInterval > time.Hour) {
 		p.Add("rotation-check-interval", c.RotationCheckInterval, "must be between 1s and 1h (0 means the default)")
 	}
+	if c.KeyDir != "" && (!filepath.IsAbs(c.KeyDir) || filepath.Clean(c.KeyDir) == "/") {
+		p.Add("key-dir", c.KeyDir, "must be an absolute directory path other than /")
+	}
 	if c.WorkerTTL < minWorkerTTL || c.WorkerTTL > maxWorkerTTL {
 		p.Add("worker-ttl", c.WorkerTTL, fmt.Sprintf("must be between %v and %v", minWorkerTTL, maxWorkerTTL))
 	}
 	if c.AnomalyCheckInterval != 0 && (c.AnomalyCheckInterval < time.Second || c.AnomalyCheckInterval > 10*time.Minute) {
 		p.Add("anomaly-check-interval", c.AnomalyCheckInterval, "must be between 1s and 10m, or 0 to turn the detector off")
 	}
+	if reason := checkSigningKeyFile(c.AuditSigningKeyFile); reason != "" {
+		p.Add("audit-signing-key-file", c.AuditSigningKeyFile, reason)
+	}
+	if c.AuditCheckpointInterval != 0 && (c.AuditCheckpointInterval < time.Second || c.AuditCheckpointInterval > 24*time.Hour) {
+		p.Add("audit-checkpoint-interval", c.AuditCheckpointInterval, "must be between 1s and 24h, or 0 to sign no checkpoints at intervals on this replica")
+	}
 	if c.AlertWebhookURL != "" {
-		if reason := checkWebhookURL(c.AlertWebhookURL); reason != "" {
+		if reason := alerting.CheckURL(c.AlertWebhookURL, c.AlertWebhookAllowPrivate); reason != "" {
 			p.Add("alert-webhook-url", "(not shown: it may hold a secret)", reason)
 		}
 		if c.AlertWebhookSecretFile == "" {
 			p.Add("alert-webhook-secret-file", "", "required with alert-webhook-url: webhooks are always signed")
 		}
+	}
+	if c.OpenAIAdminURL != "" {
+		if reason := rotator.CheckAdminURL(c.OpenAIAdminURL); reason != "" {
+			p.Add("openai-admin-url", redactURL(c.OpenAIAdminURL), reason)
+		}
+	}
+	if c.PolicyLagAlertAfter != 0 && (c.PolicyLagAlertAfter < time.Second || c.PolicyLagAlertAfter > 24*time.Hour) {
+		p.Add("policy-lag-alert-after", c.PolicyLagAlertAfter, "must be between 1s and 24h, or 0 to turn the policy lag alert off")
 	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
@@ -250,17 +315,6 @@ func checkNATSURL(s string) string {
 		return ""
 	}
 	return "scheme must be nats, tls, ws or wss"
-}
-
-func checkWebhookURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "must be an absolute http(s) URL"
-	}
-	if u.User != nil || u.Fragment != "" {
-		return "must not carry user info or a fragment"
-	}
-	return ""
 }
 
 func checkIssuerURL(s string) string {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
@@ -144,6 +145,8 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 		AuditIngest:           true,
 		AnomalyCheckInterval:  5 * time.Second,
 	}
+	want.AuditCheckpointInterval = auditarchive.DefaultCheckpointInterval
+	want.OpenAIAdminURL, want.PolicyLagAlertAfter = rotator.DefaultOpenAIAdminURL, DefaultPolicyLagAlertAfter
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)
 	}

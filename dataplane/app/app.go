@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,10 +44,12 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/rungroup"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
@@ -129,17 +132,21 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	}
 
 	metrics := httpmetrics.New("portcullis_dataplane")
+	policyKeys, err := signing.LoadPublicKeys(splitList(cfg.PolicyPublicKeys)...)
+	if err != nil {
+		return nil, fmt.Errorf("policy-public-keys: %w", err)
+	}
 	if cfg.DevAllowEnvKeys {
 		log.Warn("PORTCULLIS_DEV_ALLOW_ENV_KEYS is on: deployments may take their key from an environment variable, " +
 			"where anything that can inspect the process can read it; never use this in production")
-	} else if err := refuseEnvKeys(ctx, js); err != nil {
+	} else if err := refuseEnvKeys(ctx, js, policyKeys); err != nil {
 		return nil, err
 	}
 	if cfg.Vault.Enabled() {
 		if a.vault, err = vaultclient.New(ctx, cfg.Vault, log); err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
-		log.Info("logged in to vault", "addr", cfg.Vault.Addr, "auth", cfg.Vault.Auth)
+		log.Info("logged in to vault", "addr", logging.RedactURL(cfg.Vault.Addr), "auth", cfg.Vault.Auth)
 	}
 	auditKey, err := a.startAudit(ctx, cfg, js, log, metrics.Registry)
 	if err != nil {
@@ -151,9 +158,18 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 	a.keys = keys.NewManager(keys.ManagerOptions{Vault: a.vault, AllowEnvKeys: cfg.DevAllowEnvKeys,
+		KeyDir: cfg.KeyDir, AllowAnyKeyFile: cfg.DevAllowAnyKeyFile,
 		WorkerID: cfg.WorkerID, Region: cfg.Region, Access: access.Publish, RefreshInterval: cfg.KeyRefreshInterval, Log: log})
 	if cfg.DevAllowInsecureTLS {
 		log.Warn("PORTCULLIS_DEV_ALLOW_INSECURE_TLS is on: deployments may turn upstream certificate verification off; never use this in production")
+	}
+	if cfg.DevAllowAnyKeyFile {
+		log.Warn("PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE is on: key_source file may read any file this worker can, such as its Vault token, " +
+			"and send it upstream; never use this in production")
+	}
+	if strings.TrimSpace(cfg.EgressAllowHosts) == "" { // validated: only with DevAllowAnyEgress
+		log.Warn("PORTCULLIS_EGRESS_ALLOW_HOSTS is empty and PORTCULLIS_DEV_ALLOW_ANY_EGRESS is on: this worker calls any host a deployment names; " +
+			"never use this in production")
 	}
 	egress, err := cfg.egress()
 	if err != nil {
@@ -164,7 +180,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, fmt.Errorf("upstream metrics: %w", err)
 	}
 	a.policy, err = policycache.New(policycache.Options{
-		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry,
+		JetStream: js, Region: cfg.Region, Log: log, Registerer: metrics.Registry, Verifier: policyKeys,
 		Upstream: upstream.Options{AllowInsecureTLS: cfg.DevAllowInsecureTLS, Log: log, Metrics: upstreamMetrics,
 			ErrorRateWindow: cfg.FallbackWindow, Egress: egress, Keys: a.keys},
 	})
@@ -193,6 +209,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		Verifier:             verifier,
 		Limiter:              a.limits,
 		LimitsReady:          func() bool { return failOpen || a.limits.Ready() },
+		PolicyAge:            a.policy.Age,
+		PolicyMaxAge:         cfg.PolicyMaxAge,
 		Region:               cfg.Region,
 		ExposeRoutingHeaders: cfg.ExposeRoutingHeaders,
 		MaxBodyBytes:         cfg.MaxBodyBytes,
@@ -237,6 +255,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		{"tokenizer warm-up", func(context.Context) error { usage.Warm(); return nil }},
 		{"health reporter", reporter.Run},
 		{"policy watch", a.policy.Run},
+		{"policy freshness check", func(ctx context.Context) error {
+			return a.policy.RunConfirm(ctx, policycache.ConfirmInterval(cfg.PolicyMaxAge))
+		}},
 		{"key manager", a.keys.Run},
 		{"key events", func(ctx context.Context) error { return keys.Follow(ctx, js, a.keys, log) }},
 		{"key-access publisher", access.Run},
@@ -250,7 +271,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	for _, c := range append(components, extra...) {
 		a.group.Go(c.name, c.run)
 	}
-	log.Info("data plane listening", "addr", a.ln.Addr().String(), "jwks_url", cfg.JWKSURL, "issuer", cfg.JWTIssuer)
+	log.Info("data plane listening", "addr", a.ln.Addr().String(), "jwks_url", logging.RedactURL(cfg.JWKSURL), "issuer", cfg.JWTIssuer,
+		"nats", logging.RedactURL(cfg.NATSURL), "policy_max_age", cfg.PolicyMaxAge.String())
 	ok = true
 	return a, nil
 }
@@ -368,7 +390,7 @@ func (a *App) closeKeys(ctx context.Context) {
 // readable by anything that can inspect the process. A later snapshot naming one
 // leaves that deployment unusable (503 upstream_key_unavailable) instead. A policy
 // not published yet, or unreadable, is the policy cache's business.
-func refuseEnvKeys(ctx context.Context, js jetstream.JetStream) error {
+func refuseEnvKeys(ctx context.Context, js jetstream.JetStream, keys *signing.Verifier) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, natsnames.PolicyBucket)
@@ -379,7 +401,7 @@ func refuseEnvKeys(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return nil
 	}
-	s, err := policy.Decode(e.Value())
+	s, err := policy.DecodeSigned(e.Value(), keys)
 	if err != nil {
 		return nil
 	}

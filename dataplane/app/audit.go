@@ -15,6 +15,8 @@ import (
 
 	dpaudit "github.com/portcullis-gw/portcullis/dataplane/internal/audit"
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // minAuditKeyBytes is the least key material the audit key file must hold.
@@ -63,7 +65,7 @@ func auditKey(path string, log *slog.Logger) ([]byte, error) {
 		_, _ = rand.Read(key)
 		return key, nil
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := secretfile.Read(config.EnvName("audit-key-file"), path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("audit key file: %w", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
@@ -42,6 +43,14 @@ const (
 	// Authentication is from the headers alone and takes microseconds, except while
 	// an unknown kid refreshes the JWKS, when requests pile up behind the fetch.
 	DefaultMaxUnauthenticated = 1024
+)
+
+// Bounds of PORTCULLIS_POLICY_MAX_AGE when it is on. The worker checks that its
+// policy is current three times per max age (at most every 10 s; see
+// policycache.ConfirmInterval), so a healthy worker's policy age stays well below it.
+const (
+	MinPolicyMaxAge = 3 * time.Second
+	MaxPolicyMaxAge = 30 * 24 * time.Hour
 )
 
 // Config is a data plane's whole configuration. Every field has a flag and a
@@ -60,8 +69,12 @@ type Config struct {
 	JWTMaxLifetime     time.Duration
 	JWTRequiredType    string
 	JWKSURL            string // PORTCULLIS_JWKS_URL: where the issuer's signing keys are served
-	LogLevel           string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
-	WorkerID           string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
+	// PolicyPublicKeys (PORTCULLIS_POLICY_PUBLIC_KEYS) are the comma-separated PEM
+	// files of the control plane's policy signing keys (several for a rollover): a
+	// snapshot none of them signed is never applied. Required.
+	PolicyPublicKeys string
+	LogLevel         string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
+	WorkerID         string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
 
 	// MetricsListen (PORTCULLIS_METRICS_LISTEN) is the host:port of the listener
 	// serving /metrics, and /debug/pprof/ with Pprof; "off" turns it off. A Config
@@ -96,7 +109,13 @@ type Config struct {
 	EgressHTTPProxy  string // PORTCULLIS_EGRESS_HTTP_PROXY: proxy of http:// upstreams
 	EgressHTTPSProxy string // PORTCULLIS_EGRESS_HTTPS_PROXY: proxy of https:// upstreams
 	EgressNoProxy    string // PORTCULLIS_EGRESS_NO_PROXY: hosts and domain suffixes called directly
-	EgressAllowHosts string // PORTCULLIS_EGRESS_ALLOW_HOSTS: the only upstream hosts the worker calls ("" = any)
+	// EgressAllowHosts (PORTCULLIS_EGRESS_ALLOW_HOSTS) lists the only upstream hosts
+	// the worker calls. Required, in a Config built by hand too (Start validates it
+	// as LoadConfig does): empty is refused unless DevAllowAnyEgress.
+	EgressAllowHosts string
+	// DevAllowAnyEgress (PORTCULLIS_DEV_ALLOW_ANY_EGRESS) lets an empty
+	// EgressAllowHosts mean any host, with a warning at start. Development only.
+	DevAllowAnyEgress bool
 
 	FallbackErrorRate float64       // PORTCULLIS_FALLBACK_ERROR_RATE: fall back above this error rate
 	FallbackWindow    time.Duration // PORTCULLIS_FALLBACK_WINDOW: span of the error rate
@@ -114,6 +133,20 @@ type Config struct {
 	// DevAllowEnvKeys (PORTCULLIS_DEV_ALLOW_ENV_KEYS) lets deployments take their key
 	// from an environment variable (key_source env). Development only.
 	DevAllowEnvKeys bool
+	// KeyDir (PORTCULLIS_KEY_DIR) is the absolute directory that the key files of
+	// deployments with key_source file must lie under (symlinks resolved); a key file
+	// elsewhere, or any key file when it is empty, is refused (503
+	// upstream_key_unavailable) unless DevAllowAnyKeyFile. Key files must be
+	// readable by their owner only either way.
+	KeyDir string
+	// DevAllowAnyKeyFile (PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE) lets key_source file
+	// read a file anywhere. Development only.
+	DevAllowAnyKeyFile bool
+
+	// PolicyMaxAge (PORTCULLIS_POLICY_MAX_AGE) turns /readyz unready (503
+	// policy_too_old) once the worker has not confirmed for this long that its policy
+	// snapshot is the newest in PC_POLICY; 0 (the default) never does.
+	PolicyMaxAge time.Duration
 
 	// Audit (PORTCULLIS_AUDIT_*): one event per request, through an on-disk spool to
 	// PC_AUDIT_<REGION>; see docs/audit.md.
@@ -153,6 +186,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Bool(&cfg.JWTAllowMissingJTI, "jwt-allow-missing-jti", false, "accept client tokens without a jti (they cannot be revoked one by one)")
 	l.Duration(&cfg.JWTMaxLifetime, "jwt-max-lifetime", cfg.JWTMaxLifetime, "longest client token lifetime, exp - iat (negative: no cap)")
 	l.String(&cfg.JWTRequiredType, "jwt-required-type", "", "typ header client tokens must carry, e.g. at+jwt (empty: not checked)")
+	l.String(&cfg.PolicyPublicKeys, "policy-public-keys", "", "comma-separated PEM files of the control plane's policy signing public keys (required)")
 	l.String(&cfg.JWKSURL, "jwks-url", "", "http(s) URL of the issuer's JWKS (required)")
 	l.Bool(&cfg.ExposeRoutingHeaders, "expose-routing-headers", false, "add x-portcullis-region and x-portcullis-deployment to responses")
 	l.Int64(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "request body limit in bytes")
@@ -163,7 +197,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.EgressHTTPProxy, "egress-http-proxy", "", "proxy URL for http:// upstreams (default: the environment's HTTP_PROXY)")
 	l.String(&cfg.EgressHTTPSProxy, "egress-https-proxy", "", "proxy URL for https:// upstreams (default: the environment's HTTPS_PROXY)")
 	l.String(&cfg.EgressNoProxy, "egress-no-proxy", "", "comma-separated hosts and domain suffixes reached without the proxy")
-	l.String(&cfg.EgressAllowHosts, "egress-allow-hosts", "", `comma-separated upstream hosts or host:port the worker may call ("*.example.com" for subdomains); empty allows any`)
+	l.String(&cfg.EgressAllowHosts, "egress-allow-hosts", "", `comma-separated upstream hosts or host:port the worker may call ("*.example.com" for subdomains); required unless dev-allow-any-egress`)
 	l.Float64(&cfg.FallbackErrorRate, "fallback-error-rate", cfg.FallbackErrorRate, "a deployment whose error rate is above this falls back to the policy's fallback model")
 	l.Duration(&cfg.FallbackWindow, "fallback-window", cfg.FallbackWindow, "span over which a deployment's error rate is measured")
 	l.String(&cfg.LimitsFailPolicy, "limits-fail-policy", cfg.LimitsFailPolicy, "when NATS is unreachable: fail_closed (503 limits_unavailable) or fail_open (admit, count locally, reconcile)")
@@ -181,6 +215,10 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	vaultclient.Flags(l, &cfg.Vault)
 	l.Duration(&cfg.KeyRefreshInterval, "key-refresh-interval", cfg.KeyRefreshInterval, "period of the check of each Vault key's metadata for a version missed by the key events")
 	l.Bool(&cfg.DevAllowEnvKeys, "dev-allow-env-keys", false, "development only: allow deployments with key_source env (keys in environment variables; refused otherwise)")
+	l.String(&cfg.KeyDir, "key-dir", "", "absolute directory key_source file keys must lie under (symlinks resolved); empty refuses file keys")
+	l.Bool(&cfg.DevAllowAnyKeyFile, "dev-allow-any-key-file", false, "development only: let key_source file read a key file anywhere")
+	l.Bool(&cfg.DevAllowAnyEgress, "dev-allow-any-egress", false, "development only: an empty egress-allow-hosts allows any upstream host (refused otherwise)")
+	l.Duration(&cfg.PolicyMaxAge, "policy-max-age", 0, "/readyz answers 503 policy_too_old once the policy has not been confirmed current for this long (0: never)")
 	l.String(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	l.String(&cfg.WorkerID, "worker-id", cfg.WorkerID, "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
@@ -237,6 +275,8 @@ func Default() Config {
 // hand it means something: AuditSpoolDir (required, so never guessed) and
 // AuditSink ("" writes no JSON lines). And MetricsListen left empty becomes "off",
 // not the default port, which the workers one process starts would share.
+// EgressAllowHosts has no default either way: left empty, the result fails
+// validation as in LoadConfig, unless DevAllowAnyEgress says any host will do.
 func (c Config) withDefaults() Config {
 	d := Default()
 	d.AuditSpoolDir, d.AuditSink, d.MetricsListen = "", "", httpmetrics.ListenOff
@@ -276,7 +316,7 @@ func (c *Config) validate(p *config.Problems) {
 		for _, part := range strings.Split(c.NATSURL, ",") {
 			u, err := url.Parse(strings.TrimSpace(part))
 			if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
-				p.Add("nats-url", c.NATSURL, "must be nats://, tls://, ws:// or wss:// URLs, comma-separated")
+				p.Add("nats-url", logging.RedactURL(c.NATSURL), "must be nats://, tls://, ws:// or wss:// URLs, comma-separated")
 				break
 			}
 		}
@@ -287,6 +327,11 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if strings.TrimSpace(c.JWTAudience) == "" {
 		p.Add("jwt-audience", c.JWTAudience, "must not be empty")
+	}
+	if strings.TrimSpace(c.PolicyPublicKeys) == "" {
+		p.Add("policy-public-keys", c.PolicyPublicKeys, "required: the control plane's policy signing public key file(s), e.g. <its data dir>/policy-signing-key.pub")
+	} else if _, err := signing.LoadPublicKeys(splitList(c.PolicyPublicKeys)...); err != nil {
+		p.Add("policy-public-keys", c.PolicyPublicKeys, "must be readable PEM Ed25519 public keys: "+err.Error())
 	}
 	if c.JWKSURL == "" {
 		p.Add("jwks-url", c.JWKSURL, "required: an https:// URL (http:// on a loopback host)")
@@ -312,6 +357,17 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if _, err := c.egress(); err != nil {
 		p.Add("egress", err.Error(), "must be valid")
+	}
+	if strings.TrimSpace(c.EgressAllowHosts) == "" && !c.DevAllowAnyEgress {
+		p.Add("egress-allow-hosts", c.EgressAllowHosts, "required: the upstream hosts this worker may call, comma-separated "+
+			"(a region's endpoints only: eu.api.openai.com for an eu worker, not the global api.openai.com); "+
+			"an empty list allows any host only with PORTCULLIS_DEV_ALLOW_ANY_EGRESS=true, in development")
+	}
+	if c.KeyDir != "" && (!filepath.IsAbs(c.KeyDir) || filepath.Clean(c.KeyDir) == "/") {
+		p.Add("key-dir", c.KeyDir, "must be an absolute directory path other than /")
+	}
+	if c.PolicyMaxAge != 0 && (c.PolicyMaxAge < MinPolicyMaxAge || c.PolicyMaxAge > MaxPolicyMaxAge) {
+		p.Add("policy-max-age", c.PolicyMaxAge, fmt.Sprintf("must be 0 (off) or between %v and %v", MinPolicyMaxAge, MaxPolicyMaxAge))
 	}
 	if c.FallbackErrorRate <= 0 || c.FallbackErrorRate > 1 {
 		p.Add("fallback-error-rate", c.FallbackErrorRate, "must be above 0 and at most 1")

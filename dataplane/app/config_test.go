@@ -22,6 +22,8 @@ var required = map[string]string{
 	"PORTCULLIS_NATS_URL":   "nats://127.0.0.1:14222",
 	"PORTCULLIS_JWT_ISSUER": "http://127.0.0.1:8080",
 	"PORTCULLIS_JWKS_URL":   "http://127.0.0.1:8080/.well-known/jwks.json",
+	// Required too: the only upstream hosts a worker calls.
+	"PORTCULLIS_EGRESS_ALLOW_HOSTS": "api.openai.com,api.anthropic.com",
 }
 
 func with(extra map[string]string) map[string]string {
@@ -66,6 +68,8 @@ func TestLoadConfigStartsFromDefault(t *testing.T) {
 	want := app.Default()
 	want.Region, want.NATSURL, want.JWTIssuer, want.JWKSURL = required["PORTCULLIS_REGION"], required["PORTCULLIS_NATS_URL"],
 		required["PORTCULLIS_JWT_ISSUER"], required["PORTCULLIS_JWKS_URL"]
+	want.PolicyPublicKeys = required["PORTCULLIS_POLICY_PUBLIC_KEYS"]
+	want.EgressAllowHosts = required["PORTCULLIS_EGRESS_ALLOW_HOSTS"]
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("LoadConfig with the required keys only:\n%+v\nwant Default with them:\n%+v", cfg, want)
 	}
@@ -79,7 +83,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{name: "nothing set", vars: map[string]string{},
-			want: []string{"PORTCULLIS_REGION", "PORTCULLIS_NATS_URL", "PORTCULLIS_JWT_ISSUER", "PORTCULLIS_JWKS_URL"}},
+			want: []string{"PORTCULLIS_REGION", "PORTCULLIS_NATS_URL", "PORTCULLIS_JWT_ISSUER", "PORTCULLIS_JWKS_URL", "PORTCULLIS_EGRESS_ALLOW_HOSTS"}},
 		{name: "bad values", vars: with(map[string]string{
 			"PORTCULLIS_REGION": "e u", "PORTCULLIS_LISTEN": "nope", "PORTCULLIS_NATS_URL": "http://x:1",
 			"PORTCULLIS_JWKS_URL": "ftp://idp/jwks", "PORTCULLIS_MAX_BODY_BYTES": "0", "PORTCULLIS_LOG_LEVEL": "loud",

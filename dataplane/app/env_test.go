@@ -63,6 +63,7 @@ type env struct {
 	client  *http.Client
 	version int64
 	natsURL string
+	nats    *natstest.Server
 }
 
 type envOptions struct {
@@ -88,6 +89,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		logs:    &logtest.Buffer{},
 		client:  &http.Client{Transport: &http.Transport{}},
 		natsURL: ns.URL(),
+		nats:    ns,
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
 	if err := os.WriteFile(e.keyPath, []byte(upstreamKey+"\n"), 0o600); err != nil {
@@ -103,7 +105,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Region:        o.region, Listen: "127.0.0.1:0", NATSURL: ns.URL(),
 		JWTIssuer: e.iss.Name, JWTAudience: testissuer.Audience, JWKSURL: e.iss.JWKSURL,
 		LogLevel: "debug", WorkerID: "test-" + o.region, ExposeRoutingHeaders: true, MaxBodyBytes: app.DefaultMaxBodyBytes,
-		MetricsListen: "127.0.0.1:0",
+		MetricsListen: "127.0.0.1:0", PolicyPublicKeys: policyPublicKeys,
+		// Every upstream of these tests (the spies, and the servers some tests add)
+		// listens on loopback; the key file lives in its own directory.
+		EgressAllowHosts: "127.0.0.1", KeyDir: filepath.Dir(e.keyPath),
 	}
 	if o.configure != nil {
 		o.configure(&cfg)
@@ -165,7 +170,7 @@ func (e *env) publish(t testing.TB, s *policy.Snapshot) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.putRaw(t, b)
+	e.putRaw(t, sealed(b))
 	waitfor.That(t, "policy version to propagate", func() bool { return e.app.PolicyVersion() == s.Version })
 }
 

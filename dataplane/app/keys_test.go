@@ -36,7 +36,8 @@ func TestEnvKeysRefusedWithoutTheDevFlag(t *testing.T) {
 
 	// A worker starting now refuses to.
 	cfg := app.Config{Region: "eu", Listen: "127.0.0.1:0", NATSURL: e.natsURL, JWTIssuer: e.iss.Name, AuditSpoolDir: t.TempDir(),
-		JWKSURL: e.iss.JWKSURL, WorkerID: "env-refused"}
+		JWKSURL: e.iss.JWKSURL, WorkerID: "env-refused", PolicyPublicKeys: policyPublicKeys,
+		EgressAllowHosts: "127.0.0.1"}
 	if a, err := app.Start(context.Background(), cfg, logging.New(&logtest.Buffer{}, "info")); err == nil {
 		_ = a.Stop(context.Background())
 		t.Fatal("a worker started with an env-key deployment and no dev flag")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/natstest"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // startWith starts a data plane on a fresh nats-server (no policy: it need not be
@@ -23,6 +24,7 @@ func startWith(t *testing.T, extra ...component) *App {
 		AuditSpoolDir: filepath.Join(t.TempDir(), "audit-spool"),
 		Region:        "eu", Listen: "127.0.0.1:0", NATSURL: ns.URL(), WorkerID: "lifecycle",
 		JWTIssuer: "http://127.0.0.1:1/issuer", JWKSURL: "http://127.0.0.1:1/jwks.json",
+		EgressAllowHosts: "127.0.0.1", PolicyPublicKeys: testPolicyPublicKey(t),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -137,4 +139,14 @@ func TestKillWaitsForTheComponents(t *testing.T) {
 	if err := a.Stop(context.Background()); err != nil {
 		t.Errorf("Stop after Kill = %v, want nil", err)
 	}
+}
+
+// testPolicyPublicKey is the public key file of a fresh policy signing key.
+func testPolicyPublicKey(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "policy-signing-key.pem")
+	if _, _, err := signing.LoadOrCreate(key); err != nil {
+		t.Fatal(err)
+	}
+	return signing.PublicPath(key)
 }

@@ -160,7 +160,8 @@ func TestMetricsListenerOffAndBusy(t *testing.T) {
 	a, err := app.Start(t.Context(), app.Config{
 		AuditSpoolDir: filepath.Join(t.TempDir(), "audit-spool"), Region: "eu", Listen: "127.0.0.1:0",
 		MetricsListen: taken.Addr().String(), NATSURL: ns.URL(), WorkerID: "busy",
-		JWTIssuer: "http://127.0.0.1:1/issuer", JWKSURL: "http://127.0.0.1:1/jwks.json",
+		JWTIssuer: "http://127.0.0.1:1/issuer", JWKSURL: "http://127.0.0.1:1/jwks.json", PolicyPublicKeys: policyPublicKeys,
+		EgressAllowHosts: "127.0.0.1",
 	}, logging.New(io.Discard, "info"))
 	if err == nil {
 		_ = a.Stop(context.Background())

@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -62,27 +65,52 @@ func TestReadyzWhileTheLimitBucketsAreMissing(t *testing.T) {
 	}
 }
 
+// TestBadSnapshotsKeepServingTheLastGoodOne: a snapshot that is unsigned, signed by
+// a key the worker does not trust, undecodable or of an unknown schema is refused
+// and counted by reason, and the last good policy keeps serving; so is one older
+// than the policy in use.
 func TestBadSnapshotsKeepServingTheLastGoodOne(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	good := e.app.PolicyVersion()
-	future := e.snapshot()
-	future.SchemaVersion = policy.SchemaVersion + 1
-	future.Version = good + 10
-	futureBytes, err := policy.Encode(future)
+	encode := func(change func(*policy.Snapshot)) []byte {
+		s := e.snapshot()
+		s.Version = good + 10
+		change(s)
+		b, err := policy.Encode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// A forger with write access to PC_POLICY but no signing key: every client
+	// disabled, at a version no real snapshot would ever pass.
+	forged := encode(func(s *policy.Snapshot) {
+		s.Version = math.MaxInt64
+		for i := range s.Clients {
+			s.Clients[i].Enabled = false
+		}
+	})
+	forger, err := signing.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name  string
-		value []byte
+		name, reason string
+		value        []byte
 	}{
-		{name: "garbage", value: []byte("\x1f\x8b not really gzip")},
-		{name: "unknown schema version", value: futureBytes},
+		{name: "unsigned", reason: "unsigned", value: forged},
+		{name: "signed by another key", reason: "bad_signature", value: policy.Seal(forged, forger)},
+		{name: "another snapshot under a real seal", reason: "bad_signature",
+			value: slices.Concat(sealHeader(t, sealed(encode(func(*policy.Snapshot) {}))), forged)},
+		{name: "garbage", reason: "invalid", value: sealed([]byte("\x1f\x8b not really gzip"))},
+		{name: "unknown schema version", reason: "invalid", value: sealed(encode(func(s *policy.Snapshot) { s.SchemaVersion = policy.SchemaVersion + 1 }))},
 	}
-	for i, tt := range tests {
+	counts := map[string]int{}
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.putRaw(t, tt.value)
-			want := `portcullis_dataplane_policy_snapshots_rejected_total{reason="invalid"} ` + strconv.Itoa(i+1)
+			counts[tt.reason]++
+			want := `portcullis_dataplane_policy_snapshots_rejected_total{reason="` + tt.reason + `"} ` + strconv.Itoa(counts[tt.reason])
 			waitfor.That(t, "the rejection to be counted", func() bool { return strings.Contains(e.metrics(t), want) })
 			if e.app.PolicyVersion() != good {
 				t.Fatalf("PolicyVersion = %d, want %d", e.app.PolicyVersion(), good)
@@ -91,6 +119,9 @@ func TestBadSnapshotsKeepServingTheLastGoodOne(t *testing.T) {
 				t.Fatalf("chat = %d with the last good policy", resp.StatusCode)
 			}
 		})
+	}
+	if !strings.Contains(e.logs.String(), "its signature does not verify") {
+		t.Fatal("a refused signature is not logged")
 	}
 
 	t.Run("an older version is ignored", func(t *testing.T) {
@@ -105,7 +136,7 @@ func TestBadSnapshotsKeepServingTheLastGoodOne(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.putRaw(t, b)
+		e.putRaw(t, sealed(b))
 		waitfor.That(t, "the stale snapshot to be counted", func() bool {
 			return strings.Contains(e.metrics(t), `portcullis_dataplane_policy_snapshots_rejected_total{reason="stale"} 1`)
 		})
@@ -211,7 +242,8 @@ func TestLifecycle(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	t.Run("a second data plane on a busy address fails to start", func(t *testing.T) {
 		cfg, err := app.LoadConfig([]string{"-region", "eu", "-listen", e.app.Addr(), "-nats-url", "nats://127.0.0.1:1",
-			"-jwt-issuer", e.iss.Name, "-jwks-url", e.iss.JWKSURL}, func(string) string { return "" }, io.Discard)
+			"-jwt-issuer", e.iss.Name, "-jwks-url", e.iss.JWKSURL,
+			"-egress-allow-hosts", "127.0.0.1", "-policy-public-keys", policyPublicKeys}, func(string) string { return "" }, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,4 +262,14 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal("the API still answers after Stop")
 		}
 	})
+}
+
+// sealHeader is the header line of a sealed snapshot, newline included.
+func sealHeader(t *testing.T, sealedValue []byte) []byte {
+	t.Helper()
+	i := bytes.IndexByte(sealedValue, '\n')
+	if i < 0 {
+		t.Fatal("no seal header")
+	}
+	return sealedValue[:i+1]
 }

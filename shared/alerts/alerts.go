@@ -1,6 +1,7 @@
 // Package alerts holds the messages of the PC_ALERTS stream (docs/design.md §3): security
 // and anomaly alerts, on subject alerts.<kind>.<subject>. The audit issue's anomaly
-// detector adds its kinds; key custody raises key_revoked and key_rotation_due.
+// detector adds its kinds; key custody raises key_revoked and key_rotation_due; the
+// control plane's health collector raises policy_lag.
 package alerts
 
 import (
@@ -18,6 +19,7 @@ const (
 	KindKeyRevoked     = "key_revoked"      // an emergency key revocation
 	KindKeyRotationDue = "key_rotation_due" // a scheduled rotation needs an operator's new key
 	KindKeyRotationErr = "key_rotation_failed"
+	KindPolicyLag      = "policy_lag" // a worker's policy version lags the published one
 )
 
 // Severities.

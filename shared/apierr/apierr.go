@@ -48,6 +48,9 @@ const (
 	LimitsUnavailable   Code = "limits_unavailable"
 	AuditUnavailable    Code = "audit_unavailable" // the audit spool is full: no request is served unaudited
 	PolicyNotReady      Code = "policy_not_ready"
+	// PolicyTooOld: the worker has not confirmed its policy is current for longer
+	// than PORTCULLIS_POLICY_MAX_AGE (/readyz only; requests are still served).
+	PolicyTooOld Code = "policy_too_old"
 	// Overloaded: the worker has as many requests still being authenticated as it
 	// allows (PORTCULLIS_MAX_UNAUTHENTICATED); retry after Retry-After.
 	Overloaded Code = "overloaded"
@@ -100,6 +103,7 @@ var registry = map[Code]Def{
 	UpstreamKey:          {http.StatusServiceUnavailable, TypeUnavailable},
 	LimitsUnavailable:    {http.StatusServiceUnavailable, TypeUnavailable},
 	PolicyNotReady:       {http.StatusServiceUnavailable, TypeUnavailable},
+	PolicyTooOld:         {http.StatusServiceUnavailable, TypeUnavailable},
 	Overloaded:           {http.StatusServiceUnavailable, TypeUnavailable},
 	WrongRegion:          {http.StatusMisdirectedRequest, TypePermission},
 	Internal:             {http.StatusInternalServerError, TypeServer},

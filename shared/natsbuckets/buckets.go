@@ -37,8 +37,8 @@ type Options struct {
 	WorkerTTL time.Duration
 }
 
-// Ensure creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets and the PC_KEYS
-// and PC_ALERTS streams, or updates their settings if they exist.
+// Ensure creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets and the PC_KEYS,
+// PC_ALERTS and PC_CHECKPOINTS streams, or updates their settings if they exist.
 func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	var errs []error
 	for _, cfg := range Configs(o) {
@@ -59,6 +59,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 const (
 	KeysMaxAge   = 7 * 24 * time.Hour
 	AlertsMaxAge = 30 * 24 * time.Hour
+	// CheckpointsMaxAge keeps the signed audit checkpoints a year (a few hundred
+	// bytes per region and interval), for outside systems that keep them; Postgres
+	// keeps them too.
+	CheckpointsMaxAge = 366 * 24 * time.Hour
 )
 
 // StreamConfigs are the stream settings Ensure applies: file storage, and no message
@@ -86,6 +90,17 @@ func StreamConfigs(o Options) []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    o.Replicas,
 			MaxAge:      AlertsMaxAge,
+			DenyDelete:  true,
+			DenyPurge:   true,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        natsnames.CheckpointsStream,
+			Description: "Portcullis signed audit checkpoints: each region's audit chain head, signed by the control plane",
+			Subjects:    []string{natsnames.CheckpointsSubjects},
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.Replicas,
+			MaxAge:      CheckpointsMaxAge,
 			DenyDelete:  true,
 			DenyPurge:   true,
 			Duplicates:  2 * time.Minute,

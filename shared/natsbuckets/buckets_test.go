@@ -46,6 +46,14 @@ func TestEnsureCreatesAndUpdatesTheBuckets(t *testing.T) {
 	if got := policy.CachedInfo().Config.MaxMsgsPerSubject; got != PolicyHistory {
 		t.Errorf("PC_POLICY history %d, want %d", got, PolicyHistory)
 	}
+	checkpoints, err := js.Stream(ctx, natsnames.CheckpointsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := checkpoints.CachedInfo().Config; !cfg.DenyDelete || !cfg.DenyPurge || cfg.Storage != jetstream.FileStorage ||
+		len(cfg.Subjects) != 1 || cfg.Subjects[0] != natsnames.CheckpointsSubjects {
+		t.Errorf("PC_CHECKPOINTS config: %+v", cfg)
+	}
 }
 
 func TestCountersSurviveAServerRestart(t *testing.T) {

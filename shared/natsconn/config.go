@@ -3,12 +3,14 @@ package natsconn
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // The configuration keys of the credentials and CA files, the same in every binary.
@@ -41,7 +43,10 @@ func (o Options) Validate(p *config.Problems) {
 }
 
 func checkCreds(path string, now time.Time) string {
-	data, err := os.ReadFile(path)
+	data, err := secretfile.Read(config.EnvName(KeyCreds), path, 1<<20)
+	if me, ok := errors.AsType[*secretfile.ModeError](err); ok {
+		return fmt.Sprintf("has mode %04o: the nkey seed it holds must not be readable by group or others (chmod 600 it)", uint32(me.Mode))
+	}
 	if err != nil {
 		return "cannot read the credentials file: " + pathErrReason(err)
 	}

@@ -19,6 +19,10 @@ const (
 	KeysStream = "PC_KEYS"
 	// AlertsStream carries anomaly and security alerts.
 	AlertsStream = "PC_ALERTS"
+	// CheckpointsStream carries the control plane's signed audit checkpoints. Its
+	// name must not start with AuditStreamPrefix, or the audit ingest would take it
+	// for a region's stream.
+	CheckpointsStream = "PC_CHECKPOINTS"
 )
 
 // KVStream is the name of the JetStream stream that backs KV bucket.
@@ -63,6 +67,14 @@ func AuditSubjects(region string) string { return "audit." + token(region) + ".>
 func AuditSubject(region, client string) string {
 	return "audit." + token(region) + "." + token(client)
 }
+
+// CheckpointsSubjects matches everything PC_CHECKPOINTS holds.
+const CheckpointsSubjects = "checkpoints.>"
+
+// AuditCheckpointSubject is the subject the signed checkpoints of region's audit
+// chain are published on: checkpoints.audit.<region>. It is outside audit.>, which
+// the regions' data planes publish on.
+func AuditCheckpointSubject(region string) string { return "checkpoints.audit." + token(region) }
 
 // HealthSubject is the subject worker of region publishes its health report on.
 func HealthSubject(region, worker string) string {

@@ -12,6 +12,7 @@ func TestSubjectsAreSingleTokens(t *testing.T) {
 		{"empty client", AuditSubject("us", ""), "audit.us._"},
 		{"keys rotated", KeysRotatedSubject("openai"), "keys.rotated.openai"},
 		{"alert", AlertSubject("token_spike", "c"), "alerts.token_spike.c"},
+		{"audit checkpoint", AuditCheckpointSubject("eu"), "checkpoints.audit.eu"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

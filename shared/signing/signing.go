@@ -17,7 +17,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // ErrUnknownKey is returned by Verify for a key id no configured public key has.
@@ -87,8 +89,9 @@ func Load(path string) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s has mode %04o: it must be readable by its owner only (chmod 600)", path, perm)
+	if !private(info) {
+		return nil, fmt.Errorf("signing key %s has mode %04o: it must be readable by its owner only (chmod 600), "+
+			"or by a group of this process's (a Kubernetes Secret mounted with fsGroup)", path, info.Mode().Perm())
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -221,4 +224,30 @@ func (v *Verifier) Verify(keyID string, msg, sig []byte) error {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// private reports whether a file's mode lets no one else read it: not others, and a
+// group only when it is one of this process's own groups (a Kubernetes Secret volume
+// with fsGroup is group-readable by the pod's group).
+func private(info os.FileInfo) bool {
+	perm := info.Mode().Perm()
+	if perm&0o007 != 0 {
+		return false
+	}
+	if perm&0o070 == 0 {
+		return true
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	gid := int(st.Gid)
+	if gid == os.Getegid() {
+		return true
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		return false
+	}
+	return slices.Contains(groups, gid)
 }

@@ -56,11 +56,19 @@ func TestLoadRefusesAReadableKey(t *testing.T) {
 	if _, _, err := LoadOrCreate(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, 0o640); err != nil {
+	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(path); err == nil {
-		t.Fatal("a group-readable signing key was loaded")
+		t.Fatal("a world-readable signing key was loaded")
+	}
+	// Group-readable by this process's own group (a Secret volume with fsGroup) is
+	// still private to it.
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatalf("a key readable by this process's group: %v", err)
 	}
 	if _, err := ParsePublicKeys([]byte("not pem")); err == nil {
 		t.Fatal("no key parsed without an error")

@@ -22,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/testissuer"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
@@ -108,7 +109,12 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	if err != nil {
 		return nil, err
 	}
-	keyFile := filepath.Join(tmp, "upstream.key")
+	// The key file in a directory of its own, the data plane's PORTCULLIS_KEY_DIR.
+	keyDir := filepath.Join(tmp, "keys")
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(keyDir, "upstream.key")
 	if err := os.WriteFile(keyFile, []byte(upstreamKey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
@@ -118,6 +124,11 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	s.onStop(iss.Close)
+	// The benchmark signs its policy as the control plane would.
+	policyKey, _, err := signing.LoadOrCreate(filepath.Join(tmp, "policy-signing-key.pem"))
+	if err != nil {
+		return nil, err
+	}
 	token, err := iss.Mint(benchClient, time.Hour)
 	if err != nil {
 		return nil, err
@@ -149,15 +160,19 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		// series by client (off by default). The stack gives the data plane a
 		// metrics listener of its own (PORTCULLIS_METRICS_LISTEN).
 		"PORTCULLIS_METRICS_CLIENT_LABELS=true",
+		// key_source file, under its own directory. The egress allowlist (the mock's
+		// host:port) comes from the stack.
+		"PORTCULLIS_KEY_DIR="+keyDir,
 	)
 	st, err := teststack.Start(ctx, teststack.Options{
-		LogDir:    tmp,
-		WaitReady: true,
-		NATS:      natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(tmp, "nats"), ServerName: "bench"},
-		Issuer:    teststack.Issuer{Name: iss.Name, JWKSURL: iss.JWKSURL},
-		Upstreams: []teststack.UpstreamOptions{{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}}},
+		LogDir:           tmp,
+		WaitReady:        true,
+		NATS:             natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(tmp, "nats"), ServerName: "bench"},
+		Issuer:           teststack.Issuer{Name: iss.Name, JWKSURL: iss.JWKSURL},
+		PolicyPublicKeys: signing.PublicPath(filepath.Join(tmp, "policy-signing-key.pem")),
+		Upstreams:        []teststack.UpstreamOptions{{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}}},
 		BeforeDataPlanes: func(ctx context.Context, st *teststack.Stack) error {
-			return publishPolicy(ctx, st.NATSURL, benchPolicy(st.Upstream("mock").URL, keyFile))
+			return publishPolicy(ctx, st.NATSURL, benchPolicy(st.Upstream("mock").URL, keyFile), policyKey)
 		},
 		DataPlanes: []teststack.DataPlaneOptions{{
 			Name:   "dataplane",
@@ -248,15 +263,16 @@ func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
 }
 
 // publishPolicy creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, as the
-// control plane does, and puts snap into PC_POLICY.
-func publishPolicy(ctx context.Context, natsURL string, snap *policy.Snapshot) error {
+// control plane does, and puts snap into PC_POLICY, sealed by signer.
+func publishPolicy(ctx context.Context, natsURL string, snap *policy.Snapshot, signer *signing.Signer) error {
 	if err := snap.Validate(); err != nil {
 		return fmt.Errorf("bench policy: %w", err)
 	}
-	data, err := policy.Encode(snap)
+	encoded, err := policy.Encode(snap)
 	if err != nil {
 		return err
 	}
+	data := policy.Seal(encoded, signer)
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)

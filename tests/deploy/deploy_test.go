@@ -148,7 +148,7 @@ func TestManifests(t *testing.T) {
 		{"k8s/dataplane-vault-k8s-auth.yaml", []string{`"image":"ghcr.io/portcullis-gw/dataplane:`,
 			`{"name":"PORTCULLIS_VAULT_AUTH","value":"kubernetes"}`}},
 		{"k8s/dataplane-vault-agent.yaml", []string{`"image":"ghcr.io/portcullis-gw/dataplane:`,
-			`"vault.hashicorp.com/agent-inject-token":"true"`, `{"name":"PORTCULLIS_VAULT_AUTH","value":"token"}`,
+			`"vault.hashicorp.com/agent-configmap":"portcullis-dataplane-vault-agent"`, `{"name":"PORTCULLIS_VAULT_AUTH","value":"token"}`,
 			`{"name":"PORTCULLIS_VAULT_TOKEN_FILE","value":"/vault/secrets/token"}`}},
 		{"k8s/example-file-key-secret.yaml", []string{`"image":"ghcr.io/portcullis-gw/dataplane:`,
 			`"secret":{"defaultMode":288,"secretName":"portcullis-upstream-keys"}`}},
@@ -205,9 +205,11 @@ spec:
             - {name: PORTCULLIS_NATS_CREDS, value: /etc/creds/nats.creds}
             - {name: PORTCULLIS_JWT_ISSUER, value: "https://idp.example/"}
             - {name: PORTCULLIS_JWKS_URL, value: "https://idp.example/jwks.json"}
+            - {name: PORTCULLIS_POLICY_PUBLIC_KEYS, value: /etc/creds/policy-signing-key.pub}
             - {name: PORTCULLIS_VAULT_ADDR, value: "https://vault:8200"}
             - {name: PORTCULLIS_VAULT_AUTH, value: kubernetes}
             - {name: PORTCULLIS_VAULT_K8S_ROLE, value: dp}
+            - {name: PORTCULLIS_EGRESS_ALLOW_HOSTS, value: eu.api.openai.com}
 `
 	roles := map[string]vaultRole{"dp": {ServiceAccounts: []string{"portcullis-dataplane"}, Namespaces: []string{"portcullis"}, Policies: []string{"portcullis-dataplane"}}}
 	keys := configKeys(t)

@@ -434,6 +434,12 @@ func securityProblems(pod, ctr *securityContext) []string {
 // secretish reports whether an environment variable's name says it holds a secret.
 func secretish(name string) bool {
 	n := strings.ToUpper(name)
+	if strings.Contains(n, "PUBLIC_KEY") { // a public key is no secret
+		return false
+	}
+	if strings.HasSuffix(n, "_DIR") { // a directory may hold secrets; its path is none
+		return false
+	}
 	for _, w := range []string{"KEY", "TOKEN", "SECRET", "PASSWORD"} {
 		if strings.Contains(n, w) {
 			return true

@@ -113,14 +113,15 @@ func TestTokenSpikeThrottlesAndShowback(t *testing.T) {
 	})
 	t.Logf("token_spike alert %s after the spike was archived", took.Round(100*time.Millisecond))
 
-	// The webhook: signed over timestamp + "." + body.
+	// The webhook: signed over "v2:" + timestamp + ":" + its URL + ":" + body
+	// (docs/audit.md#webhook).
 	waitfor.Within(t, 10*time.Second, "the alert webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) > 0 })
 	mu.Lock()
 	ts, sig, body := hooks[0].Header.Get("X-Portcullis-Timestamp"), hooks[0].Header.Get("X-Portcullis-Signature"), bodies[0]
 	mu.Unlock()
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts + "." + string(body)))
-	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); sig != want || !strings.Contains(string(body), "token_spike") {
+	m.Write([]byte("v2:" + ts + ":" + hook.URL + ":" + string(body)))
+	if want := "v2=" + hex.EncodeToString(m.Sum(nil)); sig != want || !strings.Contains(string(body), "token_spike") {
 		t.Fatalf("webhook signature %q, want %q; body %s", sig, want, body)
 	}
 

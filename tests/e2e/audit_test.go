@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +232,137 @@ func TestAuditPrivacyRejectionsAndResidency(t *testing.T) {
 			t.Fatalf("audit verify %s: %v\n%s", region, err, out)
 		}
 	}
+	checkSignedExport(t, s, bin, euRaw)
+}
+
+// checkSignedExport is the acceptance test of signed audit checkpoints, on a real
+// export: it passes `portcullis audit verify --pubkey` with the control plane's audit
+// public key. Rewritten (an event's tokens_in changed, every chain hash after it and
+// the head recomputed, the checkpoint patched to match or dropped) it still passes
+// the plain chain checks, and fails with --pubkey. And each region's chain head is
+// signed at intervals and published on PC_CHECKPOINTS.
+func checkSignedExport(t *testing.T, s *stack, bin string, raw []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	pub := s.cp.AuditPublicKeyFile()
+	good := filepath.Join(dir, "eu.ndjson")
+	if err := os.WriteFile(good, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "audit", "verify", "--pubkey", pub, good).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "checkpoint: signature verified") {
+		t.Fatalf("audit verify --pubkey of the untouched export: %v\n%s", err, out)
+	}
+	for name, forge := range map[string]func(head map[string]json.RawMessage, rowsDigest string){
+		"patched": func(head map[string]json.RawMessage, rowsDigest string) {
+			var cp map[string]json.RawMessage
+			if err := json.Unmarshal(head["checkpoint"], &cp); err != nil {
+				t.Fatal(err)
+			}
+			cp["chain_hash"], cp["rows_digest"] = head["hash"], json.RawMessage(strconv.Quote(rowsDigest))
+			head["checkpoint"] = orderedJSON(t, cp, "v", "region", "seq", "chain_hash", "at", "rows_digest", "key_id", "sig")
+		},
+		"dropped": func(head map[string]json.RawMessage, _ string) { delete(head, "checkpoint") },
+	} {
+		bad := filepath.Join(dir, name+".ndjson")
+		if err := os.WriteFile(bad, rewriteExport(t, raw, forge), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "audit", "verify", bad).CombinedOutput(); err != nil {
+			t.Fatalf("%s: the rewritten export does not pass the plain chain checks, so it tests nothing: %v\n%s", name, err, out)
+		}
+		out, err := exec.Command(bin, "audit", "verify", "--pubkey", pub, bad).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "verification failed") || strings.Contains(string(out), "OK:") {
+			t.Fatalf("%s: audit verify --pubkey of a rewritten export: %v\n%s", name, err, out)
+		}
+		t.Logf("%s: %s", name, strings.TrimSpace(string(out)))
+	}
+
+	conn, err := pgx.Connect(context.Background(), s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	waitfor.Within(t, 15*time.Second, "a published checkpoint of each region", func() bool {
+		var regions int
+		err := conn.QueryRow(context.Background(), `SELECT count(DISTINCT region) FROM audit_checkpoints
+			WHERE region IN ('eu', 'us') AND published_at IS NOT NULL`).Scan(&regions)
+		return err == nil && regions == 2
+	})
+}
+
+// rewriteExport changes tokens_in of the first event that has one to 999999 in an
+// NDJSON export, recomputes that row's chain hash and every later one with plain
+// SHA-256, then the head's hash, and lets forge change the head, given the new
+// rows' digest (docs/audit.md).
+func rewriteExport(t *testing.T, raw []byte, forge func(head map[string]json.RawMessage, rowsDigest string)) []byte {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var out bytes.Buffer
+	digest := sha256.New()
+	prev, lastSeq, edited := "", int64(0), false
+	for _, l := range lines[:len(lines)-1] {
+		var r struct {
+			Seq       int64           `json:"seq"`
+			PrevHash  string          `json:"prev_hash"`
+			ChainHash string          `json:"chain_hash"`
+			Event     json.RawMessage `json:"event"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if edited {
+			r.PrevHash = prev
+		}
+		if i := bytes.Index(r.Event, []byte(`"tokens_in":`)); !edited && i >= 0 {
+			end := i + len(`"tokens_in":`) + bytes.IndexByte(r.Event[i+len(`"tokens_in":`):], ',')
+			r.Event = append(append(append([]byte{}, r.Event[:i]...), `"tokens_in":999999`...), r.Event[end:]...)
+			edited = true
+		}
+		if edited {
+			sum := sha256.Sum256(append([]byte(r.PrevHash), r.Event...))
+			r.ChainHash = hex.EncodeToString(sum[:])
+		}
+		prev, lastSeq = r.ChainHash, r.Seq
+		fmt.Fprintf(&out, "{\"seq\":%d,\"prev_hash\":%q,\"chain_hash\":%q,\"event\":%s}\n", r.Seq, r.PrevHash, r.ChainHash, r.Event)
+		fmt.Fprintf(digest, "%d %s\n", r.Seq, r.ChainHash)
+	}
+	if !edited {
+		t.Fatal("no event to rewrite")
+	}
+	var tail struct {
+		Head map[string]json.RawMessage `json:"chain_head"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &tail); err != nil {
+		t.Fatal(err)
+	}
+	if string(tail.Head["seq"]) == strconv.FormatInt(lastSeq, 10) { // the rows reach the head
+		tail.Head["hash"] = json.RawMessage(strconv.Quote(prev))
+	}
+	forge(tail.Head, hex.EncodeToString(digest.Sum(nil)))
+	out.WriteString(`{"chain_head":`)
+	out.Write(orderedJSON(t, tail.Head, "region", "seq", "hash", "exported_at", "from", "to", "client", "rows", "first_seq", "last_seq", "checkpoint"))
+	out.WriteString("}\n")
+	return out.Bytes()
+}
+
+// orderedJSON writes the fields of m present among keys, in that order.
+func orderedJSON(t *testing.T, m map[string]json.RawMessage, keys ...string) json.RawMessage {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:%s", k, v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 // streamContents returns every message of every audit stream, concatenated.

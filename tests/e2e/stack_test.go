@@ -12,9 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +50,10 @@ type stack struct {
 	auditKey []byte
 	dbURL    string
 	dataDir  string // the control plane's: its dev issuer's signing key is there
+	// openAIAdminURL is the control plane's OpenAI admin API: a listener of its own
+	// that hands every request to the eu mock upstream (which speaks the admin API
+	// subset), never a deployment's base_url.
+	openAIAdminURL string
 	// clock is every data plane's limiter clock: the wall clock shifted to read two
 	// seconds past an hour when the stack starts, so that no minute or hour window
 	// turns during a test (each is well under a minute) and none waits for one to.
@@ -130,6 +136,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		LogLevel:        "error",
 		AuditIngest:     true,
 	}
+	cpCfg.AuditCheckpointInterval = time.Second // each region's audit chain head signed and published on PC_CHECKPOINTS
 	logger := func(string) *slog.Logger { return quietLogger() }
 	var logs *logtest.Buffer
 	if sc.logs {
@@ -152,7 +159,12 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	if sc.anomaly != nil {
 		cpCfg.AnomalyCheckInterval = time.Second
 		cpCfg.AlertWebhookURL, cpCfg.AlertWebhookSecretFile = sc.anomaly.webhookURL, sc.anomaly.secretFile
+		cpCfg.AlertWebhookAllowPrivate = true // the tests' receivers are on loopback
 	}
+	adminAPI := &openAIAdminFront{}
+	adminSrv := httptest.NewServer(adminAPI)
+	t.Cleanup(adminSrv.Close)
+	cpCfg.OpenAIAdminURL = adminSrv.URL
 	var ns *natstest.Server
 	if sc.ownNATS {
 		ns = natstest.StartWith(t, natstest.Options{NoConn: true})
@@ -168,6 +180,8 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	if err := os.WriteFile(keyFile, []byte("test-upstream-key-"+fmt.Sprint(time.Now().UnixNano())), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyDir := filepath.Dir(keyFile) // PORTCULLIS_KEY_DIR of both planes: key_source file only there
+	cpCfg.KeyDir = keyDir
 	so := teststack.Options{LogDir: t.TempDir(), Logger: logger, ControlPlane: &cpCfg}
 	for _, region := range []string{"eu", "us"} {
 		uo := sc.upstream[region]
@@ -197,6 +211,10 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			AuditSpoolDir:   filepath.Join(t.TempDir(), "audit-spool"),
 			AuditKeyFile:    auditKeyFile,
 			Clock:           clock,
+			KeyDir:          keyDir,
+			// Every upstream of these tests listens on loopback: the mocks, and the
+			// servers some tests add (the hostile suite's).
+			EgressAllowHosts: "127.0.0.1",
 		}})
 	}
 	st, err := teststack.Start(ctx, so)
@@ -230,10 +248,27 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		up := st.Upstream(region)
 		s.upstream[region], s.upURL[region] = up.Mock, up.URL
 	}
+	adminAPI.mock.Store(s.upstream["eu"])
+	s.openAIAdminURL = adminSrv.URL
 	for _, d := range st.DataPlanes() {
 		s.dp[d.Name] = d.App
 	}
 	return s
+}
+
+// openAIAdminFront is the stack's OpenAI admin API: it hands each request to mock, the
+// eu upstream, once it is set, on a listener apart from every base_url.
+type openAIAdminFront struct {
+	mock atomic.Pointer[mockupstream.Server]
+}
+
+func (f *openAIAdminFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m := f.mock.Load()
+	if m == nil {
+		http.Error(w, "the admin API is not up yet", http.StatusServiceUnavailable)
+		return
+	}
+	m.ServeHTTP(w, r)
 }
 
 // restartNATS starts the test-owned nats-server again (withNATS) on its address and

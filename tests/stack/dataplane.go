@@ -22,9 +22,10 @@ type DataPlaneOptions struct {
 	// and its log file.
 	Name string
 	// Config is its configuration; Region is required. The stack fills in what
-	// wires it to the rest when left empty: Listen and MetricsListen (random
+	// wires it to the rest when left empty: EgressAllowHosts (the host:port of the
+	// stack's upstreams, unless DevAllowAnyEgress), Listen and MetricsListen (random
 	// loopback ports; MetricsListen "off" turns the metrics listener off), NATSURL,
-	// JWTIssuer, JWTAudience, JWKSURL, WorkerID (Name), and Vault (the stack's dev
+	// JWTIssuer, JWTAudience, JWKSURL, PolicyPublicKeys, WorkerID (Name), and Vault (the stack's dev
 	// Vault, if it runs one).
 	Config dpapp.Config
 	// Binary, when set, runs this data plane as a child process of that binary. It
@@ -90,6 +91,9 @@ func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPl
 	if cfg.JWKSURL == "" {
 		cfg.JWKSURL = s.JWKSURL
 	}
+	if cfg.PolicyPublicKeys == "" {
+		cfg.PolicyPublicKeys = s.PolicyPublicKeys
+	}
 	if cfg.JWTAudience == "" {
 		cfg.JWTAudience = identity.DefaultAudience
 	}
@@ -98,6 +102,9 @@ func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPl
 	}
 	if cfg.Vault.Addr == "" && s.VaultAddr != "" {
 		cfg.Vault = vaultclient.Config{Addr: s.VaultAddr, Auth: vaultclient.AuthToken, TokenFile: s.VaultTokenFile}
+	}
+	if cfg.EgressAllowHosts == "" && !cfg.DevAllowAnyEgress {
+		cfg.EgressAllowHosts = s.upstreamHosts()
 	}
 	if o.Binary != "" {
 		return s.startDataPlaneProcess(ctx, o, cfg)
@@ -142,16 +149,20 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 	}
 	env := append([]string(nil), o.Env...)
 	for k, v := range map[string]string{
-		"PORTCULLIS_REGION":         cfg.Region,
-		"PORTCULLIS_LISTEN":         cfg.Listen,
-		"PORTCULLIS_METRICS_LISTEN": cfg.MetricsListen,
-		"PORTCULLIS_WORKER_ID":      cfg.WorkerID,
-		"PORTCULLIS_NATS_URL":       cfg.NATSURL,
-		"PORTCULLIS_JWT_ISSUER":     cfg.JWTIssuer,
-		"PORTCULLIS_JWT_AUDIENCE":   cfg.JWTAudience,
-		"PORTCULLIS_JWKS_URL":       cfg.JWKSURL,
+		"PORTCULLIS_REGION":             cfg.Region,
+		"PORTCULLIS_LISTEN":             cfg.Listen,
+		"PORTCULLIS_METRICS_LISTEN":     cfg.MetricsListen,
+		"PORTCULLIS_WORKER_ID":          cfg.WorkerID,
+		"PORTCULLIS_NATS_URL":           cfg.NATSURL,
+		"PORTCULLIS_JWT_ISSUER":         cfg.JWTIssuer,
+		"PORTCULLIS_JWT_AUDIENCE":       cfg.JWTAudience,
+		"PORTCULLIS_JWKS_URL":           cfg.JWKSURL,
+		"PORTCULLIS_POLICY_PUBLIC_KEYS": cfg.PolicyPublicKeys,
 	} {
 		env = append(env, k+"="+v)
+	}
+	if cfg.EgressAllowHosts != "" {
+		env = append(env, "PORTCULLIS_EGRESS_ALLOW_HOSTS="+cfg.EgressAllowHosts)
 	}
 	if cfg.Vault.Addr != "" {
 		env = append(env, "PORTCULLIS_VAULT_ADDR="+cfg.Vault.Addr, "PORTCULLIS_VAULT_AUTH="+string(cfg.Vault.Auth),
@@ -175,6 +186,16 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 		}
 	}
 	return d, nil
+}
+
+// upstreamHosts is the egress allowlist of the stack's upstreams: their host:port,
+// comma-separated ("" without upstreams).
+func (s *Stack) upstreamHosts() string {
+	var hosts []string
+	for _, u := range s.upstreams {
+		hosts = append(hosts, strings.TrimPrefix(u.URL, "http://"))
+	}
+	return strings.Join(hosts, ",")
 }
 
 // stop stops the data plane within ctx.

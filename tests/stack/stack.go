@@ -70,6 +70,9 @@ type Options struct {
 	// Issuer is the JWT issuer of the data planes when there is no control plane
 	// (whose dev issuer they use otherwise).
 	Issuer Issuer
+	// PolicyPublicKeys is the data planes' PORTCULLIS_POLICY_PUBLIC_KEYS when there
+	// is no control plane (whose policy signing key's public key they get otherwise).
+	PolicyPublicKeys string
 
 	Upstreams  []UpstreamOptions
 	DataPlanes []DataPlaneOptions
@@ -104,6 +107,9 @@ type Stack struct {
 	NATSURL string
 	// IssuerURL and JWKSURL are the data planes' JWT issuer.
 	IssuerURL, JWKSURL string
+	// PolicyPublicKeys is the data planes' PORTCULLIS_POLICY_PUBLIC_KEYS: the public
+	// key file of the control plane's policy signing key.
+	PolicyPublicKeys string
 	// VaultAddr and VaultTokenFile are the dev Vault's, when it runs.
 	VaultAddr, VaultTokenFile string
 
@@ -168,6 +174,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		s.nats = ns
 		s.NATSURL = ns.ClientURL()
 		s.IssuerURL, s.JWKSURL = o.Issuer.Name, o.Issuer.JWKSURL
+		s.PolicyPublicKeys = o.PolicyPublicKeys
 	}
 	if o.AfterControlPlane != nil {
 		if err := o.AfterControlPlane(ctx, s); err != nil {
@@ -219,6 +226,7 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	s.ControlPlaneMetricsURL = baseURL(cp.MetricsAddr())
 	s.NATSURL = cp.NATSURL()
 	s.IssuerURL, s.JWKSURL = s.AdminURL, s.AdminURL+"/.well-known/jwks.json"
+	s.PolicyPublicKeys = cp.PolicyPublicKeyFile()
 	token, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read admin token: %w", err)

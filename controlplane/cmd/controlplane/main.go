@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "control plane listening on http://%s (NATS %s)\n", a.Addr(), a.NATSURL())
+	fmt.Fprintf(stdout, "control plane listening on http://%s (NATS %s)\n", a.Addr(), logging.RedactURL(a.NATSURL()))
 	if cfg.DevIssuer {
 		fmt.Fprintf(stdout, "dev issuer %s, JWKS %s\n", a.IssuerURL(), a.JWKSURL())
 	}

@@ -2,8 +2,9 @@ package adminapi
 
 import (
 	"fmt"
-	"net/url"
+	"strings"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 
@@ -18,11 +19,12 @@ func (a *API) anomalyRules() *resource[store.AnomalyRule] {
 			return store.AnomalyRule{Enabled: true, Factor: 5, BaselineDays: 7, MinBaselineTokens: 10000,
 				MinHistoryHours: 24, MinHistoryDays: 2, Action: store.ActionAlert, ThrottleMinutes: 60}
 		},
-		validateAnomalyRule)
+		func(rep *report, r *store.AnomalyRule) { validateAnomalyRule(rep, r, a.allowPrivateWebhooks) })
 }
 
-// validateAnomalyRule records every problem of r.
-func validateAnomalyRule(rep *report, r *store.AnomalyRule) {
+// validateAnomalyRule records every problem of r. A webhook_url whose host is a
+// private IP address is refused unless allowPrivateWebhooks.
+func validateAnomalyRule(rep *report, r *store.AnomalyRule, allowPrivateWebhooks bool) {
 	ok, msg := oneOf(r.Kind, store.RuleKinds)
 	rep.check("kind", ok, msg)
 	ok, msg = oneOf(r.Action, store.RuleActions)
@@ -48,9 +50,13 @@ func validateAnomalyRule(rep *report, r *store.AnomalyRule) {
 	rep.check("throttle_minutes", r.ThrottleMinutes >= 1 && r.ThrottleMinutes <= 43200,
 		"must be from 1 to 43200 (30 days)")
 	if r.WebhookURL != "" {
-		u, err := url.Parse(r.WebhookURL)
-		rep.check("webhook_url", err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
-			u.User == nil && u.Fragment == "" && len(r.WebhookURL) <= 2048,
-			"must be an absolute http(s) URL without user info or fragment, at most 2048 characters, or empty for the control plane's alert-webhook-url")
+		reason := alerting.CheckURL(r.WebhookURL, allowPrivateWebhooks)
+		switch {
+		case reason == "" && len(r.WebhookURL) > 2048:
+			reason = "must be at most 2048 characters"
+		case reason != "" && !strings.Contains(reason, "private"):
+			reason = "must be an absolute http(s) URL without user info or fragment, at most 2048 characters, or empty for the control plane's alert-webhook-url"
+		}
+		rep.check("webhook_url", reason == "", reason)
 	}
 }

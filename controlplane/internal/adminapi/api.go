@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // API is the admin API. It is safe for concurrent use.
@@ -30,7 +31,30 @@ type API struct {
 	health   HealthView
 	// allowEnvKeys accepts key_source "env" (development only).
 	allowEnvKeys bool
-	secrets      Secrets // nil: the /secrets endpoints answer 503
+	// keyDir is the directory key_source "file" paths must lie under ("" refuses
+	// them), unless anyKeyFile (development only).
+	keyDir     string
+	anyKeyFile bool
+	secrets    Secrets // nil: the /secrets endpoints answer 503
+	// auditSigner signs every audit export's checkpoint; nil: exports are unsigned.
+	auditSigner *signing.Signer
+	// allowPrivateWebhooks accepts anomaly rule webhooks to private addresses.
+	allowPrivateWebhooks bool
+}
+
+// AllowPrivateWebhooks makes the API accept anomaly rules whose webhook_url is a
+// private, loopback, link-local, unspecified or CGNAT IP address: development and
+// tests only, with the control plane's alert-webhook-allow-private, without which
+// such a webhook is refused when it is sent anyway.
+func (a *API) AllowPrivateWebhooks() *API { a.allowPrivateWebhooks = true; return a }
+
+// KeyFiles says which key_source "file" paths the API accepts: those under dir,
+// checked lexically (the files are on the data planes, not here), or any path with
+// allowAny (development only, PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE). With neither,
+// key_source "file" is refused.
+func (a *API) KeyFiles(dir string, allowAny bool) *API {
+	a.keyDir, a.anyKeyFile = dir, allowAny
+	return a
 }
 
 // AllowEnvKeys makes the API accept deployments with key_source "env", whose key is

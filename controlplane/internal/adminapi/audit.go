@@ -5,17 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/checkpoint"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // auditExportPath is the compliance export of one region's audit archive.
 const auditExportPath = "/audit/export"
+
+// auditSigningKeyPath serves the public key of the audit signing key (PEM);
+// auditCheckpointsPath lists a region's signed chain checkpoints.
+const (
+	auditSigningKeyPath  = "/audit/signing-key"
+	auditCheckpointsPath = "/audit/checkpoints"
+)
+
+// Page sizes of the checkpoint list.
+const (
+	defaultCheckpoints = 100
+	maxCheckpoints     = 1000
+)
 
 // maxExportRange is the longest time range one export may cover.
 const maxExportRange = 366 * 24 * time.Hour
@@ -23,13 +39,62 @@ const maxExportRange = 366 * 24 * time.Hour
 // exportFlushRows is how many rows an export writes between flushes to the client.
 const exportFlushRows = 500
 
+// WithAuditSigner makes every audit export carry an export checkpoint signed by s,
+// and GET /audit/signing-key serve its public key. It returns a.
+func (a *API) WithAuditSigner(s *signing.Signer) *API { a.auditSigner = s; return a }
+
 func (a *API) registerAudit(g *echo.Group) {
 	g.GET(auditExportPath, a.exportAudit)
-	g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, auditExportPath,
-		func(c echo.Context) error {
-			c.Response().Header().Set(echo.HeaderAllow, "GET")
-			return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on the audit export", c.Request().Method)
-		})
+	g.GET(auditSigningKeyPath, a.auditSigningKey)
+	g.GET(auditCheckpointsPath, a.listAuditCheckpoints)
+	for path, what := range map[string]string{auditExportPath: "the audit export", auditSigningKeyPath: "the audit signing key",
+		auditCheckpointsPath: "the audit checkpoints"} {
+		g.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, path,
+			func(c echo.Context) error {
+				c.Response().Header().Set(echo.HeaderAllow, "GET")
+				return apierr.New(apierr.MethodNotAllowed, "%s is not allowed on %s", c.Request().Method, what)
+			})
+	}
+}
+
+// auditSigningKey answers GET /audit/signing-key: the public key that verifies the
+// audit checkpoints, as a PEM PUBLIC KEY block (the file `portcullis audit verify
+// --pubkey` reads), its key id in X-Portcullis-Key-Id.
+func (a *API) auditSigningKey(c echo.Context) error {
+	if a.auditSigner == nil {
+		return apierr.New(apierr.NotFound, "this control plane signs no audit checkpoints")
+	}
+	c.Response().Header().Set("X-Portcullis-Key-Id", a.auditSigner.KeyID())
+	return c.Blob(http.StatusOK, "application/x-pem-file", a.auditSigner.PublicPEM())
+}
+
+// listAuditCheckpoints answers GET /audit/checkpoints?region=[&limit=N]: region's
+// signed chain checkpoints, newest first.
+func (a *API) listAuditCheckpoints(c echo.Context) error {
+	rep := &report{}
+	region := c.QueryParam("region")
+	if region == "" {
+		rep.check("region", false, "is required: the region whose checkpoints to list")
+	} else {
+		rep.check("region", slug.valid(region), slug.message)
+	}
+	limit := defaultCheckpoints
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		rep.check("limit", err == nil && n >= 1 && n <= maxCheckpoints, "must be an integer from 1 to 1000")
+		limit = n
+	}
+	if err := rep.err(); err != nil {
+		return err
+	}
+	out, err := a.st.AuditCheckpoints(c.Request().Context(), region, limit)
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		out = []checkpoint.Checkpoint{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
 
 // exportAudit answers GET /audit/export?region=&from=&to=[&client=][&format=]: the
@@ -51,6 +116,9 @@ func (a *API) exportAudit(c echo.Context) error {
 	h.Set("Cache-Control", "no-store")
 
 	w := export.NewWriter(resp, format)
+	if a.auditSigner != nil {
+		w.SignWith(a.auditSigner)
+	}
 	head, err := a.st.ExportAudit(c.Request().Context(), q, func(r store.AuditRow) error {
 		if err := w.Row(export.Row{Seq: r.Seq, PrevHash: r.PrevHash, ChainHash: r.ChainHash, Event: r.Event}); err != nil {
 			return err

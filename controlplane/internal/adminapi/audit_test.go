@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/checkpoint"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 var auditT0 = time.Date(2026, 4, 14, 20, 0, 0, 0, time.UTC)
@@ -134,5 +138,76 @@ func TestAuditExportRejectsBadQueries(t *testing.T) {
 	}
 	if r := h.send(http.MethodGet, exportPath("region", "eu", "from", from, "to", to), ""); r.status != http.StatusUnauthorized {
 		t.Fatalf("without the admin token: %d", r.status)
+	}
+}
+
+// TestSignedAuditExportsAndCheckpoints: with a signer, every export carries an
+// export checkpoint that verifies with the key GET /audit/signing-key serves, and
+// GET /audit/checkpoints lists a region's kept chain checkpoints, newest first;
+// without one, exports carry none and the key is 404.
+func TestSignedAuditExportsAndCheckpoints(t *testing.T) {
+	s, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(a *adminapi.API) { a.WithAuditSigner(s) })
+	h.archive("eu", 50)
+	key := h.must(http.StatusOK, http.MethodGet, "/admin/v1/audit/signing-key", "")
+	keys, err := signing.ParsePublicKeys(key.body)
+	if err != nil || key.header.Get("X-Portcullis-Key-Id") != s.KeyID() || !slices.Equal(keys.KeyIDs(), []string{s.KeyID()}) {
+		t.Fatalf("signing key: %v %v %s", err, key.header, key.body)
+	}
+	from, to := auditT0.Format(time.RFC3339), auditT0.Add(24*time.Hour).Format(time.RFC3339)
+	for _, params := range [][]string{
+		{"region", "eu", "from", from, "to", to},
+		{"region", "eu", "from", from, "to", to, "format", "csv", "client", "client-2"},
+		{"region", "eu", "from", auditT0.Add(10 * time.Second).Format(time.RFC3339), "to", auditT0.Add(20 * time.Second).Format(time.RFC3339)},
+		{"region", "ap", "from", from, "to", to},
+	} {
+		r := h.must(http.StatusOK, http.MethodGet, exportPath(params...), "")
+		sum, err := export.Verify(bytes.NewReader(r.body), export.WithPublicKeys(keys))
+		if err != nil || !sum.SignatureChecked || sum.Checkpoint.KeyID != s.KeyID() {
+			t.Fatalf("%v: %+v %v", params, sum, err)
+		}
+	}
+
+	for _, seq := range []int64{10, 50} {
+		if _, err := h.st.AddAuditCheckpoint(context.Background(), checkpoint.Sign(s, "eu", seq, chain.Genesis("eu"), auditT0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list struct {
+		Data []checkpoint.Checkpoint `json:"data"`
+	}
+	r := h.must(http.StatusOK, http.MethodGet, "/admin/v1/audit/checkpoints?region=eu", "")
+	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Data) != 2 || list.Data[0].Seq != 50 || list.Data[0].Verify(keys) != nil {
+		t.Fatalf("checkpoints: %v %s", err, r.body)
+	}
+	r = h.must(http.StatusOK, http.MethodGet, "/admin/v1/audit/checkpoints?region=eu&limit=1", "")
+	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Data) != 1 || list.Data[0].Seq != 50 {
+		t.Fatalf("one checkpoint: %v %s", err, r.body)
+	}
+	if r := h.must(http.StatusOK, http.MethodGet, "/admin/v1/audit/checkpoints?region=us", ""); string(r.body) != "{\"data\":[]}\n" {
+		t.Fatalf("no checkpoints: %s", r.body)
+	}
+	r = h.must(http.StatusUnprocessableEntity, http.MethodGet, "/admin/v1/audit/checkpoints?limit=0", "")
+	if fields := r.errorFields(t); !slices.Equal(fields, []string{"region", "limit"}) {
+		t.Fatalf("bad query: fields %v", fields)
+	}
+	for _, path := range []string{"/admin/v1/audit/checkpoints", "/admin/v1/audit/signing-key"} {
+		if r := h.must(http.StatusMethodNotAllowed, http.MethodPost, path, ""); r.header.Get("Allow") != "GET" {
+			t.Fatalf("POST %s: Allow %q", path, r.header.Get("Allow"))
+		}
+	}
+
+	unsigned := newHarness(t)
+	unsigned.archive("eu", 5)
+	unsigned.must(http.StatusNotFound, http.MethodGet, "/admin/v1/audit/signing-key", "")
+	r = unsigned.must(http.StatusOK, http.MethodGet, exportPath("region", "eu", "from", from, "to", to), "")
+	if sum, err := export.Verify(bytes.NewReader(r.body)); err != nil || sum.Checkpoint != nil {
+		t.Fatalf("an export without a signer: %+v %v", sum, err)
+	}
+	if _, err := export.Verify(bytes.NewReader(r.body), export.WithPublicKeys(keys)); err == nil {
+		t.Fatal("an unsigned export verified with --pubkey")
 	}
 }

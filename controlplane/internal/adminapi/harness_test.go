@@ -52,7 +52,9 @@ func (f *fakeHealth) set(fl health.Fleet) {
 	f.fleet = fl
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts the API; key files are accepted under /run unless an option
+// (applied last) says otherwise.
+func newHarness(t *testing.T, options ...func(*adminapi.API)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, _ := storetest.Open(t)
@@ -70,7 +72,11 @@ func newHarness(t *testing.T) *harness {
 	e := echo.New()
 	e.HideBanner = true
 	e.HTTPErrorHandler = adminapi.ErrorHandler(log)
-	adminapi.New(st, log, func() { h.changes.Add(1) }, &h.health).Register(e.Group("/admin/v1", admintoken.Middleware(st)))
+	api := adminapi.New(st, log, func() { h.changes.Add(1) }, &h.health).KeyFiles("/run", false)
+	for _, o := range options {
+		o(api)
+	}
+	api.Register(e.Group("/admin/v1", admintoken.Middleware(st)))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	h.url = srv.URL

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // Upper bounds that keep settings sane (and inside their SQL integer columns).
@@ -113,9 +114,31 @@ func (a *API) deployments() *resource[policy.Deployment] {
 				Enabled:               true,
 			}
 		},
-		func(r *report, d *policy.Deployment) { validateDeployment(r, d, a.allowEnvKeys) })
+		func(r *report, d *policy.Deployment) {
+			validateDeployment(r, d, a.allowEnvKeys)
+			if d.KeySource == policy.KeySourceFile && d.KeyPath != "" && !a.anyKeyFile {
+				msg := checkKeyFile(a.keyDir, d.KeyPath)
+				r.check("key_path", msg == "", msg)
+			}
+		})
 	r.reserved = []string{healthPath}
 	return r
+}
+
+// checkKeyFile says what is wrong with the key_path of a key_source "file"
+// deployment, "" if nothing: it must lie under dir, the control plane's
+// PORTCULLIS_KEY_DIR (the data planes refuse any other path too), as far as a
+// lexical check tells: absolute, no "." or ".." elements.
+func checkKeyFile(dir, path string) string {
+	if dir == "" {
+		return `key_source "file" is refused: the control plane has no PORTCULLIS_KEY_DIR, the directory key files ` +
+			`must lie under (set it, and the same on the data planes), or PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE=true in development`
+	}
+	if err := secretfile.Within(dir, path); err != nil {
+		return fmt.Sprintf(`must be an absolute path under PORTCULLIS_KEY_DIR (%s), without "." or ".." elements: `+
+			`a worker reads the file and sends its content upstream, so it must not name another secret`, dir)
+	}
+	return ""
 }
 
 func validateDeployment(r *report, d *policy.Deployment, allowEnvKeys bool) {

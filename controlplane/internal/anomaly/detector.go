@@ -2,10 +2,10 @@
 // the audit ingest archives: token_spike (a client with an established pattern whose
 // tokens of the last hour exceed factor × its trailing baseline) and new_source_ip (a
 // client calling from a network it has not used for 7 days). A rule that fires raises
-// one alert (a row in alerts, an event on PC_ALERTS and an optional signed webhook
-// POST) and, by its action, throttles the client with a time-boxed limit override or
-// disables it. A client token_spike cannot judge yet, for lack of history, at most
-// gets an info alert, and no action.
+// one alert through package alerting (a row in alerts, an event on PC_ALERTS and an
+// optional signed webhook POST) and, by its action, throttles the client with a
+// time-boxed limit override or disables it. A client token_spike cannot judge yet,
+// for lack of history, at most gets an info alert, and no action.
 //
 // Alerts are de-duplicated in Postgres (one per rule, client and hour for
 // token_spike, one per new network for new_source_ip), so every control-plane replica
@@ -15,20 +15,15 @@ package anomaly
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/alerts"
-	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -49,31 +44,25 @@ const (
 // SetBy is the set_by of the overrides the detector sets.
 const SetBy = "anomaly"
 
-// Options configures a Detector. Store and JetStream are required.
+// Options configures a Detector. Store and Alerts are required.
 type Options struct {
-	Store     *store.Store
-	JetStream jetstream.JetStream // alerts are published on PC_ALERTS through it
+	Store *store.Store
+	// Alerts records, publishes on PC_ALERTS and posts the alerts; a rule's
+	// webhook_url replaces its default webhook.
+	Alerts *alerting.Alerter
 	// Notify is called after the detector changed the policy (an override, a disabled
 	// client), to publish a new snapshot at once. It must not block long.
 	Notify func()
 	// Interval is how often the rules are checked.
 	Interval time.Duration
-	// WebhookURL receives every alert of a rule without its own webhook_url; "" sends
-	// none.
-	WebhookURL string
-	// WebhookSecret signs webhook bodies (see Sign). Without it no webhook is sent.
-	WebhookSecret []byte
-	// HTTPClient sends webhooks; nil uses one with a 5 s timeout.
-	HTTPClient *http.Client
-	Log        *slog.Logger
-	Now        func() time.Time
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
-// Detector checks the anomaly rules periodically. Run runs once; its goroutines, the
-// webhook deliveries included, end before Run returns.
+// Detector checks the anomaly rules periodically. Run runs once. Its webhook
+// deliveries belong to Options.Alerts.
 type Detector struct {
-	o        Options
-	webhooks *webhooks
+	o Options
 }
 
 // New returns a Detector; Run starts it.
@@ -90,16 +79,11 @@ func New(o Options) *Detector {
 	if o.Notify == nil {
 		o.Notify = func() {}
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: webhookTimeout}
-	}
-	return &Detector{o: o, webhooks: newWebhooks(o.HTTPClient, o.WebhookSecret, o.Log)}
+	return &Detector{o: o}
 }
 
-// Run checks the rules every Interval until ctx ends, then waits for the webhook
-// deliveries in flight (which ctx's end cuts short).
+// Run checks the rules every Interval until ctx ends.
 func (d *Detector) Run(ctx context.Context) error {
-	defer d.webhooks.wait()
 	t := time.NewTicker(d.o.Interval)
 	defer t.Stop()
 	for {
@@ -260,7 +244,8 @@ type firing struct {
 }
 
 // fire records f's alert and, unless it was raised already, carries out its rule's
-// action, publishes it on PC_ALERTS and sends its webhook.
+// action, publishes it on PC_ALERTS and sends its webhook (the rule's webhook_url, or
+// the control plane's).
 func (d *Detector) fire(ctx context.Context, f firing) error {
 	now := d.o.Now().UTC()
 	r := f.rule
@@ -281,12 +266,9 @@ func (d *Detector) fire(ctx context.Context, f firing) error {
 		f.details["throttle"] = map[string]any{"tokens_per_hour": override.TokensPerHour,
 			"requests_per_minute": override.RequestsPerMinute, "expires_at": override.ExpiresAt}
 	}
-	details, err := json.Marshal(f.details)
-	if err != nil {
-		return fmt.Errorf("alert details: %w", err)
-	}
-	row, raised, err := d.o.Store.RaiseAlert(ctx, store.Alert{Kind: r.Kind, Severity: severity, ClientID: f.client,
-		TenantID: f.tenant, Rule: r.Name, DedupKey: f.dedup, Message: f.message, Details: details})
+	al := alerting.Alert{Kind: r.Kind, Severity: severity, Subject: f.client, ClientID: f.client, TenantID: f.tenant,
+		Rule: r.Name, DedupKey: f.dedup, Message: f.message, Details: f.details, IDPrefix: "anomaly", WebhookURL: r.WebhookURL}
+	row, raised, err := d.o.Alerts.Record(ctx, al)
 	if err != nil || !raised {
 		return err
 	}
@@ -309,21 +291,8 @@ func (d *Detector) fire(ctx context.Context, f firing) error {
 		}
 	}
 
-	a := alerts.Alert{ID: "anomaly-" + strconv.FormatInt(row.ID, 10), Kind: r.Kind, Severity: severity,
-		Subject: f.client, Message: f.message, Details: f.details, At: row.CreatedAt.UTC()}
-	body, err := alerts.Encode(a)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("encode alert: %w", err))...)
-	}
-	if _, err := d.o.JetStream.Publish(ctx, natsnames.AlertSubject(a.Kind, a.Subject), body); err != nil {
-		errs = append(errs, fmt.Errorf("publish alert %s: %w", a.ID, err))
-	}
-	url := r.WebhookURL
-	if url == "" {
-		url = d.o.WebhookURL
-	}
-	if url != "" {
-		d.webhooks.send(ctx, url, a.ID, body)
+	if _, err := d.o.Alerts.Notify(ctx, al, row); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

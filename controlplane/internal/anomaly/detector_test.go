@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -40,6 +41,7 @@ type env struct {
 	det      *anomaly.Detector
 	alerts   chan *nats.Msg
 	webhooks chan webhookCall
+	hookURL  string
 	notified atomic.Int64
 	seq      atomic.Int64
 	now      atomic.Pointer[time.Time] // the detector's clock when set; else time.Now
@@ -73,9 +75,14 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(hook.Close)
 
 	seedPolicy(t, e.st)
-	e.det = anomaly.New(anomaly.Options{Store: e.st, JetStream: js, Notify: func() { e.notified.Add(1) },
-		Interval: 100 * time.Millisecond, WebhookURL: hook.URL, WebhookSecret: secret,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	e.hookURL = hook.URL
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The receiver is on loopback: private destinations must be allowed.
+	al := alerting.New(alerting.Options{Store: e.st, JetStream: js, WebhookURL: hook.URL, WebhookSecret: secret,
+		AllowPrivate: true, Log: log})
+	t.Cleanup(al.Close)
+	e.det = anomaly.New(anomaly.Options{Store: e.st, Alerts: al, Notify: func() { e.notified.Add(1) },
+		Interval: 100 * time.Millisecond, Log: log,
 		Now: func() time.Time {
 			if now := e.now.Load(); now != nil {
 				return *now
@@ -209,16 +216,17 @@ func TestTokenSpikeAlertsAndThrottles(t *testing.T) {
 
 	// The webhook got the same alert, correctly signed.
 	call := receive(t, e.webhooks, "webhook")
-	ts, err := strconv.ParseInt(call.header.Get(anomaly.HeaderTimestamp), 10, 64)
+	ts, err := strconv.ParseInt(call.header.Get(alerting.HeaderTimestamp), 10, 64)
 	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
-		t.Fatalf("webhook timestamp %q", call.header.Get(anomaly.HeaderTimestamp))
+		t.Fatalf("webhook timestamp %q", call.header.Get(alerting.HeaderTimestamp))
 	}
-	sig := call.header.Get(anomaly.HeaderSignature)
-	if !anomaly.Verify(secret, ts, call.body, sig) {
+	sig := call.header.Get(alerting.HeaderSignature)
+	if !alerting.Verify(secret, ts, e.hookURL, call.body, sig) {
 		t.Fatalf("webhook signature %q does not verify", sig)
 	}
-	if anomaly.Verify(secret, ts+1, call.body, sig) || anomaly.Verify([]byte("another-secret-0123456"), ts, call.body, sig) {
-		t.Fatal("the signature verifies with another timestamp or secret")
+	if alerting.Verify(secret, ts+1, e.hookURL, call.body, sig) || alerting.Verify([]byte("another-secret-0123456"), ts, e.hookURL, call.body, sig) ||
+		alerting.Verify(secret, ts, e.hookURL+"/elsewhere", call.body, sig) {
+		t.Fatal("the signature verifies with another timestamp, secret or destination")
 	}
 	if string(call.body) != string(msg.Data) {
 		t.Fatalf("webhook body %s differs from the PC_ALERTS message %s", call.body, msg.Data)

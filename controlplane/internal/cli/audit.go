@@ -10,27 +10,97 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/export"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // audit runs "portcullis audit <verb>": export a region's archive (GET
-// /admin/v1/audit/export) and verify an export offline.
+// /admin/v1/audit/export), verify an export offline, fetch the public key that
+// verifies its signed checkpoint (GET /admin/v1/audit/signing-key), and list a
+// region's signed chain checkpoints (GET /admin/v1/audit/checkpoints).
 func (cmd *command) audit(ctx context.Context, verb string, args []string) error {
 	switch verb {
 	case "export":
 		return cmd.auditExport(ctx, args)
 	case "verify":
-		fs := cmd.newFlags("audit verify", "audit verify <file>   (\"-\" reads stdin)")
+		fs := cmd.newFlags("audit verify", "audit verify [--pubkey FILE]... <file>   (\"-\" reads stdin)")
+		var pubkeys pathList
+		fs.Var(&pubkeys, "pubkey", "PEM file of the control plane's audit public key(s), e.g. <data-dir>/audit-signing-key.pub; "+
+			"repeatable. The export's signed checkpoint must then verify with one of them")
 		pos, err := cmd.parse(fs, args, 1)
 		if err != nil {
 			return err
 		}
-		return cmd.auditVerify(pos[0])
+		return cmd.auditVerify(pos[0], pubkeys)
+	case "signing-key":
+		fs := cmd.newFlags("audit signing-key", "audit signing-key [-o FILE]")
+		out := fs.String("o", "", "write the PEM public key to this file (default stdout)")
+		if _, err := cmd.parse(fs, args, 0); err != nil {
+			return err
+		}
+		return cmd.auditSigningKey(ctx, *out)
+	case "checkpoints":
+		fs := cmd.newFlags("audit checkpoints", "audit checkpoints --region R [--limit N]")
+		region := fs.String("region", "", "region whose signed chain checkpoints to list, newest first (required)")
+		limit := fs.Int("limit", 0, "at most this many (default 100, at most 1000)")
+		if _, err := cmd.parse(fs, args, 0); err != nil {
+			return err
+		}
+		if *region == "" {
+			fs.Usage()
+			return fmt.Errorf("%w: --region required", ErrUsage)
+		}
+		q := url.Values{"region": {*region}}
+		if *limit != 0 {
+			q.Set("limit", strconv.Itoa(*limit))
+		}
+		return cmd.show(ctx, http.MethodGet, "/audit/checkpoints?"+q.Encode(), nil, nil)
 	}
-	fmt.Fprintf(cmd.io.Stderr, "portcullis: audit has no verb %q (export, verify)\n", verb)
+	fmt.Fprintf(cmd.io.Stderr, "portcullis: audit has no verb %q (export, verify, signing-key, checkpoints)\n", verb)
 	return ErrUsage
+}
+
+// pathList is a repeatable flag of file paths.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty path")
+	}
+	*p = append(*p, v)
+	return nil
+}
+
+// auditSigningKey fetches the public key of the audit checkpoints and writes it to
+// out (stdout when empty or "-").
+func (cmd *command) auditSigningKey(ctx context.Context, out string) error {
+	c, err := cmd.client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.call(ctx, http.MethodGet, "/audit/signing-key", nil, nil)
+	if err != nil {
+		return err
+	}
+	keys, err := signing.ParsePublicKeys(resp.body)
+	if err != nil {
+		return fmt.Errorf("GET /audit/signing-key: not a PEM public key: %w", err)
+	}
+	if out == "" || out == "-" {
+		_, err := cmd.io.Stdout.Write(resp.body)
+		return err
+	}
+	if err := os.WriteFile(out, resp.body, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	fmt.Fprintf(cmd.io.Stderr, "wrote the audit signing public key %s to %s\n", strings.Join(keys.KeyIDs(), ", "), out)
+	return nil
 }
 
 func (cmd *command) auditExport(ctx context.Context, args []string) error {
@@ -153,8 +223,17 @@ func appendCapped(b, p []byte) []byte {
 	return append(b, p...)
 }
 
-// auditVerify checks an export file offline and prints what it proves.
-func (cmd *command) auditVerify(path string) error {
+// auditVerify checks an export file offline and prints what it proves. With
+// pubkeys, the export's signed checkpoint must verify with one of their keys.
+func (cmd *command) auditVerify(path string, pubkeys []string) error {
+	var opts []export.VerifyOption
+	if len(pubkeys) > 0 {
+		keys, err := signing.LoadPublicKeys(pubkeys...)
+		if err != nil {
+			return fmt.Errorf("--pubkey: %w", err)
+		}
+		opts = append(opts, export.WithPublicKeys(keys))
+	}
 	var r io.ReadSeeker
 	name := path
 	if path == "-" {
@@ -171,7 +250,7 @@ func (cmd *command) auditVerify(path string) error {
 		defer f.Close()
 		r = f
 	}
-	sum, err := export.Verify(r)
+	sum, err := export.Verify(r, opts...)
 	if ve, ok := errors.AsType[*export.Error](err); ok {
 		return fmt.Errorf("%s: verification failed at %w", name, ve)
 	}
@@ -204,6 +283,15 @@ func (cmd *command) auditVerify(path string) error {
 		reach = "the last event is the head"
 	}
 	fmt.Fprintf(cmd.io.Stdout, "chain head at export: seq %d, hash %s (%s)\n", h.Seq, h.Hash, reach)
-	fmt.Fprintln(cmd.io.Stdout, "to prove the file unaltered, compare a chain hash above with the archive's (note the head hash somewhere safe)")
+	switch cp := sum.Checkpoint; {
+	case sum.SignatureChecked:
+		fmt.Fprintf(cmd.io.Stdout, "checkpoint: signature verified, key %s, signed %s: the rows, the range and the chain head are as the control plane exported them\n",
+			cp.KeyID, cp.At.Format(time.RFC3339Nano))
+	case cp != nil:
+		fmt.Fprintf(cmd.io.Stdout, "checkpoint: NOT CHECKED: the file carries one (key %s) but without --pubkey its signature was not verified, "+
+			"and a rewritten file with recomputed hashes would pass; run again with --pubkey <the control plane's audit-signing-key.pub>\n", cp.KeyID)
+	default:
+		fmt.Fprintln(cmd.io.Stdout, "checkpoint: none (the export was not signed): to prove the file unaltered, compare a chain hash above with the archive's (note the head hash somewhere safe)")
+	}
 	return nil
 }

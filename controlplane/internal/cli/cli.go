@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // ErrUsage marks a command line that could not be understood; the usage was printed.
@@ -41,7 +41,10 @@ var Resources = []string{
 	"residency-rules", "fallback-maps", "revoked-tokens", "anomaly-rules",
 }
 
-const usage = `usage: portcullis [--admin-url URL] [--admin-token TOKEN] [--data-dir DIR] <command>
+const usage = `usage: portcullis [--admin-url URL] [--data-dir DIR] <command>
+
+The admin token comes from PORTCULLIS_ADMIN_TOKEN, else from <data-dir>/admin-token
+(mode 0600); never from the command line, where process listings show it.
 
 commands:
   tokens mint --client ID [--scope S]... [--ttl 1h] [--audience AUD]   print a dev JWT
@@ -66,7 +69,9 @@ commands:
   secrets status                                     versions, ages, next rotation, last fetch per worker
   secrets history|access [--deployment NAME] [--limit N]
   audit export --region R --from RFC3339 --to RFC3339 [--client ID] [--format ndjson|csv] [-o FILE]
-  audit verify FILE                                  offline check of an export; "-" reads stdin
+  audit verify [--pubkey FILE]... FILE               offline check of an export; "-" reads stdin; --pubkey checks its signed checkpoint
+  audit signing-key [-o FILE]                        the public key (PEM) that verifies audit checkpoints
+  audit checkpoints --region R [--limit N]           the region's signed chain checkpoints, newest first
   usage --group-by client|tenant|model --from RFC3339 --to RFC3339 [--format json|csv]
   alerts list [--unacknowledged] [--limit N]
   alerts ack <id>
@@ -79,11 +84,13 @@ global flags:
 
 // Run executes one CLI command line (without the program name).
 func Run(ctx context.Context, args []string, stdio IO, getenv func(string) string) error {
-	var cfg Config
+	if err := refuseTokenArg(args); err != nil {
+		return err
+	}
+	cfg := Config{AdminToken: getenv(EnvAdminToken)}
 	l := config.NewLoader("portcullis", stdio.Stderr)
 	l.String(&cfg.AdminURL, "admin-url", "http://127.0.0.1:8080", "control plane admin API base URL")
-	l.String(&cfg.AdminToken, "admin-token", "", "admin token; prefer the environment (default: contents of <data-dir>/admin-token)")
-	l.String(&cfg.DataDir, "data-dir", ".data", "control plane data directory holding admin-token")
+	l.String(&cfg.DataDir, "data-dir", ".data", "control plane data directory holding admin-token (the admin token's file, unless "+EnvAdminToken+" is set)")
 	l.FlagSet().Usage = func() {
 		fmt.Fprint(stdio.Stderr, usage)
 		l.FlagSet().PrintDefaults()
@@ -134,6 +141,26 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 	return ErrUsage
 }
 
+// EnvAdminToken is the environment variable that may hold the admin token.
+var EnvAdminToken = config.EnvName("admin-token")
+
+// refuseTokenArg refuses an admin token on the command line: every user of the
+// machine can read a process's arguments (ps, /proc/<pid>/cmdline), and shells keep
+// them in their history.
+func refuseTokenArg(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			return nil
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "admin-token" {
+			return fmt.Errorf("%w: --admin-token is refused: a token on the command line shows in process listings "+
+				"and shell history; set %s in the environment, or let the CLI read <data-dir>/admin-token", ErrUsage, EnvAdminToken)
+		}
+	}
+	return nil
+}
+
 // command carries one invocation's configuration; the API client is made on first use.
 type command struct {
 	cfg Config
@@ -148,10 +175,13 @@ func (cmd *command) client() (*client, error) {
 	token := strings.TrimSpace(cmd.cfg.AdminToken)
 	if token == "" {
 		path := filepath.Join(cmd.cfg.DataDir, AdminTokenFile)
-		data, err := os.ReadFile(path)
+		data, err := secretfile.Read("the admin token file ("+config.EnvName("data-dir")+"/"+AdminTokenFile+")", path, 64<<10)
+		if errors.Is(err, secretfile.ErrTooOpen) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("no admin token: set %s, or run where %s exists (--data-dir): %w",
-				config.EnvName("admin-token"), path, err)
+				EnvAdminToken, path, err)
 		}
 		token = strings.TrimSpace(string(data))
 		if token == "" {

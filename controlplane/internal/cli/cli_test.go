@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // controlPlane starts a real control plane (fresh database, embedded NATS, dev
@@ -37,6 +38,7 @@ func controlPlane(t *testing.T, tweaks ...func(*app.Config)) (*app.App, app.Conf
 		PublishInterval:    app.DefaultPublishInterval,
 		NATSReplicas:       app.DefaultNATSReplicas,
 		WorkerTTL:          app.DefaultWorkerTTL,
+		KeyDir:             os.TempDir(), // the tests' key files are in t.TempDir()s
 	}
 	for _, tweak := range tweaks {
 		tweak(&cfg)
@@ -307,6 +309,7 @@ func TestResourceCommands(t *testing.T) {
 }
 
 func TestUsageAndConfigErrors(t *testing.T) {
+	tok := map[string]string{EnvAdminToken: "pca_x"}
 	tests := []struct {
 		name    string
 		args    []string
@@ -319,15 +322,18 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"mint without client", []string{"tokens", "mint"}, nil, "--client is required"},
 		{"revoke with bad time", []string{"tokens", "revoke", "--jti", "x", "--expires-at", "tomorrow"}, nil, "RFC 3339"},
 		{"seed without key file", []string{"seed", "demo"}, nil, "--key-file is required"},
-		{"create without body", []string{"--admin-token", "pca_x", "tenants", "create"}, nil, "JSON body is required"},
-		{"update without body or field flag", []string{"--admin-token", "pca_x", "tiers", "update", "t1"}, nil, "JSON body is required"},
-		{"client without residency", []string{"--admin-token", "pca_x", "clients", "create", "--json", `{"client_id":"a","tenant":"t","tier":"t"}`},
-			nil, `--residency is required: name a residency rule, or "global"`},
-		{"client residency twice", []string{"--admin-token", "pca_x", "clients", "create", "--residency", "eu", "--json",
-			`{"client_id":"a","tenant":"t","tier":"t","residency":"global"}`}, nil, "residency is given twice"},
-		{"max choices not an integer", []string{"--admin-token", "pca_x", "tiers", "update", "t1", "--max-choices", "four"}, nil, "want an integer"},
-		{"seed with a bad endpoint", []string{"--admin-token", "pca_x", "seed", "demo", "--key-file", "k", "--eu-endpoint-url", "eu:8081"}, nil, "--eu-endpoint-url"},
+		{"create without body", []string{"tenants", "create"}, tok, "JSON body is required"},
+		{"update without body or field flag", []string{"tiers", "update", "t1"}, tok, "JSON body is required"},
+		{"client without residency", []string{"clients", "create", "--json", `{"client_id":"a","tenant":"t","tier":"t"}`},
+			tok, `--residency is required: name a residency rule, or "global"`},
+		{"client residency twice", []string{"clients", "create", "--residency", "eu", "--json",
+			`{"client_id":"a","tenant":"t","tier":"t","residency":"global"}`}, tok, "residency is given twice"},
+		{"max choices not an integer", []string{"tiers", "update", "t1", "--max-choices", "four"}, tok, "want an integer"},
+		{"seed with a bad endpoint", []string{"seed", "demo", "--key-file", "k", "--eu-endpoint-url", "eu:8081"}, tok, "--eu-endpoint-url"},
 		{"no token file", []string{"--data-dir", "/nonexistent", "tenants", "list"}, nil, "no admin token"},
+		{"token on the command line", []string{"--admin-token", "pca_secret", "tenants", "list"}, nil, "--admin-token is refused"},
+		{"token flag with =", []string{"-admin-token=pca_secret", "tenants", "list"}, nil, "PORTCULLIS_ADMIN_TOKEN"},
+		{"token flag after the command", []string{"tenants", "list", "--admin-token", "pca_secret"}, nil, "process listings"},
 		{"bad admin url", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "ftp://x", "PORTCULLIS_ADMIN_TOKEN": "pca_x"}, "must be an http(s) URL"},
 		{"unreachable control plane", []string{"tenants", "list"}, map[string]string{"PORTCULLIS_ADMIN_URL": "http://127.0.0.1:1", "PORTCULLIS_ADMIN_TOKEN": "pca_secret"}, "connect"},
 	}
@@ -358,4 +364,34 @@ func equalJSON(t *testing.T, a, b any) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)
+}
+
+// TestAdminTokenOnlyFromTheEnvironmentOrAPrivateFile: --admin-token is a usage error
+// (nothing is sent), and a token file that group or others can read is refused,
+// naming the file.
+func TestAdminTokenOnlyFromTheEnvironmentOrAPrivateFile(t *testing.T) {
+	var out, errOut bytes.Buffer
+	stdio := IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}
+	err := Run(context.Background(), []string{"--admin-url", "http://127.0.0.1:1", "--admin-token", "pca_secret", "tenants", "list"},
+		stdio, func(string) string { return "" })
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), EnvAdminToken) {
+		t.Fatalf("err = %v, want a usage error pointing at %s", err, EnvAdminToken)
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, AdminTokenFile)
+	if err := os.WriteFile(path, []byte("pca_secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), []string{"--admin-url", "http://127.0.0.1:1", "--data-dir", dir, "tenants", "list"},
+		stdio, func(string) string { return "" })
+	if !errors.Is(err, secretfile.ErrTooOpen) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "0644") {
+		t.Fatalf("err = %v, want the token file refused for its mode", err)
+	}
+	if strings.Contains(err.Error()+out.String()+errOut.String(), "pca_secret") {
+		t.Fatal("the admin token was printed")
+	}
 }

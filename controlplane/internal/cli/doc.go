@@ -2,7 +2,9 @@
 // plane's admin API (/admin/v1). cmd/portcullis only wires signals and calls Run.
 //
 // Configuration: PORTCULLIS_ADMIN_URL / --admin-url (default http://127.0.0.1:8080)
-// and PORTCULLIS_ADMIN_TOKEN / --admin-token (default: the content of
-// <data dir>/admin-token, with PORTCULLIS_DATA_DIR / --data-dir defaulting to .data).
-// The admin token is never printed.
+// and the admin token: PORTCULLIS_ADMIN_TOKEN, else the content of
+// <data dir>/admin-token (PORTCULLIS_DATA_DIR / --data-dir, default .data), which must
+// be readable by its owner only. There is no --admin-token: a token on the command
+// line shows in process listings, so the CLI refuses one with a usage error. The
+// admin token is never printed.
 package cli

@@ -104,9 +104,9 @@ func TestOverrideUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			args := append([]string{"--admin-url", "http://127.0.0.1:1", "--admin-token", "pca_secret"}, tt.args...)
+			args := append([]string{"--admin-url", "http://127.0.0.1:1"}, tt.args...)
 			err := Run(context.Background(), args, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut},
-				func(string) string { return "" })
+				func(k string) string { return map[string]string{EnvAdminToken: "pca_secret"}[k] })
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}

@@ -22,8 +22,8 @@ func TestSeedDemoNeedsKeyFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			err := Run(context.Background(), append([]string{"--admin-token", "pca_x", "seed", "demo"}, tt.args...),
-				IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, func(string) string { return "" })
+			err := Run(context.Background(), append([]string{"seed", "demo"}, tt.args...),
+				IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, func(k string) string { return map[string]string{EnvAdminToken: "pca_x"}[k] })
 			if !errors.Is(err, ErrUsage) {
 				t.Fatalf("err = %v, want a usage error", err)
 			}

@@ -202,6 +202,19 @@ func TestCorruptKeyFileIsAnError(t *testing.T) {
 	}
 }
 
+func TestKeyFileOthersCanReadIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	newIssuer(t, dir, "http://127.0.0.1:1") // writes the key, 0600
+	path := filepath.Join(dir, KeyFileName)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(dir, "http://127.0.0.1:1", quietLog())
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "0644") {
+		t.Fatalf("New with a key file of mode 0644: %v", err)
+	}
+}
+
 type response struct {
 	status int
 	body   []byte

@@ -11,6 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // KeyFileName is the signing key's file name inside the data directory.
@@ -64,7 +67,7 @@ func loadOrCreateKey(path string) (key *ecdsa.PrivateKey, created bool, err erro
 }
 
 func readKey(path string) (*ecdsa.PrivateKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := secretfile.Read("the dev issuer's JWT signing key ("+config.EnvName("data-dir")+"/"+KeyFileName+")", path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("read signing key: %w", err)
 	}

@@ -3,6 +3,11 @@
 // and answers what every deployment's circuit breaker and error rate look like across
 // the fleet. It keeps only the latest report of each worker, in memory: a report older
 // than StaleAfter means the worker is gone, and it is forgotten.
+//
+// It also watches each worker's policy version: a worker whose reports show a
+// version behind the published one for longer than Options.PolicyLagAfter is
+// reported once per worker and version to Options.OnPolicyLag, which raises the
+// policy_lag alert.
 package health
 
 import (
@@ -44,6 +49,35 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock that stamps arrivals; nil means time.Now.
 	Now func() time.Time
+	// PublishedVersion is the newest policy version published (0: none yet); with
+	// PolicyLagAfter > 0 and OnPolicyLag it turns the policy lag check on.
+	PublishedVersion func() int64
+	// PolicyLagAfter is how long a worker's reports may show a policy version behind
+	// PublishedVersion before OnPolicyLag hears of it; 0 turns the check off.
+	PolicyLagAfter time.Duration
+	// OnPolicyLag is told, once per worker and lagging version, of a worker whose
+	// policy has lagged for PolicyLagAfter; an error makes the next report of that
+	// worker tell it again. It is called from the collector's loop, so it must not
+	// block long.
+	OnPolicyLag func(ctx context.Context, lag PolicyLag) error
+}
+
+// PolicyLag is a worker whose policy version has been behind the published one since
+// Since (when a report first showed it behind).
+type PolicyLag struct {
+	Worker, Region   string
+	Version          int64 // the worker's
+	PublishedVersion int64
+	Since            time.Time
+	For              time.Duration // how long, at the report that told
+}
+
+// lagState is a worker's policy lag: since when its reports show it behind, and, when
+// told is set, the version whose lag OnPolicyLag was told of.
+type lagState struct {
+	since    time.Time
+	told     bool
+	notified int64
 }
 
 // WorkerHealth is one deployment's health as one worker last reported it.
@@ -89,6 +123,11 @@ type Collector struct {
 
 	mu     sync.Mutex
 	latest map[string]received // worker -> latest report; mu guards it
+	lag    map[string]lagState // worker -> its policy lag; mu guards it
+
+	published   func() int64
+	lagAfter    time.Duration
+	onPolicyLag func(context.Context, PolicyLag) error
 
 	lifeMu  sync.Mutex // guards sub, inbox, running and ended
 	sub     *nats.Subscription
@@ -109,6 +148,11 @@ func New(nc *nats.Conn, o Options) *Collector {
 		log:    o.Log,
 		now:    now,
 		latest: map[string]received{},
+		lag:    map[string]lagState{},
+
+		published:   o.PublishedVersion,
+		lagAfter:    o.PolicyLagAfter,
+		onPolicyLag: o.OnPolicyLag,
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis_controlplane", Name: "health_reports_total",
 			Help: "Worker health reports received, by result: ok, or rejected (undecodable or an unknown schema version).",
@@ -180,19 +224,21 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case msg := <-inbox:
-			c.ingest(msg.Subject, msg.Data)
+			if worker, ok := c.ingest(msg.Subject, msg.Data); ok {
+				c.checkLag(ctx, worker)
+			}
 		}
 	}
 }
 
-// ingest decodes one report and keeps it as its worker's latest; a bad report is
-// counted and logged at debug, never kept.
-func (c *Collector) ingest(subject string, data []byte) {
+// ingest decodes one report and keeps it as its worker's latest, returning the
+// worker; a bad report is counted and logged at debug, never kept.
+func (c *Collector) ingest(subject string, data []byte) (worker string, ok bool) {
 	r, err := health.Decode(data)
 	if err != nil {
 		c.reports.WithLabelValues("rejected").Inc()
 		c.log.Debug("health report rejected", "subject", subject, "bytes", len(data), "error", err)
-		return
+		return "", false
 	}
 	now := c.now()
 	c.mu.Lock()
@@ -201,15 +247,70 @@ func (c *Collector) ingest(subject string, data []byte) {
 	c.mu.Unlock()
 	// Counted once kept: whoever sees the count sees the report.
 	c.reports.WithLabelValues("ok").Inc()
+	return r.Worker, true
 }
 
-// forgetStale drops every report older than StaleAfter at now. c.mu must be held.
+// forgetStale drops every report older than StaleAfter at now, and the policy lag of
+// its worker. c.mu must be held.
 func (c *Collector) forgetStale(now time.Time) {
 	for w, rec := range c.latest {
 		if stale(rec.at, now) {
 			delete(c.latest, w)
+			delete(c.lag, w)
 		}
 	}
+}
+
+// lagCallTimeout bounds one OnPolicyLag call.
+const lagCallTimeout = 5 * time.Second
+
+// checkLag looks at the policy version of worker, whose report just arrived: behind
+// the published version, its lag starts (or goes on, even as the worker moves to a
+// newer version that is still behind); caught up, it ends. A lag of PolicyLagAfter
+// or more is told to OnPolicyLag, once per worker and version.
+func (c *Collector) checkLag(ctx context.Context, worker string) {
+	if c.lagAfter <= 0 || c.published == nil || c.onPolicyLag == nil {
+		return
+	}
+	published := c.published()
+	if published <= 0 {
+		return
+	}
+	c.mu.Lock()
+	rec, ok := c.latest[worker]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	st := c.lag[worker]
+	if rec.report.PolicyVersion >= published {
+		delete(c.lag, worker)
+		c.mu.Unlock()
+		return
+	}
+	if st.since.IsZero() {
+		st.since = rec.at
+	}
+	c.lag[worker] = st
+	c.mu.Unlock()
+	lagged := rec.at.Sub(st.since)
+	if lagged < c.lagAfter || (st.told && st.notified == rec.report.PolicyVersion) {
+		return
+	}
+	callCtx, cancel := context.WithTimeout(ctx, lagCallTimeout)
+	err := c.onPolicyLag(callCtx, PolicyLag{Worker: worker, Region: rec.report.Region, Version: rec.report.PolicyVersion,
+		PublishedVersion: published, Since: st.since.UTC(), For: lagged})
+	cancel()
+	if err != nil {
+		c.log.Warn("policy lag alert failed; retrying at the worker's next report", "worker", worker, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur, ok := c.lag[worker]; ok && cur.since.Equal(st.since) {
+		cur.told, cur.notified = true, rec.report.PolicyVersion
+		c.lag[worker] = cur
+	}
+	c.mu.Unlock()
 }
 
 func stale(at, now time.Time) bool { return now.Sub(at) > StaleAfter }

@@ -48,7 +48,8 @@ type fixture struct {
 	pub   *nats.Conn
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture starts a fixture; opts change the collector's options.
+func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	t.Helper()
 	srv := natstest.StartWith(t, natstest.Options{NoConn: true})
 	connect := func() *nats.Conn {
@@ -56,7 +57,11 @@ func newFixture(t *testing.T) *fixture {
 		return nc
 	}
 	f := &fixture{t: t, clock: &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}}
-	f.coll = New(connect(), Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now})
+	o := Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	f.coll = New(connect(), o)
 	if err := f.coll.Subscribe(); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}

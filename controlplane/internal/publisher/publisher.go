@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // DefaultInterval is how often the snapshot is republished when nothing asks sooner.
@@ -38,10 +39,14 @@ type KV interface {
 
 var _ KV = jetstream.KeyValue(nil)
 
-// Options tunes a Publisher. The zero value is usable.
+// Options tunes a Publisher. Signer is required.
 type Options struct {
 	Interval time.Duration // republish period; DefaultInterval when zero
 	Log      *slog.Logger  // slog.Default() when nil
+	// Signer seals every snapshot (policy.Seal). A value in the bucket that the
+	// signer's own public key does not verify is not the control plane's: its
+	// version is not believed, and it is overwritten.
+	Signer *signing.Signer
 }
 
 // Publisher publishes policy snapshots. Run owns its only goroutine; Notify and
@@ -51,6 +56,8 @@ type Publisher struct {
 	kv       KV
 	interval time.Duration
 	log      *slog.Logger
+	signer   *signing.Signer
+	verifier *signing.Verifier // the signer's own public key
 
 	notify  chan struct{}
 	version atomic.Int64 // newest version known to be in the bucket; 0 until the first publish
@@ -68,11 +75,17 @@ func New(src SnapshotSource, kv KV, o Options) *Publisher {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	verifier, err := signing.ParsePublicKeys(o.Signer.PublicPEM())
+	if err != nil {
+		panic(err) // the signer's own public key always parses
+	}
 	return &Publisher{
 		src:      src,
 		kv:       kv,
 		interval: o.Interval,
 		log:      o.Log,
+		signer:   o.Signer,
+		verifier: verifier,
 		notify:   make(chan struct{}, 1),
 		versionGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "portcullis_controlplane", Name: "policy_version",
@@ -177,10 +190,11 @@ func (p *Publisher) Publish(ctx context.Context) (Result, error) {
 	if err := snap.Validate(); err != nil {
 		return Result{}, fmt.Errorf("snapshot version %d is invalid, not publishing: %w", snap.Version, err)
 	}
-	data, err := policy.Encode(snap)
+	encoded, err := policy.Encode(snap)
 	if err != nil {
 		return Result{}, err
 	}
+	data := policy.Seal(encoded, p.signer)
 	res := Result{Version: snap.Version}
 	key := natsnames.PolicySnapshotKey
 	for range maxCASAttempts {
@@ -198,14 +212,15 @@ func (p *Publisher) Publish(ctx context.Context) (Result, error) {
 		case err != nil:
 			return Result{}, fmt.Errorf("get %s/%s: %w", natsnames.PolicyBucket, key, err)
 		}
-		current, ok := storedVersion(entry.Value())
+		current, ok, why := p.storedVersion(entry.Value())
 		if ok && current >= snap.Version {
 			res.Current = current
 			p.observe(current)
 			return res, nil
 		}
 		if !ok {
-			p.log.Warn("policy bucket holds an undecodable snapshot; overwriting it", "revision", entry.Revision())
+			p.log.Warn("policy bucket holds a value that is not a snapshot of this control plane; overwriting it",
+				"revision", entry.Revision(), "reason", why)
 		}
 		rev, err := p.kv.Update(ctx, key, data, entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -237,4 +252,18 @@ func (p *Publisher) observe(v int64) {
 			return
 		}
 	}
+}
+
+// storedVersion is the version of the sealed snapshot in the bucket, when it is one
+// this control plane signed (a forged value with a huge version must not stop every
+// later publish); why says what it is otherwise.
+func (p *Publisher) storedVersion(sealed []byte) (version int64, ok bool, why string) {
+	encoded, _, err := policy.Open(sealed, p.verifier)
+	if err != nil {
+		return 0, false, err.Error()
+	}
+	if version, ok = storedVersion(encoded); !ok {
+		return 0, false, "not an encoded snapshot"
+	}
+	return version, true, ""
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -58,7 +59,7 @@ func bucketVersion(t *testing.T, kv jetstream.KeyValue) int64 {
 	if err != nil {
 		t.Fatalf("get snapshot: %v", err)
 	}
-	s, err := policy.Decode(e.Value())
+	s, err := policy.DecodeSigned(e.Value(), testKeys)
 	if err != nil {
 		t.Fatalf("decode snapshot: %v", err)
 	}
@@ -74,9 +75,12 @@ func TestPublishCompareAndSwap(t *testing.T) {
 		wantAfter int64
 	}{
 		{"creates when absent", nil, 3, true, 3},
-		{"replaces older", mustEncode(t, 2), 3, true, 3},
-		{"skips equal", mustEncode(t, 3), 3, false, 3},
-		{"never replaces newer", mustEncode(t, 9), 3, false, 9},
+		{"replaces older", mustSeal(t, 2, testSigner), 3, true, 3},
+		{"skips equal", mustSeal(t, 3, testSigner), 3, false, 3},
+		{"never replaces newer", mustSeal(t, 9, testSigner), 3, false, 9},
+		// A value it did not sign does not hold it back, whatever version it claims.
+		{"overwrites an unsigned newer snapshot", mustEncode(t, 1<<62), 3, true, 3},
+		{"overwrites a newer snapshot signed by another key", mustSeal(t, 1<<62, otherSigner), 3, true, 3},
 		{"overwrites garbage", []byte("not a snapshot"), 3, true, 3},
 		{"overwrites gzip of non-json", gzipOf(t, "}{"), 3, true, 3},
 	}
@@ -88,7 +92,7 @@ func TestPublishCompareAndSwap(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			p := New(sourceAt(tt.ours), kv, Options{Log: quietLog()})
+			p := New(sourceAt(tt.ours), kv, Options{Log: quietLog(), Signer: testSigner})
 			res, err := p.Publish(context.Background())
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
@@ -108,7 +112,7 @@ func TestPublishCompareAndSwap(t *testing.T) {
 
 func TestInvalidSnapshotIsNotPublished(t *testing.T) {
 	kv := policyBucket(t)
-	p := New(sourceAt(0), kv, Options{Log: quietLog()}) // version 0 fails Validate
+	p := New(sourceAt(0), kv, Options{Log: quietLog(), Signer: testSigner}) // version 0 fails Validate
 	if _, err := p.Publish(context.Background()); err == nil {
 		t.Fatal("Publish accepted an invalid snapshot")
 	}
@@ -133,8 +137,8 @@ func TestRacingPublishersNeverGoBackwards(t *testing.T) {
 
 	const top, stuck = 40, 20
 	climbing := sourceAt(1)
-	a := New(climbing, kv, Options{Log: quietLog()})
-	b := New(sourceAt(stuck), kv, Options{Log: quietLog()})
+	a := New(climbing, kv, Options{Log: quietLog(), Signer: testSigner})
+	b := New(sourceAt(stuck), kv, Options{Log: quietLog(), Signer: testSigner})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*top)
@@ -170,7 +174,7 @@ func TestRacingPublishersNeverGoBackwards(t *testing.T) {
 			if e == nil {
 				continue // end of initial values
 			}
-			s, err := policy.Decode(e.Value())
+			s, err := policy.DecodeSigned(e.Value(), testKeys)
 			if err != nil {
 				t.Fatalf("revision %d undecodable: %v", e.Revision(), err)
 			}
@@ -193,7 +197,7 @@ func TestRacingPublishersNeverGoBackwards(t *testing.T) {
 func TestRunPublishesAtStartOnNotifyAndPeriodically(t *testing.T) {
 	kv := policyBucket(t)
 	src := sourceAt(1)
-	p := New(src, kv, Options{Interval: 200 * time.Millisecond, Log: quietLog()})
+	p := New(src, kv, Options{Interval: 200 * time.Millisecond, Log: quietLog(), Signer: testSigner})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -226,6 +230,32 @@ func TestRunPublishesAtStartOnNotifyAndPeriodically(t *testing.T) {
 	if got := bucketVersion(t, kv); got != 2 {
 		t.Fatalf("bucket version %d after heal, want 2", got)
 	}
+}
+
+// testSigner signs the publishers' snapshots; otherSigner is a key they do not trust.
+var testSigner, otherSigner = mustSigner(), mustSigner()
+
+// testKeys verifies testSigner's seals.
+var testKeys = func() *signing.Verifier {
+	v, err := signing.ParsePublicKeys(testSigner.PublicPEM())
+	if err != nil {
+		panic(err)
+	}
+	return v
+}()
+
+func mustSigner() *signing.Signer {
+	s, err := signing.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// mustSeal is the snapshot of version v sealed by signer.
+func mustSeal(t *testing.T, v int64, signer *signing.Signer) []byte {
+	t.Helper()
+	return policy.Seal(mustEncode(t, v), signer)
 }
 
 func mustEncode(t *testing.T, v int64) []byte {

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
@@ -93,57 +91,69 @@ func accountsPath(d policy.Deployment, id string) string {
 	return p
 }
 
-// adminCall makes one call to d's provider admin API with the admin key from Vault.
+// adminCall makes one call to OpenAI's admin API, at the configured admin URL
+// (never d's base_url), with the admin key from Vault, under d's TLS policy. The
+// client follows no redirect, and the key is only ever sent to the admin URL's host.
 // Errors never carry the admin key or a minted key.
 func (r *Rotator) adminCall(ctx context.Context, d policy.Deployment, method, path string, body []byte) ([]byte, error) {
+	if r.adminURL == nil {
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("openai admin URL %q is not usable", r.o.OpenAIAdminURL),
+			"the control plane's OpenAI admin URL (PORTCULLIS_OPENAI_ADMIN_URL) is not usable")
+	}
+	client, err := adminClient(d, r.adminURL)
+	if err != nil {
+		return nil, apierr.Wrap(apierr.ProviderAdminError, err, "the provider's admin API cannot be reached with this deployment's TLS settings: %s", err.Error())
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(r.adminURL.String(), "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	adminKey, err := r.o.Vault.ReadKV(ctx, d.AdminKeyPath, 0)
 	r.access(ctx, d, d.AdminKeyPath, adminKey.Version, keyevents.ReasonAdminKey, err)
 	if err != nil {
 		return nil, apierr.Wrap(apierr.VaultUnavailable, err, "reading the provider admin key from Vault failed")
 	}
-	client, err := r.adminClient(d)
-	if err != nil {
-		return nil, apierr.Wrap(apierr.ProviderAdminError, err, "the provider's admin API cannot be reached with this deployment's TLS settings")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(d.BaseURL, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
+	// The last look before the key leaves: the request goes to the admin host, and
+	// nowhere else.
+	if err := sameOrigin(req.URL, r.adminURL); err != nil {
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %w", d.Name, err),
+			"refusing to send the provider admin key anywhere but the configured admin API")
 	}
 	req.Header.Set("Authorization", "Bearer "+adminKey.Key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: %w", d.Name, method, path, err),
-			"the provider's admin API could not be reached")
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		msg := "the provider's admin API could not be reached"
+		if errors.Is(err, errPinMismatch) {
+			msg += ": its certificate matches no pinned public key (tls.pin_sha256)"
+		} else if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			msg += ": its certificate is not trusted (tls.ca_file names the CA bundle to trust)"
+		}
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: %w", d.Name, method, path, err), "%s", msg)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer+1))
+	switch {
+	case resp.StatusCode/100 == 3:
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: status %d, a redirect (not followed)", d.Name, method, path, resp.StatusCode),
+			"the provider's admin API answered %d, a redirect, which the rotator never follows", resp.StatusCode)
+	case resp.StatusCode/100 != 2:
 		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: status %d", d.Name, method, path, resp.StatusCode),
 			"the provider's admin API answered %d", resp.StatusCode)
+	case err != nil:
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: reading the answer: %w", d.Name, method, path, err),
+			"the provider's admin API answer could not be read")
+	case len(raw) > maxAdminAnswer:
+		return nil, apierr.Wrap(apierr.ProviderAdminError, fmt.Errorf("deployment %s: %s %s: answer over %d bytes", d.Name, method, path, maxAdminAnswer),
+			"the provider's admin API answer is larger than %d bytes", maxAdminAnswer)
 	}
 	return raw, nil
-}
-
-// adminClient is the HTTP client for d's admin API: the rotator's, with d's CA
-// bundle when it names one.
-func (r *Rotator) adminClient(d policy.Deployment) (*http.Client, error) {
-	if d.TLS.CAFile == "" {
-		return r.o.HTTP, nil
-	}
-	pem, err := os.ReadFile(d.TLS.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", d.TLS.CAFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Timeout: r.o.HTTP.Timeout, Transport: tr}, nil
 }

@@ -15,8 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/alerts"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
@@ -60,12 +62,26 @@ type Options struct {
 	// Actor names this control plane in key-access events and history rows.
 	Actor         string
 	CheckInterval time.Duration
-	// HTTP calls providers' admin APIs (openai_admin); nil means a client with a
-	// 30 s timeout.
-	HTTP *http.Client
-	Log  *slog.Logger
-	Now  func() time.Time
+	// OpenAIAdminURL is the base URL of OpenAI's organization admin API, the only
+	// place the openai_admin minter sends the admin key: never a deployment's
+	// base_url. "" is DefaultOpenAIAdminURL.
+	OpenAIAdminURL string
+	// Alerts raises key_revoked and key_rotation_due (alerts table, PC_ALERTS,
+	// webhook); nil records and publishes them, with no webhook.
+	Alerts Alerter
+	Log    *slog.Logger
+	Now    func() time.Time
 }
+
+// DefaultOpenAIAdminURL is OpenAI's API, which serves its organization admin API.
+const DefaultOpenAIAdminURL = "https://api.openai.com"
+
+// Alerter raises an alert; *alerting.Alerter is one.
+type Alerter interface {
+	Raise(ctx context.Context, a alerting.Alert) (store.Alert, bool, error)
+}
+
+var _ Alerter = (*alerting.Alerter)(nil)
 
 // Rotator rotates, revokes and retires deployment keys. Safe for concurrent use; one
 // operation runs at a time.
@@ -73,6 +89,9 @@ type Rotator struct {
 	o   Options
 	mu  sync.Mutex // serializes rotations, revocations and the periodic check
 	seq atomic.Uint64
+	// adminURL is Options.OpenAIAdminURL parsed, nil when it does not parse (every
+	// openai_admin call then fails, saying so).
+	adminURL *url.URL
 
 	dueAlerted map[string]time.Time // deployment → when its rotation_due alert was raised
 	nudge      chan struct{}
@@ -83,16 +102,25 @@ func New(o Options) *Rotator {
 	if o.CheckInterval <= 0 {
 		o.CheckInterval = DefaultCheckInterval
 	}
-	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 30 * time.Second}
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Rotator{o: o, dueAlerted: map[string]time.Time{}, nudge: make(chan struct{}, 1)}
+	if o.OpenAIAdminURL == "" {
+		o.OpenAIAdminURL = DefaultOpenAIAdminURL
+	}
+	if o.Alerts == nil {
+		o.Alerts = alerting.New(alerting.Options{Store: o.Store, JetStream: o.JetStream, Log: o.Log})
+	}
+	r := &Rotator{o: o, dueAlerted: map[string]time.Time{}, nudge: make(chan struct{}, 1)}
+	if u, err := parseAdminURL(o.OpenAIAdminURL); err == nil {
+		r.adminURL = u
+	} else {
+		o.Log.Error("the OpenAI admin URL is not usable: openai_admin rotations will fail", "err", err)
+	}
+	return r
 }
 
 // Nudge asks for a check soon, without waiting: the policy changed, and a new
@@ -191,14 +219,18 @@ func (r *Rotator) checkOne(ctx context.Context, d policy.Deployment, now time.Ti
 		return nil
 	}
 	if minter(d) == policy.MinterVaultVersion {
-		// Only an operator or pipeline can write the new key: say so, once a day.
+		// Only an operator or pipeline can write the new key: say so, once a day (once
+		// across replicas: the alert is de-duplicated per deployment, due date and day).
 		if t, seen := r.dueAlerted[d.Name]; seen && now.Sub(t) < 24*time.Hour {
 			return nil
 		}
-		r.dueAlerted[d.Name] = now
-		r.alert(ctx, alerts.Alert{Kind: alerts.KindKeyRotationDue, Severity: alerts.SeverityWarning, Subject: d.Provider,
-			Message: fmt.Sprintf("deployment %s is due for key rotation: write a new version at %s", d.Name, d.KeyPath),
-			Details: map[string]any{"deployment": d.Name, "path": d.KeyPath, "due": due}})
+		if r.alert(ctx, alerting.Alert{Kind: alerts.KindKeyRotationDue, Severity: alerts.SeverityWarning, Subject: d.Provider,
+			Message:  fmt.Sprintf("deployment %s is due for key rotation: write a new version at %s", d.Name, d.KeyPath),
+			Details:  map[string]any{"deployment": d.Name, "provider": d.Provider, "path": d.KeyPath, "due": due.UTC()},
+			DedupKey: alerts.KindKeyRotationDue + ":" + d.Name + ":" + due.UTC().Format(time.RFC3339) + ":" + now.UTC().Format(time.DateOnly),
+		}) {
+			r.dueAlerted[d.Name] = now
+		}
 		return nil
 	}
 	_, err = r.rotateOne(ctx, d, store.TriggerSchedule, r.o.Actor, fmt.Sprintf("every %d days", d.RotationIntervalDays))
@@ -340,12 +372,18 @@ func (r *Rotator) Revoke(ctx context.Context, req Request) ([]store.Rotation, er
 		out = append(out, rot)
 	}
 	names := make([]string, 0, len(out))
+	ids := make([]string, 0, len(out))
 	for _, rot := range out {
 		names = append(names, rot.Deployment)
+		ids = append(ids, strconv.FormatInt(rot.ID, 10))
 	}
-	r.alert(ctx, alerts.Alert{Kind: alerts.KindKeyRevoked, Severity: alerts.SeverityCritical, Subject: req.Provider,
-		Message: fmt.Sprintf("provider %s keys revoked by %s: %s", req.Provider, req.Actor, req.Reason),
-		Details: map[string]any{"deployments": names, "reason": req.Reason, "actor": req.Actor}})
+	if len(ids) == 0 { // nothing recorded: this revocation is still one alert of its own
+		ids = append(ids, r.o.Actor+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatUint(r.seq.Add(1), 10))
+	}
+	r.alert(ctx, alerting.Alert{Kind: alerts.KindKeyRevoked, Severity: alerts.SeverityCritical, Subject: req.Provider,
+		Message:  fmt.Sprintf("provider %s keys revoked by %s: %s", req.Provider, req.Actor, req.Reason),
+		Details:  map[string]any{"provider": req.Provider, "deployments": names, "reason": req.Reason, "actor": req.Actor},
+		DedupKey: alerts.KindKeyRevoked + ":" + req.Provider + ":" + strings.Join(ids, ",")})
 	r.o.Log.Error("provider keys revoked", "alert", alerts.KindKeyRevoked, "provider", req.Provider,
 		"deployments", names, "actor", req.Actor, "reason", req.Reason)
 	if len(errs) > 0 {
@@ -498,17 +536,18 @@ func (r *Rotator) announce(ctx context.Context, rot store.Rotation, subject stri
 	}
 }
 
-// alert publishes a on PC_ALERTS; a failure is logged.
-func (r *Rotator) alert(ctx context.Context, a alerts.Alert) {
-	a.ID = r.o.Actor + "-" + strconv.FormatInt(r.o.Now().UnixNano(), 36)
-	a.At = r.o.Now().UTC()
-	data, err := alerts.Encode(a)
-	if err == nil {
-		_, err = r.o.JetStream.Publish(ctx, natsnames.AlertSubject(a.Kind, a.Subject), data)
-	}
+// alert raises a through Options.Alerts (alerts table, PC_ALERTS, webhook); a
+// failure is logged. It reports whether a was recorded (now or before).
+func (r *Rotator) alert(ctx context.Context, a alerting.Alert) bool {
+	a.IDPrefix = "key"
+	// A revocation asked for over HTTP must raise its alert even if the caller leaves.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	row, _, err := r.o.Alerts.Raise(ctx, a)
 	if err != nil {
-		r.o.Log.Error("publishing an alert failed", "kind", a.Kind, "err", err)
+		r.o.Log.Error("raising an alert failed", "kind", a.Kind, "alert_id", row.ID, "err", err)
 	}
+	return row.ID != 0 || err == nil
 }
 
 // access records the control plane's own read of a key from Vault, in Postgres and

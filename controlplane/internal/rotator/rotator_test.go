@@ -36,6 +36,7 @@ type env struct {
 	vc    *vaultclient.Client
 	js    jetstream.JetStream
 	r     *rotator.Rotator
+	opts  rotator.Options // r's
 	logs  *logtest.Buffer
 	now   time.Time
 	clock sync.Mutex
@@ -45,7 +46,8 @@ type env struct {
 	alerts []alerts.Alert
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts an env; opts change the rotator's options.
+func newEnv(t *testing.T, opts ...func(*rotator.Options)) *env {
 	t.Helper()
 	e := &env{v: vaulttest.Start(t), logs: &logtest.Buffer{}, now: time.Now().UTC().Truncate(time.Second)}
 	e.st, _ = storetest.Open(t)
@@ -61,8 +63,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.vc.Close)
-	e.r = rotator.New(rotator.Options{Store: e.st, Vault: e.vc, JetStream: e.js, Actor: "cp-test", Log: log,
-		Now: func() time.Time { e.clock.Lock(); defer e.clock.Unlock(); return e.now }})
+	e.opts = rotator.Options{Store: e.st, Vault: e.vc, JetStream: e.js, Actor: "cp-test", Log: log,
+		Now: func() time.Time { e.clock.Lock(); defer e.clock.Unlock(); return e.now }}
+	for _, o := range opts {
+		o(&e.opts)
+	}
+	e.r = rotator.New(e.opts)
 	for subj, record := range map[string]func([]byte){
 		"keys.rotated.>": e.recordEvent, "keys.revoked.>": e.recordEvent,
 		natsnames.AlertsSubjects: func(b []byte) {
@@ -129,7 +135,10 @@ func (e *env) deployment(t *testing.T, d policy.Deployment) {
 	if _, err := e.st.Providers().Put(ctx, policy.Provider{Name: d.Provider, Kind: policy.ProviderOpenAI}); err != nil {
 		t.Fatal(err)
 	}
-	d.Region, d.Kind, d.BaseURL, d.TLS.Verify, d.Enabled = "eu", policy.KindCloud, "http://127.0.0.1:1", true, true
+	if d.BaseURL == "" {
+		d.BaseURL = "http://127.0.0.1:1"
+	}
+	d.Region, d.Kind, d.TLS.Verify, d.Enabled = "eu", policy.KindCloud, true, true
 	d.TimeoutSeconds, d.TotalTimeoutSeconds, d.ConnectTimeoutSeconds = 30, 600, 10
 	d.Retry, d.CircuitBreaker = policy.Retry{MaxAttempts: 1, Backoff: "constant"}, policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60, HalfOpenMaxRequests: 1}
 	if _, err := e.st.Deployments().Put(ctx, d); err != nil {
@@ -187,10 +196,12 @@ func TestVaultVersionRotationOverlapRetireAndRevoke(t *testing.T) {
 		t.Fatalf("rotation not marked retired: %+v", last)
 	}
 
-	// 30 days later the vault_version deployment is due: an alert, once.
+	// 30 days later the vault_version deployment is due: an alert, once, even when
+	// another replica checks the same day.
 	e.advance(30 * 24 * time.Hour)
 	e.r.Check(ctx)
 	e.r.Check(ctx)
+	rotator.New(e.opts).Check(ctx)
 
 	// Emergency revoke with no successor written: every version revoked and destroyed.
 	rots, err := e.r.Revoke(ctx, rotator.Request{Provider: "openai", Reason: "key_suspected_compromise", Actor: "admin"})
@@ -231,6 +242,12 @@ func TestVaultVersionRotationOverlapRetireAndRevoke(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `"alert":"key_revoked"`) {
 		t.Fatal("the revocation was not logged as an alert")
+	}
+	// Both are in the alerts table (GET /admin/v1/alerts), newest first.
+	rows, err := e.st.Alerts(ctx, false, 10)
+	if err != nil || len(rows) != 2 || rows[0].Kind != "key_revoked" || rows[1].Kind != "key_rotation_due" ||
+		!strings.Contains(string(rows[0].Details), `"openai-eu"`) || rows[0].Severity != "critical" {
+		t.Fatalf("alerts table: %+v, %v; want key_revoked then one key_rotation_due", rows, err)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 
 	"github.com/portcullis-gw/portcullis/shared/natstest"
 )
@@ -29,6 +31,11 @@ func TestRunRejectsABadConfiguration(t *testing.T) {
 
 func TestRunServesUntilTheContextEnds(t *testing.T) {
 	ns := natstest.StartWith(t, natstest.Options{NoConn: true})
+	policyKey := filepath.Join(t.TempDir(), "policy-signing-key.pem")
+	if _, _, err := signing.LoadOrCreate(policyKey); err != nil {
+		t.Fatal(err)
+	}
+	policyKey = signing.PublicPath(policyKey)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -37,6 +44,8 @@ func TestRunServesUntilTheContextEnds(t *testing.T) {
 	go func() {
 		// The NATS URL comes from the environment run is given, not the process's.
 		env := map[string]string{"PORTCULLIS_NATS_URL": ns.URL()}
+		env["PORTCULLIS_EGRESS_ALLOW_HOSTS"] = "127.0.0.1" // required; no upstream is called here
+		env["PORTCULLIS_POLICY_PUBLIC_KEYS"] = policyKey
 		done <- run(ctx, []string{
 			"-region", "eu", "-listen", "127.0.0.1:0",
 			"-jwt-issuer", "http://127.0.0.1:1/issuer", "-jwks-url", "http://127.0.0.1:1/jwks.json",

@@ -18,6 +18,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -87,6 +88,11 @@ type Options struct {
 	// Guard sees every request's text and each streamed text delta of its answer
 	// (nil: none); see Guard.
 	Guard Guard
+	// PolicyAge says how long ago the policy in use was last confirmed current (ok
+	// false before the first); past PolicyMaxAge (0: never) /readyz answers 503
+	// policy_too_old. Requests are still served with the policy in use.
+	PolicyAge    func() (age time.Duration, ok bool)
+	PolicyMaxAge time.Duration
 }
 
 type server struct {
@@ -128,7 +134,18 @@ func (s *server) readyz(c echo.Context) error {
 	if s.LimitsReady != nil && !s.LimitsReady() {
 		return apierr.New(apierr.LimitsUnavailable, "the gateway cannot reach its global limit counters")
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "policy_version": p.Version})
+	body := map[string]any{"status": "ready", "policy_version": p.Version}
+	if s.PolicyAge != nil {
+		age, ok := s.PolicyAge()
+		if ok && s.PolicyMaxAge > 0 && age > s.PolicyMaxAge {
+			return apierr.New(apierr.PolicyTooOld, "the gateway's policy (version %d) was last confirmed current %s ago, "+
+				"more than PORTCULLIS_POLICY_MAX_AGE (%s): it may have lost contact with NATS", p.Version, age.Round(time.Second), s.PolicyMaxAge)
+		}
+		if ok {
+			body["policy_age_seconds"] = int64(age / time.Second)
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 // messagesRoute is Anthropic's Messages API, served natively by Anthropic deployments.

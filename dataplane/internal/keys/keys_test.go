@@ -25,7 +25,7 @@ func TestFileRereadsOnChange(t *testing.T) {
 	}
 	base := time.Now().Add(-time.Hour)
 	write("  first-key\n", base)
-	src := keys.NewFile(path)
+	src := keys.NewFile(path, keys.FileOptions{Dir: filepath.Dir(path)})
 
 	tests := []struct {
 		name    string
@@ -69,7 +69,7 @@ func TestFileErrorsNeverContainTheKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := keys.NewFile(tt.path).Key(context.Background())
+			_, err := keys.NewFile(tt.path, keys.FileOptions{Dir: dir}).Key(context.Background())
 			if err == nil {
 				t.Fatal("Key succeeded, want an error")
 			}
@@ -77,6 +77,78 @@ func TestFileErrorsNeverContainTheKey(t *testing.T) {
 				t.Fatalf("error %q does not say it is about the key file", err)
 			}
 		})
+	}
+}
+
+// TestFileOnlyUnderTheKeyDirectory: a key file outside PORTCULLIS_KEY_DIR (directly,
+// through "..", or through a symlink), or any key file without a key directory, is
+// refused with an error naming the setting, unless the dev flag allows any file;
+// a file group or others can read is refused either way.
+func TestFileOnlyUnderTheKeyDirectory(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "keys")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(path string, perm os.FileMode) string {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("canary-key"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, perm); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	inside := write(filepath.Join(dir, "openai"), 0o600)
+	outside := write(filepath.Join(root, "vault-token"), 0o600)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	readable := write(filepath.Join(dir, "readable"), 0o644)
+
+	if k, err := keys.NewFile(inside, keys.FileOptions{Dir: dir}).Key(context.Background()); err != nil || k != "canary-key" {
+		t.Fatalf("a key file under the directory: %q, %v", k, err)
+	}
+	for _, tt := range []struct {
+		name, path string
+		o          keys.FileOptions
+		want       string
+	}{
+		{"outside", outside, keys.FileOptions{Dir: dir}, "PORTCULLIS_KEY_DIR"},
+		{"dot-dot escape", filepath.Join(dir, "..", "vault-token"), keys.FileOptions{Dir: dir}, "PORTCULLIS_KEY_DIR"},
+		{"symlink out", link, keys.FileOptions{Dir: dir}, "PORTCULLIS_KEY_DIR"},
+		{"no key directory", inside, keys.FileOptions{}, "PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE"},
+		{"readable by others", readable, keys.FileOptions{Dir: dir}, "0644"},
+		{"readable by others, dev flag", readable, keys.FileOptions{AllowAnyDir: true}, "0644"},
+	} {
+		_, err := keys.NewFile(tt.path, tt.o).Key(context.Background())
+		if !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want ErrUnavailable naming %q", tt.name, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "canary") {
+			t.Errorf("%s: the error shows the key", tt.name)
+		}
+	}
+	if k, err := keys.NewFile(outside, keys.FileOptions{AllowAnyDir: true}).Key(context.Background()); err != nil || k != "canary-key" {
+		t.Fatalf("with the dev flag: %q, %v", k, err)
+	}
+	// A key already read stops being served once others can read it.
+	src := keys.NewFile(inside, keys.FileOptions{Dir: dir})
+	if _, err := src.Key(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(inside, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // a root-owned file may be group-readable (Kubernetes Secrets)
+		if err := os.Chown(inside, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Key(context.Background()); !errors.Is(err, keys.ErrUnavailable) {
+		t.Fatalf("after chmod 640: err = %v", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
@@ -49,6 +50,10 @@ type ManagerOptions struct {
 	// AllowEnvKeys lets deployments take their key from an environment variable
 	// (key_source env, development only).
 	AllowEnvKeys bool
+	// KeyDir is the directory key_source file keys must lie under; AllowAnyKeyFile
+	// lets them be anywhere (development only). See FileOptions.
+	KeyDir          string
+	AllowAnyKeyFile bool
 	// Getenv reads environment variables; nil means os.Getenv.
 	Getenv func(string) string
 	// WorkerID and Region identify this worker in key-access events.
@@ -145,7 +150,11 @@ func (m *Manager) Source(d policy.Deployment) Source {
 	case policy.KeySourceNone:
 		mg.src = None{}
 	case policy.KeySourceFile:
-		mg.src = NewFile(d.KeyPath)
+		mg.src = NewFile(d.KeyPath, FileOptions{Dir: m.o.KeyDir, AllowAnyDir: m.o.AllowAnyKeyFile})
+		if !m.o.AllowAnyKeyFile && (m.o.KeyDir == "" || secretfile.Within(m.o.KeyDir, d.KeyPath) != nil) {
+			m.o.Log.Error("deployment's key file is refused: it is not under "+SettingKeyDir+"; its requests answer 503 upstream_key_unavailable",
+				"deployment", d.Name, "key_path", d.KeyPath, "key_dir", m.o.KeyDir)
+		}
 	case policy.KeySourceEnv:
 		if !m.o.AllowEnvKeys {
 			mg.src = Unavailable{Source: d.KeySource, Reason: "keys in environment variables are refused; " +

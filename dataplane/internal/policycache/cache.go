@@ -1,9 +1,10 @@
 // Package policycache keeps the data plane's view of the policy: it watches the
-// snapshot key of the PC_POLICY KV bucket, decodes and compiles each new snapshot off
-// to the side, and swaps it in with an atomic pointer. A snapshot that cannot be
-// decoded, or whose schema version this build does not know, is rejected (logged and
-// counted) and the last good one keeps serving; a snapshot whose version is not newer
-// than the current one is ignored.
+// snapshot key of the PC_POLICY KV bucket, verifies each new snapshot's signature,
+// decodes and compiles it off to the side, and swaps it in with an atomic pointer. A
+// snapshot that is unsigned, not signed by a configured key, cannot be decoded, or
+// whose schema version this build does not know, is rejected (logged and counted) and
+// the last good one keeps serving; a snapshot whose version is not newer than the
+// current one is ignored.
 package policycache
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // Options configures a Cache.
@@ -35,6 +37,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Upstream are the settings every deployment's upstream target is built with.
 	Upstream upstream.Options
+	// Verifier holds the public keys of the control plane's policy signing keys: a
+	// snapshot none of them signed is never applied. Required.
+	Verifier *signing.Verifier
 	// RetryMin and RetryMax bound the backoff while the bucket is missing or the
 	// watch breaks; they default to 100ms and 5s.
 	RetryMin, RetryMax time.Duration
@@ -48,6 +53,7 @@ type Cache struct {
 	current  atomic.Pointer[Policy]
 	version  prometheus.Gauge
 	rejected *prometheus.CounterVec
+	fresh    freshness // when the policy in use was last confirmed current (freshness.go)
 }
 
 // New returns a Cache that has no policy until Run has applied the first snapshot.
@@ -67,16 +73,22 @@ func New(o Options) (*Cache, error) {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis_dataplane", Name: "policy_snapshots_rejected_total",
-			Help: "Policy snapshots not applied, by reason (invalid: undecodable or unknown schema; stale: older than the one in use).",
+			Help: "Policy snapshots not applied, by reason (unsigned; bad_signature: not signed by a configured key; invalid: undecodable or unknown schema; stale: older than the one in use).",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{"invalid", "stale"} {
+	if o.Verifier == nil {
+		return nil, errors.New("policy cache: no public keys to verify snapshots with")
+	}
+	for _, r := range []string{"unsigned", "bad_signature", "invalid", "stale"} {
 		c.rejected.WithLabelValues(r)
 	}
 	if err := o.Registerer.Register(c.version); err != nil {
 		return nil, fmt.Errorf("register policy metrics: %w", err)
 	}
 	if err := o.Registerer.Register(c.rejected); err != nil {
+		return nil, fmt.Errorf("register policy metrics: %w", err)
+	}
+	if err := o.Registerer.Register(newAgeCollector(c)); err != nil {
 		return nil, fmt.Errorf("register policy metrics: %w", err)
 	}
 	return c, nil
@@ -183,13 +195,27 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 		c.log.Warn("policy snapshot key was deleted; keeping the current policy", "revision", e.Revision(), "version", c.Version())
 		return
 	}
-	s, err := policy.Decode(e.Value())
+	encoded, keyID, err := policy.Open(e.Value(), c.opts.Verifier)
+	if err != nil {
+		reason := "bad_signature"
+		if errors.Is(err, policy.ErrUnsigned) {
+			reason = "unsigned"
+		}
+		c.rejected.WithLabelValues(reason).Inc()
+		c.log.Error("policy snapshot rejected: its signature does not verify; keeping the last good one",
+			"revision", e.Revision(), "version", c.Version(), "key_id", keyID, "err", err)
+		return
+	}
+	s, err := policy.Decode(encoded)
 	if err != nil {
 		c.rejected.WithLabelValues("invalid").Inc()
 		c.log.Error("policy snapshot rejected; keeping the last good one", "revision", e.Revision(), "version", c.Version(), "err", err)
 		return
 	}
 	if cur != nil && s.Version <= cur.Version {
+		if s.Version == cur.Version { // written again (or replayed to a new watch): still current
+			c.fresh.confirm(e.Revision())
+		}
 		if s.Version < cur.Version {
 			c.rejected.WithLabelValues("stale").Inc()
 			c.log.Warn("ignoring a policy snapshot older than the one in use", "revision", e.Revision(), "snapshot_version", s.Version, "version", cur.Version)
@@ -198,6 +224,7 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 	}
 	p, retired := compile(s, c.opts.Region, cur, c.log, c.opts.Upstream)
 	c.current.Store(p)
+	c.fresh.confirm(e.Revision())
 	c.version.Set(float64(p.Version))
 	for _, t := range retired {
 		t.CloseIdle()
@@ -209,6 +236,6 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 		}
 		k.Forget(keep)
 	}
-	c.log.Info("policy snapshot applied", "version", p.Version, "revision", e.Revision(),
+	c.log.Info("policy snapshot applied", "version", p.Version, "revision", e.Revision(), "key_id", keyID,
 		"clients", len(s.Clients), "deployments", len(s.Deployments), "models", len(s.Models))
 }

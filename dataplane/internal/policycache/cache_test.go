@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,7 +64,13 @@ func put(t *testing.T, kv jetstream.KeyValue, value []byte) {
 	}
 }
 
+// encode is s encoded and sealed by the tests' policy signing key.
 func encode(t *testing.T, s *policy.Snapshot) []byte {
+	t.Helper()
+	return policy.Seal(encodeUnsigned(t, s), testSigner)
+}
+
+func encodeUnsigned(t *testing.T, s *policy.Snapshot) []byte {
 	t.Helper()
 	b, err := policy.Encode(s)
 	if err != nil {
@@ -71,6 +78,20 @@ func encode(t *testing.T, s *policy.Snapshot) []byte {
 	}
 	return b
 }
+
+// testSigner signs the tests' snapshots; testKeys, its public key, is every cache's
+// Verifier.
+var testSigner, testKeys = func() (*signing.Signer, *signing.Verifier) {
+	s, err := signing.Generate()
+	if err != nil {
+		panic(err)
+	}
+	v, err := signing.ParsePublicKeys(s.PublicPEM())
+	if err != nil {
+		panic(err)
+	}
+	return s, v
+}()
 
 type harness struct {
 	cache *policycache.Cache
@@ -85,7 +106,7 @@ func runCache(t *testing.T, js jetstream.JetStream) *harness {
 	var err error
 	h.cache, err = policycache.New(policycache.Options{
 		JetStream: js, Region: "eu", Log: slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs, t.Output()), nil)),
-		Registerer: h.reg, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		Registerer: h.reg, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Verifier: testKeys,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +181,10 @@ func TestBadSnapshotsKeepTheLastGoodOne(t *testing.T) {
 		value  []byte
 		reason string
 	}{
-		{name: "garbage", value: []byte("definitely not gzip"), reason: "invalid"},
+		{name: "garbage", value: []byte("definitely not gzip"), reason: "unsigned"},
+		{name: "signed garbage", value: policy.Seal([]byte("definitely not gzip"), testSigner), reason: "invalid"},
+		{name: "unsigned", value: encodeUnsigned(t, snapshot(9, "forged")), reason: "unsigned"},
+		{name: "signed by another key", value: policy.Seal(encodeUnsigned(t, snapshot(9, "forged")), otherSigner(t)), reason: "bad_signature"},
 		{name: "unknown schema version", value: encode(t, unknownSchema), reason: "invalid"},
 		{name: "dangling reference", value: encode(t, dangling), reason: "invalid"},
 		{name: "older version", value: encode(t, snapshot(4, "old")), reason: "stale"},
@@ -244,4 +268,13 @@ func TestSurvivesANATSRestart(t *testing.T) {
 	}
 	put(t, kv2, encode(t, snapshot(2, "after-restart")))
 	waitfor.That(t, "the snapshot published after the NATS restart", func() bool { return h.cache.Version() == 2 })
+}
+
+func otherSigner(t *testing.T) *signing.Signer {
+	t.Helper()
+	s, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -16,6 +16,8 @@ import (
 type Policy struct {
 	// Version is the snapshot's policy version.
 	Version int64
+	// GeneratedAt is when the control plane generated the snapshot.
+	GeneratedAt time.Time
 
 	clients     map[string]*Client
 	models      map[string]*Model
@@ -184,6 +186,7 @@ func Compile(s *policy.Snapshot, region string, log *slog.Logger) *Policy {
 func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, uo upstream.Options) (*Policy, []*upstream.Target) {
 	p := &Policy{
 		Version:     s.Version,
+		GeneratedAt: s.GeneratedAt,
 		clients:     make(map[string]*Client, len(s.Clients)),
 		models:      make(map[string]*Model, len(s.Models)),
 		deployments: make(map[string]*Deployment, len(s.Deployments)),

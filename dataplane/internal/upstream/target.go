@@ -158,7 +158,8 @@ func New(d policy.Deployment, o Options) (*Target, error) {
 }
 
 // keySource picks the key source a deployment names: the worker's key manager's, or
-// without one the sources that need no Vault.
+// without one (tests: a worker always has a manager, which applies the key
+// directory) the sources that need no Vault, with key files anywhere.
 func keySource(d policy.Deployment, m *keys.Manager) KeySource {
 	if m != nil {
 		return m.Source(d)
@@ -167,7 +168,7 @@ func keySource(d policy.Deployment, m *keys.Manager) KeySource {
 	case policy.KeySourceNone:
 		return keys.None{}
 	case policy.KeySourceFile:
-		return keys.NewFile(d.KeyPath)
+		return keys.NewFile(d.KeyPath, keys.FileOptions{AllowAnyDir: true})
 	case policy.KeySourceVault, policy.KeySourceVaultDynamic:
 		return keys.Unavailable{Source: d.KeySource, Reason: "this worker has no key manager"}
 	case policy.KeySourceEnv:

@@ -46,7 +46,8 @@ type config struct {
 // Paths under the data directory.
 func (c config) logDir() string         { return filepath.Join(c.DataDir, "logs") }
 func (c config) tokenDir() string       { return filepath.Join(c.DataDir, "dev-tokens") }
-func (c config) keyFile() string        { return filepath.Join(c.DataDir, "dev-keys", "openai.key") }
+func (c config) keyDir() string         { return filepath.Join(c.DataDir, "dev-keys") } // PORTCULLIS_KEY_DIR of both planes
+func (c config) keyFile() string        { return filepath.Join(c.keyDir(), "openai.key") }
 func (c config) auditKeyFile() string   { return filepath.Join(c.DataDir, "dev-keys", "audit.key") }
 func (c config) acceptKeysFile() string { return filepath.Join(c.DataDir, "dev-keys", "accepted.keys") }
 func (c config) adminKeyFile() string {

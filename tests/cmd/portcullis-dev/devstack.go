@@ -20,6 +20,7 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
@@ -304,14 +305,28 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 		"PORTCULLIS_DATA_DIR":             cfg.DataDir,
 		"PORTCULLIS_DEV_ISSUER":           "true",
 		"PORTCULLIS_ISSUER_URL":           cfg.controlPlaneURL(),
+		// key_source file only under the dev key directory (seed demo's key file).
+		"PORTCULLIS_KEY_DIR": cfg.keyDir(),
 	}
 	for k, v := range d.vaultEnv() {
 		cpEnv[k] = v
 	}
+	// The mock serves the OpenAI admin API subset the openai_admin minter uses, on its
+	// main port: the rotator sends the admin key there and nowhere else.
+	cpEnv["PORTCULLIS_OPENAI_ADMIN_URL"] = "http://" + cfg.MockListen
 	var cfgErr strings.Builder
 	cpCfg, _, err := cpapp.LoadConfig([]string{}, d.getenv(cpEnv), &cfgErr)
 	if err != nil {
 		return teststack.Options{}, fmt.Errorf("control plane configuration: %w", err)
+	}
+	// The policy signing key, made now (the control plane keeps using it) so that the
+	// data planes' configuration can name its public key.
+	policyKey := filepath.Join(cfg.DataDir, "policy-signing-key.pem")
+	if cpCfg.PolicySigningKeyFile != "" {
+		policyKey = cpCfg.PolicySigningKeyFile
+	}
+	if _, _, err := signing.LoadOrCreate(policyKey); err != nil {
+		return teststack.Options{}, fmt.Errorf("policy signing key: %w", err)
 	}
 	levels := map[string]string{"controlplane": cpCfg.LogLevel}
 	opts := teststack.Options{
@@ -340,6 +355,10 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 			"PORTCULLIS_AUDIT_SPOOL_DIR":        filepath.Join(cfg.DataDir, "audit-spool", dp.region),
 			"PORTCULLIS_AUDIT_SINK":             filepath.Join(cfg.logDir(), "audit-"+dp.region+".jsonl"),
 			"PORTCULLIS_AUDIT_KEY_FILE":         cfg.auditKeyFile(),
+			// The only upstream is the mock: the workers call nothing else.
+			"PORTCULLIS_EGRESS_ALLOW_HOSTS": cfg.MockListen,
+			"PORTCULLIS_KEY_DIR":            cfg.keyDir(),
+			"PORTCULLIS_POLICY_PUBLIC_KEYS": signing.PublicPath(policyKey),
 		}
 		for k, v := range d.vaultEnv() {
 			dpEnv[k] = v

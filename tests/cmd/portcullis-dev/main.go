@@ -35,7 +35,9 @@
 // bounds each readiness wait (default 60). PORTCULLIS_DEV_DATA_DIR moves .data (admin
 // token, keys, tokens, logs, NATS store) elsewhere. The planes also take every other
 // PORTCULLIS_* variable of their own from the environment (for example
-// PORTCULLIS_ROTATION_CHECK_INTERVAL).
+// PORTCULLIS_ROTATION_CHECK_INTERVAL), except a few the dev stack sets itself: the data
+// planes' PORTCULLIS_EGRESS_ALLOW_HOSTS is the mock's host:port (their only upstream),
+// and both planes' PORTCULLIS_KEY_DIR is .data/dev-keys (key_source file only there).
 //
 // Provider keys, in order of preference:
 //  1. PORTCULLIS_DEV_VAULT=1 (or true): a throwaway in-memory Vault on

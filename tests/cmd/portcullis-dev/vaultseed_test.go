@@ -80,7 +80,9 @@ func forgetDemoSecrets(t *testing.T, v *vaulttest.Vault) {
 func startControlPlane(t *testing.T, v *vaulttest.Vault) *adminClient {
 	t.Helper()
 	ctx := context.Background()
+	keyDir := t.TempDir() // the demo's key file, the control plane's PORTCULLIS_KEY_DIR
 	st, err := teststack.Start(ctx, teststack.Options{LogDir: t.TempDir(), ControlPlane: &cpapp.Config{
+		KeyDir:                keyDir,
 		DatabaseURL:           pgtest.Database(t),
 		DataDir:               t.TempDir(),
 		LogLevel:              "error",
@@ -101,7 +103,7 @@ func startControlPlane(t *testing.T, v *vaulttest.Vault) *adminClient {
 		}
 	})
 	admin := newAdminClient(st.AdminURL, st.AdminToken)
-	keyFile := filepath.Join(t.TempDir(), "openai.key")
+	keyFile := filepath.Join(keyDir, "openai.key")
 	for _, body := range []map[string]any{{"name": "openai", "kind": "openai"}, {"name": "anthropic", "kind": "anthropic"}, {"name": "ollama", "kind": "ollama"}} {
 		if _, err := admin.call(ctx, http.MethodPost, "/providers", body, nil); err != nil {
 			t.Fatal(err)

@@ -1,13 +1,15 @@
 // Package export writes and verifies compliance exports of a region's audit archive,
 // in NDJSON or CSV. Both formats carry, per event, its seq, prev_hash, chain_hash and
 // its canonical JSON exactly as archived (see package chain), and end with the chain
-// head: the region's newest seq and chain hash when the export was taken, and how
-// many events the export holds. Verify needs nothing else: it works offline.
+// head: the region's newest seq and chain hash when the export was taken, how many
+// events the export holds, and the control plane's signed checkpoint of the head and
+// the rows (package checkpoint). Verify needs nothing else: it works offline, and
+// checks the checkpoint's signature against the public keys it is given.
 //
 // NDJSON, one line per event, then the head:
 //
 //	{"seq":41,"prev_hash":"…","chain_hash":"…","event":{"v":1,…}}
-//	{"chain_head":{"region":"eu","seq":57,"hash":"…","exported_at":"…","from":"…","to":"…","client":null,"rows":17,"first_seq":41,"last_seq":57}}
+//	{"chain_head":{"region":"eu","seq":57,"hash":"…","exported_at":"…","from":"…","to":"…","client":null,"rows":17,"first_seq":41,"last_seq":57,"checkpoint":{"v":1,"region":"eu","seq":57,"chain_hash":"…","at":"…","rows_digest":"…","key_id":"ed25519:…","sig":"…"}}}
 //
 // CSV: a header, one record per event (the event's main fields, then prev_hash,
 // chain_hash and event_json), and a last record whose first field is "# chain_head"
@@ -22,6 +24,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/checkpoint"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 )
 
@@ -62,9 +65,11 @@ type Row struct {
 // every earlier event of the region. An export without a client filter is one
 // unbroken piece of the chain, so its last chain hash covers all of it; when LastSeq
 // equals Seq that hash is Hash. The file can be rewritten by anyone who recomputes
-// the hashes: what proves it unaltered is a hash taken from the archive itself (this
-// Hash noted when the export was made, or the chain_hash of the same seq in a later
-// export).
+// the hashes: what proves it unaltered is Checkpoint, the control plane's signature
+// of the head, the range, the client filter and every row's seq and chain hash
+// (checked by Verify with WithPublicKeys), or a hash taken from the archive itself
+// (this Hash noted when the export was made, or the chain_hash of the same seq in a
+// later export).
 type Head struct {
 	Region     string    `json:"region"`
 	Seq        int64     `json:"seq"`
@@ -76,6 +81,9 @@ type Head struct {
 	Rows       int64     `json:"rows"`
 	FirstSeq   int64     `json:"first_seq"`
 	LastSeq    int64     `json:"last_seq"`
+	// Checkpoint is the export checkpoint, signed by the control plane; nil in an
+	// export written without a signer (and in those taken before checkpoints).
+	Checkpoint *checkpoint.Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // csvHeadMarker is the first field of a CSV export's head record.

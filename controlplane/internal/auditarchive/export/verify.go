@@ -10,10 +10,13 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/checkpoint"
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/signing"
 )
 
 // maxLine bounds one line of an export (an event is a few kilobytes at most).
@@ -44,6 +47,27 @@ type Summary struct {
 	// the archive late (replayed from a data plane's spool, say) between two events
 	// of the range, which an unbroken piece of the chain has to include.
 	OutsideRange int64
+	// Checkpoint is the head's signed checkpoint (Head.Checkpoint), nil when the
+	// export has none. When set, it matches the head and the rows.
+	Checkpoint *checkpoint.Checkpoint
+	// SignatureChecked is true when the checkpoint's signature was checked, and
+	// verified, with the public keys of WithPublicKeys. Without them it is false and
+	// the file could have been rewritten with its checkpoint.
+	SignatureChecked bool
+}
+
+// VerifyOption changes what Verify requires.
+type VerifyOption func(*verifyOptions)
+
+type verifyOptions struct {
+	keys *signing.Verifier
+}
+
+// WithPublicKeys makes Verify require the head's signed checkpoint and check its
+// signature against keys: an export rewritten and re-hashed after it was signed,
+// or signed by another key, then fails.
+func WithPublicKeys(keys *signing.Verifier) VerifyOption {
+	return func(o *verifyOptions) { o.keys = keys }
 }
 
 // Verify checks an export written by Writer, NDJSON or CSV (told apart by the first
@@ -56,10 +80,17 @@ type Summary struct {
 //     first and last events (every event, with a client filter) are in the range;
 //   - the head's row count and first and last seqs match the rows, and when the last
 //     row is the head its chain hash is the head's hash;
-//   - in CSV, every column agrees with event_json.
+//   - in CSV, every column agrees with event_json;
+//   - a checkpoint in the head is of the head (region, seq, hash and exported_at)
+//     and of the rows (its rows_digest); with WithPublicKeys there must be one,
+//     signed by one of the keys over the head, the range, the client and the rows.
 //
 // It returns the first problem as an *Error naming its line.
-func Verify(r io.ReadSeeker) (Summary, error) {
+func Verify(r io.ReadSeeker, opts ...VerifyOption) (Summary, error) {
+	var o verifyOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tail, err := lastLine(r)
 	if err != nil {
 		return Summary{}, err
@@ -76,9 +107,9 @@ func Verify(r io.ReadSeeker) (Summary, error) {
 		return Summary{}, fmt.Errorf("read export: %w", err)
 	}
 	if first[0] == '{' {
-		return verifyNDJSON(br, tail)
+		return verifyNDJSON(br, tail, o)
 	}
-	return verifyCSV(br, tail)
+	return verifyCSV(br, tail, o)
 }
 
 // lastLine returns the last non-empty line of r, without its line ending.
@@ -106,6 +137,8 @@ func lastLine(r io.ReadSeeker) ([]byte, error) {
 type checker struct {
 	head   Head
 	linked bool
+	keys   *signing.Verifier  // nil: the checkpoint's signature is not checked
+	digest *checkpoint.Digest // of the rows read
 
 	rows         int64
 	firstSeq     int64
@@ -116,8 +149,8 @@ type checker struct {
 	outsideRange int64
 }
 
-func newChecker(h Head) *checker {
-	return &checker{head: h, linked: h.Client == nil}
+func newChecker(h Head, o verifyOptions) *checker {
+	return &checker{head: h, linked: h.Client == nil, keys: o.keys, digest: checkpoint.NewDigest()}
 }
 
 // inRange reports whether t is in [from, to).
@@ -175,6 +208,7 @@ func (c *checker) row(line int, r Row) (audit.Event, error) {
 	}
 	c.rows++
 	c.lastSeq, c.lastHash, c.lastLine, c.lastTS = r.Seq, r.ChainHash, line, e.TS
+	c.digest.Add(r.Seq, r.ChainHash)
 	return e, nil
 }
 
@@ -201,8 +235,59 @@ func (c *checker) finish(line int, format Format) (Summary, error) {
 	if h.Seq == 0 && h.Hash != chain.Genesis(h.Region) {
 		return fail("an empty chain's head must be the genesis hash of region %q", h.Region)
 	}
+	if reason := c.checkCheckpoint(); reason != "" {
+		return fail("%s", reason)
+	}
 	return Summary{Format: format, Head: h, Linked: c.linked, ReachesHead: c.rows > 0 && c.lastSeq == h.Seq,
-		OutsideRange: c.outsideRange}, nil
+		OutsideRange: c.outsideRange, Checkpoint: h.Checkpoint, SignatureChecked: h.Checkpoint != nil && c.keys != nil}, nil
+}
+
+// checkCheckpoint checks the head's checkpoint against the head and the rows read,
+// and its signature when the checker has keys, returning what is wrong or "".
+func (c *checker) checkCheckpoint() string {
+	h, cp := c.head, c.head.Checkpoint
+	if cp == nil {
+		if c.keys != nil {
+			return "the chain head has no signed checkpoint: the export was not signed by the control plane " +
+				"(or taken before checkpoints existed), or its checkpoint was removed"
+		}
+		return ""
+	}
+	if reason := cp.Check(); reason != "" {
+		return "the checkpoint is malformed: " + reason
+	}
+	switch {
+	case !cp.IsExport():
+		return "the checkpoint is a chain checkpoint, not an export's: it does not cover the rows"
+	case cp.Region != h.Region || cp.Seq != h.Seq || cp.ChainHash != h.Hash:
+		return fmt.Sprintf("the checkpoint is of region %q at seq %d, hash %s, not of the chain head: the head was edited",
+			cp.Region, cp.Seq, cp.ChainHash)
+	case !cp.At.Equal(h.ExportedAt):
+		return "the checkpoint's time is not the export's exported_at: the head was edited"
+	case cp.RowsDigest != c.digest.Sum():
+		return "the rows are not the ones the checkpoint covers (rows_digest differs): events were rewritten, added or removed and the chain recomputed"
+	}
+	if c.keys == nil {
+		return ""
+	}
+	err := cp.VerifyExport(c.keys, ExportScope(h, c.digest.Sum()))
+	switch {
+	case errors.Is(err, signing.ErrUnknownKey):
+		return fmt.Sprintf("the checkpoint is signed with key %s, which is not among the public keys given (%s): "+
+			"it was signed by someone else, or pass the control plane's audit public key", cp.KeyID, strings.Join(c.keyIDs(), ", "))
+	case errors.Is(err, signing.ErrBadSignature):
+		return fmt.Sprintf("the checkpoint's signature does not verify with key %s: the file was rewritten after the control plane signed it", cp.KeyID)
+	case err != nil:
+		return "the checkpoint does not verify: " + err.Error()
+	}
+	return ""
+}
+
+// keyIDs lists the ids of the checker's keys, sorted.
+func (c *checker) keyIDs() []string {
+	ids := c.keys.KeyIDs()
+	slices.Sort(ids)
+	return ids
 }
 
 // checkHead validates a decoded head, returning what is wrong with it or "".
@@ -278,14 +363,14 @@ func ParseHead(line []byte) (Head, error) {
 }
 
 // verifyNDJSON checks an NDJSON export whose last line is tail.
-func verifyNDJSON(r io.Reader, tail []byte) (Summary, error) {
+func verifyNDJSON(r io.Reader, tail []byte, o verifyOptions) (Summary, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	h, err := ParseHead(tail)
 	if err != nil {
 		return Summary{}, noHead(err.Error(), countLines(sc))
 	}
-	c := newChecker(h)
+	c := newChecker(h, o)
 	line := 0
 	headLine := 0
 	var buf []byte
@@ -340,14 +425,14 @@ func parseRowLine(text []byte) (Row, bool) {
 }
 
 // verifyCSV checks a CSV export whose last line is tail.
-func verifyCSV(r io.Reader, tail []byte) (Summary, error) {
+func verifyCSV(r io.Reader, tail []byte, o verifyOptions) (Summary, error) {
 	h, err := ParseHead(tail)
 	if err != nil {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 		return Summary{}, noHead(err.Error(), countLines(sc))
 	}
-	c := newChecker(h)
+	c := newChecker(h, o)
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true

@@ -1,0 +1,163 @@
+package policycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+)
+
+// The age of a worker's policy.
+//
+// The control plane writes PC_POLICY only when the policy changes (its periodic
+// republish finds the bucket current and writes nothing), so a snapshot's
+// GeneratedAt says when the policy last changed, not whether the worker is still
+// in step: a healthy worker whose policy has not changed for a week holds a
+// week-old snapshot. What a stale worker lacks is contact: cut off from NATS, or
+// with a watch that no longer delivers, it keeps enforcing what it had. So the age
+// is measured from the last time the worker *confirmed* that its snapshot is the
+// newest in PC_POLICY: when a snapshot arrives (applied, or the version in use
+// written again), and every ConfirmInterval by Confirm, which reads the snapshot
+// key's newest revision (metadata only, not the snapshot) and compares it with the
+// one the policy in use came from. A newer revision that this worker did not apply
+// (one it rejected: unsigned, badly signed, undecodable) does not confirm it either.
+
+// DefaultConfirmInterval is how often Confirm runs when no max age asks for more.
+const DefaultConfirmInterval = 10 * time.Second
+
+// ConfirmInterval is how often to run Confirm for a maximum policy age (0: none):
+// three times per max age, at most every DefaultConfirmInterval and at least once a
+// second.
+func ConfirmInterval(maxAge time.Duration) time.Duration {
+	if maxAge <= 0 {
+		return DefaultConfirmInterval
+	}
+	return min(DefaultConfirmInterval, max(time.Second, maxAge/3))
+}
+
+// freshness records when the policy in use was last confirmed current.
+type freshness struct {
+	at       atomic.Int64  // Unix nanoseconds of the last confirmation; 0 before the first
+	revision atomic.Uint64 // the snapshot key's revision at that confirmation
+}
+
+// confirm records that revision of the snapshot key holds the policy in use, now.
+func (f *freshness) confirm(revision uint64) {
+	f.revision.Store(revision)
+	f.at.Store(time.Now().UnixNano())
+}
+
+// Age is how long ago the worker last confirmed that the policy in use is the
+// newest in PC_POLICY; ok is false before the first snapshot.
+func (c *Cache) Age() (age time.Duration, ok bool) {
+	at := c.fresh.at.Load()
+	if at == 0 || c.current.Load() == nil {
+		return 0, false
+	}
+	return time.Since(time.Unix(0, at)), true
+}
+
+// GeneratedAt is when the control plane generated the snapshot in use (the time
+// of the last policy change), zero before the first snapshot.
+func (c *Cache) GeneratedAt() time.Time {
+	if p := c.current.Load(); p != nil {
+		return p.GeneratedAt
+	}
+	return time.Time{}
+}
+
+// errNoSnapshot reports a bucket without a snapshot.
+var errNoSnapshot = errors.New("no policy snapshot in the bucket")
+
+// Confirm reads the newest revision of the snapshot key, metadata only, and when it
+// is the revision the policy in use came from, confirms the policy current now. A
+// newer revision is no error: the watch brings it (and confirms the policy if it
+// applies). It returns the error that kept it from looking.
+func (c *Cache) Confirm(ctx context.Context) error {
+	if c.current.Load() == nil {
+		return nil // nothing to confirm yet
+	}
+	kv, err := c.opts.JetStream.KeyValue(ctx, natsnames.PolicyBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
+	}
+	w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey, jetstream.MetaOnly())
+	if err != nil {
+		return fmt.Errorf("read the revision of %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+	}
+	defer func() { _ = w.Stop() }()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case e, ok := <-w.Updates():
+		switch {
+		case !ok:
+			return errors.New("revision watch closed")
+		case e == nil:
+			return errNoSnapshot
+		case e.Operation() == jetstream.KeyValuePut && e.Revision() == c.fresh.revision.Load():
+			c.fresh.confirm(e.Revision())
+		}
+		return nil
+	}
+}
+
+// RunConfirm runs Confirm every interval until ctx ends, then returns nil. A check
+// that fails is logged at debug level: the age, which keeps growing, is the signal.
+func (c *Cache) RunConfirm(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, interval)
+			if err := c.Confirm(cctx); err != nil && ctx.Err() == nil {
+				age, _ := c.Age()
+				c.log.Debug("could not confirm the policy is current", "err", err, "age", age.Round(time.Second).String())
+			}
+			cancel()
+		}
+	}
+}
+
+// ageCollector exports the policy's age and generation time, computed when scraped,
+// once there is a policy.
+type ageCollector struct {
+	c              *Cache
+	age, generated *prometheus.Desc
+}
+
+func newAgeCollector(c *Cache) *ageCollector {
+	return &ageCollector{
+		c: c,
+		age: prometheus.NewDesc("portcullis_dataplane_policy_age_seconds",
+			"Seconds since this worker last confirmed that its policy snapshot is the newest in PC_POLICY "+
+				"(on receiving a snapshot, and by a check every few seconds); absent before the first snapshot.", nil, nil),
+		generated: prometheus.NewDesc("portcullis_dataplane_policy_generated_timestamp_seconds",
+			"When the control plane generated the policy snapshot in use (the last policy change), as a Unix time.", nil, nil),
+	}
+}
+
+func (a *ageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- a.age
+	ch <- a.generated
+}
+
+func (a *ageCollector) Collect(ch chan<- prometheus.Metric) {
+	age, ok := a.c.Age()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(a.age, prometheus.GaugeValue, age.Seconds())
+	if g := a.c.GeneratedAt(); !g.IsZero() {
+		ch <- prometheus.MustNewConstMetric(a.generated, prometheus.GaugeValue, float64(g.UnixNano())/1e9)
+	}
+}
