@@ -17,9 +17,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
+
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // ErrUnknownKey is returned by Verify for a key id no configured public key has.
@@ -85,13 +85,8 @@ func (s *Signer) privatePEM() []byte {
 // Load reads the private key file at path. The file must not be readable by group or
 // others.
 func Load(path string) (*Signer, error) {
-	info, err := os.Stat(path)
-	if err != nil {
+	if err := secretfile.Check("signing key", path); err != nil {
 		return nil, err
-	}
-	if !private(info) {
-		return nil, fmt.Errorf("signing key %s has mode %04o: it must be readable by its owner only (chmod 600), "+
-			"or by a group of this process's (a Kubernetes Secret mounted with fsGroup)", path, info.Mode().Perm())
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -224,30 +219,4 @@ func (v *Verifier) Verify(keyID string, msg, sig []byte) error {
 		return ErrBadSignature
 	}
 	return nil
-}
-
-// private reports whether a file's mode lets no one else read it: not others, and a
-// group only when it is one of this process's own groups (a Kubernetes Secret volume
-// with fsGroup is group-readable by the pod's group).
-func private(info os.FileInfo) bool {
-	perm := info.Mode().Perm()
-	if perm&0o007 != 0 {
-		return false
-	}
-	if perm&0o070 == 0 {
-		return true
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return false
-	}
-	gid := int(st.Gid)
-	if gid == os.Getegid() {
-		return true
-	}
-	groups, err := os.Getgroups()
-	if err != nil {
-		return false
-	}
-	return slices.Contains(groups, gid)
 }
