@@ -54,6 +54,9 @@ type Status struct {
 	Requests, Tokens Window
 }
 
+// admitTimeoutFactor bounds a whole admission at this many KV operation timeouts.
+const admitTimeoutFactor = 4
+
 // Admit takes a concurrency slot, then one request of the minute window, then
 // tokens of the hour window, for client under lim. On success the caller must call
 // the Ticket's Finish exactly once when the request is over. A refusal is a
@@ -71,8 +74,12 @@ func (l *Limiter) Admit(ctx context.Context, client string, lim Limits, tokens i
 		return nil, l.deny(client, st, now, lim, &Denied{Kind: KindTokens, Limit: lim.TokensPerHour, TooLarge: true})
 	}
 	// A lease serves the requests queued behind it too, and a client going away is
-	// not NATS going away: only the operation timeout bounds the KV work.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.OpTimeout)
+	// not NATS going away: the client's cancellation does not end the KV work. Each
+	// KV operation is bounded by OpTimeout from when it starts (counterStore); the
+	// whole admission, queueing behind other requests of the client included, by
+	// admitTimeoutFactor of it, so that a busy counter is not mistaken for an
+	// unreachable one.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), admitTimeoutFactor*l.o.OpTimeout)
 	defer cancel()
 	if lim.MaxConcurrentRequests > 0 {
 		g, err := st.conc.acquire(ctx, l, now, lim.MaxConcurrentRequests)

@@ -266,7 +266,7 @@ func (l *Limiter) open(ctx context.Context) error {
 					l.log.Error("PC_WORKERS has no TTL: crashed workers' slots are never reclaimed", "bucket", natsnames.WorkersBucket)
 					l.workers.open(kv, 10*time.Second)
 				}
-				l.store.Store(&counterStore{js: l.o.JetStream, stream: st, ops: l.metrics.kv})
+				l.store.Store(&counterStore{js: l.o.JetStream, stream: st, ops: l.metrics.kv, timeout: l.o.OpTimeout})
 				return nil
 			}
 		}

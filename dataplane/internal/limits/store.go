@@ -25,11 +25,17 @@ type counterStore struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	ops    *opMetrics
+	// timeout bounds each operation (Options.OpTimeout), from when it starts: time a
+	// request spent queued behind others' operations on the same counter does not
+	// count against it.
+	timeout time.Duration
 }
 
 // get returns the value and revision of key. A key that never existed has revision
 // 0; a deleted or expired one has its marker's revision; both read as nil data.
 func (s *counterStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	start := time.Now()
 	msg, err := s.stream.GetLastMsgForSubject(ctx, natsnames.KVSubject(natsnames.LimitsBucket, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -52,6 +58,8 @@ func (s *counterStore) get(ctx context.Context, key string) ([]byte, uint64, err
 // cas writes data to key if its revision is still rev, with a TTL after which the
 // key expires unless written again. It returns the new revision, or errConflict.
 func (s *counterStore) cas(ctx context.Context, key string, data []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	start := time.Now()
 	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: natsnames.KVSubject(natsnames.LimitsBucket, key), Data: data},
 		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
@@ -66,6 +74,14 @@ func (s *counterStore) cas(ctx context.Context, key string, data []byte, rev uin
 		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
 	return ack.Sequence, nil
+}
+
+// bound is ctx bounded by the operation timeout (none when it is not set).
+func (s *counterStore) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // parseCount reads a counter value; nil data is 0.
