@@ -244,11 +244,23 @@ func TestSeedVault(t *testing.T) {
 		Old int `json:"old_version"`
 		New int `json:"new_version"`
 	}
-	rotate := func() []versions {
+	// rotate asks for a rotation to the operator's newest version, want. The rotator
+	// also adopts a version an operator wrote by itself, whenever a check runs (a
+	// policy change nudges one): when it got there first, the rotation is a 409 and
+	// the history shows want in use, which is the same outcome.
+	rotate := func(want int) {
 		t.Helper()
-		resp, err := admin.call(ctx, http.MethodPost, "/secrets/rotate", map[string]string{"provider": "anthropic", "deployment": "anthropic-eu"}, nil)
+		resp, err := admin.try(ctx, http.MethodPost, "/secrets/rotate", map[string]string{"provider": "anthropic", "deployment": "anthropic-eu"}, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if resp.status == http.StatusConflict {
+			resp, err = admin.call(ctx, http.MethodGet, "/secrets/history?deployment=anthropic-eu", nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if resp.status/100 != 2 {
+			t.Fatalf("POST /secrets/rotate: status %d: %s", resp.status, resp.body)
 		}
 		var rotated struct {
 			Data []versions `json:"data"`
@@ -256,7 +268,9 @@ func TestSeedVault(t *testing.T) {
 		if err := json.Unmarshal(resp.body, &rotated); err != nil {
 			t.Fatal(err)
 		}
-		return rotated.Data
+		if len(rotated.Data) == 0 || rotated.Data[0].New != want {
+			t.Fatalf("after rotating anthropic-eu: %+v (status %d), want version %d in use", rotated.Data, resp.status, want)
+		}
 	}
 	// The rotator records each new deployment's baseline (the version in use) soon
 	// after it appears; the operator's version 2 must come after it, or version 2 is
@@ -272,7 +286,7 @@ func TestSeedVault(t *testing.T) {
 		return json.Unmarshal(resp.body, &history) == nil && len(history.Data) > 0
 	})
 	writeVaultKey(t, v, demoKeyPath("anthropic-eu"), "dev-anthropic-eu-operator-2")
-	rotate()
+	rotate(2)
 
 	// make run starts a new dev Vault; the dev database remembers version 2.
 	forgetDemoSecrets(t, v)
@@ -285,9 +299,7 @@ func TestSeedVault(t *testing.T) {
 	checkAccepted("seed into a new Vault")
 	// So the operator's next version is newer than the one the rotator has in use.
 	writeVaultKey(t, v, demoKeyPath("anthropic-eu"), "dev-anthropic-eu-operator-3")
-	if rots := rotate(); len(rots) != 1 || rots[0].Old != 2 || rots[0].New != 3 {
-		t.Fatalf("rotation after the new Vault: %+v, want 2 → 3", rots)
-	}
+	rotate(3)
 }
 
 // TestEnsureDemoKey covers the states a demo secret can be found in.
