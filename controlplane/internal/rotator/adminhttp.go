@@ -1,19 +1,12 @@
 package rotator
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -81,7 +74,7 @@ func sameOrigin(u, admin *url.URL) error {
 // connection reuse. With an https admin URL, d's tls.verify false is refused: the
 // admin key never goes to an unverified peer.
 func adminClient(d policy.Deployment, admin *url.URL) (*http.Client, error) {
-	tlsCfg, err := adminTLSConfig(d.TLS)
+	tlsCfg, err := d.TLS.ClientConfig() // as the data plane calls its upstream
 	if err != nil {
 		return nil, err
 	}
@@ -111,65 +104,6 @@ func adminClient(d policy.Deployment, admin *url.URL) (*http.Client, error) {
 	}, nil
 }
 
-// adminTLSConfig builds the client TLS configuration of a deployment's TLS policy, as
-// the data plane does for its upstream calls: verification, a minimum version of TLS
-// 1.2 or 1.3, an optional CA bundle (instead of the system's) and optional SHA-256
-// pins of a public key in the peer's chain.
-func adminTLSConfig(p policy.TLS) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	switch p.MinVersion {
-	case "", "TLS1.2":
-	case "TLS1.3":
-		cfg.MinVersion = tls.VersionTLS13
-	default:
-		return nil, fmt.Errorf("tls.min_version %q: must be TLS1.2 or TLS1.3", p.MinVersion)
-	}
-	if p.CAFile != "" {
-		pem, err := os.ReadFile(p.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s: no certificates found", p.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if len(p.PinSHA256) > 0 {
-		pins := make([][]byte, 0, len(p.PinSHA256))
-		for _, s := range p.PinSHA256 {
-			pin, err := decodePin(s)
-			if err != nil {
-				return nil, err
-			}
-			pins = append(pins, pin)
-		}
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			for _, cert := range cs.PeerCertificates {
-				sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-				for _, pin := range pins {
-					if bytes.Equal(sum[:], pin) {
-						return nil
-					}
-				}
-			}
-			return errPinMismatch
-		}
-	}
-	return cfg, nil
-}
-
 // errPinMismatch is the handshake error of a certificate chain that matches none of
 // the deployment's pins.
-var errPinMismatch = errors.New("the admin API's certificate matches no pinned public key (tls.pin_sha256)")
-
-// decodePin accepts a SHA-256 of a SubjectPublicKeyInfo as base64 (as in HPKP) or hex.
-func decodePin(s string) ([]byte, error) {
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == sha256.Size {
-		return b, nil
-	}
-	if b, err := hex.DecodeString(s); err == nil && len(b) == sha256.Size {
-		return b, nil
-	}
-	return nil, fmt.Errorf("tls.pin_sha256 %q: must be a SHA-256 in base64 or hex", s)
-}
+var errPinMismatch = policy.ErrPinMismatch
