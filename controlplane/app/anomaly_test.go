@@ -65,7 +65,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/rungroup"
 	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
@@ -46,15 +47,16 @@ type App struct {
 	// policyKey is the policy signing key's file; its public key is beside it.
 	policyKey string
 
-	st      *store.Store
-	natsSrv *server.Server // nil when an external NATS is used
-	nc      *nats.Conn
-	pub     *publisher.Publisher
-	health  *health.Collector
-	httpSrv *http.Server
-	ln      net.Listener        // the HTTP server's; Stop closes it even if the server never served it
-	vault   *vaultclient.Client // nil without Vault
-	rotator *rotator.Rotator
+	st       *store.Store
+	natsSrv  *server.Server      // nil when an external NATS is used
+	natsAuth *natsauth.Authority // the embedded nats-server's operator and account; nil with an external NATS
+	nc       *nats.Conn
+	pub      *publisher.Publisher
+	health   *health.Collector
+	httpSrv  *http.Server
+	ln       net.Listener        // the HTTP server's; Stop closes it even if the server never served it
+	vault    *vaultclient.Client // nil without Vault
+	rotator  *rotator.Rotator
 
 	// auditSigner signs the audit checkpoints and exports; its key is in auditKeyFile.
 	auditSigner  *signing.Signer
@@ -131,11 +133,22 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 
 	a.natsURL = cfg.NATSURL
 	if a.natsURL == "" {
-		if a.natsSrv, err = startEmbeddedNATS(cfg); err != nil {
+		if a.natsAuth, err = natsauth.LoadOrCreate(NATSAuthDir(cfg.DataDir)); err != nil {
+			return nil, err
+		}
+		if a.natsSrv, err = startEmbeddedNATS(cfg, a.natsAuth); err != nil {
 			return nil, err
 		}
 		a.natsURL = a.natsSrv.ClientURL()
-		log.Info("embedded nats-server started", "url", logging.RedactURL(a.natsURL))
+		// The control plane connects as itself; ops.creds is there for an operator's
+		// read-only tools, the data planes' credentials are issued by NATSCreds.
+		if cfg.NATSCreds, err = a.natsAuth.WriteCreds(natsauth.ControlPlane()); err != nil {
+			return nil, err
+		}
+		if _, err = a.natsAuth.WriteCreds(natsauth.Ops()); err != nil {
+			return nil, err
+		}
+		log.Info("embedded nats-server started", "url", logging.RedactURL(a.natsURL), "credentials", a.natsAuth.Dir())
 	}
 	if a.nc, err = connectNATS(cfg, a.natsURL, log); err != nil {
 		return nil, err
@@ -284,6 +297,16 @@ func (a *App) MetricsAddr() string { return a.metricsSrv.Addr() }
 // NATSURL is the URL data planes should use: the configured one, or the embedded
 // server's.
 func (a *App) NATSURL() string { return a.natsURL }
+
+// NATSCreds writes new credentials of role r for the embedded nats-server and
+// returns the file's path, under NATSAuthDir. With an external NATS the control
+// plane issues no credentials: that server's operator does (controlplane nats-auth).
+func (a *App) NATSCreds(r natsauth.Role) (string, error) {
+	if a.natsAuth == nil {
+		return "", errors.New("the control plane issues NATS credentials only for its embedded nats-server")
+	}
+	return a.natsAuth.WriteCreds(r)
+}
 
 // IssuerURL is the dev issuer's iss (configured, or derived from Addr).
 func (a *App) IssuerURL() string { return a.issuerURL }

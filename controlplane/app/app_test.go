@@ -118,7 +118,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 	raw, _ := os.ReadFile(tokenFile)
 	token := strings.TrimSpace(string(raw))
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatalf("connect to %s: %v", a.NATSURL(), err)
 	}
@@ -227,7 +227,7 @@ func TestStopIsIdempotentAndReleasesEverything(t *testing.T) {
 	if _, err := http.Get("http://" + a.Addr() + "/healthz"); err == nil {
 		t.Fatal("HTTP server still answers after Stop")
 	}
-	if nc, err := nats.Connect(a.NATSURL(), nats.Timeout(time.Second)); err == nil {
+	if nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a), nats.Timeout(time.Second)); err == nil {
 		nc.Close()
 		t.Fatal("embedded nats-server still accepts connections after Stop")
 	}
@@ -293,7 +293,7 @@ func decodePublished(value []byte) (*policy.Snapshot, error) {
 // key is kept across restarts.
 func TestPublishedSnapshotsAreSigned(t *testing.T) {
 	a, cfg := startApp(t)
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

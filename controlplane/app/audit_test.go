@@ -29,7 +29,7 @@ func TestAuditEventsAreArchivedAndExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(raw))
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

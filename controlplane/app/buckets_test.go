@@ -23,7 +23,7 @@ import (
 // bucketStatus reads a bucket's status from the server a serves.
 func bucketStatus(t *testing.T, a *App, bucket string) *jetstream.KeyValueBucketStatus {
 	t.Helper()
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatalf("connect to %s: %v", a.NATSURL(), err)
 	}
@@ -112,7 +112,7 @@ func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestAuditCheckpointsAndSignedExports(t *testing.T) {
 		t.Fatal("the log lacks the key id, or holds the key")
 	}
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	NATSURL            string // nats-url; empty starts an embedded nats-server
 	NATSCreds          string // nats-creds: NATS user credentials file, only with nats-url
 	NATSCAFile         string // nats-ca-file: CA certificates of the NATS servers, only with nats-url
+	NATSCertFile       string // nats-cert-file: client certificate for NATS, only with nats-url
+	NATSKeyFile        string // nats-key-file: its private key
 	EmbeddedNATSListen string // embedded-nats-listen, used when NATSURL is empty
 	DataDir            string // data-dir: admin token, signing key, embedded JetStream store
 	// PolicySigningKeyFile (policy-signing-key-file) is the Ed25519 key (PEM, PKCS #8,
@@ -134,6 +136,7 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Bool(&cfg.Pprof, httpmetrics.KeyPprof, false, "serve /debug/pprof/ on the metrics listener")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded nats-server")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
+	natsconn.ClientCertFlags(l, &cfg.NATSCertFile, &cfg.NATSKeyFile)
 	l.String(&cfg.EmbeddedNATSListen, "embedded-nats-listen", DefaultEmbeddedNATSListen, "listen address of the embedded nats-server")
 	l.String(&cfg.PolicySigningKeyFile, "policy-signing-key-file", "", "Ed25519 key (PEM) that signs policy snapshots; generated if missing, public key beside it as .pub (default <data-dir>/policy-signing-key.pem)")
 	l.String(&cfg.DataDir, "data-dir", DefaultDataDir, "data directory: admin token, JWT signing key, embedded JetStream store")
@@ -205,6 +208,9 @@ func (c Config) Validate() error {
 		if c.NATSCAFile != "" {
 			p.Add(natsconn.KeyCAFile, c.NATSCAFile, embedded)
 		}
+		if c.NATSCertFile != "" || c.NATSKeyFile != "" {
+			p.Add(natsconn.KeyCertFile, c.NATSCertFile, embedded)
+		}
 		if c.NATSReplicas != 1 {
 			p.Add("nats-replicas", c.NATSReplicas, "must be 1 without nats-url: the embedded nats-server is a single node")
 		}
@@ -273,7 +279,8 @@ func (c Config) Validate() error {
 
 // natsOptions are the options to connect to url, the configured or the embedded one.
 func (c Config) natsOptions(url string) natsconn.Options {
-	return natsconn.Options{URL: url, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile, Name: "portcullis-controlplane"}
+	return natsconn.Options{URL: url, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile,
+		CertFile: c.NATSCertFile, KeyFile: c.NATSKeyFile, Name: "portcullis-controlplane"}
 }
 
 func checkHostPort(s string) string {

@@ -28,7 +28,7 @@ func TestDeploymentHealthFromWorkerReports(t *testing.T) {
 	}
 	token := strings.TrimSpace(string(raw))
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatalf("connect to %s: %v", a.NATSURL(), err)
 	}

@@ -11,19 +11,26 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
+// NATSAuthDir is where a control plane with the embedded nats-server keeps the NATS
+// operator's and accounts' keys and the credentials it issues, and where
+// "controlplane nats-auth" writes them for an external nats-server.
+func NATSAuthDir(dataDir string) string { return filepath.Join(dataDir, "nats-auth") }
+
 // startEmbeddedNATS runs the dev-mode nats-server with its JetStream store under the
-// data directory.
-func startEmbeddedNATS(cfg Config) (*server.Server, error) {
+// data directory, trusting auth's operator: every client needs credentials.
+func startEmbeddedNATS(cfg Config, auth *natsauth.Authority) (*server.Server, error) {
 	return natsembed.Start(natsembed.Options{
 		Listen:     cfg.EmbeddedNATSListen,
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		ServerName: "portcullis-controlplane-embedded",
+		Configure:  auth.Configure,
 	})
 }
 

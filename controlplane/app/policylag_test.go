@@ -50,7 +50,7 @@ func TestPolicyLagAlert(t *testing.T) {
 	waitfor.That(t, "a published policy", func() bool { return a.PolicyVersion() > 0 })
 	published := a.PolicyVersion()
 
-	nc, err := nats.Connect(a.NATSURL())
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,7 +153,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 	a.spool = newAsyncAudit(a.audit, log)
-	access, err := keys.NewAccessPublisher(js, cfg.WorkerID, log, metrics.Registry)
+	access, err := keys.NewAccessPublisher(js, cfg.Region, cfg.WorkerID, log, metrics.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -56,13 +56,15 @@ const (
 // Config is a data plane's whole configuration. Every field has a flag and a
 // PORTCULLIS_* environment variable; see LoadConfig.
 type Config struct {
-	Region      string // PORTCULLIS_REGION: the region this worker serves, e.g. "eu"
-	Listen      string // PORTCULLIS_LISTEN: host:port of the OpenAI-compatible API
-	NATSURL     string // PORTCULLIS_NATS_URL: NATS server(s), comma-separated
-	NATSCreds   string // PORTCULLIS_NATS_CREDS: NATS user credentials file (JWT + nkey seed)
-	NATSCAFile  string // PORTCULLIS_NATS_CA_FILE: CA certificates of the NATS servers
-	JWTIssuer   string // PORTCULLIS_JWT_ISSUER: the required iss claim
-	JWTAudience string // PORTCULLIS_JWT_AUDIENCE: the required aud claim
+	Region       string // PORTCULLIS_REGION: the region this worker serves, e.g. "eu"
+	Listen       string // PORTCULLIS_LISTEN: host:port of the OpenAI-compatible API
+	NATSURL      string // PORTCULLIS_NATS_URL: NATS server(s), comma-separated
+	NATSCreds    string // PORTCULLIS_NATS_CREDS: NATS user credentials file (JWT + nkey seed)
+	NATSCAFile   string // PORTCULLIS_NATS_CA_FILE: CA certificates of the NATS servers
+	NATSCertFile string // PORTCULLIS_NATS_CERT_FILE: client certificate, for servers that verify clients
+	NATSKeyFile  string // PORTCULLIS_NATS_KEY_FILE: its private key
+	JWTIssuer    string // PORTCULLIS_JWT_ISSUER: the required iss claim
+	JWTAudience  string // PORTCULLIS_JWT_AUDIENCE: the required aud claim
 	// RFC 8725's extras (see auth.Config): accept tokens without a jti, the longest
 	// token lifetime (exp - iat; negative: no cap), the typ header tokens must carry.
 	JWTAllowMissingJTI bool
@@ -181,6 +183,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Bool(&cfg.MetricsClientLabels, "metrics-client-labels", false, "label the limiter's admitted and denied counters with the client id (otherwise they count every client together)")
 	l.String(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated (required)")
 	natsconn.Flags(l, &cfg.NATSCreds, &cfg.NATSCAFile)
+	natsconn.ClientCertFlags(l, &cfg.NATSCertFile, &cfg.NATSKeyFile)
 	l.String(&cfg.JWTIssuer, "jwt-issuer", "", "required iss claim of client tokens (required)")
 	l.String(&cfg.JWTAudience, "jwt-audience", cfg.JWTAudience, "required aud claim of client tokens")
 	l.Bool(&cfg.JWTAllowMissingJTI, "jwt-allow-missing-jti", false, "accept client tokens without a jti (they cannot be revoked one by one)")
@@ -418,7 +421,8 @@ func (c Config) egress() (*upstream.Egress, error) {
 
 // natsOptions are the options of this worker's NATS connection.
 func (c Config) natsOptions() natsconn.Options {
-	return natsconn.Options{URL: c.NATSURL, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile, Name: "portcullis-dataplane " + c.WorkerID}
+	return natsconn.Options{URL: c.NATSURL, CredsFile: c.NATSCreds, CAFile: c.NATSCAFile,
+		CertFile: c.NATSCertFile, KeyFile: c.NATSKeyFile, Name: "portcullis-dataplane " + c.WorkerID}
 }
 
 func defaultWorkerID() string {

@@ -1,6 +1,7 @@
 package natsconn
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,13 +11,16 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/secretfile"
 )
 
 // The configuration keys of the credentials and CA files, the same in every binary.
 const (
-	KeyCreds  = "nats-creds"
-	KeyCAFile = "nats-ca-file"
+	KeyCreds    = "nats-creds"
+	KeyCAFile   = "nats-ca-file"
+	KeyCertFile = "nats-cert-file"
+	KeyKeyFile  = "nats-key-file"
 )
 
 // Flags declares KeyCreds and KeyCAFile on l, writing into creds and caFile. Both
@@ -24,6 +28,14 @@ const (
 func Flags(l *config.Loader, creds, caFile *string) {
 	l.String(creds, KeyCreds, "", "NATS user credentials file (.creds: user JWT and nkey seed); keeps secrets out of the NATS URL")
 	l.String(caFile, KeyCAFile, "", "PEM file of the CA certificates that sign the NATS servers' certificates; requires TLS")
+}
+
+// ClientCertFlags declares KeyCertFile and KeyKeyFile on l, writing into cert and
+// key: the client certificate a NATS server that verifies clients asks for. Both
+// default to empty (no client certificate).
+func ClientCertFlags(l *config.Loader, cert, key *string) {
+	l.String(cert, KeyCertFile, "", "PEM client certificate for NATS servers that verify clients (tls verify: true); needs nats-key-file")
+	l.String(key, KeyKeyFile, "", "PEM private key of nats-cert-file; readable by its owner only")
 }
 
 // Validate adds a problem to p for each of the files in o that is set but cannot be
@@ -40,6 +52,36 @@ func (o Options) Validate(p *config.Problems) {
 			p.Add(KeyCAFile, o.CAFile, reason)
 		}
 	}
+	switch {
+	case o.CertFile != "" && o.KeyFile == "":
+		p.Add(KeyKeyFile, "", "required with "+config.EnvName(KeyCertFile))
+	case o.CertFile == "" && o.KeyFile != "":
+		p.Add(KeyCertFile, "", "required with "+config.EnvName(KeyKeyFile))
+	case o.CertFile != "":
+		if reason := checkClientCert(o.CertFile, o.KeyFile); reason != "" {
+			p.Add(KeyKeyFile, o.KeyFile, reason)
+		}
+	}
+}
+
+// checkClientCert is why the certificate and key files are no client
+// certificate, or "".
+func checkClientCert(certFile, keyFile string) string {
+	key, err := secretfile.Read(config.EnvName(KeyKeyFile), keyFile, 1<<20)
+	if me, ok := errors.AsType[*secretfile.ModeError](err); ok {
+		return fmt.Sprintf("has mode %04o: a private key must not be readable by group or others (chmod 600 it)", uint32(me.Mode))
+	}
+	if err != nil {
+		return "cannot read the key file: " + pathErrReason(err)
+	}
+	cert, err := os.ReadFile(certFile)
+	if err != nil {
+		return "cannot read the certificate " + certFile + ": " + pathErrReason(err)
+	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		return "not the key of the certificate " + certFile + " (or not PEM)"
+	}
+	return ""
 }
 
 func checkCreds(path string, now time.Time) string {
@@ -70,6 +112,24 @@ func checkCreds(path string, now time.Time) string {
 		return "the nkey seed does not belong to the user JWT"
 	}
 	return ""
+}
+
+// credsUserName is the name in the user JWT of the credentials file at path when it
+// is a single subject token, or "".
+func credsUserName(path string) string {
+	data, err := secretfile.Read(config.EnvName(KeyCreds), path, 1<<20)
+	if err != nil {
+		return ""
+	}
+	token, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		return ""
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil || claims.Name == "" || natsnames.Token(claims.Name) != claims.Name {
+		return ""
+	}
+	return claims.Name
 }
 
 func checkCAFile(path string) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/portcullis-gw/portcullis/shared/config"
+	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
 func TestValidate(t *testing.T) {
@@ -26,6 +27,9 @@ func TestValidate(t *testing.T) {
 		must(jwt.DecorateJWT(must(uc.Encode(op.account)))), must(jwt.DecorateSeed(must(ukp.Seed())))...))
 	_, caFile := writeCA(t)
 	missing := filepath.Join(t.TempDir(), "missing")
+	ca := testcerts.NewCA(t)
+	clientCert, clientKey := testcerts.WritePair(t, ca.ClientCert(t, "dp-eu"))
+	_, otherKey := testcerts.WritePair(t, ca.ClientCert(t, "dp-us"))
 
 	tests := []struct {
 		name string
@@ -40,6 +44,10 @@ func TestValidate(t *testing.T) {
 		{name: "creds are not a CA file", o: Options{CAFile: creds}, want: []string{"PORTCULLIS_NATS_CA_FILE=", "no PEM certificate"}},
 		{name: "expired user JWT", o: Options{CredsFile: expired}, want: []string{"PORTCULLIS_NATS_CREDS=", "expired at"}},
 		{name: "seed of another user", o: Options{CredsFile: mismatched}, want: []string{"PORTCULLIS_NATS_CREDS=", "does not belong"}},
+		{name: "client certificate and its key", o: Options{CertFile: clientCert, KeyFile: clientKey}},
+		{name: "certificate without key", o: Options{CertFile: clientCert}, want: []string{"PORTCULLIS_NATS_KEY_FILE=", "required with PORTCULLIS_NATS_CERT_FILE"}},
+		{name: "key without certificate", o: Options{KeyFile: clientKey}, want: []string{"PORTCULLIS_NATS_CERT_FILE=", "required with PORTCULLIS_NATS_KEY_FILE"}},
+		{name: "key of another certificate", o: Options{CertFile: clientCert, KeyFile: otherKey}, want: []string{"PORTCULLIS_NATS_KEY_FILE=", "not the key of the certificate"}},
 		{name: "a directory", o: Options{CredsFile: t.TempDir()}, want: []string{"PORTCULLIS_NATS_CREDS=", "cannot read"}},
 	}
 	for _, tt := range tests {

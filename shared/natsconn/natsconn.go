@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // Options says where and how to connect. Only URL is required.
@@ -22,11 +24,16 @@ type Options struct {
 	// CAFile is a PEM file with the CA certificates that sign the servers'
 	// certificates. Setting it requires TLS. Verification is always on.
 	CAFile string
+	// CertFile and KeyFile are a client certificate and its key, for servers that
+	// verify clients. Both or neither.
+	CertFile, KeyFile string
 	// Name is the connection name the server shows in its monitoring.
 	Name string
 }
 
-// Connect connects with o, reconnecting forever (once a second) for the life of the
+// Connect connects with o, with the inbox prefix _INBOX.<user name> when the
+// credentials' user JWT names the user (NATS permissions give each Portcullis
+// identity its own inbox only), reconnecting forever (once a second) for the life of the
 // connection, and logs disconnects, reconnects and asynchronous errors to log. The
 // extra options are applied last, so a caller can add to or override these, e.g.
 // nats.RetryOnFailedConnect(true) or nats.Timeout.
@@ -53,9 +60,15 @@ func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, err
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+		if user := credsUserName(o.CredsFile); user != "" {
+			opts = append(opts, nats.CustomInboxPrefix(natsnames.InboxPrefix(user)))
+		}
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
 	nc, err := nats.Connect(o.URL, append(opts, extra...)...)
 	if err != nil {

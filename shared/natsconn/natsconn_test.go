@@ -2,6 +2,8 @@ package natsconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
+	"github.com/portcullis-gw/portcullis/shared/testcerts"
 )
 
 func TestConnect(t *testing.T) {
@@ -29,6 +32,18 @@ func TestConnect(t *testing.T) {
 	_, otherCA := writeCA(t)
 	tlsSrv := startServer(t, requireTLS(cert))
 	prodSrv := startServer(t, func(o *server.Options) { op.configure(o); requireTLS(cert)(o) })
+	ca := testcerts.NewCA(t)
+	mtlsSrv := startServer(t, func(o *server.Options) {
+		op.configure(o)
+		requireTLS(ca.ServerCert(t))(o)
+		o.TLSVerify = true
+		o.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
+		o.TLSConfig.ClientCAs = x509.NewCertPool()
+		o.TLSConfig.ClientCAs.AddCert(ca.Cert)
+	})
+	mtlsCA := ca.WritePEM(t)
+	clientCert, clientKey := testcerts.WritePair(t, ca.ClientCert(t, "dp-eu"))
+	strangerCert, strangerKey := testcerts.WritePair(t, testcerts.NewCA(t).ClientCert(t, "dp-eu"))
 
 	tests := []struct {
 		name    string
@@ -44,6 +59,11 @@ func TestConnect(t *testing.T) {
 		{name: "creds over TLS", o: Options{URL: prodSrv.ClientURL(), CredsFile: creds, CAFile: caFile}},
 		{name: "TLS without creds", o: Options{URL: prodSrv.ClientURL(), CAFile: caFile}, wantErr: nats.ErrAuthorization},
 		{name: "another CA", o: Options{URL: tlsSrv.ClientURL(), CAFile: otherCA}, wantErr: nats.ErrTLS},
+		{name: "client certificate and creds", o: Options{URL: mtlsSrv.ClientURL(), CredsFile: creds, CAFile: mtlsCA,
+			CertFile: clientCert, KeyFile: clientKey}},
+		{name: "no client certificate", o: Options{URL: mtlsSrv.ClientURL(), CredsFile: creds, CAFile: mtlsCA}, wantErr: errAny},
+		{name: "client certificate of another CA", o: Options{URL: mtlsSrv.ClientURL(), CredsFile: creds, CAFile: mtlsCA,
+			CertFile: strangerCert, KeyFile: strangerKey}, wantErr: errAny},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +73,9 @@ func TestConnect(t *testing.T) {
 			if err == nil {
 				err = useKV(nc)
 				nc.Close()
+			}
+			if tt.wantErr == errAny && err != nil {
+				return
 			}
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
@@ -65,6 +88,10 @@ func TestConnect(t *testing.T) {
 		})
 	}
 }
+
+// errAny stands for any error: a TLS handshake the server fails shows as a closed
+// connection or a TLS error, depending on timing.
+var errAny = errors.New("any error")
 
 // secrets returns the user JWT and the seed of a creds file, none for "".
 func secrets(t *testing.T, path string) []string {

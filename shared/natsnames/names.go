@@ -38,9 +38,23 @@ const KeysSubjects = "keys.>"
 // data planes follow.
 var KeysLifecycleSubjects = []string{"keys.rotated.>", "keys.revoked.>"}
 
-// KeysAccessSubject is the subject actor (a worker or a control plane) publishes its
-// key-access events on: one per read of a key from Vault.
-func KeysAccessSubject(actor string) string { return "keys.access." + token(actor) }
+// KeysAccessSubject is the subject actor publishes its key-access events on, one per
+// read of a key from Vault: scope is a data plane's region, or ControlPlaneScope for
+// a control plane. The scope lets NATS permissions keep a region's data planes to
+// their own subjects.
+func KeysAccessSubject(scope, actor string) string {
+	return "keys.access." + token(scope) + "." + token(actor)
+}
+
+// KeysAccessSubjectsOf matches the key-access subjects of every worker of region.
+func KeysAccessSubjectsOf(region string) string { return "keys.access." + token(region) + ".*" }
+
+// ControlPlaneScope is the scope of a control plane's key-access subject.
+const ControlPlaneScope = "controlplane"
+
+// KeysAccessConsumer is the durable consumer of PC_KEYS through which control planes
+// store the key-access events; several control planes share it.
+const KeysAccessConsumer = "portcullis-controlplane-key-access"
 
 // KeysAccessSubjects matches every actor's key-access events.
 const KeysAccessSubjects = "keys.access.>"
@@ -84,8 +98,20 @@ func HealthSubject(region, worker string) string {
 // HealthSubjects matches every worker's health reports.
 const HealthSubjects = "health.>"
 
+// HealthSubjectsOf matches the health subjects of every worker of region.
+func HealthSubjectsOf(region string) string { return "health." + token(region) + ".*" }
+
 // AlertSubject is the subject an alert of kind about client is published on.
 func AlertSubject(kind, client string) string { return "alerts." + token(kind) + "." + token(client) }
+
+// InboxPrefix is the prefix of the reply subjects of the NATS user named user
+// (natsconn sets it from the user's credentials), so that NATS permissions can let
+// each identity read its own replies only.
+func InboxPrefix(user string) string { return "_INBOX." + token(user) }
+
+// Token is s as one subject token, the way every subject here writes a region,
+// client or worker name.
+func Token(s string) string { return token(s) }
 
 // token makes s safe to use as one NATS subject token: wildcards, separators and
 // whitespace become underscores, and an empty string becomes "_".

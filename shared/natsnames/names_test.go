@@ -12,6 +12,9 @@ func TestSubjectsAreSingleTokens(t *testing.T) {
 		{"empty client", AuditSubject("us", ""), "audit.us._"},
 		{"keys rotated", KeysRotatedSubject("openai"), "keys.rotated.openai"},
 		{"alert", AlertSubject("token_spike", "c"), "alerts.token_spike.c"},
+		{"key access", KeysAccessSubject("eu", "w.1"), "keys.access.eu.w_1"},
+		{"key access of a region", KeysAccessSubjectsOf("e.u"), "keys.access.e_u.*"},
+		{"health of a region", HealthSubjectsOf("eu"), "health.eu.*"},
 		{"audit checkpoint", AuditCheckpointSubject("eu"), "checkpoints.audit.eu"},
 	}
 	for _, tc := range tests {

@@ -18,6 +18,7 @@ import (
 
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
@@ -172,7 +173,11 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		PolicyPublicKeys: signing.PublicPath(filepath.Join(tmp, "policy-signing-key.pem")),
 		Upstreams:        []teststack.UpstreamOptions{{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}}},
 		BeforeDataPlanes: func(ctx context.Context, st *teststack.Stack) error {
-			return publishPolicy(ctx, st.NATSURL, benchPolicy(st.Upstream("mock").URL, keyFile), policyKey)
+			creds, err := st.NATSCreds(natsauth.ControlPlane())
+			if err != nil {
+				return err
+			}
+			return publishPolicy(ctx, st.NATSURL, creds, benchPolicy(st.Upstream("mock").URL, keyFile), policyKey)
 		},
 		DataPlanes: []teststack.DataPlaneOptions{{
 			Name:   "dataplane",
@@ -264,7 +269,7 @@ func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
 
 // publishPolicy creates the PC_POLICY, PC_LIMITS and PC_WORKERS buckets, as the
 // control plane does, and puts snap into PC_POLICY, sealed by signer.
-func publishPolicy(ctx context.Context, natsURL string, snap *policy.Snapshot, signer *signing.Signer) error {
+func publishPolicy(ctx context.Context, natsURL, creds string, snap *policy.Snapshot, signer *signing.Signer) error {
 	if err := snap.Validate(); err != nil {
 		return fmt.Errorf("bench policy: %w", err)
 	}
@@ -273,7 +278,7 @@ func publishPolicy(ctx context.Context, natsURL string, snap *policy.Snapshot, s
 		return err
 	}
 	data := policy.Seal(encoded, signer)
-	nc, err := nats.Connect(natsURL)
+	nc, err := nats.Connect(natsURL, nats.UserCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}

@@ -12,6 +12,7 @@ package devstack
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
@@ -241,9 +244,43 @@ func TestMakeRunServesTheDemoAndStopsCleanly(t *testing.T) {
 	}
 
 	residencyEndpoints(t, d)
+	natsNeedsCredentials(t, d)
 	analyticsTier(t, d)
 	failOver(t, d.addrs, d.dataDir, printed)
 	d.stop()
+}
+
+// natsNeedsCredentials checks that make run's nats-server refuses a client without
+// credentials, and takes the read-only ops credentials make run leaves in the data
+// directory (without letting them write the policy).
+func natsNeedsCredentials(t *testing.T, d *devstack) {
+	t.Helper()
+	url := "nats://" + d.addrs["PORTCULLIS_EMBEDDED_NATS_LISTEN"]
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("make run's nats-server accepted a client without credentials")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect without credentials: %v, want an authorization error", err)
+	}
+	errs := make(chan error, 8)
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second),
+		nats.UserCredentials(filepath.Join(d.dataDir, "nats-auth", "ops.creds")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("connect with make run's ops credentials: %v", err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("$KV.PC_POLICY.snapshot", []byte("forged")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("ops writing the policy: %v, want a permission violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ops wrote to PC_POLICY without a permission error")
+	}
 }
 
 // residencyEndpoints checks that the seed named each data plane, on the port the

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
@@ -368,11 +368,7 @@ func orderedJSON(t *testing.T, m map[string]json.RawMessage, keys ...string) jso
 // streamContents returns every message of every audit stream, concatenated.
 func streamContents(t *testing.T, s *stack) string {
 	t.Helper()
-	nc, err := nats.Connect(s.cp.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := s.natsConnect(t, natsauth.ControlPlane())
 	js, _ := jetstream.New(nc)
 	var b strings.Builder
 	for _, region := range []string{"eu", "us"} {

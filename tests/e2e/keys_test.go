@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/portcullis-gw/portcullis/shared/alerts"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
@@ -163,11 +164,7 @@ func TestKeyRotationUnderLoadAndEmergencyRevoke(t *testing.T) {
 	}
 	s.waitReady(t)
 	tokens := map[string]string{"eu": s.limitedClient(t, "keys-eu", "eu", 0, 0, 0), "us": s.limitedClient(t, "keys-any", "", 0, 0, 0)}
-	nc, err := nats.Connect(s.cp.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := s.natsConnect(t, natsauth.ControlPlane())
 	alertCh := make(chan *nats.Msg, 16)
 	sub, err := nc.ChanSubscribe(natsnames.AlertSubject(alerts.KindKeyRevoked, "openai"), alertCh)
 	if err != nil {

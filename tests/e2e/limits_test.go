@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tiktoken-go/tokenizer"
 
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
@@ -120,11 +120,7 @@ func metrics(t *testing.T, addr string) string {
 // counter reads a global limit counter from PC_LIMITS.
 func (s *stack) counter(t *testing.T, key string) int64 {
 	t.Helper()
-	nc, err := nats.Connect(s.cp.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := s.natsConnect(t, natsauth.ControlPlane())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 	"github.com/portcullis-gw/portcullis/shared/signing"
@@ -58,11 +58,7 @@ func TestForgedPolicyNeverTakesEffect(t *testing.T) {
 	s.waitReady(t)
 	token := s.mint(t, "global-app")
 
-	nc, err := nats.Connect(s.cp.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := s.natsConnect(t, natsauth.ControlPlane())
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	kv, err := js.KeyValue(ctx, natsnames.PolicyBucket)

@@ -20,10 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/natstest"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
@@ -35,6 +39,7 @@ import (
 // stack is one running gateway. Its fields are read-only after startStack.
 type stack struct {
 	cp         *cpapp.App
+	st         *teststack.Stack
 	nats       *natstest.Server      // the nats-server the stack uses, when the test owns it (withNATS)
 	dp         map[string]*dpapp.App // by worker name; the default workers are named after their regions
 	upstream   map[string]*mockupstream.Server
@@ -166,9 +171,17 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Cleanup(adminSrv.Close)
 	cpCfg.OpenAIAdminURL = adminSrv.URL
 	var ns *natstest.Server
+	var natsAuth *natsauth.Authority // the test's own nats-server's operator (withNATS)
 	if sc.ownNATS {
-		ns = natstest.StartWith(t, natstest.Options{NoConn: true})
+		var err error
+		if natsAuth, err = natsauth.LoadOrCreate(filepath.Join(t.TempDir(), "nats-auth")); err != nil {
+			t.Fatal(err)
+		}
+		ns = natstest.StartWith(t, natstest.Options{NoConn: true, Configure: natsAuth.Configure})
 		cpCfg.NATSURL = ns.URL()
+		if cpCfg.NATSCreds, err = natsAuth.WriteCreds(natsauth.ControlPlane()); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	auditKey := []byte(fmt.Sprintf("e2e-audit-key-%032d", time.Now().UnixNano()))
@@ -182,7 +195,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	}
 	keyDir := filepath.Dir(keyFile) // PORTCULLIS_KEY_DIR of both planes: key_source file only there
 	cpCfg.KeyDir = keyDir
-	so := teststack.Options{LogDir: t.TempDir(), Logger: logger, ControlPlane: &cpCfg}
+	so := teststack.Options{LogDir: t.TempDir(), Logger: logger, ControlPlane: &cpCfg, NATSAuth: natsAuth}
 	for _, region := range []string{"eu", "us"} {
 		uo := sc.upstream[region]
 		uo.Name = "mock-" + region
@@ -225,6 +238,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 
 	s := &stack{
 		cp:         st.ControlPlane,
+		st:         st,
 		nats:       ns,
 		dp:         map[string]*dpapp.App{},
 		upstream:   map[string]*mockupstream.Server{},
@@ -269,6 +283,22 @@ func (f *openAIAdminFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.ServeHTTP(w, r)
+}
+
+// natsConnect connects to the stack's nats-server as role r, until the test ends.
+func (s *stack) natsConnect(t *testing.T, r natsauth.Role, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	creds, err := s.st.NATSCreds(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.cp.NATSURL(), append([]nats.Option{nats.UserCredentials(creds),
+		nats.CustomInboxPrefix(natsnames.InboxPrefix(r.Name))}, opts...)...)
+	if err != nil {
+		t.Fatalf("connect to NATS as %s: %v", r.Name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // restartNATS starts the test-owned nats-server again (withNATS) on its address and

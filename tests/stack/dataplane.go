@@ -11,6 +11,7 @@ import (
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
@@ -25,6 +26,7 @@ type DataPlaneOptions struct {
 	// wires it to the rest when left empty: EgressAllowHosts (the host:port of the
 	// stack's upstreams, unless DevAllowAnyEgress), Listen and MetricsListen (random
 	// loopback ports; MetricsListen "off" turns the metrics listener off), NATSURL,
+	// NATSCreds (new credentials of the region's data-plane role),
 	// JWTIssuer, JWTAudience, JWKSURL, PolicyPublicKeys, WorkerID (Name), and Vault (the stack's dev
 	// Vault, if it runs one).
 	Config dpapp.Config
@@ -84,6 +86,13 @@ func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPl
 	cfg := o.Config
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = s.NATSURL
+	}
+	if cfg.NATSCreds == "" {
+		creds, err := s.NATSCreds(natsauth.DataPlane(cfg.Region))
+		if err != nil {
+			return nil, fmt.Errorf("data plane %s: %w", o.Name, err)
+		}
+		cfg.NATSCreds = creds
 	}
 	if cfg.JWTIssuer == "" {
 		cfg.JWTIssuer = s.IssuerURL
@@ -154,6 +163,7 @@ func (s *Stack) startDataPlaneProcess(ctx context.Context, o DataPlaneOptions, c
 		"PORTCULLIS_METRICS_LISTEN":     cfg.MetricsListen,
 		"PORTCULLIS_WORKER_ID":          cfg.WorkerID,
 		"PORTCULLIS_NATS_URL":           cfg.NATSURL,
+		"PORTCULLIS_NATS_CREDS":         cfg.NATSCreds,
 		"PORTCULLIS_JWT_ISSUER":         cfg.JWTIssuer,
 		"PORTCULLIS_JWT_AUDIENCE":       cfg.JWTAudience,
 		"PORTCULLIS_JWKS_URL":           cfg.JWKSURL,

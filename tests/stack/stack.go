@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/vaultclient"
@@ -65,8 +66,15 @@ type Options struct {
 	// DataDir and DatabaseURL are required; an empty Listen and MetricsListen, and
 	// an empty EmbeddedNATSListen when NATSURL is empty, are random loopback ports.
 	ControlPlane *cpapp.Config
-	// NATS, when there is no control plane, runs a nats-server with JetStream.
+	// NATS, when there is no control plane, runs a nats-server with JetStream. It
+	// trusts an operator of the stack's own (in a directory under LogDir), so every
+	// client needs credentials: Stack.NATSCreds issues them.
 	NATS natsembed.Options
+	// NATSAuth is the operator the nats-server trusts when the control plane uses
+	// one at a NATSURL the stack does not run; the stack issues the data planes'
+	// credentials with it. With the control plane's embedded nats-server, the
+	// control plane issues them.
+	NATSAuth *natsauth.Authority
 	// Issuer is the JWT issuer of the data planes when there is no control plane
 	// (whose dev issuer they use otherwise).
 	Issuer Issuer
@@ -118,6 +126,7 @@ type Stack struct {
 	readyTimeout time.Duration
 
 	nats       *server.Server
+	natsAuth   *natsauth.Authority // issues credentials, unless the control plane's embedded nats-server does
 	vault      *vaulttest.Launcher
 	upstreams  []*Upstream
 	dataPlanes []*DataPlane
@@ -167,7 +176,16 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	} else {
-		ns, err := natsembed.Start(o.NATS)
+		dir, err := os.MkdirTemp(s.logDir, "nats-auth-")
+		if err != nil {
+			return nil, fmt.Errorf("nats-server credentials: %w", err)
+		}
+		if s.natsAuth, err = natsauth.LoadOrCreate(dir); err != nil {
+			return nil, err
+		}
+		no := o.NATS
+		no.Configure = s.natsAuth.Configure
+		ns, err := natsembed.Start(no)
 		if err != nil {
 			return nil, fmt.Errorf("start nats-server: %w", err)
 		}
@@ -217,6 +235,7 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	if cfg.Vault.Addr == "" && s.VaultAddr != "" {
 		cfg.Vault = vaultclient.Config{Addr: s.VaultAddr, Auth: vaultclient.AuthToken, TokenFile: s.VaultTokenFile}
 	}
+	s.natsAuth = s.opts.NATSAuth
 	cp, err := cpapp.Start(ctx, cfg, s.logger("controlplane"))
 	if err != nil {
 		return fmt.Errorf("start control plane: %w", err)
@@ -233,6 +252,18 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	}
 	s.AdminToken = strings.TrimSpace(string(token))
 	return nil
+}
+
+// NATSCreds writes new NATS credentials of role r for the stack's nats-server and
+// returns the file's path.
+func (s *Stack) NATSCreds(r natsauth.Role) (string, error) {
+	if s.natsAuth != nil {
+		return s.natsAuth.WriteCreds(r)
+	}
+	if s.ControlPlane != nil {
+		return s.ControlPlane.NATSCreds(r)
+	}
+	return "", errors.New("stack: no NATS operator to issue credentials (Options.NATSAuth)")
 }
 
 // Upstream is the upstream named name, nil when there is none.

@@ -4,6 +4,10 @@
 //	controlplane migrate [flags]             apply database migrations and exit
 //	controlplane admin-token reset [flags]   replace every admin token with a new one,
 //	                                         written to <data dir>/admin-token
+//	controlplane nats-auth [flags] [region...]
+//	                                         write the NATS operator, accounts and
+//	                                         credentials for an external nats-server
+//	                                         to <data dir>/nats-auth (docs/nats.md)
 //
 // Every flag can also be set with its PORTCULLIS_* environment variable; run
 // "controlplane -h" for the list.
@@ -18,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +31,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 )
 
 // stopTimeout bounds a graceful shutdown: App.Stop returns by then even if a
@@ -56,8 +62,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if sub == "" && len(rest) > 0 {
 		sub, rest = subcommand(rest)
 	}
+	if sub == "nats-auth" {
+		return natsAuth(cfg, rest, stdout)
+	}
 	if len(rest) > 0 {
-		return fmt.Errorf("unexpected arguments %q (commands: migrate, admin-token reset)", rest)
+		return fmt.Errorf("unexpected arguments %q (commands: migrate, admin-token reset, nats-auth)", rest)
 	}
 	log := logging.New(stderr, cfg.LogLevel)
 	switch sub {
@@ -80,7 +89,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		})
 	}
-	return fmt.Errorf("unknown command %q (commands: migrate, admin-token reset)", sub)
+	return fmt.Errorf("unknown command %q (commands: migrate, admin-token reset, nats-auth)", sub)
+}
+
+// natsAuth writes, under the data directory, what an external nats-server and its
+// clients need: the operator's and accounts' keys (kept from an earlier run), the
+// server's accounts.conf and operator.jwt, and new credentials for the control
+// plane, ops, and the data planes of each region in regions. It prints paths,
+// never a credential.
+func natsAuth(cfg app.Config, regions []string, stdout io.Writer) error {
+	roles := []natsauth.Role{natsauth.ControlPlane(), natsauth.Ops()}
+	for _, region := range regions {
+		r, err := natsauth.RoleNamed("dp-" + region)
+		if err != nil || strings.HasPrefix(region, "-") {
+			return fmt.Errorf("nats-auth: region %q: want a region name such as eu (flags go before the regions)", region)
+		}
+		roles = append(roles, r)
+	}
+	auth, err := natsauth.LoadOrCreate(app.NATSAuthDir(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	if err := auth.WriteServerConfig(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "nats-server configuration: include %s in the server's configuration\n",
+		filepath.Join(auth.Dir(), natsauth.ServerConfigFile))
+	for _, r := range roles {
+		path, err := auth.WriteCreds(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "credentials of %s: %s\n", r.Name, path)
+	}
+	fmt.Fprintf(stdout, "keep %s private: its .nk files sign every account and user\n", auth.Dir())
+	return nil
 }
 
 // subcommand splits leading non-flag words off args: "migrate", "admin-token reset".

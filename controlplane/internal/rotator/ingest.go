@@ -16,7 +16,7 @@ import (
 // AccessConsumer is the durable consumer through which control planes store the
 // workers' key-access events; several control planes share it, so each event is
 // stored by one.
-const AccessConsumer = "portcullis-controlplane-key-access"
+const AccessConsumer = natsnames.KeysAccessConsumer
 
 // Ingest stores every key-access event published on PC_KEYS in Postgres, once
 // (by event id), until ctx ends. An event that cannot be decoded is logged and

@@ -563,7 +563,7 @@ func (r *Rotator) access(ctx context.Context, d policy.Deployment, path string, 
 		r.o.Log.Error("recording a key access failed", "err", err)
 	}
 	if data, err := keyevents.Encode(a); err == nil {
-		if _, err := r.o.JetStream.Publish(ctx, natsnames.KeysAccessSubject(r.o.Actor), data); err != nil {
+		if _, err := r.o.JetStream.Publish(ctx, natsnames.KeysAccessSubject(natsnames.ControlPlaneScope, r.o.Actor), data); err != nil {
 			r.o.Log.Warn("publishing a key access failed", "err", err)
 		}
 	}

@@ -69,10 +69,11 @@ type AccessPublisher struct {
 	sent    prometheus.Counter
 }
 
-// NewAccessPublisher returns a publisher for worker's events; Run sends them.
-func NewAccessPublisher(js jetstream.JetStream, worker string, log *slog.Logger, reg prometheus.Registerer) (*AccessPublisher, error) {
+// NewAccessPublisher returns a publisher for the events of worker, a data plane of
+// region; Run sends them.
+func NewAccessPublisher(js jetstream.JetStream, region, worker string, log *slog.Logger, reg prometheus.Registerer) (*AccessPublisher, error) {
 	p := &AccessPublisher{
-		js: js, subject: natsnames.KeysAccessSubject(worker), log: log,
+		js: js, subject: natsnames.KeysAccessSubject(region, worker), log: log,
 		queue: make(chan keyevents.Access, maxAccessQueue),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "portcullis_keys", Name: "access_events_dropped_total",
 			Help: "Key-access events dropped because too many were waiting for NATS."}),

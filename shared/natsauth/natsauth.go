@@ -1,0 +1,341 @@
+// Package natsauth is who may do what on Portcullis's NATS (docs/design.md §3): a
+// NATS operator, one account for Portcullis (PORTCULLIS) and a system account, and a
+// user per role, each with least-privilege subject permissions:
+//
+//   - controlplane: everything in the account; it alone writes the policy, key
+//     events, checkpoints and alerts, and creates the buckets and streams;
+//   - dp-<region>: a region's data planes read PC_POLICY and PC_KEYS, use the
+//     PC_LIMITS and PC_WORKERS buckets, and publish only their region's audit,
+//     health and key-access subjects; they create and update only their region's
+//     audit stream;
+//   - ops: read-only monitoring: stream and consumer info, message gets, and the
+//     health, alert and checkpoint subjects.
+//
+// Every user receives replies on its own inbox, _INBOX.<user name> (natsconn sets
+// it from the credentials file), so that no identity reads another's replies.
+//
+// An Authority holds the operator's, the account's and the system account's nkeys in
+// a directory. It issues user credentials (.creds files), configures an embedded
+// nats-server to trust them (make run and the tests), and writes the configuration
+// a production nats-server includes (deploy/nats/).
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
+)
+
+// The names of the account and the system account in their JWTs.
+const (
+	AccountName       = "PORTCULLIS"
+	SystemAccountName = "SYS"
+)
+
+// The files of an Authority's directory.
+const (
+	OperatorSeedFile = "operator.nk"   // the operator's nkey seed: signs the accounts
+	AccountSeedFile  = "account.nk"    // the PORTCULLIS account's seed: signs its users
+	SystemSeedFile   = "system.nk"     // the system account's seed
+	OperatorJWTFile  = "operator.jwt"  // written by WriteServerConfig
+	ServerConfigFile = "accounts.conf" // written by WriteServerConfig
+	CredsSuffix      = ".creds"        // <role name>.creds, written by WriteCreds
+	seedFileMaxBytes = 4 << 10         // an nkey seed is 58 bytes
+)
+
+// Role is a NATS user: its name and what it may publish and subscribe to.
+type Role struct {
+	Name        string
+	Permissions jwt.Permissions
+}
+
+// ControlPlane is the control plane's user: every subject of the account.
+func ControlPlane() Role {
+	r := Role{Name: "controlplane"}
+	r.Permissions.Pub.Allow.Add(">")
+	r.Permissions.Sub.Allow.Add(">")
+	return r
+}
+
+// DataPlane is the user of region's data planes.
+func DataPlane(region string) Role {
+	name := "dp-" + natsnames.Token(region)
+	r := Role{Name: name}
+	auditStream := natsnames.AuditStream(region)
+	policy := natsnames.KVStream(natsnames.PolicyBucket)
+	limits := natsnames.KVStream(natsnames.LimitsBucket)
+	workers := natsnames.KVStream(natsnames.WorkersBucket)
+	keys := natsnames.KeysStream
+	pub := []string{
+		// What a region's data planes write: their audit events, health reports
+		// and key-access events, and the shared limit counters and worker slots.
+		natsnames.AuditSubjects(region),
+		natsnames.HealthSubjectsOf(region),
+		natsnames.KeysAccessSubjectsOf(region),
+		natsnames.KVSubject(natsnames.LimitsBucket, ">"),
+		natsnames.KVSubject(natsnames.WorkersBucket, ">"),
+		// The JetStream API calls that need: reading the buckets and streams they
+		// use, watching PC_POLICY and following PC_KEYS with ordered consumers,
+		// getting counters, and keeping their own region's audit stream.
+		"$JS.API.INFO",
+		"$JS.API.STREAM.CREATE." + auditStream,
+		"$JS.API.STREAM.UPDATE." + auditStream,
+	}
+	for _, s := range []string{policy, limits, workers, keys, auditStream} {
+		pub = append(pub, "$JS.API.STREAM.INFO."+s)
+	}
+	for _, s := range []string{policy, limits, workers} {
+		pub = append(pub, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>", "$JS.API.STREAM.MSG.GET."+s)
+	}
+	for _, s := range []string{policy, workers, keys} {
+		// Ordered consumers and watchers are ephemeral: created, read and deleted.
+		pub = append(pub,
+			"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>", "$JS.API.CONSUMER.DELETE."+s+".*",
+			"$JS.API.CONSUMER.INFO."+s+".*", "$JS.API.CONSUMER.MSG.NEXT."+s+".*")
+	}
+	r.Permissions.Pub.Allow.Add(pub...)
+	// The control plane's durable consumer of key-access events is not theirs to
+	// create or change.
+	r.Permissions.Pub.Deny.Add("$JS.API.CONSUMER.CREATE."+keys+"."+natsnames.KeysAccessConsumer,
+		"$JS.API.CONSUMER.CREATE."+keys+"."+natsnames.KeysAccessConsumer+".>",
+		"$JS.API.CONSUMER.DELETE."+keys+"."+natsnames.KeysAccessConsumer)
+	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(name) + ".>")
+	return r
+}
+
+// Ops is a read-only user for operators' tools: stream and consumer state, message
+// gets, and the health, alert and checkpoint subjects; it writes nothing.
+func Ops() Role {
+	r := Role{Name: "ops"}
+	r.Permissions.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+		"$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.INFO.*.*",
+		"$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.*")
+	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(r.Name)+".>",
+		natsnames.HealthSubjects, natsnames.AlertsSubjects, natsnames.CheckpointsSubjects)
+	return r
+}
+
+// RoleNamed is the role of a user name: controlplane, ops or dp-<region>.
+func RoleNamed(name string) (Role, error) {
+	switch {
+	case name == "controlplane":
+		return ControlPlane(), nil
+	case name == "ops":
+		return Ops(), nil
+	case strings.HasPrefix(name, "dp-") && len(name) > len("dp-") && natsnames.Token(name) == name:
+		return DataPlane(strings.TrimPrefix(name, "dp-")), nil
+	}
+	return Role{}, fmt.Errorf("unknown NATS role %q: want controlplane, ops or dp-<region>", name)
+}
+
+// Authority is the operator and the accounts: the keys that sign Portcullis's
+// accounts and users.
+type Authority struct {
+	dir                       string
+	operator, account, system nkeys.KeyPair
+	operatorClaims            *jwt.OperatorClaims
+	accountJWT, systemJWT     string
+}
+
+// LoadOrCreate loads the authority whose seeds are in dir, creating the directory
+// and any missing seed. The seed files must be readable by their owner only.
+// Keeping the account's seed matters: JetStream keeps an account's streams under
+// its public key.
+func LoadOrCreate(dir string) (*Authority, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats auth: create %s: %w", dir, err)
+	}
+	a := &Authority{dir: dir}
+	var err error
+	if a.operator, err = loadOrCreateSeed(filepath.Join(dir, OperatorSeedFile), nkeys.CreateOperator); err != nil {
+		return nil, err
+	}
+	if a.account, err = loadOrCreateSeed(filepath.Join(dir, AccountSeedFile), nkeys.CreateAccount); err != nil {
+		return nil, err
+	}
+	if a.system, err = loadOrCreateSeed(filepath.Join(dir, SystemSeedFile), nkeys.CreateAccount); err != nil {
+		return nil, err
+	}
+	return a, a.sign()
+}
+
+// sign issues the operator's and the accounts' JWTs.
+func (a *Authority) sign() error {
+	opPub, _ := a.operator.PublicKey()
+	accPub, _ := a.account.PublicKey()
+	sysPub, _ := a.system.PublicKey()
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "portcullis"
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(a.operator)
+	if err != nil {
+		return fmt.Errorf("nats auth: sign the operator: %w", err)
+	}
+	if a.operatorClaims, err = jwt.DecodeOperatorClaims(opJWT); err != nil {
+		return fmt.Errorf("nats auth: operator JWT: %w", err)
+	}
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = AccountName
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	if a.accountJWT, err = ac.Encode(a.operator); err != nil {
+		return fmt.Errorf("nats auth: sign the account: %w", err)
+	}
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = SystemAccountName
+	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
+		return fmt.Errorf("nats auth: sign the system account: %w", err)
+	}
+	return nil
+}
+
+// Dir is the directory of the authority's files.
+func (a *Authority) Dir() string { return a.dir }
+
+// AccountPublicKey is the PORTCULLIS account's public key.
+func (a *Authority) AccountPublicKey() string {
+	pub, _ := a.account.PublicKey()
+	return pub
+}
+
+// Creds returns a credentials file (user JWT and nkey seed) for a new user of r,
+// signed by the account. It holds a secret.
+func (a *Authority) Creds(r Role) ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("nats auth: create user %s: %w", r.Name, err)
+	}
+	defer kp.Wipe()
+	pub, _ := kp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = r.Name
+	uc.Permissions = r.Permissions
+	token, err := uc.Encode(a.account)
+	if err != nil {
+		return nil, fmt.Errorf("nats auth: sign user %s: %w", r.Name, err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
+}
+
+// CredsPath is where WriteCreds writes r's credentials.
+func (a *Authority) CredsPath(r Role) string { return filepath.Join(a.dir, r.Name+CredsSuffix) }
+
+// WriteCreds writes new credentials for r to CredsPath(r), readable by its owner
+// only, replacing the file atomically, and returns the path. A client reads its
+// credentials again when it reconnects, so replacing them under a running client is
+// safe: the account that signs them stays the same.
+func (a *Authority) WriteCreds(r Role) (string, error) {
+	creds, err := a.Creds(r)
+	if err != nil {
+		return "", err
+	}
+	path := a.CredsPath(r)
+	tmp := path + ".new"
+	_ = os.Remove(tmp)
+	if err := writeNew(tmp, creds); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("nats auth: %w", err)
+	}
+	return path, nil
+}
+
+// Configure makes an embedded server trust the operator and resolve both accounts
+// from memory.
+func (a *Authority) Configure(opts *server.Options) {
+	resolver := &server.MemAccResolver{}
+	_ = resolver.Store(must(a.account.PublicKey()), a.accountJWT)
+	_ = resolver.Store(must(a.system.PublicKey()), a.systemJWT)
+	opts.TrustedOperators = []*jwt.OperatorClaims{a.operatorClaims}
+	opts.AccountResolver = resolver
+	opts.SystemAccount = a.operatorClaims.SystemAccount
+}
+
+// WriteServerConfig writes accounts.conf to the authority's directory: the part of
+// a nats-server configuration that trusts the operator and preloads the accounts
+// (deploy/nats/nats-server.conf includes it). It holds JWTs only, no secret.
+func (a *Authority) WriteServerConfig() error {
+	opJWT, err := a.operatorClaims.Encode(a.operator)
+	if err != nil {
+		return fmt.Errorf("nats auth: operator JWT: %w", err)
+	}
+	preload := map[string]string{must(a.account.PublicKey()): a.accountJWT, must(a.system.PublicKey()): a.systemJWT}
+	pubs := make([]string, 0, len(preload))
+	for pub := range preload {
+		pubs = append(pubs, pub)
+	}
+	sort.Strings(pubs)
+	var b strings.Builder
+	b.WriteString("# Written by `controlplane nats-auth`: the Portcullis operator, its system account\n")
+	b.WriteString("# and the PORTCULLIS account. Users authenticate with credentials the account signs.\n")
+	fmt.Fprintf(&b, "operator: %q\n", opJWT)
+	fmt.Fprintf(&b, "system_account: %s\n", a.operatorClaims.SystemAccount)
+	b.WriteString("resolver: MEMORY\nresolver_preload: {\n")
+	for _, pub := range pubs {
+		fmt.Fprintf(&b, "  %s: %q\n", pub, preload[pub])
+	}
+	b.WriteString("}\n")
+	return os.WriteFile(filepath.Join(a.dir, ServerConfigFile), []byte(b.String()), 0o644)
+}
+
+// loadOrCreateSeed reads the nkey seed at path, or writes a new one made by create.
+func loadOrCreateSeed(path string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {
+	data, err := secretfile.Read("nats auth seed", path, seedFileMaxBytes)
+	if err == nil {
+		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(data))))
+		if err != nil {
+			return nil, fmt.Errorf("nats auth: %s holds no nkey seed", path)
+		}
+		return kp, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("nats auth: %w", err)
+	}
+	kp, err := create()
+	if err != nil {
+		return nil, fmt.Errorf("nats auth: create a key: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return kp, writeNew(path, append(seed, '\n'))
+}
+
+// writeNew writes a new file that only its owner can read.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("nats auth: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("nats auth: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("nats auth: write %s: %w", path, err)
+	}
+	return nil
+}
+
+func must(pub string, err error) string {
+	if err != nil {
+		panic(err) // the public key of a key pair made or loaded here always derives
+	}
+	return pub
+}

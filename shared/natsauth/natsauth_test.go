@@ -1,0 +1,270 @@
+package natsauth_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
+	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
+	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
+)
+
+// client is a connection as one role, and the asynchronous errors NATS sent it.
+type client struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+func connect(t *testing.T, url, creds string) *client {
+	t.Helper()
+	c := &client{errs: make(chan error, 64)}
+	nc, err := natsconn.Connect(natsconn.Options{URL: url, CredsFile: creds, Name: "natsauth-test"}, slog.New(slog.DiscardHandler),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect with %s: %v", filepath.Base(creds), err)
+	}
+	t.Cleanup(nc.Close)
+	c.nc = nc
+	if c.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// refused waits for NATS's permission error about subject.
+func (c *client) refused(t *testing.T, what, subject string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-c.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+			t.Logf("%s: another error: %v", what, err)
+		case <-deadline:
+			t.Fatalf("%s: NATS sent no permission error about %q", what, subject)
+		}
+	}
+}
+
+// noErrors fails when NATS refused anything c did.
+func (c *client) noErrors(t *testing.T, what string) {
+	t.Helper()
+	if err := c.nc.Flush(); err != nil {
+		t.Fatalf("%s: flush: %v", what, err)
+	}
+	select {
+	case err := <-c.errs:
+		t.Fatalf("%s: %v", what, err)
+	default:
+	}
+}
+
+// TestRolesOnARealServer: an embedded nats-server trusting the authority refuses a
+// client without credentials; the control plane may do everything; a region's data
+// planes read the policy but cannot write it, publish only their own region's audit
+// subjects and read only their own inbox; ops writes nothing.
+func TestRolesOnARealServer(t *testing.T) {
+	auth, err := natsauth.LoadOrCreate(filepath.Join(t.TempDir(), "nats-auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartWith(t, natstest.Options{Configure: auth.Configure, NoConn: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	if nc, err := nats.Connect(ns.URL(), nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials connected")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("connect without credentials: %v, want an authorization error", err)
+	}
+
+	creds := func(r natsauth.Role) string {
+		path, err := auth.WriteCreds(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cp := connect(t, ns.URL(), creds(natsauth.ControlPlane()))
+	if err := natsbuckets.Ensure(ctx, cp.js, natsbuckets.Options{Replicas: 1}); err != nil {
+		t.Fatalf("the control plane creates the buckets: %v", err)
+	}
+	policy, err := cp.js.KeyValue(ctx, natsnames.PolicyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.Put(ctx, natsnames.PolicySnapshotKey, []byte("signed policy")); err != nil {
+		t.Fatalf("the control plane writes the policy: %v", err)
+	}
+	cp.noErrors(t, "control plane")
+
+	eu := connect(t, ns.URL(), creds(natsauth.DataPlane("eu")))
+	t.Run("data plane reads the policy", func(t *testing.T) {
+		kv, err := eu.js.KeyValue(ctx, natsnames.PolicyBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := kv.Get(ctx, natsnames.PolicySnapshotKey)
+		if err != nil || string(e.Value()) != "signed policy" {
+			t.Fatalf("get: %v", err)
+		}
+		w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		if e := <-w.Updates(); e == nil || string(e.Value()) != "signed policy" {
+			t.Fatalf("watch: %v", e)
+		}
+		eu.noErrors(t, "reading the policy")
+	})
+	t.Run("data plane cannot write the policy", func(t *testing.T) {
+		kv, err := eu.js.KeyValue(ctx, natsnames.PolicyBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		defer pcancel()
+		if _, err := kv.Put(pctx, natsnames.PolicySnapshotKey, []byte("forged")); err == nil {
+			t.Fatal("put to PC_POLICY succeeded")
+		}
+		eu.refused(t, "put to PC_POLICY", natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
+		if _, err := eu.nc.Request("$JS.API.STREAM.PURGE."+natsnames.KVStream(natsnames.PolicyBucket), nil, time.Second); err == nil {
+			t.Fatal("purge of PC_POLICY answered")
+		}
+		eu.refused(t, "purge PC_POLICY", "$JS.API.STREAM.PURGE."+natsnames.KVStream(natsnames.PolicyBucket))
+		e, err := kv.Get(ctx, natsnames.PolicySnapshotKey)
+		if err != nil || string(e.Value()) != "signed policy" {
+			t.Fatalf("the policy changed: %q, %v", e.Value(), err)
+		}
+	})
+	t.Run("data plane publishes its own region's audit only", func(t *testing.T) {
+		if err := eu.nc.Publish(natsnames.AuditSubject("eu", "client-a"), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		for _, subject := range []string{natsnames.HealthSubject("eu", "worker-1"), natsnames.KeysAccessSubject("eu", "worker-1")} {
+			if err := eu.nc.Publish(subject, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eu.noErrors(t, "audit, health and key access of eu")
+		if err := eu.nc.Publish(natsnames.AuditSubject("us", "client-a"), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		eu.refused(t, "publish to audit.us", natsnames.AuditSubject("us", "client-a"))
+		for _, subject := range []string{natsnames.KeysRevokedSubject("openai"), natsnames.AuditCheckpointSubject("eu"),
+			natsnames.AlertSubject("token_spike", "client-a"), natsnames.HealthSubject("us", "w1")} {
+			if err := eu.nc.Publish(subject, nil); err != nil {
+				t.Fatal(err)
+			}
+			eu.refused(t, "publish", subject)
+		}
+	})
+	t.Run("data plane cannot touch the control plane's durable consumer", func(t *testing.T) {
+		subject := "$JS.API.CONSUMER.DELETE." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer
+		if err := eu.nc.Publish(subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		eu.refused(t, "delete the key-access consumer", subject)
+	})
+	t.Run("data plane reads its own inbox only", func(t *testing.T) {
+		sub, err := eu.nc.SubscribeSync("_INBOX.controlplane.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		eu.refused(t, "subscribe to the control plane's inbox", "_INBOX.controlplane.>")
+	})
+	t.Run("ops writes nothing", func(t *testing.T) {
+		ops := connect(t, ns.URL(), creds(natsauth.Ops()))
+		if _, err := ops.js.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket)); err != nil {
+			t.Fatalf("ops reads stream info: %v", err)
+		}
+		ops.noErrors(t, "stream info")
+		subject := natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey)
+		if err := ops.nc.Publish(subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		ops.refused(t, "ops writes the policy", subject)
+	})
+}
+
+// TestLoadOrCreateKeepsTheAccount: the account's key survives a restart (JetStream
+// keeps an account's streams under its public key), and seeds are owner-only files.
+func TestLoadOrCreateKeepsTheAccount(t *testing.T) {
+	dir := t.TempDir()
+	a, err := natsauth.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := natsauth.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.AccountPublicKey() != b.AccountPublicKey() {
+		t.Fatal("the account key changed across loads")
+	}
+	for _, f := range []string{natsauth.OperatorSeedFile, natsauth.AccountSeedFile, natsauth.SystemSeedFile} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	path, err := a.WriteCreds(natsauth.DataPlane("eu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc.Name != "dp-eu" || uc.Issuer != a.AccountPublicKey() {
+		t.Fatalf("user %q issued by %s, want dp-eu by the account", uc.Name, uc.Issuer)
+	}
+}
+
+func TestRoleNamed(t *testing.T) {
+	for _, name := range []string{"controlplane", "ops", "dp-eu", "dp-us-east"} {
+		r, err := natsauth.RoleNamed(name)
+		if err != nil || r.Name != name {
+			t.Errorf("RoleNamed(%q) = %q, %v", name, r.Name, err)
+		}
+	}
+	for _, name := range []string{"", "dp-", "dp-e.u", "admin"} {
+		if _, err := natsauth.RoleNamed(name); err == nil {
+			t.Errorf("RoleNamed(%q) accepted", name)
+		}
+	}
+}
