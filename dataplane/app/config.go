@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/identity"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
@@ -325,6 +326,12 @@ func (c *Config) validate(p *config.Problems) {
 		}
 	}
 	c.natsOptions().Validate(p)
+	// Credentials of another region's data planes would have every audit event
+	// refused by NATS: say so at startup instead.
+	if user := natsconn.CredsUserName(c.NATSCreds); strings.HasPrefix(user, "dp-") && user != "dp-"+natsnames.Token(c.Region) {
+		p.Add(natsconn.KeyCreds, c.NATSCreds, fmt.Sprintf("holds the credentials of %s, but this worker's region is %q (want dp-%s)",
+			user, c.Region, natsnames.Token(c.Region)))
+	}
 	if strings.TrimSpace(c.JWTIssuer) == "" {
 		p.Add("jwt-issuer", c.JWTIssuer, "required")
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 )
 
 func getenv(vars map[string]string) func(string) string {
@@ -213,5 +214,31 @@ func TestLoadConfigIngressKeys(t *testing.T) {
 		if _, err := app.LoadConfig(nil, getenv(with(tc.vars)), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%v: err %v, want one naming %s", tc.vars, err, tc.want)
 		}
+	}
+}
+
+// TestLoadConfigRefusesAnotherRegionsNATSCreds: a worker given the credentials of
+// another region's data planes, whose audit subjects NATS would refuse it, does not
+// start, and says which credentials it got and which it wants.
+func TestLoadConfigRefusesAnotherRegionsNATSCreds(t *testing.T) {
+	auth, err := natsauth.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, err := auth.WriteCreds(natsauth.DataPlane("us"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.LoadConfig(nil, getenv(with(map[string]string{"PORTCULLIS_REGION": "eu", "PORTCULLIS_NATS_CREDS": us})), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PORTCULLIS_NATS_CREDS") || !strings.Contains(err.Error(), "credentials of dp-us") ||
+		!strings.Contains(err.Error(), "want dp-eu") {
+		t.Fatalf("LoadConfig with dp-us credentials in eu: %v", err)
+	}
+	eu, err := auth.WriteCreds(natsauth.DataPlane("eu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.LoadConfig(nil, getenv(with(map[string]string{"PORTCULLIS_REGION": "eu", "PORTCULLIS_NATS_CREDS": eu})), io.Discard); err != nil {
+		t.Fatalf("LoadConfig with dp-eu credentials in eu: %v", err)
 	}
 }

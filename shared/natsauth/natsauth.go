@@ -85,7 +85,7 @@ func DataPlane(region string) Role {
 		natsnames.KeysAccessSubjectsOf(region),
 		natsnames.KVSubject(natsnames.LimitsBucket, ">"),
 		natsnames.KVSubject(natsnames.WorkersBucket, ">"),
-		// The JetStream API calls that need: reading the buckets and streams they
+		// The JetStream API calls this takes: reading the buckets and streams they
 		// use, watching PC_POLICY and following PC_KEYS with ordered consumers,
 		// getting counters, and keeping their own region's audit stream.
 		"$JS.API.INFO",

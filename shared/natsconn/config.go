@@ -114,9 +114,12 @@ func checkCreds(path string, now time.Time) string {
 	return ""
 }
 
-// credsUserName is the name in the user JWT of the credentials file at path when it
-// is a single subject token, or "".
-func credsUserName(path string) string {
+// CredsUserName is the name in the user JWT of the credentials file at path when it
+// is a single subject token, or "" (no file, or no such name).
+func CredsUserName(path string) string {
+	if path == "" {
+		return ""
+	}
 	data, err := secretfile.Read(config.EnvName(KeyCreds), path, 1<<20)
 	if err != nil {
 		return ""

@@ -58,9 +58,12 @@ func Connect(o Options, log *slog.Logger, extra ...nats.Option) (*nats.Conn, err
 			log.Warn("nats error", attrs...)
 		}),
 	}
+	if o.CredsFile == "" {
+		log.Warn("connecting to NATS without credentials: any process that reaches this server can rewrite what Portcullis reads from it (docs/nats.md)")
+	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
-		if user := credsUserName(o.CredsFile); user != "" {
+		if user := CredsUserName(o.CredsFile); user != "" {
 			opts = append(opts, nats.CustomInboxPrefix(natsnames.InboxPrefix(user)))
 		}
 	}

@@ -7,7 +7,9 @@
 //   - containers run as non-root with a read-only root and no capabilities;
 //   - the Vault roles bind the right service accounts to the right policies;
 //   - the data-plane Vault policy grants no write on secret/, and each policy grants
-//     exactly what its side needs.
+//     exactly what its side needs;
+//   - the nats-server configuration authenticates every listener, and a real server
+//     running it refuses the data planes' identity a write to the policy.
 package deploy
 
 import (

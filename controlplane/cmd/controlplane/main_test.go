@@ -118,3 +118,63 @@ func TestServeUntilCancelled(t *testing.T) {
 
 // noEnv is an empty environment, so that a test does not depend on the process's.
 func noEnv(string) string { return "" }
+
+// TestNATSAuth: `controlplane nats-auth eu us` writes the server's accounts.conf and
+// credentials for the control plane, ops and each region's data planes, prints their
+// paths and no credential, and keeps the account across runs (JetStream keeps an
+// account's streams under its key).
+func TestNATSAuth(t *testing.T) {
+	isolateEnv(t)
+	dataDir := t.TempDir()
+	args := []string{"nats-auth", "--database-url", "postgres://127.0.0.1:5432/unused", "--data-dir", dataDir, "eu", "us"}
+	var stdout bytes.Buffer
+	if err := run(context.Background(), args, os.Getenv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(dataDir, "nats-auth")
+	conf, err := os.ReadFile(filepath.Join(dir, "accounts.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"controlplane", "ops", "dp-eu", "dp-us"} {
+		path := filepath.Join(dir, role+".creds")
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", path, fi.Mode().Perm())
+		}
+		if !strings.Contains(stdout.String(), "credentials of "+role+": "+path) {
+			t.Errorf("output does not name %s:\n%s", path, stdout.String())
+		}
+		creds, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seed := regexp.MustCompile(`SU[A-Z2-7]{56}`).Find(creds); seed == nil || strings.Contains(stdout.String(), string(seed)) {
+			t.Errorf("%s: no seed, or the output shows it", role)
+		}
+	}
+	account := regexp.MustCompile(`(?m)^  (A[A-Z2-7]{55}):`).FindAllStringSubmatch(string(conf), -1)
+	if len(account) != 2 {
+		t.Fatalf("accounts.conf preloads %d accounts, want the system and the PORTCULLIS account:\n%s", len(account), conf)
+	}
+	stdout.Reset()
+	if err := run(context.Background(), args[:len(args)-1], os.Getenv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(filepath.Join(dir, "accounts.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range account {
+		if !strings.Contains(string(again), a[1]) {
+			t.Fatalf("account %s is gone after a second run", a[1])
+		}
+	}
+	err = run(context.Background(), append(args[:len(args)-2], "e.u"), os.Getenv, &stdout, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `region "e.u"`) {
+		t.Fatalf("nats-auth e.u: %v, want a refusal naming the region", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
+	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
@@ -556,7 +557,7 @@ Portcullis dev stack is up (logs in %s, Ctrl-C stops everything).
                   %s (data plane eu)
                   %s (data plane us)
   mock upstream   http://%s   (deployment NAME at http://%s/d/NAME)
-%s  embedded NATS   nats://%s
+%s  embedded NATS   nats://%s   (credentials required: read-only ops ones in %s)
 %s
   tokens          %s/moltbot-agent-07.jwt, %s/premium-app.jwt
 
@@ -569,6 +570,7 @@ curl -sS http://%s/v1/chat/completions \
 %s%s
 `, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), filepath.Join(cfg.DataDir, "admin-token"),
 		cfg.EUListen, cfg.USListen, metricsURL(cfg.ControlPlaneMetricsListen), metricsURL(cfg.EUMetricsListen),
-		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen, keysLine,
+		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen,
+		filepath.Join(cpapp.NATSAuthDir(cfg.DataDir), natsauth.Ops().Name+natsauth.CredsSuffix), keysLine,
 		tokens, tokens, cfg.EUListen, tokens, keysExample, failExample)
 }
