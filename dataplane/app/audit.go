@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,8 +30,12 @@ func (a *App) startAudit(ctx context.Context, cfg Config, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	if err := dpaudit.EnsureStream(ctx, js, dpaudit.StreamOptions{Region: cfg.Region, PlacementTag: cfg.AuditPlacementTag,
-		Replicas: cfg.AuditStreamReplicas, MaxAge: cfg.AuditStreamMaxAge}); err != nil {
+	err = dpaudit.EnsureStream(ctx, js, dpaudit.StreamOptions{Region: cfg.Region, PlacementTag: cfg.AuditPlacementTag,
+		Replicas: cfg.AuditStreamReplicas, MaxAge: cfg.AuditStreamMaxAge})
+	switch {
+	case errors.Is(err, dpaudit.ErrStreamSettingsDiffer):
+		log.Warn("audit stream settings differ from this worker's audit-stream-* settings", "err", err)
+	case err != nil:
 		// NATS may be down at start: the spool keeps the events until the stream exists.
 		log.Warn("audit stream not ensured; events wait in the spool", "err", err)
 	}

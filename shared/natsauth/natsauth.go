@@ -87,10 +87,11 @@ func DataPlane(region string) Role {
 		natsnames.KVSubject(natsnames.WorkersBucket, ">"),
 		// The JetStream API calls this takes: reading the buckets and streams they
 		// use, watching PC_POLICY and following PC_KEYS with ordered consumers,
-		// getting counters, and keeping their own region's audit stream.
+		// getting counters.
+		// Creating their audit stream, never updating it: a stream's republish
+		// and sources settings would make the server publish for them.
 		"$JS.API.INFO",
 		"$JS.API.STREAM.CREATE." + auditStream,
-		"$JS.API.STREAM.UPDATE." + auditStream,
 	}
 	for _, s := range []string{policy, limits, workers, keys, auditStream} {
 		pub = append(pub, "$JS.API.STREAM.INFO."+s)

@@ -181,6 +181,27 @@ func TestRolesOnARealServer(t *testing.T) {
 			eu.refused(t, "publish", subject)
 		}
 	})
+	t.Run("data plane creates its audit stream but cannot change it", func(t *testing.T) {
+		cfg := jetstream.StreamConfig{Name: natsnames.AuditStream("eu"), Subjects: []string{natsnames.AuditSubjects("eu")}}
+		if _, err := eu.js.CreateStream(ctx, cfg); err != nil {
+			t.Fatalf("create PC_AUDIT_EU: %v", err)
+		}
+		eu.noErrors(t, "create PC_AUDIT_EU")
+		// Republishing would have the server publish for it where it may not.
+		cfg.RePublish = &jetstream.RePublish{Source: "audit.eu.*", Destination: "keys.revoked.{{wildcard(1)}}"}
+		uctx, ucancel := context.WithTimeout(ctx, 2*time.Second)
+		defer ucancel()
+		if _, err := eu.js.UpdateStream(uctx, cfg); err == nil {
+			t.Fatal("update of PC_AUDIT_EU succeeded")
+		}
+		eu.refused(t, "update PC_AUDIT_EU", "$JS.API.STREAM.UPDATE."+natsnames.AuditStream("eu"))
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		defer ccancel()
+		if _, err := eu.js.CreateStream(cctx, jetstream.StreamConfig{Name: natsnames.AuditStream("us"), Subjects: []string{natsnames.AuditSubjects("us")}}); err == nil {
+			t.Fatal("the eu identity created PC_AUDIT_US")
+		}
+		eu.refused(t, "create PC_AUDIT_US", "$JS.API.STREAM.CREATE."+natsnames.AuditStream("us"))
+	})
 	t.Run("data plane cannot touch the control plane's durable consumer", func(t *testing.T) {
 		subject := "$JS.API.CONSUMER.DELETE." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer
 		if err := eu.nc.Publish(subject, nil); err != nil {

@@ -190,13 +190,22 @@ func (in *Ingester) streams(ctx context.Context) ([]string, error) {
 func (in *Ingester) runStream(ctx context.Context, stream string) {
 	region := streamRegion(stream)
 	for ctx.Err() == nil {
-		cons, err := in.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(stream),
-			Description:   "Portcullis control planes archiving the region's audit events",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 10 * in.batch,
-		})
+		err := in.secureStream(ctx, stream)
+		if errors.Is(err, errMirror) {
+			in.log.Error("audit stream is a mirror of another stream: not archived; delete it with the control plane's NATS credentials so that the region's data planes create it again",
+				"stream", stream)
+			return
+		}
+		var cons jetstream.Consumer
+		if err == nil {
+			cons, err = in.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				Durable:       ConsumerName(stream),
+				Description:   "Portcullis control planes archiving the region's audit events",
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       30 * time.Second,
+				MaxAckPending: 10 * in.batch,
+			})
+		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			in.log.Info("audit stream gone", "stream", stream)
 			in.lag.DeleteLabelValues(region)
@@ -211,6 +220,60 @@ func (in *Ingester) runStream(ctx context.Context, stream string) {
 		in.log.Warn("audit consumer failed; retrying", "stream", stream, "err", err)
 		sleep(ctx, in.retry)
 	}
+}
+
+// errMirror: an audit stream that mirrors another cannot be made safe by an update.
+var errMirror = errors.New("the audit stream is a mirror")
+
+// secureStream undoes what a data plane's NATS identity, which may create its
+// region's audit stream (docs/nats.md), should never have set on it: republishing,
+// sources or a subject transform (each makes the server publish or copy for it,
+// where its own permissions would refuse), or subjects other than the region's
+// audit subjects. It logs an error naming what it reset. A mirror cannot be
+// updated away: it returns errMirror.
+func (in *Ingester) secureStream(ctx context.Context, stream string) error {
+	st, err := in.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Mirror != nil {
+		return errMirror
+	}
+	var reset []string
+	if cfg.RePublish != nil {
+		reset, cfg.RePublish = append(reset, "republish"), nil
+	}
+	if len(cfg.Sources) > 0 {
+		reset, cfg.Sources = append(reset, "sources"), nil
+	}
+	if cfg.SubjectTransform != nil {
+		reset, cfg.SubjectTransform = append(reset, "subject_transform"), nil
+	}
+	if len(cfg.Subjects) != 1 || !isRegionAuditSubjects(cfg.Subjects[0], stream) {
+		// The stream name keeps the region in upper case only: the data planes'
+		// subjects are lower case where the region is (natsnames.AuditSubjects).
+		reset, cfg.Subjects = append(reset, "subjects"), []string{natsnames.AuditSubjects(streamRegion(stream))}
+	}
+	if len(reset) == 0 {
+		return nil
+	}
+	in.log.Error("audit stream had settings a data plane may not set; the control plane reset them", "stream", stream, "reset", reset)
+	if _, err := in.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("reset the settings of %s: %w", stream, err)
+	}
+	return nil
+}
+
+// isRegionAuditSubjects says whether subjects is audit.<region>.> for the region
+// of stream.
+func isRegionAuditSubjects(subjects, stream string) bool {
+	region, ok := strings.CutPrefix(subjects, "audit.")
+	if !ok {
+		return false
+	}
+	region, ok = strings.CutSuffix(region, ".>")
+	return ok && !strings.ContainsAny(region, ".*>") && natsnames.AuditStream(region) == stream
 }
 
 // consume archives batches from cons until ctx ends or a pull fails.

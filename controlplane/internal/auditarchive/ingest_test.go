@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -334,6 +335,54 @@ func TestAStreamCreatedLaterIsFound(t *testing.T) {
 	waitfor.That(t, "the new region's event", func() bool {
 		return metric(t, reg, "portcullis_controlplane_audit_events_total", map[string]string{"region": "ap-south", "result": "stored"}) == 1
 	})
+}
+
+// TestAnUnsafeStreamIsReset: a data plane's identity may create its region's audit
+// stream. One created with republishing (which would have the server publish an
+// event on audit.eu.openai as keys.revoked.openai, a subject only the control plane
+// may write) and an
+// extra subject is reset by the control plane before it archives: the republish
+// and the subject are gone, the reset is logged, the events are archived, and none
+// reaches keys.revoked.openai.
+func TestAnUnsafeStreamIsReset(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:      natsnames.AuditStream("eu"),
+		Subjects:  []string{"audit.eu.>", "elsewhere.>"},
+		Storage:   jetstream.FileStorage,
+		RePublish: &jetstream.RePublish{Source: "audit.eu.*", Destination: "keys.revoked.{{wildcard(1)}}"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reg := e.ingester(t, e.st)
+	waitfor.That(t, "the audit stream reset", func() bool {
+		st, err := e.js.Stream(ctx, natsnames.AuditStream("eu"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		return cfg.RePublish == nil && len(cfg.Subjects) == 1 && cfg.Subjects[0] == "audit.eu.>"
+	})
+	if !strings.Contains(e.logs.String(), `"reset":["republish","subjects"]`) {
+		t.Fatalf("the reset is not logged:\n%s", e.logs.String())
+	}
+	nc := e.js.Conn()
+	revoked, err := nc.SubscribeSync(natsnames.KeysRevokedSubject("openai"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer revoked.Unsubscribe()
+	ev := event("eu", 1)
+	ev.ClientID = "openai"
+	e.publish(t, ev)
+	waitfor.That(t, "the event archived", func() bool {
+		return metric(t, reg, "portcullis_controlplane_audit_events_total", map[string]string{"region": "eu", "result": "stored"}) == 1
+	})
+	if msg, err := revoked.NextMsg(100 * time.Millisecond); err == nil {
+		t.Fatalf("an audit event was republished on %s: %s", msg.Subject, msg.Data)
+	}
 }
 
 // BenchmarkIngest measures archiving throughput: b.N events are published to one

@@ -62,14 +62,27 @@ func StreamConfig(o StreamOptions) jetstream.StreamConfig {
 	return cfg
 }
 
-// EnsureStream creates the region's audit stream, or updates its settings if it
-// exists.
+// ErrStreamSettingsDiffer is returned by EnsureStream when the region's audit
+// stream exists with other settings than the ones asked for.
+var ErrStreamSettingsDiffer = errors.New("the audit stream exists with other settings")
+
+// EnsureStream creates the region's audit stream, or does nothing when it exists
+// with these settings. It never changes an existing stream: a region's data planes
+// may create their stream but not update it (docs/nats.md), because a stream's
+// settings (republish, sources) can make the server publish for them where they
+// may not. When the stream exists with other settings, it returns an error wrapping
+// ErrStreamSettingsDiffer; the stream works as it is.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	if o.Region == "" {
 		return errors.New("audit stream: no region")
 	}
 	cfg := StreamConfig(o)
-	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+	_, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("%w: %s keeps its settings; change them with the control plane's NATS credentials "+
+			"(for instance nats stream edit %s), not a data plane's", ErrStreamSettingsDiffer, cfg.Name, cfg.Name)
+	}
+	if err != nil {
 		return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -49,16 +50,21 @@ func TestEnsureStream(t *testing.T) {
 	e := newNATS(t) // creates PC_AUDIT_EU
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Again, with a new max age: the stream is updated.
-	if err := EnsureStream(ctx, e.js, StreamOptions{Region: testRegion, MaxAge: 48 * time.Hour}); err != nil {
+	// Again with the same settings: nothing to do.
+	if err := EnsureStream(ctx, e.js, StreamOptions{Region: testRegion}); err != nil {
 		t.Fatal(err)
+	}
+	// Again, with a new max age: a data plane never changes the stream (its NATS
+	// identity may not), and says so.
+	if err := EnsureStream(ctx, e.js, StreamOptions{Region: testRegion, MaxAge: 48 * time.Hour}); !errors.Is(err, ErrStreamSettingsDiffer) {
+		t.Fatalf("EnsureStream with other settings: %v, want ErrStreamSettingsDiffer", err)
 	}
 	st, err := e.js.Stream(ctx, natsnames.AuditStream(testRegion))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.CachedInfo().Config.MaxAge; got != 48*time.Hour {
-		t.Errorf("max age after the update = %v", got)
+	if got := st.CachedInfo().Config.MaxAge; got != DefaultStreamMaxAge {
+		t.Errorf("max age after EnsureStream with other settings = %v, want it unchanged", got)
 	}
 	// Every client's subject of the region lands in it.
 	ack, err := e.js.Publish(ctx, natsnames.AuditSubject(testRegion, "some.client"), []byte("{}"))
