@@ -21,6 +21,7 @@
 package natsauth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +29,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -48,8 +51,9 @@ const (
 	OperatorSeedFile = "operator.nk"   // the operator's nkey seed: signs the accounts
 	AccountSeedFile  = "account.nk"    // the PORTCULLIS account's seed: signs its users
 	SystemSeedFile   = "system.nk"     // the system account's seed
-	OperatorJWTFile  = "operator.jwt"  // written by WriteServerConfig
+	OperatorJWTFile  = "operator.jwt"  // the operator's JWT, issued once (no secret)
 	ServerConfigFile = "accounts.conf" // written by WriteServerConfig
+	UsersFile        = "users.json"    // the users issued and revoked (public keys only)
 	CredsSuffix      = ".creds"        // <role name>.creds, written by WriteCreds
 	seedFileMaxBytes = 4 << 10         // an nkey seed is 58 bytes
 )
@@ -146,7 +150,26 @@ type Authority struct {
 	dir                       string
 	operator, account, system nkeys.KeyPair
 	operatorClaims            *jwt.OperatorClaims
-	accountJWT, systemJWT     string
+	operatorJWT               string
+
+	mu                    sync.Mutex // guards users and the account's JWT, which carries the revocations
+	users                 users
+	accountJWT, systemJWT string
+}
+
+// users is what UsersFile records: every user the authority issued, by role, and
+// the revoked ones. It holds public keys only.
+type users struct {
+	Issued []issuedUser `json:"issued"`
+	// Revoked maps a user's public key to when it was revoked (Unix seconds); the
+	// account's JWT carries it, and a server refuses a user JWT issued before then.
+	Revoked map[string]int64 `json:"revoked"`
+}
+
+type issuedUser struct {
+	Role string    `json:"role"`
+	Key  string    `json:"key"`
+	At   time.Time `json:"at"`
 }
 
 // LoadOrCreate loads the authority whose seeds are in dir, creating the directory
@@ -168,27 +191,58 @@ func LoadOrCreate(dir string) (*Authority, error) {
 	if a.system, err = loadOrCreateSeed(filepath.Join(dir, SystemSeedFile), nkeys.CreateAccount); err != nil {
 		return nil, err
 	}
+	if err := a.loadUsers(); err != nil {
+		return nil, err
+	}
+	if err := a.signOperator(); err != nil {
+		return nil, err
+	}
 	return a, a.sign()
 }
 
-// sign issues the operator's and the accounts' JWTs.
-func (a *Authority) sign() error {
+// signOperator loads the operator's JWT from OperatorJWTFile, or issues and writes
+// it: it must stay the same, since a running nats-server cannot reload a changed
+// operator.
+func (a *Authority) signOperator() error {
 	opPub, _ := a.operator.PublicKey()
-	accPub, _ := a.account.PublicKey()
 	sysPub, _ := a.system.PublicKey()
+	path := filepath.Join(a.dir, OperatorJWTFile)
+	if data, err := os.ReadFile(path); err == nil {
+		token := strings.TrimSpace(string(data))
+		if oc, err := jwt.DecodeOperatorClaims(token); err == nil && oc.Subject == opPub && oc.Issuer == opPub && oc.SystemAccount == sysPub {
+			a.operatorJWT, a.operatorClaims = token, oc
+			return nil
+		}
+	}
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.Name = "portcullis"
 	oc.SystemAccount = sysPub
-	opJWT, err := oc.Encode(a.operator)
+	token, err := oc.Encode(a.operator)
 	if err != nil {
 		return fmt.Errorf("nats auth: sign the operator: %w", err)
 	}
-	if a.operatorClaims, err = jwt.DecodeOperatorClaims(opJWT); err != nil {
+	if a.operatorClaims, err = jwt.DecodeOperatorClaims(token); err != nil {
 		return fmt.Errorf("nats auth: operator JWT: %w", err)
 	}
+	a.operatorJWT = token
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o644); err != nil {
+		return fmt.Errorf("nats auth: %w", err)
+	}
+	return nil
+}
+
+// sign issues the accounts' JWTs, the PORTCULLIS account's with the revocations.
+// a.mu is held or a is not shared yet.
+func (a *Authority) sign() error {
+	accPub, _ := a.account.PublicKey()
+	sysPub, _ := a.system.PublicKey()
+	var err error
 	ac := jwt.NewAccountClaims(accPub)
 	ac.Name = AccountName
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	for key, at := range a.users.Revoked {
+		ac.RevokeAt(key, time.Unix(at, 0))
+	}
 	if a.accountJWT, err = ac.Encode(a.operator); err != nil {
 		return fmt.Errorf("nats auth: sign the account: %w", err)
 	}
@@ -210,7 +264,8 @@ func (a *Authority) AccountPublicKey() string {
 }
 
 // Creds returns a credentials file (user JWT and nkey seed) for a new user of r,
-// signed by the account. It holds a secret.
+// signed by the account, and records the user in UsersFile so that Revoke can
+// revoke it. It holds a secret.
 func (a *Authority) Creds(r Role) ([]byte, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
@@ -218,6 +273,15 @@ func (a *Authority) Creds(r Role) ([]byte, error) {
 	}
 	defer kp.Wipe()
 	pub, _ := kp.PublicKey()
+	a.mu.Lock()
+	if err = a.loadUsers(); err == nil {
+		a.users.Issued = append(a.users.Issued, issuedUser{Role: r.Name, Key: pub, At: time.Now().UTC()})
+		err = a.saveUsers()
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = r.Name
 	uc.Permissions = r.Permissions
@@ -230,6 +294,76 @@ func (a *Authority) Creds(r Role) ([]byte, error) {
 		return nil, err
 	}
 	return jwt.FormatUserConfig(token, seed)
+}
+
+// Revoke revokes every user issued for the role named role, including the one in
+// its credentials file, and returns how many it revoked. Servers refuse them once
+// they have the account's new JWT: an embedded server at its next start, others
+// once they load the accounts.conf WriteServerConfig writes (nats-server --signal
+// reload). New credentials for the role are new users, which stay valid.
+func (a *Authority) Revoke(role string) (int, error) {
+	keys := map[string]bool{}
+	if data, err := os.ReadFile(filepath.Join(a.dir, role+CredsSuffix)); err == nil {
+		if token, err := jwt.ParseDecoratedJWT(data); err == nil {
+			if uc, err := jwt.DecodeUserClaims(token); err == nil && uc.Issuer == a.AccountPublicKey() {
+				keys[uc.Subject] = true
+			}
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.loadUsers(); err != nil {
+		return 0, err
+	}
+	for _, u := range a.users.Issued {
+		if u.Role == role {
+			keys[u.Key] = true
+		}
+	}
+	now := time.Now().Unix()
+	n := 0
+	for key := range keys {
+		if _, done := a.users.Revoked[key]; done {
+			continue
+		}
+		if a.users.Revoked == nil {
+			a.users.Revoked = map[string]int64{}
+		}
+		a.users.Revoked[key] = now
+		n++
+	}
+	if err := a.saveUsers(); err != nil {
+		return 0, err
+	}
+	return n, a.sign()
+}
+
+// loadUsers reads UsersFile again, so that what another process (controlplane
+// nats-auth beside a running control plane) wrote is kept. a.mu is held or a is not
+// shared yet.
+func (a *Authority) loadUsers() error {
+	data, err := os.ReadFile(filepath.Join(a.dir, UsersFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("nats auth: %w", err)
+	}
+	var u users
+	if err := json.Unmarshal(data, &u); err != nil {
+		return fmt.Errorf("nats auth: %s: %w", filepath.Join(a.dir, UsersFile), err)
+	}
+	a.users = u
+	return nil
+}
+
+// saveUsers writes UsersFile. a.mu is held.
+func (a *Authority) saveUsers() error {
+	data, err := json.MarshalIndent(a.users, "", "  ")
+	if err != nil {
+		return err
+	}
+	return replaceFile(filepath.Join(a.dir, UsersFile), data)
 }
 
 // CredsPath is where WriteCreds writes r's credentials.
@@ -245,20 +379,28 @@ func (a *Authority) WriteCreds(r Role) (string, error) {
 		return "", err
 	}
 	path := a.CredsPath(r)
+	return path, replaceFile(path, creds)
+}
+
+// replaceFile replaces the file at path with data, atomically, readable by its
+// owner only.
+func replaceFile(path string, data []byte) error {
 	tmp := path + ".new"
 	_ = os.Remove(tmp)
-	if err := writeNew(tmp, creds); err != nil {
-		return "", err
+	if err := writeNew(tmp, data); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("nats auth: %w", err)
+		return fmt.Errorf("nats auth: %w", err)
 	}
-	return path, nil
+	return nil
 }
 
 // Configure makes an embedded server trust the operator and resolve both accounts
 // from memory.
 func (a *Authority) Configure(opts *server.Options) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	resolver := &server.MemAccResolver{}
 	_ = resolver.Store(must(a.account.PublicKey()), a.accountJWT)
 	_ = resolver.Store(must(a.system.PublicKey()), a.systemJWT)
@@ -271,11 +413,10 @@ func (a *Authority) Configure(opts *server.Options) {
 // a nats-server configuration that trusts the operator and preloads the accounts
 // (deploy/nats/nats-server.conf includes it). It holds JWTs only, no secret.
 func (a *Authority) WriteServerConfig() error {
-	opJWT, err := a.operatorClaims.Encode(a.operator)
-	if err != nil {
-		return fmt.Errorf("nats auth: operator JWT: %w", err)
-	}
+	opJWT := a.operatorJWT
+	a.mu.Lock()
 	preload := map[string]string{must(a.account.PublicKey()): a.accountJWT, must(a.system.PublicKey()): a.systemJWT}
+	a.mu.Unlock()
 	pubs := make([]string, 0, len(preload))
 	for pub := range preload {
 		pubs = append(pubs, pub)

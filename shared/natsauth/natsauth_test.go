@@ -289,3 +289,63 @@ func TestRoleNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestRevoke: revoked credentials of a role are refused once the server has the
+// account's new JWT (here at its restart); new credentials of the role and other
+// roles' credentials still work, and the revocation survives a reload of the
+// authority.
+func TestRevoke(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats-auth")
+	auth, err := natsauth.LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.StartWith(t, natstest.Options{Configure: auth.Configure, NoConn: true})
+	issue := func(r natsauth.Role) string {
+		t.Helper()
+		creds, err := auth.Creds(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), r.Name+".creds")
+		if err := os.WriteFile(path, creds, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	connects := func(creds string) error {
+		nc, err := nats.Connect(ns.URL(), nats.UserCredentials(creds), nats.Timeout(5*time.Second))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	eu1, eu2, cp := issue(natsauth.DataPlane("eu")), issue(natsauth.DataPlane("eu")), issue(natsauth.ControlPlane())
+	for _, c := range []string{eu1, eu2, cp} {
+		if err := connects(c); err != nil {
+			t.Fatalf("before the revocation: %v", err)
+		}
+	}
+	n, err := auth.Revoke("dp-eu")
+	if err != nil || n != 2 {
+		t.Fatalf("Revoke = %d, %v; want both dp-eu users", n, err)
+	}
+	// The revocation is in UsersFile: the authority loaded again knows it.
+	if again, err := natsauth.LoadOrCreate(dir); err != nil {
+		t.Fatal(err)
+	} else if n, err := again.Revoke("dp-eu"); err != nil || n != 0 {
+		t.Fatalf("Revoke again after a reload = %d, %v; want nothing left to revoke", n, err)
+	}
+	ns.Restart() // the embedded server takes the account's new JWT at its start
+	for _, c := range []string{eu1, eu2} {
+		if err := connects(c); !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("revoked credentials: %v, want an authorization error", err)
+		}
+	}
+	if err := connects(issue(natsauth.DataPlane("eu"))); err != nil {
+		t.Fatalf("new dp-eu credentials after the revocation: %v", err)
+	}
+	if err := connects(cp); err != nil {
+		t.Fatalf("the control plane's credentials after revoking dp-eu: %v", err)
+	}
+}

@@ -194,6 +194,49 @@ func TestNATSServerConfig(t *testing.T) {
 			}
 		}
 	})
+	t.Run("revoked credentials are refused after a reload", func(t *testing.T) {
+		old, err := os.ReadFile(creds(natsauth.DataPlane("eu")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldPath := filepath.Join(t.TempDir(), "old.creds")
+		if err := os.WriteFile(oldPath, old, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := connect(oldPath, true, make(chan error, 4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		// What `controlplane nats-auth revoke dp-eu` does, then the operator's reload.
+		if _, err := auth.Revoke("dp-eu"); err != nil {
+			t.Fatal(err)
+		}
+		if err := auth.WriteServerConfig(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Reload(); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+		waitClosed := time.Now().Add(5 * time.Second)
+		for !nc.IsClosed() && time.Now().Before(waitClosed) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !nc.IsClosed() {
+			t.Error("the revoked user's connection is still open after the reload")
+		}
+		if nc, err := connect(oldPath, true, make(chan error, 1)); err == nil {
+			nc.Close()
+			t.Fatal("revoked credentials connected after the reload")
+		} else if !errors.Is(err, nats.ErrAuthorization) {
+			t.Fatalf("revoked credentials: %v, want an authorization error", err)
+		}
+		nc2, err := connect(creds(natsauth.DataPlane("eu")), true, make(chan error, 1))
+		if err != nil {
+			t.Fatalf("new dp-eu credentials: %v", err)
+		}
+		nc2.Close()
+	})
 }
 
 // freeAddr is a loopback address whose port was free a moment ago.

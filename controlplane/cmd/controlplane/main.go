@@ -8,6 +8,9 @@
 //	                                         write the NATS operator, accounts and
 //	                                         credentials for an external nats-server
 //	                                         to <data dir>/nats-auth (docs/nats.md)
+//	controlplane nats-auth [flags] revoke role...
+//	                                         revoke every credential of each role
+//	                                         (dp-eu, ops, controlplane) and issue new ones
 //
 // Every flag can also be set with its PORTCULLIS_* environment variable; run
 // "controlplane -h" for the list.
@@ -98,6 +101,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // plane, ops, and the data planes of each region in regions. It prints paths,
 // never a credential.
 func natsAuth(cfg app.Config, regions []string, stdout io.Writer) error {
+	if len(regions) > 0 && regions[0] == "revoke" {
+		return natsRevoke(cfg, regions[1:], stdout)
+	}
 	roles := []natsauth.Role{natsauth.ControlPlane(), natsauth.Ops()}
 	for _, region := range regions {
 		r, err := natsauth.RoleNamed("dp-" + region)
@@ -123,6 +129,43 @@ func natsAuth(cfg app.Config, regions []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "credentials of %s: %s\n", r.Name, path)
 	}
 	fmt.Fprintf(stdout, "keep %s private: its .nk files sign every account and user\n", auth.Dir())
+	return nil
+}
+
+// natsRevoke revokes every credential issued for each role in names, writes new
+// credentials for it and the account's new JWT into accounts.conf.
+func natsRevoke(cfg app.Config, names []string, stdout io.Writer) error {
+	if len(names) == 0 {
+		return errors.New("nats-auth revoke: name the roles whose credentials to revoke, e.g. dp-eu")
+	}
+	var roles []natsauth.Role
+	for _, name := range names {
+		r, err := natsauth.RoleNamed(name)
+		if err != nil {
+			return fmt.Errorf("nats-auth revoke: %w", err)
+		}
+		roles = append(roles, r)
+	}
+	auth, err := natsauth.LoadOrCreate(app.NATSAuthDir(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		n, err := auth.Revoke(r.Name)
+		if err != nil {
+			return err
+		}
+		path, err := auth.WriteCreds(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %d credentials of %s; its new credentials: %s\n", n, r.Name, path)
+	}
+	if err := auth.WriteServerConfig(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "the revocations are in %s: copy it to every nats-server and reload them (nats-server --signal reload); "+
+		"a control plane's embedded nats-server takes them at its next start\n", filepath.Join(auth.Dir(), natsauth.ServerConfigFile))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,8 +174,31 @@ func TestNATSAuth(t *testing.T) {
 			t.Fatalf("account %s is gone after a second run", a[1])
 		}
 	}
-	err = run(context.Background(), append(args[:len(args)-2], "e.u"), os.Getenv, &stdout, io.Discard)
+	flags := args[:len(args)-2]
+	err = run(context.Background(), append(slices.Clone(flags), "e.u"), os.Getenv, &stdout, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `region "e.u"`) {
 		t.Fatalf("nats-auth e.u: %v, want a refusal naming the region", err)
+	}
+
+	// Revoke: both dp-eu users issued so far, and new credentials for dp-eu.
+	before, err := os.ReadFile(filepath.Join(dir, "dp-eu.creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if err := run(context.Background(), append(slices.Clone(flags), "revoke", "dp-eu"), os.Getenv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "revoked 2 credentials of dp-eu; its new credentials: "+filepath.Join(dir, "dp-eu.creds")) {
+		t.Fatalf("revoke output:\n%s", stdout.String())
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "dp-eu.creds"))
+	if err != nil || bytes.Equal(before, after) {
+		t.Fatalf("dp-eu.creds not replaced (%v)", err)
+	}
+	for _, bad := range [][]string{{"revoke"}, {"revoke", "admin"}} {
+		if err := run(context.Background(), append(slices.Clone(flags), bad...), os.Getenv, &stdout, io.Discard); err == nil {
+			t.Errorf("nats-auth %v succeeded", bad)
+		}
 	}
 }
