@@ -4,10 +4,10 @@
 //
 //   - controlplane: everything in the account; it alone writes the policy, key
 //     events, checkpoints and alerts, and creates the buckets and streams;
-//   - dp-<region>: a region's data planes read PC_POLICY and PC_KEYS, use the
-//     PC_LIMITS and PC_WORKERS buckets, and publish only their region's audit,
-//     health and key-access subjects; they create and update only their region's
-//     audit stream;
+//   - dp-<region>: a region's data planes read PC_POLICY, follow key rotations and
+//     revocations, use the PC_LIMITS and PC_WORKERS buckets, and publish only
+//     their region's audit, health and key-access subjects; they create (never
+//     update) their region's audit stream and create no consumer;
 //   - ops: read-only monitoring: stream and consumer info, message gets, and the
 //     health, alert and checkpoint subjects.
 //
@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -80,7 +81,6 @@ func DataPlane(region string) Role {
 	policy := natsnames.KVStream(natsnames.PolicyBucket)
 	limits := natsnames.KVStream(natsnames.LimitsBucket)
 	workers := natsnames.KVStream(natsnames.WorkersBucket)
-	keys := natsnames.KeysStream
 	pub := []string{
 		// What a region's data planes write: their audit events, health reports
 		// and key-access events, and the shared limit counters and worker slots.
@@ -89,32 +89,25 @@ func DataPlane(region string) Role {
 		natsnames.KeysAccessSubjectsOf(region),
 		natsnames.KVSubject(natsnames.LimitsBucket, ">"),
 		natsnames.KVSubject(natsnames.WorkersBucket, ">"),
-		// The JetStream API calls this takes: reading the buckets and streams they
-		// use, watching PC_POLICY and following PC_KEYS with ordered consumers,
-		// getting counters.
-		// Creating their audit stream, never updating it: a stream's republish
-		// and sources settings would make the server publish for them.
+		// The JetStream API calls this takes: the state of the buckets and of their
+		// own audit stream, gets of keys and counters, and creating (never updating)
+		// their audit stream. No consumer of any kind: a consumer's deliver subject
+		// and a stream's republish or sources settings would have the server publish
+		// for them where their own permissions refuse.
 		"$JS.API.INFO",
 		"$JS.API.STREAM.CREATE." + auditStream,
 	}
-	for _, s := range []string{policy, limits, workers, keys, auditStream} {
+	for _, s := range []string{policy, limits, workers, auditStream} {
 		pub = append(pub, "$JS.API.STREAM.INFO."+s)
 	}
 	for _, s := range []string{policy, limits, workers} {
 		pub = append(pub, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>", "$JS.API.STREAM.MSG.GET."+s)
 	}
-	for _, s := range []string{policy, workers, keys} {
-		// Ordered consumers and watchers are ephemeral: created, read and deleted.
-		pub = append(pub,
-			"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>", "$JS.API.CONSUMER.DELETE."+s+".*",
-			"$JS.API.CONSUMER.INFO."+s+".*", "$JS.API.CONSUMER.MSG.NEXT."+s+".*")
-	}
 	r.Permissions.Pub.Allow.Add(pub...)
-	// The control plane's durable consumer of key-access events is not theirs to
-	// create or change.
-	r.Permissions.Pub.Deny.Add("$JS.API.CONSUMER.CREATE."+keys+"."+natsnames.KeysAccessConsumer,
-		"$JS.API.CONSUMER.CREATE."+keys+"."+natsnames.KeysAccessConsumer+".>",
-		"$JS.API.CONSUMER.DELETE."+keys+"."+natsnames.KeysAccessConsumer)
+	// They follow key rotations and revocations as they are announced, and hear
+	// when the policy is written (then they read it).
+	r.Permissions.Sub.Allow.Add(natsnames.KeysLifecycleSubjects...)
+	r.Permissions.Sub.Allow.Add(natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
 	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(name) + ".>")
 	return r
 }
@@ -274,9 +267,13 @@ func (a *Authority) Creds(r Role) ([]byte, error) {
 	defer kp.Wipe()
 	pub, _ := kp.PublicKey()
 	a.mu.Lock()
-	if err = a.loadUsers(); err == nil {
-		a.users.Issued = append(a.users.Issued, issuedUser{Role: r.Name, Key: pub, At: time.Now().UTC()})
-		err = a.saveUsers()
+	unlock, err := a.lockUsers()
+	if err == nil {
+		if err = a.loadUsers(); err == nil {
+			a.users.Issued = append(a.users.Issued, issuedUser{Role: r.Name, Key: pub, At: time.Now().UTC()})
+			err = a.saveUsers()
+		}
+		unlock()
 	}
 	a.mu.Unlock()
 	if err != nil {
@@ -312,6 +309,11 @@ func (a *Authority) Revoke(role string) (int, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	unlock, err := a.lockUsers()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	if err := a.loadUsers(); err != nil {
 		return 0, err
 	}
@@ -338,9 +340,27 @@ func (a *Authority) Revoke(role string) (int, error) {
 	return n, a.sign()
 }
 
+// lockUsers takes the directory's lock on UsersFile, across processes (a control
+// plane issuing credentials while controlplane nats-auth revokes some), and
+// returns its release.
+func (a *Authority) lockUsers() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(a.dir, "users.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("nats auth: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("nats auth: lock %s: %w", f.Name(), err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
 // loadUsers reads UsersFile again, so that what another process (controlplane
-// nats-auth beside a running control plane) wrote is kept. a.mu is held or a is not
-// shared yet.
+// nats-auth beside a running control plane) wrote is kept. a.mu and the lock are
+// held, or a is not shared yet.
 func (a *Authority) loadUsers() error {
 	data, err := os.ReadFile(filepath.Join(a.dir, UsersFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -385,13 +405,20 @@ func (a *Authority) WriteCreds(r Role) (string, error) {
 // replaceFile replaces the file at path with data, atomically, readable by its
 // owner only.
 func replaceFile(path string, data []byte) error {
-	tmp := path + ".new"
-	_ = os.Remove(tmp)
-	if err := writeNew(tmp, data); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*") // mode 0600
+	if err != nil {
 		return fmt.Errorf("nats auth: %w", err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("nats auth: write %s: %w", path, err)
 	}
 	return nil
 }
@@ -432,7 +459,11 @@ func (a *Authority) WriteServerConfig() error {
 		fmt.Fprintf(&b, "  %s: %q\n", pub, preload[pub])
 	}
 	b.WriteString("}\n")
-	return os.WriteFile(filepath.Join(a.dir, ServerConfigFile), []byte(b.String()), 0o644)
+	// No secret, but servers may reload it at any moment: replaced atomically.
+	if err := replaceFile(filepath.Join(a.dir, ServerConfigFile), []byte(b.String())); err != nil {
+		return err
+	}
+	return os.Chmod(filepath.Join(a.dir, ServerConfigFile), 0o644)
 }
 
 // loadOrCreateSeed reads the nkey seed at path, or writes a new one made by create.

@@ -129,15 +129,26 @@ func TestRolesOnARealServer(t *testing.T) {
 		if err != nil || string(e.Value()) != "signed policy" {
 			t.Fatalf("get: %v", err)
 		}
-		w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey)
+		st, err := eu.js.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer w.Stop()
-		if e := <-w.Updates(); e == nil || string(e.Value()) != "signed policy" {
-			t.Fatalf("watch: %v", e)
+		if info, err := st.Info(ctx); err != nil || info.State.LastSeq != e.Revision() {
+			t.Fatalf("the bucket's state: %v", err)
 		}
-		eu.noErrors(t, "reading the policy")
+		// Key rotations and revocations reach it as the control plane announces them.
+		sub, err := eu.nc.SubscribeSync(natsnames.KeysRevokedSubject("openai"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		eu.noErrors(t, "reading the policy and following key events")
+		if _, err := cp.js.Publish(ctx, natsnames.KeysRevokedSubject("openai"), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("the revocation did not reach the data plane: %v", err)
+		}
 	})
 	t.Run("data plane cannot write the policy", func(t *testing.T) {
 		kv, err := eu.js.KeyValue(ctx, natsnames.PolicyBucket)
@@ -202,12 +213,23 @@ func TestRolesOnARealServer(t *testing.T) {
 		}
 		eu.refused(t, "create PC_AUDIT_US", "$JS.API.STREAM.CREATE."+natsnames.AuditStream("us"))
 	})
-	t.Run("data plane cannot touch the control plane's durable consumer", func(t *testing.T) {
-		subject := "$JS.API.CONSUMER.DELETE." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer
-		if err := eu.nc.Publish(subject, nil); err != nil {
-			t.Fatal(err)
+	t.Run("data plane creates no consumer", func(t *testing.T) {
+		// A push consumer delivers to any subject its creator names, so it would
+		// let a data plane have the server publish a key revocation for it.
+		for _, subject := range []string{
+			"$JS.API.CONSUMER.CREATE." + natsnames.KVStream(natsnames.WorkersBucket),
+			"$JS.API.CONSUMER.CREATE." + natsnames.KVStream(natsnames.WorkersBucket) + ".evil",
+			"$JS.API.CONSUMER.DURABLE.CREATE." + natsnames.KeysStream + ".evil",
+			"$JS.API.CONSUMER.CREATE." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer,
+			"$JS.API.CONSUMER.DELETE." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer,
+			"$JS.API.CONSUMER.MSG.NEXT." + natsnames.KeysStream + "." + natsnames.KeysAccessConsumer,
+		} {
+			body := `{"stream_name":"` + natsnames.KVStream(natsnames.WorkersBucket) + `","config":{"deliver_subject":"keys.revoked.openai"}}`
+			if err := eu.nc.Publish(subject, []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+			eu.refused(t, "consumer API", subject)
 		}
-		eu.refused(t, "delete the key-access consumer", subject)
 	})
 	t.Run("data plane reads its own inbox only", func(t *testing.T) {
 		sub, err := eu.nc.SubscribeSync("_INBOX.controlplane.>")

@@ -43,11 +43,14 @@ func TestNATSServerConfig(t *testing.T) {
 	ca := testcerts.NewCA(t)
 	certFile, keyFile := testcerts.WritePair(t, ca.ServerCert(t))
 	caFile := ca.WritePEM(t)
+	routesCA := testcerts.NewCA(t)
+	routeCert, routeKey := testcerts.WritePair(t, routesCA.ServerCert(t))
 	clientAddr, clusterAddr := freeAddr(t), freeAddr(t)
 	// The shipped paths and addresses, each of which must be in the file, and what
 	// this test puts in their place.
 	replace := [][2]string{
 		{"/etc/nats/tls/tls.crt", certFile}, {"/etc/nats/tls/tls.key", keyFile}, {"/etc/nats/tls/ca.crt", caFile},
+		{"/etc/nats/tls/route.crt", routeCert}, {"/etc/nats/tls/route.key", routeKey}, {"/etc/nats/tls/routes-ca.crt", routesCA.WritePEM(t)},
 		{"/var/lib/nats/jetstream", filepath.Join(dir, "jetstream")},
 		{"listen: 0.0.0.0:4222", "listen: " + clientAddr},
 		{"http: 127.0.0.1:8222", "http: " + freeAddr(t)},
@@ -85,6 +88,10 @@ func TestNATSServerConfig(t *testing.T) {
 		}
 		if opts.Cluster.Port != 0 && (opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert) {
 			t.Error("routes: the cluster listener does not require a certificate of the CA (tls verify: true)")
+		}
+		if opts.Cluster.TLSConfig != nil && opts.TLSConfig != nil && opts.Cluster.TLSConfig.ClientCAs != nil &&
+			opts.Cluster.TLSConfig.ClientCAs.Equal(opts.TLSConfig.ClientCAs) {
+			t.Error("routes trust the clients' CA: a client's certificate would open a route, where no permission applies")
 		}
 		if opts.HTTPPort != 0 && !net.ParseIP(opts.HTTPHost).IsLoopback() {
 			t.Errorf("monitoring listens on %q: it has no authentication, keep it on loopback", opts.HTTPHost)

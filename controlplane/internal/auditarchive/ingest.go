@@ -228,9 +228,11 @@ var errMirror = errors.New("the audit stream is a mirror")
 // secureStream undoes what a data plane's NATS identity, which may create its
 // region's audit stream (docs/nats.md), should never have set on it: republishing,
 // sources or a subject transform (each makes the server publish or copy for it,
-// where its own permissions would refuse), or subjects other than the region's
-// audit subjects. It logs an error naming what it reset. A mirror cannot be
-// updated away: it returns errMirror.
+// where its own permissions would refuse), subjects other than the region's audit
+// subjects, rollups, deletes or purges. It logs an error naming what it reset.
+// (Events copied in from another region's stream are refused one by one: their
+// region does not belong here.) A mirror cannot be updated away: it returns
+// errMirror.
 func (in *Ingester) secureStream(ctx context.Context, stream string) error {
 	st, err := in.js.Stream(ctx, stream)
 	if err != nil {
@@ -249,6 +251,13 @@ func (in *Ingester) secureStream(ctx context.Context, stream string) error {
 	}
 	if cfg.SubjectTransform != nil {
 		reset, cfg.SubjectTransform = append(reset, "subject_transform"), nil
+	}
+	// A rollup header, a delete or a purge would remove events not archived yet.
+	if cfg.AllowRollup {
+		reset, cfg.AllowRollup = append(reset, "allow_rollup"), false
+	}
+	if !cfg.DenyDelete || !cfg.DenyPurge {
+		reset, cfg.DenyDelete, cfg.DenyPurge = append(reset, "deny_delete_and_purge"), true, true
 	}
 	if len(cfg.Subjects) != 1 || !isRegionAuditSubjects(cfg.Subjects[0], stream) {
 		// The stream name keeps the region in upper case only: the data planes'

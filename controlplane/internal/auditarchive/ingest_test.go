@@ -352,6 +352,8 @@ func TestAnUnsafeStreamIsReset(t *testing.T) {
 		Subjects:  []string{"audit.eu.>", "elsewhere.>"},
 		Storage:   jetstream.FileStorage,
 		RePublish: &jetstream.RePublish{Source: "audit.eu.*", Destination: "keys.revoked.{{wildcard(1)}}"},
+		// Rollups, deletes and purges would remove events before they are archived.
+		AllowRollup: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -363,9 +365,10 @@ func TestAnUnsafeStreamIsReset(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := st.CachedInfo().Config
-		return cfg.RePublish == nil && len(cfg.Subjects) == 1 && cfg.Subjects[0] == "audit.eu.>"
+		return cfg.RePublish == nil && len(cfg.Subjects) == 1 && cfg.Subjects[0] == "audit.eu.>" &&
+			!cfg.AllowRollup && cfg.DenyDelete && cfg.DenyPurge
 	})
-	if !strings.Contains(e.logs.String(), `"reset":["republish","subjects"]`) {
+	if !strings.Contains(e.logs.String(), `"reset":["republish","allow_rollup","deny_delete_and_purge","subjects"]`) {
 		t.Fatalf("the reset is not logged:\n%s", e.logs.String())
 	}
 	nc := e.js.Conn()

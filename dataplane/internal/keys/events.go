@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,43 +16,35 @@ import (
 
 // Follow applies every rotation and revocation announced on PC_KEYS to m, from the
 // moment it starts (a worker reads Vault's current state when a key is first used,
-// so it needs no history), until ctx ends. While the stream is missing or NATS is
-// unreachable it retries; the periodic metadata check covers what it misses. It
-// returns nil once ctx ends: it has the shape of every long-running component.
+// so it needs no history), until ctx ends. It subscribes to the announcements'
+// subjects: a data plane's NATS identity may not create a consumer on PC_KEYS
+// (docs/nats.md). What it misses while NATS is unreachable, the periodic metadata
+// check covers. It returns nil once ctx ends: it has the shape of every
+// long-running component.
 func Follow(ctx context.Context, js jetstream.JetStream, m *Manager, log *slog.Logger) error {
-	backoff := 250 * time.Millisecond
-	for ctx.Err() == nil {
-		cons, err := js.OrderedConsumer(ctx, natsnames.KeysStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: natsnames.KeysLifecycleSubjects,
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
-		})
+	nc := js.Conn()
+	msgs := make(chan *nats.Msg, 64)
+	for _, subject := range natsnames.KeysLifecycleSubjects {
+		sub, err := nc.ChanSubscribe(subject, msgs)
 		if err != nil {
-			log.Debug("key events: waiting for the PC_KEYS stream", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
+			return fmt.Errorf("key events: subscribe to %s: %w", subject, err)
 		}
-		backoff = 250 * time.Millisecond
-		cc, err := cons.Consume(func(msg jetstream.Msg) {
-			e, err := keyevents.DecodeEvent(msg.Data())
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-msgs:
+			e, err := keyevents.DecodeEvent(msg.Data)
 			if err != nil {
-				log.Error("key event rejected", "subject", msg.Subject(), "err", err)
-				return
+				log.Error("key event rejected", "subject", msg.Subject, "err", err)
+				continue
 			}
 			log.Info("key event", "kind", e.Kind, "deployment", e.Deployment, "key_version", e.KeyVersion, "reason", e.Reason)
 			m.Apply(ctx, e)
-		})
-		if err != nil {
-			continue
 		}
-		<-ctx.Done()
-		cc.Stop()
 	}
-	return nil
 }
 
 // maxAccessQueue bounds the key-access events waiting for NATS.

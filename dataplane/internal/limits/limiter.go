@@ -257,14 +257,14 @@ func (l *Limiter) Run(ctx context.Context) error {
 func (l *Limiter) open(ctx context.Context) error {
 	logged := false
 	for {
-		kv, st, err := l.tryOpen(ctx)
+		kv, ws, st, err := l.tryOpen(ctx)
 		if err == nil {
 			status, err := kv.Status(ctx)
 			if err == nil {
-				l.workers.open(kv, status.TTL())
+				l.workers.open(kv, ws, status.TTL())
 				if status.TTL() <= 0 {
 					l.log.Error("PC_WORKERS has no TTL: crashed workers' slots are never reclaimed", "bucket", natsnames.WorkersBucket)
-					l.workers.open(kv, 10*time.Second)
+					l.workers.open(kv, ws, 10*time.Second)
 				}
 				l.store.Store(&counterStore{js: l.o.JetStream, stream: st, ops: l.metrics.kv, timeout: l.o.OpTimeout})
 				return nil
@@ -282,18 +282,23 @@ func (l *Limiter) open(ctx context.Context) error {
 	}
 }
 
-func (l *Limiter) tryOpen(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+// tryOpen opens PC_WORKERS (as a bucket and as a stream) and PC_LIMITS' stream.
+func (l *Limiter) tryOpen(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.o.OpTimeout)
 	defer cancel()
 	kv, err := l.o.JetStream.KeyValue(ctx, natsnames.WorkersBucket)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", natsnames.WorkersBucket, err)
+		return nil, nil, nil, fmt.Errorf("open %s: %w", natsnames.WorkersBucket, err)
+	}
+	ws, err := l.o.JetStream.Stream(ctx, natsnames.KVStream(natsnames.WorkersBucket))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open %s: %w", natsnames.WorkersBucket, err)
 	}
 	st, err := l.o.JetStream.Stream(ctx, natsnames.KVStream(natsnames.LimitsBucket))
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", natsnames.LimitsBucket, err)
+		return nil, nil, nil, fmt.Errorf("open %s: %w", natsnames.LimitsBucket, err)
 	}
-	return kv, st, nil
+	return kv, ws, st, nil
 }
 
 func (l *Limiter) heartbeat(ctx context.Context) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // workers keeps this worker's heartbeat in PC_WORKERS and answers which other
@@ -22,8 +24,9 @@ type workers struct {
 	info   []byte // the heartbeat value
 	now    func() time.Time
 
-	kv  atomic.Pointer[jetstream.KeyValue] // nil until the bucket is open
-	ttl atomic.Int64                       // the bucket's TTL, in nanoseconds
+	kv     atomic.Pointer[jetstream.KeyValue] // nil until the bucket is open
+	stream atomic.Pointer[jetstream.Stream]   // the bucket's stream, to count keys
+	ttl    atomic.Int64                       // the bucket's TTL, in nanoseconds
 
 	mu     sync.Mutex           // guards the fields below
 	lastOK time.Time            // when the last heartbeat was stored
@@ -63,8 +66,9 @@ func keySafe(s string) string {
 	}, s)
 }
 
-func (w *workers) open(kv jetstream.KeyValue, ttl time.Duration) {
+func (w *workers) open(kv jetstream.KeyValue, stream jetstream.Stream, ttl time.Duration) {
 	w.ttl.Store(int64(ttl))
+	w.stream.Store(&stream)
 	w.kv.Store(&kv)
 }
 
@@ -107,22 +111,21 @@ func (w *workers) freshLocked(now time.Time) bool {
 // aliveFor is how long a holder found alive is taken as alive without a new look.
 const aliveFor = time.Second
 
-// refresh counts the live holders, to size leases.
+// refresh counts the live holders, to size leases: the keys of PC_WORKERS, from
+// its stream's state (a data plane's NATS identity may not create the consumer a
+// key listing takes; docs/nats.md). A worker that stopped cleanly leaves a delete
+// marker, counted until the bucket's TTL ages it out: leases are then sized for
+// one worker more, the safe side.
 func (w *workers) refresh(ctx context.Context) error {
-	kvp := w.kv.Load()
-	if kvp == nil {
+	sp := w.stream.Load()
+	if sp == nil {
 		return errNotReady
 	}
-	lister, err := (*kvp).ListKeys(ctx)
+	info, err := (*sp).Info(ctx, jetstream.WithSubjectFilter(natsnames.KVSubject(natsnames.WorkersBucket, ">")))
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)
 	}
-	n := 0
-	for range lister.Keys() {
-		n++
-	}
-	_ = lister.Stop() // the listing is complete once Keys is drained
-	w.count.Store(int64(max(1, n)))
+	w.count.Store(int64(max(1, len(info.State.Subjects))))
 	now := w.now()
 	w.mu.Lock()
 	for h, at := range w.seen { // forget holders not looked up for a while

@@ -43,7 +43,15 @@ type Options struct {
 	// RetryMin and RetryMax bound the backoff while the bucket is missing or the
 	// watch breaks; they default to 100ms and 5s.
 	RetryMin, RetryMax time.Duration
+	// PollInterval is how often the bucket is asked for a new revision; it
+	// defaults to DefaultPollInterval.
+	PollInterval time.Duration
 }
+
+// DefaultPollInterval is how often a data plane looks for a new policy revision.
+// A look is one small stream-info request; the snapshot is read only when the
+// revision changed.
+const DefaultPollInterval = 250 * time.Millisecond
 
 // Cache holds the current compiled policy. Current is safe for concurrent use; Run
 // must be called once.
@@ -63,6 +71,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = max(5*time.Second, o.RetryMin)
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
 	}
 	c := &Cache{
 		opts: o,
@@ -152,21 +163,62 @@ var (
 	errStatusClosed = errors.New("nats connection closed")
 )
 
-// watch opens the bucket and applies every update of the snapshot key until the
-// watch ends or the connection reports a reconnect. connected is called once the
-// watch is established.
+// watch opens the bucket and applies each new revision of the snapshot key until a
+// read fails or the connection reports a reconnect. connected is called once the
+// first look succeeded. It looks at the stream's last sequence every PollInterval,
+// and at once when the control plane writes the snapshot key (a plain subscription
+// to its subject tells), and reads the snapshot when the sequence changed. A data
+// plane's NATS identity may read streams but create no consumer (docs/nats.md: a
+// consumer's deliver subject would let it have the server publish anywhere), so it
+// cannot use a KV watch.
 func (c *Cache) watch(ctx context.Context, reconnected <-chan nats.Status, connected func()) error {
 	kv, err := c.opts.JetStream.KeyValue(ctx, natsnames.PolicyBucket)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
 	}
-	w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey)
+	stream, err := c.opts.JetStream.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
 	if err != nil {
-		return fmt.Errorf("watch %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
 	}
-	defer func() { _ = w.Stop() }()
-	connected()
-	for {
+	// A write only says "look now": one pending is enough.
+	written := make(chan struct{}, 1)
+	sub, err := c.opts.JetStream.Conn().Subscribe(natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey), func(*nats.Msg) {
+		select {
+		case written <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	t := time.NewTicker(c.opts.PollInterval)
+	defer t.Stop()
+	var seen uint64 // the stream's last sequence at the last read of the snapshot
+	for first := true; ; first = false {
+		last, err := lastSequence(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if last != seen {
+			e, err := kv.Get(ctx, natsnames.PolicySnapshotKey)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+				if c.current.Load() != nil {
+					c.log.Warn("policy snapshot key was deleted; keeping the current policy", "revision", last, "version", c.Version())
+				}
+			case err != nil:
+				return fmt.Errorf("read %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+			default:
+				c.apply(e)
+			}
+			seen = last
+		} else if c.current.Load() != nil && last == c.fresh.revision.Load() {
+			c.fresh.confirm(last)
+		}
+		if first {
+			connected()
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -174,18 +226,20 @@ func (c *Cache) watch(ctx context.Context, reconnected <-chan nats.Status, conne
 			if !ok {
 				return errStatusClosed
 			}
-			// The watch's consumer may be gone with the old server; a fresh watch
-			// replays the current value (skipped if unchanged) and follows updates.
-			return errReconnected
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("policy watcher closed")
-			}
-			if e != nil { // nil marks the end of the initial values
-				c.apply(e)
-			}
+			return errReconnected // look again at once, from a fresh start
+		case <-written:
+		case <-t.C:
 		}
 	}
+}
+
+// lastSequence is the last sequence of stream, newest first from the server.
+func lastSequence(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the state of %s: %w", natsnames.PolicyBucket, err)
+	}
+	return info.State.LastSeq, nil
 }
 
 // apply decodes, compiles and swaps in one KV entry, or rejects it.

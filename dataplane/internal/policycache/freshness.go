@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
@@ -75,37 +74,31 @@ func (c *Cache) GeneratedAt() time.Time {
 // errNoSnapshot reports a bucket without a snapshot.
 var errNoSnapshot = errors.New("no policy snapshot in the bucket")
 
-// Confirm reads the newest revision of the snapshot key, metadata only, and when it
-// is the revision the policy in use came from, confirms the policy current now. A
-// newer revision is no error: the watch brings it (and confirms the policy if it
-// applies). It returns the error that kept it from looking.
+// Confirm reads the last sequence of the policy bucket's stream (its state, not the
+// snapshot), which is the snapshot key's newest revision (the bucket holds that key
+// only), and when it is the revision the policy in use came from, confirms the
+// policy current now. A newer revision is no error: the watch brings it (and
+// confirms the policy if it applies). It returns the error that kept it from
+// looking.
 func (c *Cache) Confirm(ctx context.Context) error {
 	if c.current.Load() == nil {
 		return nil // nothing to confirm yet
 	}
-	kv, err := c.opts.JetStream.KeyValue(ctx, natsnames.PolicyBucket)
+	stream, err := c.opts.JetStream.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
 	}
-	w, err := kv.Watch(ctx, natsnames.PolicySnapshotKey, jetstream.MetaOnly())
+	last, err := lastSequence(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("read the revision of %s/%s: %w", natsnames.PolicyBucket, natsnames.PolicySnapshotKey, err)
+		return err
 	}
-	defer func() { _ = w.Stop() }()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case e, ok := <-w.Updates():
-		switch {
-		case !ok:
-			return errors.New("revision watch closed")
-		case e == nil:
-			return errNoSnapshot
-		case e.Operation() == jetstream.KeyValuePut && e.Revision() == c.fresh.revision.Load():
-			c.fresh.confirm(e.Revision())
-		}
-		return nil
+	if last == 0 {
+		return errNoSnapshot
 	}
+	if last == c.fresh.revision.Load() {
+		c.fresh.confirm(last)
+	}
+	return nil
 }
 
 // RunConfirm runs Confirm every interval until ctx ends, then returns nil. A check
