@@ -239,9 +239,6 @@ func (in *Ingester) secureStream(ctx context.Context, stream string) error {
 		return err
 	}
 	cfg := st.CachedInfo().Config
-	if cfg.Mirror != nil {
-		return errMirror
-	}
 	var reset []string
 	if cfg.RePublish != nil {
 		reset, cfg.RePublish = append(reset, "republish"), nil
@@ -259,17 +256,22 @@ func (in *Ingester) secureStream(ctx context.Context, stream string) error {
 	if !cfg.DenyDelete || !cfg.DenyPurge {
 		reset, cfg.DenyDelete, cfg.DenyPurge = append(reset, "deny_delete_and_purge"), true, true
 	}
-	if len(cfg.Subjects) != 1 || !isRegionAuditSubjects(cfg.Subjects[0], stream) {
+	// A mirror has no subjects and cannot stop mirroring: what else it has is reset
+	// all the same (a republish above all), but it is not archived.
+	mirror := cfg.Mirror != nil
+	if !mirror && (len(cfg.Subjects) != 1 || !isRegionAuditSubjects(cfg.Subjects[0], stream)) {
 		// The stream name keeps the region in upper case only: the data planes'
 		// subjects are lower case where the region is (natsnames.AuditSubjects).
 		reset, cfg.Subjects = append(reset, "subjects"), []string{natsnames.AuditSubjects(streamRegion(stream))}
 	}
-	if len(reset) == 0 {
-		return nil
+	if len(reset) > 0 {
+		in.log.Error("audit stream had settings a data plane may not set; the control plane reset them", "stream", stream, "reset", reset)
+		if _, err := in.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("reset the settings of %s: %w", stream, err)
+		}
 	}
-	in.log.Error("audit stream had settings a data plane may not set; the control plane reset them", "stream", stream, "reset", reset)
-	if _, err := in.js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("reset the settings of %s: %w", stream, err)
+	if mirror {
+		return errMirror
 	}
 	return nil
 }
