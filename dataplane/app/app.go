@@ -126,7 +126,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 	a.nc = nc
-	js, err := jetstream.New(nc)
+	js, err := natsconn.JetStream(nc, cfg.natsOptions())
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}

@@ -1,23 +1,27 @@
-// Package natsauth is who may do what on Portcullis's NATS (docs/design.md §3): a
-// NATS operator, one account for Portcullis (PORTCULLIS) and a system account, and a
-// user per role, each with least-privilege subject permissions:
+// Package natsauth is who may do what on Portcullis's NATS (docs/nats.md): a NATS
+// operator and its accounts, and a user per role with least-privilege permissions.
 //
-//   - controlplane: everything in the account; it alone writes the policy, key
-//     events, checkpoints and alerts, and creates the buckets and streams;
-//   - dp-<region>: a region's data planes read PC_POLICY, follow key rotations and
-//     revocations, use the PC_LIMITS and PC_WORKERS buckets, and publish only
-//     their region's audit, health and key-access subjects; they create (never
-//     update) their region's audit stream and create no consumer;
-//   - ops: read-only monitoring: stream and consumer info, message gets, and the
-//     health, alert and checkpoint subjects.
+//   - PORTCULLIS holds every bucket and stream (the only account with JetStream)
+//     and the controlplane user, who may do everything in it;
+//   - DP_<REGION> holds the region's data planes (user dp-<region>): it imports from
+//     PORTCULLIS only their region's audit, health and key-access subjects, the
+//     PC_LIMITS and PC_WORKERS writes, reads of the buckets under JSAPIPrefix, the
+//     creation of their audit stream, and the key and policy announcements;
+//   - OPS holds the read-only ops user, the same way;
+//   - SYS is the system account.
+//
+// Data planes live in accounts of their own because subject permissions do not
+// check a request's reply subject: within PORTCULLIS, a JetStream answer sent to a
+// reply subject a data plane chose would be published by the server, anywhere. A
+// service import's replies come back through the server instead.
 //
 // Every user receives replies on its own inbox, _INBOX.<user name> (natsconn sets
-// it from the credentials file), so that no identity reads another's replies.
+// it from the credentials file).
 //
-// An Authority holds the operator's, the account's and the system account's nkeys in
-// a directory. It issues user credentials (.creds files), configures an embedded
-// nats-server to trust them (make run and the tests), and writes the configuration
-// a production nats-server includes (deploy/nats/).
+// An Authority holds the operator's and the accounts' nkeys in a directory. It
+// issues user credentials (.creds files), configures an embedded nats-server to
+// trust them (make run and the tests), and writes the configuration a production
+// nats-server includes (deploy/nats/).
 package natsauth
 
 import (
@@ -25,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -59,69 +64,148 @@ const (
 	seedFileMaxBytes = 4 << 10         // an nkey seed is 58 bytes
 )
 
-// Role is a NATS user: its name and what it may publish and subscribe to.
+// JSAPIPrefix is where the users of the data-plane and ops accounts reach the
+// PORTCULLIS account's JetStream API: their accounts import the calls they may make
+// under this prefix (their own accounts have no JetStream). Their user JWTs carry
+// it in the tag JSAPIPrefixTag, which natsconn reads.
+const (
+	JSAPIPrefix    = "pc.js.api"
+	JSAPIPrefixTag = "js-api-prefix:"
+)
+
+// The accounts users are in.
+const (
+	opsAccount       = "OPS"
+	dataPlanePrefix  = "DP_" // DP_<REGION>
+	accountSeedStem  = "account-"
+	dataPlaneRolePre = "dp-"
+)
+
+// Role is a NATS user: its name, the account it is in, what that account imports
+// from PORTCULLIS, and what the user may publish and subscribe to in it.
 type Role struct {
 	Name        string
 	Permissions jwt.Permissions
+	account     string      // AccountName, opsAccount or DP_<REGION>
+	imports     jwt.Imports // from PORTCULLIS; Account is filled in when signed
 }
 
-// ControlPlane is the control plane's user: every subject of the account.
+// grants builds a role in an account of its own: each service import of a
+// PORTCULLIS subject is a subject the user may publish, each stream import one it
+// may subscribe to. A request through a service import gets its reply through the
+// server, so the reply subject a user names cannot make JetStream publish for it
+// in PORTCULLIS: why these roles live in accounts of their own.
+type grants struct{ r *Role }
+
+// service imports remote, under JSAPIPrefix when it is a JetStream API subject.
+func (g grants) service(remote string) {
+	local := remote
+	if rest, ok := strings.CutPrefix(remote, "$JS.API."); ok {
+		local = JSAPIPrefix + "." + rest
+	}
+	g.r.imports.Add(&jwt.Import{Subject: jwt.Subject(remote), LocalSubject: jwt.RenamingSubject(local), Type: jwt.Service})
+	g.r.Permissions.Pub.Allow.Add(local)
+}
+
+// kvWrites imports the writes to bucket where a KV client with JSAPIPrefix sends
+// them (its puts and deletes go to <prefix>.$KV.<bucket>.<key>).
+func (g grants) kvWrites(bucket string) {
+	remote := natsnames.KVSubject(bucket, ">")
+	local := JSAPIPrefix + "." + remote
+	g.r.imports.Add(&jwt.Import{Subject: jwt.Subject(remote), LocalSubject: jwt.RenamingSubject(local), Type: jwt.Service})
+	g.r.Permissions.Pub.Allow.Add(local)
+}
+
+// stream imports what PORTCULLIS publishes on subject.
+func (g grants) stream(subject string) {
+	g.r.imports.Add(&jwt.Import{Subject: jwt.Subject(subject), Type: jwt.Stream})
+	g.r.Permissions.Sub.Allow.Add(subject)
+}
+
+// ControlPlane is the control plane's user: every subject of the PORTCULLIS
+// account.
 func ControlPlane() Role {
-	r := Role{Name: "controlplane"}
+	r := Role{Name: "controlplane", account: AccountName}
 	r.Permissions.Pub.Allow.Add(">")
 	r.Permissions.Sub.Allow.Add(">")
 	return r
 }
 
-// DataPlane is the user of region's data planes.
+// DataPlane is the user of region's data planes, in the account DP_<REGION>.
 func DataPlane(region string) Role {
-	name := "dp-" + natsnames.Token(region)
-	r := Role{Name: name}
+	name := dataPlaneRolePre + natsnames.Token(region)
+	r := Role{Name: name, account: dataPlanePrefix + strings.ToUpper(natsnames.Token(region))}
+	g := grants{&r}
 	auditStream := natsnames.AuditStream(region)
 	policy := natsnames.KVStream(natsnames.PolicyBucket)
 	limits := natsnames.KVStream(natsnames.LimitsBucket)
 	workers := natsnames.KVStream(natsnames.WorkersBucket)
-	pub := []string{
-		// What a region's data planes write: their audit events, health reports
-		// and key-access events, and the shared limit counters and worker slots.
-		natsnames.AuditSubjects(region),
-		natsnames.HealthSubjectsOf(region),
-		natsnames.KeysAccessSubjectsOf(region),
-		natsnames.KVSubject(natsnames.LimitsBucket, ">"),
-		natsnames.KVSubject(natsnames.WorkersBucket, ">"),
-		// The JetStream API calls this takes: the state of the buckets and of their
-		// own audit stream, gets of keys and counters, and creating (never updating)
-		// their audit stream. No consumer of any kind: a consumer's deliver subject
-		// and a stream's republish or sources settings would have the server publish
-		// for them where their own permissions refuse.
-		"$JS.API.INFO",
-		"$JS.API.STREAM.CREATE." + auditStream,
-	}
+	// What a region's data planes write: their audit events, health reports and
+	// key-access events, and the shared limit counters and worker slots.
+	g.service(natsnames.AuditSubjects(region))
+	g.service(natsnames.HealthSubjectsOf(region))
+	g.service(natsnames.KeysAccessSubjectsOf(region))
+	g.service(natsnames.KVSubject(natsnames.LimitsBucket, ">")) // published to directly
+	g.kvWrites(natsnames.WorkersBucket)
+	// The JetStream API calls this takes: the state of the buckets and of their own
+	// audit stream, gets of keys and counters, and creating their audit stream. No
+	// consumer of any kind (a consumer's deliver subject would have the server
+	// publish where the creator may not), no stream update (a stream's republish or
+	// sources would too).
 	for _, s := range []string{policy, limits, workers, auditStream} {
-		pub = append(pub, "$JS.API.STREAM.INFO."+s)
+		g.service("$JS.API.STREAM.INFO." + s)
 	}
 	for _, s := range []string{policy, limits, workers} {
-		pub = append(pub, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>", "$JS.API.STREAM.MSG.GET."+s)
+		g.service("$JS.API.DIRECT.GET." + s)
+		g.service("$JS.API.DIRECT.GET." + s + ".>")
+		g.service("$JS.API.STREAM.MSG.GET." + s)
 	}
-	r.Permissions.Pub.Allow.Add(pub...)
+	g.service("$JS.API.STREAM.CREATE." + auditStream)
 	// They follow key rotations and revocations as they are announced, and hear
 	// when the policy is written (then they read it).
-	r.Permissions.Sub.Allow.Add(natsnames.KeysLifecycleSubjects...)
-	r.Permissions.Sub.Allow.Add(natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
+	for _, s := range natsnames.KeysLifecycleSubjects {
+		g.stream(s)
+	}
+	g.stream(natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
 	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(name) + ".>")
 	return r
 }
 
-// Ops is a read-only user for operators' tools: stream and consumer state, message
-// gets, and the health, alert and checkpoint subjects; it writes nothing.
+// Ops is a read-only user for operators' tools, in the account OPS: stream and
+// consumer state, message gets, and the alert and checkpoint subjects; it writes
+// nothing.
 func Ops() Role {
-	r := Role{Name: "ops"}
-	r.Permissions.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-		"$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.INFO.*.*",
-		"$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.*")
-	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(r.Name)+".>",
-		natsnames.HealthSubjects, natsnames.AlertsSubjects, natsnames.CheckpointsSubjects)
+	r := Role{Name: "ops", account: opsAccount}
+	g := grants{&r}
+	for _, s := range opsAPI {
+		g.service(s)
+	}
+	g.stream(natsnames.AlertsSubjects)
+	g.stream(natsnames.CheckpointsSubjects)
+	r.Permissions.Sub.Allow.Add(natsnames.InboxPrefix(r.Name) + ".>")
 	return r
+}
+
+// opsAPI are the read-only JetStream API calls of ops.
+var opsAPI = []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
+	"$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.INFO.*.*", "$JS.API.DIRECT.GET.>",
+	"$JS.API.STREAM.MSG.GET.*"}
+
+// exports are what PORTCULLIS offers the other accounts: every import of every
+// role falls under one of them (each account's imports are fixed by its signed JWT,
+// so a public export gives an account only what it imports).
+func exports() jwt.Exports {
+	var e jwt.Exports
+	for _, s := range append([]string{"audit.*.>", "health.*.*", "keys.access.*.*",
+		natsnames.KVSubject(natsnames.LimitsBucket, ">"), natsnames.KVSubject(natsnames.WorkersBucket, ">"),
+		"$JS.API.STREAM.CREATE.*"}, opsAPI...) {
+		e.Add(&jwt.Export{Subject: jwt.Subject(s), Type: jwt.Service})
+	}
+	for _, s := range append([]string{natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey),
+		natsnames.AlertsSubjects, natsnames.CheckpointsSubjects}, natsnames.KeysLifecycleSubjects...) {
+		e.Add(&jwt.Export{Subject: jwt.Subject(s), Type: jwt.Stream})
+	}
+	return e
 }
 
 // RoleNamed is the role of a user name: controlplane, ops or dp-<region>.
@@ -131,8 +215,8 @@ func RoleNamed(name string) (Role, error) {
 		return ControlPlane(), nil
 	case name == "ops":
 		return Ops(), nil
-	case strings.HasPrefix(name, "dp-") && len(name) > len("dp-") && natsnames.Token(name) == name:
-		return DataPlane(strings.TrimPrefix(name, "dp-")), nil
+	case strings.HasPrefix(name, dataPlaneRolePre) && len(name) > len(dataPlaneRolePre) && natsnames.Token(name) == name:
+		return DataPlane(strings.TrimPrefix(name, dataPlaneRolePre)), nil
 	}
 	return Role{}, fmt.Errorf("unknown NATS role %q: want controlplane, ops or dp-<region>", name)
 }
@@ -145,9 +229,12 @@ type Authority struct {
 	operatorClaims            *jwt.OperatorClaims
 	operatorJWT               string
 
-	mu                    sync.Mutex // guards users and the account's JWT, which carries the revocations
-	users                 users
-	accountJWT, systemJWT string
+	mu       sync.Mutex               // guards what follows
+	others   map[string]nkeys.KeyPair // the OPS and DP_<REGION> accounts' keys, by account name
+	roles    map[string]Role          // the role of each of those accounts, for its imports
+	users    users
+	jwts     map[string]string      // account public key -> its JWT, revocations included
+	resolver *server.MemAccResolver // the embedded server's, once Configure ran
 }
 
 // users is what UsersFile records: every user the authority issued, by role, and
@@ -183,6 +270,23 @@ func LoadOrCreate(dir string) (*Authority, error) {
 	}
 	if a.system, err = loadOrCreateSeed(filepath.Join(dir, SystemSeedFile), nkeys.CreateAccount); err != nil {
 		return nil, err
+	}
+	a.others, a.roles = map[string]nkeys.KeyPair{}, map[string]Role{}
+	if err := a.loadAccount(Ops()); err != nil {
+		return nil, err
+	}
+	seeds, err := filepath.Glob(filepath.Join(dir, accountSeedStem+dataPlaneRolePre+"*.nk"))
+	if err != nil {
+		return nil, fmt.Errorf("nats auth: %w", err)
+	}
+	for _, seed := range seeds {
+		r, err := RoleNamed(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(seed), accountSeedStem), ".nk"))
+		if err != nil {
+			return nil, fmt.Errorf("nats auth: %s: %w", seed, err)
+		}
+		if err := a.loadAccount(r); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.loadUsers(); err != nil {
 		return nil, err
@@ -224,27 +328,106 @@ func (a *Authority) signOperator() error {
 	return nil
 }
 
-// sign issues the accounts' JWTs, the PORTCULLIS account's with the revocations.
-// a.mu is held or a is not shared yet.
+// loadAccount loads, or creates, the key of r's account (not PORTCULLIS). a.mu is
+// held or a is not shared yet.
+func (a *Authority) loadAccount(r Role) error {
+	if _, ok := a.others[r.account]; ok {
+		return nil
+	}
+	kp, err := loadOrCreateSeed(filepath.Join(a.dir, accountSeedStem+r.Name+".nk"), nkeys.CreateAccount)
+	if err != nil {
+		return err
+	}
+	a.others[r.account], a.roles[r.account] = kp, r
+	return nil
+}
+
+// sign issues every account's JWT: PORTCULLIS with JetStream and its exports, the
+// system account, and the OPS and DP_<REGION> accounts with their imports; each
+// with the revocations of its users. It hands them to the embedded server's
+// resolver, if there is one: an account it has not loaded yet is found there. a.mu
+// is held or a is not shared yet.
 func (a *Authority) sign() error {
-	accPub, _ := a.account.PublicKey()
-	sysPub, _ := a.system.PublicKey()
-	var err error
-	ac := jwt.NewAccountClaims(accPub)
-	ac.Name = AccountName
+	pc := must(a.account.PublicKey())
+	revoked := map[string]map[string]int64{} // account name -> user key -> when
+	for _, u := range a.users.Issued {
+		at, ok := a.users.Revoked[u.Key]
+		if !ok {
+			continue
+		}
+		r, err := RoleNamed(u.Role)
+		if err != nil {
+			continue // a role of another version: its users are in no account of ours
+		}
+		if revoked[r.account] == nil {
+			revoked[r.account] = map[string]int64{}
+		}
+		revoked[r.account][u.Key] = at
+	}
+	claims := func(kp nkeys.KeyPair, name string) *jwt.AccountClaims {
+		ac := jwt.NewAccountClaims(must(kp.PublicKey()))
+		ac.Name = name
+		for key, at := range revoked[name] {
+			ac.RevokeAt(key, time.Unix(at, 0))
+		}
+		return ac
+	}
+	jwts := map[string]string{}
+	add := func(ac *jwt.AccountClaims) error {
+		token, err := ac.Encode(a.operator)
+		if err != nil {
+			return fmt.Errorf("nats auth: sign the account %s: %w", ac.Name, err)
+		}
+		jwts[ac.Subject] = token
+		return nil
+	}
+	ac := claims(a.account, AccountName)
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	for key, at := range a.users.Revoked {
-		ac.RevokeAt(key, time.Unix(at, 0))
+	ac.Exports = exports()
+	if err := add(ac); err != nil {
+		return err
 	}
-	if a.accountJWT, err = ac.Encode(a.operator); err != nil {
-		return fmt.Errorf("nats auth: sign the account: %w", err)
+	if err := add(claims(a.system, SystemAccountName)); err != nil {
+		return err
 	}
-	sc := jwt.NewAccountClaims(sysPub)
-	sc.Name = SystemAccountName
-	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
-		return fmt.Errorf("nats auth: sign the system account: %w", err)
+	for name, kp := range a.others {
+		oc := claims(kp, name)
+		for _, im := range a.roles[name].imports {
+			im := *im
+			im.Account = pc
+			oc.Imports.Add(&im)
+		}
+		if err := add(oc); err != nil {
+			return err
+		}
+	}
+	a.jwts = jwts
+	if a.resolver != nil {
+		for pub, token := range jwts {
+			_ = a.resolver.Store(pub, token)
+		}
 	}
 	return nil
+}
+
+// accountFor is the key of r's account, creating the account (a region's first
+// data-plane user) when needed.
+func (a *Authority) accountFor(r Role) (nkeys.KeyPair, error) {
+	if r.account == AccountName {
+		return a.account, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if kp, ok := a.others[r.account]; ok {
+		return kp, nil
+	}
+	if err := a.loadAccount(r); err != nil {
+		return nil, err
+	}
+	if err := a.sign(); err != nil {
+		return nil, err
+	}
+	return a.others[r.account], nil
 }
 
 // Dir is the directory of the authority's files.
@@ -279,10 +462,17 @@ func (a *Authority) Creds(r Role) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	signer, err := a.accountFor(r)
+	if err != nil {
+		return nil, err
+	}
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = r.Name
 	uc.Permissions = r.Permissions
-	token, err := uc.Encode(a.account)
+	if r.account != AccountName {
+		uc.Tags.Add(JSAPIPrefixTag + JSAPIPrefix)
+	}
+	token, err := uc.Encode(signer)
 	if err != nil {
 		return nil, fmt.Errorf("nats auth: sign user %s: %w", r.Name, err)
 	}
@@ -302,7 +492,7 @@ func (a *Authority) Revoke(role string) (int, error) {
 	keys := map[string]bool{}
 	if data, err := os.ReadFile(filepath.Join(a.dir, role+CredsSuffix)); err == nil {
 		if token, err := jwt.ParseDecoratedJWT(data); err == nil {
-			if uc, err := jwt.DecodeUserClaims(token); err == nil && uc.Issuer == a.AccountPublicKey() {
+			if uc, err := jwt.DecodeUserClaims(token); err == nil {
 				keys[uc.Subject] = true
 			}
 		}
@@ -423,16 +613,17 @@ func replaceFile(path string, data []byte) error {
 	return nil
 }
 
-// Configure makes an embedded server trust the operator and resolve both accounts
-// from memory.
+// Configure makes an embedded server trust the operator and resolve every account
+// from memory, including those created later (a region's first credentials).
 func (a *Authority) Configure(opts *server.Options) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	resolver := &server.MemAccResolver{}
-	_ = resolver.Store(must(a.account.PublicKey()), a.accountJWT)
-	_ = resolver.Store(must(a.system.PublicKey()), a.systemJWT)
+	a.resolver = &server.MemAccResolver{}
+	for pub, token := range a.jwts {
+		_ = a.resolver.Store(pub, token)
+	}
 	opts.TrustedOperators = []*jwt.OperatorClaims{a.operatorClaims}
-	opts.AccountResolver = resolver
+	opts.AccountResolver = a.resolver
 	opts.SystemAccount = a.operatorClaims.SystemAccount
 }
 
@@ -442,7 +633,7 @@ func (a *Authority) Configure(opts *server.Options) {
 func (a *Authority) WriteServerConfig() error {
 	opJWT := a.operatorJWT
 	a.mu.Lock()
-	preload := map[string]string{must(a.account.PublicKey()): a.accountJWT, must(a.system.PublicKey()): a.systemJWT}
+	preload := maps.Clone(a.jwts)
 	a.mu.Unlock()
 	pubs := make([]string, 0, len(preload))
 	for pub := range preload {

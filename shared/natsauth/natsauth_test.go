@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,8 @@ type client struct {
 func connect(t *testing.T, url, creds string) *client {
 	t.Helper()
 	c := &client{errs: make(chan error, 64)}
-	nc, err := natsconn.Connect(natsconn.Options{URL: url, CredsFile: creds, Name: "natsauth-test"}, slog.New(slog.DiscardHandler),
+	o := natsconn.Options{URL: url, CredsFile: creds, Name: "natsauth-test"}
+	nc, err := natsconn.Connect(o, slog.New(slog.DiscardHandler),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case c.errs <- err:
@@ -43,7 +45,7 @@ func connect(t *testing.T, url, creds string) *client {
 	}
 	t.Cleanup(nc.Close)
 	c.nc = nc
-	if c.js, err = jetstream.New(nc); err != nil {
+	if c.js, err = natsconn.JetStream(nc, o); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -160,7 +162,7 @@ func TestRolesOnARealServer(t *testing.T) {
 		if _, err := kv.Put(pctx, natsnames.PolicySnapshotKey, []byte("forged")); err == nil {
 			t.Fatal("put to PC_POLICY succeeded")
 		}
-		eu.refused(t, "put to PC_POLICY", natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
+		eu.refused(t, "put to PC_POLICY", natsauth.JSAPIPrefix+"."+natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
 		if _, err := eu.nc.Request("$JS.API.STREAM.PURGE."+natsnames.KVStream(natsnames.PolicyBucket), nil, time.Second); err == nil {
 			t.Fatal("purge of PC_POLICY answered")
 		}
@@ -205,13 +207,40 @@ func TestRolesOnARealServer(t *testing.T) {
 		if _, err := eu.js.UpdateStream(uctx, cfg); err == nil {
 			t.Fatal("update of PC_AUDIT_EU succeeded")
 		}
-		eu.refused(t, "update PC_AUDIT_EU", "$JS.API.STREAM.UPDATE."+natsnames.AuditStream("eu"))
+		eu.refused(t, "update PC_AUDIT_EU", natsauth.JSAPIPrefix+".STREAM.UPDATE."+natsnames.AuditStream("eu"))
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 		defer ccancel()
 		if _, err := eu.js.CreateStream(cctx, jetstream.StreamConfig{Name: natsnames.AuditStream("us"), Subjects: []string{natsnames.AuditSubjects("us")}}); err == nil {
 			t.Fatal("the eu identity created PC_AUDIT_US")
 		}
-		eu.refused(t, "create PC_AUDIT_US", "$JS.API.STREAM.CREATE."+natsnames.AuditStream("us"))
+		eu.refused(t, "create PC_AUDIT_US", natsauth.JSAPIPrefix+".STREAM.CREATE."+natsnames.AuditStream("us"))
+	})
+	t.Run("a reply subject makes the server publish nothing for a data plane", func(t *testing.T) {
+		// A request's reply subject is not checked against the requester's
+		// permissions. Within one account, the server's answer to a direct get
+		// sent with reply $KV.PC_POLICY.snapshot would roll the policy back, and
+		// one with reply $JS.API.STREAM.DELETE.PC_KEYS would delete the stream: a
+		// data plane's account gets its answers through the server instead.
+		before, err := policy.Get(ctx, natsnames.PolicySnapshotKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := natsauth.JSAPIPrefix + ".DIRECT.GET." + natsnames.KVStream(natsnames.PolicyBucket)
+		for _, reply := range []string{natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey),
+			"$JS.API.STREAM.DELETE." + natsnames.KeysStream} {
+			if err := eu.nc.PublishRequest(get, reply, []byte(`{"seq":1}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eu.noErrors(t, "direct gets with borrowed reply subjects")
+		time.Sleep(300 * time.Millisecond) // what the server would do, it does at once
+		after, err := policy.Get(ctx, natsnames.PolicySnapshotKey)
+		if err != nil || after.Revision() != before.Revision() {
+			t.Fatalf("the policy changed: revision %d -> %v (%v)", before.Revision(), after, err)
+		}
+		if _, err := cp.js.Stream(ctx, natsnames.KeysStream); err != nil {
+			t.Fatalf("PC_KEYS: %v", err)
+		}
 	})
 	t.Run("data plane creates no consumer", func(t *testing.T) {
 		// A push consumer delivers to any subject its creator names, so it would
@@ -293,8 +322,10 @@ func TestLoadOrCreateKeepsTheAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uc.Name != "dp-eu" || uc.Issuer != a.AccountPublicKey() {
-		t.Fatalf("user %q issued by %s, want dp-eu by the account", uc.Name, uc.Issuer)
+	// A data plane is in an account of its own (DP_EU), which reaches PORTCULLIS's
+	// JetStream under a prefix its user JWT names.
+	if uc.Name != "dp-eu" || uc.Issuer == a.AccountPublicKey() || !slices.Contains(uc.Tags, natsauth.JSAPIPrefixTag+natsauth.JSAPIPrefix) {
+		t.Fatalf("user %q issued by %s with tags %v, want dp-eu in an account of its own, with the API prefix tag", uc.Name, uc.Issuer, uc.Tags)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -117,22 +118,52 @@ func checkCreds(path string, now time.Time) string {
 // CredsUserName is the name in the user JWT of the credentials file at path when it
 // is a single subject token, or "" (no file, or no such name).
 func CredsUserName(path string) string {
-	if path == "" {
-		return ""
-	}
-	data, err := secretfile.Read(config.EnvName(KeyCreds), path, 1<<20)
-	if err != nil {
-		return ""
-	}
-	token, err := jwt.ParseDecoratedJWT(data)
-	if err != nil {
-		return ""
-	}
-	claims, err := jwt.DecodeUserClaims(token)
-	if err != nil || claims.Name == "" || natsnames.Token(claims.Name) != claims.Name {
+	claims := credsClaims(path)
+	if claims == nil || claims.Name == "" || natsnames.Token(claims.Name) != claims.Name {
 		return ""
 	}
 	return claims.Name
+}
+
+// jsAPIPrefixTag is the user JWT tag that says where the user's account reaches
+// JetStream (natsauth.JSAPIPrefixTag: an account without JetStream of its own
+// imports the calls it may make under a prefix).
+const jsAPIPrefixTag = "js-api-prefix:"
+
+// CredsJSAPIPrefix is the JetStream API prefix the credentials at path name in
+// their user JWT's tags, or "" for the default ($JS.API).
+func CredsJSAPIPrefix(path string) string {
+	claims := credsClaims(path)
+	if claims == nil {
+		return ""
+	}
+	for _, tag := range claims.Tags {
+		if prefix, ok := strings.CutPrefix(tag, jsAPIPrefixTag); ok && prefix != "" {
+			return prefix
+		}
+	}
+	return ""
+}
+
+// credsClaims are the user claims of the credentials file at path, nil when it has
+// none.
+func credsClaims(path string) *jwt.UserClaims {
+	if path == "" {
+		return nil
+	}
+	data, err := secretfile.Read(config.EnvName(KeyCreds), path, 1<<20)
+	if err != nil {
+		return nil
+	}
+	token, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		return nil
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil
+	}
+	return claims
 }
 
 func checkCAFile(path string) string {

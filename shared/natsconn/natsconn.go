@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
@@ -29,6 +30,15 @@ type Options struct {
 	CertFile, KeyFile string
 	// Name is the connection name the server shows in its monitoring.
 	Name string
+}
+
+// JetStream is the JetStream context of a connection made with o: through the API
+// prefix its credentials name (CredsJSAPIPrefix), if any.
+func JetStream(nc *nats.Conn, o Options, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	if prefix := CredsJSAPIPrefix(o.CredsFile); prefix != "" {
+		return jetstream.NewWithAPIPrefix(nc, prefix, opts...)
+	}
+	return jetstream.New(nc, opts...)
 }
 
 // Connect connects with o, with the inbox prefix _INBOX.<user name> when the

@@ -37,6 +37,10 @@ func TestNATSServerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What `controlplane nats-auth eu` writes: the eu data planes' account first.
+	if _, err := auth.WriteCreds(natsauth.DataPlane("eu")); err != nil {
+		t.Fatal(err)
+	}
 	if err := auth.WriteServerConfig(); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,9 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 		}
 	}
 
-	js, err := jetstream.New(nc)
+	// The eu data planes' account reaches JetStream through the API prefix their
+	// credentials name.
+	js, err := jetstream.NewWithAPIPrefix(nc, natsauth.JSAPIPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 	if err == nil {
 		t.Fatal("put to PC_POLICY succeeded with the eu data planes' identity")
 	}
-	refused("put to PC_POLICY", natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
+	refused("put to PC_POLICY", natsauth.JSAPIPrefix+"."+natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
 
 	for _, c := range []struct{ what, subject string }{
 		{"publish to the us audit subject", natsnames.AuditSubject("us", "global-app")},

@@ -116,18 +116,18 @@ func natsAuth(cfg app.Config, regions []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := auth.WriteServerConfig(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "nats-server configuration: include %s in the server's configuration\n",
-		filepath.Join(auth.Dir(), natsauth.ServerConfigFile))
-	for _, r := range roles {
+	for _, r := range roles { // first: a region's first credentials create its account
 		path, err := auth.WriteCreds(r)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "credentials of %s: %s\n", r.Name, path)
 	}
+	if err := auth.WriteServerConfig(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "nats-server configuration: include %s in the server's configuration\n",
+		filepath.Join(auth.Dir(), natsauth.ServerConfigFile))
 	fmt.Fprintf(stdout, "keep %s private: its .nk files sign every account and user\n", auth.Dir())
 	return nil
 }

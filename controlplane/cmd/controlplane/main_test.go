@@ -158,8 +158,8 @@ func TestNATSAuth(t *testing.T) {
 		}
 	}
 	account := regexp.MustCompile(`(?m)^  (A[A-Z2-7]{55}):`).FindAllStringSubmatch(string(conf), -1)
-	if len(account) != 2 {
-		t.Fatalf("accounts.conf preloads %d accounts, want the system and the PORTCULLIS account:\n%s", len(account), conf)
+	if len(account) != 5 {
+		t.Fatalf("accounts.conf preloads %d accounts, want PORTCULLIS, the system account, OPS, DP_EU and DP_US:\n%s", len(account), conf)
 	}
 	stdout.Reset()
 	if err := run(context.Background(), args[:len(args)-1], os.Getenv, &stdout, io.Discard); err != nil {

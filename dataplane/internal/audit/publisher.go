@@ -152,9 +152,17 @@ func New(o Options) (*Publisher, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(o.JetStream.Conn(),
-		jetstream.WithPublishAsyncTimeout(o.PublishTimeout),
-		jetstream.WithPublishAsyncMaxPending(16*windowEvents))
+	// The same API prefix as o.JetStream's, if it has one (a data plane's account
+	// reaches JetStream through one; docs/nats.md).
+	jsOpts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(o.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(16 * windowEvents)}
+	var js jetstream.JetStream
+	var err error
+	if prefix := o.JetStream.Options().APIPrefix; prefix != "" {
+		js, err = jetstream.NewWithAPIPrefix(o.JetStream.Conn(), prefix, jsOpts...)
+	} else {
+		js, err = jetstream.New(o.JetStream.Conn(), jsOpts...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit publisher: %w", err)
 	}
