@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,14 +31,20 @@ func (a *App) startAudit(ctx context.Context, cfg Config, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	err = dpaudit.EnsureStream(ctx, js, dpaudit.StreamOptions{Region: cfg.Region, PlacementTag: cfg.AuditPlacementTag,
-		Replicas: cfg.AuditStreamReplicas, MaxAge: cfg.AuditStreamMaxAge})
-	switch {
-	case errors.Is(err, dpaudit.ErrStreamSettingsDiffer):
-		log.Warn("audit stream settings differ from this worker's audit-stream-* settings", "err", err)
-	case err != nil:
-		// NATS may be down at start: the spool keeps the events until the stream exists.
-		log.Warn("audit stream not ensured; events wait in the spool", "err", err)
+	streamOpts := dpaudit.StreamOptions{Region: cfg.Region, PlacementTag: cfg.AuditPlacementTag,
+		Replicas: cfg.AuditStreamReplicas, MaxAge: cfg.AuditStreamMaxAge}
+	if !ensureAuditStream(ctx, js, streamOpts, log, slog.LevelWarn) {
+		// NATS or the control plane may be down at start: the spool keeps the events
+		// until the stream exists, and the worker keeps asking for it.
+		a.group.Go("audit stream", func(ctx context.Context) error {
+			for ctx.Err() == nil && !ensureAuditStream(ctx, js, streamOpts, log, slog.LevelDebug) {
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+			}
+			return nil
+		})
 	}
 	var sink io.Writer
 	switch cfg.AuditSink {
@@ -58,6 +65,25 @@ func (a *App) startAudit(ctx context.Context, cfg Config, js jetstream.JetStream
 		return nil, err
 	}
 	return key, nil
+}
+
+// ensureAuditStream asks the control plane for the region's audit stream (a data
+// plane may not create it itself) and reports whether that is settled: created,
+// there already, or there with other settings (logged as a warning). A failure is
+// logged at failed.
+func ensureAuditStream(ctx context.Context, js jetstream.JetStream, o dpaudit.StreamOptions, log *slog.Logger, failed slog.Level) bool {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := dpaudit.EnsureStream(rctx, js, o)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, dpaudit.ErrStreamSettingsDiffer):
+		log.Warn("audit stream settings differ from this worker's audit-stream-* settings", "err", err)
+		return true
+	}
+	log.Log(ctx, failed, "audit stream not ensured yet; events wait in the spool", "err", err)
+	return false
 }
 
 // auditKey reads the hash key from path, or makes a random one (with a warning)

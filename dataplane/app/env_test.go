@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -96,6 +97,10 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.js = ns.JetStream
+	// The control plane's side: it creates the audit stream a data plane asks for.
+	if _, err := audit.ServeStreamCreate(ns.Conn, ns.JetStream, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if !o.noBucket {
 		e.createBucket(t)
 	}

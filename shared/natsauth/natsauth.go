@@ -6,7 +6,8 @@
 //   - DP_<REGION> holds the region's data planes (user dp-<region>): it imports from
 //     PORTCULLIS only their region's audit, health and key-access subjects, the
 //     PC_LIMITS and PC_WORKERS writes, reads of the buckets under JSAPIPrefix, the
-//     creation of their audit stream, and the key and policy announcements;
+//     request for their audit stream (which the control plane creates), and the
+//     key and policy announcements;
 //   - OPS holds the read-only ops user, the same way;
 //   - SYS is the system account.
 //
@@ -148,10 +149,10 @@ func DataPlane(region string) Role {
 	g.service(natsnames.KVSubject(natsnames.LimitsBucket, ">")) // published to directly
 	g.kvWrites(natsnames.WorkersBucket)
 	// The JetStream API calls this takes: the state of the buckets and of their own
-	// audit stream, gets of keys and counters, and creating their audit stream. No
-	// consumer of any kind (a consumer's deliver subject would have the server
-	// publish where the creator may not), no stream update (a stream's republish or
-	// sources would too).
+	// audit stream, and gets of keys and counters. No consumer of any kind (a
+	// consumer's deliver subject would have the server publish where the creator may
+	// not), and no stream created or updated (a stream's republish or sources would
+	// too).
 	for _, s := range []string{policy, limits, workers, auditStream} {
 		g.service("$JS.API.STREAM.INFO." + s)
 	}
@@ -160,7 +161,9 @@ func DataPlane(region string) Role {
 		g.service("$JS.API.DIRECT.GET." + s + ".>")
 		g.service("$JS.API.STREAM.MSG.GET." + s)
 	}
-	g.service("$JS.API.STREAM.CREATE." + auditStream)
+	// Their audit stream is created by the control plane when they ask: a stream's
+	// settings could have the server publish or copy for them.
+	g.service(natsnames.AuditStreamCreateSubject(region))
 	// They follow key rotations and revocations as they are announced, and hear
 	// when the policy is written (then they read it).
 	for _, s := range natsnames.KeysLifecycleSubjects {
@@ -198,7 +201,7 @@ func exports() jwt.Exports {
 	var e jwt.Exports
 	for _, s := range append([]string{"audit.*.>", "health.*.*", "keys.access.*.*",
 		natsnames.KVSubject(natsnames.LimitsBucket, ">"), natsnames.KVSubject(natsnames.WorkersBucket, ">"),
-		"$JS.API.STREAM.CREATE.*"}, opsAPI...) {
+		natsnames.AuditStreamCreateSubjects}, opsAPI...) {
 		e.Add(&jwt.Export{Subject: jwt.Subject(s), Type: jwt.Service})
 	}
 	for _, s := range append([]string{natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey),
@@ -349,25 +352,13 @@ func (a *Authority) loadAccount(r Role) error {
 // is held or a is not shared yet.
 func (a *Authority) sign() error {
 	pc := must(a.account.PublicKey())
-	revoked := map[string]map[string]int64{} // account name -> user key -> when
-	for _, u := range a.users.Issued {
-		at, ok := a.users.Revoked[u.Key]
-		if !ok {
-			continue
-		}
-		r, err := RoleNamed(u.Role)
-		if err != nil {
-			continue // a role of another version: its users are in no account of ours
-		}
-		if revoked[r.account] == nil {
-			revoked[r.account] = map[string]int64{}
-		}
-		revoked[r.account][u.Key] = at
-	}
+	// Every revocation goes into every account: a user key is in one account only,
+	// but which one may have changed between versions (data planes were users of
+	// PORTCULLIS before they had accounts of their own).
 	claims := func(kp nkeys.KeyPair, name string) *jwt.AccountClaims {
 		ac := jwt.NewAccountClaims(must(kp.PublicKey()))
 		ac.Name = name
-		for key, at := range revoked[name] {
+		for key, at := range a.users.Revoked {
 			ac.RevokeAt(key, time.Unix(at, 0))
 		}
 		return ac
@@ -641,8 +632,9 @@ func (a *Authority) WriteServerConfig() error {
 	}
 	sort.Strings(pubs)
 	var b strings.Builder
-	b.WriteString("# Written by `controlplane nats-auth`: the Portcullis operator, its system account\n")
-	b.WriteString("# and the PORTCULLIS account. Users authenticate with credentials the account signs.\n")
+	b.WriteString("# Written by `controlplane nats-auth`: the Portcullis operator, its system account,\n")
+	b.WriteString("# PORTCULLIS, OPS and one DP_<REGION> account per region, with their revocations.\n")
+	b.WriteString("# Users authenticate with credentials their account signs.\n")
 	fmt.Fprintf(&b, "operator: %q\n", opJWT)
 	fmt.Fprintf(&b, "system_account: %s\n", a.operatorClaims.SystemAccount)
 	b.WriteString("resolver: MEMORY\nresolver_preload: {\n")

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
@@ -49,6 +50,13 @@ func connect(t *testing.T, url, creds string) *client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func msgData(m *nats.Msg) string {
+	if m == nil {
+		return ""
+	}
+	return string(m.Data)
 }
 
 // refused waits for NATS's permission error about subject.
@@ -194,26 +202,47 @@ func TestRolesOnARealServer(t *testing.T) {
 			eu.refused(t, "publish", subject)
 		}
 	})
-	t.Run("data plane creates its audit stream but cannot change it", func(t *testing.T) {
-		cfg := jetstream.StreamConfig{Name: natsnames.AuditStream("eu"), Subjects: []string{natsnames.AuditSubjects("eu")}}
-		if _, err := eu.js.CreateStream(ctx, cfg); err != nil {
-			t.Fatalf("create PC_AUDIT_EU: %v", err)
+	t.Run("data plane creates no stream: the control plane creates its audit stream", func(t *testing.T) {
+		// A stream created with republishing would have the server publish for it
+		// (here: every audit event as a key revocation).
+		cfg := jetstream.StreamConfig{Name: natsnames.AuditStream("eu"), Subjects: []string{natsnames.AuditSubjects("eu")},
+			RePublish: &jetstream.RePublish{Source: "audit.eu.*", Destination: "keys.revoked.{{wildcard(1)}}"}}
+		for _, try := range []func(context.Context) error{
+			func(ctx context.Context) error { _, err := eu.js.CreateStream(ctx, cfg); return err },
+			func(ctx context.Context) error { _, err := eu.js.UpdateStream(ctx, cfg); return err },
+		} {
+			tctx, tcancel := context.WithTimeout(ctx, 2*time.Second)
+			err := try(tctx)
+			tcancel()
+			if err == nil {
+				t.Fatal("the eu identity created or updated a stream")
+			}
 		}
-		eu.noErrors(t, "create PC_AUDIT_EU")
-		// Republishing would have the server publish for it where it may not.
-		cfg.RePublish = &jetstream.RePublish{Source: "audit.eu.*", Destination: "keys.revoked.{{wildcard(1)}}"}
-		uctx, ucancel := context.WithTimeout(ctx, 2*time.Second)
-		defer ucancel()
-		if _, err := eu.js.UpdateStream(uctx, cfg); err == nil {
-			t.Fatal("update of PC_AUDIT_EU succeeded")
-		}
+		eu.refused(t, "create PC_AUDIT_EU", natsauth.JSAPIPrefix+".STREAM.CREATE."+natsnames.AuditStream("eu"))
 		eu.refused(t, "update PC_AUDIT_EU", natsauth.JSAPIPrefix+".STREAM.UPDATE."+natsnames.AuditStream("eu"))
-		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
-		defer ccancel()
-		if _, err := eu.js.CreateStream(cctx, jetstream.StreamConfig{Name: natsnames.AuditStream("us"), Subjects: []string{natsnames.AuditSubjects("us")}}); err == nil {
-			t.Fatal("the eu identity created PC_AUDIT_US")
+
+		// It asks the control plane, which creates the one safe configuration, for
+		// its own region only.
+		if _, err := audit.ServeStreamCreate(cp.nc, cp.js, 5*time.Second); err != nil {
+			t.Fatal(err)
 		}
-		eu.refused(t, "create PC_AUDIT_US", natsauth.JSAPIPrefix+".STREAM.CREATE."+natsnames.AuditStream("us"))
+		body := []byte(`{"max_age":7200000000000}`)
+		msg, err := eu.nc.Request(natsnames.AuditStreamCreateSubject("eu"), body, 5*time.Second)
+		if err != nil || !strings.Contains(string(msg.Data), `"result":"created"`) {
+			t.Fatalf("ask for PC_AUDIT_EU: %v %s", err, msgData(msg))
+		}
+		st, err := cp.js.Stream(ctx, natsnames.AuditStream("eu"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config; got.RePublish != nil || len(got.Sources) > 0 || got.MaxAge != 2*time.Hour ||
+			len(got.Subjects) != 1 || got.Subjects[0] != "audit.eu.>" {
+			t.Fatalf("PC_AUDIT_EU as created: %+v", got)
+		}
+		if err := eu.nc.Publish(natsnames.AuditStreamCreateSubject("us"), body); err != nil {
+			t.Fatal(err)
+		}
+		eu.refused(t, "ask for PC_AUDIT_US", natsnames.AuditStreamCreateSubject("us"))
 	})
 	t.Run("a reply subject makes the server publish nothing for a data plane", func(t *testing.T) {
 		// A request's reply subject is not checked against the requester's

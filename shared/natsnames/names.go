@@ -104,6 +104,14 @@ func HealthSubjectsOf(region string) string { return "health." + token(region) +
 // AlertSubject is the subject an alert of kind about client is published on.
 func AlertSubject(kind, client string) string { return "alerts." + token(kind) + "." + token(client) }
 
+// AuditStreamCreateSubject is where a region's data planes ask the control plane to
+// create the region's audit stream (they may not create streams themselves: a
+// stream's settings can make the server publish or copy for them).
+func AuditStreamCreateSubject(region string) string { return "streams.audit.create." + token(region) }
+
+// AuditStreamCreateSubjects matches every region's AuditStreamCreateSubject.
+const AuditStreamCreateSubjects = "streams.audit.create.*"
+
 // InboxPrefix is the prefix of the reply subjects of the NATS user named user
 // (natsconn sets it from the user's credentials), so that NATS permissions can let
 // each identity read its own replies only.

@@ -28,8 +28,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsembed"
 	"github.com/portcullis-gw/portcullis/shared/vaulttest"
@@ -127,6 +130,7 @@ type Stack struct {
 
 	nats       *server.Server
 	natsAuth   *natsauth.Authority // issues credentials, unless the control plane's embedded nats-server does
+	cpConn     *nats.Conn          // without a control plane: the connection that creates audit streams
 	vault      *vaulttest.Launcher
 	upstreams  []*Upstream
 	dataPlanes []*DataPlane
@@ -191,6 +195,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		}
 		s.nats = ns
 		s.NATSURL = ns.ClientURL()
+		if err := s.serveAuditStreams(); err != nil {
+			return nil, err
+		}
 		s.IssuerURL, s.JWKSURL = o.Issuer.Name, o.Issuer.JWKSURL
 		s.PolicyPublicKeys = o.PolicyPublicKeys
 	}
@@ -252,6 +259,27 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	}
 	s.AdminToken = strings.TrimSpace(string(token))
 	return nil
+}
+
+// serveAuditStreams does, when there is no control plane, what a control plane
+// does for the data planes: create the audit stream of their region when they ask
+// (they may not create streams themselves).
+func (s *Stack) serveAuditStreams() error {
+	creds, err := s.natsAuth.WriteCreds(natsauth.ControlPlane())
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(s.NATSURL, nats.UserCredentials(creds), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect to the nats-server: %w", err)
+	}
+	s.cpConn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	_, err = audit.ServeStreamCreate(nc, js, 30*time.Second)
+	return err
 }
 
 // NATSCreds writes new NATS credentials of role r for the stack's nats-server and
@@ -344,6 +372,9 @@ func (s *Stack) stop(ctx context.Context) error {
 	}
 	if s.nats != nil {
 		wg.Go(func() {
+			if s.cpConn != nil {
+				s.cpConn.Close()
+			}
 			s.nats.Shutdown()
 			done := make(chan struct{})
 			go func() { s.nats.WaitForShutdown(); close(done) }()

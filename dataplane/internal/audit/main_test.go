@@ -35,6 +35,11 @@ func newNATS(t testing.TB) *natsEnv {
 	t.Helper()
 	e := &natsEnv{ns: natstest.StartWith(t, natstest.Options{NoConn: true})}
 	e.nc, e.js = e.ns.Connect(t, nats.ReconnectJitter(0, 0))
+	// The control plane's side: it creates the audit streams data planes ask for.
+	cpConn, cpJS := e.ns.Connect(t)
+	if _, err := audit.ServeStreamCreate(cpConn, cpJS, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := EnsureStream(ctx, e.js, StreamOptions{Region: testRegion}); err != nil {
