@@ -15,8 +15,10 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -211,4 +213,30 @@ func TestNATSURLCredentialsAreNotShown(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cret-pw") {
 		t.Fatalf("the error shows the NATS password: %v", err)
 	}
+}
+
+// TestAuditStreamIsAskedForUntilCreated: a data plane may not create its audit
+// stream; it asks the control plane. When none answers at start, the events of its
+// requests wait in the spool and the worker keeps asking; once a control plane
+// answers, the stream exists and the events reach it.
+func TestAuditStreamIsAskedForUntilCreated(t *testing.T) {
+	e := newEnv(t, envOptions{noStreamService: true})
+	if r := e.chat(t, e.token(t, "premium-app"), "gpt-4o"); r.StatusCode != http.StatusOK {
+		t.Fatalf("chat = %d", r.StatusCode)
+	}
+	ctx := context.Background()
+	if _, err := e.js.Stream(ctx, natsnames.AuditStream("eu")); err == nil {
+		t.Fatal("the audit stream exists before a control plane created it")
+	}
+	if _, err := audit.ServeStreamCreate(e.nats.Conn, e.js, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Within(t, 10*time.Second, "the audit stream created and the spooled event in it", func() bool {
+		st, err := e.js.Stream(ctx, natsnames.AuditStream("eu"))
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs >= 1
+	})
 }
