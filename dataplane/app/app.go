@@ -255,9 +255,6 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		{"tokenizer warm-up", func(context.Context) error { usage.Warm(); return nil }},
 		{"health reporter", reporter.Run},
 		{"policy watch", a.policy.Run},
-		{"policy freshness check", func(ctx context.Context) error {
-			return a.policy.RunConfirm(ctx, policycache.ConfirmInterval(cfg.PolicyMaxAge))
-		}},
 		{"key manager", a.keys.Run},
 		{"key events", func(ctx context.Context) error { return keys.Follow(ctx, js, a.keys, log) }},
 		{"key-access publisher", access.Run},

@@ -47,8 +47,8 @@ const (
 )
 
 // Bounds of PORTCULLIS_POLICY_MAX_AGE when it is on. The worker checks that its
-// policy is current three times per max age (at most every 10 s; see
-// policycache.ConfirmInterval), so a healthy worker's policy age stays well below it.
+// policy is current every policycache.DefaultPollInterval, so a healthy worker's
+// policy age stays well below it.
 const (
 	MinPolicyMaxAge = 3 * time.Second
 	MaxPolicyMaxAge = 30 * 24 * time.Hour

@@ -1,15 +1,10 @@
 package policycache
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // The age of a worker's policy.
@@ -22,23 +17,10 @@ import (
 // with a watch that no longer delivers, it keeps enforcing what it had. So the age
 // is measured from the last time the worker *confirmed* that its snapshot is the
 // newest in PC_POLICY: when a snapshot arrives (applied, or the version in use
-// written again), and every ConfirmInterval by Confirm, which reads the snapshot
-// key's newest revision (metadata only, not the snapshot) and compares it with the
-// one the policy in use came from. A newer revision that this worker did not apply
-// (one it rejected: unsigned, badly signed, undecodable) does not confirm it either.
-
-// DefaultConfirmInterval is how often Confirm runs when no max age asks for more.
-const DefaultConfirmInterval = 10 * time.Second
-
-// ConfirmInterval is how often to run Confirm for a maximum policy age (0: none):
-// three times per max age, at most every DefaultConfirmInterval and at least once a
-// second.
-func ConfirmInterval(maxAge time.Duration) time.Duration {
-	if maxAge <= 0 {
-		return DefaultConfirmInterval
-	}
-	return min(DefaultConfirmInterval, max(time.Second, maxAge/3))
-}
+// written again), and at each look of the watch (every PollInterval) that finds the
+// bucket's last sequence (the snapshot key's newest revision) is the one the policy
+// in use came from. A newer revision that this worker did not apply (one it
+// rejected: unsigned, badly signed, undecodable) does not confirm it either.
 
 // freshness records when the policy in use was last confirmed current.
 type freshness struct {
@@ -69,56 +51,6 @@ func (c *Cache) GeneratedAt() time.Time {
 		return p.GeneratedAt
 	}
 	return time.Time{}
-}
-
-// errNoSnapshot reports a bucket without a snapshot.
-var errNoSnapshot = errors.New("no policy snapshot in the bucket")
-
-// Confirm reads the last sequence of the policy bucket's stream (its state, not the
-// snapshot), which is the snapshot key's newest revision (the bucket holds that key
-// only), and when it is the revision the policy in use came from, confirms the
-// policy current now. A newer revision is no error: the watch brings it (and
-// confirms the policy if it applies). It returns the error that kept it from
-// looking.
-func (c *Cache) Confirm(ctx context.Context) error {
-	if c.current.Load() == nil {
-		return nil // nothing to confirm yet
-	}
-	stream, err := c.opts.JetStream.Stream(ctx, natsnames.KVStream(natsnames.PolicyBucket))
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
-	}
-	last, err := lastSequence(ctx, stream)
-	if err != nil {
-		return err
-	}
-	if last == 0 {
-		return errNoSnapshot
-	}
-	if last == c.fresh.revision.Load() {
-		c.fresh.confirm(last)
-	}
-	return nil
-}
-
-// RunConfirm runs Confirm every interval until ctx ends, then returns nil. A check
-// that fails is logged at debug level: the age, which keeps growing, is the signal.
-func (c *Cache) RunConfirm(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			cctx, cancel := context.WithTimeout(ctx, interval)
-			if err := c.Confirm(cctx); err != nil && ctx.Err() == nil {
-				age, _ := c.Age()
-				c.log.Debug("could not confirm the policy is current", "err", err, "age", age.Round(time.Second).String())
-			}
-			cancel()
-		}
-	}
 }
 
 // ageCollector exports the policy's age and generation time, computed when scraped,
