@@ -27,20 +27,14 @@ import (
 type client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
-	errs chan error
+	errs *natstest.Errors
 }
 
 func connect(t *testing.T, url, creds string) *client {
 	t.Helper()
-	c := &client{errs: make(chan error, 64)}
+	c := &client{errs: natstest.NewErrors()}
 	o := natsconn.Options{URL: url, CredsFile: creds, Name: "natsauth-test"}
-	nc, err := natsconn.Connect(o, slog.New(slog.DiscardHandler),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		}))
+	nc, err := natsconn.Connect(o, slog.New(slog.DiscardHandler), c.errs.Handler())
 	if err != nil {
 		t.Fatalf("connect with %s: %v", filepath.Base(creds), err)
 	}
@@ -62,31 +56,13 @@ func msgData(m *nats.Msg) string {
 // refused waits for NATS's permission error about subject.
 func (c *client) refused(t *testing.T, what, subject string) {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case err := <-c.errs:
-			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
-				return
-			}
-			t.Logf("%s: another error: %v", what, err)
-		case <-deadline:
-			t.Fatalf("%s: NATS sent no permission error about %q", what, subject)
-		}
-	}
+	c.errs.Refused(t, what, subject)
 }
 
 // noErrors fails when NATS refused anything c did.
 func (c *client) noErrors(t *testing.T, what string) {
 	t.Helper()
-	if err := c.nc.Flush(); err != nil {
-		t.Fatalf("%s: flush: %v", what, err)
-	}
-	select {
-	case err := <-c.errs:
-		t.Fatalf("%s: %v", what, err)
-	default:
-	}
+	c.errs.None(t, c.nc, what)
 }
 
 // TestRolesOnARealServer: an embedded nats-server trusting the authority refuses a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/natstest"
 )
 
 // TestNATSIdentitiesAreLeastPrivilege: the stack's nats-server refuses a client
@@ -42,25 +43,8 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 		t.Fatalf("connect without credentials: %v, want an authorization error", err)
 	}
 
-	errs := make(chan error, 16)
-	nc := s.natsConnect(t, natsauth.DataPlane("eu"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case errs <- err:
-		default:
-		}
-	}))
-	refused := func(what, subject string) {
-		t.Helper()
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), `"`+subject+`"`) {
-				t.Fatalf("%s: %v, want a permission violation on %q", what, err, subject)
-			}
-			t.Logf("%s: %v", what, err)
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: no permission error from NATS", what)
-		}
-	}
+	errs := natstest.NewErrors()
+	nc := s.natsConnect(t, natsauth.DataPlane("eu"), errs.Handler())
 
 	// The eu data planes' account reaches JetStream through the API prefix their
 	// credentials name.
@@ -84,7 +68,7 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 	if err == nil {
 		t.Fatal("put to PC_POLICY succeeded with the eu data planes' identity")
 	}
-	refused("put to PC_POLICY", natsauth.JSAPIPrefix+"."+natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
+	errs.Refused(t, "put to PC_POLICY", natsauth.JSAPIPrefix+"."+natsnames.KVSubject(natsnames.PolicyBucket, natsnames.PolicySnapshotKey))
 
 	for _, c := range []struct{ what, subject string }{
 		{"publish to the us audit subject", natsnames.AuditSubject("us", "global-app")},
@@ -93,7 +77,7 @@ func TestNATSIdentitiesAreLeastPrivilege(t *testing.T) {
 		if err := nc.Publish(c.subject, []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
-		refused(c.what, c.subject)
+		errs.Refused(t, c.what, c.subject)
 	}
 
 	after, err := kv.Get(ctx, natsnames.PolicySnapshotKey)

@@ -22,9 +22,6 @@ const (
 // StreamOptions are the settings of a region's audit stream an operator chooses.
 type StreamOptions = audit.StreamOptions
 
-// StreamConfig is the configuration the control plane creates the stream with.
-func StreamConfig(o StreamOptions) jetstream.StreamConfig { return audit.StreamConfig(o) }
-
 // ErrStreamSettingsDiffer is returned by EnsureStream when the region's audit
 // stream exists with other settings than the ones asked for.
 var ErrStreamSettingsDiffer = errors.New("the audit stream exists with other settings")
