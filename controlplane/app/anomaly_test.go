@@ -10,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,11 +50,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		c.AlertWebhookSecretFile = secretFile
 		c.AlertWebhookAllowPrivate = true // the receiver is on loopback
 	})
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(raw))
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	admin := "http://" + a.Addr() + "/admin/v1"
 	for _, c := range []struct{ path, body string }{
 		{"/tenants", `{"name":"acme"}`},

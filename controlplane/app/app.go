@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
@@ -236,9 +237,9 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	e.GET("/readyz", ready.readyz)
 	e.GET("/", echo.WrapHandler(web.Handler()))
 
-	admin := e.Group("/admin/v1", admintoken.Middleware(a.st))
+	e.IPExtractor = ipExtractor(cfg.trustedProxies())
 	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }
-	api := adminapi.New(a.st, a.log, onChange, a.health).WithSecrets(a.rotator)
+	api := adminapi.New(a.st, a.log, onChange, a.health).WithSecrets(a.rotator).WithTokenMaxTTL(cfg.AdminTokenMaxTTL)
 	api.KeyFiles(cfg.KeyDir, cfg.DevAllowAnyKeyFile)
 	if cfg.DevAllowEnvKeys {
 		api.AllowEnvKeys()
@@ -247,7 +248,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 		api.AllowPrivateWebhooks()
 	}
 	api.WithAuditSigner(a.auditSigner)
-	api.Register(admin)
+	admin := api.Mount(e, adminauth.Authenticate(a.st))
 	if !cfg.DevIssuer {
 		admin.POST(devissuer.MintPath, func(echo.Context) error {
 			return apierr.New(apierr.NotFound, "the development token issuer is off; start the control plane with --dev-issuer")

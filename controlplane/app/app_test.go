@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -116,7 +118,8 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		t.Fatalf("admin token file mode %v, want 0600", fi.Mode().Perm())
 	}
 	raw, _ := os.ReadFile(tokenFile)
-	token := strings.TrimSpace(string(raw))
+	bootstrap := strings.TrimSpace(string(raw))
+	token := adminauthtest.Token(t, base, bootstrap, "app-admin", "admin")
 
 	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
@@ -149,6 +152,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 		{"console placeholder", "GET", "/", "", "", 200, "Portcullis"},
 		{"admin needs a token", "GET", "/admin/v1/tenants", "", "", 401, `"unauthorized"`},
 		{"admin refuses a wrong token", "GET", "/admin/v1/tenants", "pca_wrong", "", 401, `"unauthorized"`},
+		{"the bootstrap token only manages principals", "POST", "/admin/v1/tenants", bootstrap, `{"name":"acme"}`, 403, `"tenants:write"`},
 		{"create tenant", "POST", "/admin/v1/tenants", token, `{"name":"acme"}`, 201, `"acme"`},
 		{"list tenants", "GET", "/admin/v1/tenants", token, "", 200, `"acme"`},
 		{"unknown admin path", "GET", "/admin/v1/nope", token, "", 404, `"not_found"`},
@@ -194,19 +198,19 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(metrics, token) {
-		t.Fatal("/metrics contains the admin token")
+	if strings.Contains(metrics, token) || strings.Contains(metrics, bootstrap) {
+		t.Fatal("/metrics contains an admin token")
 	}
 }
 
 func TestDevIssuerOff(t *testing.T) {
 	a, cfg := startApp(t, func(c *Config) { c.DevIssuer = false })
-	raw, _ := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
 	base := "http://" + a.Addr()
+	token := adminauthtest.Admin(t, base, cfg.DataDir)
 	if r := do(t, "GET", base+"/.well-known/jwks.json", "", ""); r.status != http.StatusNotFound {
 		t.Fatalf("JWKS served with the dev issuer off: %d", r.status)
 	}
-	r := do(t, "POST", base+"/admin/v1/tokens", strings.TrimSpace(string(raw)), `{"client_id":"x"}`)
+	r := do(t, "POST", base+"/admin/v1/tokens", token, `{"client_id":"x"}`)
 	if r.status != http.StatusNotFound || !strings.Contains(r.body, "--dev-issuer") {
 		t.Fatalf("mint with the dev issuer off = %d %s", r.status, r.body)
 	}
@@ -217,6 +221,7 @@ func TestDevIssuerOff(t *testing.T) {
 
 func TestStopIsIdempotentAndReleasesEverything(t *testing.T) {
 	a, cfg := startApp(t)
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 2 {
@@ -249,7 +254,7 @@ func TestStopIsIdempotentAndReleasesEverything(t *testing.T) {
 	if len(keyBefore) == 0 || string(keyBefore) != string(keyAfter) {
 		t.Fatal("signing key changed across restart")
 	}
-	r := do(t, "GET", "http://"+b.Addr()+"/admin/v1/tenants", strings.TrimSpace(string(tokenAfter)), "")
+	r := do(t, "GET", "http://"+b.Addr()+"/admin/v1/tenants", token, "")
 	if r.status != http.StatusOK {
 		t.Fatalf("admin API after restart: %d %s", r.status, r.body)
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,11 +24,7 @@ import (
 // the export endpoint.
 func TestAuditEventsAreArchivedAndExported(t *testing.T) {
 	a, cfg := startApp(t, func(c *Config) { c.AuditIngest = true })
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(raw))
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)

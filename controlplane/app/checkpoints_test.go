@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -127,10 +129,10 @@ func TestAuditCheckpointsAndSignedExports(t *testing.T) {
 		}
 	}
 
-	raw, _ := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), dataDir)
 	url := fmt.Sprintf("http://%s/admin/v1/audit/export?region=eu&from=%s&to=%s&format=csv", a.Addr(),
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
-	r := do(t, http.MethodGet, url, strings.TrimSpace(string(raw)), "")
+	r := do(t, http.MethodGet, url, token, "")
 	sum, err := export.Verify(strings.NewReader(r.body), export.WithPublicKeys(keys))
 	if err != nil || !sum.SignatureChecked || sum.Head.Rows != n {
 		t.Fatalf("the export with the public key: %+v %v", sum, err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
@@ -105,6 +106,13 @@ type Config struct {
 	MetricsListen string
 	// Pprof (pprof) serves net/http/pprof's /debug/pprof/ on the metrics listener.
 	Pprof bool
+	// AdminTokenMaxTTL (admin-token-max-ttl) is the longest expiry an admin API token
+	// may be given.
+	AdminTokenMaxTTL time.Duration
+	// TrustedProxies (trusted-proxies) are the CIDRs of the reverse proxies in front
+	// of the control plane, whose X-Forwarded-For names the client address the change
+	// history records; empty trusts none and records the peer's address.
+	TrustedProxies string
 }
 
 // Defaults of the keys that have one.
@@ -159,6 +167,8 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Bool(&cfg.AlertWebhookAllowPrivate, "alert-webhook-allow-private", false, "development only: let alert webhooks reach private, loopback, link-local and CGNAT addresses")
 	l.String(&cfg.OpenAIAdminURL, "openai-admin-url", rotator.DefaultOpenAIAdminURL, "base URL of OpenAI's organization admin API, where the openai_admin minter sends the admin key (https; http only to a loopback host)")
 	l.Duration(&cfg.PolicyLagAlertAfter, "policy-lag-alert-after", DefaultPolicyLagAlertAfter, "raise a policy_lag alert when a worker's policy has been behind the published version this long (1s to 24h; 0 turns it off)")
+	l.Duration(&cfg.AdminTokenMaxTTL, "admin-token-max-ttl", adminapi.DefaultTokenMaxTTL, "the longest expiry an admin API token may be given (1h to 8760h)")
+	l.String(&cfg.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -271,6 +281,14 @@ func (c Config) Validate() error {
 	if c.PolicyLagAlertAfter != 0 && (c.PolicyLagAlertAfter < time.Second || c.PolicyLagAlertAfter > 24*time.Hour) {
 		p.Add("policy-lag-alert-after", c.PolicyLagAlertAfter, "must be between 1s and 24h, or 0 to turn the policy lag alert off")
 	}
+	if c.AdminTokenMaxTTL != 0 && (c.AdminTokenMaxTTL < time.Hour || c.AdminTokenMaxTTL > 365*24*time.Hour) {
+		p.Add("admin-token-max-ttl", c.AdminTokenMaxTTL, "must be between 1h and 8760h (a year)")
+	}
+	for _, cidr := range c.trustedProxies() {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			p.Add("trusted-proxies", cidr, "must be a CIDR, e.g. 10.0.0.0/8")
+		}
+	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
 	}
@@ -361,4 +379,15 @@ func issuerFor(addr string) string {
 		host = "127.0.0.1"
 	}
 	return fmt.Sprintf("http://%s", net.JoinHostPort(host, port))
+}
+
+// trustedProxies lists the CIDRs of trusted-proxies.
+func (c Config) trustedProxies() []string {
+	var out []string
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

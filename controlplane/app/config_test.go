@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/vaultclient"
@@ -147,6 +149,7 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 	}
 	want.AuditCheckpointInterval = auditarchive.DefaultCheckpointInterval
 	want.OpenAIAdminURL, want.PolicyLagAlertAfter = rotator.DefaultOpenAIAdminURL, DefaultPolicyLagAlertAfter
+	want.AdminTokenMaxTTL = adminapi.DefaultTokenMaxTTL
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)
 	}

@@ -3,11 +3,11 @@ package app
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 
 	"github.com/nats-io/nats.go"
 
@@ -22,11 +22,7 @@ import (
 func TestDeploymentHealthFromWorkerReports(t *testing.T) {
 	a, cfg := startApp(t)
 	base := "http://" + a.Addr()
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(raw))
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 
 	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {

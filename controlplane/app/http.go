@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -80,4 +81,22 @@ func (r readiness) readyz(c echo.Context) error {
 		status, word = http.StatusServiceUnavailable, "not ready"
 	}
 	return c.JSON(status, map[string]any{"status": word, "checks": checks})
+}
+
+// ipExtractor reads a request's client address: the peer's, or with trusted proxy
+// CIDRs the first address in X-Forwarded-For that none of them holds. Echo's default
+// would believe any X-Forwarded-For, which lets a caller write its own source into
+// the change history.
+func ipExtractor(trusted []string) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, cidr := range trusted {
+		_, n, err := net.ParseCIDR(cidr)
+		if err == nil { // Validate refused bad ones
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

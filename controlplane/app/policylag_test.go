@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
@@ -42,11 +44,7 @@ func TestPolicyLagAlert(t *testing.T) {
 		c.PolicyLagAlertAfter = time.Second
 		c.AlertWebhookURL, c.AlertWebhookSecretFile, c.AlertWebhookAllowPrivate = hook.URL, secretFile, true
 	})
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(raw))
+	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	waitfor.That(t, "a published policy", func() bool { return a.PolicyVersion() > 0 })
 	published := a.PolicyVersion()
 

@@ -62,7 +62,10 @@ const (
 
 // Admin-API codes.
 const (
-	Unauthorized         Code = "unauthorized"
+	Unauthorized Code = "unauthorized"
+	// Forbidden: the caller is authenticated but its roles lack the permission the
+	// request needs; the message names it.
+	Forbidden            Code = "forbidden"
 	ValidationFailed     Code = "validation_failed"
 	Conflict             Code = "conflict"
 	PreconditionFailed   Code = "precondition_failed"
@@ -108,6 +111,7 @@ var registry = map[Code]Def{
 	WrongRegion:          {http.StatusMisdirectedRequest, TypePermission},
 	Internal:             {http.StatusInternalServerError, TypeServer},
 	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
+	Forbidden:            {http.StatusForbidden, TypePermission},
 	ValidationFailed:     {http.StatusUnprocessableEntity, TypeInvalidRequest},
 	Conflict:             {http.StatusConflict, TypeInvalidRequest},
 	PreconditionFailed:   {http.StatusPreconditionFailed, TypeInvalidRequest},
@@ -151,7 +155,9 @@ type Error struct {
 	// OpenAI's 429s say which limit was hit ("requests", "tokens").
 	ErrType string
 	Fields  []FieldError // optional: per-field validation problems
-	Cause   error
+	// Permission, with Forbidden, is the permission the caller lacks.
+	Permission string
+	Cause      error
 }
 
 // New returns an *Error with a client-safe message.
@@ -226,9 +232,11 @@ type AdminError struct {
 	Code    Code         `json:"code"`
 	Message string       `json:"message"`
 	Fields  []FieldError `json:"fields,omitempty"`
+	// Permission names the permission a forbidden request needs.
+	Permission string `json:"permission,omitempty"`
 }
 
 // Admin renders e in the admin API's error schema.
 func (e *Error) Admin() AdminBody {
-	return AdminBody{Error: AdminError{Code: e.Code, Message: e.Message, Fields: e.Fields}}
+	return AdminBody{Error: AdminError{Code: e.Code, Message: e.Message, Fields: e.Fields, Permission: e.Permission}}
 }

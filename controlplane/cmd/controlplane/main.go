@@ -2,8 +2,11 @@
 //
 //	controlplane [flags]                     serve (the default)
 //	controlplane migrate [flags]             apply database migrations and exit
-//	controlplane admin-token reset [flags]   replace every admin token with a new one,
+//	controlplane admin-token reset [flags]   replace every admin token with a new
+//	                                         break-glass token (it may do everything),
 //	                                         written to <data dir>/admin-token
+//	controlplane admin-token disable [flags] disable the bootstrap admin token once
+//	                                         the first administrators exist
 //	controlplane nats-auth [flags] [region...]
 //	                                         write the NATS operator, accounts and
 //	                                         credentials for an external nats-server
@@ -69,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return natsAuth(cfg, rest, stdout)
 	}
 	if len(rest) > 0 {
-		return fmt.Errorf("unexpected arguments %q (commands: migrate, admin-token reset, nats-auth)", rest)
+		return fmt.Errorf("unexpected arguments %q (commands: migrate, admin-token reset, admin-token disable, nats-auth)", rest)
 	}
 	log := logging.New(stderr, cfg.LogLevel)
 	switch sub {
@@ -88,11 +91,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if err := admintoken.Reset(ctx, st, cfg.DataDir, log); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "new admin token written to %s/%s\n", strings.TrimRight(cfg.DataDir, "/"), "admin-token")
+			fmt.Fprintf(stdout, "new break-glass admin token written to %s/%s\n", strings.TrimRight(cfg.DataDir, "/"), "admin-token")
+			return nil
+		})
+	case "admin-token disable":
+		return withStore(ctx, cfg, func(st *store.Store) error {
+			n, err := admintoken.Disable(ctx, st, cfg.DataDir, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d bootstrap admin token(s) disabled\n", n)
 			return nil
 		})
 	}
-	return fmt.Errorf("unknown command %q (commands: migrate, admin-token reset, nats-auth)", sub)
+	return fmt.Errorf("unknown command %q (commands: migrate, admin-token reset, admin-token disable, nats-auth)", sub)
 }
 
 // natsAuth writes, under the data directory, what an external nats-server and its
@@ -207,5 +219,10 @@ func withStore(ctx context.Context, cfg app.Config, fn func(*store.Store) error)
 		return err
 	}
 	defer st.Close()
+	// The admin tokens' table may be newer than the database (a reset before the
+	// first start of a new version).
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
 	return fn(st)
 }

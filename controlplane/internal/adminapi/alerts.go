@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
@@ -63,10 +64,16 @@ func (a *API) ackAlert(c echo.Context) error {
 	if err != nil || id < 1 {
 		return apierr.New(apierr.NotFound, "alert not found")
 	}
-	al, err := a.st.AckAlert(c.Request().Context(), id, bootstrapActor)
+	ctx := c.Request().Context()
+	al, err := a.st.AckAlert(ctx, id, adminauth.IdentityOf(c).Principal)
 	if errors.Is(err, store.ErrNotFound) {
 		return apierr.New(apierr.NotFound, "alert %d not found", id)
 	}
+	if err != nil {
+		return err
+	}
+	err = a.st.RecordChange(ctx, store.Change{Action: "ack", Resource: "alerts", Key: strconv.FormatInt(id, 10),
+		After: map[string]any{"acknowledged_at": al.AcknowledgedAt, "acknowledged_by": al.AcknowledgedBy}})
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/signing"
@@ -40,6 +42,8 @@ type API struct {
 	auditSigner *signing.Signer
 	// allowPrivateWebhooks accepts anomaly rule webhooks to private addresses.
 	allowPrivateWebhooks bool
+	// tokenMaxTTL is the longest an API token may live; 0 means DefaultTokenMaxTTL.
+	tokenMaxTTL time.Duration
 }
 
 // AllowPrivateWebhooks makes the API accept anomaly rules whose webhook_url is a
@@ -69,9 +73,17 @@ func New(st *store.Store, log *slog.Logger, onChange func(), hv HealthView) *API
 	return &API{st: st, log: log, onChange: onChange, health: hv}
 }
 
-// Register adds every admin route to g, which is expected to be /admin/v1 behind the
-// admin token middleware. Unknown paths under g answer 404 in the admin error schema.
-func (a *API) Register(g *echo.Group) {
+// Mount serves the admin API under Prefix on e and returns its group, for the routes
+// other packages add (which need an entry in routePermissions too). Every request
+// first authenticates with authn (adminauth.Authenticate), then is authorized by the
+// permission its route declares. Unknown paths answer 404 in the admin error schema.
+func (a *API) Mount(e *echo.Echo, authn echo.MiddlewareFunc) *echo.Group {
+	g := e.Group(Prefix, authn, a.authorize)
+	a.registerRoutes(g)
+	return g
+}
+
+func (a *API) registerRoutes(g *echo.Group) {
 	// Before the deployments resource, for readability: echo prefers the static
 	// /deployments/health to /deployments/:key whatever the order.
 	g.GET("/deployments/"+healthPath, a.deploymentHealth)
@@ -93,6 +105,8 @@ func (a *API) Register(g *echo.Group) {
 	a.registerAudit(g)
 	a.registerUsage(g)
 	a.registerAlerts(g)
+	a.registerIdentity(g)
+	a.registerChanges(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 

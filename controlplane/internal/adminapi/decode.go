@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 

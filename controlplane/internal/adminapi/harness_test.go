@@ -16,9 +16,13 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -26,12 +30,16 @@ import (
 
 // harness is a real admin API over a real database behind a real HTTP server.
 type harness struct {
-	t       *testing.T
-	st      *store.Store
-	url     string
-	token   string
-	changes atomic.Int64 // onChange calls
-	health  fakeHealth   // what GET /deployments/health answers from
+	t     *testing.T
+	st    *store.Store
+	dbURL string
+	url   string
+	token string // an admin's API token
+	// bootstrap is the bootstrap admin token, which may only manage principals.
+	bootstrap string
+	changes   atomic.Int64 // onChange calls
+	health    fakeHealth   // what GET /deployments/health answers from
+	options   []func(*adminapi.API)
 }
 
 // fakeHealth is a HealthView whose fleet a test sets. It is safe for concurrent use.
@@ -57,7 +65,7 @@ func (f *fakeHealth) set(fl health.Fleet) {
 func newHarness(t *testing.T, options ...func(*adminapi.API)) *harness {
 	t.Helper()
 	ctx := context.Background()
-	st, _ := storetest.Open(t)
+	st, dbURL := storetest.Open(t)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	dataDir := t.TempDir()
 	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {
@@ -67,20 +75,73 @@ func newHarness(t *testing.T, options ...func(*adminapi.API)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, token: strings.TrimSpace(string(token))}
+	h := &harness{t: t, st: st, dbURL: dbURL, bootstrap: strings.TrimSpace(string(token))}
 
+	h.options = options
+	h.url = h.serve(st)
+	h.token = adminauthtest.Token(t, h.url, h.bootstrap, "harness-admin", "admin")
+	return h
+}
+
+// serve starts an admin API over st and returns its URL.
+func (h *harness) serve(st *store.Store) string {
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	e := echo.New()
 	e.HideBanner = true
 	e.HTTPErrorHandler = adminapi.ErrorHandler(log)
+	e.Use(middleware.RequestID()) // as the control plane does
 	api := adminapi.New(st, log, func() { h.changes.Add(1) }, &h.health).KeyFiles("/run", false)
-	for _, o := range options {
+	for _, o := range h.options {
 		o(api)
 	}
-	api.Register(e.Group("/admin/v1", admintoken.Middleware(st)))
+	api.Mount(e, adminauth.Authenticate(st))
 	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	h.url = srv.URL
-	return h
+	h.t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// replica starts a second admin API on a store of its own over the same database,
+// as another control-plane replica, and returns its URL.
+func (h *harness) replica() string {
+	h.t.Helper()
+	st, err := store.Open(context.Background(), h.dbURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(st.Close)
+	return h.serve(st)
+}
+
+// sendTo sends a bodiless request with token to the API at url and returns the status.
+func (h *harness) sendTo(url, token, method, path string) int {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// sql runs a statement on the database directly, behind the API's back.
+func (h *harness) sql(q string, args ...any) {
+	h.t.Helper()
+	conn, err := pgx.Connect(context.Background(), h.dbURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), q, args...); err != nil {
+		h.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// expire makes API token id expired, as if its time had passed.
+func (h *harness) expire(id string) {
+	h.t.Helper()
+	h.sql(`UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, id)
 }
 
 // response is what a request got back.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -25,10 +27,6 @@ const (
 // maxOverrideTTL is how far ahead an override may expire: overrides are meant to be
 // temporary, and a change meant to last belongs in the client's tier.
 const maxOverrideTTL = 30 * 24 * time.Hour
-
-// bootstrapActor is the set_by of changes made with a bootstrap admin token, which is
-// the only admin identity so far.
-const bootstrapActor = "admin"
 
 // overrideLimits are the JSON fields of the limits an override may replace.
 var overrideLimits = []string{"requests_per_minute", "tokens_per_hour", "max_concurrent_requests"}
@@ -101,6 +99,7 @@ func (o *overrides) put(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	e.SetBy = adminauth.IdentityOf(c).Principal
 	ctx := c.Request().Context()
 	var rec store.Record[policy.LimitOverride]
 	if revision != 0 {
@@ -151,7 +150,6 @@ func (o *overrides) decode(obj map[string]json.RawMessage, key string) (policy.L
 		TokensPerHour:         positive("tokens_per_hour", req.TokensPerHour),
 		MaxConcurrentRequests: positive("max_concurrent_requests", req.MaxConcurrentRequests),
 		Reason:                req.Reason,
-		SetBy:                 bootstrapActor,
 	}
 
 	now := o.now()

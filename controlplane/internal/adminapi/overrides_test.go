@@ -58,10 +58,10 @@ func TestLimitOverrideLifecycle(t *testing.T) {
 			body:   `{"requests_per_minute":5,"ttl_seconds":900,"reason":"token spike","set_by":"anomaly:forged"}`,
 			status: http.StatusOK, ttl: 900, changes: true,
 			want: m{"client_id": "Moltbot-Agent-07", "requests_per_minute": 5, "tokens_per_hour": nil, "max_concurrent_requests": nil,
-				"reason": "token spike", "set_by": "admin", "revision": 1},
+				"reason": "token spike", "set_by": "harness-admin", "revision": 1},
 			snapshot: func(s *policy.Snapshot) bool {
 				return len(s.LimitOverrides) == 1 && s.LimitOverrides[0].ClientID == "Moltbot-Agent-07" &&
-					s.LimitOverrides[0].RequestsPerMinute == 5 && s.LimitOverrides[0].SetBy == "admin"
+					s.LimitOverrides[0].RequestsPerMinute == 5 && s.LimitOverrides[0].SetBy == "harness-admin"
 			}},
 		{name: "get", method: http.MethodGet, path: overrideURL, status: http.StatusOK,
 			want: m{"requests_per_minute": 5, "reason": "token spike", "revision": 1}},

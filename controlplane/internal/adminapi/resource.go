@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
@@ -35,6 +36,10 @@ type resource[T any] struct {
 	// (a client's residency "" becomes "global"); fromAPI turns that form back into
 	// the stored one. Bodies are decoded and validated in the API form.
 	toAPI, fromAPI func(*T)
+	// guard, if set, checks a write the route's permission alone does not settle
+	// (which fields may change, for whom): before is nil on create; both are in the
+	// stored form. It returns a 403 to refuse.
+	guard func(c echo.Context, before, after *T) error
 }
 
 func newResource[T any](a *API, path, noun string, coll *store.Collection[T], key rule,
@@ -115,6 +120,11 @@ func (r *resource[T]) create(c echo.Context) error {
 	if r.fromAPI != nil {
 		r.fromAPI(&e)
 	}
+	if r.guard != nil {
+		if err := r.guard(c, nil, &e); err != nil {
+			return err
+		}
+	}
 	rec, err := r.coll.Create(c.Request().Context(), e)
 	if err != nil {
 		return r.storeError(err, &e)
@@ -174,6 +184,19 @@ func (r *resource[T]) update(c echo.Context, key string, revision int64, e T, ob
 	}
 	if r.fromAPI != nil {
 		r.fromAPI(&e)
+	}
+	if r.guard != nil {
+		cur, err := r.coll.Get(c.Request().Context(), key)
+		if err != nil {
+			return r.storeError(err, nil)
+		}
+		if revision != 0 && revision != cur.Revision {
+			return r.storeError(store.ErrStale, nil)
+		}
+		if err := r.guard(c, &cur.Entity, &e); err != nil {
+			return err
+		}
+		revision = cur.Revision // the guard judged this revision: write only over it
 	}
 	rec, err := r.coll.Update(c.Request().Context(), key, revision, e)
 	if err != nil {

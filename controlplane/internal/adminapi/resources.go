@@ -87,6 +87,7 @@ func (a *API) clients() *resource[policy.Client] {
 			c.Residency = ""
 		}
 	}
+	r.guard = a.clientPlacementGuard
 	return r
 }
 
@@ -122,6 +123,7 @@ func (a *API) deployments() *resource[policy.Deployment] {
 			}
 		})
 	r.reserved = []string{healthPath}
+	r.guard = deploymentGuard
 	return r
 }
 

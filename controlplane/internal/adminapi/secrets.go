@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
@@ -63,7 +64,8 @@ func (a *API) decodeSecrets(c echo.Context, revoke bool) (rotator.Request, error
 	if err := rep.err(); err != nil {
 		return rotator.Request{}, err
 	}
-	return rotator.Request{Provider: req.Provider, Deployment: req.Deployment, Reason: req.Reason, Actor: bootstrapActor}, nil
+	return rotator.Request{Provider: req.Provider, Deployment: req.Deployment, Reason: req.Reason,
+		Actor: adminauth.IdentityOf(c).Principal}, nil
 }
 
 // rotateKeys answers POST /secrets/rotate: the provider's keys (or one deployment's)
@@ -80,7 +82,7 @@ func (a *API) rotateKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": rots})
+	return a.recordSecrets(c, "rotate", req, rots)
 }
 
 // revokeKeys answers POST /secrets/revoke: every key of the provider is revoked now,
@@ -97,7 +99,7 @@ func (a *API) revokeKeys(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": rots})
+	return a.recordSecrets(c, "revoke", req, rots)
 }
 
 // keyStatus is one Vault-keyed deployment's key state.
@@ -212,4 +214,19 @@ func (a *API) secretsAccess(c echo.Context) error {
 		log = []store.KeyAccess{}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": log})
+}
+
+// recordSecrets records a rotation or revocation in the change history (versions and
+// the reason, never key material) and answers it.
+func (a *API) recordSecrets(c echo.Context, action string, req rotator.Request, rots []store.Rotation) error {
+	key := req.Provider
+	if req.Deployment != "" {
+		key += "/" + req.Deployment
+	}
+	if err := a.st.RecordChange(c.Request().Context(), store.Change{Action: action, Resource: "secrets", Key: key,
+		After: map[string]any{"reason": req.Reason, "rotations": rots}}); err != nil {
+		// The keys have changed already; the rotator's own history holds the change.
+		a.log.Error("record key change in the change history", "action", action, "key", key, "err", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": rots})
 }

@@ -293,7 +293,7 @@ func TestAnomalyRulesAndAlerts(t *testing.T) {
 	}
 	id := list.Data[0].ID
 	r = h.must(http.StatusOK, http.MethodPost, fmt.Sprintf("/admin/v1/alerts/%d/ack", id), "")
-	if v := r.json(t); v["acknowledged_by"] != "admin" || v["acknowledged_at"] == nil {
+	if v := r.json(t); v["acknowledged_by"] != "harness-admin" || v["acknowledged_at"] == nil {
 		t.Fatalf("ack: %s", r.body)
 	}
 	if err := json.Unmarshal(h.must(http.StatusOK, http.MethodGet, "/admin/v1/alerts?acknowledged=false", "").body, &list); err != nil ||

@@ -1,7 +1,10 @@
-// Package admintoken guards the admin API with bootstrap admin tokens until real
-// admin accounts exist. A token is 32 random bytes, shown as "pca_" + base64url. Only
-// its SHA-256 is stored in Postgres; the token itself is written once to
-// <data dir>/admin-token with mode 0600 and is never logged.
+// Package admintoken issues the two admin tokens that belong to no principal: the
+// bootstrap token, made at first start, which may only manage principals (to create
+// the first administrators) and is then best disabled (Disable); and the break-glass
+// token, which Reset issues and which may do everything. A token is 32 random bytes,
+// shown as "pca_" + base64url. Only its SHA-256 is stored in Postgres; the token
+// itself is written once to <data dir>/admin-token with mode 0600 and is never
+// logged.
 package admintoken
 
 import (
@@ -15,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
@@ -25,13 +29,26 @@ const FileName = "admin-token"
 // prefix marks Portcullis admin tokens, so that secret scanners can recognise them.
 const prefix = "pca_"
 
-// Bootstrap makes sure an admin token exists. If Postgres holds none, it generates
-// one, writes it to <dataDir>/admin-token (mode 0600, never overwriting an existing
-// file) and stores its hash. If a token exists it does nothing.
+// Bootstrap makes sure the first start has a way in. If Postgres holds no admin token
+// and no principal, it generates the bootstrap token, writes it to
+// <dataDir>/admin-token (mode 0600, never overwriting an existing file) and stores its
+// hash. If a token or a principal exists it does nothing, so that a disabled
+// bootstrap token stays disabled; it warns while the bootstrap token is still enabled
+// next to an administrator.
 func Bootstrap(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) error {
 	exists, err := st.HasAdminToken(ctx)
 	if err != nil {
 		return err
+	}
+	if !exists {
+		principals, err := st.HasPrincipals(ctx)
+		if err != nil {
+			return err
+		}
+		if principals {
+			log.Info("no bootstrap admin token: principals exist; `controlplane admin-token reset` issues a break-glass token")
+			return nil
+		}
 	}
 	path := filepath.Join(dataDir, FileName)
 	if exists {
@@ -40,6 +57,12 @@ func Bootstrap(ctx context.Context, st *store.Store, dataDir string, log *slog.L
 				"run `controlplane admin-token reset` to issue a new one", "file", path)
 		} else {
 			log.Info("admin token already set", "file", path)
+		}
+		if admins, err := st.HasAdministrator(ctx); err == nil && admins {
+			if kind, err := st.AdminTokenKind(ctx, fileHash(path)); err == nil && kind == store.AdminTokenBootstrap {
+				log.Warn("the bootstrap admin token is still enabled although an administrator exists; " +
+					"disable it with `controlplane admin-token disable`")
+			}
 		}
 		return nil
 	}
@@ -69,8 +92,9 @@ func Bootstrap(ctx context.Context, st *store.Store, dataDir string, log *slog.L
 	return nil
 }
 
-// Reset replaces every admin token with a fresh one, written to <dataDir>/admin-token
-// over any existing file. It is the way back in after the token was lost.
+// Reset replaces every admin token with a fresh break-glass token, which may do
+// everything, written to <dataDir>/admin-token over any existing file. It is the way
+// back in when no administrator can sign in; the change history records it.
 func Reset(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) error {
 	token, hash := generate()
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -91,6 +115,32 @@ func Reset(ctx context.Context, st *store.Store, dataDir string, log *slog.Logge
 	}
 	log.Info("admin tokens reset; the new token is in the file", "file", path)
 	return nil
+}
+
+// Disable deletes the bootstrap token, and <dataDir>/admin-token if it holds no
+// token that still works. It reports how many tokens it disabled.
+func Disable(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) (int64, error) {
+	n, err := st.DisableAdminTokens(ctx, store.AdminTokenBootstrap)
+	if err != nil {
+		return 0, err
+	}
+	path := filepath.Join(dataDir, FileName)
+	if _, err := st.AdminTokenKind(ctx, fileHash(path)); errors.Is(err, store.ErrNotFound) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("remove the disabled token's file: %w", err)
+		}
+	}
+	log.Info("bootstrap admin token disabled", "tokens", n)
+	return n, nil
+}
+
+// fileHash is the stored form of the token in the file at path; nil if unreadable.
+func fileHash(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return Hash(strings.TrimSpace(string(b)))
 }
 
 // Hash is the stored form of token.

@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 )
 
@@ -160,7 +161,7 @@ func TestMiddlewareAndReset(t *testing.T) {
 
 	e := echo.New()
 	e.HTTPErrorHandler = adminapi.ErrorHandler(log)
-	e.GET("/admin/v1/ping", func(c echo.Context) error { return c.String(http.StatusOK, "pong") }, admintoken.Middleware(st))
+	e.GET("/admin/v1/ping", func(c echo.Context) error { return c.String(http.StatusOK, "pong") }, adminauth.Authenticate(st))
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	call := func(auth string) (int, string) {

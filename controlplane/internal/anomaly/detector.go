@@ -276,6 +276,9 @@ func (d *Detector) fire(ctx context.Context, f firing) error {
 		"action", action, "alert_id", row.ID)
 
 	var errs []error
+	// The change history records the throttle or block as the detector's, with the
+	// rule that made it.
+	ctx = store.WithActor(ctx, store.Actor{Principal: "anomaly-detector", Kind: "system", Roles: "", Credential: "rule:" + r.Name})
 	switch action {
 	case store.ActionAlertAndThrottle:
 		if _, err := d.o.Store.LimitOverrides().Put(ctx, override); err != nil {

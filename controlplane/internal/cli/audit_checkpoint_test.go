@@ -122,11 +122,7 @@ func asCheckpoint(t *testing.T, v any) *checkpointFields {
 // the untouched export.
 func TestAuditVerifyWithPubkey(t *testing.T) {
 	a, cfg := controlPlane(t)
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cliRun{t: t, a: a, dataDir: cfg.DataDir, token: strings.TrimSpace(string(raw))}
+	c := cliFor(t, a, cfg)
 	t0 := time.Date(2026, 4, 14, 20, 0, 0, 0, time.UTC)
 	archive(t, cfg.DatabaseURL, "eu", 12, t0)
 	dir := t.TempDir()

@@ -43,11 +43,7 @@ func archive(t *testing.T, dbURL, region string, n int, t0 time.Time) {
 
 func TestAuditExportAndVerify(t *testing.T) {
 	a, cfg := controlPlane(t)
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cliRun{t: t, a: a, dataDir: cfg.DataDir, token: strings.TrimSpace(string(raw))}
+	c := cliFor(t, a, cfg)
 	t0 := time.Date(2026, 4, 14, 20, 0, 0, 0, time.UTC)
 	archive(t, cfg.DatabaseURL, "eu", 40, t0)
 	archive(t, cfg.DatabaseURL, "us", 10, t0)
@@ -101,7 +97,7 @@ func TestAuditExportAndVerify(t *testing.T) {
 		t.Fatalf("client export: %d lines\n%s", n, out)
 	}
 	var stdout, stderr bytes.Buffer
-	err = Run(context.Background(), []string{"audit", "verify", "-"}, IO{Stdin: strings.NewReader(out), Stdout: &stdout, Stderr: &stderr},
+	err := Run(context.Background(), []string{"audit", "verify", "-"}, IO{Stdin: strings.NewReader(out), Stdout: &stdout, Stderr: &stderr},
 		func(string) string { return "" })
 	if err != nil || !strings.Contains(stdout.String(), "OK: stdin, ndjson export of region eu, client client-1") {
 		t.Fatalf("verify -: %v\n%s%s", err, stdout.String(), stderr.String())

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
@@ -59,21 +61,23 @@ func controlPlane(t *testing.T, tweaks ...func(*app.Config)) (*app.App, app.Conf
 	return a, cfg
 }
 
-// cliRun runs the CLI against a with the admin token read from the data directory.
+// cliRun runs the CLI against a with an administrator's API token in
+// PORTCULLIS_ADMIN_TOKEN.
 type cliRun struct {
 	t       *testing.T
 	a       *app.App
 	dataDir string
-	token   string // only to check it never appears in output
+	token   string
 }
 
 func newCLI(t *testing.T, tweaks ...func(*app.Config)) cliRun {
 	a, cfg := controlPlane(t, tweaks...)
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: strings.TrimSpace(string(raw))}
+	return cliFor(t, a, cfg)
+}
+
+// cliFor is the CLI against a, as a new service account with the admin role.
+func cliFor(t *testing.T, a *app.App, cfg app.Config) cliRun {
+	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)}
 }
 
 func (c cliRun) run(args ...string) (stdout, stderr string, err error) {
@@ -81,7 +85,7 @@ func (c cliRun) run(args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
 	full := append([]string{"--admin-url", "http://" + c.a.Addr(), "--data-dir", c.dataDir}, args...)
 	err = Run(context.Background(), full, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut},
-		func(string) string { return "" })
+		func(k string) string { return map[string]string{EnvAdminToken: c.token}[k] })
 	if strings.Contains(out.String()+errOut.String(), c.token) {
 		c.t.Fatalf("portcullis %q printed the admin token", args)
 	}

@@ -29,7 +29,7 @@ func TestOverrideCommands(t *testing.T) {
 	}{
 		{name: "get before any", args: []string{"overrides", "get", "app-1"}, wantCode: apierr.NotFound},
 		{name: "set for a while", args: []string{"overrides", "set", "app-1", "--requests-per-minute", "5", "--for", "15m", "--reason", "token spike"},
-			wantStdout: []string{`"client_id": "app-1"`, `"requests_per_minute": 5`, `"reason": "token spike"`, `"set_by": "admin"`}},
+			wantStdout: []string{`"client_id": "app-1"`, `"requests_per_minute": 5`, `"reason": "token spike"`, `"set_by": "test-admin"`}},
 		{name: "get", args: []string{"overrides", "get", "app-1"}, wantStdout: []string{`"requests_per_minute": 5`}},
 		{name: "replace until a time, flags after the id or before", args: []string{"overrides", "set", "--tokens-per-hour", "100",
 			"app-1", "--max-concurrent-requests", "2", "--until", until.Format(time.RFC3339), "--reason", "launch"},

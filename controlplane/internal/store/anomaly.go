@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"time"
 
@@ -76,6 +77,7 @@ var anomalyRules = (&table[AnomalyRule]{
 		col("throttle_minutes", func(e *AnomalyRule) *int { return &e.ThrottleMinutes }),
 		nullableCol("webhook_url", func(e *AnomalyRule) *string { return &e.WebhookURL }),
 	},
+	history: func(r AnomalyRule) any { r.WebhookURL = redactURL(r.WebhookURL); return r },
 }).init()
 
 // AnomalyRules is the anomaly rules collection.
@@ -330,4 +332,18 @@ func (s *Store) AckAlert(ctx context.Context, id int64, by string) (Alert, error
 		return Alert{}, fmt.Errorf("acknowledge alert %d: %w", id, err)
 	}
 	return a, nil
+}
+
+// redactURL is u with only its scheme and host kept: a webhook URL's path or query
+// often is its secret (a Slack or Teams webhook), which the change history must not
+// hold.
+func redactURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return "[redacted]"
+	}
+	return p.Scheme + "://" + p.Host + "/[redacted]"
 }

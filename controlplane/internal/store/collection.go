@@ -47,8 +47,9 @@ func (c *Collection[T]) GeneratesKey() bool { return c.t.newKey != nil }
 
 // Get returns the entity with key, or ErrNotFound.
 func (c *Collection[T]) Get(ctx context.Context, key string) (Record[T], error) {
-	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1%s`, c.t.selectList(), c.t.name, c.t.key, c.t.visible())
-	r, err := c.t.scan(c.s.pool.QueryRow(ctx, q, key))
+	args := []any{key}
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1%s%s`, c.t.selectList(), c.t.name, c.t.key, c.t.visible(), c.t.scoped(ctx, &args))
+	r, err := c.t.scan(c.s.pool.QueryRow(ctx, q, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record[T]{}, ErrNotFound
 	}
@@ -71,7 +72,7 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 	}
 	var q strings.Builder
 	fmt.Fprintf(&q, `SELECT %s FROM %s`, c.t.selectList(), c.t.name)
-	args := make([]any, 0, len(after)+1)
+	args := make([]any, 0, len(after)+2)
 	where := "true"
 	if after != nil {
 		marks := make([]string, len(after))
@@ -81,7 +82,7 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 		}
 		where = fmt.Sprintf(`(%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
 	}
-	fmt.Fprintf(&q, ` WHERE %s%s`, where, c.t.visible())
+	fmt.Fprintf(&q, ` WHERE %s%s%s`, where, c.t.visible(), c.t.scoped(ctx, &args))
 	args = append(args, limit+1)
 	fmt.Fprintf(&q, ` ORDER BY %s LIMIT $%d`, strings.Join(c.t.order, ", "), len(args))
 	rows, err := c.s.pool.Query(ctx, q.String(), args...)
@@ -102,7 +103,8 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 
 // Create inserts e. An empty key is filled with a random id if the collection
 // generates keys. It returns a *DuplicateError if the key (or another unique key)
-// exists and a *ReferenceError if e names an entity that does not exist.
+// exists and a *ReferenceError if e names an entity that does not exist (or, under a
+// tenant scope, a tenant outside it).
 func (c *Collection[T]) Create(ctx context.Context, e T) (Record[T], error) {
 	if key := c.t.keyOf(&e); *key == "" && c.t.newKey != nil {
 		*key = c.t.newKey()
@@ -114,7 +116,17 @@ func (c *Collection[T]) Create(ctx context.Context, e T) (Record[T], error) {
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING %s`,
 		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.selectList())
-	rec, err := c.insert(ctx, q, &e)
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
+		var err error
+		if rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...)); err != nil {
+			return Change{}, err
+		}
+		if err := c.inScope(ctx, tx, *c.t.keyOf(&rec.Entity)); err != nil {
+			return Change{}, err
+		}
+		return c.change("create", nil, &rec), nil
+	})
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("create %s: %w", c.t.name, translate(c.t, err, false))
 	}
@@ -136,13 +148,22 @@ func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, 
 		c.t.name, strings.Join(sets, ", "), c.t.key, len(cols)+1, len(cols)+1, c.t.visible(), c.t.selectList())
 	args := append(c.t.values(&e), revision)
 	var rec Record[T]
-	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
-		var err error
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
+		before, err := c.lockedGet(ctx, tx, key)
+		if err != nil {
+			return Change{}, err
+		}
 		rec, err = c.t.scan(tx.QueryRow(ctx, q, args...))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return c.missing(ctx, tx, key)
+			return Change{}, c.missing(ctx, tx, key)
 		}
-		return err
+		if err != nil {
+			return Change{}, err
+		}
+		if err := c.inScope(ctx, tx, key); err != nil {
+			return Change{}, err
+		}
+		return c.change("update", before, &rec), nil
 	})
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("update %s %q: %w", c.t.name, key, translate(c.t, err, false))
@@ -154,16 +175,18 @@ func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, 
 // must equal it, else ErrStale. It returns ErrNotFound if there is no such entity and
 // an *InUseError if other entities still reference it.
 func (c *Collection[T]) Delete(ctx context.Context, key string, revision int64) error {
-	q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)%s`, c.t.name, c.t.key, c.t.visible())
-	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, q, key, revision)
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
+		args := []any{key, revision}
+		q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)%s%s RETURNING %s`,
+			c.t.name, c.t.key, c.t.visible(), c.t.scoped(ctx, &args), c.t.selectList())
+		before, err := c.t.scan(tx.QueryRow(ctx, q, args...))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Change{}, c.missing(ctx, tx, key)
+		}
 		if err != nil {
-			return err
+			return Change{}, err
 		}
-		if tag.RowsAffected() == 0 {
-			return c.missing(ctx, tx, key)
-		}
-		return nil
+		return c.change("delete", &before, nil), nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s %q: %w", c.t.name, key, translate(c.t, err, true))
@@ -200,18 +223,92 @@ func (c *Collection[T]) Put(ctx context.Context, e T) (Record[T], error) {
 		"updated_at = now()")
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s RETURNING %s`,
 		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.key, strings.Join(sets, ", "), c.t.selectList())
-	rec, err := c.insert(ctx, q, &e)
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
+		before, err := c.lockedGet(ctx, tx, key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return Change{}, err
+		}
+		if rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...)); err != nil {
+			return Change{}, err
+		}
+		if err := c.inScope(ctx, tx, key); err != nil {
+			return Change{}, err
+		}
+		return c.change("put", before, &rec), nil
+	})
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("put %s %q: %w", c.t.name, key, translate(c.t, err, false))
 	}
 	return rec, nil
 }
 
+// lockedGet reads and locks the visible row with key inside tx: nil, ErrNotFound
+// when there is none (or it is outside ctx's tenant scope).
+func (c *Collection[T]) lockedGet(ctx context.Context, tx pgx.Tx, key string) (*Record[T], error) {
+	args := []any{key}
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s = $1%s%s FOR UPDATE`, c.t.selectList(), c.t.name, c.t.key,
+		c.t.visible(), c.t.scoped(ctx, &args))
+	r, err := c.t.scan(tx.QueryRow(ctx, q, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// inScope checks, under a tenant scope, that the row with key written in tx lies
+// within it, else a *ReferenceError on the table's tenant field: a tenant admin
+// names a tenant (or a client) outside its own as if it did not exist.
+func (c *Collection[T]) inScope(ctx context.Context, tx pgx.Tx, key string) error {
+	args := []any{key}
+	cond := c.t.scoped(ctx, &args)
+	if cond == "" {
+		return nil
+	}
+	var ok bool
+	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1%s)`, c.t.name, c.t.key, cond)
+	if err := tx.QueryRow(ctx, q, args...).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		field := c.t.scopeField
+		if field == "" {
+			field = c.t.key
+		}
+		return &ReferenceError{Field: field}
+	}
+	return nil
+}
+
+// change describes a write of the collection for the change history.
+func (c *Collection[T]) change(action string, before, after *Record[T]) Change {
+	form := func(r *Record[T]) any {
+		if r == nil {
+			return nil
+		}
+		if c.t.history != nil {
+			return c.t.history(r.Entity)
+		}
+		return r.Entity
+	}
+	key := ""
+	if after != nil {
+		key = *c.t.keyOf(&after.Entity)
+	} else if before != nil {
+		key = *c.t.keyOf(&before.Entity)
+	}
+	return Change{Action: action, Resource: strings.ReplaceAll(c.t.name, "_", "-"), Key: key, Before: form(before), After: form(after)}
+}
+
 // missing explains why a conditional write to key touched no row.
 func (c *Collection[T]) missing(ctx context.Context, tx pgx.Tx, key string) error {
 	var exists bool
-	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1%s)`, c.t.name, c.t.key, c.t.visible())
-	if err := tx.QueryRow(ctx, q, key).Scan(&exists); err != nil {
+	args := []any{key}
+	q := fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s = $1%s%s)`, c.t.name, c.t.key, c.t.visible(), c.t.scoped(ctx, &args))
+	if err := tx.QueryRow(ctx, q, args...).Scan(&exists); err != nil {
 		return err
 	}
 	if exists {
@@ -259,15 +356,4 @@ func decodeCursor(cursor string, n int) ([]string, error) {
 		return nil, ErrBadCursor
 	}
 	return after, nil
-}
-
-// insert runs q, an INSERT of e that returns the row, as one policy mutation.
-func (c *Collection[T]) insert(ctx context.Context, q string, e *T) (Record[T], error) {
-	var rec Record[T]
-	err := c.s.mutate(ctx, func(tx pgx.Tx) error {
-		var err error
-		rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(e)...))
-		return err
-	})
-	return rec, err
 }

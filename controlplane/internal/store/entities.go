@@ -13,6 +13,7 @@ var tenants = (&table[policy.Tenant]{
 	name:  "tenants",
 	key:   "name",
 	keyOf: func(e *policy.Tenant) *string { return &e.Name },
+	scope: "name = ANY(%s)",
 	columns: []column[policy.Tenant]{
 		col("display_name", func(e *policy.Tenant) *string { return &e.DisplayName }),
 	},
@@ -38,6 +39,8 @@ var clients = (&table[policy.Client]{
 	name:  "clients",
 	key:   "client_id",
 	keyOf: func(e *policy.Client) *string { return &e.ClientID },
+	scope:      "tenant = ANY(%s)",
+	scopeField: "tenant",
 	columns: []column[policy.Client]{
 		col("tenant", func(e *policy.Client) *string { return &e.Tenant }),
 		col("tier", func(e *policy.Client) *string { return &e.Tier }),
@@ -153,6 +156,7 @@ var limitOverrides = (&table[policy.LimitOverride]{
 	name:  "limit_overrides",
 	key:   "client_id",
 	keyOf: func(e *policy.LimitOverride) *string { return &e.ClientID },
+	scope: "limit_overrides.client_id IN (SELECT client_id FROM clients WHERE tenant = ANY(%s))",
 	columns: []column[policy.LimitOverride]{
 		optionalCol("requests_per_minute", func(e *policy.LimitOverride) *int64 { return &e.RequestsPerMinute }),
 		optionalCol("tokens_per_hour", func(e *policy.LimitOverride) *int64 { return &e.TokensPerHour }),

@@ -113,15 +113,19 @@ func (s *Store) PolicyVersion(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
-// mutate runs fn in a transaction that also bumps the policy version, and commits.
-func (s *Store) mutate(ctx context.Context, fn func(pgx.Tx) error) error {
+// mutate runs fn in a transaction that also bumps the policy version and records
+// the change fn describes, made by the actor of ctx, in the change history; and
+// commits.
+func (s *Store) mutate(ctx context.Context, fn func(pgx.Tx) (Change, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fn(tx); err != nil {
+		ch, err := fn(tx)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE policy_state SET version = version + 1`); err != nil {
+		var version int64
+		if err := tx.QueryRow(ctx, `UPDATE policy_state SET version = version + 1 RETURNING version`).Scan(&version); err != nil {
 			return fmt.Errorf("bump policy version: %w", err)
 		}
-		return nil
+		return recordChange(ctx, tx, ch, &version)
 	})
 }

@@ -28,6 +28,15 @@ type table[T any] struct {
 	// its columns with the table name, so that in Put's ON CONFLICT it reads the
 	// existing row.
 	liveOnly bool
+	// scope, when set, confines the rows to a tenant scope (WithTenants): an SQL
+	// condition with one %s, the text[] of the scope's tenants. scopeField is the
+	// JSON field a write outside the scope is refused on. A table without scope has
+	// no rows under a scope.
+	scope      string
+	scopeField string
+	// history, when set, is the form of an entity the change history records, e.g.
+	// with a secret in it left out; nil records the entity.
+	history func(T) any
 }
 
 // column is one non-key column of a table.

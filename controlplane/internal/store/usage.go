@@ -92,15 +92,22 @@ type UsageRow struct {
 }
 
 // Usage sums the hourly rollup of every region over the hours starting in
-// [from, to), grouped by groupBy (one of UsageGroups), in key order.
+// [from, to), grouped by groupBy (one of UsageGroups), in key order; under a tenant
+// scope (WithTenants), only the rows of its tenants.
 func (s *Store) Usage(ctx context.Context, groupBy string, from, to time.Time) ([]UsageRow, error) {
 	column, ok := usageColumn[groupBy]
 	if !ok {
 		return nil, fmt.Errorf("usage: cannot group by %q", groupBy)
 	}
+	args := []any{from, to}
+	scope := ""
+	if tenants, ok := TenantsOf(ctx); ok {
+		args = append(args, tenants)
+		scope = " AND tenant_id = ANY($3::text[])"
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+column+`, sum(requests)::bigint, sum(tokens_in)::bigint,
 		sum(tokens_out)::bigint, sum(cost_usd_micros)::bigint
-		FROM usage_hourly WHERE hour >= $1 AND hour < $2 GROUP BY 1 ORDER BY 1`, from, to)
+		FROM usage_hourly WHERE hour >= $1 AND hour < $2`+scope+` GROUP BY 1 ORDER BY 1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
 	}

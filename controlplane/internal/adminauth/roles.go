@@ -1,0 +1,147 @@
+// Package adminauth says who an admin API request comes from and what it may do:
+// the roles and their permissions, the identity a request authenticates as (an API
+// token of a person or service account, a console session, the bootstrap or the
+// break-glass token), and the echo middleware that authenticates it.
+//
+// Permissions are "<resource>:<verb>" strings. Each admin route declares the one it
+// needs (see adminapi's route table); a role is a fixed set of permissions
+// (docs/admin-identity.md has the table, checked against rolePermissions by a
+// test). A tenant_admin binding grants its permissions on one tenant only.
+package adminauth
+
+import (
+	"slices"
+	"strings"
+)
+
+// Role is one of the fixed admin roles.
+type Role string
+
+// The roles.
+const (
+	Admin        Role = "admin"
+	Operator     Role = "operator"
+	KeyCustodian Role = "key_custodian"
+	Auditor      Role = "auditor"
+	TenantAdmin  Role = "tenant_admin"
+)
+
+// Roles lists every role, most powerful first.
+var Roles = []Role{Admin, Operator, KeyCustodian, Auditor, TenantAdmin}
+
+// ValidRole reports whether s names a role.
+func ValidRole(s string) bool { return slices.Contains(Roles, Role(s)) }
+
+// Permission is what a route needs: "<resource>:<verb>".
+type Permission string
+
+// The permissions. Self is held by every authenticated caller: who am I, my own API
+// tokens.
+const (
+	Self Permission = "self"
+
+	TenantsRead  Permission = "tenants:read"
+	TenantsWrite Permission = "tenants:write"
+	TiersRead    Permission = "tiers:read"
+	TiersWrite   Permission = "tiers:write"
+	ClientsRead  Permission = "clients:read"
+	ClientsWrite Permission = "clients:write"
+	// ClientsPlacement is choosing a client's tier and residency freely; without it
+	// (a tenant admin) a new client must take the tier and residency of one of its
+	// tenant's existing clients, and an existing client's cannot change.
+	ClientsPlacement Permission = "clients:placement"
+	OverridesRead    Permission = "overrides:read"
+	OverridesWrite   Permission = "overrides:write"
+	TokensMint       Permission = "tokens:mint" // the development issuer's client tokens
+	RevokedRead      Permission = "revoked_tokens:read"
+	RevokedWrite     Permission = "revoked_tokens:write"
+
+	ProvidersRead    Permission = "providers:read"
+	ProvidersWrite   Permission = "providers:write"
+	DeploymentsRead  Permission = "deployments:read"
+	DeploymentsWrite Permission = "deployments:write"
+	// DeploymentsKeys is creating a deployment and changing where it sends requests
+	// and with which key: base_url, tls, key_source, key_path, the rotation settings,
+	// minter, admin_key_path and admin_project_id.
+	DeploymentsKeys Permission = "deployments:keys"
+	HealthRead      Permission = "health:read"
+	ModelsRead      Permission = "models:read"
+	ModelsWrite     Permission = "models:write"
+	ResidencyRead   Permission = "residency:read"
+	ResidencyWrite  Permission = "residency:write"
+	FallbacksRead   Permission = "fallbacks:read"
+	FallbacksWrite  Permission = "fallbacks:write"
+
+	SecretsRead   Permission = "secrets:read" // key status and rotation history
+	SecretsRotate Permission = "secrets:rotate"
+	SecretsRevoke Permission = "secrets:revoke"
+	SecretsAccess Permission = "secrets:access" // which worker fetched which key version
+
+	AlertsRead         Permission = "alerts:read"
+	AlertsAck          Permission = "alerts:ack"
+	AnomalyRulesRead   Permission = "anomaly_rules:read"
+	AnomalyRulesWrite  Permission = "anomaly_rules:write"
+	UsageRead          Permission = "usage:read"
+	AuditExport        Permission = "audit:export"
+	ChangesRead        Permission = "changes:read"
+	PrincipalsRead     Permission = "principals:read"
+	PrincipalsWrite    Permission = "principals:write"
+)
+
+// readAll is every read permission: the auditor's base.
+var readAll = []Permission{
+	TenantsRead, TiersRead, ClientsRead, OverridesRead, RevokedRead, ProvidersRead, DeploymentsRead, HealthRead,
+	ModelsRead, ResidencyRead, FallbacksRead, SecretsRead, SecretsAccess, AlertsRead, AnomalyRulesRead, UsageRead,
+	ChangesRead, PrincipalsRead,
+}
+
+// rolePermissions is what each role may do (beyond Self, which every caller has).
+// Admin has every permission.
+var rolePermissions = map[Role][]Permission{
+	Operator: {
+		TenantsRead, TenantsWrite, TiersRead, TiersWrite, ClientsRead, ClientsWrite, ClientsPlacement,
+		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
+		ProvidersRead, DeploymentsRead, DeploymentsWrite, HealthRead,
+		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
+		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite,
+	},
+	KeyCustodian: {
+		ProvidersRead, ProvidersWrite, DeploymentsRead, DeploymentsWrite, DeploymentsKeys, HealthRead, ModelsRead,
+		SecretsRead, SecretsRotate, SecretsRevoke, SecretsAccess, AlertsRead,
+	},
+	Auditor: append(slices.Clone(readAll), AuditExport),
+	// Scoped to the binding's tenant.
+	TenantAdmin: {TenantsRead, ClientsRead, ClientsWrite, OverridesRead, OverridesWrite, TokensMint, UsageRead},
+}
+
+// AllPermissions lists every permission but Self, in a stable order.
+func AllPermissions() []Permission {
+	return []Permission{
+		TenantsRead, TenantsWrite, TiersRead, TiersWrite, ClientsRead, ClientsWrite, ClientsPlacement,
+		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
+		ProvidersRead, ProvidersWrite, DeploymentsRead, DeploymentsWrite, DeploymentsKeys, HealthRead,
+		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
+		SecretsRead, SecretsRotate, SecretsRevoke, SecretsAccess,
+		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, UsageRead, AuditExport, ChangesRead,
+		PrincipalsRead, PrincipalsWrite,
+	}
+}
+
+// PermissionsOf lists the permissions of role r (Self not included).
+func PermissionsOf(r Role) []Permission {
+	if r == Admin {
+		return AllPermissions()
+	}
+	return slices.Clone(rolePermissions[r])
+}
+
+// Has reports whether role r holds permission p.
+func Has(r Role, p Permission) bool {
+	return p == Self || slices.Contains(PermissionsOf(r), p)
+}
+
+// Resource is the part of p before the colon.
+func (p Permission) Resource() string {
+	r, _, _ := strings.Cut(string(p), ":")
+	return r
+}
