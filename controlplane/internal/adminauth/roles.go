@@ -77,15 +77,15 @@ const (
 	SecretsRevoke Permission = "secrets:revoke"
 	SecretsAccess Permission = "secrets:access" // which worker fetched which key version
 
-	AlertsRead         Permission = "alerts:read"
-	AlertsAck          Permission = "alerts:ack"
-	AnomalyRulesRead   Permission = "anomaly_rules:read"
-	AnomalyRulesWrite  Permission = "anomaly_rules:write"
-	UsageRead          Permission = "usage:read"
-	AuditExport        Permission = "audit:export"
-	ChangesRead        Permission = "changes:read"
-	PrincipalsRead     Permission = "principals:read"
-	PrincipalsWrite    Permission = "principals:write"
+	AlertsRead        Permission = "alerts:read"
+	AlertsAck         Permission = "alerts:ack"
+	AnomalyRulesRead  Permission = "anomaly_rules:read"
+	AnomalyRulesWrite Permission = "anomaly_rules:write"
+	UsageRead         Permission = "usage:read"
+	AuditExport       Permission = "audit:export"
+	ChangesRead       Permission = "changes:read"
+	PrincipalsRead    Permission = "principals:read"
+	PrincipalsWrite   Permission = "principals:write"
 )
 
 // readAll is every read permission: the auditor's base.

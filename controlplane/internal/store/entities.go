@@ -36,9 +36,9 @@ var tiers = (&table[policy.Tier]{
 }).init()
 
 var clients = (&table[policy.Client]{
-	name:  "clients",
-	key:   "client_id",
-	keyOf: func(e *policy.Client) *string { return &e.ClientID },
+	name:       "clients",
+	key:        "client_id",
+	keyOf:      func(e *policy.Client) *string { return &e.ClientID },
 	scope:      "tenant = ANY(%s)",
 	scopeField: "tenant",
 	columns: []column[policy.Client]{
