@@ -182,3 +182,13 @@ func rolesOrNone(id *adminauth.Identity) string {
 	}
 	return "none"
 }
+
+// DeclaredRoutes lists every "METHOD path" routePermissions declares, for the test
+// that walks the router.
+func DeclaredRoutes() []string {
+	out := make([]string, 0, len(routePermissions))
+	for k := range routePermissions {
+		out = append(out, k)
+	}
+	return out
+}
