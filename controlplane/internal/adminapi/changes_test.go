@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/changelog"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 
@@ -90,7 +91,7 @@ func TestChangeHistoryRecordsEveryWriteWithItsActor(t *testing.T) {
 			t.Fatalf("change %d holds a token: %s", r.Seq, r.After)
 		}
 	}
-	if n, err := store.VerifyChanges(all); err != nil || n != len(all) {
+	if n, err := changelog.Verify(all); err != nil || n != len(all) {
 		t.Fatalf("verify the untouched history: %d, %v", n, err)
 	}
 
@@ -110,7 +111,7 @@ func TestChangeHistoryRecordsEveryWriteWithItsActor(t *testing.T) {
 	h.sql(`ALTER TABLE admin_changes DISABLE TRIGGER admin_changes_append_only`)
 	h.sql(`UPDATE admin_changes SET after = replace(after, '90', '9000') WHERE resource = 'tiers'`)
 	h.sql(`ALTER TABLE admin_changes ENABLE TRIGGER admin_changes_append_only`)
-	if _, err := store.VerifyChanges(h.exportChanges(h.token)); err == nil || !strings.Contains(err.Error(), "altered") {
+	if _, err := changelog.Verify(h.exportChanges(h.token)); err == nil || !strings.Contains(err.Error(), "altered") {
 		t.Fatalf("verify a tampered history: %v, want the altered row named", err)
 	}
 }

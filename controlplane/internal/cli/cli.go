@@ -43,8 +43,9 @@ var Resources = []string{
 
 const usage = `usage: portcullis [--admin-url URL] [--data-dir DIR] <command>
 
-The admin token comes from PORTCULLIS_ADMIN_TOKEN, else from <data-dir>/admin-token
-(mode 0600); never from the command line, where process listings show it.
+The admin token comes from PORTCULLIS_ADMIN_TOKEN (an API token, or the bootstrap or
+break-glass token), else from <data-dir>/admin-token (mode 0600); never from the
+command line, where process listings show it.
 
 commands:
   tokens mint --client ID [--scope S]... [--ttl 1h] [--audience AUD]   print a dev JWT
@@ -75,6 +76,16 @@ commands:
   usage --group-by client|tenant|model --from RFC3339 --to RFC3339 [--format json|csv]
   alerts list [--unacknowledged] [--limit N]
   alerts ack <id>
+  whoami                                             who the token is, its roles and permissions
+  principals list | get <name> | delete <name> | disable <name> | enable <name>
+  principals create <name> [--kind service|person] [--display-name T] [--email E] [--role ROLE[:TENANT]]...
+  principals roles <name> [ROLE[:TENANT]]...         replace the principal's role bindings
+  api-tokens create --name TEXT [--expires 720h] [--role ROLE] [--principal NAME]   prints the token once
+  api-tokens list [--principal NAME]
+  api-tokens revoke <id> [--principal NAME]
+  changes list [--resource R] [--actor NAME] [--from RFC3339] [--to RFC3339] [--after SEQ] [--limit N]
+  changes export [-o FILE]                           the whole change history, JSON lines
+  changes verify [FILE]                              check its hash chain (default: fetch it)
   seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
@@ -101,6 +112,9 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 	}
 	if err != nil {
 		return err
+	}
+	if len(rest) == 1 && rest[0] == "whoami" {
+		return (&command{cfg: cfg, io: stdio}).show(ctx, http.MethodGet, "/whoami", nil, nil)
 	}
 	if len(rest) < 2 {
 		l.FlagSet().Usage()
@@ -133,6 +147,12 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.usage(ctx, rest[1:])
 	case noun == "alerts":
 		return cmd.alerts(ctx, verb, tail)
+	case noun == "principals":
+		return cmd.principals(ctx, verb, tail)
+	case noun == "api-tokens":
+		return cmd.apiTokens(ctx, verb, tail)
+	case noun == "changes":
+		return cmd.changes(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
 		return cmd.resource(ctx, noun, verb, tail)
 	}

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-gw/portcullis/controlplane/internal/changelog"
 )
 
 // changesLock is the pg_advisory_xact_lock key that serialises appends to the change
@@ -18,11 +18,8 @@ import (
 // ("pcchange" as 8 bytes).
 const changesLock int64 = 0x70636368616e6765
 
-// ChangesGenesis is the prev_hash of the first change: hex(SHA-256("portcullis-changes")).
-var ChangesGenesis = func() string {
-	sum := sha256.Sum256([]byte("portcullis-changes"))
-	return hex.EncodeToString(sum[:])
-}()
+// ChangeRecord is one row of the change history (see package changelog).
+type ChangeRecord = changelog.Record
 
 // Actor is who makes a change, as the change history records it.
 type Actor struct {
@@ -65,94 +62,6 @@ type Change struct {
 	Before, After any
 }
 
-// ChangeRecord is one row of the change history. Its canonical form (Canonical) is
-// what the hash chain covers.
-type ChangeRecord struct {
-	Seq           int64           `json:"seq"`
-	At            time.Time       `json:"at"`
-	Principal     string          `json:"principal"`
-	PrincipalKind string          `json:"principal_kind"`
-	Roles         string          `json:"roles"`
-	Credential    string          `json:"credential"`
-	Source        string          `json:"source"`
-	RequestID     string          `json:"request_id"`
-	Action        string          `json:"action"`
-	Resource      string          `json:"resource"`
-	Key           string          `json:"key"`
-	Before        json.RawMessage `json:"before"`
-	After         json.RawMessage `json:"after"`
-	PolicyVersion *int64          `json:"policy_version"`
-	PrevHash      string          `json:"prev_hash"`
-	Hash          string          `json:"hash"`
-}
-
-// Canonical is the bytes the record's hash covers: its JSON without the hash, with
-// the time in UTC at microsecond precision and before/after as stored.
-func (r ChangeRecord) Canonical() []byte {
-	r.Hash = ""
-	r.PrevHash = ""
-	r.At = r.At.UTC()
-	type canonical struct {
-		Seq           int64           `json:"seq"`
-		At            string          `json:"at"`
-		Principal     string          `json:"principal"`
-		PrincipalKind string          `json:"principal_kind"`
-		Roles         string          `json:"roles"`
-		Credential    string          `json:"credential"`
-		Source        string          `json:"source"`
-		RequestID     string          `json:"request_id"`
-		Action        string          `json:"action"`
-		Resource      string          `json:"resource"`
-		Key           string          `json:"key"`
-		Before        json.RawMessage `json:"before"`
-		After         json.RawMessage `json:"after"`
-		PolicyVersion *int64          `json:"policy_version"`
-	}
-	b, _ := json.Marshal(canonical{r.Seq, r.At.Format("2006-01-02T15:04:05.000000Z"), r.Principal, r.PrincipalKind,
-		r.Roles, r.Credential, r.Source, r.RequestID, r.Action, r.Resource, r.Key, orNull(r.Before), orNull(r.After),
-		r.PolicyVersion}) // strings, numbers and valid JSON always marshal
-	return b
-}
-
-// ChainHash is hex(SHA-256(prev || canonical)), the hash of a record whose
-// predecessor's hash is prev.
-func ChainHash(prev string, canonical []byte) string {
-	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write(canonical)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// VerifyChanges checks that records, in order, form an unbroken chain: consecutive
-// sequence numbers, each prev_hash the hash before it (ChangesGenesis before seq 1)
-// and each hash that of its record. It returns the number of records checked and
-// the first problem found.
-func VerifyChanges(records []ChangeRecord) (int, error) {
-	for i, r := range records {
-		if i > 0 {
-			if r.Seq != records[i-1].Seq+1 {
-				return i, fmt.Errorf("change %d follows change %d: the history has a gap", r.Seq, records[i-1].Seq)
-			}
-			if r.PrevHash != records[i-1].Hash {
-				return i, fmt.Errorf("change %d: prev_hash does not match change %d's hash", r.Seq, records[i-1].Seq)
-			}
-		} else if r.Seq == 1 && r.PrevHash != ChangesGenesis {
-			return i, fmt.Errorf("change 1: prev_hash is not the genesis hash")
-		}
-		if got := ChainHash(r.PrevHash, r.Canonical()); got != r.Hash {
-			return i, fmt.Errorf("change %d: its content does not match its hash (the row was altered)", r.Seq)
-		}
-	}
-	return len(records), nil
-}
-
-func orNull(b json.RawMessage) json.RawMessage {
-	if len(b) == 0 {
-		return json.RawMessage("null")
-	}
-	return b
-}
-
 // RecordChange appends ch, made by the actor in ctx, to the change history in a
 // transaction of its own, for writes outside the policy (key rotations, alert
 // acknowledgements).
@@ -185,12 +94,12 @@ func recordChange(ctx context.Context, tx pgx.Tx, ch Change, version *int64) err
 	err = tx.QueryRow(ctx, `SELECT seq, hash FROM admin_changes ORDER BY seq DESC LIMIT 1`).Scan(&r.Seq, &r.PrevHash)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		r.Seq, r.PrevHash = 0, ChangesGenesis
+		r.Seq, r.PrevHash = 0, changelog.Genesis
 	case err != nil:
 		return fmt.Errorf("read change history head: %w", err)
 	}
 	r.Seq++
-	r.Hash = ChainHash(r.PrevHash, r.Canonical())
+	r.Hash = changelog.Link(r.PrevHash, r.Canonical())
 	_, err = tx.Exec(ctx, `INSERT INTO admin_changes (seq, at, principal, principal_kind, roles, credential, source,
 		request_id, action, resource, resource_key, before, after, policy_version, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
