@@ -280,7 +280,7 @@ func natsNeedsCredentials(t *testing.T, d *devstack) {
 // dev stack gave it, as the endpoint of its region's residency rule.
 func residencyEndpoints(t *testing.T, d *devstack) {
 	t.Helper()
-	admin, err := os.ReadFile(filepath.Join(d.dataDir, "admin-token"))
+	admin, err := os.ReadFile(filepath.Join(d.dataDir, "dev-admin-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func failOver(t *testing.T, addrs map[string]string, dataDir, printed string) {
 	}
 
 	// The control plane shows it too, once the eu worker has reported (every 5 s).
-	adminToken, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	adminToken, err := os.ReadFile(filepath.Join(dataDir, "dev-admin-token"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -206,8 +207,13 @@ func (d *devstack) portcullis(args ...string) string {
 // and how it ended.
 func (d *devstack) tryPortcullis(args ...string) (stdout, stderr string, err error) {
 	d.t.Helper()
+	token, err := os.ReadFile(filepath.Join(d.dataDir, "dev-admin-token"))
+	if err != nil {
+		d.t.Fatalf("the dev administrator's token: %v", err)
+	}
 	cmd := exec.Command(filepath.Join(d.root, "bin", "portcullis"), args...)
-	cmd.Env = append(cmd.Environ(), "PORTCULLIS_ADMIN_URL="+d.url("PORTCULLIS_DEV_CONTROLPLANE_LISTEN"), "PORTCULLIS_DATA_DIR="+d.dataDir)
+	cmd.Env = append(cmd.Environ(), "PORTCULLIS_ADMIN_URL="+d.url("PORTCULLIS_DEV_CONTROLPLANE_LISTEN"), "PORTCULLIS_DATA_DIR="+d.dataDir,
+		"PORTCULLIS_ADMIN_TOKEN="+strings.TrimSpace(string(token)))
 	var errBuf strings.Builder
 	cmd.Stderr = &errBuf
 	out, err := cmd.Output()

@@ -78,6 +78,11 @@ type Options struct {
 	// credentials with it. With the control plane's embedded nats-server, the
 	// control plane issues them.
 	NATSAuth *natsauth.Authority
+	// AdminName is the service account, with the admin role, whose API token is
+	// Stack.AdminToken: "stack-admin" when empty. AdminTokenTTL is that token's
+	// lifetime: a day when zero.
+	AdminName     string
+	AdminTokenTTL time.Duration
 	// Issuer is the JWT issuer of the data planes when there is no control plane
 	// (whose dev issuer they use otherwise).
 	Issuer Issuer
@@ -112,8 +117,13 @@ type Stack struct {
 	// ControlPlaneMetricsURL is the base URL of the control plane's metrics
 	// listener, http://host:port; "" when it is off or there is no control plane.
 	ControlPlaneMetricsURL string
-	// AdminToken is the control plane's admin token, from <DataDir>/admin-token.
+	// AdminToken is an API token of the service account "stack-admin", which has the
+	// admin role; "" when the bootstrap token was refused (make run's hook then
+	// issues one).
 	AdminToken string
+	// BootstrapToken is the control plane's token from <DataDir>/admin-token: the
+	// bootstrap token, which may only manage principals, or a break-glass one.
+	BootstrapToken string
 	// NATSURL is the nats-server's client URL.
 	NATSURL string
 	// IssuerURL and JWKSURL are the data planes' JWT issuer.
@@ -257,8 +267,32 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read admin token: %w", err)
 	}
-	s.AdminToken = strings.TrimSpace(string(token))
+	s.BootstrapToken = strings.TrimSpace(string(token))
+	if s.BootstrapToken == "" {
+		return nil
+	}
+	s.AdminToken, err = s.NewAdminToken(ctx, s.BootstrapToken)
+	if errors.Is(err, ErrTokenRefused) {
+		s.AdminToken = "" // a stale token file: the caller issues a new one
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("make the stack's administrator: %w", err)
+	}
 	return nil
+}
+
+// NewAdminToken issues, with token (the bootstrap or break-glass token), a new API
+// token of the stack's administrator (Options.AdminName), making it if need be.
+func (s *Stack) NewAdminToken(ctx context.Context, token string) (string, error) {
+	name, ttl := s.opts.AdminName, s.opts.AdminTokenTTL
+	if name == "" {
+		name = "stack-admin"
+	}
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	return ServiceToken(ctx, s.AdminURL, token, name, []string{"admin"}, ttl)
 }
 
 // serveAuditStreams does, when there is no control plane, what a control plane

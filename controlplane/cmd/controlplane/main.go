@@ -5,8 +5,8 @@
 //	controlplane admin-token reset [flags]   replace every admin token with a new
 //	                                         break-glass token (it may do everything),
 //	                                         written to <data dir>/admin-token
-//	controlplane admin-token disable [flags] disable the bootstrap admin token once
-//	                                         the first administrators exist
+//	controlplane admin-token disable [flags] disable the bootstrap and break-glass
+//	                                         tokens once administrators exist
 //	controlplane nats-auth [flags] [region...]
 //	                                         write the NATS operator, accounts and
 //	                                         credentials for an external nats-server
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%d bootstrap admin token(s) disabled\n", n)
+			fmt.Fprintf(stdout, "%d admin token(s) disabled (bootstrap and break-glass)\n", n)
 			return nil
 		})
 	}

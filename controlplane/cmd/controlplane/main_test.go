@@ -68,6 +68,14 @@ func TestOneShotCommands(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin-token after reset: %v, %v", fi, err)
 	}
+	var stdout bytes.Buffer
+	if err := run(ctx, append([]string{"admin-token", "disable"}, flags...), noEnv, &stdout, io.Discard); err != nil ||
+		!strings.Contains(stdout.String(), "1 admin token(s) disabled") {
+		t.Fatalf("admin-token disable: %v, %q", err, stdout.String())
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "admin-token")); !os.IsNotExist(err) {
+		t.Fatalf("the disabled token's file is still there: %v", err)
+	}
 }
 
 func TestServeUntilCancelled(t *testing.T) {

@@ -145,3 +145,58 @@ func (p Permission) Resource() string {
 	r, _, _ := strings.Cut(string(p), ":")
 	return r
 }
+
+// descriptions says what each permission covers, for the role table.
+var descriptions = map[Permission]string{
+	TenantsRead: "read tenants", TenantsWrite: "create, change, delete tenants",
+	TiersRead: "read tiers", TiersWrite: "create, change, delete tiers",
+	ClientsRead: "read clients", ClientsWrite: "create, change, enable, disable, delete clients",
+	ClientsPlacement: "choose a client's tier and residency freely",
+	OverridesRead:    "read limit overrides", OverridesWrite: "set and clear limit overrides",
+	TokensMint:  "mint client JWTs with the development issuer",
+	RevokedRead: "read revoked client JWTs", RevokedWrite: "revoke client JWTs",
+	ProvidersRead: "read providers", ProvidersWrite: "create, change, delete providers",
+	DeploymentsRead: "read deployments", DeploymentsWrite: "change a deployment's other fields (timeouts, retry, breaker, region, enabled)",
+	DeploymentsKeys: "create and delete deployments; change base_url, tls, key_*, rotation, minter, admin_key_path, admin_project_id",
+	HealthRead:      "read the workers' deployment health",
+	ModelsRead:      "read models and prices", ModelsWrite: "create, change, delete models",
+	ResidencyRead: "read residency rules", ResidencyWrite: "create, change, delete residency rules",
+	FallbacksRead: "read fallback maps", FallbacksWrite: "create, change, delete fallback maps",
+	SecretsRead: "key status and rotation history", SecretsRotate: "rotate keys", SecretsRevoke: "revoke keys",
+	SecretsAccess: "the key access log (which worker fetched which version)",
+	AlertsRead:    "read alerts", AlertsAck: "acknowledge alerts",
+	AnomalyRulesRead: "read anomaly rules", AnomalyRulesWrite: "create, change, delete anomaly rules",
+	UsageRead: "usage and showback", AuditExport: "audit exports, checkpoints and the signing key",
+	ChangesRead: "the change history and its export", PrincipalsRead: "read principals, their roles and token metadata",
+	PrincipalsWrite: "create, change, disable, delete principals; set roles; issue and revoke their API tokens",
+}
+
+// RoleTable is the Markdown table of every permission against every role, as
+// docs/admin-identity.md shows it ("✓", "tenant" for a tenant_admin's own tenants).
+func RoleTable() string {
+	var b strings.Builder
+	b.WriteString("| permission | what it allows |")
+	for _, r := range Roles {
+		b.WriteString(" `" + string(r) + "` |")
+	}
+	b.WriteString("\n|---|---|")
+	for range Roles {
+		b.WriteString(":-:|")
+	}
+	b.WriteString("\n")
+	for _, p := range AllPermissions() {
+		b.WriteString("| `" + string(p) + "` | " + descriptions[p] + " |")
+		for _, r := range Roles {
+			mark := ""
+			if Has(r, p) {
+				mark = "✓"
+				if r == TenantAdmin {
+					mark = "own tenants"
+				}
+			}
+			b.WriteString(" " + mark + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

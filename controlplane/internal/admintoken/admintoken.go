@@ -117,10 +117,11 @@ func Reset(ctx context.Context, st *store.Store, dataDir string, log *slog.Logge
 	return nil
 }
 
-// Disable deletes the bootstrap token, and <dataDir>/admin-token if it holds no
-// token that still works. It reports how many tokens it disabled.
+// Disable deletes the principal-less admin tokens, bootstrap and break-glass, and
+// <dataDir>/admin-token if it holds no token that still works. It reports how many
+// tokens it disabled. Reset issues a break-glass token again when one is needed.
 func Disable(ctx context.Context, st *store.Store, dataDir string, log *slog.Logger) (int64, error) {
-	n, err := st.DisableAdminTokens(ctx, store.AdminTokenBootstrap)
+	n, err := st.DisableAdminTokens(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -130,7 +131,7 @@ func Disable(ctx context.Context, st *store.Store, dataDir string, log *slog.Log
 			return n, fmt.Errorf("remove the disabled token's file: %w", err)
 		}
 	}
-	log.Info("bootstrap admin token disabled", "tokens", n)
+	log.Info("admin tokens disabled", "tokens", n)
 	return n, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store/storetest"
 
 	"github.com/jackc/pgx/v5"
@@ -221,4 +222,32 @@ func TestMiddlewareAndReset(t *testing.T) {
 			t.Fatalf("new token after reset: %d", status)
 		}
 	})
+}
+
+// TestBootstrapIsMadeOnlyAtFirstStart: once a principal exists, a disabled
+// bootstrap token is not made again at the next start.
+func TestBootstrapIsMadeOnlyAtFirstStart(t *testing.T) {
+	ctx := context.Background()
+	st, _ := storetest.Open(t)
+	dataDir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreatePrincipal(ctx, store.Principal{Name: "alice", Kind: store.PrincipalPerson,
+		Roles: []store.RoleBinding{{Role: "admin"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := admintoken.Disable(ctx, st, dataDir, log); err != nil || n != 1 {
+		t.Fatalf("disable: %d, %v", n, err)
+	}
+	if err := admintoken.Bootstrap(ctx, st, dataDir, log); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := st.HasAdminToken(ctx); err != nil || has {
+		t.Fatalf("a bootstrap token was made again next to a principal: %v, %v", has, err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, admintoken.FileName)); !os.IsNotExist(err) {
+		t.Fatalf("token file: %v", err)
+	}
 }

@@ -77,17 +77,17 @@ func (s *Store) ReplaceAdminTokens(ctx context.Context, hash []byte) error {
 	return nil
 }
 
-// DisableAdminTokens deletes every admin token of kind, reporting how many there
-// were, and records it in the change history.
-func (s *Store) DisableAdminTokens(ctx context.Context, kind string) (int64, error) {
+// DisableAdminTokens deletes every admin token, bootstrap and break-glass,
+// reporting how many there were, and records it in the change history.
+func (s *Store) DisableAdminTokens(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.write(ctx, func(tx pgx.Tx) (Change, error) {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, adminTokenLock); err != nil {
 			return Change{}, err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM admin_tokens WHERE kind = $1`, kind)
+		tag, err := tx.Exec(ctx, `DELETE FROM admin_tokens`)
 		n = tag.RowsAffected()
-		return Change{Action: "disable", Resource: "admin-tokens", Key: kind, Before: map[string]any{"kind": kind, "count": n}}, err
+		return Change{Action: "disable", Resource: "admin-tokens", Key: "all", Before: map[string]any{"count": n}}, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("disable admin tokens: %w", err)

@@ -44,12 +44,15 @@ type config struct {
 }
 
 // Paths under the data directory.
-func (c config) logDir() string         { return filepath.Join(c.DataDir, "logs") }
-func (c config) tokenDir() string       { return filepath.Join(c.DataDir, "dev-tokens") }
-func (c config) keyDir() string         { return filepath.Join(c.DataDir, "dev-keys") } // PORTCULLIS_KEY_DIR of both planes
-func (c config) keyFile() string        { return filepath.Join(c.keyDir(), "openai.key") }
-func (c config) auditKeyFile() string   { return filepath.Join(c.DataDir, "dev-keys", "audit.key") }
-func (c config) acceptKeysFile() string { return filepath.Join(c.DataDir, "dev-keys", "accepted.keys") }
+func (c config) logDir() string   { return filepath.Join(c.DataDir, "logs") }
+func (c config) tokenDir() string { return filepath.Join(c.DataDir, "dev-tokens") }
+func (c config) keyDir() string   { return filepath.Join(c.DataDir, "dev-keys") } // PORTCULLIS_KEY_DIR of both planes
+func (c config) keyFile() string  { return filepath.Join(c.keyDir(), "openai.key") }
+
+// devAdminTokenFile holds the API token of dev-admin, the dev stack's administrator.
+func (c config) devAdminTokenFile() string { return filepath.Join(c.DataDir, "dev-admin-token") }
+func (c config) auditKeyFile() string      { return filepath.Join(c.DataDir, "dev-keys", "audit.key") }
+func (c config) acceptKeysFile() string    { return filepath.Join(c.DataDir, "dev-keys", "accepted.keys") }
 func (c config) adminKeyFile() string {
 	return filepath.Join(c.DataDir, "dev-keys", "openai-admin.key")
 }

@@ -331,13 +331,15 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 	}
 	levels := map[string]string{"controlplane": cpCfg.LogLevel}
 	opts := teststack.Options{
-		LogDir:       cfg.logDir(),
-		ReadyTimeout: cfg.Wait,
-		StopTimeout:  cfg.Stop,
-		WaitReady:    true,
-		Vault:        vault,
-		ControlPlane: &cpCfg,
-		Upstreams:    []teststack.UpstreamOptions{d.mockOptions()},
+		AdminName:     "dev-admin",
+		AdminTokenTTL: 30 * 24 * time.Hour,
+		LogDir:        cfg.logDir(),
+		ReadyTimeout:  cfg.Wait,
+		StopTimeout:   cfg.Stop,
+		WaitReady:     true,
+		Vault:         vault,
+		ControlPlane:  &cpCfg,
+		Upstreams:     []teststack.UpstreamOptions{d.mockOptions()},
 		AfterControlPlane: func(ctx context.Context, s *teststack.Stack) error {
 			return d.seed(ctx, s, databaseURL)
 		},
@@ -411,10 +413,11 @@ func (d *devStack) mockOptions() teststack.UpstreamOptions {
 // starts.
 func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL string) error {
 	cfg := d.cfg
-	if !newAdminClient(s.AdminURL, s.AdminToken).works(ctx) {
-		// The database already had an admin token whose file is not here, or the file
-		// here is stale (say, another checkout shares the same Postgres): issue a new one.
-		d.say("%s/admin-token is missing or not accepted by this database; issuing a new admin token", cfg.DataDir)
+	if s.AdminToken == "" || !newAdminClient(s.AdminURL, s.AdminToken).works(ctx) {
+		// The database already had admin tokens whose file is not here, or the file
+		// here is stale (say, another checkout shares the same Postgres): issue a
+		// break-glass token and make the dev administrator with it.
+		d.say("%s/admin-token is missing or not accepted by this database; issuing a break-glass admin token", cfg.DataDir)
 		if err := d.runTool(ctx, "admin-token-reset", []string{"PORTCULLIS_DATABASE_URL=" + databaseURL, "PORTCULLIS_DATA_DIR=" + cfg.DataDir},
 			cfg.bin("controlplane"), "admin-token", "reset"); err != nil {
 			return err
@@ -423,11 +426,18 @@ func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL str
 		if err != nil {
 			return fmt.Errorf("read the new admin token: %w", err)
 		}
-		s.AdminToken = strings.TrimSpace(string(token))
+		s.BootstrapToken = strings.TrimSpace(string(token))
+		if s.AdminToken, err = s.NewAdminToken(ctx, s.BootstrapToken); err != nil {
+			return fmt.Errorf("make the dev administrator: %w", err)
+		}
+	}
+	if err := writeFileAtomic(cfg.devAdminTokenFile(), []byte(s.AdminToken+"\n")); err != nil {
+		return fmt.Errorf("write the dev administrator's token: %w", err)
 	}
 	d.say("seeding the demo tenant")
 	mockURL := "http://" + cfg.MockListen
-	if err := d.runTool(ctx, "seed", []string{"PORTCULLIS_ADMIN_URL=" + s.AdminURL, "PORTCULLIS_DATA_DIR=" + cfg.DataDir},
+	if err := d.runTool(ctx, "seed", []string{"PORTCULLIS_ADMIN_URL=" + s.AdminURL, "PORTCULLIS_DATA_DIR=" + cfg.DataDir,
+		"PORTCULLIS_ADMIN_TOKEN=" + s.AdminToken},
 		cfg.bin("portcullis"), "seed", "demo", "--upstream-url", mockURL, "--key-file", cfg.keyFile(),
 		"--eu-endpoint-url", dataPlaneURL(cfg.EUListen), "--us-endpoint-url", dataPlaneURL(cfg.USListen)); err != nil {
 		return err
@@ -533,6 +543,7 @@ curl -s -XPOST http://%s/mock/fail -d '{"deployment":"openai-eu","mode":"5xx","f
 	if cfg.controlPlaneURL() != "http://127.0.0.1:8080" || cfg.DataDir != filepath.Join(cfg.Root, ".data") {
 		cliEnv = fmt.Sprintf("export PORTCULLIS_ADMIN_URL=%s PORTCULLIS_DATA_DIR=%s\n", cfg.controlPlaneURL(), cfg.DataDir)
 	}
+	cliEnv += fmt.Sprintf("export PORTCULLIS_ADMIN_TOKEN=$(cat %s)\n", cfg.devAdminTokenFile())
 	if d.vaultURL != "" {
 		keysLine = fmt.Sprintf("  Vault           %s   (keys at secret/portcullis/<deployment>, token in %s)", d.vaultURL, cfg.vaultTokenFile())
 		keysExample = fmt.Sprintf(`
@@ -550,7 +561,7 @@ bin/portcullis secrets status
 	fmt.Fprintf(d.out, `
 Portcullis dev stack is up (logs in %s, Ctrl-C stops everything).
 
-  control plane   %s   (admin API %s/admin/v1, admin token in %s)
+  control plane   %s   (admin API %s/admin/v1, dev-admin's API token in %s)
   data plane eu   http://%s
   data plane us   http://%s
   metrics         %s (control plane)
@@ -568,7 +579,7 @@ curl -sS http://%s/v1/chat/completions \
   -H 'Content-Type: application/json' \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 %s%s
-`, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), filepath.Join(cfg.DataDir, "admin-token"),
+`, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), cfg.devAdminTokenFile(),
 		cfg.EUListen, cfg.USListen, metricsURL(cfg.ControlPlaneMetricsListen), metricsURL(cfg.EUMetricsListen),
 		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen,
 		filepath.Join(cpapp.NATSAuthDir(cfg.DataDir), natsauth.Ops().Name+natsauth.CredsSuffix), keysLine,
