@@ -285,8 +285,8 @@ func (c Config) Validate() error {
 		p.Add("admin-token-max-ttl", c.AdminTokenMaxTTL, "must be between 1h and 8760h (a year)")
 	}
 	for _, cidr := range c.trustedProxies() {
-		if _, _, err := net.ParseCIDR(cidr); err != nil {
-			p.Add("trusted-proxies", cidr, "must be a CIDR, e.g. 10.0.0.0/8")
+		if _, err := parseCIDR(cidr); err != nil {
+			p.Add("trusted-proxies", cidr, "must be a CIDR, e.g. 10.0.0.0/8, or an address")
 		}
 	}
 	if !logging.ValidLevel(c.LogLevel) {
@@ -390,4 +390,17 @@ func (c Config) trustedProxies() []string {
 		}
 	}
 	return out
+}
+
+// parseCIDR reads a CIDR, or an address as the network of that address alone.
+func parseCIDR(s string) (*net.IPNet, error) {
+	if ip := net.ParseIP(s); ip != nil {
+		bits := 8 * len(ip.To16())
+		if ip4 := ip.To4(); ip4 != nil {
+			ip, bits = ip4, 32
+		}
+		return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+	}
+	_, n, err := net.ParseCIDR(s)
+	return n, err
 }

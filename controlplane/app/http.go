@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -93,7 +92,7 @@ func ipExtractor(trusted []string) echo.IPExtractor {
 	}
 	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 	for _, cidr := range trusted {
-		_, n, err := net.ParseCIDR(cidr)
+		n, err := parseCIDR(cidr)
 		if err == nil { // Validate refused bad ones
 			opts = append(opts, echo.TrustIPRange(n))
 		}

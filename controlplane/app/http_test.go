@@ -40,3 +40,30 @@ func TestReadyz(t *testing.T) {
 		})
 	}
 }
+
+// TestIPExtractor: X-Forwarded-For is believed only from a trusted proxy, so that
+// no caller writes its own source into the change history.
+func TestIPExtractor(t *testing.T) {
+	tests := []struct {
+		name    string
+		trusted []string
+		peer    string
+		want    string
+	}{
+		{"no proxies: the peer", nil, "203.0.113.7:4000", "203.0.113.7"},
+		{"untrusted peer: the peer", []string{"10.0.0.0/8"}, "203.0.113.7:4000", "203.0.113.7"},
+		{"trusted proxy: the client", []string{"10.0.0.0/8"}, "10.1.2.3:4000", "198.51.100.9"},
+		{"a trusted address", []string{"10.1.2.3"}, "10.1.2.3:4000", "198.51.100.9"},
+		{"loopback is not trusted by default", []string{"10.0.0.0/8"}, "127.0.0.1:4000", "127.0.0.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/admin/v1/whoami", nil)
+			req.RemoteAddr = tc.peer
+			req.Header.Set("X-Forwarded-For", "198.51.100.9")
+			if got := ipExtractor(tc.trusted)(req); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
