@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,19 +23,22 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/alerting"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/console"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/publisher"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/signin"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/rungroup"
+	"github.com/portcullis-gw/portcullis/shared/secretfile"
 	"github.com/portcullis-gw/portcullis/shared/signing"
 	"github.com/portcullis-gw/portcullis/vaultclient"
-	"github.com/portcullis-gw/portcullis/web"
 )
 
 var _ publisher.SnapshotSource = (*store.Store)(nil)
@@ -235,7 +239,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	ready := readiness{pingDB: a.st.Ping, natsConnected: a.nc.IsConnected, published: a.pub.Version}
 	e.GET("/healthz", ready.healthz)
 	e.GET("/readyz", ready.readyz)
-	e.GET("/", echo.WrapHandler(web.Handler()))
+	e.GET("/", console.Handler(a.st))
 
 	e.IPExtractor = ipExtractor(cfg.trustedProxies())
 	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }
@@ -249,6 +253,9 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	}
 	api.WithAuditSigner(a.auditSigner)
 	admin := api.Mount(e, adminauth.Authenticate(a.st))
+	if err := a.signIn(e, cfg); err != nil {
+		return nil, err
+	}
 	if !cfg.DevIssuer {
 		admin.POST(devissuer.MintPath, func(echo.Context) error {
 			return apierr.New(apierr.NotFound, "the development token issuer is off; start the control plane with --dev-issuer")
@@ -261,6 +268,43 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	}
 	iss.Register(e, admin, clientDirectory{a.st}, a.log)
 	return e, nil
+}
+
+// signIn serves the OIDC sign-in routes when an identity provider is configured.
+func (a *App) signIn(e *echo.Echo, cfg Config) error {
+	if cfg.OIDC.Issuer == "" {
+		return nil
+	}
+	secret, err := secretfile.Read(config.EnvName("oidc-client-secret-file"), cfg.OIDC.ClientSecretFile, 64<<10)
+	if err != nil {
+		return err
+	}
+	roles, err := signin.ParseRoleMap(cfg.OIDC.RoleMap)
+	if err != nil {
+		return fmt.Errorf("oidc-role-map: %w", err)
+	}
+	public := strings.TrimRight(cfg.PublicURL, "/")
+	if public == "" {
+		public = "http://" + a.addr
+	}
+	u, err := url.Parse(public)
+	if err != nil {
+		return fmt.Errorf("public-url: %w", err)
+	}
+	var scopes []string
+	for _, sc := range strings.Split(cfg.OIDC.Scopes, ",") {
+		if sc = strings.TrimSpace(sc); sc != "" {
+			scopes = append(scopes, sc)
+		}
+	}
+	signin.New(signin.Config{
+		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: strings.TrimSpace(string(secret)),
+		RedirectURL: public + signin.CallbackPath, Scopes: scopes, RoleClaim: cfg.OIDC.RoleClaim, NameClaim: cfg.OIDC.NameClaim,
+		RoleMap: roles, IdleTimeout: cfg.OIDC.IdleTimeout, MaxAge: cfg.OIDC.MaxAge, CLITokenTTL: cfg.OIDC.CLITokenTTL,
+		SecureCookies: u.Scheme == "https" || !isLoopbackHost(u.Hostname()),
+	}, a.st, a.log).Register(e)
+	a.log.Info("OIDC sign-in on", "issuer", cfg.OIDC.Issuer, "redirect_url", public+signin.CallbackPath)
+	return nil
 }
 
 // policySigner loads (or, the first time, generates) the key that signs policy

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/anomaly"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/rotator"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/signin"
 	"github.com/portcullis-gw/portcullis/shared/config"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -113,6 +114,26 @@ type Config struct {
 	// of the control plane, whose X-Forwarded-For names the client address the change
 	// history records; empty trusts none and records the peer's address.
 	TrustedProxies string
+	// PublicURL (public-url) is the control plane's URL as browsers reach it; the
+	// OIDC redirect URL is PublicURL/auth/callback. Empty: http://<listen address>.
+	PublicURL string
+	// OIDC signs people in (oidc-*, session-*, cli-token-ttl); off while
+	// OIDC.Issuer is empty.
+	OIDC OIDCConfig
+}
+
+// OIDCConfig is the sign-in's configuration (docs/admin-identity.md).
+type OIDCConfig struct {
+	Issuer           string        // oidc-issuer
+	ClientID         string        // oidc-client-id
+	ClientSecretFile string        // oidc-client-secret-file
+	Scopes           string        // oidc-scopes, comma-separated, besides openid
+	RoleClaim        string        // oidc-role-claim
+	RoleMap          string        // oidc-role-map: value=role[:tenant],…
+	NameClaim        string        // oidc-name-claim
+	IdleTimeout      time.Duration // session-idle-timeout
+	MaxAge           time.Duration // session-max-age
+	CLITokenTTL      time.Duration // cli-token-ttl
 }
 
 // Defaults of the keys that have one.
@@ -169,6 +190,17 @@ func Flags(l *config.Loader, cfg *Config) {
 	l.Duration(&cfg.PolicyLagAlertAfter, "policy-lag-alert-after", DefaultPolicyLagAlertAfter, "raise a policy_lag alert when a worker's policy has been behind the published version this long (1s to 24h; 0 turns it off)")
 	l.Duration(&cfg.AdminTokenMaxTTL, "admin-token-max-ttl", adminapi.DefaultTokenMaxTTL, "the longest expiry an admin API token may be given (1h to 8760h)")
 	l.String(&cfg.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client (empty: none)")
+	l.String(&cfg.PublicURL, "public-url", "", "the control plane's URL as browsers reach it, for the OIDC redirect (default http://<listen address>)")
+	l.String(&cfg.OIDC.Issuer, "oidc-issuer", "", "issuer URL of the OIDC identity provider people sign in with; empty: no sign-in, API tokens only")
+	l.String(&cfg.OIDC.ClientID, "oidc-client-id", "", "the control plane's OIDC client id")
+	l.String(&cfg.OIDC.ClientSecretFile, "oidc-client-secret-file", "", "file holding the OIDC client secret (readable by its owner only)")
+	l.String(&cfg.OIDC.Scopes, "oidc-scopes", "email,profile,groups", "scopes asked for besides openid, comma-separated")
+	l.String(&cfg.OIDC.RoleClaim, "oidc-role-claim", "groups", "the ID token claim whose values oidc-role-map maps to roles")
+	l.String(&cfg.OIDC.RoleMap, "oidc-role-map", "", "value=role[:tenant],… e.g. portcullis-admins=admin,acme-ops=tenant_admin:acme")
+	l.String(&cfg.OIDC.NameClaim, "oidc-name-claim", "email", "the ID token claim that names a person's principal (then preferred_username, email, sub)")
+	l.Duration(&cfg.OIDC.IdleTimeout, "session-idle-timeout", signin.DefaultIdleTimeout, "a console session unused this long ends (1m to 24h)")
+	l.Duration(&cfg.OIDC.MaxAge, "session-max-age", signin.DefaultMaxAge, "a console session ends this long after sign-in (5m to 720h)")
+	l.Duration(&cfg.OIDC.CLITokenTTL, "cli-token-ttl", signin.DefaultCLITokenTTL, "the life of the API token portcullis login gets (5m to 720h)")
 	l.String(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -289,6 +321,12 @@ func (c Config) Validate() error {
 			p.Add("trusted-proxies", cidr, "must be a CIDR, e.g. 10.0.0.0/8, or an address")
 		}
 	}
+	if c.PublicURL != "" {
+		if reason := checkIssuerURL(c.PublicURL); reason != "" {
+			p.Add("public-url", c.PublicURL, reason)
+		}
+	}
+	c.OIDC.check(&p, c.PublicURL)
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")
 	}
@@ -403,4 +441,51 @@ func parseCIDR(s string) (*net.IPNet, error) {
 	}
 	_, n, err := net.ParseCIDR(s)
 	return n, err
+}
+
+// check records the problems of the sign-in's configuration.
+func (o OIDCConfig) check(p *config.Problems, publicURL string) {
+	if o.IdleTimeout != 0 && (o.IdleTimeout < time.Minute || o.IdleTimeout > 24*time.Hour) {
+		p.Add("session-idle-timeout", o.IdleTimeout, "must be between 1m and 24h")
+	}
+	if o.MaxAge != 0 && (o.MaxAge < 5*time.Minute || o.MaxAge > 720*time.Hour) {
+		p.Add("session-max-age", o.MaxAge, "must be between 5m and 720h")
+	}
+	if o.CLITokenTTL != 0 && (o.CLITokenTTL < 5*time.Minute || o.CLITokenTTL > 720*time.Hour) {
+		p.Add("cli-token-ttl", o.CLITokenTTL, "must be between 5m and 720h")
+	}
+	if o.Issuer == "" {
+		return
+	}
+	if reason := checkIssuerURL(o.Issuer); reason != "" {
+		p.Add("oidc-issuer", o.Issuer, reason)
+	}
+	if o.ClientID == "" {
+		p.Add("oidc-client-id", "", "required with oidc-issuer")
+	}
+	if o.ClientSecretFile == "" {
+		p.Add("oidc-client-secret-file", "", "required with oidc-issuer")
+	}
+	if o.RoleClaim == "" {
+		p.Add("oidc-role-claim", "", "required with oidc-issuer")
+	}
+	if strings.TrimSpace(o.RoleMap) == "" {
+		p.Add("oidc-role-map", "", "required with oidc-issuer: which claim values give which roles, e.g. portcullis-admins=admin")
+	} else if _, err := signin.ParseRoleMap(o.RoleMap); err != nil {
+		p.Add("oidc-role-map", o.RoleMap, err.Error())
+	}
+	if publicURL != "" {
+		if u, err := url.Parse(publicURL); err == nil && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+			p.Add("public-url", publicURL, "must be https with oidc-issuer: session cookies are Secure (plain http only on a loopback host)")
+		}
+	}
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -65,7 +65,10 @@ const (
 	Unauthorized Code = "unauthorized"
 	// Forbidden: the caller is authenticated but its roles lack the permission the
 	// request needs; the message names it.
-	Forbidden            Code = "forbidden"
+	Forbidden Code = "forbidden"
+	// CSRFFailed: a state-changing request with a console session's cookie lacks the
+	// session's X-CSRF-Token.
+	CSRFFailed           Code = "csrf_failed"
 	ValidationFailed     Code = "validation_failed"
 	Conflict             Code = "conflict"
 	PreconditionFailed   Code = "precondition_failed"
@@ -112,6 +115,7 @@ var registry = map[Code]Def{
 	Internal:             {http.StatusInternalServerError, TypeServer},
 	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
 	Forbidden:            {http.StatusForbidden, TypePermission},
+	CSRFFailed:           {http.StatusForbidden, TypePermission},
 	ValidationFailed:     {http.StatusUnprocessableEntity, TypeInvalidRequest},
 	Conflict:             {http.StatusConflict, TypeInvalidRequest},
 	PreconditionFailed:   {http.StatusPreconditionFailed, TypeInvalidRequest},

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -18,8 +20,16 @@ import (
 // Token prefixes, so that secret scanners can recognise each kind: "pca_" the
 // bootstrap and break-glass admin tokens (package admintoken), "pct_" API tokens.
 const (
-	AdminTokenPrefix = "pca_"
-	APITokenPrefix   = "pct_"
+	AdminTokenPrefix   = "pca_"
+	APITokenPrefix     = "pct_"
+	SessionTokenPrefix = "pcs_"
+)
+
+// SessionCookie is the console session's cookie; CSRFHeader the header that must
+// carry the session's CSRF token on every state-changing request made with it.
+const (
+	SessionCookie = "pc_session"
+	CSRFHeader    = "X-CSRF-Token"
 )
 
 // maxHeader bounds the Authorization header we are willing to hash.
@@ -29,6 +39,7 @@ const maxHeader = 512
 type Store interface {
 	AuthenticateToken(ctx context.Context, hash []byte) (store.TokenAuth, error)
 	AdminTokenKind(ctx context.Context, hash []byte) (string, error)
+	AuthenticateSession(ctx context.Context, hash []byte) (store.SessionAuth, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -93,7 +104,13 @@ func Admit(c echo.Context, id *Identity) {
 }
 
 func identify(c echo.Context, st Store) (*Identity, error) {
-	token, ok := bearer(c.Request().Header.Get(echo.HeaderAuthorization))
+	header := c.Request().Header.Get(echo.HeaderAuthorization)
+	if header == "" {
+		if cookie, err := c.Cookie(SessionCookie); err == nil {
+			return sessionIdentity(c, st, cookie.Value)
+		}
+	}
+	token, ok := bearer(header)
 	if !ok {
 		return nil, unauthorized(c, "missing or invalid admin token")
 	}
@@ -124,6 +141,32 @@ func identify(c echo.Context, st Store) (*Identity, error) {
 		return NewIdentity(a.Principal.Name, a.Principal.Kind, CredToken, a.Token.ID, a.Principal.Roles, a.Token.Role), nil
 	}
 	return nil, unauthorized(c, "missing or invalid admin token")
+}
+
+// sessionIdentity authenticates a console session's cookie. A state-changing
+// request must also carry the session's CSRF token in X-CSRF-Token: the cookie goes
+// with every request the browser makes, the token only with those the console's own
+// pages make.
+func sessionIdentity(c echo.Context, st Store, token string) (*Identity, error) {
+	if len(token) > maxHeader {
+		return nil, unauthorized(c, "invalid or expired session")
+	}
+	a, err := st.AuthenticateSession(c.Request().Context(), Hash(token))
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDisabled):
+		return nil, unauthorized(c, "invalid or expired session; sign in again")
+	case err != nil:
+		return nil, apierr.Wrap(apierr.Internal, err, "internal error")
+	}
+	switch c.Request().Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		given := c.Request().Header.Get(CSRFHeader)
+		if subtle.ConstantTimeCompare([]byte(given), []byte(a.Session.CSRFToken)) != 1 {
+			return nil, apierr.New(apierr.CSRFFailed, "a request with a session cookie that changes something needs the session's %s header", CSRFHeader)
+		}
+	}
+	return NewIdentity(a.Principal.Name, a.Principal.Kind, CredSession, a.Session.ID, a.Principal.Roles, ""), nil
 }
 
 func bearer(header string) (string, bool) {

@@ -26,6 +26,9 @@ type IO struct {
 	Stdin  io.Reader
 	Stdout io.Writer // results only: JSON, or the bare token of "tokens mint"
 	Stderr io.Writer // progress and usage
+	// OpenURL opens a URL in a browser for `portcullis login`; nil tries xdg-open
+	// or open.
+	OpenURL func(string) error
 }
 
 // Config is the CLI's configuration.
@@ -33,6 +36,8 @@ type Config struct {
 	AdminURL   string
 	AdminToken string
 	DataDir    string
+	// ConfigDir holds credentials.json, the tokens of `portcullis login`.
+	ConfigDir string
 }
 
 // Resources lists every admin API collection the generic verbs work on.
@@ -44,10 +49,13 @@ var Resources = []string{
 const usage = `usage: portcullis [--admin-url URL] [--data-dir DIR] <command>
 
 The admin token comes from PORTCULLIS_ADMIN_TOKEN (an API token, or the bootstrap or
-break-glass token), else from <data-dir>/admin-token (mode 0600); never from the
-command line, where process listings show it.
+break-glass token), else from portcullis login's credentials (in
+$PORTCULLIS_CONFIG_DIR, else ~/.config/portcullis), else from <data-dir>/admin-token
+(mode 0600); never from the command line, where process listings show it.
 
 commands:
+  login [--no-browser]                               sign in with the identity provider; keeps a short-lived token
+  logout                                             revoke and forget that token
   tokens mint --client ID [--scope S]... [--ttl 1h] [--audience AUD]   print a dev JWT
   tokens revoke --jti JTI --expires-at RFC3339 [--reason TEXT]
   <resource> list [--limit N]
@@ -98,7 +106,7 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 	if err := refuseTokenArg(args); err != nil {
 		return err
 	}
-	cfg := Config{AdminToken: getenv(EnvAdminToken)}
+	cfg := Config{AdminToken: getenv(EnvAdminToken), ConfigDir: configDir(getenv)}
 	l := config.NewLoader("portcullis", stdio.Stderr)
 	l.String(&cfg.AdminURL, "admin-url", "http://127.0.0.1:8080", "control plane admin API base URL")
 	l.String(&cfg.DataDir, "data-dir", ".data", "control plane data directory holding admin-token (the admin token's file, unless "+EnvAdminToken+" is set)")
@@ -113,8 +121,16 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	if len(rest) == 1 && rest[0] == "whoami" {
-		return (&command{cfg: cfg, io: stdio}).show(ctx, http.MethodGet, "/whoami", nil, nil)
+	if len(rest) >= 1 {
+		cmd := &command{cfg: cfg, io: stdio}
+		switch rest[0] {
+		case "whoami":
+			return cmd.show(ctx, http.MethodGet, "/whoami", nil, nil)
+		case "login":
+			return cmd.login(ctx, rest[1:])
+		case "logout":
+			return cmd.logout(ctx, rest[1:])
+		}
 	}
 	if len(rest) < 2 {
 		l.FlagSet().Usage()
@@ -194,13 +210,20 @@ func (cmd *command) client() (*client, error) {
 	}
 	token := strings.TrimSpace(cmd.cfg.AdminToken)
 	if token == "" {
+		t, err := cmd.loginToken()
+		if err != nil {
+			return nil, err
+		}
+		token = t
+	}
+	if token == "" {
 		path := filepath.Join(cmd.cfg.DataDir, AdminTokenFile)
 		data, err := secretfile.Read("the admin token file ("+config.EnvName("data-dir")+"/"+AdminTokenFile+")", path, 64<<10)
 		if errors.Is(err, secretfile.ErrTooOpen) {
 			return nil, err
 		}
 		if err != nil {
-			return nil, fmt.Errorf("no admin token: set %s, or run where %s exists (--data-dir): %w",
+			return nil, fmt.Errorf("no admin token: run portcullis login, set %s, or run where %s exists (--data-dir): %w",
 				EnvAdminToken, path, err)
 		}
 		token = strings.TrimSpace(string(data))

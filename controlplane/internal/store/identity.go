@@ -158,11 +158,12 @@ func (s *Store) Principals(ctx context.Context) ([]Principal, error) {
 }
 
 // write runs fn in a transaction and records the change it describes, made by the
-// actor of ctx, outside the policy (no policy version).
+// actor of ctx, outside the policy (no policy version); a change without an action
+// is not recorded (fn changed nothing).
 func (s *Store) write(ctx context.Context, fn func(pgx.Tx) (Change, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		ch, err := fn(tx)
-		if err != nil {
+		if err != nil || ch.Action == "" {
 			return err
 		}
 		return recordChange(ctx, tx, ch, nil)
