@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/devissuer"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -22,4 +23,9 @@ func (d clientDirectory) ClientExists(ctx context.Context, clientID string) (boo
 		return false, err
 	}
 	return true, nil
+}
+
+func (d clientDirectory) RecordMint(ctx context.Context, clientID, jti string, expiresAt time.Time) error {
+	return d.st.RecordChange(ctx, store.Change{Action: "mint", Resource: "client-tokens", Key: clientID,
+		After: map[string]any{"jti": jti, "expires_at": expiresAt}})
 }

@@ -155,6 +155,9 @@ func TestSignInWithOIDC(t *testing.T) {
 	if status != http.StatusForbidden || !strings.Contains(body, "holds no Portcullis role") {
 		t.Fatalf("an unmapped person: %d at %s: %s", status, final, body)
 	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/principals/stranger@demo.example", admin, ""); r.status != http.StatusNotFound {
+		t.Fatalf("a person without a role became a principal: %d %s", r.status, r.body)
+	}
 	if _, status, body, _ := devoidc.NewBrowser().SignIn(base+"/auth/login", "admin@demo.example", "wrong"); status != http.StatusUnauthorized ||
 		!strings.Contains(body, "wrong password") {
 		t.Fatalf("a wrong password: %d %s", status, body)

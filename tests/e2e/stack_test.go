@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
+	"github.com/portcullis-gw/portcullis/controlplane/changelog"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
@@ -63,7 +65,16 @@ type stack struct {
 	// seconds past an hour when the stack starts, so that no minute or hour window
 	// turns during a test (each is well under a minute) and none waits for one to.
 	clock func() time.Time
+
+	// writes are the admin writes the test made through admin that succeeded, each
+	// to be found in the change history when the test ends (checkChangeHistory).
+	writesMu sync.Mutex
+	writes   []adminWrite
+	nextID   atomic.Int64
 }
+
+// adminWrite is one successful admin write: method, path and its X-Request-Id.
+type adminWrite struct{ method, path, requestID string }
 
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -267,8 +278,69 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	for _, d := range st.DataPlanes() {
 		s.dp[d.Name] = d.App
 	}
+	if s.cp != nil {
+		t.Cleanup(func() { s.checkChangeHistory(t) }) // runs before the stack stops
+	}
 	return s
 }
+
+// checkChangeHistory checks, as a test ends, that each admin write it made is in
+// the change history by the stack's administrator, with its before and after, and
+// that the history's chain verifies.
+func (s *stack) checkChangeHistory(t *testing.T) {
+	if t.Failed() {
+		return
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.adminURL+"/admin/v1/changes/export", nil)
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("change history export: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("change history export: %d %s", resp.StatusCode, raw)
+		return
+	}
+	var records []changelog.Record
+	byRequest := map[string][]changelog.Record{}
+	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var r changelog.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Errorf("change history line %q: %v", line, err)
+			return
+		}
+		records = append(records, r)
+		byRequest[r.RequestID] = append(byRequest[r.RequestID], r)
+	}
+	if _, err := changelog.Verify(records); err != nil {
+		t.Errorf("the change history's chain: %v", err)
+	}
+	s.writesMu.Lock()
+	defer s.writesMu.Unlock()
+	for _, w := range s.writes {
+		rs := byRequest[w.requestID]
+		if len(rs) == 0 {
+			t.Errorf("%s %s (request %s) is not in the change history", w.method, w.path, w.requestID)
+			continue
+		}
+		for _, r := range rs {
+			if r.Principal != "stack-admin" || r.Roles != "admin" || !strings.HasPrefix(r.Credential, "token:") {
+				t.Errorf("%s %s is recorded as %s (%s, %s)", w.method, w.path, r.Principal, r.Roles, r.Credential)
+			}
+			if w.method != http.MethodDelete && isNull(r.After) {
+				t.Errorf("%s %s is recorded without its after: %+v", w.method, w.path, r)
+			}
+			if (w.method == http.MethodPatch || w.method == http.MethodDelete) && isNull(r.Before) {
+				t.Errorf("%s %s is recorded without its before: %+v", w.method, w.path, r)
+			}
+		}
+	}
+}
+
+func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
 
 // openAIAdminFront is the stack's OpenAI admin API: it hands each request to mock, the
 // eu upstream, once it is set, on a listener apart from every base_url.
@@ -337,6 +409,7 @@ func (s *stack) admin(t *testing.T, method, path string, body any, out any, head
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("X-Request-Id", fmt.Sprintf("e2e-%d", s.nextID.Add(1)))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -345,6 +418,11 @@ func (s *stack) admin(t *testing.T, method, path string, body any, out any, head
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
+	if method != http.MethodGet && method != http.MethodHead && resp.StatusCode/100 == 2 {
+		s.writesMu.Lock()
+		s.writes = append(s.writes, adminWrite{method, path, req.Header.Get("X-Request-Id")})
+		s.writesMu.Unlock()
+	}
 	raw, _ := io.ReadAll(resp.Body)
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {

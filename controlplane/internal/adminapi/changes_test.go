@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/changelog"
+	"github.com/portcullis-gw/portcullis/controlplane/changelog"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 

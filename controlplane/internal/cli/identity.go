@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/changelog"
+	"github.com/portcullis-gw/portcullis/controlplane/changelog"
 )
 
 // roleFlags collects repeated --role flags: "admin" or "tenant_admin:acme".

@@ -28,8 +28,11 @@ const maxMintBody = 16 << 10
 // ClientDirectory tells whether a client exists. The mint endpoint refuses (422) to
 // mint for a client_id the policy does not know, so a typo fails loudly instead of
 // producing a token every data plane will answer with 403.
+// RecordMint records a minted token (its client, id and expiry, never the token) in
+// the change history.
 type ClientDirectory interface {
 	ClientExists(ctx context.Context, clientID string) (bool, error)
+	RecordMint(ctx context.Context, clientID, jti string, expiresAt time.Time) error
 }
 
 // MintRequest is the body of POST /admin/v1/tokens.
@@ -89,6 +92,9 @@ func (i *Issuer) mint(c echo.Context, clients ClientDirectory, log *slog.Logger)
 	if !ok {
 		return &apierr.Error{Code: apierr.ValidationFailed, Message: "invalid token request",
 			Fields: []apierr.FieldError{{Field: "client_id", Message: "no such client"}}}
+	}
+	if err := clients.RecordMint(c.Request().Context(), req.ClientID, minted.JTI, minted.ExpiresAt); err != nil {
+		return apierr.Wrap(apierr.Internal, err, "internal error")
 	}
 	log.Info("dev token minted", "client_id", req.ClientID, "jti", minted.JTI, "expires_at", minted.ExpiresAt)
 	c.Response().Header().Set("Cache-Control", "no-store")

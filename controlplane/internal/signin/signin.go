@@ -262,6 +262,8 @@ func (s *Service) callback(c echo.Context) error {
 		return page(c, http.StatusForbidden, "Sign-in refused", "The name "+id.Name+" belongs to another principal; ask an administrator.")
 	case errors.Is(err, store.ErrDisabled):
 		return page(c, http.StatusForbidden, "Sign-in refused", "Your principal is disabled.")
+	case errors.Is(err, store.ErrNoRole):
+		p = store.Principal{Name: id.Name}
 	case err != nil:
 		return err
 	}

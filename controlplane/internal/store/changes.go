@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/changelog"
+	"github.com/portcullis-gw/portcullis/controlplane/changelog"
 )
 
 // changesLock is the pg_advisory_xact_lock key that serialises appends to the change

@@ -11,6 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// ErrNoRole means a person signed in whom neither the identity provider's claims
+// nor an administrator gave any role: no principal is made for them.
+var ErrNoRole = errors.New("no role")
+
 // ErrNameTaken means a sign-in's principal name belongs to another principal: a
 // service account, or a person of another identity-provider subject.
 var ErrNameTaken = errors.New("the name belongs to another principal")
@@ -104,9 +108,9 @@ type OIDCIdentity struct {
 // SignIn finds or makes the person principal of id and replaces its role bindings
 // from the identity provider with bindings: the principal with the same issuer and
 // subject; else a person of that name that no subject has claimed yet (made by an
-// administrator ahead of the first sign-in), now linked; else a new person. It
-// returns ErrNameTaken when the name is another principal's, ErrDisabled when the
-// principal is disabled, and records a new principal or changed roles in the change
+// administrator ahead of the first sign-in), now linked; else a new person, if
+// bindings give a role (else ErrNoRole). It returns ErrNameTaken when the name is
+// another principal's, ErrDisabled when the principal is disabled, and records a new principal or changed roles in the change
 // history.
 func (s *Store) SignIn(ctx context.Context, id OIDCIdentity, bindings []RoleBinding) (Principal, error) {
 	var out Principal
@@ -119,6 +123,8 @@ func (s *Store) SignIn(ctx context.Context, id OIDCIdentity, bindings []RoleBind
 		case errors.Is(err, pgx.ErrNoRows):
 			cur, err := getPrincipal(ctx, tx, id.Name, true)
 			switch {
+			case errors.Is(err, ErrNotFound) && len(bindings) == 0:
+				return ErrNoRole
 			case errors.Is(err, ErrNotFound):
 				_, err := tx.Exec(ctx, `INSERT INTO principals (name, kind, display_name, email, oidc_issuer, oidc_subject)
 					VALUES ($1, 'person', $2, $3, $4, $5)`, id.Name, id.DisplayName, id.Email, id.Issuer, id.Subject)

@@ -25,6 +25,7 @@ type config struct {
 	MockListen         string // PORTCULLIS_MOCK_LISTEN
 	MockControlListen  string // PORTCULLIS_MOCK_CONTROL_LISTEN; set but empty: no control API
 	NATSListen         string // PORTCULLIS_EMBEDDED_NATS_LISTEN
+	OIDCListen         string // PORTCULLIS_DEV_OIDC_LISTEN: the dev OIDC provider
 
 	// The planes' metrics listeners (/metrics, and /debug/pprof/ with
 	// PORTCULLIS_PPROF=true), host:port or "off".
@@ -57,7 +58,12 @@ func (c config) adminKeyFile() string {
 	return filepath.Join(c.DataDir, "dev-keys", "openai-admin.key")
 }
 func (c config) vaultTokenFile() string { return filepath.Join(c.DataDir, "vault-token") }
-func (c config) bin(name string) string { return filepath.Join(c.Root, "bin", name) }
+
+// The dev OIDC provider's demo password (the same for every demo person, made once)
+// and its client secret (new at each start).
+func (c config) oidcPasswordFile() string { return filepath.Join(c.DataDir, "dev-oidc-password") }
+func (c config) oidcSecretFile() string   { return filepath.Join(c.DataDir, "dev-oidc-client-secret") }
+func (c config) bin(name string) string   { return filepath.Join(c.Root, "bin", name) }
 func (c config) controlPlaneURL() string {
 	return "http://" + c.ControlPlaneListen
 }
@@ -111,6 +117,7 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		MockListen:         env("PORTCULLIS_MOCK_LISTEN", "127.0.0.1:9100"),
 		MockControlListen:  "127.0.0.1:9101",
 		NATSListen:         env("PORTCULLIS_EMBEDDED_NATS_LISTEN", "127.0.0.1:14222"),
+		OIDCListen:         env("PORTCULLIS_DEV_OIDC_LISTEN", "127.0.0.1:9200"),
 		Wait:               seconds("PORTCULLIS_DEV_WAIT_SECONDS", 60),
 		Stop:               seconds("PORTCULLIS_DEV_STOP_SECONDS", 8),
 		DevVaultListen:     env("PORTCULLIS_DEV_VAULT_LISTEN", "127.0.0.1:8200"),
@@ -139,7 +146,7 @@ func loadConfig(lookupEnv func(string) (string, bool)) (config, error) {
 		{"PORTCULLIS_DEV_CONTROLPLANE_LISTEN", c.ControlPlaneListen}, {"PORTCULLIS_DEV_EU_LISTEN", c.EUListen},
 		{"PORTCULLIS_DEV_US_LISTEN", c.USListen}, {"PORTCULLIS_MOCK_LISTEN", c.MockListen},
 		{"PORTCULLIS_MOCK_CONTROL_LISTEN", c.MockControlListen}, {"PORTCULLIS_EMBEDDED_NATS_LISTEN", c.NATSListen},
-		{"PORTCULLIS_DEV_VAULT_LISTEN", c.DevVaultListen},
+		{"PORTCULLIS_DEV_VAULT_LISTEN", c.DevVaultListen}, {"PORTCULLIS_DEV_OIDC_LISTEN", c.OIDCListen},
 		{"PORTCULLIS_DEV_CONTROLPLANE_METRICS_LISTEN", c.ControlPlaneMetricsListen},
 		{"PORTCULLIS_DEV_EU_METRICS_LISTEN", c.EUMetricsListen}, {"PORTCULLIS_DEV_US_METRICS_LISTEN", c.USMetricsListen},
 	} {

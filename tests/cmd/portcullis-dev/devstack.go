@@ -17,6 +17,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/portcullis-gw/portcullis/controlplane/devoidc"
+
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -39,6 +41,8 @@ type devStack struct {
 	// vaultURL is the Vault that holds the keys; "" means the file key source.
 	vaultURL string
 	logFiles []*os.File
+	// oidc is the dev OIDC provider people sign in with.
+	oidc *devoidc.Provider
 }
 
 // say prints one line of progress.
@@ -86,6 +90,10 @@ func (d *devStack) run(ctx context.Context) (err error) {
 		return fmt.Errorf("audit key: %w", err)
 	}
 
+	if err := d.startOIDC(); err != nil {
+		return err
+	}
+	defer d.oidc.Stop()
 	opts, err := d.stackOptions(pg.URL, vaultOpts)
 	if err != nil {
 		return err
@@ -312,6 +320,11 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 	for k, v := range d.vaultEnv() {
 		cpEnv[k] = v
 	}
+	// People sign in with the dev OIDC provider; its demo groups map to roles.
+	cpEnv["PORTCULLIS_OIDC_ISSUER"] = d.oidc.Issuer()
+	cpEnv["PORTCULLIS_OIDC_CLIENT_ID"] = d.oidc.ClientID()
+	cpEnv["PORTCULLIS_OIDC_CLIENT_SECRET_FILE"] = cfg.oidcSecretFile()
+	cpEnv["PORTCULLIS_OIDC_ROLE_MAP"] = devoidc.RoleMap
 	// The mock serves the OpenAI admin API subset the openai_admin minter uses, on its
 	// main port: the rotator sends the admin key there and nowhere else.
 	cpEnv["PORTCULLIS_OPENAI_ADMIN_URL"] = "http://" + cfg.MockListen
@@ -502,6 +515,31 @@ func (d *devStack) closeLogs() {
 	}
 }
 
+// startOIDC starts the dev OIDC provider with the demo people, who share one
+// password made at the first run, and writes its client secret for the control
+// plane.
+func (d *devStack) startOIDC() error {
+	cfg := d.cfg
+	if err := ensureRandomFile(cfg.oidcPasswordFile(), func() []byte { return []byte(randomHex(8) + "\n") }); err != nil {
+		return fmt.Errorf("dev OIDC password: %w", err)
+	}
+	raw, err := os.ReadFile(cfg.oidcPasswordFile())
+	if err != nil {
+		return err
+	}
+	p, err := devoidc.Start(cfg.OIDCListen, devoidc.DemoPeople(strings.TrimSpace(string(raw))), cfg.controlPlaneURL()+"/auth/callback")
+	if err != nil {
+		return fmt.Errorf("dev OIDC provider: %w", err)
+	}
+	if err := writeFileAtomic(cfg.oidcSecretFile(), []byte(p.ClientSecret()+"\n")); err != nil {
+		_ = p.Stop()
+		return fmt.Errorf("dev OIDC client secret: %w", err)
+	}
+	d.oidc = p
+	d.say("dev OIDC provider at %s", p.Issuer())
+	return nil
+}
+
 // ensureRandomFile writes content() to path (mode 0600) unless it holds something.
 func ensureRandomFile(path string, content func() []byte) error {
 	if info, err := os.Stat(path); err == nil && info.Size() > 0 {
@@ -562,6 +600,8 @@ bin/portcullis secrets status
 Portcullis dev stack is up (logs in %s, Ctrl-C stops everything).
 
   control plane   %s   (admin API %s/admin/v1, dev-admin's API token in %s)
+  sign in         %s   as admin@, auditor@ or tenant-admin@demo.example,
+                  password in %s (or bin/portcullis login)
   data plane eu   http://%s
   data plane us   http://%s
   metrics         %s (control plane)
@@ -580,6 +620,7 @@ curl -sS http://%s/v1/chat/completions \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 %s%s
 `, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), cfg.devAdminTokenFile(),
+		cfg.controlPlaneURL()+"/auth/login", cfg.oidcPasswordFile(),
 		cfg.EUListen, cfg.USListen, metricsURL(cfg.ControlPlaneMetricsListen), metricsURL(cfg.EUMetricsListen),
 		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen,
 		filepath.Join(cpapp.NATSAuthDir(cfg.DataDir), natsauth.Ops().Name+natsauth.CredsSuffix), keysLine,
