@@ -22,6 +22,7 @@
 //	PORTCULLIS_MOCK_LISTEN              mock upstream        (default 127.0.0.1:9100)
 //	PORTCULLIS_MOCK_CONTROL_LISTEN      mock's control API   (default 127.0.0.1:9101; empty turns it off)
 //	PORTCULLIS_EMBEDDED_NATS_LISTEN     embedded nats-server (default 127.0.0.1:14222)
+//	PORTCULLIS_DEV_OIDC_LISTEN          dev OIDC provider    (default 127.0.0.1:9200; loopback only)
 //
 // and the planes' metrics listeners (/metrics; /debug/pprof/ too with
 // PORTCULLIS_PPROF=true), each its own, host:port or "off":
