@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,7 +50,7 @@ func TestTokenSpikeEndToEnd(t *testing.T) {
 		c.AlertWebhookSecretFile = secretFile
 		c.AlertWebhookAllowPrivate = true // the receiver is on loopback
 	})
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	admin := "http://" + a.Addr() + "/admin/v1"
 	for _, c := range []struct{ path, body string }{
 		{"/tenants", `{"name":"acme"}`},

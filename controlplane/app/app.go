@@ -234,7 +234,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = adminapi.ErrorHandler(a.log)
-	e.Use(middleware.RequestID(), observe(metrics, a.log), recoverPanics(a.log))
+	e.Use(dropClientRequestID, middleware.RequestID(), observe(metrics, a.log), recoverPanics(a.log))
 
 	ready := readiness{pingDB: a.st.Ping, natsConnected: a.nc.IsConnected, published: a.pub.Version}
 	e.GET("/healthz", ready.healthz)

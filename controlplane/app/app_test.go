@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -119,7 +119,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 	}
 	raw, _ := os.ReadFile(tokenFile)
 	bootstrap := strings.TrimSpace(string(raw))
-	token := adminauthtest.Token(t, base, bootstrap, "app-admin", "admin")
+	token := admintest.Token(t, base, bootstrap, "app-admin", "admin")
 
 	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
@@ -206,7 +206,7 @@ func TestStartServesAdminAPIAndPublishesPolicy(t *testing.T) {
 func TestDevIssuerOff(t *testing.T) {
 	a, cfg := startApp(t, func(c *Config) { c.DevIssuer = false })
 	base := "http://" + a.Addr()
-	token := adminauthtest.Admin(t, base, cfg.DataDir)
+	token := admintest.Admin(t, base, cfg.DataDir)
 	if r := do(t, "GET", base+"/.well-known/jwks.json", "", ""); r.status != http.StatusNotFound {
 		t.Fatalf("JWKS served with the dev issuer off: %d", r.status)
 	}
@@ -221,7 +221,7 @@ func TestDevIssuerOff(t *testing.T) {
 
 func TestStopIsIdempotentAndReleasesEverything(t *testing.T) {
 	a, cfg := startApp(t)
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 2 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +24,7 @@ import (
 // the export endpoint.
 func TestAuditEventsAreArchivedAndExported(t *testing.T) {
 	a, cfg := startApp(t, func(c *Config) { c.AuditIngest = true })
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
 	if err != nil {
 		t.Fatal(err)

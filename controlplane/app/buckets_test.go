@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -96,7 +96,7 @@ func TestStartEnsuresEveryBucket(t *testing.T) {
 func TestLimitOverrideIsPublishedPromptly(t *testing.T) {
 	a, cfg := startApp(t)
 	base := "http://" + a.Addr()
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	for _, c := range []struct{ path, body string }{
 		{"/admin/v1/tenants", `{"name":"acme"}`},
 		{"/admin/v1/tiers", `{"name":"default","requests_per_minute":60,"tokens_per_hour":100000,"max_concurrent_requests":5}`},

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -129,7 +129,7 @@ func TestAuditCheckpointsAndSignedExports(t *testing.T) {
 		}
 	}
 
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), dataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), dataDir)
 	url := fmt.Sprintf("http://%s/admin/v1/audit/export?region=eu&from=%s&to=%s&format=csv", a.Addr(),
 		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
 	r := do(t, http.MethodGet, url, token, "")

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/signin"
+
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive"
@@ -150,6 +152,8 @@ func TestLoadConfigDefaultsEnvAndFlags(t *testing.T) {
 	want.AuditCheckpointInterval = auditarchive.DefaultCheckpointInterval
 	want.OpenAIAdminURL, want.PolicyLagAlertAfter = rotator.DefaultOpenAIAdminURL, DefaultPolicyLagAlertAfter
 	want.AdminTokenMaxTTL = adminapi.DefaultTokenMaxTTL
+	want.OIDC = OIDCConfig{Scopes: "email,profile,groups", RoleClaim: "groups", NameClaim: "email",
+		IdleTimeout: signin.DefaultIdleTimeout, MaxAge: signin.DefaultMaxAge, CLITokenTTL: signin.DefaultCLITokenTTL}
 	if cfg != want {
 		t.Fatalf("config\n got %+v\nwant %+v", cfg, want)
 	}

@@ -99,3 +99,13 @@ func ipExtractor(trusted []string) echo.IPExtractor {
 	}
 	return echo.ExtractIPFromXFFHeader(opts...)
 }
+
+// dropClientRequestID removes a request's own X-Request-Id, so that the id the
+// change history and the logs record is always the server's (middleware.RequestID
+// would keep the caller's, which could then name someone else's request).
+func dropClientRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Request().Header.Del(echo.HeaderXRequestID)
+		return next(c)
+	}
+}

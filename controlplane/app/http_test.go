@@ -67,3 +67,19 @@ func TestIPExtractor(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestIDIsTheServers: a caller's own X-Request-Id is replaced, so that the
+// change history's request_id always names the control plane's request.
+func TestRequestIDIsTheServers(t *testing.T) {
+	a, _ := startApp(t)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+a.Addr()+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "someone-elses")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); id == "" || id == "someone-elses" {
+		t.Fatalf("X-Request-Id %q, want one of the server's", id)
+	}
+}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 )
 
 // adminRoutes lists the control plane's admin routes ("METHOD path"), the
@@ -62,8 +62,8 @@ func TestEveryAdminRouteDeclaresAPermission(t *testing.T) {
 func TestEveryRouteAgainstEveryRole(t *testing.T) {
 	a, cfg := startApp(t)
 	base := "http://" + a.Addr()
-	bootstrap := adminauthtest.BootstrapToken(t, cfg.DataDir)
-	admin := adminauthtest.Token(t, base, bootstrap, "matrix-admin", "admin")
+	bootstrap := admintest.BootstrapToken(t, cfg.DataDir)
+	admin := admintest.Token(t, base, bootstrap, "matrix-admin", "admin")
 	if r := do(t, http.MethodPost, base+"/admin/v1/tenants", admin, `{"name":"acme"}`); r.status != http.StatusCreated {
 		t.Fatalf("create tenant: %d %s", r.status, r.body)
 	}
@@ -73,7 +73,7 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 		if role == adminauth.TenantAdmin {
 			binding += ":acme"
 		}
-		tokens[role] = adminauthtest.Token(t, base, admin, "matrix-"+strings.ReplaceAll(string(role), "_", "-"), binding)
+		tokens[role] = admintest.Token(t, base, admin, "matrix-"+strings.ReplaceAll(string(role), "_", "-"), binding)
 	}
 	fill := strings.NewReplacer(":key", "nothing-here", ":name", "nobody", ":id", "999999")
 	for _, route := range adminRoutes(t, a) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/nats-io/nats.go"
 
@@ -44,7 +44,7 @@ func TestPolicyLagAlert(t *testing.T) {
 		c.PolicyLagAlertAfter = time.Second
 		c.AlertWebhookURL, c.AlertWebhookSecretFile, c.AlertWebhookAllowPrivate = hook.URL, secretFile, true
 	})
-	token := adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
+	token := admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)
 	waitfor.That(t, "a published policy", func() bool { return a.PolicyVersion() > 0 })
 	published := a.PolicyVersion()
 

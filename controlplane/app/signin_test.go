@@ -13,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/devoidc"
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 )
 
 // withOIDC starts the dev OIDC provider with the demo people and one person whose
@@ -22,7 +22,10 @@ import (
 // Once the control plane runs, register its redirect URL with allow.
 func withOIDC(t *testing.T, password string) (p *devoidc.Provider, tweak func(*Config)) {
 	t.Helper()
-	people := append(devoidc.DemoPeople(password), devoidc.Person{Email: "stranger@demo.example", Password: password, Groups: []string{"nobody"}})
+	people := append(devoidc.DemoPeople(password),
+		devoidc.Person{Email: "stranger@demo.example", Password: password, Groups: []string{"nobody"}},
+		devoidc.Person{Email: "ceo@demo.example", Password: password, Groups: []string{"nobody"}, Unverified: true},
+		devoidc.Person{Email: "newhire@demo.example", Password: password, Groups: []string{"nobody"}})
 	p, err := devoidc.Start("127.0.0.1:0", people)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +99,7 @@ func TestSignInWithOIDC(t *testing.T) {
 	a, cfg := startApp(t, tweak)
 	base := "http://" + a.Addr()
 	idp.AllowRedirect(base + "/auth/callback")
-	admin := adminauthtest.Admin(t, base, cfg.DataDir)
+	admin := admintest.Admin(t, base, cfg.DataDir)
 	for _, body := range []string{`{"name":"demo"}`, `{"name":"globex"}`} {
 		if r := do(t, http.MethodPost, base+"/admin/v1/tenants", admin, body); r.status != http.StatusCreated {
 			t.Fatalf("tenant: %d %s", r.status, r.body)
@@ -161,6 +164,30 @@ func TestSignInWithOIDC(t *testing.T) {
 	if _, status, body, _ := devoidc.NewBrowser().SignIn(base+"/auth/login", "admin@demo.example", "wrong"); status != http.StatusUnauthorized ||
 		!strings.Contains(body, "wrong password") {
 		t.Fatalf("a wrong password: %d %s", status, body)
+	}
+
+	// A person an administrator made ahead of time is linked at their first sign-in,
+	// and holds the roles given; but not through an email the provider has not
+	// verified, which anyone might have set.
+	for _, body := range []string{`{"name":"newhire@demo.example","kind":"person","roles":[{"role":"operator"}]}`,
+		`{"name":"ceo@demo.example","kind":"person","roles":[{"role":"admin"}]}`} {
+		if r := do(t, http.MethodPost, base+"/admin/v1/principals", admin, body); r.status != http.StatusCreated {
+			t.Fatalf("pre-create a person: %d %s", r.status, r.body)
+		}
+	}
+	hire := signIn(t, base, "newhire@demo.example", password)
+	if r := hire.do(http.MethodGet, "/admin/v1/whoami", "", ""); !strings.Contains(r.body, `"role":"operator"`) {
+		t.Fatalf("the pre-made person's roles after linking: %s", r.body)
+	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/changes?resource=principals&actor=newhire@demo.example", admin, ""); !strings.Contains(r.body, `"action":"link"`) {
+		t.Fatalf("the link is not in the history: %s", r.body)
+	}
+	if _, status, body, _ := devoidc.NewBrowser().SignIn(base+"/auth/login", "ceo@demo.example", password); status != http.StatusForbidden ||
+		!strings.Contains(body, "No access") {
+		t.Fatalf("an unverified email claiming an administrator: %d %s", status, body)
+	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/principals/ceo@demo.example", admin, ""); strings.Contains(r.body, "oidc_subject") {
+		t.Fatalf("an unverified email linked a principal: %s", r.body)
 	}
 
 	// Idle and absolute timeouts, by the database clock.

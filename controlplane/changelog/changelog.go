@@ -39,32 +39,18 @@ type Record struct {
 	Before        json.RawMessage `json:"before"`
 	After         json.RawMessage `json:"after"`
 	PolicyVersion *int64          `json:"policy_version"`
-	PrevHash      string          `json:"prev_hash"`
-	Hash          string          `json:"hash"`
+	PrevHash      string          `json:"prev_hash,omitempty"` // empty only in Canonical
+	Hash          string          `json:"hash,omitempty"`
 }
 
-// Canonical is the bytes the record's hash covers: its JSON without the hashes, the
-// time in UTC with microseconds, before and after as stored (null when absent).
+// Canonical is the bytes the record's hash covers: its JSON without the two hashes,
+// with the time in UTC at microsecond precision (RFC 3339, trailing zeros dropped)
+// and before and after as stored (null when absent).
 func (r Record) Canonical() []byte {
-	type canonical struct {
-		Seq           int64           `json:"seq"`
-		At            string          `json:"at"`
-		Principal     string          `json:"principal"`
-		PrincipalKind string          `json:"principal_kind"`
-		Roles         string          `json:"roles"`
-		Credential    string          `json:"credential"`
-		Source        string          `json:"source"`
-		RequestID     string          `json:"request_id"`
-		Action        string          `json:"action"`
-		Resource      string          `json:"resource"`
-		Key           string          `json:"key"`
-		Before        json.RawMessage `json:"before"`
-		After         json.RawMessage `json:"after"`
-		PolicyVersion *int64          `json:"policy_version"`
-	}
-	b, _ := json.Marshal(canonical{r.Seq, r.At.UTC().Format("2006-01-02T15:04:05.000000Z"), r.Principal, r.PrincipalKind,
-		r.Roles, r.Credential, r.Source, r.RequestID, r.Action, r.Resource, r.Key, orNull(r.Before), orNull(r.After),
-		r.PolicyVersion}) // strings, numbers and JSON the database gave back always marshal
+	r.PrevHash, r.Hash = "", ""
+	r.At = r.At.UTC().Truncate(time.Microsecond)
+	r.Before, r.After = orNull(r.Before), orNull(r.After)
+	b, _ := json.Marshal(r) // strings, numbers, a time and JSON the database gave back always marshal
 	return b
 }
 

@@ -26,6 +26,8 @@ type Person struct {
 	Password string
 	Groups   []string
 	Role     string // what the control plane's role map makes of Groups, for the summary
+	// Unverified makes the provider say email_verified false (tests).
+	Unverified bool
 }
 
 // Demo groups, and the role map the control plane needs for them.
@@ -175,7 +177,7 @@ func (p *Provider) signInForm(next http.Handler) http.Handler {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.m.QueueUser(&mockoidc.MockUser{Subject: "demo|" + person.Email, Email: person.Email, EmailVerified: true,
+		p.m.QueueUser(&mockoidc.MockUser{Subject: "demo|" + person.Email, Email: person.Email, EmailVerified: !person.Unverified,
 			PreferredUsername: strings.Split(person.Email, "@")[0], Groups: person.Groups})
 		next.ServeHTTP(w, r)
 	})

@@ -70,10 +70,10 @@ type stack struct {
 	// to be found in the change history when the test ends (checkChangeHistory).
 	writesMu sync.Mutex
 	writes   []adminWrite
-	nextID   atomic.Int64
 }
 
-// adminWrite is one successful admin write: method, path and its X-Request-Id.
+// adminWrite is one successful admin write: method, path and the X-Request-Id the
+// control plane gave it.
 type adminWrite struct{ method, path, requestID string }
 
 func quietLogger() *slog.Logger {
@@ -409,7 +409,6 @@ func (s *stack) admin(t *testing.T, method, path string, body any, out any, head
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("X-Request-Id", fmt.Sprintf("e2e-%d", s.nextID.Add(1)))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -420,7 +419,7 @@ func (s *stack) admin(t *testing.T, method, path string, body any, out any, head
 	defer resp.Body.Close()
 	if method != http.MethodGet && method != http.MethodHead && resp.StatusCode/100 == 2 {
 		s.writesMu.Lock()
-		s.writes = append(s.writes, adminWrite{method, path, req.Header.Get("X-Request-Id")})
+		s.writes = append(s.writes, adminWrite{method, path, resp.Header.Get("X-Request-Id")})
 		s.writesMu.Unlock()
 	}
 	raw, _ := io.ReadAll(resp.Body)

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
@@ -272,7 +273,7 @@ func (s *Stack) startControlPlane(ctx context.Context, cfg cpapp.Config) error {
 		return nil
 	}
 	s.AdminToken, err = s.NewAdminToken(ctx, s.BootstrapToken)
-	if errors.Is(err, ErrTokenRefused) {
+	if errors.Is(err, admintest.ErrTokenRefused) {
 		s.AdminToken = "" // a stale token file: the caller issues a new one
 		return nil
 	}
@@ -292,7 +293,7 @@ func (s *Stack) NewAdminToken(ctx context.Context, token string) (string, error)
 	if ttl == 0 {
 		ttl = 24 * time.Hour
 	}
-	return ServiceToken(ctx, s.AdminURL, token, name, []string{"admin"}, ttl)
+	return admintest.ServiceToken(ctx, s.AdminURL, token, name, []string{"admin"}, ttl)
 }
 
 // serveAuditStreams does, when there is no control plane, what a control plane

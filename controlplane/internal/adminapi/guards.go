@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -51,22 +53,27 @@ func deploymentGuard(c echo.Context, before, after *policy.Deployment) error {
 }
 
 // clientPlacementGuard lets a caller without clients:placement (a tenant admin)
-// neither change a client's tier or residency nor give a new client a tier and
-// residency that none of its tenant's clients has: the operator places a tenant, the
-// tenant admin adds clients within that placement.
+// neither change a client's tenant, tier or residency nor give a new client a tier
+// and residency that none of its tenant's clients has: the operator places a
+// tenant, the tenant admin adds clients within that placement. A tenant outside the
+// caller's scope is refused first, as if it did not exist, before anything else
+// (the database's own checks) could tell which tiers, residencies or tenants exist.
 func (a *API) clientPlacementGuard(c echo.Context, before, after *policy.Client) error {
 	if adminauth.IdentityOf(c).Can(adminauth.ClientsPlacement) {
 		return nil
 	}
-	if before != nil {
-		if before.Tier != after.Tier || before.Residency != after.Residency {
-			return forbidden(adminauth.ClientsPlacement, "; it changes the client's tier or residency")
-		}
-		return nil
-	}
 	ctx := c.Request().Context()
 	if tenants, scoped := store.TenantsOf(ctx); scoped && !slices.Contains(tenants, after.Tenant) {
-		return nil // a tenant it cannot see: the store refuses it as if it did not exist
+		msg := fmt.Sprintf("no tenant named %q exists", after.Tenant)
+		e := apierr.New(apierr.ValidationFailed, "tenant: %s", msg)
+		e.Fields = []apierr.FieldError{{Field: "tenant", Message: msg}}
+		return e
+	}
+	if before != nil {
+		if before.Tenant != after.Tenant || before.Tier != after.Tier || before.Residency != after.Residency {
+			return forbidden(adminauth.ClientsPlacement, "; it changes the client's tenant, tier or residency")
+		}
+		return nil
 	}
 	used, err := a.st.ClientPlacementUsed(ctx, after.Tenant, after.Tier, after.Residency)
 	if err != nil {

@@ -20,9 +20,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminapi"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth"
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/admintoken"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/health"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
@@ -79,7 +79,7 @@ func newHarness(t *testing.T, options ...func(*adminapi.API)) *harness {
 
 	h.options = options
 	h.url = h.serve(st)
-	h.token = adminauthtest.Token(t, h.url, h.bootstrap, "harness-admin", "admin")
+	h.token = admintest.Token(t, h.url, h.bootstrap, "harness-admin", "admin")
 	return h
 }
 

@@ -341,6 +341,20 @@ func (a *API) issueToken(c echo.Context, principal string) error {
 	if err != nil {
 		return identityError(err, "principal")
 	}
+	// A token made with a narrowed or expiring token, for the caller itself, is no
+	// wider and lives no longer than the token that made it.
+	if caller := adminauth.IdentityOf(c); caller.Principal == principal && caller.CredentialKind == adminauth.CredToken {
+		if caller.Narrow != "" {
+			if req.Role == "" {
+				req.Role = caller.Narrow
+			}
+			rep.check("role", req.Role == caller.Narrow, "must be "+caller.Narrow+": a token narrowed to it makes no wider token")
+		}
+		if !caller.CredentialExpires.IsZero() && expires.After(caller.CredentialExpires) {
+			rep.check(expiryField(req), false, "must not be after "+caller.CredentialExpires.UTC().Format(time.RFC3339)+
+				", when the token making it expires")
+		}
+	}
 	if req.Role != "" {
 		held := slices.ContainsFunc(p.Roles, func(b store.RoleBinding) bool { return b.Role == req.Role })
 		rep.check("role", held, "must be one of the principal's own roles: a token narrows its principal's rights, never widens them")
@@ -397,4 +411,12 @@ func identityError(err error, noun string) error {
 		return apierr.Wrap(apierr.ValidationFailed, err, "the database refused a value")
 	}
 	return err
+}
+
+// expiryField is the field a token request gave its expiry in.
+func expiryField(req tokenRequest) string {
+	if req.ExpiresInSeconds != nil {
+		return "expires_in_seconds"
+	}
+	return "expires_at"
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 
@@ -22,7 +22,7 @@ func (h *harness) as(token, method, path, body string, headers ...string) respon
 // tokenFor returns an API token of a new service account name holding roles.
 func (h *harness) tokenFor(name string, roles ...string) string {
 	h.t.Helper()
-	return adminauthtest.Token(h.t, h.url, h.bootstrap, name, roles...)
+	return admintest.Token(h.t, h.url, h.bootstrap, name, roles...)
 }
 
 // wantStatus fails the test unless r has status want and, for errors, code.
@@ -104,6 +104,20 @@ func TestTenantAdminSeesOnlyItsTenant(t *testing.T) {
 	}
 	wantStatus(t, "move a client to globex", h.as(ta, http.MethodPatch, "/admin/v1/clients/acme-app", `{"tenant":"globex"}`, "If-Match", "*"),
 		http.StatusUnprocessableEntity, "validation_failed")
+	both := h.tokenFor("acme-and-globex-admin", "tenant_admin:acme", "tenant_admin:globex")
+	wantStatus(t, "move a client between two own tenants", h.as(both, http.MethodPatch, "/admin/v1/clients/acme-app", `{"tenant":"globex"}`,
+		"If-Match", "*"), http.StatusForbidden, "forbidden")
+	// Creating in another tenant tells nothing of the tiers or residencies that
+	// exist: the tenant is refused first, whatever the rest.
+	for _, body := range []string{`{"client_id":"probe-1","tenant":"globex","tier":"default","residency":"eu"}`,
+		`{"client_id":"probe-2","tenant":"globex","tier":"no-such-tier","residency":"no-such-rule"}`,
+		`{"client_id":"probe-3","tenant":"initech","tier":"default","residency":"eu"}`} {
+		r := h.as(ta, http.MethodPost, "/admin/v1/clients", body)
+		wantStatus(t, "create "+body, r, http.StatusUnprocessableEntity, "validation_failed")
+		if f := r.errorFields(t); len(f) != 1 || f[0] != "tenant" {
+			t.Fatalf("create %s: fields %v, want tenant only", body, f)
+		}
+	}
 	if c, err := h.st.Clients().Get(context.Background(), "globex-app"); err != nil || !c.Entity.Enabled {
 		t.Fatalf("globex-app after the tenant admin's attempts: %+v, %v", c, err)
 	}
@@ -262,4 +276,32 @@ func TestTokensExpireAndRevokeAtOnce(t *testing.T) {
 	if s := h.sendTo(other, tok, http.MethodGet, "/admin/v1/whoami"); s != http.StatusUnauthorized {
 		t.Fatalf("a disabled principal's token: %d, want 401", s)
 	}
+}
+
+// TestANarrowedTokenMakesNoWiderToken: a token narrowed to one role, making a token
+// for its own principal, gets that role again and no later expiry.
+func TestANarrowedTokenMakesNoWiderToken(t *testing.T) {
+	h := newHarness(t)
+	h.fixture()
+	h.must(http.StatusCreated, http.MethodPost, "/admin/v1/principals", `{"name":"dana","roles":[{"role":"operator"},{"role":"tenant_admin","tenant":"acme"}]}`)
+	r := h.must(http.StatusCreated, http.MethodPost, "/admin/v1/principals/dana/tokens", `{"name":"ta","role":"tenant_admin","expires_in_seconds":600}`)
+	narrow := r.json(t)["token"].(string)
+	wantStatus(t, "narrowed token writes a tier", h.as(narrow, http.MethodPost, "/admin/v1/tiers", `{"name":"x"}`), http.StatusForbidden, "forbidden")
+	for _, c := range []struct{ name, body, field string }{
+		{"a wider role", `{"name":"up","role":"operator","expires_in_seconds":300}`, "role"},
+		{"a longer life", `{"name":"long","expires_in_seconds":7776000}`, "expires_in_seconds"},
+	} {
+		r := h.as(narrow, http.MethodPost, "/admin/v1/me/tokens", c.body)
+		wantStatus(t, c.name, r, http.StatusUnprocessableEntity, "validation_failed")
+		if !slices.Contains(r.errorFields(t), c.field) {
+			t.Fatalf("%s: fields %v lack %s", c.name, r.errorFields(t), c.field)
+		}
+	}
+	r = h.as(narrow, http.MethodPost, "/admin/v1/me/tokens", `{"name":"same","expires_in_seconds":300}`)
+	wantStatus(t, "a token as narrow and shorter", r, http.StatusCreated, "")
+	if r.json(t)["role"] != "tenant_admin" {
+		t.Fatalf("the new token is not narrowed: %s", r.body)
+	}
+	wantStatus(t, "the new token writes a tier", h.as(r.json(t)["token"].(string), http.MethodPost, "/admin/v1/tiers", `{"name":"x"}`),
+		http.StatusForbidden, "forbidden")
 }

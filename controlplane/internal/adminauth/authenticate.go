@@ -138,7 +138,9 @@ func identify(c echo.Context, st Store) (*Identity, error) {
 		case err != nil:
 			return nil, apierr.Wrap(apierr.Internal, err, "internal error")
 		}
-		return NewIdentity(a.Principal.Name, a.Principal.Kind, CredToken, a.Token.ID, a.Principal.Roles, a.Token.Role), nil
+		id := NewIdentity(a.Principal.Name, a.Principal.Kind, CredToken, a.Token.ID, a.Principal.Roles, a.Token.Role)
+		id.CredentialExpires = a.Token.ExpiresAt
+		return id, nil
 	}
 	return nil, unauthorized(c, "missing or invalid admin token")
 }

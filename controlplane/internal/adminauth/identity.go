@@ -2,6 +2,7 @@ package adminauth
 
 import (
 	"slices"
+	"time"
 	"sort"
 	"strings"
 
@@ -28,7 +29,12 @@ type Identity struct {
 	// Bindings are the role bindings in force: the principal's, narrowed to one role
 	// by a token that names one.
 	Bindings []store.RoleBinding
-	grants   map[Permission]grant
+	// Narrow is the role an API token is narrowed to ("" for none), and
+	// CredentialExpires when the credential ends (an API token's expiry; zero for a
+	// session): a token made with this credential gets neither more nor longer.
+	Narrow            string
+	CredentialExpires time.Time
+	grants            map[Permission]grant
 }
 
 // grant is a permission held on everything (all) or on some tenants only.
@@ -40,7 +46,7 @@ type grant struct {
 // NewIdentity is the identity of principal (of kind) authenticated by a credential,
 // holding bindings; narrow, when not empty, keeps only the bindings of that role.
 func NewIdentity(principal, kind, credKind, credID string, bindings []store.RoleBinding, narrow string) *Identity {
-	id := &Identity{Principal: principal, Kind: kind, CredentialKind: credKind, CredentialID: credID,
+	id := &Identity{Principal: principal, Kind: kind, CredentialKind: credKind, CredentialID: credID, Narrow: narrow,
 		grants: map[Permission]grant{Self: {all: true}}}
 	for _, b := range bindings {
 		if narrow != "" && b.Role != narrow {

@@ -91,7 +91,7 @@ commands:
   api-tokens create --name TEXT [--expires 720h] [--role ROLE] [--principal NAME]   prints the token once
   api-tokens list [--principal NAME]
   api-tokens revoke <id> [--principal NAME]
-  changes list [--resource R] [--actor NAME] [--from RFC3339] [--to RFC3339] [--after SEQ] [--limit N]
+  changes [list] [--resource R] [--actor NAME] [--from RFC3339] [--to RFC3339] [--after SEQ] [--limit N]
   changes export [-o FILE]                           the whole change history, JSON lines
   changes verify [FILE]                              check its hash chain (default: fetch it)
   seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
@@ -130,6 +130,10 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 			return cmd.login(ctx, rest[1:])
 		case "logout":
 			return cmd.logout(ctx, rest[1:])
+		case "changes":
+			if len(rest) == 1 || strings.HasPrefix(rest[1], "-") { // "portcullis changes --actor alice"
+				return cmd.changes(ctx, "list", rest[1:])
+			}
 		}
 	}
 	if len(rest) < 2 {

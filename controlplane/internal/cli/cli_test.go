@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-gw/portcullis/controlplane/internal/adminauth/adminauthtest"
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -77,7 +77,7 @@ func newCLI(t *testing.T, tweaks ...func(*app.Config)) cliRun {
 
 // cliFor is the CLI against a, as a new service account with the admin role.
 func cliFor(t *testing.T, a *app.App, cfg app.Config) cliRun {
-	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: adminauthtest.Admin(t, "http://"+a.Addr(), cfg.DataDir)}
+	return cliRun{t: t, a: a, dataDir: cfg.DataDir, token: admintest.Admin(t, "http://"+a.Addr(), cfg.DataDir)}
 }
 
 func (c cliRun) run(args ...string) (stdout, stderr string, err error) {

@@ -40,7 +40,7 @@ func TestPrincipalsTokensAndChanges(t *testing.T) {
 		t.Fatalf("roles: %s", out)
 	}
 
-	if out := auditor.mustRun("changes", "list", "--resource", "tenants"); !strings.Contains(out, `"principal": "test-admin"`) ||
+	if out := auditor.mustRun("changes", "--resource", "tenants"); !strings.Contains(out, `"principal": "test-admin"`) ||
 		!strings.Contains(out, `"action": "create"`) || !strings.Contains(out, `"key": "acme"`) {
 		t.Fatalf("changes list: %s", out)
 	}

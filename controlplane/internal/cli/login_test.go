@@ -49,13 +49,17 @@ func TestLoginThroughTheDevOIDCProvider(t *testing.T) {
 		t.Fatalf("clients list before login: %v, want a pointer at portcullis login", err)
 	}
 	browser := devoidc.NewBrowser()
-	var signInErr error
+	signedIn := make(chan error, 1)
 	_, stderr, err := run(func(u string) error {
-		_, _, _, signInErr = browser.SignIn(u, "admin@demo.example", password)
-		return signInErr
+		_, _, _, err := browser.SignIn(u, "admin@demo.example", password)
+		signedIn <- err
+		return err
 	}, "login", "--timeout", "30s")
-	if err != nil || signInErr != nil || !strings.Contains(stderr, "Signed in to http://"+a.Addr()+" as admin@demo.example") {
-		t.Fatalf("login: %v (browser: %v)\n%s", err, signInErr, stderr)
+	if err != nil || !strings.Contains(stderr, "Signed in to http://"+a.Addr()+" as admin@demo.example") {
+		t.Fatalf("login: %v\n%s", err, stderr)
+	}
+	if err := <-signedIn; err != nil {
+		t.Fatalf("the browser's sign-in: %v", err)
 	}
 	fi, err := os.Stat(filepath.Join(configDir, CredentialsFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -249,8 +250,9 @@ func (s *Service) callback(c echo.Context) error {
 	if err := idt.Claims(&claims); err != nil {
 		return page(c, http.StatusBadGateway, "Sign-in failed", "The ID token's claims are unreadable.")
 	}
-	id := store.OIDCIdentity{Issuer: idt.Issuer, Subject: idt.Subject, Name: s.principalName(claims, idt.Subject),
-		Email: claimString(claims, "email"), DisplayName: claimString(claims, "name")}
+	name, mayLink := s.principalName(claims, idt.Subject)
+	id := store.OIDCIdentity{Issuer: idt.Issuer, Subject: idt.Subject, Name: name, MayLink: mayLink,
+		Email: verifiedEmail(claims), DisplayName: claimString(claims, "name")}
 	bindings := s.cfg.RoleMap.Bindings(claims[s.cfg.RoleClaim])
 	actor := store.Actor{Principal: id.Name, Kind: store.PrincipalPerson, Roles: rolesOf(bindings), Credential: "oidc",
 		Source: c.RealIP(), RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
@@ -373,15 +375,30 @@ func (s *Service) logout(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
-// principalName is the principal name the claims give: NameClaim, then
-// preferred_username, email, the subject; lowercased.
-func (s *Service) principalName(claims map[string]any, subject string) string {
-	for _, k := range []string{s.cfg.NameClaim, "preferred_username", "email"} {
-		if v := claimString(claims, k); v != "" {
-			return strings.ToLower(v)
+// principalName is the principal name the claims give, lowercased: NameClaim, then
+// preferred_username, email, the subject; an email only when email_verified is
+// true. mayLink says it came from NameClaim, so that it may claim a person an
+// administrator made ahead of the first sign-in: a fallback name, which the person
+// may often choose at the identity provider, never does.
+func (s *Service) principalName(claims map[string]any, subject string) (string, bool) {
+	for i, k := range []string{s.cfg.NameClaim, "preferred_username", "email"} {
+		v := claimString(claims, k)
+		if k == "email" {
+			v = verifiedEmail(claims)
+		}
+		if v != "" {
+			return strings.ToLower(v), i == 0
 		}
 	}
-	return strings.ToLower(subject)
+	return strings.ToLower(subject), false
+}
+
+// verifiedEmail is the email claim if email_verified is true, else "".
+func verifiedEmail(claims map[string]any) string {
+	if ok, _ := claims["email_verified"].(bool); !ok {
+		return ""
+	}
+	return claimString(claims, "email")
 }
 
 func claimString(claims map[string]any, k string) string {
@@ -401,10 +418,18 @@ func rolesOf(bindings []store.RoleBinding) string {
 	return strings.Join(parts, ",")
 }
 
-// localPath is p if it is a path on this server ("/…", not "//…"), else "/": a
-// sign-in never sends the browser elsewhere.
+// safePath is what a return_to may be: a path (and query) of printable ASCII with
+// no backslash, starting with one "/". Browsers strip tabs and newlines from URLs
+// and read "\\" as "/", so anything else could turn "/x" into "//host".
+var safePath = regexp.MustCompile(`^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$`)
+
+// localPath is p if it is a path on this server, else "/": a sign-in never sends
+// the browser elsewhere.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+	if !safePath.MatchString(p) || strings.HasPrefix(p, "//") {
+		return "/"
+	}
+	if u, err := url.Parse(p); err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" {
 		return "/"
 	}
 	return p

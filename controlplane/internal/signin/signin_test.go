@@ -40,7 +40,8 @@ func TestParseRoleMap(t *testing.T) {
 func TestLocalPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"/": "/", "/clients?x=1": "/clients?x=1", "": "/", "//evil.example/": "/", "https://evil.example/": "/",
-		`/\evil.example`: "/", "/a\r\nSet-Cookie: x": "/", "relative": "/",
+		`/\evil.example`: "/", "/a\r\nSet-Cookie: x": "/", "relative": "/", "/\t/evil.example/x": "/", "/\n/evil.example": "/",
+		"/%09/evil.example": "/%09/evil.example", "/ /evil.example": "/", "/\u00a0/evil.example": "/",
 	} {
 		if got := localPath(in); got != want {
 			t.Errorf("localPath(%q) = %q, want %q", in, got, want)

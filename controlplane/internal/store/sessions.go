@@ -101,8 +101,12 @@ func (s *Store) TakeCLIExchange(ctx context.Context, hash []byte) (Login, error)
 type OIDCIdentity struct {
 	Issuer, Subject string
 	Name            string // the principal name the claims give
-	Email           string
-	DisplayName     string
+	// MayLink lets the sign-in claim a person principal of Name that no subject
+	// has yet (made by an administrator ahead of the first sign-in): only when Name
+	// came from the configured, trusted name claim.
+	MayLink     bool
+	Email       string
+	DisplayName string
 }
 
 // SignIn finds or makes the person principal of id and replaces its role bindings
@@ -138,12 +142,20 @@ func (s *Store) SignIn(ctx context.Context, id OIDCIdentity, bindings []RoleBind
 				created = true
 			case err != nil:
 				return err
-			case cur.Kind != PrincipalPerson || cur.OIDCSubject != "":
+			case cur.Kind != PrincipalPerson || cur.OIDCSubject != "" || !id.MayLink:
 				return ErrNameTaken
 			default:
-				if _, err := tx.Exec(ctx, `UPDATE principals SET oidc_issuer = $2, oidc_subject = $3 WHERE name = $1`,
-					id.Name, id.Issuer, id.Subject); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE principals SET oidc_issuer = $2, oidc_subject = $3, revision = revision + 1,
+					updated_at = now() WHERE name = $1`, id.Name, id.Issuer, id.Subject); err != nil {
 					return fmt.Errorf("link principal: %w", err)
+				}
+				linked, err := getPrincipal(ctx, tx, id.Name, false)
+				if err != nil {
+					return err
+				}
+				if err := recordChange(ctx, tx, Change{Action: "link", Resource: "principals", Key: id.Name,
+					Before: cur, After: linked}, nil); err != nil {
+					return err
 				}
 			}
 			name = id.Name
