@@ -2,9 +2,9 @@ package adminauth
 
 import (
 	"slices"
-	"time"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
