@@ -11,11 +11,11 @@ import (
 
 // Injection types: how the attempt reads.
 const (
-	TypeOverride    = "instruction_override"
-	TypeExtraction  = "prompt_extraction"
-	TypeJailbreak   = "jailbreak"
-	TypeIndirect    = "indirect"
-	TypeObfuscated  = "obfuscated"
+	TypeOverride   = "instruction_override"
+	TypeExtraction = "prompt_extraction"
+	TypeJailbreak  = "jailbreak"
+	TypeIndirect   = "indirect"
+	TypeObfuscated = "obfuscated"
 	TypeExfiltrate = "exfiltration"
 )
 

@@ -78,8 +78,8 @@ var secretRules = []secretRule{
 		re: regexp.MustCompile(`\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?)`), group: 1, entropy: 3},
 	{id: "password-assignment", typ: TypeGenericPassword,
 		keywords: []string{"password", "passwd", "pwd", "passwort", "kennwort", "secret", "api_key", "apikey", "api-key", "access_token", "auth_token"},
-		re: regexp.MustCompile(`(?i)\b(?:[a-z0-9_]*_)?(?:password|passwd|pwd|passwort|kennwort|client_secret|secret_key|secret|api_key|apikey|api-key|access_token|auth_token)["']?[ \t]*(?::|=|=>|:=)[ \t]*["']?([^\s"'<>,;]{6,128})`),
-		group: 1, check: passwordLike},
+		re:       regexp.MustCompile(`(?i)\b(?:[a-z0-9_]*_)?(?:password|passwd|pwd|passwort|kennwort|client_secret|secret_key|secret|api_key|apikey|api-key|access_token|auth_token)["']?[ \t]*(?::|=|=>|:=)[ \t]*["']?([^\s"'<>,;]{6,128})`),
+		group:    1, check: passwordLike},
 	{id: "connection-url-password", typ: TypeGenericPassword, keywords: []string{"://"},
 		re: regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s/:@]{1,64}:([^\s/@]{3,128})@[^\s/]+`), group: 1, check: passwordLike},
 }
