@@ -21,7 +21,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint vet bench fmt clean clean-data vaultdev
+.PHONY: help build run test lint vet bench guardrails-eval fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ test: lint ## make lint, then every module's tests with -race (needs PostgreSQL;
 
 bench: ## benchmark the data plane against the mock upstream; writes docs/benchmarks.md
 	$(GO) run ./tests/bench $(BENCH_FLAGS)
+
+guardrails-eval: ## score the guardrail detectors: precision, recall, F1 per family (more files: GUARDRAILS_EVAL_FILES="a.jsonl b.jsonl.gz")
+	$(GO) run ./tests/guardrails/cmd/guardrails-eval $(GUARDRAILS_EVAL_FLAGS) $(GUARDRAILS_EVAL_FILES)
 
 fmt: ## gofmt every module
 	gofmt -l -w $(MODULE_DIRS)

@@ -59,7 +59,7 @@ var injectionSignals = []injectionSignal{
 	{TypeJailbreak, 0.9, regexp.MustCompile(`(?:du bist (?:jetzt|nun|ab sofort)|tu so,? als (?:ob du|wärst du)|spiele? die rolle)\W+(?:\w+\W+){0,4}?(?:ohne (?:regeln|einschränkungen|filter|zensur)|unzensiert|entwicklermodus|dan\b)`)},
 	{TypeJailbreak, 0.85, regexp.MustCompile(`(?:entwicklermodus|debugmodus|debug-modus) (?:aktiviert|an|ein)|ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`)},
 	// Indirect injection: instructions to the assistant inside data.
-	{TypeIndirect, 0.9, regexp.MustCompile(`(?:assistant|ai|model|llm|chatbot|assistent|ki)\W{1,3}(?:\w+\W+){0,3}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche)`)},
+	{TypeIndirect, 0.9, regexp.MustCompile(`(?:assistant|ai|model|llm|chatbot|assistent\w*|ki)\W{1,3}(?:\w+\W+){0,3}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche)`)},
 	{TypeIndirect, 0.85, regexp.MustCompile(`ignore (?:the|this|your) user(?:'s|s)?\b|ignoriere (?:den|die) (?:nutzer|benutzer|anwender)`)},
 	{TypeIndirect, 0.8, regexp.MustCompile(`(?:<!--|\[system\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`)},
 	// Exfiltration instructions.
@@ -79,12 +79,19 @@ var injectionKeywords = newAutomaton([]string{
 	"email", "send", "forward", "upload", "new rules", "neue", "dude", "stan", "aim", "ki",
 })
 
-// scanInjection appends an injection finding for text to out when its score is
-// above zero; the finding covers the whole text (an injection is a property of the
+// DefaultThreshold is the injection score from which a finding counts, unless a
+// policy sets its own; below it a text is not reported at all (minReport).
+const (
+	DefaultThreshold = 0.5
+	minReport        = 0.3
+)
+
+// scanInjection appends an injection finding for text to out when its score is at
+// least minReport; the finding covers the whole text (an injection is a property of the
 // message, not of a few bytes), with the type of its strongest signal.
 func scanInjection(text string, out []Finding) []Finding {
 	typ, score := injectionScore(text, 0)
-	if score <= 0 {
+	if score < minReport {
 		return out
 	}
 	return append(out, Finding{Family: Injection, Type: typ, Start: 0, End: len(text), Score: score})
@@ -101,6 +108,9 @@ func injectionScore(text string, depth int) (string, float64) {
 				typ, best = s.typ, s.score
 			}
 		}
+	}
+	if best > 0 && mentioned(norm) {
+		best *= mentionDiscount
 	}
 	if best > 0 && obfuscated {
 		typ = TypeObfuscated
@@ -274,3 +284,22 @@ func printable(b []byte) bool {
 	}
 	return letters*10 >= utf8.RuneCount(b)*7
 }
+
+// mentionDiscount scales the score of a text that only quotes or names an attack
+// (a title, an example, a question about it) rather than making it.
+const mentionDiscount = 0.45
+
+// mentionWords, before a quoted phrase, say the phrase is talked about, not meant.
+var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.)\W{0,3}["'“„‘«]`)
+
+// mentioned reports whether the normalised text talks about a phrase in quotes
+// (and holds no second, unquoted attack), or asks how attacks work.
+func mentioned(norm string) bool {
+	if mentionRe.MatchString(norm) {
+		return true
+	}
+	return aboutAttacks.MatchString(norm)
+}
+
+// aboutAttacks are questions and requests about injection, not injections.
+var aboutAttacks = regexp.MustCompile(`^(?:how (?:do|does|can|to)|what (?:is|are)|explain|describe|wie (?:funktionier|erkenn)|was (?:ist|sind)|erkläre?)\b[^.!?]*(?:prompt injection|jailbreak|injection attack)`)

@@ -127,8 +127,9 @@ func scanDigits(text string, out []Finding) []Finding {
 		c := text[i]
 		switch {
 		case isDigit(c):
-			if i > 0 && (isAlnum(text[i-1]) || text[i-1] == '.' || text[i-1] == '_') {
-				continue // inside a word, a hex string or a dotted number
+			if i > 0 && (isAlnum(text[i-1]) || text[i-1] == '.' || text[i-1] == '_') ||
+				i > 1 && text[i-1] == '-' && isAlnum(text[i-2]) {
+				continue // inside a word, a hex string, a dotted number or a dashed token (xoxb-123-456)
 			}
 			end, ok := 0, false
 			if out, end, ok = digitRun(text, i, out); ok {
