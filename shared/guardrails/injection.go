@@ -45,11 +45,17 @@ var injectionSignals = []injectionSignal{
 	{TypeOverride, 0.95, regexp.MustCompile(ignoreEN + `\W+(?:\w+\W+){0,4}?` + priorEN + `\W+(?:\w+\W+){0,3}?` + rulesEN)},
 	{TypeOverride, 0.9, regexp.MustCompile(ignoreEN + `\W+(?:everything|anything) (?:(?:you were|you've been|you have been) told|above|before|said before)`)},
 	{TypeOverride, 0.9, regexp.MustCompile(`(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:`)},
+	{TypeOverride, 0.85, regexp.MustCompile(`\b` + ignoreEN + ` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`)},
+	{TypeOverride, 0.85, regexp.MustCompile(`you (?:are|were) no longer (?:bound|restricted|limited|required|obliged) (?:by|to)|you have been (?:freed|released|liberated) from|(?:stop|quit) (?:following|obeying) (?:your|the|these) (?:rules|instructions|guidelines)`)},
+	{TypeOverride, 0.85, regexp.MustCompile(`(?:vergiss|ignoriere?) (?:alles|das|dies)(?: \w+){0,2} (?:davor|vorher|zuvor|oben|obige|vorherige)|du (?:musst|brauchst) (?:dich )?nicht (?:mehr )?an (?:deine|die) (?:regeln|anweisungen|vorgaben) (?:zu )?halten`)},
 	{TypeOverride, 0.95, regexp.MustCompile(ignoreDE + `\W+(?:\w+\W+){0,5}?` + rulesDE)},
 	{TypeOverride, 0.9, regexp.MustCompile(`(?:neue|geänderte) (?:anweisungen|regeln|instruktionen)\W*:`)},
 	// System prompt extraction.
 	{TypeExtraction, 0.9, regexp.MustCompile(showEN + `\W+(?:\w+\W+){0,4}?` + secretEN)},
 	{TypeExtraction, 0.85, regexp.MustCompile(`(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`)},
+	{TypeExtraction, 0.85, regexp.MustCompile(`(?:what|which) (?:instructions|rules|guidelines|prompt) (?:were you|have you been|are you) (?:given|told|programmed|instructed)|(?:what|how) were you (?:told|instructed|programmed|configured) (?:to do )?(?:before|at the start|initially)`)},
+	{TypeExtraction, 0.85, regexp.MustCompile(showEN + ` (?:the |your )?(?:initial|first|original|hidden|secret|internal) (?:prompt|message|instructions|configuration|rules)`)},
+	{TypeExtraction, 0.85, regexp.MustCompile(`(?:welche|was für) (?:anweisungen|regeln|vorgaben) (?:hast du|wurden dir)(?: \w+){0,3} (?:bekommen|erhalten|gegeben)`)},
 	{TypeExtraction, 0.9, regexp.MustCompile(showDE + `\W+(?:\w+\W+){0,4}?` + secretDE)},
 	// Role-play jailbreaks.
 	{TypeJailbreak, 0.95, regexp.MustCompile(`\b(?:dan|do anything now|stan|dude|aim)\b.{0,80}\b(?:no (?:restrictions|limits|rules|filters)|without (?:any )?(?:restrictions|limits|rules|filters)|broken free|jailbr)`)},
@@ -77,6 +83,8 @@ var injectionKeywords = newAutomaton([]string{
 	"vergiss", "vergessen", "missacht", "übergeh", "umgeh", "anweisung", "regeln", "vorgaben", "instruktion",
 	"richtlinie", "systemprompt", "du bist", "tu so", "rolle", "einschränkung", "zensur", "modus", "assistent",
 	"email", "send", "forward", "upload", "new rules", "neue", "dude", "stan", "aim", "ki",
+	"no longer", "freed", "released", "stop following", "were you", "have you been", "initial", "original", "hidden",
+	"welche", "was für", "vorher", "davor", "zuvor", "halten",
 })
 
 // DefaultThreshold is the injection score from which a finding counts, unless a
@@ -194,8 +202,8 @@ func normalise(text string) (string, bool) {
 		}
 		runes = append(runes, unicode.ToLower(r))
 	}
-	// Leetspeak: in a run of letters and leet characters that holds at least two
-	// letters, the leet characters are letters too.
+	// Leetspeak: in a run of letters and leet characters that holds a letter, the
+	// leet characters are letters too ("4r3" is "are", "n0" is "no").
 	for i := 0; i < len(runes); {
 		j, letters, leets := i, 0, 0
 		for j < len(runes) {
@@ -209,7 +217,7 @@ func normalise(text string) (string, bool) {
 			}
 			j++
 		}
-		if letters >= 2 && leets > 0 {
+		if letters >= 1 && leets > 0 && j-i >= 2 {
 			for k := i; k < j; k++ {
 				if l := leet(runes[k]); l != 0 {
 					runes[k] = l
@@ -290,7 +298,7 @@ func printable(b []byte) bool {
 const mentionDiscount = 0.45
 
 // mentionWords, before a quoted phrase, say the phrase is talked about, not meant.
-var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.)\W{0,3}["'“„‘«]`)
+var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|says|said|saying|writes|wrote|shouts|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.|sagt|sagte|schreibt)\W{0,3}["'“„‘«]`)
 
 // mentioned reports whether the normalised text talks about a phrase in quotes
 // (and holds no second, unquoted attack), or asks how attacks work.

@@ -370,7 +370,8 @@ func referenceContext(text string, i int) bool {
 // phoneWords, within a few words before a number written without a country code,
 // make it a phone number.
 var phoneWords = []string{"phone", "tel", "mobile", "cell", "call", "contact", "fax", "whatsapp", "sms", "reach", "dial",
-	"telefon", "handy", "mobil", "anruf", "rufen", "erreich", "unter", "rückruf", "durchwahl", "téléphone", "telefono", "teléfono"}
+	"telefon", "handy", "mobil", "anruf", "ruf ", "rufen", "erreich", "unter", "rückruf", "durchwahl", "hotline", "nummer:",
+	"téléphone", "telefono", "teléfono", "tél", "ring", "text me", "number is", "nummer ist"}
 
 // phoneAt reads a phone number at i: "+" or "00" and a country code, validated for
 // that country; or a national number, valid in one of phoneRegions and preceded by a

@@ -53,7 +53,8 @@ const end = `(?:[^A-Za-z0-9_\-]|$)`
 // dependencies out of the data plane.
 var secretRules = []secretRule{
 	{id: "aws-access-token", typ: TypeAWSKey, keywords: []string{"a3t", "akia", "asia", "abia", "acca"},
-		re: regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`), group: 1, entropy: 3},
+		re: regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`), group: 1, entropy: 3,
+		check: func(k string) bool { return !strings.HasSuffix(k, "EXAMPLE") }}, // gitleaks' allowlist: AWS's documentation key
 	{id: "aws-secret-access-key", typ: TypeAWSKey, keywords: []string{"secret_access_key", "secretaccesskey", "secret-access-key"},
 		re: regexp.MustCompile(`(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})` + end), group: 1, entropy: 3.5},
 	{id: "github-pat", typ: TypeGitHubToken, keywords: []string{"ghp_"}, re: regexp.MustCompile(`ghp_[0-9a-zA-Z]{36}`), entropy: 3},
@@ -138,7 +139,7 @@ func entropy(s string) float64 {
 }
 
 // placeholders are values that stand for a password without being one.
-var placeholders = []string{"***", "xxx", "<", "${", "{{", "%(", "changeme", "redacted", "example", "password", "secret",
+var placeholders = []string{"***", "xxx", "<", "${", "$(", "`", "{{", "%(", "changeme", "redacted", "example", "password", "secret",
 	"placeholder", "your_", "your-", "dummy", "none", "null", "undefined", "todo", "env(", "getenv", "os.environ"}
 
 // passwordLike reports whether v looks like a real password: at least two of
