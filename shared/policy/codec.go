@@ -85,6 +85,16 @@ func (s *Snapshot) Validate() error {
 		if t.MaxOutputTokens > 0 && t.DefaultMaxTokens > t.MaxOutputTokens {
 			bad("tier %q: default_max_tokens %d is over max_output_tokens %d", t.Name, t.DefaultMaxTokens, t.MaxOutputTokens)
 		}
+		for _, p := range t.Guardrails.Problems("guardrails.") {
+			bad("tier %q: %s %s", t.Name, p[0], p[1])
+		}
+	}
+	for _, t := range s.Tenants {
+		if t.Guardrails != nil {
+			for _, p := range t.Guardrails.Problems("guardrails.") {
+				bad("tenant %q: %s %s", t.Name, p[0], p[1])
+			}
+		}
 	}
 	for _, r := range s.ResidencyRules {
 		if r.Residency == ResidencyGlobal {
@@ -103,6 +113,11 @@ func (s *Snapshot) Validate() error {
 		}
 		if c.Residency != "" && !residencies[c.Residency] {
 			bad("client %q: residency %q has no rule", c.ClientID, c.Residency)
+		}
+		if c.Guardrails != nil {
+			for _, p := range c.Guardrails.Problems("guardrails.") {
+				bad("client %q: %s %s", c.ClientID, p[0], p[1])
+			}
 		}
 	}
 	for _, d := range s.Deployments {

@@ -125,6 +125,9 @@ type Snapshot struct {
 type Tenant struct {
 	Name        string `json:"name"`
 	DisplayName string `json:"display_name,omitempty"`
+	// Guardrails overrides the tiers' guardrail policy for the tenant's clients;
+	// nil overrides nothing.
+	Guardrails *Guardrails `json:"guardrails,omitempty"`
 }
 
 // Tier is a named set of limits and allowlists that clients are assigned to.
@@ -145,6 +148,8 @@ type Tier struct {
 	// MaxOutputTokens is the largest max_tokens (or max_completion_tokens) a request
 	// may ask for; 0 means no cap.
 	MaxOutputTokens int64 `json:"max_output_tokens"`
+	// Guardrails is the tier's guardrail policy (docs/guardrails.md); empty: off.
+	Guardrails Guardrails `json:"guardrails"`
 }
 
 // MaxChoicesLimit is the most completions (n, best_of) any request may ask for,
@@ -160,6 +165,9 @@ type Client struct {
 	// restriction, which the admin API shows as ResidencyGlobal.
 	Residency string `json:"residency,omitempty"`
 	Enabled   bool   `json:"enabled"`
+	// Guardrails overrides its tenant's and tier's guardrail policy; nil overrides
+	// nothing.
+	Guardrails *Guardrails `json:"guardrails,omitempty"`
 }
 
 // ResidencyGlobal is the residency an admin gives a client that may be served from

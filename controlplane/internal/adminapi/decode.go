@@ -81,6 +81,20 @@ func decodeObject(rep *report, prefix string, obj map[string]json.RawMessage, v,
 				continue
 			}
 			decodeObject(rep, path+".", nested, field, def.Field(i))
+		case field.Kind() == reflect.Pointer && field.Type().Elem().Kind() == reflect.Struct && field.Type().Elem() != timeType:
+			// An optional object (a tenant's guardrails): merged field by field into
+			// the current one, or into a new one, so that unknown fields are reported.
+			var nested map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &nested); err != nil {
+				rep.fail(path, "must be an object")
+				continue
+			}
+			cur := reflect.New(field.Type().Elem())
+			if !field.IsNil() {
+				cur.Elem().Set(field.Elem())
+			}
+			decodeObject(rep, path+".", nested, cur.Elem(), reflect.Zero(field.Type().Elem()))
+			field.Set(cur)
 		default:
 			if err := json.Unmarshal(raw, field.Addr().Interface()); err != nil {
 				rep.fail(path, "must be "+kindOf(field.Type()))

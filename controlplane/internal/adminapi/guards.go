@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -53,8 +54,9 @@ func deploymentGuard(c echo.Context, before, after *policy.Deployment) error {
 }
 
 // clientPlacementGuard lets a caller without clients:placement (a tenant admin)
-// neither change a client's tenant, tier or residency nor give a new client a tier
-// and residency that none of its tenant's clients has: the operator places a
+// neither change a client's tenant, tier, residency or guardrails nor give a new
+// client guardrails of its own, or a tier and residency that none of its tenant's
+// clients has: the operator places a
 // tenant, the tenant admin adds clients within that placement. A tenant outside the
 // caller's scope is refused first, as if it did not exist, before anything else
 // (the database's own checks) could tell which tiers, residencies or tenants exist.
@@ -70,10 +72,14 @@ func (a *API) clientPlacementGuard(c echo.Context, before, after *policy.Client)
 		return e
 	}
 	if before != nil {
-		if before.Tenant != after.Tenant || before.Tier != after.Tier || before.Residency != after.Residency {
-			return forbidden(adminauth.ClientsPlacement, "; it changes the client's tenant, tier or residency")
+		if before.Tenant != after.Tenant || before.Tier != after.Tier || before.Residency != after.Residency ||
+			!sameGuardrails(before.Guardrails, after.Guardrails) {
+			return forbidden(adminauth.ClientsPlacement, "; it changes the client's tenant, tier, residency or guardrails")
 		}
 		return nil
+	}
+	if after.Guardrails != nil {
+		return forbidden(adminauth.ClientsPlacement, "; it sets the client's guardrails")
 	}
 	used, err := a.st.ClientPlacementUsed(ctx, after.Tenant, after.Tier, after.Residency)
 	if err != nil {
@@ -84,4 +90,17 @@ func (a *API) clientPlacementGuard(c echo.Context, before, after *policy.Client)
 			"; a new client must take the tier and residency of one of its tenant's clients")
 	}
 	return nil
+}
+
+// sameGuardrails reports whether a and b are the same policy (nil and empty alike).
+func sameGuardrails(a, b *policy.Guardrails) bool {
+	if a == nil || a.IsZero() {
+		return b == nil || b.IsZero()
+	}
+	if b == nil {
+		return false
+	}
+	ja, _ := json.Marshal(a) // plain structs always marshal
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }

@@ -29,6 +29,7 @@ func (a *API) tenants() *resource[policy.Tenant] {
 		func() policy.Tenant { return policy.Tenant{} },
 		func(r *report, t *policy.Tenant) {
 			r.check("display_name", text(t.DisplayName, 200), "must be printable text of at most 200 characters")
+			checkGuardrails(r, t.Guardrails)
 		})
 }
 
@@ -57,6 +58,7 @@ func (a *API) tiers() *resource[policy.Tier] {
 				msg += "; allowed are " + list(policy.Operations)
 			}
 			r.check("allowed_operations", msg == "", msg)
+			checkGuardrails(r, &t.Guardrails)
 		})
 }
 
@@ -76,6 +78,7 @@ func (a *API) clients() *resource[policy.Client] {
 				r.check("residency", slug.valid(c.Residency),
 					`names a residency rule, or is "global" for no restriction, and `+slug.message)
 			}
+			checkGuardrails(r, c.Guardrails)
 		})
 	r.toAPI = func(c *policy.Client) {
 		if c.Residency == "" {
@@ -267,4 +270,14 @@ func (a *API) revokedTokens() *resource[policy.RevokedToken] {
 			r.check("expires_at", !t.ExpiresAt.IsZero(), "is required: the revocation lasts until the token expires")
 			r.check("reason", text(t.Reason, 500), "must be printable text of at most 500 characters")
 		})
+}
+
+// checkGuardrails reports the problems of a guardrail policy (nil: none set).
+func checkGuardrails(r *report, g *policy.Guardrails) {
+	if g == nil {
+		return
+	}
+	for _, p := range g.Problems("guardrails.") {
+		r.check(p[0], false, p[1])
+	}
 }

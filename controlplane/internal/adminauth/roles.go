@@ -46,9 +46,10 @@ const (
 	TiersWrite   Permission = "tiers:write"
 	ClientsRead  Permission = "clients:read"
 	ClientsWrite Permission = "clients:write"
-	// ClientsPlacement is choosing a client's tier and residency freely; without it
-	// (a tenant admin) a new client must take the tier and residency of one of its
-	// tenant's existing clients, and an existing client's cannot change.
+	// ClientsPlacement is choosing a client's tenant, tier, residency and guardrails
+	// freely; without it (a tenant admin) a new client must take the tier and
+	// residency of one of its tenant's existing clients and no guardrails of its
+	// own, and an existing client's cannot change.
 	ClientsPlacement Permission = "clients:placement"
 	OverridesRead    Permission = "overrides:read"
 	OverridesWrite   Permission = "overrides:write"
@@ -151,7 +152,7 @@ var descriptions = map[Permission]string{
 	TenantsRead: "read tenants", TenantsWrite: "create, change, delete tenants",
 	TiersRead: "read tiers", TiersWrite: "create, change, delete tiers",
 	ClientsRead: "read clients", ClientsWrite: "create, change, enable, disable, delete clients",
-	ClientsPlacement: "choose a client's tier and residency freely",
+	ClientsPlacement: "choose a client's tenant, tier, residency and guardrails freely",
 	OverridesRead:    "read limit overrides", OverridesWrite: "set and clear limit overrides",
 	TokensMint:  "mint client JWTs with the development issuer",
 	RevokedRead: "read revoked client JWTs", RevokedWrite: "revoke client JWTs",

@@ -16,6 +16,7 @@ var tenants = (&table[policy.Tenant]{
 	scope: "name = ANY(%s)",
 	columns: []column[policy.Tenant]{
 		col("display_name", func(e *policy.Tenant) *string { return &e.DisplayName }),
+		col("guardrails", func(e *policy.Tenant) **policy.Guardrails { return &e.Guardrails }),
 	},
 }).init()
 
@@ -32,6 +33,7 @@ var tiers = (&table[policy.Tier]{
 		col("default_max_tokens", func(e *policy.Tier) *int64 { return &e.DefaultMaxTokens }),
 		col("max_choices", func(e *policy.Tier) *int64 { return &e.MaxChoices }),
 		col("max_output_tokens", func(e *policy.Tier) *int64 { return &e.MaxOutputTokens }),
+		col("guardrails", func(e *policy.Tier) *policy.Guardrails { return &e.Guardrails }),
 	},
 }).init()
 
@@ -46,6 +48,7 @@ var clients = (&table[policy.Client]{
 		col("tier", func(e *policy.Client) *string { return &e.Tier }),
 		nullableCol("residency", func(e *policy.Client) *string { return &e.Residency }),
 		col("enabled", func(e *policy.Client) *bool { return &e.Enabled }),
+		col("guardrails", func(e *policy.Client) **policy.Guardrails { return &e.Guardrails }),
 	},
 	refs: map[string]string{
 		"clients_tenant_fkey":    "tenant",
