@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
+	"github.com/portcullis-gw/portcullis/shared/guardrails"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -50,6 +51,9 @@ type Client struct {
 	allowedRegions map[string]struct{}
 	// override replaces some of the tier's limits until it expires; nil if none.
 	override *policy.LimitOverride
+	// Guardrails is the client's guardrail policy, its tier's with its tenant's and
+	// its own overrides on top, compiled; nil when every family is off.
+	Guardrails *guardrails.Policy
 }
 
 // Limits are a client's effective limits at one moment; zero means unlimited.
@@ -267,12 +271,21 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		rules[r.Residency] = set(r.AllowedRegions)
 		endpoints[r.Residency] = r.EndpointURL
 	}
+	tenantGuardrails := make(map[string]*policy.Guardrails, len(s.Tenants))
+	for _, t := range s.Tenants {
+		tenantGuardrails[t.Name] = t.Guardrails
+	}
+	tierGuardrails := make(map[string]policy.Guardrails, len(s.Tiers))
+	for _, t := range s.Tiers {
+		tierGuardrails[t.Name] = t.Guardrails
+	}
 	for _, c := range s.Clients {
 		tier := tiers[c.Tier]
 		if tier == nil {
 			tier = &Tier{Name: c.Tier} // allows nothing; Validate rejects this anyway
 		}
-		client := &Client{ID: c.ClientID, Tenant: c.Tenant, Enabled: c.Enabled, Tier: tier, Residency: c.Residency}
+		client := &Client{ID: c.ClientID, Tenant: c.Tenant, Enabled: c.Enabled, Tier: tier, Residency: c.Residency,
+			Guardrails: guardrails.Compile(tierGuardrails[c.Tier].Over(tenantGuardrails[c.Tenant]).Over(c.Guardrails))}
 		if c.Residency != "" {
 			client.allowedRegions = rules[c.Residency]
 			client.Endpoint = endpoints[c.Residency]
