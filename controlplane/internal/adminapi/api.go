@@ -107,6 +107,7 @@ func (a *API) registerRoutes(g *echo.Group) {
 	a.registerAlerts(g)
 	a.registerIdentity(g)
 	a.registerChanges(g)
+	a.registerGuardrails(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 

@@ -127,6 +127,7 @@ var routePermissions = map[string]adminauth.Permission{
 	"PUT " + Prefix + auditCheckpointsPath:     adminauth.Self,
 	"PATCH " + Prefix + auditCheckpointsPath:   adminauth.Self,
 	"DELETE " + Prefix + auditCheckpointsPath:  adminauth.Self,
+	"POST " + Prefix + guardrailsScanPath:      adminauth.GuardrailsScan,
 	"GET " + Prefix + usagePath:                adminauth.UsageRead,
 	"GET " + Prefix + alertsPath:               adminauth.AlertsRead,
 	"POST " + Prefix + alertsPath + "/:id/ack": adminauth.AlertsAck,

@@ -273,11 +273,4 @@ func (a *API) revokedTokens() *resource[policy.RevokedToken] {
 }
 
 // checkGuardrails reports the problems of a guardrail policy (nil: none set).
-func checkGuardrails(r *report, g *policy.Guardrails) {
-	if g == nil {
-		return
-	}
-	for _, p := range g.Problems("guardrails.") {
-		r.check(p[0], false, p[1])
-	}
-}
+func checkGuardrails(r *report, g *policy.Guardrails) { checkGuardrailsAt(r, "guardrails.", g) }

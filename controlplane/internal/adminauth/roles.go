@@ -85,8 +85,10 @@ const (
 	UsageRead         Permission = "usage:read"
 	AuditExport       Permission = "audit:export"
 	ChangesRead       Permission = "changes:read"
-	PrincipalsRead    Permission = "principals:read"
-	PrincipalsWrite   Permission = "principals:write"
+	// GuardrailsScan is the guardrails' dry run on a text the caller gives.
+	GuardrailsScan  Permission = "guardrails:scan"
+	PrincipalsRead  Permission = "principals:read"
+	PrincipalsWrite Permission = "principals:write"
 )
 
 // readAll is every read permission: the auditor's base.
@@ -104,13 +106,13 @@ var rolePermissions = map[Role][]Permission{
 		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
 		ProvidersRead, DeploymentsRead, DeploymentsWrite, HealthRead,
 		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
-		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite,
+		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, GuardrailsScan,
 	},
 	KeyCustodian: {
 		ProvidersRead, ProvidersWrite, DeploymentsRead, DeploymentsWrite, DeploymentsKeys, HealthRead, ModelsRead,
 		SecretsRead, SecretsRotate, SecretsRevoke, SecretsAccess, AlertsRead,
 	},
-	Auditor: append(slices.Clone(readAll), AuditExport),
+	Auditor: append(slices.Clone(readAll), AuditExport, GuardrailsScan),
 	// Scoped to the binding's tenant.
 	TenantAdmin: {TenantsRead, ClientsRead, ClientsWrite, OverridesRead, OverridesWrite, TokensMint, UsageRead},
 }
@@ -124,7 +126,7 @@ func AllPermissions() []Permission {
 		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
 		SecretsRead, SecretsRotate, SecretsRevoke, SecretsAccess,
 		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, UsageRead, AuditExport, ChangesRead,
-		PrincipalsRead, PrincipalsWrite,
+		GuardrailsScan, PrincipalsRead, PrincipalsWrite,
 	}
 }
 
@@ -168,7 +170,8 @@ var descriptions = map[Permission]string{
 	AlertsRead:    "read alerts", AlertsAck: "acknowledge alerts",
 	AnomalyRulesRead: "read anomaly rules", AnomalyRulesWrite: "create, change, delete anomaly rules",
 	UsageRead: "usage and showback", AuditExport: "audit exports, checkpoints and the signing key",
-	ChangesRead: "the change history and its export", PrincipalsRead: "read principals, their roles and token metadata",
+	ChangesRead: "the change history and its export", GuardrailsScan: "the guardrails' dry run on a given text",
+	PrincipalsRead:  "read principals, their roles and token metadata",
 	PrincipalsWrite: "create, change, disable, delete principals; set roles; issue and revoke their API tokens",
 }
 

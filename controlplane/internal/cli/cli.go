@@ -94,6 +94,8 @@ commands:
   changes [list] [--resource R] [--actor NAME] [--from RFC3339] [--to RFC3339] [--after SEQ] [--limit N]
   changes export [-o FILE]                           the whole change history, JSON lines
   changes verify [FILE]                              check its hash chain (default: fetch it)
+  guardrails scan (-f FILE | --text TEXT) [--tier T] [--direction input|output]
+                                                     the guardrails' dry run; FILE: {"text"} lines, a result a line
   seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
@@ -173,6 +175,8 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.apiTokens(ctx, verb, tail)
 	case noun == "changes":
 		return cmd.changes(ctx, verb, tail)
+	case noun == "guardrails":
+		return cmd.guardrails(ctx, verb, tail)
 	case slices.Contains(Resources, noun):
 		return cmd.resource(ctx, noun, verb, tail)
 	}
