@@ -522,6 +522,11 @@ func TestLimitOverride(t *testing.T) {
 		return r.Status == http.StatusTooManyRequests && r.Header.Get("X-Ratelimit-Limit-Requests") == "3"
 	})
 	t.Logf("override in force %s after it was set", time.Since(set).Round(time.Millisecond))
+	// The us worker may take the new policy a moment after the eu one: wait for it
+	// too, so that a 200 below means the override lifted, not that it had not come.
+	waitfor.Within(t, 2*time.Second, "the override to throttle the client on the us worker too", func() bool {
+		return s.call(t, "us", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusTooManyRequests
+	})
 	waitfor.Within(t, 10*time.Second, "the override to lift itself", func() bool {
 		return s.call(t, "us", token, "POST", "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK
 	})
