@@ -57,7 +57,10 @@ const (
 	// WrongRegion: the client's residency does not allow this worker's region; the
 	// message names the endpoint to call instead.
 	WrongRegion Code = "wrong_region"
-	Internal    Code = "internal_error"
+	// ContentBlocked: a guardrail blocked the request or the answer; the message
+	// names the family, never the content.
+	ContentBlocked Code = "content_blocked"
+	Internal       Code = "internal_error"
 )
 
 // Admin-API codes.
@@ -112,6 +115,7 @@ var registry = map[Code]Def{
 	PolicyTooOld:         {http.StatusServiceUnavailable, TypeUnavailable},
 	Overloaded:           {http.StatusServiceUnavailable, TypeUnavailable},
 	WrongRegion:          {http.StatusMisdirectedRequest, TypePermission},
+	ContentBlocked:       {http.StatusBadRequest, TypeInvalidRequest},
 	Internal:             {http.StatusInternalServerError, TypeServer},
 	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
 	Forbidden:            {http.StatusForbidden, TypePermission},

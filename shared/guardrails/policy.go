@@ -146,6 +146,15 @@ type Applied struct {
 
 // Apply scans text for the families on in direction d and applies their actions.
 func (p *Policy) Apply(d Direction, text string) Outcome {
+	r := NewRedactor()
+	out := p.ApplyWith(d, text, r)
+	out.Originals = r.Originals()
+	return out
+}
+
+// ApplyWith is Apply redacting with r, so that the texts of one request share one
+// numbering of placeholders; Outcome.Originals is left to r.
+func (p *Policy) ApplyWith(d Direction, text string, r *Redactor) Outcome {
 	out := Outcome{Text: text}
 	if !p.On(d) {
 		return out
@@ -167,7 +176,7 @@ func (p *Policy) Apply(d Direction, text string) Outcome {
 		}
 	}
 	if len(redact) > 0 && out.Blocked == "" {
-		out.Text, out.Originals = Redact(text, redact)
+		out.Text = r.Redact(text, redact)
 	}
 	return out
 }

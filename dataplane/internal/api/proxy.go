@@ -48,6 +48,12 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		if err := checkBounds(req, client.Tier); err != nil {
 			return err
 		}
+		if client.Guardrails != nil {
+			g := newGuarded(client.Guardrails)
+			if err := g.guardInput(req); err != nil {
+				return err
+			}
+		}
 		if req.Stream && api == apiOpenAI && op != policy.OpEmbeddings {
 			if err := prepareStream(req); err != nil {
 				return err

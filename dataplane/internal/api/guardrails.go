@@ -1,0 +1,215 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/guardrails"
+	"github.com/portcullis-gw/portcullis/shared/policy"
+)
+
+// guardFlag is one kind of finding the guardrails made of a request, counted: for
+// the audit event and the metrics, never with its text.
+type guardFlag struct {
+	Family    guardrails.Family
+	Type      string
+	Direction guardrails.Direction
+	Action    guardrails.Action
+}
+
+// guarded is what the client's guardrails made of a request so far.
+type guarded struct {
+	policy *guardrails.Policy
+	flags  map[guardFlag]int
+	// redactor numbers the placeholders of the request's input, and holds their
+	// originals for pseudonymisation.
+	redactor *guardrails.Redactor
+}
+
+func newGuarded(p *guardrails.Policy) *guarded {
+	return &guarded{policy: p, flags: map[guardFlag]int{}, redactor: guardrails.NewRedactor()}
+}
+
+// text applies the policy to one text in direction d: the text to send on, and a
+// content_blocked error when a family blocks it.
+func (g *guarded) text(d guardrails.Direction, s string) (string, error) {
+	out := g.policy.ApplyWith(d, s, g.redactor)
+	for _, f := range out.Findings {
+		g.flags[guardFlag{Family: f.Family, Type: f.Type, Direction: d, Action: f.Action}]++
+	}
+	if out.Blocked != "" {
+		return s, contentBlocked(out.Blocked, d)
+	}
+	return out.Text, nil
+}
+
+// contentBlocked is the 400 of a text a family blocks: it names the family and the
+// direction, never the content.
+func contentBlocked(f guardrails.Family, d guardrails.Direction) *apierr.Error {
+	what := "request"
+	if d == guardrails.Output {
+		what = "answer"
+	}
+	return apierr.New(apierr.ContentBlocked, "content_blocked: the %s was blocked by the %s guardrail", what, f)
+}
+
+// guardInput applies the client's input guardrails to req in place: every text of
+// its messages (each role, system prompts, tool results and tool call arguments),
+// its prompt or its embedding input is scanned; redacted texts replace the
+// originals in the body sent upstream, and a blocking family refuses the request.
+// The fields are decoded only when the policy is on for input.
+func (g *guarded) guardInput(req *request) error {
+	if !g.policy.On(guardrails.Input) {
+		return nil
+	}
+	var fields []string
+	switch req.op {
+	case policy.OpChat, policy.OpMessages:
+		fields = []string{"system", "messages"}
+	case policy.OpTextCompletion:
+		fields = []string{"prompt"}
+	case policy.OpEmbeddings:
+		fields = []string{"input"}
+	}
+	for _, name := range fields {
+		raw, ok := req.fields[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		v, err := decodeTree(raw)
+		if err != nil {
+			continue // the upstream judges a malformed member, as it does unguarded
+		}
+		changed := false
+		var walkErr error
+		rewrite := func(s string) string {
+			if walkErr != nil {
+				return s
+			}
+			out, err := g.text(guardrails.Input, s)
+			if err != nil {
+				walkErr = err
+				return s
+			}
+			if out != s {
+				changed = true
+			}
+			return out
+		}
+		switch name {
+		case "messages":
+			v = walkMessages(v, rewrite)
+		case "system":
+			v = walkContent(v, rewrite)
+		default: // a prompt or an input: a string or a list of them
+			v = walkStrings(v, rewrite)
+		}
+		if walkErr != nil {
+			return walkErr
+		}
+		if changed {
+			enc, err := encodeTree(v)
+			if err != nil {
+				return apierr.Wrap(apierr.Internal, err, "internal error")
+			}
+			req.fields[name] = enc
+		}
+	}
+	return nil
+}
+
+// decodeTree decodes raw JSON keeping numbers as written.
+func decodeTree(raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// encodeTree encodes v without escaping HTML, so that the text reaches the
+// upstream as the client wrote it.
+func encodeTree(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode guarded request: %w", err)
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// walkMessages rewrites the text of a messages array: each message's content, and
+// its tool calls' arguments (OpenAI).
+func walkMessages(v any, fn func(string) string) any {
+	msgs, ok := v.([]any)
+	if !ok {
+		return v
+	}
+	for _, m := range msgs {
+		obj, ok := m.(map[string]any)
+		if !ok {
+			continue
+		}
+		if c, ok := obj["content"]; ok {
+			obj["content"] = walkContent(c, fn)
+		}
+		calls, _ := obj["tool_calls"].([]any)
+		for _, call := range calls {
+			fnObj, _ := call.(map[string]any)
+			fun, _ := fnObj["function"].(map[string]any)
+			if args, ok := fun["arguments"].(string); ok {
+				fun["arguments"] = fn(args)
+			}
+		}
+	}
+	return v
+}
+
+// walkContent rewrites a content: a string, or an array of parts whose text parts
+// (OpenAI's {"type":"text","text"}, Anthropic's text blocks) and tool results
+// (Anthropic's {"type":"tool_result","content"}) count.
+func walkContent(v any, fn func(string) string) any {
+	switch c := v.(type) {
+	case string:
+		return fn(c)
+	case []any:
+		for _, p := range c {
+			part, ok := p.(map[string]any)
+			if !ok {
+				continue
+			}
+			switch part["type"] {
+			case "text", "input_text":
+				if t, ok := part["text"].(string); ok {
+					part["text"] = fn(t)
+				}
+			case "tool_result":
+				if inner, ok := part["content"]; ok {
+					part["content"] = walkContent(inner, fn)
+				}
+			}
+		}
+	}
+	return v
+}
+
+// walkStrings rewrites a string or each string of an array (arrays of token ids
+// carry no text).
+func walkStrings(v any, fn func(string) string) any {
+	switch c := v.(type) {
+	case string:
+		return fn(c)
+	case []any:
+		for i, el := range c {
+			if s, ok := el.(string); ok {
+				c[i] = fn(s)
+			}
+		}
+	}
+	return v
+}
