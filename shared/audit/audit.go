@@ -66,11 +66,14 @@ type Event struct {
 	// by FallbackModel, for FallbackReason: circuit_open or error_rate when the request
 	// went there before any attempt, else the stable error code of the primary's last
 	// failed attempt (upstream_error, upstream_timeout, rate_limit_exceeded, …).
-	Fallback       bool     `json:"fallback"`
-	FallbackModel  string   `json:"fallback_model,omitempty"`
-	FallbackReason string   `json:"fallback_reason,omitempty"`
-	Flagged        bool     `json:"flagged"`
-	Flags          []string `json:"flags"`
+	Fallback       bool   `json:"fallback"`
+	FallbackModel  string `json:"fallback_model,omitempty"`
+	FallbackReason string `json:"fallback_reason,omitempty"`
+	// Flagged says a guardrail found something in the request or its answer, and
+	// Flags what: each family, type, direction and action with its count, never the
+	// text.
+	Flagged bool   `json:"flagged"`
+	Flags   []Flag `json:"flags"`
 	// SourceNet is the network the request came from (an IPv4 /24 or IPv6 /48), not
 	// the address: enough to notice a client calling from somewhere new.
 	SourceNet string `json:"source_net,omitempty"`
@@ -78,11 +81,22 @@ type Event struct {
 	Headers map[string]string `json:"headers"`
 }
 
+// Flag counts one kind of guardrail finding of a request: its family (pii,
+// secrets, injection), type (email, aws_key, instruction_override …), direction
+// (input, output) and the action taken (flag, redact, block).
+type Flag struct {
+	Family    string `json:"family"`
+	Type      string `json:"type"`
+	Direction string `json:"direction"`
+	Action    string `json:"action"`
+	Count     int    `json:"count"`
+}
+
 // Encode marshals e with the current schema version.
 func Encode(e Event) ([]byte, error) {
 	e.V = SchemaVersion
 	if e.Flags == nil {
-		e.Flags = []string{}
+		e.Flags = []Flag{}
 	}
 	if e.Headers == nil {
 		e.Headers = map[string]string{}

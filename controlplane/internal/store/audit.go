@@ -86,7 +86,7 @@ func auditRow(seq int64, e AuditEvent, prev, hash string) []any {
 	ev := e.Event
 	flags, headers := ev.Flags, ev.Headers
 	if flags == nil {
-		flags = []string{}
+		flags = []audit.Flag{}
 	}
 	if headers == nil {
 		headers = map[string]string{}

@@ -25,7 +25,7 @@ func auditEvent(t *testing.T, region, requestID, client string, ts time.Time) st
 	t.Helper()
 	e := audit.Event{V: audit.SchemaVersion, TS: ts, RequestID: requestID, Region: region, Worker: region + "-1",
 		ClientID: client, Operation: "chat", Model: "gpt-4o", TokensIn: 12, TokensOut: 3, Status: 200,
-		Flags: []string{}, Headers: map[string]string{"x-request-id": requestID}}
+		Flags: []audit.Flag{}, Headers: map[string]string{"x-request-id": requestID}}
 	b, err := chain.Canonical(e)
 	if err != nil {
 		t.Fatal(err)

@@ -119,6 +119,7 @@ func (s *server) audit(c echo.Context, ri *requestInfo, start time.Time, elapsed
 		Status: c.Response().Status, Stream: ri.stream,
 		Fallback: ri.fallback != "", FallbackModel: ri.fallback, FallbackReason: ri.fallbackReason,
 		SourceNet: sourceNet(s.TrustedProxies.ClientAddr(req)), Headers: s.auditHeaders(req.Header),
+		Flagged: len(ri.flags) > 0, Flags: ri.flags,
 	}
 	if ri.errCode != "" {
 		code := ri.errCode

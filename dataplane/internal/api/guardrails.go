@@ -2,8 +2,15 @@ package api
 
 import (
 	"bytes"
+	"cmp"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
 	"encoding/json"
 	"fmt"
+
+	"github.com/portcullis-gw/portcullis/shared/audit"
 
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/guardrails"
@@ -212,4 +219,45 @@ func walkStrings(v any, fn func(string) string) any {
 		}
 	}
 	return v
+}
+
+// auditFlags are the flags in the audit event's form, in a stable order.
+func (g *guarded) auditFlags() []audit.Flag {
+	if g == nil || len(g.flags) == 0 {
+		return nil
+	}
+	out := make([]audit.Flag, 0, len(g.flags))
+	for f, n := range g.flags {
+		out = append(out, audit.Flag{Family: string(f.Family), Type: f.Type, Direction: f.Direction.String(),
+			Action: f.Action.String(), Count: n})
+	}
+	slices.SortFunc(out, func(a, b audit.Flag) int {
+		return cmp.Or(cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Family, b.Family), cmp.Compare(a.Type, b.Type),
+			cmp.Compare(a.Action, b.Action))
+	})
+	return out
+}
+
+// guardMetrics counts the guardrails' findings by family, type, direction and
+// action.
+type guardMetrics struct{ findings *prometheus.CounterVec }
+
+func newGuardMetrics(reg prometheus.Registerer) *guardMetrics {
+	m := &guardMetrics{findings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portcullis_guardrail_findings_total",
+		Help: "Guardrail findings in requests and answers, by family, type, direction and action taken."},
+		[]string{"family", "type", "direction", "action"})}
+	if reg != nil {
+		reg.MustRegister(m.findings)
+	}
+	return m
+}
+
+// count adds g's findings to the counters.
+func (m *guardMetrics) count(g *guarded) {
+	if m == nil || g == nil {
+		return
+	}
+	for f, n := range g.flags {
+		m.findings.WithLabelValues(string(f.Family), f.Type, f.Direction.String(), f.Action.String()).Add(float64(n))
+	}
 }

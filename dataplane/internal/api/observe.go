@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/audit"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
@@ -36,6 +38,9 @@ type requestInfo struct {
 	// empty when it did not.
 	fallback, fallbackReason string
 	errCode                  string
+	// flags are the guardrails' findings, counted by family, type, direction and
+	// action, for the audit event.
+	flags []audit.Flag
 	// unaudited: the request gets no audit event (a client refused at the door of a
 	// region its residency does not allow).
 	unaudited bool

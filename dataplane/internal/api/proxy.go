@@ -50,6 +50,10 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		}
 		if client.Guardrails != nil {
 			g := newGuarded(client.Guardrails)
+			defer func() {
+				ri.flags = g.auditFlags()
+				s.guardMetrics.count(g)
+			}()
 			if err := g.guardInput(req); err != nil {
 				return err
 			}

@@ -98,11 +98,15 @@ type Options struct {
 type server struct {
 	Options
 	unauthenticated chan struct{} // a slot per request being authenticated; nil: no bound
+	guardMetrics    *guardMetrics
 }
 
 // New returns the API's HTTP handler.
 func New(o Options) http.Handler {
 	s := &server{Options: o}
+	if o.Metrics != nil {
+		s.guardMetrics = newGuardMetrics(o.Metrics.Registry)
+	}
 	if o.MaxUnauthenticated > 0 {
 		s.unauthenticated = make(chan struct{}, o.MaxUnauthenticated)
 	}
