@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"cmp"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,9 +32,12 @@ type guardFlag struct {
 type guarded struct {
 	policy *guardrails.Policy
 	flags  map[guardFlag]int
-	// redactor numbers the placeholders of the request's input, and holds their
-	// originals for pseudonymisation.
-	redactor *guardrails.Redactor
+	// redactor numbers the placeholders of the request's input (and answer);
+	// inputOriginals are the input's placeholders and values, for pseudonymisation,
+	// and restorer puts them back.
+	redactor       *guardrails.Redactor
+	inputOriginals map[string]string
+	restorer       *strings.Replacer
 }
 
 func newGuarded(p *guardrails.Policy) *guarded {
@@ -124,6 +129,7 @@ func (g *guarded) guardInput(req *request) error {
 			req.fields[name] = enc
 		}
 	}
+	g.inputOriginals = maps.Clone(g.redactor.Originals())
 	return nil
 }
 
@@ -260,4 +266,95 @@ func (m *guardMetrics) count(g *guarded) {
 	for f, n := range g.flags {
 		m.findings.WithLabelValues(string(f.Family), f.Type, f.Direction.String(), f.Action.String()).Add(float64(n))
 	}
+}
+
+// guardsAnswer reports whether the answer needs the guardrails: an output family is
+// on, or input placeholders are to be put back.
+func (g *guarded) guardsAnswer() bool {
+	return g != nil && (g.policy.On(guardrails.Output) || g.pseudonymise())
+}
+
+// pseudonymise reports whether input placeholders go back to their originals in the
+// answer.
+func (g *guarded) pseudonymise() bool {
+	return g != nil && g.policy.Pseudonymise && len(g.inputOriginals) > 0
+}
+
+// restore puts the originals of input placeholders back into s.
+func (g *guarded) restore(s string) string {
+	if !g.pseudonymise() || !strings.Contains(s, "[") {
+		return s
+	}
+	if g.restorer == nil {
+		pairs := make([]string, 0, 2*len(g.inputOriginals))
+		for ph, v := range g.inputOriginals {
+			pairs = append(pairs, ph, v)
+		}
+		g.restorer = strings.NewReplacer(pairs...)
+	}
+	return g.restorer.Replace(s)
+}
+
+// answerText applies the output policy to one text of the answer, then puts input
+// placeholders back (the model saw placeholders; the user sees the values).
+func (g *guarded) answerText(s string) (string, error) {
+	out := s
+	if g.policy.On(guardrails.Output) {
+		var err error
+		if out, err = g.text(guardrails.Output, s); err != nil {
+			return s, err
+		}
+	}
+	return g.restore(out), nil
+}
+
+// guardAnswer applies the guardrails to a whole answer in the client's API: the
+// text of every choice (OpenAI: the message content and tool call arguments, a
+// completion's text) or content block (Anthropic). It returns the body to send, or
+// content_blocked; the body is re-encoded only when a text changed.
+func (g *guarded) guardAnswer(api clientAPI, body []byte) ([]byte, error) {
+	v, err := decodeTree(body)
+	if err != nil {
+		return body, nil // not JSON: relayed as it is, as unguarded
+	}
+	changed := false
+	var walkErr error
+	rewrite := func(s string) string {
+		if walkErr != nil {
+			return s
+		}
+		out, err := g.answerText(s)
+		if err != nil {
+			walkErr = err
+			return s
+		}
+		if out != s {
+			changed = true
+		}
+		return out
+	}
+	obj, _ := v.(map[string]any)
+	if api == apiAnthropic {
+		if c, ok := obj["content"]; ok {
+			obj["content"] = walkContent(c, rewrite)
+		}
+	} else {
+		choices, _ := obj["choices"].([]any)
+		for _, ch := range choices {
+			choice, _ := ch.(map[string]any)
+			if msg, ok := choice["message"]; ok {
+				walkMessages([]any{msg}, rewrite)
+			}
+			if text, ok := choice["text"].(string); ok {
+				choice["text"] = rewrite(text)
+			}
+		}
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	if !changed {
+		return body, nil
+	}
+	return encodeTree(v)
 }

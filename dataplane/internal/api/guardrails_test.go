@@ -167,3 +167,37 @@ func TestGuardrailFlagsReachTheAuditAndTheMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputGuardrailsOnWholeAnswers: a non-streamed answer is redacted or
+// blocked under the output policy, in each API's answer format (OpenAI passthrough,
+// Anthropic, and Anthropic translated to OpenAI); with pseudonymisation the
+// client gets back the values its input placeholders stood for.
+func TestOutputGuardrailsOnWholeAnswers(t *testing.T) {
+	yes := true
+	pol := withGuardrails(policy.Guardrails{PII: policy.GuardrailFamily{Input: policy.GuardrailRedact, Output: policy.GuardrailRedact},
+		Secrets: policy.GuardrailFamily{Output: policy.GuardrailBlock}, Pseudonymise: &yes})
+	// The model echoes the placeholder it was given and adds an address of its own.
+	echo := `{"id":"x","object":"chat.completion","model":"gpt-up","choices":[{"index":0,"message":{"role":"assistant","content":"I wrote to [EMAIL_1] and cc'd boss@example.org"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+	up := newUpstream(t, answerJSON(200, echo))
+	g := newGatewayPolicy(t, pol, func(*Options) {}, nil, deployment{name: "openai", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	a := g.post(t, "/v1/chat/completions", `{"model":"gpt","messages":[{"role":"user","content":"Write to jane@example.com"}]}`)
+	if a.status != 200 || !strings.Contains(a.body, "I wrote to jane@example.com and cc'd [EMAIL_2]") {
+		t.Fatalf("pseudonymised and redacted answer: %d %s", a.status, a.body)
+	}
+	if s := unescaped(t, up.seen()[0].Body); strings.Contains(s, "jane@example.com") {
+		t.Fatalf("the model saw the address: %s", s)
+	}
+
+	key := "ghp_" + "xM3ujXPonAA7" + "kAf8Y1XqN7ea" + "xiT6uumBUcqi"
+	leak := `{"id":"m","type":"message","role":"assistant","model":"claude-up","content":[{"type":"text","text":"the token is ` + key + `"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}`
+	up2 := newUpstream(t, answerJSON(200, leak))
+	g2 := newGatewayPolicy(t, pol, func(*Options) {}, nil, deployment{name: "anthropic", kind: policy.ProviderAnthropic, model: "claude", up: up2})
+	a = g2.post(t, "/v1/messages", `{"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`)
+	if a.status != 400 || !strings.Contains(a.body, "answer was blocked by the secrets guardrail") || strings.Contains(a.body, key) {
+		t.Fatalf("a secret in an Anthropic answer: %d %s", a.status, a.body)
+	}
+	a = g2.post(t, "/v1/chat/completions", `{"model":"claude","messages":[{"role":"user","content":"hi"}]}`)
+	if a.status != 400 || a.code != "content_blocked" || strings.Contains(a.body, key) {
+		t.Fatalf("a secret in an Anthropic answer translated to OpenAI: %d %s", a.status, a.body)
+	}
+}

@@ -48,8 +48,10 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		if err := checkBounds(req, client.Tier); err != nil {
 			return err
 		}
+		var guard *guarded
 		if client.Guardrails != nil {
 			g := newGuarded(client.Guardrails)
+			guard = g
 			defer func() {
 				ri.flags = g.auditFlags()
 				s.guardMetrics.count(g)
@@ -63,7 +65,7 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 				return err
 			}
 		}
-		x := &exchange{req: req, capture: s.Audit != nil} // the audit event has the answer's tokens
+		x := &exchange{req: req, capture: s.Audit != nil, guard: guard} // the audit event has the answer's tokens
 		if s.Guard != nil {
 			watch, err := s.Guard.Inspect(c.Request().Context(), GuardRequest{
 				ClientID: client.ID, Tenant: client.Tenant, Model: req.Model, Operation: op,

@@ -51,7 +51,7 @@ func upstreamFailure(c echo.Context, resp *http.Response, deployment string) err
 // upstream_error, or for a 4xx a 400 invalid_request saying the status. The
 // upstream's own 4xx error is relayed with the provider's account identifiers
 // taken out of it (see redactAccountIDs).
-func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *capture) error {
+func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *capture, guard *answerGuard) error {
 	w := c.Response()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
@@ -67,6 +67,9 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 	}
 	if resp.StatusCode/100 == 4 {
 		return relayClientError(c, resp, deployment, ct)
+	}
+	if guard != nil && guard.g.guardsAnswer() {
+		return copyGuardedAnswer(c, resp, deployment, keep, ct, guard)
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(resp.StatusCode)
@@ -84,6 +87,41 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 
 // maxClientErrorBytes bounds an upstream's 4xx answer read to relay it.
 const maxClientErrorBytes = 64 << 10
+
+// answerGuard is the guardrails an answer in the client's API goes through.
+type answerGuard struct {
+	g   *guarded
+	api clientAPI
+}
+
+// guardOf is the answer guard of x, nil when its answer needs none.
+func guardOf(x *exchange) *answerGuard {
+	if !x.guard.guardsAnswer() {
+		return nil
+	}
+	return &answerGuard{g: x.guard, api: x.req.api}
+}
+
+// copyGuardedAnswer is copyAnswer for an answer the guardrails must see whole
+// first: it is read (up to maxTranslatedBytes), guarded, then written.
+func copyGuardedAnswer(c echo.Context, resp *http.Response, deployment string, keep *capture, ct string, guard *answerGuard) error {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxTranslatedBytes+1))
+	if err != nil {
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("read answer of deployment %s: %w", deployment, err), "the upstream answer was cut")
+	}
+	if len(raw) > maxTranslatedBytes {
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("answer of deployment %s is over %d bytes", deployment, maxTranslatedBytes),
+			"the upstream answer is too large for the guardrails")
+	}
+	out, err := guard.g.guardAnswer(guard.api, raw)
+	if err != nil {
+		return err
+	}
+	if keep != nil {
+		_, _ = keep.Write(out)
+	}
+	return c.Blob(resp.StatusCode, ct, out)
+}
 
 // relayClientError relays the upstream's own 4xx answer, JSON of content type ct,
 // with the provider's account identifiers taken out.

@@ -83,6 +83,11 @@ func (t *chatToMessages) relay(c echo.Context, resp *http.Response, deployment s
 	if err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("translate answer of deployment %s: %w", deployment, err), "the upstream answer could not be read")
 	}
+	if g := guardOf(t.x); g != nil {
+		if out, err = g.g.guardAnswer(apiOpenAI, out); err != nil {
+			return err
+		}
+	}
 	if t.x.capture {
 		t.answer = out
 	}

@@ -52,9 +52,9 @@ func (t *messages) relay(c echo.Context, resp *http.Response, deployment string)
 	}
 	if t.began && t.x.capture {
 		t.body = &capture{}
-		return copyAnswer(c, resp, deployment, t.body)
+		return copyAnswer(c, resp, deployment, t.body, guardOf(t.x))
 	}
-	return copyAnswer(c, resp, deployment, nil)
+	return copyAnswer(c, resp, deployment, nil, guardOf(t.x))
 }
 
 func (t *messages) started() bool { return t.began }

@@ -59,9 +59,9 @@ func (t *passthrough) relay(c echo.Context, resp *http.Response, deployment stri
 	}
 	if t.began && t.x.capture {
 		t.body = &capture{}
-		return copyAnswer(c, resp, deployment, t.body)
+		return copyAnswer(c, resp, deployment, t.body, guardOf(t.x))
 	}
-	return copyAnswer(c, resp, deployment, nil)
+	return copyAnswer(c, resp, deployment, nil, guardOf(t.x))
 }
 
 func (t *passthrough) started() bool { return t.began }

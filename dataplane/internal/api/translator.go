@@ -52,6 +52,8 @@ type exchange struct {
 	capture bool
 	// watch gets each streamed text delta of the answer; nil: nobody watches.
 	watch StreamWatcher
+	// guard is the client's guardrails on this request; nil: none.
+	guard *guarded
 
 	prompt  int64      // estimated prompt tokens; 0 when the client has no token limit
 	limited bool       // the client has a token limit: the answer's tokens settle its reservation
