@@ -201,3 +201,62 @@ func TestOutputGuardrailsOnWholeAnswers(t *testing.T) {
 		t.Fatalf("a secret in an Anthropic answer translated to OpenAI: %d %s", a.status, a.body)
 	}
 }
+
+// chunk is an OpenAI chat stream chunk with content.
+func chunk(content string) string {
+	b, _ := json.Marshal(map[string]any{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-up",
+		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": content}, "finish_reason": nil}}})
+	return "data: " + string(b) + "\n\n"
+}
+
+const finishChunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-up\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+
+// TestOutputGuardrailsOnStreams: an AWS key streamed in two halves under a
+// blocking policy ends the stream with the content_blocked event and no [DONE],
+// and not one byte of the key reaches the client; under redaction the placeholder
+// arrives in the stream whole; Anthropic streams too.
+func TestOutputGuardrailsOnStreams(t *testing.T) {
+	key := "AKIA" + "IOSFODNN7ABCDEFG"
+	block := withGuardrails(policy.Guardrails{Secrets: policy.GuardrailFamily{Output: policy.GuardrailBlock},
+		PII: policy.GuardrailFamily{Output: policy.GuardrailRedact}})
+	up := newUpstream(t, answerStream(chunk("Here is the key: "), chunk(key[:9]), chunk(key[9:]+" enjoy"), finishChunk, "data: [DONE]\n\n"))
+	g := newGatewayPolicy(t, block, func(*Options) {}, nil, deployment{name: "openai", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	a := g.post(t, "/v1/chat/completions", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"key?"}]}`)
+	if a.status != 200 || !strings.Contains(a.body, `"code":"content_blocked"`) || strings.Contains(a.body, "[DONE]") ||
+		strings.Contains(a.body, "AKIA") || strings.Contains(a.body, key[9:]) || !strings.Contains(a.body, "Here is the key: ") {
+		t.Fatalf("a key split over two chunks:\n%s", a.body)
+	}
+
+	up = newUpstream(t, answerStream(chunk("Mail jane.doe@exa"), chunk("mple.com now"), finishChunk, "data: [DONE]\n\n"))
+	g = newGatewayPolicy(t, block, func(*Options) {}, nil, deployment{name: "openai", kind: policy.ProviderOpenAI, model: "gpt", up: up})
+	a = g.post(t, "/v1/chat/completions", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"mail?"}]}`)
+	var text strings.Builder
+	for _, line := range strings.Split(a.body, "\n") {
+		var ch struct {
+			Choices []struct {
+				Delta struct{ Content string }
+			}
+		}
+		if d, ok := strings.CutPrefix(line, "data: "); ok && json.Unmarshal([]byte(d), &ch) == nil && len(ch.Choices) > 0 {
+			text.WriteString(ch.Choices[0].Delta.Content)
+		}
+	}
+	if text.String() != "Mail [EMAIL_1] now" || !strings.Contains(a.body, "[DONE]") || strings.Contains(a.body, "jane") {
+		t.Fatalf("a redacted stream reads %q:\n%s", text.String(), a.body)
+	}
+
+	ant := func(typ, data string) string { return "event: " + typ + "\ndata: " + data + "\n\n" }
+	up2 := newUpstream(t, answerStream(
+		ant("message_start", `{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude-up","content":[],"usage":{"input_tokens":1,"output_tokens":0}}}`),
+		ant("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`),
+		ant("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Call +44 20 79"}}`),
+		ant("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"46 0958"}}`),
+		ant("content_block_stop", `{"type":"content_block_stop","index":0}`),
+		ant("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}`),
+		ant("message_stop", `{"type":"message_stop"}`)))
+	g2 := newGatewayPolicy(t, block, func(*Options) {}, nil, deployment{name: "anthropic", kind: policy.ProviderAnthropic, model: "claude", up: up2})
+	a = g2.post(t, "/v1/messages", `{"model":"claude","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"phone?"}]}`)
+	if a.status != 200 || strings.Contains(a.body, "7946") || !strings.Contains(a.body, `"text":"[PHONE_1]"`) || !strings.Contains(a.body, "message_stop") {
+		t.Fatalf("an Anthropic stream with a phone number over two deltas:\n%s", a.body)
+	}
+}

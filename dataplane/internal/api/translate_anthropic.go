@@ -61,11 +61,18 @@ func (t *chatToMessages) relay(c echo.Context, resp *http.Response, deployment s
 	if req.Stream && isEventStream(resp.Header.Get("Content-Type")) {
 		tr := anthropic.NewStreamTranslator(req.Model, req.askedUsage)
 		t.stream = tr
+		guard := newStreamGuard(t.x, apiOpenAI)
 		return relayStream(c, resp.Body, deployment, errorEvent, func(ev []byte) ([]byte, bool, error) {
 			out, err := tr.Translate(ev)
 			if t.x.watch != nil {
 				if end, stop := watchDelta(t.x.watch, apiOpenAI, []byte(tr.EventText())); stop != nil {
 					return end, false, stop
+				}
+			}
+			if guard != nil && err == nil {
+				var stop error
+				if out, stop = guard.events(out); stop != nil {
+					return out, false, stop
 				}
 			}
 			return out, tr.Done(), err

@@ -40,12 +40,17 @@ func (t *messages) relay(c echo.Context, resp *http.Response, deployment string)
 	if t.began && req.Stream && isEventStream(resp.Header.Get("Content-Type")) {
 		tr := anthropic.NewStreamTranslator(req.Model, false) // only for its usage, text and end
 		t.stream = tr
+		guard := newStreamGuard(t.x, apiAnthropic)
 		return relayStream(c, resp.Body, deployment, messagesCutEvent, func(ev []byte) ([]byte, bool, error) {
 			_, _ = tr.Translate(ev) // an upstream error event passes through as it is
 			if t.x.watch != nil {
 				if end, stop := watchDelta(t.x.watch, apiAnthropic, []byte(tr.EventText())); stop != nil {
 					return end, false, stop
 				}
+			}
+			if guard != nil {
+				out, stop := guard.events(ev)
+				return out, tr.Done() && stop == nil, stop
 			}
 			return ev, tr.Done(), nil
 		})

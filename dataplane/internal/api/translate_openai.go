@@ -49,10 +49,17 @@ func (t *passthrough) relay(c echo.Context, resp *http.Response, deployment stri
 			meter.KeepEventText()
 		}
 		t.stream = meter
+		guard := newStreamGuard(t.x, apiOpenAI)
 		return relayStream(c, resp.Body, deployment, errorEvent, func(ev []byte) ([]byte, bool, error) {
 			out := meter.Observe(ev)
 			if end, stop := watchDelta(t.x.watch, apiOpenAI, meter.EventText()); stop != nil {
 				return end, false, stop
+			}
+			if guard != nil {
+				var stop error
+				if out, stop = guard.events(out); stop != nil {
+					return out, false, stop
+				}
 			}
 			return out, upstream.IsDone(ev), nil
 		})
