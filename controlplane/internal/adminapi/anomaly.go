@@ -17,7 +17,7 @@ func (a *API) anomalyRules() *resource[store.AnomalyRule] {
 	return newResource(a, anomalyRulesPath, "anomaly rule", a.st.AnomalyRules(), slug,
 		func() store.AnomalyRule {
 			return store.AnomalyRule{Enabled: true, Factor: 5, BaselineDays: 7, MinBaselineTokens: 10000,
-				MinHistoryHours: 24, MinHistoryDays: 2, Action: store.ActionAlert, ThrottleMinutes: 60}
+				MinHistoryHours: 24, MinHistoryDays: 2, Action: store.ActionAlert, ThrottleMinutes: 60, FlagShare: 0.2, MinRequests: 20}
 		},
 		func(rep *report, r *store.AnomalyRule) { validateAnomalyRule(rep, r, a.allowPrivateWebhooks) })
 }
@@ -49,6 +49,8 @@ func validateAnomalyRule(rep *report, r *store.AnomalyRule, allowPrivateWebhooks
 		"must be a positive integer, or 0 (or null) to keep the tier's value")
 	rep.check("throttle_minutes", r.ThrottleMinutes >= 1 && r.ThrottleMinutes <= 43200,
 		"must be from 1 to 43200 (30 days)")
+	rep.check("flag_share", r.FlagShare > 0 && r.FlagShare <= 1, "must be more than 0 and at most 1 (the share of a client's requests flagged)")
+	rep.check("min_requests", r.MinRequests >= 1 && r.MinRequests <= 1000000, "must be from 1 to 1000000")
 	if r.WebhookURL != "" {
 		reason := alerting.CheckURL(r.WebhookURL, allowPrivateWebhooks)
 		switch {

@@ -117,6 +117,8 @@ func (d *Detector) Check(ctx context.Context) error {
 			errs = append(errs, d.tokenSpike(ctx, r))
 		case store.RuleNewSourceIP:
 			errs = append(errs, d.newSourceIP(ctx, r, nets))
+		case store.RuleFlagRate:
+			errs = append(errs, d.flagRate(ctx, r))
 		}
 	}
 	for _, n := range nets {
@@ -226,6 +228,32 @@ func (d *Detector) newSourceIP(ctx context.Context, r store.AnomalyRule, nets []
 			details: map[string]any{"source_net": n.SourceNet, "first_seen": n.NovelAt.UTC()},
 		}
 		errs = append(errs, d.fire(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// flagRate fires r for each client with at least r.MinRequests requests in the
+// last hour of which more than r.FlagShare were flagged by the guardrails, once per
+// client and UTC hour.
+func (d *Detector) flagRate(ctx context.Context, r store.AnomalyRule) error {
+	now := d.o.Now().UTC()
+	clients, err := d.o.Store.FlagRates(ctx, now.Add(-time.Hour), r.MinRequests)
+	if err != nil {
+		return err
+	}
+	hour := now.Truncate(time.Hour).Format(time.RFC3339)
+	var errs []error
+	for _, c := range clients {
+		share := float64(c.Flagged) / float64(c.Requests)
+		if share <= r.FlagShare {
+			continue
+		}
+		errs = append(errs, d.fire(ctx, firing{
+			rule: r, client: c.ClientID, tenant: c.TenantID, dedup: hour, throttle: cmp.Or(r.ThrottleTokensPerHour, r.MinBaselineTokens),
+			message: fmt.Sprintf("client %s had %d of its %d requests in the last hour flagged by the guardrails (%.0f%%; rule %s fires above %.0f%%)",
+				c.ClientID, c.Flagged, c.Requests, 100*share, r.Name, 100*r.FlagShare),
+			details: map[string]any{"requests": c.Requests, "flagged": c.Flagged, "flag_share": share, "threshold": r.FlagShare},
+		}))
 	}
 	return errors.Join(errs...)
 }

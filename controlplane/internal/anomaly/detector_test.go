@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -374,5 +375,55 @@ func TestBlockDisablesClient(t *testing.T) {
 	}
 	if len(snap.LimitOverrides) != 0 {
 		t.Fatalf("block set overrides: %+v", snap.LimitOverrides)
+	}
+}
+
+// archiveFlagged archives n events of client in the last hour, the first flagged of
+// them flagged by the guardrails.
+func (e *env) archiveFlagged(t *testing.T, client string, now time.Time, n, flagged int) {
+	t.Helper()
+	var events []store.AuditEvent
+	for i := range n {
+		ev := audit.Event{V: audit.SchemaVersion, TS: now.Add(-time.Duration(i) * time.Second).UTC(),
+			RequestID: "req-" + strconv.FormatInt(e.seq.Add(1), 10), Region: "eu", Worker: "w1", ClientID: client, TenantID: "acme",
+			Operation: "chat_completions", Model: "gpt-4o-mini", TokensIn: 5, TokensOut: 5, Status: 200}
+		if i < flagged {
+			ev.Flagged = true
+			ev.Flags = []audit.Flag{{Family: "pii", Type: "email", Direction: "input", Action: "redact", Count: 1}}
+		}
+		b, err := chain.Canonical(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, store.AuditEvent{Event: ev, JSON: b})
+	}
+	if _, err := e.st.AppendAudit(context.Background(), "eu", events); err != nil {
+		t.Fatalf("archive: %v", err)
+	}
+}
+
+// TestFlagRateAlertsOncePerHour: the seeded flag_rate rule fires for a client with
+// more than 20% of at least 20 requests in the last hour flagged, once per hour, and
+// not for a client below the share or with too few requests.
+func TestFlagRateAlertsOncePerHour(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	e.archiveFlagged(t, "leaky", now, 30, 10)
+	e.archiveFlagged(t, "steady", now, 30, 3)
+	e.archiveFlagged(t, "newbie", now, 5, 5)
+	for range 2 {
+		if err := e.det.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := alertsOf(t, e.st, "leaky", "flag_rate")
+	if len(got) != 1 || !strings.Contains(got[0].Message, "10 of its 30 requests") {
+		t.Fatalf("flag_rate alerts of leaky: %+v", got)
+	}
+	for _, c := range []string{"steady", "newbie"} {
+		if n := len(alertsOf(t, e.st, c, "flag_rate")); n != 0 {
+			t.Fatalf("%s raised %d flag_rate alerts", c, n)
+		}
 	}
 }

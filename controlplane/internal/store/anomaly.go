@@ -19,6 +19,7 @@ import (
 const (
 	RuleTokenSpike  = "token_spike"
 	RuleNewSourceIP = "new_source_ip"
+	RuleFlagRate    = "flag_rate"
 
 	ActionAlert            = "alert"
 	ActionAlertAndThrottle = "alert_and_throttle"
@@ -27,7 +28,7 @@ const (
 
 // RuleKinds and RuleActions are the allowed kinds and actions of an anomaly rule.
 var (
-	RuleKinds   = []string{RuleTokenSpike, RuleNewSourceIP}
+	RuleKinds   = []string{RuleTokenSpike, RuleNewSourceIP, RuleFlagRate}
 	RuleActions = []string{ActionAlert, ActionAlertAndThrottle, ActionBlock}
 )
 
@@ -57,6 +58,11 @@ type AnomalyRule struct {
 	ThrottleRequestsPerMinute int64  `json:"throttle_requests_per_minute"`
 	ThrottleMinutes           int    `json:"throttle_minutes"`
 	WebhookURL                string `json:"webhook_url"` // "" uses the control plane's alert-webhook-url
+	// FlagShare and MinRequests are flag_rate's: it fires for a client with at
+	// least MinRequests requests in the last hour of which more than FlagShare were
+	// flagged by the guardrails.
+	FlagShare   float64 `json:"flag_share"`
+	MinRequests int     `json:"min_requests"`
 }
 
 var anomalyRules = (&table[AnomalyRule]{
@@ -76,6 +82,8 @@ var anomalyRules = (&table[AnomalyRule]{
 		optionalCol("throttle_requests_per_minute", func(e *AnomalyRule) *int64 { return &e.ThrottleRequestsPerMinute }),
 		col("throttle_minutes", func(e *AnomalyRule) *int { return &e.ThrottleMinutes }),
 		nullableCol("webhook_url", func(e *AnomalyRule) *string { return &e.WebhookURL }),
+		col("flag_share", func(e *AnomalyRule) *float64 { return &e.FlagShare }),
+		col("min_requests", func(e *AnomalyRule) *int { return &e.MinRequests }),
 	},
 	history: func(r AnomalyRule) any { r.WebhookURL = redactURL(r.WebhookURL); return r },
 }).init()
@@ -346,4 +354,27 @@ func redactURL(u string) string {
 		return "[redacted]"
 	}
 	return p.Scheme + "://" + p.Host + "/[redacted]"
+}
+
+// ClientFlags is a client's requests over a window and how many of them the
+// guardrails flagged, for flag_rate.
+type ClientFlags struct {
+	ClientID, TenantID string
+	Requests, Flagged  int64
+}
+
+// FlagRates counts each client's archived requests since since, and the flagged
+// ones, for the clients with at least minRequests.
+func (s *Store) FlagRates(ctx context.Context, since time.Time, minRequests int) ([]ClientFlags, error) {
+	rows, err := s.pool.Query(ctx, `SELECT client_id, max(tenant_id), count(*), count(*) FILTER (WHERE flagged)
+		FROM audit_events WHERE ts >= $1 AND client_id <> '' GROUP BY client_id HAVING count(*) >= $2
+		ORDER BY client_id`, since, minRequests)
+	if err != nil {
+		return nil, fmt.Errorf("count flagged requests: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ClientFlags])
+	if err != nil {
+		return nil, fmt.Errorf("count flagged requests: %w", err)
+	}
+	return out, nil
 }
