@@ -63,11 +63,18 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte, fail 
 	}
 	reply := fmt.Sprintf("mock reply from %s to %d messages", s.opts.Name, len(req.Messages))
 	words, finish := cutWords(reply, completionLimit(req.MaxTokens, req.MaxCompletionTokens))
+	echo, echoed := echoReply(contentText(req.Messages[len(req.Messages)-1].Content))
+	if echoed {
+		words, finish = echoChunks(echo), "stop"
+	}
 	u := newUsage(promptTokens, len(words))
 	id := answerID("chatcmpl", body)
 
 	if !req.Stream {
 		text := strings.Join(words, " ")
+		if echoed {
+			text = echo
+		}
 		return writeJSON(w, chatCompletion{
 			ID: id, Object: "chat.completion", Created: created, Model: req.Model,
 			SystemFingerprint: "fp_mock",
@@ -91,7 +98,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte, fail 
 		return err
 	}
 	for i, word := range words {
-		if i > 0 {
+		if i > 0 && !echoed {
 			word = " " + word
 		}
 		if err := sse.event(chunk([]chatChoice{{Delta: &chatReply{Content: &word}}}, nil)); err != nil {

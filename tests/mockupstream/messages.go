@@ -157,13 +157,17 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, body []byte, f
 		reply := fmt.Sprintf("mock reply from %s to %d messages", s.opts.Name, len(req.Messages))
 		words, finish := cutWords(reply, maxTokens)
 		text := strings.Join(words, " ")
+		echo, echoed := echoReply(lastTextBlock(req.Messages[len(req.Messages)-1].Content))
+		if echoed {
+			words, finish, text = echoChunks(echo), "stop", echo
+		}
 		block = contentBlock{Type: "text", Text: &text}
 		outputTokens, stopReason = len(words), "end_turn"
 		if finish == "length" {
 			stopReason = "max_tokens"
 		}
 		for i, word := range words {
-			if i > 0 {
+			if i > 0 && !echoed {
 				word = " " + word
 			}
 			deltas = append(deltas, blockDelta{Type: "text_delta", Text: &word})
@@ -313,4 +317,24 @@ func blocksText(raw json.RawMessage) string {
 func anthropicID(prefix string, body []byte) string {
 	sum := sha256.Sum256(body)
 	return prefix + "_mock_" + hex.EncodeToString(sum[:8])
+}
+
+// lastTextBlock is the text of a content's last text block (the string itself for a
+// string content).
+func lastTextBlock(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var blocks []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(raw, &blocks)
+	for i := len(blocks) - 1; i >= 0; i-- {
+		if blocks[i].Type == "text" {
+			return blocks[i].Text
+		}
+	}
+	return ""
 }

@@ -129,6 +129,10 @@ type Request struct {
 	// MaxTokens is the body's "max_tokens" or "max_completion_tokens", the smaller when it
 	// has both, and nil when it has neither (or they are not integers).
 	MaxTokens *int
+	// Texts are the request's texts as the upstream got them: the system prompt and
+	// each message's content (text parts and tool results joined), or the prompt. A
+	// test mock keeps them so that a test can see what left the gateway.
+	Texts []string
 }
 
 // Server is the mock upstream. It is an http.Handler; serve it with httptest.NewServer or
@@ -273,6 +277,11 @@ func (s *Server) record(r *http.Request, deployment string, d dialect, body []by
 		StreamOptions       json.RawMessage `json:"stream_options"`
 		MaxTokens           json.RawMessage `json:"max_tokens"`
 		MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
+		System              json.RawMessage `json:"system"`
+		Messages            []struct {
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
+		Prompt json.RawMessage `json:"prompt"`
 	}
 	_ = json.Unmarshal(body, &probe) // best effort: a bad body is still recorded
 	h := r.Header.Clone()
@@ -293,6 +302,11 @@ func (s *Server) record(r *http.Request, deployment string, d dialect, body []by
 		Header:         h,
 		StreamOptions:  probe.StreamOptions,
 		MaxTokens:      intValue(probe.MaxTokens),
+	}
+	for _, raw := range append([]json.RawMessage{probe.System, probe.Prompt}, messageContents(probe.Messages)...) {
+		if t := blocksText(raw); t != "" {
+			rec.Texts = append(rec.Texts, t)
+		}
 	}
 	if m := intValue(probe.MaxCompletionTokens); m != nil && (rec.MaxTokens == nil || *m < *rec.MaxTokens) {
 		rec.MaxTokens = m
@@ -448,4 +462,14 @@ func (s *Server) hold(r *http.Request) error {
 	case <-r.Context().Done():
 		return errDropped
 	}
+}
+
+func messageContents(msgs []struct {
+	Content json.RawMessage `json:"content"`
+}) []json.RawMessage {
+	out := make([]json.RawMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Content
+	}
+	return out
 }
