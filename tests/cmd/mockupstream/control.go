@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 const (
 	failPath         = "/mock/fail"
 	keysPath         = "/mock/keys"
+	requestsPath     = "/mock/requests"
 	maxControlBody   = 64 << 10
 	maxFailSeconds   = 3600
 	modeNone         = "none"
@@ -100,8 +102,10 @@ func (c *control) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		logAttrs, err = c.serveFail(sw, r)
 	case keysPath:
 		logAttrs, err = c.serveKeys(sw, r)
+	case requestsPath:
+		err = c.serveRequests(sw, r)
 	default:
-		err = apierr.New(apierr.NotFound, "no such control endpoint; use %s or %s", failPath, keysPath)
+		err = apierr.New(apierr.NotFound, "no such control endpoint; use %s, %s or %s", failPath, keysPath, requestsPath)
 	}
 	if err != nil {
 		e := apierr.From(err)
@@ -223,4 +227,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// requestView is one recorded request as GET /mock/requests shows it: where it went
+// and the texts it carried (what left the gateway, for a look at its guardrails).
+type requestView struct {
+	At         string   `json:"at"`
+	Path       string   `json:"path"`
+	Deployment string   `json:"deployment"`
+	Model      string   `json:"model"`
+	Stream     bool     `json:"stream"`
+	Texts      []string `json:"texts"`
+}
+
+// serveRequests answers GET /mock/requests[?limit=N]: the last N (default 10)
+// requests the mock recorded, newest last.
+func (c *control) serveRequests(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return apierr.New(apierr.MethodNotAllowed, "use GET on %s", requestsPath)
+	}
+	limit := 10
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return apierr.New(apierr.InvalidRequest, "limit must be from 1 to 1000")
+		}
+		limit = n
+	}
+	reqs := c.mock.Requests()
+	reqs = reqs[max(0, len(reqs)-limit):]
+	out := make([]requestView, 0, len(reqs))
+	for _, q := range reqs {
+		texts := q.Texts
+		if texts == nil {
+			texts = []string{}
+		}
+		out = append(out, requestView{At: q.At.UTC().Format(time.RFC3339Nano), Path: q.Path, Deployment: q.Deployment,
+			Model: q.Model, Stream: q.Stream, Texts: texts})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+	return nil
 }

@@ -29,6 +29,7 @@
 //	curl -s -XPOST http://127.0.0.1:9101/mock/keys -d '{"accept":"sk-old...","until":"2030-01-01T00:00:00Z"}'
 //	curl -s -XPOST http://127.0.0.1:9101/mock/keys -d '{"revoke":"sk-old..."}'
 //	curl -s http://127.0.0.1:9101/mock/keys              # {"accepted":2}
+//	curl -s 'http://127.0.0.1:9101/mock/requests?limit=3' # the last requests: path, model, texts
 //
 // With -admin-key-file it also serves the part of OpenAI's organization admin API that
 // the openai_admin minter uses, under /v1/organization/ (and each /d/<deployment>/):
