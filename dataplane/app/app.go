@@ -204,7 +204,12 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 		return nil, err
 	}
 	trusted, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated with the config
+	var classifier api.Classifier
+	if cfg.GuardrailsClassifierURL != "" {
+		classifier = &api.HTTPClassifier{URL: cfg.GuardrailsClassifierURL, Timeout: cfg.GuardrailsClassifierTimeout}
+	}
 	handler := api.New(api.Options{
+		Classifier:           classifier,
 		Policy:               a.policy,
 		Verifier:             verifier,
 		Limiter:              a.limits,

@@ -151,6 +151,13 @@ type Config struct {
 	// snapshot is the newest in PC_POLICY; 0 (the default) never does.
 	PolicyMaxAge time.Duration
 
+	// GuardrailsClassifierURL (PORTCULLIS_GUARDRAILS_CLASSIFIER_URL) is the
+	// self-hosted prompt-injection classifier that injection policies with
+	// classifier fail_open or fail_closed ask (empty: none; fail_closed policies
+	// then refuse their requests); GuardrailsClassifierTimeout bounds each call.
+	GuardrailsClassifierURL     string
+	GuardrailsClassifierTimeout time.Duration
+
 	// Audit (PORTCULLIS_AUDIT_*): one event per request, through an on-disk spool to
 	// PC_AUDIT_<REGION>; see docs/audit.md.
 	AuditSpoolDir       string        // the spool; must stay the same across restarts (required)
@@ -223,6 +230,8 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Bool(&cfg.DevAllowAnyKeyFile, "dev-allow-any-key-file", false, "development only: let key_source file read a key file anywhere")
 	l.Bool(&cfg.DevAllowAnyEgress, "dev-allow-any-egress", false, "development only: an empty egress-allow-hosts allows any upstream host (refused otherwise)")
 	l.Duration(&cfg.PolicyMaxAge, "policy-max-age", 0, "/readyz answers 503 policy_too_old once the policy has not been confirmed current for this long (0: never)")
+	l.String(&cfg.GuardrailsClassifierURL, "guardrails-classifier-url", "", `prompt-injection classifier URL, answering POST {"texts":[...]} with {"scores":[...]} (https://, or http:// on loopback; empty: none)`)
+	l.Duration(&cfg.GuardrailsClassifierTimeout, "guardrails-classifier-timeout", cfg.GuardrailsClassifierTimeout, "bound of one classifier call; past it the call has failed (fail_open passes, fail_closed refuses)")
 	l.String(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	l.String(&cfg.WorkerID, "worker-id", cfg.WorkerID, "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
@@ -248,28 +257,29 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 // Start fills the zero fields of a Config built by hand from it (see withDefaults).
 func Default() Config {
 	return Config{
-		Listen:              DefaultListen,
-		MetricsListen:       DefaultMetricsListen,
-		JWTAudience:         identity.DefaultAudience,
-		JWTMaxLifetime:      auth.DefaultMaxLifetime,
-		MaxBodyBytes:        DefaultMaxBodyBytes,
-		MaxUnauthenticated:  DefaultMaxUnauthenticated,
-		FallbackErrorRate:   api.DefaultFallbackErrorRate,
-		FallbackWindow:      upstream.DefaultErrorRateWindow,
-		LimitsFailPolicy:    limits.FailClosed,
-		LimitsKVTimeout:     limits.DefaultOpTimeout,
-		LimitsIdleReturn:    limits.DefaultIdleReturn,
-		AuditSpoolDir:       filepath.Join(".data", "audit-spool"),
-		AuditSpoolMaxBytes:  dpaudit.DefaultSpoolMaxBytes,
-		AuditFullPolicy:     dpaudit.RejectRequests,
-		AuditSink:           "stdout",
-		AuditHeaders:        strings.Join(audit.DefaultHeaders, ","),
-		AuditStreamMaxAge:   dpaudit.DefaultStreamMaxAge,
-		AuditStreamReplicas: 1,
-		Vault:               vaultclient.DefaultConfig(),
-		KeyRefreshInterval:  keys.DefaultRefreshInterval,
-		LogLevel:            "info",
-		WorkerID:            defaultWorkerID(),
+		Listen:                      DefaultListen,
+		MetricsListen:               DefaultMetricsListen,
+		JWTAudience:                 identity.DefaultAudience,
+		JWTMaxLifetime:              auth.DefaultMaxLifetime,
+		MaxBodyBytes:                DefaultMaxBodyBytes,
+		MaxUnauthenticated:          DefaultMaxUnauthenticated,
+		FallbackErrorRate:           api.DefaultFallbackErrorRate,
+		FallbackWindow:              upstream.DefaultErrorRateWindow,
+		LimitsFailPolicy:            limits.FailClosed,
+		LimitsKVTimeout:             limits.DefaultOpTimeout,
+		LimitsIdleReturn:            limits.DefaultIdleReturn,
+		AuditSpoolDir:               filepath.Join(".data", "audit-spool"),
+		AuditSpoolMaxBytes:          dpaudit.DefaultSpoolMaxBytes,
+		AuditFullPolicy:             dpaudit.RejectRequests,
+		AuditSink:                   "stdout",
+		AuditHeaders:                strings.Join(audit.DefaultHeaders, ","),
+		AuditStreamMaxAge:           dpaudit.DefaultStreamMaxAge,
+		AuditStreamReplicas:         1,
+		Vault:                       vaultclient.DefaultConfig(),
+		KeyRefreshInterval:          keys.DefaultRefreshInterval,
+		GuardrailsClassifierTimeout: api.DefaultClassifierTimeout,
+		LogLevel:                    "info",
+		WorkerID:                    defaultWorkerID(),
 	}
 }
 
@@ -378,6 +388,14 @@ func (c *Config) validate(p *config.Problems) {
 	}
 	if c.PolicyMaxAge != 0 && (c.PolicyMaxAge < MinPolicyMaxAge || c.PolicyMaxAge > MaxPolicyMaxAge) {
 		p.Add("policy-max-age", c.PolicyMaxAge, fmt.Sprintf("must be 0 (off) or between %v and %v", MinPolicyMaxAge, MaxPolicyMaxAge))
+	}
+	if c.GuardrailsClassifierURL != "" {
+		if err := auth.CheckJWKSURL(c.GuardrailsClassifierURL); err != nil { // the same rule as the JWKS URL's
+			p.Add("guardrails-classifier-url", logging.RedactURL(c.GuardrailsClassifierURL), err.Error())
+		}
+	}
+	if c.GuardrailsClassifierTimeout < 10*time.Millisecond || c.GuardrailsClassifierTimeout > 30*time.Second {
+		p.Add("guardrails-classifier-timeout", c.GuardrailsClassifierTimeout, "must be between 10ms and 30s")
 	}
 	if c.FallbackErrorRate <= 0 || c.FallbackErrorRate > 1 {
 		p.Add("fallback-error-rate", c.FallbackErrorRate, "must be above 0 and at most 1")

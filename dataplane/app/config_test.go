@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logging"
@@ -240,5 +241,36 @@ func TestLoadConfigRefusesAnotherRegionsNATSCreds(t *testing.T) {
 	}
 	if _, err := app.LoadConfig(nil, getenv(with(map[string]string{"PORTCULLIS_REGION": "eu", "PORTCULLIS_NATS_CREDS": eu})), io.Discard); err != nil {
 		t.Fatalf("LoadConfig with dp-eu credentials in eu: %v", err)
+	}
+}
+
+// TestLoadConfigGuardrailsClassifierKeys: no classifier by default with a 300ms
+// bound; an https URL, or http on loopback, is taken; plain http elsewhere and
+// timeouts out of range are refused, naming the key.
+func TestLoadConfigGuardrailsClassifierKeys(t *testing.T) {
+	cfg, err := app.LoadConfig(nil, getenv(required), io.Discard)
+	if err != nil || cfg.GuardrailsClassifierURL != "" || cfg.GuardrailsClassifierTimeout != 300*time.Millisecond {
+		t.Fatalf("defaults: %q %v %v", cfg.GuardrailsClassifierURL, cfg.GuardrailsClassifierTimeout, err)
+	}
+	for _, u := range []string{"https://classifier.internal/score", "http://127.0.0.1:9300/score"} {
+		cfg, err = app.LoadConfig(nil, getenv(with(map[string]string{
+			"PORTCULLIS_GUARDRAILS_CLASSIFIER_URL": u, "PORTCULLIS_GUARDRAILS_CLASSIFIER_TIMEOUT": "1s",
+		})), io.Discard)
+		if err != nil || cfg.GuardrailsClassifierURL != u || cfg.GuardrailsClassifierTimeout != time.Second {
+			t.Fatalf("%s: %+v %v", u, cfg.GuardrailsClassifierURL, err)
+		}
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{vars: map[string]string{"PORTCULLIS_GUARDRAILS_CLASSIFIER_URL": "http://classifier.internal/score"}, want: "PORTCULLIS_GUARDRAILS_CLASSIFIER_URL"},
+		{vars: map[string]string{"PORTCULLIS_GUARDRAILS_CLASSIFIER_URL": "classifier:9300"}, want: "PORTCULLIS_GUARDRAILS_CLASSIFIER_URL"},
+		{vars: map[string]string{"PORTCULLIS_GUARDRAILS_CLASSIFIER_TIMEOUT": "1ms"}, want: "PORTCULLIS_GUARDRAILS_CLASSIFIER_TIMEOUT"},
+		{vars: map[string]string{"PORTCULLIS_GUARDRAILS_CLASSIFIER_TIMEOUT": "1m"}, want: "PORTCULLIS_GUARDRAILS_CLASSIFIER_TIMEOUT"},
+	} {
+		if _, err := app.LoadConfig(nil, getenv(with(tc.vars)), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%v: err %v, want one naming %s", tc.vars, err, tc.want)
+		}
 	}
 }

@@ -60,7 +60,10 @@ const (
 	// ContentBlocked: a guardrail blocked the request or the answer; the message
 	// names the family, never the content.
 	ContentBlocked Code = "content_blocked"
-	Internal       Code = "internal_error"
+	// GuardrailUnavailable: a guardrail the client's policy requires (a fail_closed
+	// classifier) could not check the request.
+	GuardrailUnavailable Code = "guardrail_unavailable"
+	Internal             Code = "internal_error"
 )
 
 // Admin-API codes.
@@ -116,6 +119,7 @@ var registry = map[Code]Def{
 	Overloaded:           {http.StatusServiceUnavailable, TypeUnavailable},
 	WrongRegion:          {http.StatusMisdirectedRequest, TypePermission},
 	ContentBlocked:       {http.StatusBadRequest, TypeInvalidRequest},
+	GuardrailUnavailable: {http.StatusServiceUnavailable, TypeUnavailable},
 	Internal:             {http.StatusInternalServerError, TypeServer},
 	Unauthorized:         {http.StatusUnauthorized, TypeAuthentication},
 	Forbidden:            {http.StatusForbidden, TypePermission},

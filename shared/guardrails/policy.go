@@ -62,6 +62,9 @@ type Policy struct {
 	actions            [2][3]Action // [direction][family index]
 	InjectionThreshold float64
 	Pseudonymise       bool
+	// Classifier is the injection family's classifier mode (policy.Classifier*;
+	// "" and off: not asked).
+	Classifier string
 }
 
 // familyIndex orders the families as Families does.
@@ -87,6 +90,9 @@ func Compile(g policy.Guardrails) *Policy {
 		p.InjectionThreshold = *t
 	}
 	p.Pseudonymise = g.Pseudonymise != nil && *g.Pseudonymise
+	if c := g.Injection.Classifier; c == policy.ClassifierFailOpen || c == policy.ClassifierFailClosed {
+		p.Classifier = c
+	}
 	if !p.On(Input) && !p.On(Output) {
 		return nil
 	}

@@ -15,6 +15,14 @@ const (
 // GuardrailActions lists the actions, "" (inherit) aside.
 var GuardrailActions = []string{GuardrailOff, GuardrailFlag, GuardrailRedact, GuardrailBlock}
 
+// Classifier modes of the injection family: whether the data plane also asks its
+// classifier (PORTCULLIS_GUARDRAILS_CLASSIFIER_URL), and what a failed call means.
+const (
+	ClassifierOff        = "off"
+	ClassifierFailOpen   = "fail_open"   // a failed call counts as no finding
+	ClassifierFailClosed = "fail_closed" // a failed call refuses the request
+)
+
 // Guardrails is a guardrail policy: a tier's, or a tenant's or client's override of
 // it. Each field left empty inherits: client over tenant over tier.
 type Guardrails struct {
@@ -32,6 +40,8 @@ type GuardrailFamily struct {
 	Input     string   `json:"input,omitempty"`
 	Output    string   `json:"output,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
+	// Classifier (injection only) is off, fail_open or fail_closed; "" inherits.
+	Classifier string `json:"classifier,omitempty"`
 }
 
 // Over returns g with each field that o sets taken from o: o overrides g.
@@ -57,6 +67,9 @@ func (f GuardrailFamily) over(o GuardrailFamily) GuardrailFamily {
 	}
 	if o.Threshold != nil {
 		f.Threshold = o.Threshold
+	}
+	if o.Classifier != "" {
+		f.Classifier = o.Classifier
 	}
 	return f
 }
@@ -87,6 +100,13 @@ func (g Guardrails) Problems(prefix string) [][2]string {
 			case fam.name == "injection" && a == GuardrailRedact:
 				add(fam.name+"."+dir, "cannot be redact: an injection is a whole message, which has no placeholder; use flag or block")
 			}
+		}
+		switch c := fam.f.Classifier; {
+		case c == "":
+		case fam.name != "injection":
+			add(fam.name+".classifier", "is only for injection")
+		case c != ClassifierOff && c != ClassifierFailOpen && c != ClassifierFailClosed:
+			add(fam.name+".classifier", fmt.Sprintf("must be off, fail_open or fail_closed, not %q", c))
 		}
 		if t := fam.f.Threshold; t != nil {
 			switch {

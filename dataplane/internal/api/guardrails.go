@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"cmp"
+	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -38,10 +40,14 @@ type guarded struct {
 	redactor       *guardrails.Redactor
 	inputOriginals map[string]string
 	restorer       *strings.Replacer
+	// classifier scores the input for injection where the policy asks;
+	// classifierErr is its last failure under fail_open, for the log.
+	classifier    Classifier
+	classifierErr error
 }
 
-func newGuarded(p *guardrails.Policy) *guarded {
-	return &guarded{policy: p, flags: map[guardFlag]int{}, redactor: guardrails.NewRedactor()}
+func newGuarded(p *guardrails.Policy, c Classifier) *guarded {
+	return &guarded{policy: p, flags: map[guardFlag]int{}, redactor: guardrails.NewRedactor(), classifier: c}
 }
 
 // text applies the policy to one text in direction d: the text to send on, and a
@@ -72,7 +78,7 @@ func contentBlocked(f guardrails.Family, d guardrails.Direction) *apierr.Error {
 // its prompt or its embedding input is scanned; redacted texts replace the
 // originals in the body sent upstream, and a blocking family refuses the request.
 // The fields are decoded only when the policy is on for input.
-func (g *guarded) guardInput(req *request) error {
+func (g *guarded) guardInput(ctx context.Context, req *request) error {
 	if !g.policy.On(guardrails.Input) {
 		return nil
 	}
@@ -85,6 +91,7 @@ func (g *guarded) guardInput(req *request) error {
 	case policy.OpEmbeddings:
 		fields = []string{"input"}
 	}
+	var texts []string // for the classifier
 	for _, name := range fields {
 		raw, ok := req.fields[name]
 		if !ok || string(raw) == "null" {
@@ -105,6 +112,7 @@ func (g *guarded) guardInput(req *request) error {
 				walkErr = err
 				return s
 			}
+			texts = append(texts, out) // what the upstream would see: redacted
 			if out != s {
 				changed = true
 			}
@@ -130,8 +138,46 @@ func (g *guarded) guardInput(req *request) error {
 		}
 	}
 	g.inputOriginals = maps.Clone(g.redactor.Originals())
+	return g.classify(ctx, texts)
+}
+
+// classify asks the classifier about the request's texts when the policy wants it:
+// a score from the injection threshold on is an injection finding of type
+// "classifier", acted on like the heuristic's. A failed call counts as no finding
+// under fail_open, and refuses the request (503 guardrail_unavailable) under
+// fail_closed.
+func (g *guarded) classify(ctx context.Context, texts []string) error {
+	p := g.policy
+	a := p.Action(guardrails.Input, guardrails.Injection)
+	if p.Classifier == "" || a == guardrails.Off || len(texts) == 0 {
+		return nil
+	}
+	var scores []float64
+	err := errNoClassifier
+	if g.classifier != nil {
+		scores, err = g.classifier.Score(ctx, texts)
+	}
+	if err != nil {
+		if p.Classifier == policy.ClassifierFailClosed {
+			return apierr.Wrap(apierr.GuardrailUnavailable, err, "the request could not be checked for prompt injection; try again later")
+		}
+		g.classifierErr = err
+		return nil
+	}
+	for _, sc := range scores {
+		if sc < p.InjectionThreshold {
+			continue
+		}
+		g.flags[guardFlag{Family: guardrails.Injection, Type: "classifier", Direction: guardrails.Input, Action: a}]++
+		if a == guardrails.Block {
+			return contentBlocked(guardrails.Injection, guardrails.Input)
+		}
+	}
 	return nil
 }
+
+// errNoClassifier is a classifier call on a data plane without a classifier.
+var errNoClassifier = errors.New("no classifier is configured on this data plane (PORTCULLIS_GUARDRAILS_CLASSIFIER_URL)")
 
 // decodeTree decodes raw JSON keeping numbers as written.
 func decodeTree(raw json.RawMessage) (any, error) {

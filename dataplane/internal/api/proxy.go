@@ -50,13 +50,16 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		}
 		var guard *guarded
 		if client.Guardrails != nil {
-			g := newGuarded(client.Guardrails)
+			g := newGuarded(client.Guardrails, s.Classifier)
 			guard = g
 			defer func() {
 				ri.flags = g.auditFlags()
 				s.guardMetrics.count(g)
+				if g.classifierErr != nil {
+					s.Log.Warn("the guardrail classifier failed; the request passed (fail_open)", "request_id", ri.id, "err", g.classifierErr)
+				}
 			}()
-			if err := g.guardInput(req); err != nil {
+			if err := g.guardInput(c.Request().Context(), req); err != nil {
 				return err
 			}
 		}

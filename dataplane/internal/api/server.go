@@ -88,6 +88,9 @@ type Options struct {
 	// Guard sees every request's text and each streamed text delta of its answer
 	// (nil: none); see Guard.
 	Guard Guard
+	// Classifier scores request texts for prompt injection where a client's
+	// guardrail policy asks for it (nil: none, which a fail_closed policy refuses).
+	Classifier Classifier
 	// PolicyAge says how long ago the policy in use was last confirmed current (ok
 	// false before the first); past PolicyMaxAge (0: never) /readyz answers 503
 	// policy_too_old. Requests are still served with the policy in use.
