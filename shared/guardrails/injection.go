@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,73 +20,171 @@ const (
 	TypeExfiltrate = "exfiltration"
 )
 
-// injectionSignal is one scored pattern over normalised text (see normalise).
+// injectionSignal is one scored pattern over normalised text (see normalise). Every
+// match of it begins with one of its leads; the pattern is tried only where a lead
+// occurs (at a word start, for a lead that begins with a letter), anchored there
+// and on the next signalWindow bytes, so that text without a lead costs one pass of
+// the lead automaton and no regular expression.
 type injectionSignal struct {
 	typ   string
 	score float64
-	re    *regexp.Regexp
+	leads []string
+	// also, when set, are words of which every match holds one after its lead:
+	// the pattern is tried only when one of them follows the lead within
+	// signalWindow.
+	also []string
+	re   *regexp.Regexp // anchored: ^(?:pattern)
 }
 
-// Word groups of the patterns, English and German.
+// signalWindow bounds the text a signal's pattern reads from its lead: more than
+// the longest match of any of them.
+const signalWindow = 256
+
+// signal is a signal of type typ scoring score, whose matches begin with one of
+// leads and hold one of also ("" for any) after it, both "|"-separated.
+func signal(typ string, score float64, leads, also, pattern string) injectionSignal {
+	s := injectionSignal{typ: typ, score: score, leads: strings.Split(leads, "|"), re: regexp.MustCompile(`^(?:` + pattern + `)`)}
+	if also != "" {
+		s.also = strings.Split(also, "|")
+	}
+	return s
+}
+
+// Word groups of the patterns, English and German, and the leads of those that
+// begin a pattern.
 const (
-	ignoreEN = `(?:ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|neglect)`
-	priorEN  = `(?:all|any|every|each|the|your|my|these|those|previous|prior|above|earlier|preceding|former|initial|original|existing|system|safety|old)`
-	rulesEN  = `(?:instructions?|rules|guidelines|directions|directives|prompts?|constraints|restrictions|guardrails|policies|programming|orders|commands)`
-	ignoreDE = `(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|umgeh\w*|verwirf|setze? \w+ au(?:ß|ss)er kraft)`
-	rulesDE  = `(?:anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|systemanweisungen|einschränkungen|beschränkungen|systemprompt)`
-	showEN   = `(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what (?:is|are|was|were)|recite|spell out|write out|list)`
-	secretEN = `(?:system prompt|system message|hidden (?:instructions|prompt|rules)|initial (?:instructions|prompt)|original (?:instructions|prompt)|developer (?:message|prompt|instructions)|your (?:instructions|prompt|rules|guidelines)|the (?:prompt|instructions) (?:above|before))`
-	showDE   = `(?:zeig\w*|gib\w*|verrat\w*|nenn\w*|wiederhol\w*|ausgeb\w*|gib aus|schreib\w*|liste?)`
-	secretDE = `(?:systemanweisung\w*|systemprompt\w*|versteckten? (?:anweisungen|regeln|instruktionen)|ursprünglichen (?:anweisungen|instruktionen)|deine (?:anweisungen|regeln|instruktionen))`
+	ignoreEN      = `(?:ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|neglect)`
+	ignoreENLead  = `ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|neglect`
+	priorEN       = `(?:all|any|every|each|the|your|my|these|those|previous|prior|above|earlier|preceding|former|initial|original|existing|system|safety|old)`
+	rulesEN       = `(?:instructions?|rules|guidelines|directions|directives|prompts?|constraints|restrictions|guardrails|policies|programming|orders|commands)`
+	ignoreDE      = `(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|umgeh\w*|verwirf|setze? \w+ au(?:ß|ss)er kraft)`
+	ignoreDELead  = `ignorier|vergiss|vergessen|missacht|übergeh|umgeh|verwirf|setz`
+	rulesDE       = `(?:anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|systemanweisungen|einschränkungen|beschränkungen|systemprompt)`
+	showEN        = `(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what (?:is|are|was|were)|recite|spell out|write out|list)`
+	showENLead    = `reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what |recite|spell out|write out|list`
+	secretEN      = `(?:system prompt|system message|hidden (?:instructions|prompt|rules)|initial (?:instructions|prompt)|original (?:instructions|prompt)|developer (?:message|prompt|instructions)|your (?:instructions|prompt|rules|guidelines)|the (?:prompt|instructions) (?:above|before))`
+	showDE        = `(?:zeig\w*|gib\w*|verrat\w*|nenn\w*|wiederhol\w*|ausgeb\w*|gib aus|schreib\w*|liste?)`
+	showDELead    = `zeig|gib|verrat|nenn|wiederhol|ausgeb|schreib|list`
+	secretENWords = `system prompt|system message|hidden|initial|original|developer|your instructions|your prompt|your rules|your guidelines|the prompt|the instructions`
+	rulesENWords  = `instruction|rules|guideline|direction|directive|prompt|constraint|restriction|guardrail|polic|programming|order|command`
+	rulesDEWords  = `anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|einschränkungen|beschränkungen|systemprompt`
+	secretDEWords = `systemanweisung|systemprompt|versteckte|ursprünglichen|deine anweisungen|deine regeln|deine instruktionen`
+	secretDE      = `(?:systemanweisung\w*|systemprompt\w*|versteckten? (?:anweisungen|regeln|instruktionen)|ursprünglichen (?:anweisungen|instruktionen)|deine (?:anweisungen|regeln|instruktionen))`
 )
 
 // injectionSignals score the ways an injection reads, in normalised text.
 var injectionSignals = []injectionSignal{
 	// Direct instruction override.
-	{TypeOverride, 0.95, regexp.MustCompile(ignoreEN + `\W+(?:\w+\W+){0,4}?` + priorEN + `\W+(?:\w+\W+){0,3}?` + rulesEN)},
-	{TypeOverride, 0.9, regexp.MustCompile(ignoreEN + `\W+(?:everything|anything) (?:(?:you were|you've been|you have been) told|above|before|said before)`)},
-	{TypeOverride, 0.9, regexp.MustCompile(`(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:`)},
-	{TypeOverride, 0.85, regexp.MustCompile(`\b` + ignoreEN + ` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`)},
-	{TypeOverride, 0.85, regexp.MustCompile(`you (?:are|were) no longer (?:bound|restricted|limited|required|obliged) (?:by|to)|you have been (?:freed|released|liberated) from|(?:stop|quit) (?:following|obeying) (?:your|the|these) (?:rules|instructions|guidelines)`)},
-	{TypeOverride, 0.85, regexp.MustCompile(`(?:vergiss|ignoriere?) (?:alles|das|dies)(?: \w+){0,2} (?:davor|vorher|zuvor|oben|obige|vorherige)|du (?:musst|brauchst) (?:dich )?nicht (?:mehr )?an (?:deine|die) (?:regeln|anweisungen|vorgaben) (?:zu )?halten`)},
-	{TypeOverride, 0.95, regexp.MustCompile(ignoreDE + `\W+(?:\w+\W+){0,5}?` + rulesDE)},
-	{TypeOverride, 0.9, regexp.MustCompile(`(?:neue|geänderte) (?:anweisungen|regeln|instruktionen)\W*:`)},
-	// System prompt extraction.
-	{TypeExtraction, 0.9, regexp.MustCompile(showEN + `\W+(?:\w+\W+){0,4}?` + secretEN)},
-	{TypeExtraction, 0.85, regexp.MustCompile(`(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`)},
-	{TypeExtraction, 0.85, regexp.MustCompile(`(?:what|which) (?:instructions|rules|guidelines|prompt) (?:were you|have you been|are you) (?:given|told|programmed|instructed)|(?:what|how) were you (?:told|instructed|programmed|configured) (?:to do )?(?:before|at the start|initially)`)},
-	{TypeExtraction, 0.85, regexp.MustCompile(showEN + ` (?:the |your )?(?:initial|first|original|hidden|secret|internal) (?:prompt|message|instructions|configuration|rules)`)},
-	{TypeExtraction, 0.85, regexp.MustCompile(`(?:welche|was für) (?:anweisungen|regeln|vorgaben) (?:hast du|wurden dir)(?: \w+){0,3} (?:bekommen|erhalten|gegeben)`)},
-	{TypeExtraction, 0.9, regexp.MustCompile(showDE + `\W+(?:\w+\W+){0,4}?` + secretDE)},
+	signal(TypeOverride, 0.95, ignoreENLead, rulesENWords, ignoreEN+`\W+(?:\w+\W+){0,4}?`+priorEN+`\W+(?:\w+\W+){0,3}?`+rulesEN),
+	signal(TypeOverride, 0.9, ignoreENLead, `everything|anything`, ignoreEN+`\W+(?:everything|anything) (?:(?:you were|you've been|you have been) told|above|before|said before)`),
+	signal(TypeOverride, 0.9, `new|updated|real|actual`, `instructions|rules|system prompt`, `(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:`),
+	signal(TypeOverride, 0.85, ignoreENLead, `above|previous|prior|preceding|before`, ignoreEN+` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`),
+	signal(TypeOverride, 0.85, `you are no longer|you were no longer|you have been|stop following|stop obeying|quit following|quit obeying`, "",
+		`you (?:are|were) no longer (?:bound|restricted|limited|required|obliged) (?:by|to)|you have been (?:freed|released|liberated) from|(?:stop|quit) (?:following|obeying) (?:your|the|these) (?:rules|instructions|guidelines)`),
+	signal(TypeOverride, 0.85, `vergiss|ignorier|du musst|du brauchst`, `davor|vorher|zuvor|oben|obige|vorherige|halten`,
+		`(?:vergiss|ignoriere?) (?:alles|das|dies)(?: \w+){0,2} (?:davor|vorher|zuvor|oben|obige|vorherige)|du (?:musst|brauchst) (?:dich )?nicht (?:mehr )?an (?:deine|die) (?:regeln|anweisungen|vorgaben) (?:zu )?halten`),
+	signal(TypeOverride, 0.95, ignoreDELead, rulesDEWords, ignoreDE+`\W+(?:\w+\W+){0,5}?`+rulesDE),
+	signal(TypeOverride, 0.9, `neue|geänderte`, `anweisungen|regeln|instruktionen`, `(?:neue|geänderte) (?:anweisungen|regeln|instruktionen)\W*:`),
+	// System-prompt extraction.
+	signal(TypeExtraction, 0.9, showENLead, secretENWords, showEN+`\W+(?:\w+\W+){0,4}?`+secretEN),
+	signal(TypeExtraction, 0.85, `repeat|print|output`, `above|before|preceding`, `(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`),
+	signal(TypeExtraction, 0.85, `what|which|how`, `were you|have you been|are you`,
+		`(?:what|which) (?:instructions|rules|guidelines|prompt) (?:were you|have you been|are you) (?:given|told|programmed|instructed)|(?:what|how) were you (?:told|instructed|programmed|configured) (?:to do )?(?:before|at the start|initially)`),
+	signal(TypeExtraction, 0.85, showENLead, `initial|first|original|hidden|secret|internal`, showEN+` (?:the |your )?(?:initial|first|original|hidden|secret|internal) (?:prompt|message|instructions|configuration|rules)`),
+	signal(TypeExtraction, 0.85, `welche|was für`, `bekommen|erhalten|gegeben`, `(?:welche|was für) (?:anweisungen|regeln|vorgaben) (?:hast du|wurden dir)(?: \w+){0,3} (?:bekommen|erhalten|gegeben)`),
+	signal(TypeExtraction, 0.9, showDELead, secretDEWords, showDE+`\W+(?:\w+\W+){0,4}?`+secretDE),
 	// Role-play jailbreaks.
-	{TypeJailbreak, 0.95, regexp.MustCompile(`\b(?:dan|do anything now|stan|dude|aim)\b.{0,80}\b(?:no (?:restrictions|limits|rules|filters)|without (?:any )?(?:restrictions|limits|rules|filters)|broken free|jailbr)`)},
-	{TypeJailbreak, 0.9, regexp.MustCompile(`\b(?:you are now|from now on,? you are|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as)\W+(?:\w+\W+){0,3}?(?:dan|jailbroken|unfiltered|uncensored|unrestricted|evil|an? ai without|in (?:developer|debug|god|sudo|admin) mode|free of)`)},
-	{TypeJailbreak, 0.9, regexp.MustCompile(`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`)},
-	{TypeJailbreak, 0.85, regexp.MustCompile(`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:ethical |moral |safety |content )?(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`)},
-	{TypeJailbreak, 0.9, regexp.MustCompile(`(?:du bist (?:jetzt|nun|ab sofort)|tu so,? als (?:ob du|wärst du)|spiele? die rolle)\W+(?:\w+\W+){0,4}?(?:ohne (?:regeln|einschränkungen|filter|zensur)|unzensiert|entwicklermodus|dan\b)`)},
-	{TypeJailbreak, 0.85, regexp.MustCompile(`(?:entwicklermodus|debugmodus|debug-modus) (?:aktiviert|an|ein)|ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`)},
+	signal(TypeJailbreak, 0.95, `dan|do anything now|stan|dude|aim`, `no restrictions|no limits|no rules|no filters|without|broken free|jailbr`,
+		`(?:dan|do anything now|stan|dude|aim)\b.{0,80}\b(?:no (?:restrictions|limits|rules|filters)|without (?:any )?(?:restrictions|limits|rules|filters)|broken free|jailbr)`),
+	signal(TypeJailbreak, 0.9, `you are now|from now on|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as`, `dan|jailbroken|unfiltered|uncensored|unrestricted|evil|ai without|mode|free of`,
+		`(?:you are now|from now on,? you are|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as)\W+(?:\w+\W+){0,3}?(?:dan|jailbroken|unfiltered|uncensored|unrestricted|evil|an? ai without|in (?:developer|debug|god|sudo|admin) mode|free of)`),
+	signal(TypeJailbreak, 0.9, `developer|debug|god|sudo|jailbreak|admin|enable|you are`, `mode`,
+		`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`),
+	signal(TypeJailbreak, 0.85, `without|free of|no longer bound by|not bound by|ignoring`, `restrictions|limitations|filters|guidelines|rules|policies|censorship`,
+		`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:ethical |moral |safety |content )?(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`),
+	signal(TypeJailbreak, 0.9, `du bist|tu so|spiel`, `ohne|unzensiert|entwicklermodus|dan`,
+		`(?:du bist (?:jetzt|nun|ab sofort)|tu so,? als (?:ob du|wärst du)|spiele? die rolle)\W+(?:\w+\W+){0,4}?(?:ohne (?:regeln|einschränkungen|filter|zensur)|unzensiert|entwicklermodus|dan\b)`),
+	signal(TypeJailbreak, 0.85, `entwicklermodus|debugmodus|debug-modus`, "", `(?:entwicklermodus|debugmodus|debug-modus) (?:aktiviert|an|ein)`),
+	signal(TypeJailbreak, 0.85, `ohne`, `einschränkungen|zensur|filter|regeln`,
+		`ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`),
 	// Indirect injection: instructions to the assistant inside data.
-	{TypeIndirect, 0.9, regexp.MustCompile(`(?:assistant|ai|model|llm|chatbot|assistent\w*|ki)\W{1,3}(?:\w+\W+){0,3}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche)`)},
-	{TypeIndirect, 0.85, regexp.MustCompile(`ignore (?:the|this|your) user(?:'s|s)?\b|ignoriere (?:den|die) (?:nutzer|benutzer|anwender)`)},
-	{TypeIndirect, 0.8, regexp.MustCompile(`(?:<!--|\[system\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`)},
-	// Exfiltration instructions.
-	{TypeExfiltrate, 0.8, regexp.MustCompile(`(?:print|dump|list|reveal|output|send|show) (?:every|all|the) (?:environment variables?|env vars?|api keys?|secrets|credentials|passwords)`)},
-	{TypeExfiltrate, 0.75, regexp.MustCompile(`(?:email|send|forward|upload|post) (?:this|the|all|every) (?:file|files|records|data|conversation|chat|history)\W+(?:\w+\W+){0,3}?to`)},
+	signal(TypeIndirect, 0.9, `assistant|ai|model|llm|chatbot|assistent|ki`, `ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche`,
+		`(?:assistant|ai|model|llm|chatbot|assistent\w*|ki)\W{1,3}(?:\w+\W+){0,3}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche)`),
+	signal(TypeIndirect, 0.85, `ignore|ignoriere`, `user|nutzer|anwender`, `ignore (?:the|this|your) user(?:'s|s)?\b|ignoriere (?:den|die) (?:nutzer|benutzer|anwender)`),
+	signal(TypeIndirect, 0.8, `<!--|[system]|[instruction|<|###`, "", // "<" leads <|im_start|> and <|system|>
+		`(?:<!--|\[system\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`),
+	// Exfiltration.
+	signal(TypeExfiltrate, 0.8, `print|dump|list|reveal|output|send|show`, `environment variable|env var|api key|secrets|credentials|passwords`,
+		`(?:print|dump|list|reveal|output|send|show) (?:every|all|the) (?:environment variables?|env vars?|api keys?|secrets|credentials|passwords)`),
+	signal(TypeExfiltrate, 0.75, `email|send|forward|upload|post`, `file|records|data|conversation|chat|history`,
+		`(?:email|send|forward|upload|post) (?:this|the|all|every) (?:file|files|records|data|conversation|chat|history)\W+(?:\w+\W+){0,3}?to`),
 }
 
-// injectionKeywords is the prefilter: normalised text without any of these words
-// holds no signal.
-var injectionKeywords = newAutomaton([]string{
-	"ignor", "disregard", "forget", "skip", "bypass", "overrid", "overrul", "abandon", "neglect", "drop",
-	"instruction", "rules", "prompt", "reveal", "repeat", "system", "dan", "do anything", "jailbr", "mode",
-	"pretend", "act as", "roleplay", "role-play", "you are now", "you're now", "restriction", "limitation", "filter",
-	"assistant", "<!--", "[instruction", "<|", "###", "environment", "env var", "api key", "credential", "secret",
-	"vergiss", "vergessen", "missacht", "übergeh", "umgeh", "anweisung", "regeln", "vorgaben", "instruktion",
-	"richtlinie", "systemprompt", "du bist", "tu so", "rolle", "einschränkung", "zensur", "modus", "assistent",
-	"email", "send", "forward", "upload", "new rules", "neue", "dude", "stan", "aim", "ki",
-	"no longer", "freed", "released", "stop following", "were you", "have you been", "initial", "original", "hidden",
-	"welche", "was für", "vorher", "davor", "zuvor", "halten",
-})
+// injectionWords finds the leads and the also words of every signal in one pass.
+// leadSignals maps a word (by its index in injectionWords) to the signals it
+// leads; alsoOf[signal] holds, by word index, whether the word is one of its also
+// words (nil: it has none).
+var injectionWords, leadSignals, alsoOf = buildInjectionWords()
+
+func buildInjectionWords() (*automaton, [][]int, [][]bool) {
+	var words []string
+	index := map[string]int{}
+	word := func(w string) int {
+		k, ok := index[w]
+		if !ok {
+			k = len(words)
+			index[w] = k
+			words = append(words, w)
+		}
+		return k
+	}
+	for _, s := range injectionSignals {
+		for _, w := range append(slices.Clone(s.leads), s.also...) {
+			word(w)
+		}
+	}
+	leads := make([][]int, len(words))
+	also := make([][]bool, len(injectionSignals))
+	for i, s := range injectionSignals {
+		for _, w := range s.leads {
+			leads[index[w]] = append(leads[index[w]], i)
+		}
+		if len(s.also) > 0 {
+			also[i] = make([]bool, len(words))
+			for _, w := range s.also {
+				also[i][index[w]] = true
+			}
+		}
+	}
+	return newAutomaton(words), leads, also
+}
+
+// wordHit is an occurrence of an injection word: its index, start and end.
+type wordHit struct{ k, start, end int }
+
+// alsoFollows reports whether one of the words in also occurs in hits within
+// [start, limit); hits are in the order of their ends, and the search starts at
+// hits[from], the lead's own hit.
+func alsoFollows(hits []wordHit, from int, also []bool, start, limit int) bool {
+	for j := from; j >= 0 && hits[j].end > start; j-- { // ending within the lead
+		if h := hits[j]; h.start >= start && also[h.k] {
+			return true
+		}
+	}
+	for _, h := range hits[from+1:] {
+		if h.end > limit {
+			return false
+		}
+		if h.start >= start && also[h.k] {
+			return true
+		}
+	}
+	return false
+}
+
+// wordByte reports whether c continues a word: an ASCII letter or digit, or a byte
+// of a non-ASCII letter.
+func wordByte(c byte) bool { return isAlnum(c) || c >= utf8.RuneSelf }
 
 // DefaultThreshold is the injection score from which a finding counts, unless a
 // policy sets its own; below it a text is not reported at all (minReport).
@@ -110,9 +209,22 @@ func scanInjection(text string, out []Finding) []Finding {
 func injectionScore(text string, depth int) (string, float64) {
 	norm, obfuscated := normalise(text)
 	typ, best := "", 0.0
-	if injectionKeywords.any(norm) {
-		for _, s := range injectionSignals {
-			if s.score > best && s.re.MatchString(norm) {
+	words := injectionWords.words
+	var buf [64]wordHit
+	hits := buf[:0]
+	injectionWords.each(norm, func(k, end int) { hits = append(hits, wordHit{k, end - len(words[k]), end}) })
+	for hi, h := range hits {
+		sigs := leadSignals[h.k]
+		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordByte(norm[h.start-1]) {
+			continue // not a lead, or inside a word
+		}
+		limit := min(len(norm), h.start+signalWindow)
+		for _, i := range sigs {
+			s := &injectionSignals[i]
+			if s.score <= best || alsoOf[i] != nil && !alsoFollows(hits, hi, alsoOf[i], h.start, limit) {
+				continue
+			}
+			if s.re.MatchString(norm[h.start:limit]) {
 				typ, best = s.typ, s.score
 			}
 		}

@@ -63,3 +63,15 @@ func TestCommittedSetIsTheGeneratedOne(t *testing.T) {
 		t.Fatal("testdata/eval.jsonl is not gzipped: its fake secrets would trip secret scanners")
 	}
 }
+
+// TestMeasureSpeed: the speed measurement runs on a prompt with no findings and
+// gives figures; how fast is for make bench to say, not a test.
+func TestMeasureSpeed(t *testing.T) {
+	s, err := MeasureSpeed(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AllP50 <= 0 || s.AllP99 < s.AllP50 || s.PIISecretsMBps <= 0 || s.StreamPerDelta <= 0 || s.PromptBytes < 1000 || s.PromptBytes > 1100 {
+		t.Fatalf("figures: %+v", s)
+	}
+}
