@@ -1,5 +1,5 @@
 // Command bench measures what the data plane adds to a request. It starts an embedded
-// nats-server with a two-client policy, a JWKS issuer, the mock upstream and a data
+// nats-server with a three-client policy, a JWKS issuer, the mock upstream and a data
 // plane built from source and run as a separate process with JWT auth on, then drives
 // a bounded number of requests at each concurrency level, non-streaming and streaming:
 // straight to the mock, through the gateway as a client without limits, and through
@@ -151,6 +151,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "bench: time to first token on the paced mock, %d streams per target\n", ttftRequests)
+	ttft, err := ttftPhase(ctx, st, ttftRequests)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "bench: %d slow unauthenticated 4 MiB bodies\n", slowClients)
 	slow, err := slowPhase(ctx, st)
 	if err != nil {
@@ -162,7 +167,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("gateway peak RSS: %w", err)
 	}
 
-	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, Config: cfg, Machine: host}
+	fmt.Fprintln(stdout, "bench: guardrail detectors' speed and quality, in this process")
+	guard, err := measureGuardrails(root)
+	if err != nil {
+		return err
+	}
+
+	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
+		Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, rep.Tables())

@@ -33,9 +33,15 @@ import (
 const (
 	benchClient   = "bench-client"  // on a tier with every limit 0: limits off
 	limitedClient = "bench-limited" // on a tier with limits far out of reach: limits on
+	guardedClient = "bench-guarded" // limits off, every guardrail family on
 	benchModel    = "gpt-4o-mini"
+	pacedModel    = "gpt-4o-mini-paced" // on the paced mock, for time to first token
 	benchRegion   = "eu"
 )
+
+// pacedChunkDelay is the paced mock's pause between streamed chunks: a model
+// writing about 200 tokens a second.
+const pacedChunkDelay = 5 * time.Millisecond
 
 // Limits of the limited client's tier: far more than any run can use, so every
 // request is admitted and the limiter works in its common case, far from the limit.
@@ -50,6 +56,7 @@ const (
 	targetDirect   = "direct"
 	targetGateway  = "gateway (limits off)"
 	targetLimitsOn = "gateway (limits on)"
+	targetGuarded  = "gateway (guardrails on)"
 )
 
 // target is somewhere the load generator sends requests.
@@ -76,9 +83,11 @@ func newClient() *http.Client {
 // benchmark's policy, a JWKS issuer, the mock upstream and the data plane binary as a
 // child process, whose memory is measured). Stop tears it down; it is idempotent.
 type stack struct {
-	direct, gateway, limited target
-	gw                       *teststack.DataPlane
-	metrics                  *http.Client // scrapes the data plane's /metrics, on its metrics listener
+	direct, gateway, limited, guarded target
+	// pacedURL is the paced mock's base URL; upstreamAuth authorises a request to it.
+	pacedURL, upstreamAuth string
+	gw                     *teststack.DataPlane
+	metrics                *http.Client // scrapes the data plane's /metrics, on its metrics listener
 
 	stopOnce sync.Once
 	stops    []func()
@@ -138,6 +147,10 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	if err != nil {
 		return nil, err
 	}
+	guardedToken, err := iss.Mint(guardedClient, time.Hour)
+	if err != nil {
+		return nil, err
+	}
 
 	if dataplaneBin == "" {
 		fmt.Fprintln(log, "bench: building ./dataplane/cmd/dataplane")
@@ -171,13 +184,16 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		NATS:             natsembed.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(tmp, "nats"), ServerName: "bench"},
 		Issuer:           teststack.Issuer{Name: iss.Name, JWKSURL: iss.JWKSURL},
 		PolicyPublicKeys: signing.PublicPath(filepath.Join(tmp, "policy-signing-key.pem")),
-		Upstreams:        []teststack.UpstreamOptions{{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}}},
+		Upstreams: []teststack.UpstreamOptions{
+			{Name: "mock", Mock: mockupstream.Options{Name: "bench", RequireKey: upstreamKey}},
+			{Name: "paced", Mock: mockupstream.Options{Name: "bench-paced", RequireKey: upstreamKey, ChunkDelay: pacedChunkDelay}},
+		},
 		BeforeDataPlanes: func(ctx context.Context, st *teststack.Stack) error {
 			creds, err := st.NATSCreds(natsauth.ControlPlane())
 			if err != nil {
 				return err
 			}
-			return publishPolicy(ctx, st.NATSURL, creds, benchPolicy(st.Upstream("mock").URL, keyFile), policyKey)
+			return publishPolicy(ctx, st.NATSURL, creds, benchPolicy(st.Upstream("mock").URL, st.Upstream("paced").URL, keyFile), policyKey)
 		},
 		DataPlanes: []teststack.DataPlaneOptions{{
 			Name:   "dataplane",
@@ -202,15 +218,17 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	s.direct = target{Name: targetDirect, URL: mockURL, Auth: "Bearer " + upstreamKey, Client: newClient()}
 	s.gateway = target{Name: targetGateway, URL: s.gw.URL, Auth: "Bearer " + token, Client: newClient()}
 	s.limited = target{Name: targetLimitsOn, URL: s.gw.URL, Auth: "Bearer " + limitedToken, Client: newClient(), Limited: true}
+	s.guarded = target{Name: targetGuarded, URL: s.gw.URL, Auth: "Bearer " + guardedToken, Client: newClient()}
+	s.pacedURL, s.upstreamAuth = st.Upstream("paced").URL, "Bearer "+upstreamKey
 	s.metrics = &http.Client{}
-	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.metrics} {
+	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.guarded.Client, s.metrics} {
 		s.onStop(c.CloseIdleConnections)
 	}
 	return s, nil
 }
 
 // targets are the stack's targets in the order each cell runs them.
-func (s *stack) targets() []target { return []target{s.direct, s.gateway, s.limited} }
+func (s *stack) targets() []target { return []target{s.direct, s.gateway, s.limited, s.guarded} }
 
 // scrapeLimits returns the data plane's limiter counters, admissions of the limited
 // client only.
@@ -218,20 +236,48 @@ func (s *stack) scrapeLimits(ctx context.Context) (limitsCounters, error) {
 	return scrapeLimits(ctx, s.metrics, s.gw.MetricsURL, limitedClient)
 }
 
-// benchPolicy is a two-client policy with one model on one deployment, the mock. The
-// bench client's tier sets every limit to 0, which the data plane reads as unlimited
-// (the admin API refuses 0, but this snapshot never goes through it): limits off. The
-// limited client's tier sets limits far out of the benchmark's reach: limits on.
-func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
+// benchGuardrails is the guarded client's policy: every family on in both
+// directions, with the strongest action each takes.
+var benchGuardrails = policy.Guardrails{
+	PII:       policy.GuardrailFamily{Input: policy.GuardrailRedact, Output: policy.GuardrailRedact},
+	Secrets:   policy.GuardrailFamily{Input: policy.GuardrailBlock, Output: policy.GuardrailBlock},
+	Injection: policy.GuardrailFamily{Input: policy.GuardrailBlock, Output: policy.GuardrailBlock},
+}
+
+// benchPolicy is a three-client policy with one model on each of two deployments,
+// the mock and the paced mock. The bench client's tier sets every limit to 0, which
+// the data plane reads as unlimited (the admin API refuses 0, but this snapshot
+// never goes through it): limits off. The limited client's tier sets limits far out
+// of the benchmark's reach: limits on. The guarded client's tier is the bench
+// client's with every guardrail on.
+func benchPolicy(mockURL, pacedURL, keyFile string) *policy.Snapshot {
 	tier := func(name string, rpm, tph, conc int64) policy.Tier {
 		return policy.Tier{
 			Name:                  name,
 			RequestsPerMinute:     rpm,
 			TokensPerHour:         tph,
 			MaxConcurrentRequests: conc,
-			AllowedModels:         []string{benchModel},
+			AllowedModels:         []string{benchModel, pacedModel},
 			AllowedOperations:     policy.Operations,
 			DefaultMaxTokens:      1024,
+		}
+	}
+	guarded := tier("bench-guarded", 0, 0, 0)
+	guarded.Guardrails = benchGuardrails
+	deployment := func(name, url string) policy.Deployment {
+		return policy.Deployment{
+			Name:           name,
+			Provider:       "openai",
+			Region:         benchRegion,
+			Kind:           policy.KindCloud,
+			BaseURL:        url,
+			KeySource:      policy.KeySourceFile,
+			KeyPath:        keyFile,
+			TLS:            policy.TLS{Verify: true},
+			TimeoutSeconds: 30,
+			Retry:          policy.Retry{MaxAttempts: 1, Backoff: "exponential"},
+			CircuitBreaker: policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60},
+			Enabled:        true,
 		}
 	}
 	return &policy.Snapshot{
@@ -242,27 +288,19 @@ func benchPolicy(mockURL, keyFile string) *policy.Snapshot {
 		Tiers: []policy.Tier{
 			tier("bench-unlimited", 0, 0, 0),
 			tier("bench-far", farRequestsPerMinute, farTokensPerHour, farConcurrency),
+			guarded,
 		},
 		Clients: []policy.Client{
 			{ClientID: benchClient, Tenant: "bench", Tier: "bench-unlimited", Enabled: true},
 			{ClientID: limitedClient, Tenant: "bench", Tier: "bench-far", Enabled: true},
+			{ClientID: guardedClient, Tenant: "bench", Tier: "bench-guarded", Enabled: true},
 		},
-		Providers: []policy.Provider{{Name: "openai", Kind: policy.ProviderOpenAI}},
-		Deployments: []policy.Deployment{{
-			Name:           "mock-" + benchRegion,
-			Provider:       "openai",
-			Region:         benchRegion,
-			Kind:           policy.KindCloud,
-			BaseURL:        mockURL,
-			KeySource:      policy.KeySourceFile,
-			KeyPath:        keyFile,
-			TLS:            policy.TLS{Verify: true},
-			TimeoutSeconds: 30,
-			Retry:          policy.Retry{MaxAttempts: 1, Backoff: "exponential"},
-			CircuitBreaker: policy.CircuitBreaker{FailureThreshold: 5, ResetTimeoutSeconds: 60},
-			Enabled:        true,
-		}},
-		Models:         []policy.Model{{ID: benchModel + "-" + benchRegion, Name: benchModel, Deployment: "mock-" + benchRegion, UpstreamModel: benchModel}},
+		Providers:   []policy.Provider{{Name: "openai", Kind: policy.ProviderOpenAI}},
+		Deployments: []policy.Deployment{deployment("mock-"+benchRegion, mockURL), deployment("paced-"+benchRegion, pacedURL)},
+		Models: []policy.Model{
+			{ID: benchModel + "-" + benchRegion, Name: benchModel, Deployment: "mock-" + benchRegion, UpstreamModel: benchModel},
+			{ID: pacedModel + "-" + benchRegion, Name: pacedModel, Deployment: "paced-" + benchRegion, UpstreamModel: benchModel},
+		},
 		ResidencyRules: []policy.ResidencyRule{{Residency: benchRegion, AllowedRegions: []string{benchRegion}}},
 	}
 }
