@@ -34,11 +34,23 @@ type injectionSignal struct {
 	// signalWindow.
 	also []string
 	re   *regexp.Regexp // anchored: ^(?:pattern)
+	// unless, when set, voids a match that it finds in the matched text.
+	unless *regexp.Regexp
 }
 
 // signalWindow bounds the text a signal's pattern reads from its lead: more than
 // the longest match of any of them.
 const signalWindow = 256
+
+// howTo in a match says it asks how to do something ("show me how to configure
+// the system prompt"), not for something to be shown.
+var howTo = regexp.MustCompile(`\bhow (?:to|do|does|can|would|should)\b`)
+
+// unless returns s voided by a match of re in its matched text.
+func unless(s injectionSignal, re *regexp.Regexp) injectionSignal {
+	s.unless = re
+	return s
+}
 
 // signal is a signal of type typ scoring score, whose matches begin with one of
 // leads and hold one of also ("" for any) after it, both "|"-separated.
@@ -55,20 +67,21 @@ func signal(typ string, score float64, leads, also, pattern string) injectionSig
 const (
 	ignoreEN      = `(?:ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|neglect)`
 	ignoreENLead  = `ignore|disregard|forget|skip|bypass|override|overrule|drop|abandon|neglect`
-	priorEN       = `(?:all|any|every|each|the|your|my|these|those|previous|prior|above|earlier|preceding|former|initial|original|existing|system|safety|old)`
-	rulesEN       = `(?:instructions?|rules|guidelines|directions|directives|prompts?|constraints|restrictions|guardrails|policies|programming|orders|commands)`
-	ignoreDE      = `(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|umgeh\w*|verwirf|setze? \w+ au(?:ß|ss)er kraft)`
+	priorEN       = `(?:all|any|every|each|the|your|my|these|those|previous|prior|above|earlier|preceding|former|initial|original|existing|system|safety)`
+	rulesEN       = `(?:instructions?|rules|guidelines|directions|directives|prompts?|constraints|restrictions|guardrails|polic(?:y|ies)|programming|orders|commands|filters)`
+	ignoreDE      = `(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|umgeh\w*|verwirf|setze? \w+ au(?:ß|ss)er kraft)\W+(?:alle|alles|deine|die|das|sämtliche|jegliche|bisherige|vorherige|obige|frühere|ursprüngliche|einfach|bitte|jetzt|nun|sofort|du|ab)\w*`
 	ignoreDELead  = `ignorier|vergiss|vergessen|missacht|übergeh|umgeh|verwirf|setz`
 	rulesDE       = `(?:anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|systemanweisungen|einschränkungen|beschränkungen|systemprompt)`
-	showEN        = `(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what (?:is|are|was|were)|recite|spell out|write out|list)`
-	showENLead    = `reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what |recite|spell out|write out|list`
+	showEN        = `(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|recite|spell out|write out|list|share|paste|quote)`
+	showENLead    = `reveal|show|print|repeat|output|display|leak|dump|tell me|give me|recite|spell out|write out|list|share|paste|quote`
 	secretEN      = `(?:system prompt|system message|hidden (?:instructions|prompt|rules)|initial (?:instructions|prompt)|original (?:instructions|prompt)|developer (?:message|prompt|instructions)|your (?:instructions|prompt|rules|guidelines)|the (?:prompt|instructions) (?:above|before))`
 	showDE        = `(?:zeig\w*|gib\w*|verrat\w*|nenn\w*|wiederhol\w*|ausgeb\w*|gib aus|schreib\w*|liste?)`
 	showDELead    = `zeig|gib|verrat|nenn|wiederhol|ausgeb|schreib|list`
 	secretENWords = `system prompt|system message|hidden|initial|original|developer|your instructions|your prompt|your rules|your guidelines|the prompt|the instructions`
-	rulesENWords  = `instruction|rules|guideline|direction|directive|prompt|constraint|restriction|guardrail|polic|programming|order|command`
+	rulesENWords  = `instruction|rules|guideline|direction|directive|prompt|constraint|restriction|guardrail|polic|programming|order|command|filters`
 	rulesDEWords  = `anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|einschränkungen|beschränkungen|systemprompt`
 	secretDEWords = `systemanweisung|systemprompt|versteckte|ursprünglichen|deine anweisungen|deine regeln|deine instruktionen`
+	aiNoun        = `(?:ai|assistant|model|llm|chatbot|ki|assistent\w*)(?: (?:assistant|model|bot)s?)?s?`
 	secretDE      = `(?:systemanweisung\w*|systemprompt\w*|versteckten? (?:anweisungen|regeln|instruktionen)|ursprünglichen (?:anweisungen|instruktionen)|deine (?:anweisungen|regeln|instruktionen))`
 )
 
@@ -76,8 +89,15 @@ const (
 var injectionSignals = []injectionSignal{
 	// Direct instruction override.
 	signal(TypeOverride, 0.95, ignoreENLead, rulesENWords, ignoreEN+`\W+(?:\w+\W+){0,4}?`+priorEN+`\W+(?:\w+\W+){0,3}?`+rulesEN),
-	signal(TypeOverride, 0.9, ignoreENLead, `everything|anything`, ignoreEN+`\W+(?:everything|anything) (?:(?:you were|you've been|you have been) told|above|before|said before)`),
-	signal(TypeOverride, 0.9, `new|updated|real|actual`, `instructions|rules|system prompt`, `(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:`),
+	signal(TypeOverride, 0.9, ignoreENLead, `told|given|instructed|above|before|earlier`,
+		ignoreEN+`\W+(?:everything|anything|whatever|what|all(?: that)?) (?:(?:you were|you've been|you have been|you got) (?:told|given|instructed)|above|before|said before|earlier)`),
+	signal(TypeOverride, 0.9, `new|updated|real|actual`, `instructions|rules|system prompt`,
+		`(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:\W*(?:\w+\W+){0,6}?(?:you (?:must|will|should|are|have to)|ignore|disregard|reveal|print|answer every|respond to every|comply|always|never refuse)`),
+	// Rules declared void, or to be pretended away.
+	signal(TypeOverride, 0.85, `the|your|all|previous|prior|earlier|above|old|original|initial`, `void|invalid|cancelled|canceled|revoked|obsolete|lifted|a test|fake|outdated|no longer`,
+		`(?:the|your|all|previous|prior|earlier|above|old|original|initial)(?: \w+)? (?:instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints) (?:are|were|is|have been|has been) (?:now )?(?:void|invalid|cancel?led|revoked|obsolete|lifted|a test|fake|outdated|no longer (?:valid|active|in effect|apply|applicable))`),
+	signal(TypeOverride, 0.85, `pretend`, `exist|apply|matter`,
+		`pretend (?:that )?(?:the |your |all |these |any )?(?:rules|instructions|guidelines|restrictions|filters|policies|safety \w+)(?: \w+){0,4} (?:don't|do not|doesn't|does not|didn't|never) (?:exist|apply|matter)`),
 	signal(TypeOverride, 0.85, ignoreENLead, `above|previous|prior|preceding|before`, ignoreEN+` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`),
 	signal(TypeOverride, 0.85, `you are no longer|you were no longer|you have been|stop following|stop obeying|quit following|quit obeying`, "",
 		`you (?:are|were) no longer (?:bound|restricted|limited|required|obliged) (?:by|to)|you have been (?:freed|released|liberated) from|(?:stop|quit) (?:following|obeying) (?:your|the|these) (?:rules|instructions|guidelines)`),
@@ -86,7 +106,11 @@ var injectionSignals = []injectionSignal{
 	signal(TypeOverride, 0.95, ignoreDELead, rulesDEWords, ignoreDE+`\W+(?:\w+\W+){0,5}?`+rulesDE),
 	signal(TypeOverride, 0.9, `neue|geänderte`, `anweisungen|regeln|instruktionen`, `(?:neue|geänderte) (?:anweisungen|regeln|instruktionen)\W*:`),
 	// System-prompt extraction.
-	signal(TypeExtraction, 0.9, showENLead, secretENWords, showEN+`\W+(?:\w+\W+){0,4}?`+secretEN),
+	unless(signal(TypeExtraction, 0.9, showENLead, secretENWords, showEN+`\W+(?:\w+\W+){0,6}?`+secretEN), howTo),
+	signal(TypeExtraction, 0.85, `what`, `system prompt|system message|instructions|prompt|rules|guidelines`,
+		`what(?:'s| is| are| was| were) (?:your (?:\w+ )?(?:system prompt|system message|instructions|prompt|rules|guidelines)|the (?:system prompt|system message|hidden instructions|initial prompt|original prompt))`),
+	signal(TypeExtraction, 0.85, `was steht|wie lautet|wie lauten`, `system|anweisung|instruktion|vorgabe|regeln`,
+		`(?:was steht in|wie lautet|wie lauten) (?:deine[mnrs]?|die|der|dem) (?:system\w*|anweisungen|instruktionen|vorgaben|versteckten \w+|ursprünglichen \w+|regeln)`),
 	signal(TypeExtraction, 0.85, `repeat|print|output`, `above|before|preceding`, `(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`),
 	signal(TypeExtraction, 0.85, `what|which|how`, `were you|have you been|are you`,
 		`(?:what|which) (?:instructions|rules|guidelines|prompt) (?:were you|have you been|are you) (?:given|told|programmed|instructed)|(?:what|how) were you (?:told|instructed|programmed|configured) (?:to do )?(?:before|at the start|initially)`),
@@ -94,30 +118,32 @@ var injectionSignals = []injectionSignal{
 	signal(TypeExtraction, 0.85, `welche|was für`, `bekommen|erhalten|gegeben`, `(?:welche|was für) (?:anweisungen|regeln|vorgaben) (?:hast du|wurden dir)(?: \w+){0,3} (?:bekommen|erhalten|gegeben)`),
 	signal(TypeExtraction, 0.9, showDELead, secretDEWords, showDE+`\W+(?:\w+\W+){0,4}?`+secretDE),
 	// Role-play jailbreaks.
-	signal(TypeJailbreak, 0.95, `dan|do anything now|stan|dude|aim`, `no restrictions|no limits|no rules|no filters|without|broken free|jailbr`,
-		`(?:dan|do anything now|stan|dude|aim)\b.{0,80}\b(?:no (?:restrictions|limits|rules|filters)|without (?:any )?(?:restrictions|limits|rules|filters)|broken free|jailbr)`),
-	signal(TypeJailbreak, 0.9, `you are now|from now on|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as`, `dan|jailbroken|unfiltered|uncensored|unrestricted|evil|ai without|mode|free of`,
-		`(?:you are now|from now on,? you are|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as)\W+(?:\w+\W+){0,3}?(?:dan|jailbroken|unfiltered|uncensored|unrestricted|evil|an? ai without|in (?:developer|debug|god|sudo|admin) mode|free of)`),
+	signal(TypeJailbreak, 0.95, `do anything now|you|pretend to be|act as|roleplay as|role-play as|stands for`, `dan|stan|dude|aim|anything now`,
+		`do anything now|(?:you are|you're|you will be|you'll be|pretend to be|act as|roleplay as|role-play as)(?: now| going to be)? (?:dan|stan|dude|aim)\b|stands for "?do anything now`),
+	signal(TypeJailbreak, 0.9, `you are now|from now on|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become`,
+		`jailbr|unfiltered|uncensored|unrestricted|evil|without|mode|free of|no limits|no restrictions|amoral|machiavellian`,
+		`(?:you are now|from now on,? (?:you are|you're|you will (?:be|act as))|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become)\W+(?:\w+\W+){0,8}?(?:jailbroken|unfiltered|uncensored|unrestricted|evil|amoral|machiavellian|an? ai without|without (?:any )?(?:ethical|moral|content|safety)? ?(?:guidelines|restrictions|limits|filters|rules)|in (?:developer|debug|god|sudo|admin) mode|free of|no (?:limits|restrictions|rules|filters))`),
 	signal(TypeJailbreak, 0.9, `developer|debug|god|sudo|jailbreak|admin|enable|you are`, `mode`,
 		`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`),
 	signal(TypeJailbreak, 0.85, `without|free of|no longer bound by|not bound by|ignoring`, `restrictions|limitations|filters|guidelines|rules|policies|censorship`,
-		`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:ethical |moral |safety |content )?(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`),
+		`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:(?:ethical|moral|safety|content|or|and) ){0,4}(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`),
 	signal(TypeJailbreak, 0.9, `du bist|tu so|spiel`, `ohne|unzensiert|entwicklermodus|dan`,
 		`(?:du bist (?:jetzt|nun|ab sofort)|tu so,? als (?:ob du|wärst du)|spiele? die rolle)\W+(?:\w+\W+){0,4}?(?:ohne (?:regeln|einschränkungen|filter|zensur)|unzensiert|entwicklermodus|dan\b)`),
 	signal(TypeJailbreak, 0.85, `entwicklermodus|debugmodus|debug-modus`, "", `(?:entwicklermodus|debugmodus|debug-modus) (?:aktiviert|an|ein)`),
 	signal(TypeJailbreak, 0.85, `ohne`, `einschränkungen|zensur|filter|regeln`,
 		`ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`),
 	// Indirect injection: instructions to the assistant inside data.
-	signal(TypeIndirect, 0.9, `assistant|ai|model|llm|chatbot|assistent|ki`, `ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche`,
-		`(?:assistant|ai|model|llm|chatbot|assistent\w*|ki)\W{1,3}(?:\w+\W+){0,3}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|ignoriere|sende|schicke|lösche)`),
+	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|ai|assistant|model|llm|chatbot|assistent|ki|dear|hey|attention`,
+		`ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|reveal|ignoriere|sende|schicke|lösche`,
+		`(?:(?:(?:note|message|instructions?|hinweis|nachricht) (?:to|for|an|für)|dear|hey|attention) (?:the |any |all |den |die |das )?`+aiNoun+`|`+aiNoun+` (?:reading|processing|summari[sz]ing|parsing) this|`+aiNoun+`\s*[:,])\W*(?:\w+\W+){0,4}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|reveal|ignoriere|sende|schicke|lösche)`),
 	signal(TypeIndirect, 0.85, `ignore|ignoriere`, `user|nutzer|anwender`, `ignore (?:the|this|your) user(?:'s|s)?\b|ignoriere (?:den|die) (?:nutzer|benutzer|anwender)`),
 	signal(TypeIndirect, 0.8, `<!--|[system]|[instruction|<|###`, "", // "<" leads <|im_start|> and <|system|>
 		`(?:<!--|\[system\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`),
 	// Exfiltration.
 	signal(TypeExfiltrate, 0.8, `print|dump|list|reveal|output|send|show`, `environment variable|env var|api key|secrets|credentials|passwords`,
 		`(?:print|dump|list|reveal|output|send|show) (?:every|all|the) (?:environment variables?|env vars?|api keys?|secrets|credentials|passwords)`),
-	signal(TypeExfiltrate, 0.75, `email|send|forward|upload|post`, `file|records|data|conversation|chat|history`,
-		`(?:email|send|forward|upload|post) (?:this|the|all|every) (?:file|files|records|data|conversation|chat|history)\W+(?:\w+\W+){0,3}?to`),
+	signal(TypeExfiltrate, 0.75, `email|send|forward|upload|post|paste|copy`, `file|records|data|conversation|chat|history|transcript|messages`,
+		`(?:email|send|forward|upload|post|paste|copy) (?:this|the|all|every|our|my)(?: (?:entire|whole|full|complete|previous))? (?:file|files|records|data|conversation|chat|history|transcript|messages)\W+(?:\w+\W+){0,3}?to`),
 }
 
 // injectionWords finds the leads and the also words of every signal in one pass.
@@ -208,7 +234,7 @@ func scanInjection(text string, out []Finding) []Finding {
 // base64 and hex payloads it carries (depth bounds the decoding).
 func injectionScore(text string, depth int) (string, float64) {
 	norm, obfuscated := normalise(text)
-	typ, best := "", 0.0
+	typ, best, at := "", 0.0, 0
 	words := injectionWords.words
 	var buf [64]wordHit
 	hits := buf[:0]
@@ -224,12 +250,13 @@ func injectionScore(text string, depth int) (string, float64) {
 			if s.score <= best || alsoOf[i] != nil && !alsoFollows(hits, hi, alsoOf[i], h.start, limit) {
 				continue
 			}
-			if s.re.MatchString(norm[h.start:limit]) {
-				typ, best = s.typ, s.score
+			m := s.re.FindStringIndex(norm[h.start:limit])
+			if m != nil && (s.unless == nil || !s.unless.MatchString(norm[h.start:h.start+m[1]])) {
+				typ, best, at = s.typ, s.score, h.start
 			}
 		}
 	}
-	if best > 0 && mentioned(norm) {
+	if best > 0 && mentioned(norm, at) {
 		best *= mentionDiscount
 	}
 	if best > 0 && obfuscated {
@@ -412,14 +439,25 @@ const mentionDiscount = 0.45
 // mentionWords, before a quoted phrase, say the phrase is talked about, not meant.
 var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|says|said|saying|writes|wrote|shouts|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.|sagt|sagte|schreibt)\W{0,3}["'“„‘«]`)
 
-// mentioned reports whether the normalised text talks about a phrase in quotes
-// (and holds no second, unquoted attack), or asks how attacks work.
-func mentioned(norm string) bool {
-	if mentionRe.MatchString(norm) {
-		return true
+// mentioned reports whether the signal found at norm[at:] is talked about rather
+// than meant: it begins inside a phrase quoted after a mention word ("a post titled
+// 'Why you should never ignore previous instructions'"), or the text asks how
+// attacks work. A quote elsewhere in the text does not discount an unquoted attack.
+func mentioned(norm string, at int) bool {
+	for _, m := range mentionRe.FindAllStringIndex(norm, -1) {
+		open, end := m[1], len(norm)
+		if c := strings.IndexAny(norm[open:], closingQuotes); c >= 0 {
+			end = open + c
+		}
+		if open <= at && at < end {
+			return true
+		}
 	}
 	return aboutAttacks.MatchString(norm)
 }
+
+// closingQuotes end a quoted phrase.
+const closingQuotes = "\"'”“‘’»«"
 
 // aboutAttacks are questions and requests about injection, not injections.
 var aboutAttacks = regexp.MustCompile(`^(?:how (?:do|does|can|to)|what (?:is|are)|explain|describe|wie (?:funktionier|erkenn)|was (?:ist|sind)|erkläre?)\b[^.!?]*(?:prompt injection|jailbreak|injection attack)`)

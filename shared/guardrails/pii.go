@@ -3,6 +3,7 @@ package guardrails
 import (
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -428,12 +429,21 @@ func phoneAt(text string, i int) (Finding, bool) {
 	return Finding{}, false
 }
 
-// phoneContext reports whether a phone word is among the 48 bytes before text[i].
+// phoneContext reports whether a phone word begins a word among the 48 bytes
+// before text[i] ("tel" in "Tel.", not in "Bestellung").
 func phoneContext(text string, i int) bool {
 	w := strings.ToLower(text[max(0, i-48):i])
 	for _, p := range phoneWords {
-		if strings.Contains(w, p) {
-			return true
+		for off := 0; ; {
+			k := strings.Index(w[off:], p)
+			if k < 0 {
+				break
+			}
+			k += off
+			if k == 0 || !isAlnum(w[k-1]) && w[k-1] < utf8.RuneSelf {
+				return true
+			}
+			off = k + 1
 		}
 	}
 	return false

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portcullis-gw/portcullis/tests/guardrails"
 )
 
 // machine describes where the benchmark ran.
@@ -247,7 +249,7 @@ func (r report) guardrailsCostTable() table {
 // ttftTable is the time to first token on the paced mock, per target, with what
 // each adds over the mock on its own.
 func (r report) ttftTable() table {
-	t := table{head: []string{"target", "requests", "first token p50", "first token p99", "added p50", "whole stream p50"}}
+	t := table{head: []string{"target", "requests", "first token p50", "first token p99", "added p50", "[DONE] p50"}}
 	var direct time.Duration
 	for _, x := range r.TTFT {
 		if x.Target == targetDirect {
@@ -271,6 +273,7 @@ func (r report) guardrailSummary() string {
 	r.Guardrails.Speed.Print(&b)
 	b.WriteString("\n")
 	r.Guardrails.Eval.Print(&b, "tests/guardrails/testdata/eval.jsonl.gz")
+	r.Guardrails.Cases.Print(&b, "tests/guardrails/"+guardrails.CasesFile)
 	return b.String()
 }
 
@@ -447,7 +450,7 @@ func (r report) Markdown() string {
 	b.WriteString(r.ttftTable().markdown())
 	b.WriteString("\n**Detectors**, measured in the benchmark's process on one goroutine after the load " +
 		"(`tests/guardrails.MeasureSpeed`; the clean prompt is ordinary prose with figures, dates and a URL), and " +
-		"their quality on the committed evaluation set (item level, at the default threshold; `make guardrails-eval` " +
+		"their quality on the generated evaluation set and the hand-written cases (item level, at the default threshold; `make guardrails-eval` " +
 		"prints the same and takes more files):\n\n```\n" + r.guardrailSummary() + "```\n")
 	if notes := r.errorNotes(); len(notes) > 0 {
 		b.WriteString("\n## Errors\n\n")

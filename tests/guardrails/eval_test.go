@@ -8,7 +8,7 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/guardrails"
 )
 
-// The quality targets, on the generated set.
+// The quality targets, on each evaluation set.
 const (
 	minF1PIISecrets       = 0.95
 	minInjectionRecall    = 0.80
@@ -18,11 +18,32 @@ const (
 
 // TestEvalSetMeetsTheTargets: PII and secrets F1 ≥ 0.95, injection recall ≥ 0.80
 // at precision ≥ 0.90, and at most 3% of hard negatives with any finding, on the
-// generated set (EvalSeed, EvalPerKind items of each kind).
+// generated set (EvalSeed, EvalPerKind items of each kind) and on the hand-written
+// cases (CasesFile).
 func TestEvalSetMeetsTheTargets(t *testing.T) {
-	rep := Evaluate(Generate(EvalSeed, EvalPerKind))
+	cases, err := ReadCases(CasesFile, CasesSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := []struct {
+		name  string
+		items []Item
+	}{
+		{"generated set", Generate(EvalSeed, EvalPerKind)},
+		{"hand-written cases", cases},
+	}
+	for _, set := range sets {
+		t.Run(set.name, func(t *testing.T) { meetsTargets(t, set.name, set.items) })
+	}
+}
+
+func meetsTargets(t *testing.T, name string, items []Item) {
+	if len(items) < 100 {
+		t.Fatalf("%s: only %d items", name, len(items))
+	}
+	rep := Evaluate(items)
 	var b strings.Builder
-	rep.Print(&b, "generated set")
+	rep.Print(&b, name)
 	t.Log("\n" + b.String())
 	for _, m := range rep.Misses {
 		t.Log(m)
@@ -37,8 +58,25 @@ func TestEvalSetMeetsTheTargets(t *testing.T) {
 		t.Errorf("injection recall %.3f (≥ %.2f) at precision %.3f (≥ %.2f)", inj.Recall(), minInjectionRecall,
 			inj.Precision(), minInjectionPrecision)
 	}
+	if rep.HardNegatives == 0 {
+		t.Fatal("no hard negatives")
+	}
 	if fp := float64(rep.HardNegativeFP) / float64(rep.HardNegatives); fp > maxHardNegativeFP {
 		t.Errorf("hard negatives with a finding: %.1f%% > %.0f%%", 100*fp, 100*maxHardNegativeFP)
+	}
+}
+
+// TestCasesHoldNoLiteralSecrets: the hand-written cases carry their secrets as
+// slots, so that the file is plain text no secret scanner trips on.
+func TestCasesHoldNoLiteralSecrets(t *testing.T) {
+	raw, err := ReadItems(CasesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range raw {
+		if fs := guardrails.Scan(it.Text, guardrails.Secrets); len(fs) > 0 {
+			t.Errorf("%s holds a literal %s: use a {{SLOT}}", it.ID, fs[0].Type)
+		}
 	}
 }
 
