@@ -80,9 +80,9 @@ const (
 	secretENWords = `system prompt|system message|hidden|initial|original|developer|your instructions|your prompt|your rules|your guidelines|the prompt|the instructions`
 	rulesENWords  = `instruction|rules|guideline|direction|directive|prompt|constraint|restriction|guardrail|polic|programming|order|command|filters`
 	rulesDEWords  = `anweisungen|regeln|vorgaben|instruktionen|richtlinien|befehle|einschränkungen|beschränkungen|systemprompt`
-	secretDEWords = `systemanweisung|systemprompt|versteckte|ursprünglichen|deine anweisungen|deine regeln|deine instruktionen`
-	aiNoun        = `(?:ai|assistant|model|llm|chatbot|ki|assistent\w*)(?: (?:assistant|model|bot)s?)?s?`
-	secretDE      = `(?:systemanweisung\w*|systemprompt\w*|versteckten? (?:anweisungen|regeln|instruktionen)|ursprünglichen (?:anweisungen|instruktionen)|deine (?:anweisungen|regeln|instruktionen))`
+	secretDEWords = `systemanweisung|systemprompt|versteckte|ursprünglichen|deine anweisungen|deine regeln|deine instruktionen|deine vorgaben|deine richtlinien`
+	aiNoun        = `(?:ai|assistant|model|llm|chatbot|bot|ki|assistent\w*)(?: (?:assistant|model|bot)s?)?s?`
+	secretDE      = `(?:systemanweisung\w*|systemprompt\w*|versteckten? (?:anweisungen|regeln|instruktionen|vorgaben|richtlinien)|ursprünglichen (?:anweisungen|instruktionen|vorgaben)|deine (?:anweisungen|regeln|instruktionen|vorgaben|richtlinien))`
 )
 
 // injectionSignals score the ways an injection reads, in normalised text.
@@ -90,14 +90,20 @@ var injectionSignals = []injectionSignal{
 	// Direct instruction override.
 	signal(TypeOverride, 0.95, ignoreENLead, rulesENWords, ignoreEN+`\W+(?:\w+\W+){0,4}?`+priorEN+`\W+(?:\w+\W+){0,3}?`+rulesEN),
 	signal(TypeOverride, 0.9, ignoreENLead, `told|given|instructed|above|before|earlier`,
-		ignoreEN+`\W+(?:everything|anything|whatever|what|all(?: that)?) (?:(?:you were|you've been|you have been|you got) (?:told|given|instructed)|above|before|said before|earlier)`),
+		ignoreEN+`\W+(?:everything|anything|whatever|what|all(?: that)?)(?: \w+)? (?:(?:you were|you've been|you have been|you got) (?:told|given|instructed)|above|before|said before|earlier)`),
 	signal(TypeOverride, 0.9, `new|updated|real|actual`, `instructions|rules|system prompt`,
 		`(?:new|updated|real|actual) (?:instructions|rules|system prompt)\W*:\W*(?:\w+\W+){0,6}?(?:you (?:must|will|should|are|have to)|ignore|disregard|reveal|print|answer every|respond to every|comply|always|never refuse)`),
+	signal(TypeOverride, 0.85, ignoreENLead, `instead|rather|just|only`,
+		ignoreEN+` (?:all |the |this |your |my |that |these )?(?:\w+ )?(?:task|instructions?|above|previous|prompt|request|question|text|translation|summary|user|everything|anything|rules)\b(?: \w+){0,2}\W+(?:and|then) (?:\w+ )?(?:instead|rather|just|only)\b`),
+	signal(TypeOverride, 0.85, `vergiss|ignorier|missacht`, `stattdessen|statt dessen|nur|lieber`,
+		`(?:vergiss|ignoriere?|missachte) (?:die |den |das |deine |alle |alles )?(?:\w+ )?(?:aufgabe|anweisungen?|übersetzung|frage|anfrage|text|zusammenfassung|nutzer|regeln|alles)\b(?: \w+){0,2}\W+(?:und|dann) (?:\w+ )?(?:stattdessen|statt dessen|nur|lieber)\b`),
+	signal(TypeOverride, 0.85, `do|does|doing`, `opposite`,
+		`(?:do|does|doing) the (?:exact )?opposite of (?:what )?(?:your|the) (?:guidelines|rules|instructions|programming|policy|policies)`),
 	// Rules declared void, or to be pretended away.
 	signal(TypeOverride, 0.85, `the|your|all|previous|prior|earlier|above|old|original|initial`, `void|invalid|cancelled|canceled|revoked|obsolete|lifted|a test|fake|outdated|no longer`,
-		`(?:the|your|all|previous|prior|earlier|above|old|original|initial)(?: \w+)? (?:instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints) (?:are|were|is|have been|has been) (?:now )?(?:void|invalid|cancel?led|revoked|obsolete|lifted|a test|fake|outdated|no longer (?:valid|active|in effect|apply|applicable))`),
+		`(?:the|your|all|previous|prior|earlier|above|old|original|initial)(?: \w+){0,3} (?:instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints) (?:are|were|is|have been|has been) (?:now )?(?:void|invalid|cancel?led|revoked|obsolete|lifted|a test|fake|outdated|no longer (?:valid|active|in effect|apply|applicable))`),
 	signal(TypeOverride, 0.85, `pretend`, `exist|apply|matter`,
-		`pretend (?:that )?(?:the |your |all |these |any )?(?:rules|instructions|guidelines|restrictions|filters|policies|safety \w+)(?: \w+){0,4} (?:don't|do not|doesn't|does not|didn't|never) (?:exist|apply|matter)`),
+		`pretend (?:that )?(?:the |your |all |these |any )?(?:content |safety |usage )?(?:rules|instructions|guidelines|restrictions|filters|polic(?:y|ies)|safety \w+)(?: \w+){0,4} (?:don't|do not|doesn't|does not|didn't|never) (?:exist|apply|matter)`),
 	signal(TypeOverride, 0.85, ignoreENLead, `above|previous|prior|preceding|before`, ignoreEN+` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`),
 	signal(TypeOverride, 0.85, `you are no longer|you were no longer|you have been|stop following|stop obeying|quit following|quit obeying`, "",
 		`you (?:are|were) no longer (?:bound|restricted|limited|required|obliged) (?:by|to)|you have been (?:freed|released|liberated) from|(?:stop|quit) (?:following|obeying) (?:your|the|these) (?:rules|instructions|guidelines)`),
@@ -110,13 +116,15 @@ var injectionSignals = []injectionSignal{
 	signal(TypeExtraction, 0.85, `what`, `system prompt|system message|instructions|prompt|rules|guidelines`,
 		`what(?:'s| is| are| was| were) (?:your (?:\w+ )?(?:system prompt|system message|instructions|prompt|rules|guidelines)|the (?:system prompt|system message|hidden instructions|initial prompt|original prompt))`),
 	signal(TypeExtraction, 0.85, `was steht|wie lautet|wie lauten`, `system|anweisung|instruktion|vorgabe|regeln`,
-		`(?:was steht in|wie lautet|wie lauten) (?:deine[mnrs]?|die|der|dem) (?:system\w*|anweisungen|instruktionen|vorgaben|versteckten \w+|ursprünglichen \w+|regeln)`),
+		`(?:was steht in|wie lautet|wie lauten)(?: eigentlich| denn| genau)? (?:deine[mnrs]?|die|der|dem) (?:system\w*|anweisungen|instruktionen|vorgaben|richtlinien|versteckten \w+|ursprünglichen \w+|regeln)`),
 	signal(TypeExtraction, 0.85, `repeat|print|output`, `above|before|preceding`, `(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`),
 	signal(TypeExtraction, 0.85, `what|which|how`, `were you|have you been|are you`,
 		`(?:what|which) (?:instructions|rules|guidelines|prompt) (?:were you|have you been|are you) (?:given|told|programmed|instructed)|(?:what|how) were you (?:told|instructed|programmed|configured) (?:to do )?(?:before|at the start|initially)`),
 	signal(TypeExtraction, 0.85, showENLead, `initial|first|original|hidden|secret|internal`, showEN+` (?:the |your )?(?:initial|first|original|hidden|secret|internal) (?:prompt|message|instructions|configuration|rules)`),
 	signal(TypeExtraction, 0.85, `welche|was für`, `bekommen|erhalten|gegeben`, `(?:welche|was für) (?:anweisungen|regeln|vorgaben) (?:hast du|wurden dir)(?: \w+){0,3} (?:bekommen|erhalten|gegeben)`),
 	signal(TypeExtraction, 0.9, showDELead, secretDEWords, showDE+`\W+(?:\w+\W+){0,4}?`+secretDE),
+	signal(TypeExtraction, 0.85, `spell|reveal|tell me`, `password|passphrase|secret word`,
+		`(?:spell|reveal|tell me)(?: out)? (?:the |your )?(?:secret |admin )?(?:password|passphrase|secret word)\b`),
 	// Role-play jailbreaks.
 	signal(TypeJailbreak, 0.95, `do anything now|you|pretend to be|act as|roleplay as|role-play as|stands for`, `dan|stan|dude|aim|anything now`,
 		`do anything now|(?:you are|you're|you will be|you'll be|pretend to be|act as|roleplay as|role-play as)(?: now| going to be)? (?:dan|stan|dude|aim)\b|stands for "?do anything now`),
@@ -125,6 +133,13 @@ var injectionSignals = []injectionSignal{
 		`(?:you are now|from now on,? (?:you are|you're|you will (?:be|act as))|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become)\W+(?:\w+\W+){0,8}?(?:jailbroken|unfiltered|uncensored|unrestricted|evil|amoral|machiavellian|an? ai without|without (?:any )?(?:ethical|moral|content|safety)? ?(?:guidelines|restrictions|limits|filters|rules)|in (?:developer|debug|god|sudo|admin) mode|free of|no (?:limits|restrictions|rules|filters))`),
 	signal(TypeJailbreak, 0.9, `developer|debug|god|sudo|jailbreak|admin|enable|you are`, `mode`,
 		`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`),
+	signal(TypeJailbreak, 0.85, `unrestricted|unfiltered|uncensored`, `mode`, `(?:unrestricted|unfiltered|uncensored) (?:\w+ )?mode`),
+	signal(TypeJailbreak, 0.85, `a|an`, `unfiltered|uncensored|amoral|unrestricted|jailbroken`,
+		`an? (?:\w+ ){0,3}?(?:unfiltered|uncensored|amoral|unrestricted|jailbroken) (?:(?:and|or) \w+ )?(?:\w+ )?(?:ai|chatbot|assistant|model|bot|version|llm)\b`),
+	signal(TypeJailbreak, 0.85, `doesn't|does not|don't|do not|never|has no|have no|with no`, `ethical|moral|safety|content`,
+		`(?:doesn't|does not|don't|do not|never|has no|have no|with no)(?: \w+){0,2} (?:any )?(?:ethical|moral|safety|content)(?: (?:or|and) (?:ethical|moral|safety|content))? (?:guidelines|restrictions|rules|filters|limits|policies|boundaries)`),
+	signal(TypeJailbreak, 0.8, `act as|pretend to be|roleplay as|role-play as|play`, `grand`,
+		`(?:act as|pretend to be|roleplay as|role-play as|play) my (?:deceased |late |dead )?grand(?:mother|ma|father|pa|mom|dad)`),
 	signal(TypeJailbreak, 0.85, `without|free of|no longer bound by|not bound by|ignoring`, `restrictions|limitations|filters|guidelines|rules|policies|censorship`,
 		`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:(?:ethical|moral|safety|content|or|and) ){0,4}(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`),
 	signal(TypeJailbreak, 0.9, `du bist|tu so|spiel`, `ohne|unzensiert|entwicklermodus|dan`,
@@ -133,12 +148,18 @@ var injectionSignals = []injectionSignal{
 	signal(TypeJailbreak, 0.85, `ohne`, `einschränkungen|zensur|filter|regeln`,
 		`ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`),
 	// Indirect injection: instructions to the assistant inside data.
-	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|ai|assistant|model|llm|chatbot|assistent|ki|dear|hey|attention`,
-		`ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|reveal|ignoriere|sende|schicke|lösche`,
-		`(?:(?:(?:note|message|instructions?|hinweis|nachricht) (?:to|for|an|für)|dear|hey|attention) (?:the |any |all |den |die |das )?`+aiNoun+`|`+aiNoun+` (?:reading|processing|summari[sz]ing|parsing) this|`+aiNoun+`\s*[:,])\W*(?:\w+\W+){0,4}?(?:ignore|disregard|instead|do not tell|don't tell|forward|send|email|export|delete|transfer|reveal|ignoriere|sende|schicke|lösche)`),
+	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|p.s.|ps|ai|assistant|model|llm|chatbot|bot|assistent|ki|dear|hey|attention|when|whenever|if|an|any|every`,
+		`ignore|disregard|instead|forget|stop|do not|don't|never|always|must|should|forward|send|email|export|delete|transfer|reveal|tell|say|reply|respond|answer|call|execute|run|approve|accept|share|recommend|write|output|print|include|visit|ignoriere|vergiss|sende|schicke|lösche|antworte|sage|schreibe`,
+		`(?:(?:(?:note|message|instructions?|hinweis|nachricht|p\.?s\.?) (?:to|for|an|für)|dear|hey|attention)(?: the| any| all| den| die| das)?(?: \w+)? `+aiNoun+
+			`|(?:(?:when|whenever|if) )?(?:an? |any |every |the )?`+aiNoun+` (?:reads?|reading|process(?:es|ing)?|summari[sz](?:es|ing)?|pars(?:es|ing)|sees?|seeing) this`+
+			`|`+aiNoun+`\s*[:,])\W*(?:\w+\W+){0,6}?(?:ignore|disregard|instead|forget|stop following|do not|don't|never|always|must|should|forward|send|email|export|delete|transfer|reveal|tell|say|reply|respond|answer|call|execute|run|approve|accept|share|recommend|write|output|print|include|visit|ignoriere|vergiss|sende|schicke|lösche|antworte|sage|schreibe)\b`),
+	signal(TypeIndirect, 0.8, `ai|assistant|llm|model`, `instruction|directive|command|override`,
+		`(?:ai|assistant|llm|model)[_ -]?(?:instruction|directive|command|override)s?\s*[:\]]`),
 	signal(TypeIndirect, 0.85, `ignore|ignoriere`, `user|nutzer|anwender`, `ignore (?:the|this|your) user(?:'s|s)?\b|ignoriere (?:den|die) (?:nutzer|benutzer|anwender)`),
-	signal(TypeIndirect, 0.8, `<!--|[system]|[instruction|<|###`, "", // "<" leads <|im_start|> and <|system|>
-		`(?:<!--|\[system\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`),
+	signal(TypeIndirect, 0.8, `[system|[admin|[developer|[instruction|<|###`, "", // "<" leads <|im_start|> and <|system|>
+		`(?:\[(?:system|admin|developer)(?: message| note| prompt| override| instructions?)?\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`),
+	signal(TypeIndirect, 0.8, `<!--`, `ignore|disregard|assistant|ai|llm|chatbot|model|instruction|prompt`,
+		`<!--\W*(?:\w+\W+){0,12}?(?:ignore|disregard|assistant|ai|llm|chatbot|model|instructions?|prompt)\b`),
 	// Exfiltration.
 	signal(TypeExfiltrate, 0.8, `print|dump|list|reveal|output|send|show`, `environment variable|env var|api key|secrets|credentials|passwords`,
 		`(?:print|dump|list|reveal|output|send|show) (?:every|all|the) (?:environment variables?|env vars?|api keys?|secrets|credentials|passwords)`),
@@ -230,6 +251,13 @@ func scanInjection(text string, out []Finding) []Finding {
 	return append(out, Finding{Family: Injection, Type: typ, Start: 0, End: len(text), Score: score})
 }
 
+// wordBefore reports whether the character before norm[i] is a letter or digit:
+// a word goes on there.
+func wordBefore(norm string, i int) bool {
+	r, _ := utf8.DecodeLastRuneInString(norm[:i])
+	return r < utf8.RuneSelf && isAlnum(byte(r)) || r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r))
+}
+
 // injectionScore is the strongest signal in text, after normalising it, and in the
 // base64 and hex payloads it carries (depth bounds the decoding).
 func injectionScore(text string, depth int) (string, float64) {
@@ -241,7 +269,7 @@ func injectionScore(text string, depth int) (string, float64) {
 	injectionWords.each(norm, func(k, end int) { hits = append(hits, wordHit{k, end - len(words[k]), end}) })
 	for hi, h := range hits {
 		sigs := leadSignals[h.k]
-		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordByte(norm[h.start-1]) {
+		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordBefore(norm, h.start) {
 			continue // not a lead, or inside a word
 		}
 		limit := min(len(norm), h.start+signalWindow)
@@ -437,7 +465,7 @@ func printable(b []byte) bool {
 const mentionDiscount = 0.45
 
 // mentionWords, before a quoted phrase, say the phrase is talked about, not meant.
-var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|says|said|saying|writes|wrote|shouts|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.|sagt|sagte|schreibt)\W{0,3}["'“„‘«]`)
+var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the sentence|the words?|such as|for example|e\.g\.|example:|like|quote|slogan|headline|says|said|saying|writes|wrote|shouts|whispers|whispered|asks|asked|replies|replied|tells|told|yells|yelled|mutters|muttered|flüstert|flüsterte|ruft|rief|fragt|fragte|betitelt|mit dem titel|der satz|zum beispiel|z\.b\.|sagt|sagte|schreibt)\W{0,3}["'“„‘«]`)
 
 // mentioned reports whether the signal found at norm[at:] is talked about rather
 // than meant: it begins inside a phrase quoted after a mention word ("a post titled

@@ -273,7 +273,9 @@ func (r report) guardrailSummary() string {
 	r.Guardrails.Speed.Print(&b)
 	b.WriteString("\n")
 	r.Guardrails.Eval.Print(&b, "tests/guardrails/testdata/eval.jsonl.gz")
-	r.Guardrails.Cases.Print(&b, "tests/guardrails/"+guardrails.CasesFile)
+	for i, c := range r.Guardrails.Cases {
+		c.Print(&b, "tests/guardrails/"+guardrails.CasesFiles[i])
+	}
 	return b.String()
 }
 

@@ -19,18 +19,23 @@ const (
 // TestEvalSetMeetsTheTargets: PII and secrets F1 ≥ 0.95, injection recall ≥ 0.80
 // at precision ≥ 0.90, and at most 3% of hard negatives with any finding, on the
 // generated set (EvalSeed, EvalPerKind items of each kind) and on the hand-written
-// cases (CasesFile).
+// cases (CasesFiles).
 func TestEvalSetMeetsTheTargets(t *testing.T) {
-	cases, err := ReadCases(CasesFile, CasesSeed)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sets := []struct {
 		name  string
 		items []Item
 	}{
 		{"generated set", Generate(EvalSeed, EvalPerKind)},
-		{"hand-written cases", cases},
+	}
+	for _, f := range CasesFiles {
+		cases, err := ReadCases(f, CasesSeed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets = append(sets, struct {
+			name  string
+			items []Item
+		}{f, cases})
 	}
 	for _, set := range sets {
 		t.Run(set.name, func(t *testing.T) { meetsTargets(t, set.name, set.items) })
@@ -69,13 +74,15 @@ func meetsTargets(t *testing.T, name string, items []Item) {
 // TestCasesHoldNoLiteralSecrets: the hand-written cases carry their secrets as
 // slots, so that the file is plain text no secret scanner trips on.
 func TestCasesHoldNoLiteralSecrets(t *testing.T) {
-	raw, err := ReadItems(CasesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range raw {
-		if fs := guardrails.Scan(it.Text, guardrails.Secrets); len(fs) > 0 {
-			t.Errorf("%s holds a literal %s: use a {{SLOT}}", it.ID, fs[0].Type)
+	for _, f := range CasesFiles {
+		raw, err := ReadItems(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range raw {
+			if fs := guardrails.Scan(it.Text, guardrails.Secrets); len(fs) > 0 {
+				t.Errorf("%s: %s holds a literal %s: use a {{SLOT}}", f, it.ID, fs[0].Type)
+			}
 		}
 	}
 }

@@ -50,11 +50,13 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 	show("generated set (tests/guardrails/testdata/eval.jsonl.gz)", items)
-	cases, err := guardrails.ReadCases(filepath.Join("tests", "guardrails", guardrails.CasesFile), guardrails.CasesSeed)
-	if err != nil {
-		return err
+	for _, f := range guardrails.CasesFiles {
+		cases, err := guardrails.ReadCases(filepath.Join("tests", "guardrails", f), guardrails.CasesSeed)
+		if err != nil {
+			return err
+		}
+		show("hand-written cases (tests/guardrails/"+f+")", cases)
 	}
-	show("hand-written cases (tests/guardrails/"+guardrails.CasesFile+")", cases)
 	for _, path := range fs.Args() {
 		items, err := guardrails.ReadItems(path)
 		if err != nil {
