@@ -97,11 +97,12 @@ var injectionSignals = []injectionSignal{
 		ignoreEN+` (?:all |the |this |your |my |that |these )?(?:\w+ )?(?:task|instructions?|above|previous|prompt|request|question|text|translation|summary|user|everything|anything|rules)\b(?: \w+){0,2}\W+(?:and|then) (?:\w+ )?(?:instead|rather|just|only)\b`),
 	signal(TypeOverride, 0.85, `vergiss|ignorier|missacht`, `stattdessen|statt dessen|nur|lieber`,
 		`(?:vergiss|ignoriere?|missachte) (?:die |den |das |deine |alle |alles )?(?:\w+ )?(?:aufgabe|anweisungen?|übersetzung|frage|anfrage|text|zusammenfassung|nutzer|regeln|alles)\b(?: \w+){0,2}\W+(?:und|dann) (?:\w+ )?(?:stattdessen|statt dessen|nur|lieber)\b`),
-	signal(TypeOverride, 0.85, `do|does|doing`, `opposite`,
-		`(?:do|does|doing) the (?:exact )?opposite of (?:what )?(?:your|the) (?:guidelines|rules|instructions|programming|policy|policies)`),
+	signal(TypeOverride, 0.85, `opposite of`, `guidelines|rules|instructions|programming|polic`,
+		`opposite of (?:what )?(?:your|the) (?:guidelines|rules|instructions|programming|policy|policies)`),
 	// Rules declared void, or to be pretended away.
-	signal(TypeOverride, 0.85, `the|your|all|previous|prior|earlier|above|old|original|initial`, `void|invalid|cancelled|canceled|revoked|obsolete|lifted|a test|fake|outdated|no longer`,
-		`(?:the|your|all|previous|prior|earlier|above|old|original|initial)(?: \w+){0,3} (?:instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints) (?:are|were|is|have been|has been) (?:now )?(?:void|invalid|cancel?led|revoked|obsolete|lifted|a test|fake|outdated|no longer (?:valid|active|in effect|apply|applicable))`),
+	signal(TypeOverride, 0.85, `instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints`,
+		`void|invalid|cancelled|canceled|revoked|obsolete|lifted|a test|fake|outdated|no longer`,
+		`(?:instructions|rules|guidelines|restrictions|policies|prompt|directives|constraints) (?:are|were|is|have been|has been) (?:now )?(?:void|invalid|cancel?led|revoked|obsolete|lifted|a test|fake|outdated|no longer (?:valid|active|in effect|apply|applicable))`),
 	signal(TypeOverride, 0.85, `pretend`, `exist|apply|matter`,
 		`pretend (?:that )?(?:the |your |all |these |any )?(?:content |safety |usage )?(?:rules|instructions|guidelines|restrictions|filters|polic(?:y|ies)|safety \w+)(?: \w+){0,4} (?:don't|do not|doesn't|does not|didn't|never) (?:exist|apply|matter)`),
 	signal(TypeOverride, 0.85, ignoreENLead, `above|previous|prior|preceding|before`, ignoreEN+` (?:all |everything |anything )?(?:the |what(?:'s| is| was) )?(?:above|previous|prior|preceding|before)(?: (?:text|content|message|messages|prompt|input|context|conversation|lines))?\W+(?:and|then|instead|now|just)\b`),
@@ -126,7 +127,7 @@ var injectionSignals = []injectionSignal{
 	signal(TypeExtraction, 0.85, `spell|reveal|tell me`, `password|passphrase|secret word`,
 		`(?:spell|reveal|tell me)(?: out)? (?:the |your )?(?:secret |admin )?(?:password|passphrase|secret word)\b`),
 	// Role-play jailbreaks.
-	signal(TypeJailbreak, 0.95, `do anything now|you|pretend to be|act as|roleplay as|role-play as|stands for`, `dan|stan|dude|aim|anything now`,
+	signal(TypeJailbreak, 0.95, `do anything now|you are|you're|you will|you'll|pretend to be|act as|roleplay as|role-play as|stands for`, `dan|stan|dude|aim|anything now`,
 		`do anything now|(?:you are|you're|you will be|you'll be|pretend to be|act as|roleplay as|role-play as)(?: now| going to be)? (?:dan|stan|dude|aim)\b|stands for "?do anything now`),
 	signal(TypeJailbreak, 0.9, `you are now|from now on|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become`,
 		`jailbr|unfiltered|uncensored|unrestricted|evil|without|mode|free of|no limits|no restrictions|amoral|machiavellian`,
@@ -134,11 +135,11 @@ var injectionSignals = []injectionSignal{
 	signal(TypeJailbreak, 0.9, `developer|debug|god|sudo|jailbreak|admin|enable|you are`, `mode`,
 		`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`),
 	signal(TypeJailbreak, 0.85, `unrestricted|unfiltered|uncensored`, `mode`, `(?:unrestricted|unfiltered|uncensored) (?:\w+ )?mode`),
-	signal(TypeJailbreak, 0.85, `a|an`, `unfiltered|uncensored|amoral|unrestricted|jailbroken`,
-		`an? (?:\w+ ){0,3}?(?:unfiltered|uncensored|amoral|unrestricted|jailbroken) (?:(?:and|or) \w+ )?(?:\w+ )?(?:ai|chatbot|assistant|model|bot|version|llm)\b`),
+	signal(TypeJailbreak, 0.85, `unfiltered|uncensored|amoral|unrestricted|jailbroken`, `ai|chatbot|assistant|model|bot|version|llm`,
+		`(?:unfiltered|uncensored|amoral|unrestricted|jailbroken) (?:(?:and|or) \w+ )?(?:\w+ )?(?:ai|chatbot|assistant|model|bot|version|llm)\b`),
 	signal(TypeJailbreak, 0.85, `doesn't|does not|don't|do not|never|has no|have no|with no`, `ethical|moral|safety|content`,
 		`(?:doesn't|does not|don't|do not|never|has no|have no|with no)(?: \w+){0,2} (?:any )?(?:ethical|moral|safety|content)(?: (?:or|and) (?:ethical|moral|safety|content))? (?:guidelines|restrictions|rules|filters|limits|policies|boundaries)`),
-	signal(TypeJailbreak, 0.8, `act as|pretend to be|roleplay as|role-play as|play`, `grand`,
+	signal(TypeJailbreak, 0.8, `act as|pretend to be|roleplay as|role-play as|play my`, `grand`,
 		`(?:act as|pretend to be|roleplay as|role-play as|play) my (?:deceased |late |dead )?grand(?:mother|ma|father|pa|mom|dad)`),
 	signal(TypeJailbreak, 0.85, `without|free of|no longer bound by|not bound by|ignoring`, `restrictions|limitations|filters|guidelines|rules|policies|censorship`,
 		`(?:without|free of|no longer bound by|not bound by|ignoring) (?:any |all |your )?(?:(?:ethical|moral|safety|content|or|and) ){0,4}(?:restrictions|limitations|filters|guidelines|rules|policies|censorship)`),
@@ -148,10 +149,10 @@ var injectionSignals = []injectionSignal{
 	signal(TypeJailbreak, 0.85, `ohne`, `einschränkungen|zensur|filter|regeln`,
 		`ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`),
 	// Indirect injection: instructions to the assistant inside data.
-	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|p.s.|ps|ai|assistant|model|llm|chatbot|bot|assistent|ki|dear|hey|attention|when|whenever|if|an|any|every`,
+	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|p.s.|ai|assistant|model|llm|chatbot|bot|assistent|ki|dear|hey|attention`,
 		`ignore|disregard|instead|forget|stop|do not|don't|never|always|must|should|forward|send|email|export|delete|transfer|reveal|tell|say|reply|respond|answer|call|execute|run|approve|accept|share|recommend|write|output|print|include|visit|ignoriere|vergiss|sende|schicke|lösche|antworte|sage|schreibe`,
 		`(?:(?:(?:note|message|instructions?|hinweis|nachricht|p\.?s\.?) (?:to|for|an|für)|dear|hey|attention)(?: the| any| all| den| die| das)?(?: \w+)? `+aiNoun+
-			`|(?:(?:when|whenever|if) )?(?:an? |any |every |the )?`+aiNoun+` (?:reads?|reading|process(?:es|ing)?|summari[sz](?:es|ing)?|pars(?:es|ing)|sees?|seeing) this`+
+			`|`+aiNoun+` (?:reads?|reading|process(?:es|ing)?|summari[sz](?:es|ing)?|pars(?:es|ing)|sees?|seeing) this`+
 			`|`+aiNoun+`\s*[:,])\W*(?:\w+\W+){0,6}?(?:ignore|disregard|instead|forget|stop following|do not|don't|never|always|must|should|forward|send|email|export|delete|transfer|reveal|tell|say|reply|respond|answer|call|execute|run|approve|accept|share|recommend|write|output|print|include|visit|ignoriere|vergiss|sende|schicke|lösche|antworte|sage|schreibe)\b`),
 	signal(TypeIndirect, 0.8, `ai|assistant|llm|model`, `instruction|directive|command|override`,
 		`(?:ai|assistant|llm|model)[_ -]?(?:instruction|directive|command|override)s?\s*[:\]]`),
@@ -332,6 +333,9 @@ func leet(r rune) rune {
 // characters, folds homoglyphs and fullwidth letters onto ASCII, reads leetspeak
 // inside words, and collapses runs of white space; obfuscated says it had to.
 func normalise(text string) (string, bool) {
+	if isASCII(text) {
+		return normaliseASCII(text)
+	}
 	runes := make([]rune, 0, len(text))
 	obfuscated, space := false, false
 	for _, r := range text {
@@ -398,6 +402,66 @@ func normalise(text string) (string, bool) {
 		i = j
 	}
 	return string(runes), obfuscated
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// normaliseASCII is normalise for ASCII text, byte by byte: the same result
+// without decoding runes.
+func normaliseASCII(text string) (string, bool) {
+	b := make([]byte, 0, len(text))
+	space := false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f':
+			if !space {
+				b = append(b, ' ')
+			}
+			space = true
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		space = false
+		b = append(b, c)
+	}
+	obfuscated := false
+	for i := 0; i < len(b); {
+		j, letters, leets := i, 0, 0
+		for j < len(b) {
+			c := b[j]
+			if 'a' <= c && c <= 'z' {
+				letters++
+			} else if leet(rune(c)) != 0 {
+				leets++
+			} else {
+				break
+			}
+			j++
+		}
+		if letters >= 1 && leets > 0 && j-i >= 2 {
+			for k := i; k < j; k++ {
+				if l := leet(rune(b[k])); l != 0 {
+					b[k] = byte(l)
+				}
+			}
+			obfuscated = true
+		}
+		if j == i {
+			j++
+		}
+		i = j
+	}
+	return string(b), obfuscated
 }
 
 // encodedPayloads are the texts that base64 and hex runs in text (24 and 32
