@@ -174,6 +174,15 @@ var injectionSignals = []injectionSignal{
 // words (nil: it has none).
 var injectionWords, leadSignals, alsoOf = buildInjectionWords()
 
+// maxSignalScore is the highest score of any signal.
+var maxSignalScore = func() float64 {
+	m := 0.0
+	for _, s := range injectionSignals {
+		m = max(m, s.score)
+	}
+	return m
+}()
+
 func buildInjectionWords() (*automaton, [][]int, [][]bool) {
 	var words []string
 	index := map[string]int{}
@@ -269,6 +278,9 @@ func injectionScore(text string, depth int) (string, float64) {
 	hits := buf[:0]
 	injectionWords.each(norm, func(k, end int) { hits = append(hits, wordHit{k, end - len(words[k]), end}) })
 	for hi, h := range hits {
+		if best >= maxSignalScore {
+			break // nothing can score higher
+		}
 		sigs := leadSignals[h.k]
 		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordBefore(norm, h.start) {
 			continue // not a lead, or inside a word
@@ -536,8 +548,9 @@ var mentionRe = regexp.MustCompile(`(?:titled|called|named|the phrase|the senten
 // 'Why you should never ignore previous instructions'"), or the text asks how
 // attacks work. A quote elsewhere in the text does not discount an unquoted attack.
 func mentioned(norm string, at int) bool {
-	for _, m := range mentionRe.FindAllStringIndex(norm, -1) {
-		open, end := m[1], len(norm)
+	from := max(0, at-mentionReach) // a mention word and its quote open just before the attack
+	for _, m := range mentionRe.FindAllStringIndex(norm[from:min(len(norm), at+1)], -1) {
+		open, end := from+m[1], len(norm)
 		if c := strings.IndexAny(norm[open:], closingQuotes); c >= 0 {
 			end = open + c
 		}
@@ -547,6 +560,9 @@ func mentioned(norm string, at int) bool {
 	}
 	return aboutAttacks.MatchString(norm)
 }
+
+// mentionReach is how far before an attack its mention word may stand.
+const mentionReach = 256
 
 // closingQuotes end a quoted phrase.
 const closingQuotes = "\"'”“‘’»«"
