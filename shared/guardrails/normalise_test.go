@@ -14,3 +14,17 @@ func TestNormaliseASCIIIsNormalise(t *testing.T) {
 		}
 	}
 }
+
+// TestURLUserinfoIsNoEmail: the password of a connection URL that ends like an
+// email's local part ("Kx9#pass%@host") is a secret, not an email address.
+func TestURLUserinfoIsNoEmail(t *testing.T) {
+	text := "mongodb+srv://admin:Kx9#mP2vAbCd%@cluster0.abcde.mongodb.net/prod"
+	for _, f := range Scan(text) {
+		if f.Type == TypeEmail {
+			t.Fatalf("an email in %q: %q", text, text[f.Start:f.End])
+		}
+	}
+	if fs := Scan("write to ops@example.com", PII); len(fs) != 1 {
+		t.Fatalf("a plain address: %+v", fs)
+	}
+}

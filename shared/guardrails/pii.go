@@ -83,12 +83,22 @@ func scanEmails(text string, out []Finding) []Finding {
 		if at-s < 1 || at-s > 64 || !validDomain(text[at+1:e]) {
 			continue
 		}
-		if s > 0 && (text[s-1] == ':' || text[s-1] == '/') {
+		if s > 0 && (text[s-1] == ':' || text[s-1] == '/') || inURL(text, s) {
 			continue // the user and password of a URL (scheme://user:password@host)
 		}
 		out = append(out, Finding{Family: PII, Type: TypeEmail, Start: s, End: e, Score: 1})
 		off = e
 	}
+}
+
+// inURL reports whether text[i] lies in a URL: "://" comes before it in the same
+// run of non-space characters (at most 256 bytes back).
+func inURL(text string, i int) bool {
+	start := i
+	for start > 0 && i-start < 256 && !isSpaceByte(text[start-1]) {
+		start--
+	}
+	return strings.Contains(text[start:i], "://")
 }
 
 func isLocalChar(c byte) bool {
