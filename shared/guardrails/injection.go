@@ -385,12 +385,21 @@ func normalise(text string) (string, bool) {
 		}
 		runes = append(runes, unicode.ToLower(r))
 	}
-	// Leetspeak: in a run of letters and leet characters that holds a letter, the
-	// leet characters are letters too ("4r3" is "are", "n0" is "no").
-	for i := 0; i < len(runes); {
+	if readLeet(runes) {
+		obfuscated = true
+	}
+	return string(runes), obfuscated
+}
+
+// readLeet reads leetspeak in lower-cased text: in a run of letters and leet
+// characters that holds a letter, the leet characters are letters too ("4r3" is
+// "are", "n0" is "no"). It reports whether it changed anything.
+func readLeet[T byte | rune](text []T) bool {
+	changed := false
+	for i := 0; i < len(text); {
 		j, letters, leets := i, 0, 0
-		for j < len(runes) {
-			r := runes[j]
+		for j < len(text) {
+			r := rune(text[j])
 			if 'a' <= r && r <= 'z' || r >= utf8.RuneSelf && unicode.IsLetter(r) {
 				letters++
 			} else if leet(r) != 0 {
@@ -402,18 +411,18 @@ func normalise(text string) (string, bool) {
 		}
 		if letters >= 1 && leets > 0 && j-i >= 2 {
 			for k := i; k < j; k++ {
-				if l := leet(runes[k]); l != 0 {
-					runes[k] = l
+				if l := leet(rune(text[k])); l != 0 {
+					text[k] = T(l)
 				}
 			}
-			obfuscated = true
+			changed = true
 		}
 		if j == i {
 			j++
 		}
 		i = j
 	}
-	return string(runes), obfuscated
+	return changed
 }
 
 // isASCII reports whether s is all ASCII.
@@ -446,34 +455,7 @@ func normaliseASCII(text string) (string, bool) {
 		space = false
 		b = append(b, c)
 	}
-	obfuscated := false
-	for i := 0; i < len(b); {
-		j, letters, leets := i, 0, 0
-		for j < len(b) {
-			c := b[j]
-			if 'a' <= c && c <= 'z' {
-				letters++
-			} else if leet(rune(c)) != 0 {
-				leets++
-			} else {
-				break
-			}
-			j++
-		}
-		if letters >= 1 && leets > 0 && j-i >= 2 {
-			for k := i; k < j; k++ {
-				if l := leet(rune(b[k])); l != 0 {
-					b[k] = byte(l)
-				}
-			}
-			obfuscated = true
-		}
-		if j == i {
-			j++
-		}
-		i = j
-	}
-	return string(b), obfuscated
+	return string(b), readLeet(b)
 }
 
 // encodedPayloads are the texts that base64 and hex runs in text (24 and 32

@@ -171,3 +171,32 @@ func TestReportLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestReportGuardrails: the report shows what guardrails add over the gateway with
+// them off, the time to first token per target with what each adds over the mock,
+// and the detectors' figures against their targets.
+func TestReportGuardrails(t *testing.T) {
+	res := func(target string, p50 time.Duration) result {
+		return result{cell: cell{Target: target, Concurrency: 1}, Requests: 100, P50: p50, P99: 2 * p50, RPS: 1000}
+	}
+	r := report{
+		Results: []result{res(targetDirect, time.Millisecond), res(targetGateway, 2*time.Millisecond), res(targetGuarded, 5*time.Millisecond)},
+		TTFT: []ttftResult{
+			{Target: targetDirect, Requests: 10, P50: 5 * time.Millisecond, P99: 6 * time.Millisecond, WholeP50: 50 * time.Millisecond},
+			{Target: targetGuarded, Requests: 10, P50: 11 * time.Millisecond, P99: 12 * time.Millisecond, WholeP50: 55 * time.Millisecond},
+		},
+	}
+	r.Guardrails.Speed.AllP50 = 40 * time.Microsecond
+	r.Guardrails.Speed.PIISecretsMBps = 120
+	md := r.Markdown()
+	for _, want := range []string{
+		"## Guardrails",
+		"| chat | 1 | +3.000 ms | +6.000 ms |",                                          // guardrails on minus off
+		"| gateway (guardrails on) | 10 | 11.0 ms | 12.0 ms | +6.000 ms | 55.0 ms |", // time to first token
+		"target p50 ≤ 30µs: NOT met", "target ≥ 50: met",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}

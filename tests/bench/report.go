@@ -221,22 +221,16 @@ func cmpCell(a, b []string) int {
 }
 
 // limitsCostTable is what turning limits on adds to the gateway.
-func (r report) limitsCostTable() table {
-	t := table{head: []string{"mode", "concurrency", "p50 on − off", "p99 on − off", "req/s off", "req/s on"}}
-	for _, p := range r.pairs(targetGateway, targetLimitsOn) {
-		off, on := p[0], p[1]
-		t.rows = append(t.rows, []string{
-			on.Mode(), fmt.Sprint(on.Concurrency), fmtSigned(on.P50 - off.P50), fmtSigned(on.P99 - off.P99),
-			fmt.Sprintf("%.0f", off.RPS), fmt.Sprintf("%.0f", on.RPS),
-		})
-	}
-	return t
-}
+func (r report) limitsCostTable() table { return r.costTable(targetLimitsOn) }
 
 // guardrailsCostTable is what turning every guardrail on adds to the gateway.
-func (r report) guardrailsCostTable() table {
+func (r report) guardrailsCostTable() table { return r.costTable(targetGuarded) }
+
+// costTable compares target, the gateway with something on, with the gateway
+// with limits and guardrails off.
+func (r report) costTable(target string) table {
 	t := table{head: []string{"mode", "concurrency", "p50 on − off", "p99 on − off", "req/s off", "req/s on"}}
-	for _, p := range r.pairs(targetGateway, targetGuarded) {
+	for _, p := range r.pairs(targetGateway, target) {
 		off, on := p[0], p[1]
 		t.rows = append(t.rows, []string{
 			on.Mode(), fmt.Sprint(on.Concurrency), fmtSigned(on.P50 - off.P50), fmtSigned(on.P99 - off.P99),

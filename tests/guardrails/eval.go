@@ -114,6 +114,9 @@ func typesOf(fs []guardrails.Finding, f guardrails.Family) string {
 // Print writes the report as a table.
 func (r Report) Print(w io.Writer, name string) {
 	fmt.Fprintf(w, "%s: %d items\n", name, r.Items)
+	if r.Items == 0 {
+		return
+	}
 	fmt.Fprintf(w, "  %-10s %9s %9s %9s %5s %5s %5s\n", "family", "precision", "recall", "F1", "TP", "FP", "FN")
 	for _, f := range guardrails.Families {
 		c := r.Families[f]
