@@ -191,7 +191,7 @@ func TestReportGuardrails(t *testing.T) {
 	md := r.Markdown()
 	for _, want := range []string{
 		"## Guardrails",
-		"| chat | 1 | +3.000 ms | +6.000 ms |",                                          // guardrails on minus off
+		"| chat | 1 | +3.000 ms | +6.000 ms |", // guardrails on minus off
 		"| gateway (guardrails on) | 10 | 11.0 ms | 12.0 ms | +6.000 ms | 55.0 ms |", // time to first token
 		"target p50 ≤ 30µs: NOT met", "target ≥ 50: met",
 	} {
