@@ -39,8 +39,15 @@ type injectionSignal struct {
 }
 
 // signalWindow bounds the text a signal's pattern reads from its lead: more than
-// the longest match of any of them.
-const signalWindow = 256
+// the longest match of any of them (TestSignalsFitTheWindow), which bounded
+// repetition (see signal) keeps finite.
+const signalWindow = 512
+
+// bounded makes a pattern's open repetitions of words and the gaps between them
+// finite, so that every match fits in signalWindow: a word is at most 24
+// characters, a gap of punctuation and spaces at most 4 (normalise folds longer
+// runs of one character).
+var bounded = strings.NewReplacer(`\w+`, `\w{1,24}`, `\W+`, `\W{1,4}`, `\w*`, `\w{0,24}`, `\W*`, `\W{0,4}`, `\s*`, `\s{0,4}`)
 
 // howTo in a match says it asks how to do something ("show me how to configure
 // the system prompt"), not for something to be shown.
@@ -55,7 +62,7 @@ func unless(s injectionSignal, re *regexp.Regexp) injectionSignal {
 // signal is a signal of type typ scoring score, whose matches begin with one of
 // leads and hold one of also ("" for any) after it, both "|"-separated.
 func signal(typ string, score float64, leads, also, pattern string) injectionSignal {
-	s := injectionSignal{typ: typ, score: score, leads: strings.Split(leads, "|"), re: regexp.MustCompile(`^(?:` + pattern + `)`)}
+	s := injectionSignal{typ: typ, score: score, leads: strings.Split(leads, "|"), re: regexp.MustCompile(`^(?:` + bounded.Replace(pattern) + `)`)}
 	if also != "" {
 		s.also = strings.Split(also, "|")
 	}
@@ -116,7 +123,7 @@ var injectionSignals = []injectionSignal{
 	unless(signal(TypeExtraction, 0.9, showENLead, secretENWords, showEN+`\W+(?:\w+\W+){0,6}?`+secretEN), howTo),
 	signal(TypeExtraction, 0.85, `what`, `system prompt|system message|instructions|prompt|rules|guidelines`,
 		`what(?:'s| is| are| was| were) (?:your (?:\w+ )?(?:system prompt|system message|instructions|prompt|rules|guidelines)|the (?:system prompt|system message|hidden instructions|initial prompt|original prompt))`),
-	signal(TypeExtraction, 0.85, `was steht|wie lautet|wie lauten`, `system|anweisung|instruktion|vorgabe|regeln`,
+	signal(TypeExtraction, 0.85, `was steht|wie lautet|wie lauten`, `system|anweisung|instruktion|vorgabe|regeln|richtlinien|versteckten|ursprünglichen`,
 		`(?:was steht in|wie lautet|wie lauten)(?: eigentlich| denn| genau)? (?:deine[mnrs]?|die|der|dem) (?:system\w*|anweisungen|instruktionen|vorgaben|richtlinien|versteckten \w+|ursprünglichen \w+|regeln)`),
 	signal(TypeExtraction, 0.85, `repeat|print|output`, `above|before|preceding`, `(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before|preceding)`),
 	signal(TypeExtraction, 0.85, `what|which|how`, `were you|have you been|are you`,
@@ -130,7 +137,7 @@ var injectionSignals = []injectionSignal{
 	signal(TypeJailbreak, 0.95, `do anything now|you are|you're|you will|you'll|pretend to be|act as|roleplay as|role-play as|stands for`, `dan|stan|dude|aim|anything now`,
 		`do anything now|(?:you are|you're|you will be|you'll be|pretend to be|act as|roleplay as|role-play as)(?: now| going to be)? (?:dan|stan|dude|aim)\b|stands for "?do anything now`),
 	signal(TypeJailbreak, 0.9, `you are now|from now on|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become`,
-		`jailbr|unfiltered|uncensored|unrestricted|evil|without|mode|free of|no limits|no restrictions|amoral|machiavellian`,
+		`jailbr|unfiltered|uncensored|unrestricted|evil|without|mode|free of|no limits|no restrictions|no rules|no filters|amoral|machiavellian`,
 		`(?:you are now|from now on,? (?:you are|you're|you will (?:be|act as))|you're now|act as|pretend to be|pretend you are|roleplay as|role-play as|simulate|become)\W+(?:\w+\W+){0,8}?(?:jailbroken|unfiltered|uncensored|unrestricted|evil|amoral|machiavellian|an? ai without|without (?:any )?(?:ethical|moral|content|safety)? ?(?:guidelines|restrictions|limits|filters|rules)|in (?:developer|debug|god|sudo|admin) mode|free of|no (?:limits|restrictions|rules|filters))`),
 	signal(TypeJailbreak, 0.9, `developer|debug|god|sudo|jailbreak|admin|enable|you are`, `mode`,
 		`(?:developer|debug|god|sudo|jailbreak|admin) mode (?:enabled|activated|on)|enable (?:developer|debug|jailbreak) mode|you are (?:now )?in (?:developer|debug|god|jailbreak) mode`),
@@ -149,7 +156,7 @@ var injectionSignals = []injectionSignal{
 	signal(TypeJailbreak, 0.85, `ohne`, `einschränkungen|zensur|filter|regeln`,
 		`ohne (?:jegliche |alle |irgendwelche )?(?:einschränkungen|zensur|filter|regeln)`),
 	// Indirect injection: instructions to the assistant inside data.
-	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|p.s.|ai|assistant|model|llm|chatbot|bot|assistent|ki|dear|hey|attention`,
+	signal(TypeIndirect, 0.9, `note|message|instruction|hinweis|nachricht|p.s|ps|ai|assistant|model|llm|chatbot|bot|assistent|ki|dear|hey|attention`,
 		`ignore|disregard|instead|forget|stop|do not|don't|never|always|must|should|forward|send|email|export|delete|transfer|reveal|tell|say|reply|respond|answer|call|execute|run|approve|accept|share|recommend|write|output|print|include|visit|ignoriere|vergiss|sende|schicke|lösche|antworte|sage|schreibe`,
 		`(?:(?:(?:note|message|instructions?|hinweis|nachricht|p\.?s\.?) (?:to|for|an|für)|dear|hey|attention)(?: the| any| all| den| die| das)?(?: \w+)? `+aiNoun+
 			`|`+aiNoun+` (?:reads?|reading|process(?:es|ing)?|summari[sz](?:es|ing)?|pars(?:es|ing)|sees?|seeing) this`+
@@ -160,7 +167,7 @@ var injectionSignals = []injectionSignal{
 	signal(TypeIndirect, 0.8, `[system|[admin|[developer|[instruction|<|###`, "", // "<" leads <|im_start|> and <|system|>
 		`(?:\[(?:system|admin|developer)(?: message| note| prompt| override| instructions?)?\]|\[instruction|<\|im_start\|>|<\|system\|>|###\s*(?:system|instruction))`),
 	signal(TypeIndirect, 0.8, `<!--`, `ignore|disregard|assistant|ai|llm|chatbot|model|instruction|prompt`,
-		`<!--\W*(?:\w+\W+){0,12}?(?:ignore|disregard|assistant|ai|llm|chatbot|model|instructions?|prompt)\b`),
+		`<!--\W*(?:\w+\W+){0,10}?(?:ignore|disregard|assistant|ai|llm|chatbot|model|instructions?|prompt)\b`),
 	// Exfiltration.
 	signal(TypeExfiltrate, 0.8, `print|dump|list|reveal|output|send|show`, `environment variable|env var|api key|secrets|credentials|passwords`,
 		`(?:print|dump|list|reveal|output|send|show) (?:every|all|the) (?:environment variables?|env vars?|api keys?|secrets|credentials|passwords)`),
@@ -271,8 +278,8 @@ func wordBefore(norm string, i int) bool {
 // injectionScore is the strongest signal in text, after normalising it, and in the
 // base64 and hex payloads it carries (depth bounds the decoding).
 func injectionScore(text string, depth int) (string, float64) {
-	norm, obfuscated := normalise(text)
-	typ, best, at := "", 0.0, 0
+	norm, obfuscated, joins := normaliseJoins(text)
+	typ, best := "", 0.0
 	words := injectionWords.words
 	var buf [64]wordHit
 	hits := buf[:0]
@@ -282,7 +289,7 @@ func injectionScore(text string, depth int) (string, float64) {
 			break // nothing can score higher
 		}
 		sigs := leadSignals[h.k]
-		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordBefore(norm, h.start) {
+		if len(sigs) == 0 || h.start > 0 && wordByte(words[h.k][0]) && wordBefore(norm, h.start) && !joined(joins, h.start) {
 			continue // not a lead, or inside a word
 		}
 		limit := min(len(norm), h.start+signalWindow)
@@ -292,13 +299,17 @@ func injectionScore(text string, depth int) (string, float64) {
 				continue
 			}
 			m := s.re.FindStringIndex(norm[h.start:limit])
-			if m != nil && (s.unless == nil || !s.unless.MatchString(norm[h.start:h.start+m[1]])) {
-				typ, best, at = s.typ, s.score, h.start
+			if m == nil || s.unless != nil && s.unless.MatchString(norm[h.start:h.start+m[1]]) {
+				continue
+			}
+			score := s.score
+			if mentioned(norm, h.start) { // quoted or asked about, not meant
+				score *= mentionDiscount
+			}
+			if score > best {
+				typ, best = s.typ, score
 			}
 		}
-	}
-	if best > 0 && mentioned(norm, at) {
-		best *= mentionDiscount
 	}
 	if best > 0 && obfuscated {
 		typ = TypeObfuscated
@@ -345,30 +356,46 @@ func leet(r rune) rune {
 // characters, folds homoglyphs and fullwidth letters onto ASCII, reads leetspeak
 // inside words, and collapses runs of white space; obfuscated says it had to.
 func normalise(text string) (string, bool) {
+	norm, obfuscated, _ := normaliseJoins(text)
+	return norm, obfuscated
+}
+
+// normaliseJoins is normalise, and the byte offsets in its result where an
+// invisible character was dropped between two characters ("now\u200bignore"):
+// each begins a word, as the invisible character may have stood for a space.
+func normaliseJoins(text string) (norm string, obfuscated bool, joins []int) {
 	if isASCII(text) {
-		return normaliseASCII(text)
+		norm, obfuscated = normaliseASCII(text)
+		return norm, obfuscated, nil
 	}
 	runes := make([]rune, 0, len(text))
-	obfuscated, space := false, false
+	space, size := false, 0 // size: the bytes of runes so far
 	for _, r := range text {
 		if r < utf8.RuneSelf { // the common case: ASCII
 			switch {
 			case r == ' ' || r == '\n' || r == '\t' || r == '\r' || r == '\v' || r == '\f':
 				if !space {
 					runes = append(runes, ' ')
+					size++
 				}
 				space = true
 				continue
 			case 'A' <= r && r <= 'Z':
 				r += 'a' - 'A'
+			case repeatedPunct(runes, r):
+				continue
 			}
 			space = false
 			runes = append(runes, r)
+			size++
 			continue
 		}
 		switch {
 		case unicode.Is(unicode.Cf, r) || r == '\u00ad': // zero-width, soft hyphen, direction marks
 			obfuscated = true
+			if len(joins) == 0 || joins[len(joins)-1] != size {
+				joins = append(joins, size)
+			}
 			continue
 		case unicode.IsSpace(r):
 			if !space {
@@ -383,12 +410,32 @@ func normalise(text string) (string, bool) {
 		} else if 0xFF01 <= r && r <= 0xFF5E { // fullwidth ASCII
 			r, obfuscated = r-0xFEE0, true
 		}
-		runes = append(runes, unicode.ToLower(r))
+		r = unicode.ToLower(r)
+		runes = append(runes, r)
+		size += utf8.RuneLen(r)
 	}
-	if readLeet(runes) {
+	if readLeet(runes) { // leet characters and their letters are all one byte
 		obfuscated = true
 	}
-	return string(runes), obfuscated
+	return string(runes), obfuscated, joins
+}
+
+// maxPunctRun is the longest run of one punctuation character normalise keeps: a
+// longer run would pad an attack's words apart.
+const maxPunctRun = 3
+
+// repeatedPunct reports whether the ASCII punctuation character c would make a run
+// longer than maxPunctRun at the end of text.
+func repeatedPunct[T byte | rune](text []T, c T) bool {
+	if c >= utf8.RuneSelf || isAlnum(byte(c)) || len(text) < maxPunctRun {
+		return false
+	}
+	for _, x := range text[len(text)-maxPunctRun:] {
+		if x != c {
+			return false
+		}
+	}
+	return true
 }
 
 // readLeet reads leetspeak in lower-cased text: in a run of letters and leet
@@ -451,6 +498,8 @@ func normaliseASCII(text string) (string, bool) {
 			continue
 		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
+		case repeatedPunct(b, c):
+			continue
 		}
 		space = false
 		b = append(b, c)
@@ -551,3 +600,9 @@ const closingQuotes = "\"'”“‘’»«"
 
 // aboutAttacks are questions and requests about injection, not injections.
 var aboutAttacks = regexp.MustCompile(`^(?:how (?:do|does|can|to)|what (?:is|are)|explain|describe|wie (?:funktionier|erkenn)|was (?:ist|sind)|erkläre?)\b[^.!?]*(?:prompt injection|jailbreak|injection attack)`)
+
+// joined reports whether i is one of the sorted offsets joins.
+func joined(joins []int, i int) bool {
+	_, found := slices.BinarySearch(joins, i)
+	return found
+}

@@ -3,6 +3,7 @@ package guardrails
 import (
 	"net/netip"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -91,14 +92,19 @@ func scanEmails(text string, out []Finding) []Finding {
 	}
 }
 
-// inURL reports whether text[i] lies in a URL: "://" comes before it in the same
-// run of non-space characters (at most 256 bytes back).
+// inURL reports whether text[i] lies in the userinfo of a URL
+// (scheme://user:password@host): "://" comes before it in the same run of
+// non-space characters (at most 256 bytes back), with no path, query or quote
+// between.
 func inURL(text string, i int) bool {
 	start := i
 	for start > 0 && i-start < 256 && !isSpaceByte(text[start-1]) {
 		start--
 	}
-	return strings.Contains(text[start:i], "://")
+	k := strings.LastIndex(text[start:i], "://")
+	// userinfo runs from the scheme to the '@' without a path, query or quote (a raw
+	// '#' is common in real passwords)
+	return k >= 0 && !strings.ContainsAny(text[start+k+3:i], "/?@\"'<>{}[],")
 }
 
 func isLocalChar(c byte) bool {
@@ -442,7 +448,8 @@ func phoneAt(text string, i int) (Finding, bool) {
 // phoneContext reports whether a phone word begins a word among the 48 bytes
 // before text[i] ("tel" in "Tel.", not in "Bestellung").
 func phoneContext(text string, i int) bool {
-	w := strings.ToLower(text[max(0, i-48):i])
+	from := max(0, i-48)
+	w := strings.ToLower(text[from:i])
 	for _, p := range phoneWords {
 		for off := 0; ; {
 			k := strings.Index(w[off:], p)
@@ -450,7 +457,7 @@ func phoneContext(text string, i int) bool {
 				break
 			}
 			k += off
-			if k == 0 || !isAlnum(w[k-1]) && w[k-1] < utf8.RuneSelf {
+			if r, _ := utf8.DecodeLastRuneInString(text[:from+k]); !unicode.IsLetter(r) && !unicode.IsDigit(r) {
 				return true
 			}
 			off = k + 1

@@ -61,7 +61,7 @@ var secretRules = []secretRule{
 		re: regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`), group: 1, entropy: 3,
 		check: func(k string) bool { return !strings.HasSuffix(k, "EXAMPLE") }, around: [2]int{1, 24}}, // gitleaks' allowlist: AWS's documentation key
 	{id: "aws-secret-access-key", typ: TypeAWSKey, keywords: []string{"secret_access_key", "secretaccesskey", "secret-access-key"},
-		re: regexp.MustCompile(`(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})` + end), group: 1, entropy: 3.5, around: [2]int{8, 128}},
+		re: regexp.MustCompile(`(?i)aws_?secret_?access_?key["']?\s{0,16}[:=]\s{0,16}["']?([A-Za-z0-9/+=]{40})` + end), group: 1, entropy: 3.5, around: [2]int{8, 128}},
 	{id: "github-pat", typ: TypeGitHubToken, keywords: []string{"ghp_"}, re: regexp.MustCompile(`ghp_[0-9a-zA-Z]{36}`), entropy: 3, around: [2]int{0, 40}},
 	{id: "github-oauth", typ: TypeGitHubToken, keywords: []string{"gho_"}, re: regexp.MustCompile(`gho_[0-9a-zA-Z]{36}`), entropy: 3, around: [2]int{0, 40}},
 	{id: "github-app-token", typ: TypeGitHubToken, keywords: []string{"ghu_", "ghs_"}, re: regexp.MustCompile(`(?:ghu|ghs)_[0-9a-zA-Z]{36}`), entropy: 3, around: [2]int{0, 40}},
@@ -81,7 +81,7 @@ var secretRules = []secretRule{
 	{id: "private-key", typ: TypePrivateKey, keywords: []string{"-----begin"},
 		re: regexp.MustCompile(`(?i)-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{64,}?KEY(?: BLOCK)?-----|[\sA-Za-z0-9+/=]{64,})`), around: [2]int{0, -1}},
 	{id: "jwt", typ: TypeJWT, keywords: []string{"eyj"},
-		re: regexp.MustCompile(`\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?)`), group: 1, entropy: 3, around: [2]int{1, -1}},
+		re: regexp.MustCompile(`\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9\/\\_-]{17,}\.(?:[a-zA-Z0-9\/\\_-]{10,}={0,2})?)`), group: 1, entropy: 3, around: [2]int{1024, -1}}, // the keyword may be the payload's: a header need not start "eyJ"
 	{id: "password-assignment", typ: TypeGenericPassword,
 		keywords: []string{"password", "passwd", "pwd", "passwort", "kennwort", "secret", "api_key", "apikey", "api-key", "access_token", "auth_token"},
 		re:       regexp.MustCompile(`(?i)\b(?:[a-z0-9_]*_)?(?:password|passwd|pwd|passwort|kennwort|client_secret|secret_key|secret|api_key|apikey|api-key|access_token|auth_token)["']?[ \t]*(?::|=|=>|:=)[ \t]*["']?([^\s"'<>,;]{6,128})`),

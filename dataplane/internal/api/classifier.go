@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 )
@@ -34,7 +35,19 @@ const DefaultClassifierTimeout = 300 * time.Millisecond
 // maxClassifierAnswer bounds the classifier's answer.
 const maxClassifierAnswer = 64 << 10
 
-var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// classifierClient follows no redirect and keeps enough idle connections per host
+// that a busy data plane does not pay a new handshake per call within the timeout.
+var classifierClient = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Transport: &http.Transport{
+		Proxy:               nil, // a self-hosted classifier is reached directly
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	},
+}
 
 // Score calls the classifier.
 func (h *HTTPClassifier) Score(ctx context.Context, texts []string) ([]float64, error) {
@@ -52,11 +65,15 @@ func (h *HTTPClassifier) Score(ctx context.Context, texts []string) ([]float64, 
 	req.Header.Set("Content-Type", "application/json")
 	client := h.Client
 	if client == nil {
-		client = noRedirects
+		client = classifierClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("classifier: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, whose query may hold a credential
+		}
+		return nil, fmt.Errorf("classifier call: %w", err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxClassifierAnswer))

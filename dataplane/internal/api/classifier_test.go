@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -176,4 +177,17 @@ func TestClassifierHook(t *testing.T) {
 			t.Fatalf("the classifier was called %d times without a mode", after-before)
 		}
 	})
+}
+
+// TestClassifierErrorsHoldNoURL: a failed call's error, which the data plane logs,
+// does not carry the classifier's URL, whose query may hold a credential.
+func TestClassifierErrorsHoldNoURL(t *testing.T) {
+	stub := &classifierStub{delay: time.Second}
+	srv := httptest.NewServer(stub)
+	t.Cleanup(srv.Close)
+	h := &HTTPClassifier{URL: srv.URL + "/score?api_key=not-for-logs", Timeout: 50 * time.Millisecond}
+	_, err := h.Score(context.Background(), []string{"hi"})
+	if err == nil || strings.Contains(err.Error(), "not-for-logs") || strings.Contains(err.Error(), srv.URL) {
+		t.Fatalf("error %v", err)
+	}
 }
