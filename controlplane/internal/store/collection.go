@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +65,19 @@ func (c *Collection[T]) Get(ctx context.Context, key string) (Record[T], error) 
 // the collection's natural key. Pages stay consistent under concurrent inserts and
 // deletes: every entity present throughout the walk is returned exactly once.
 func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Page[T], error) {
+	return c.ListFiltered(ctx, cursor, limit, Filter{})
+}
+
+// Filter narrows a list: Search keeps the entities whose key holds it (any case),
+// and Equals those whose named columns hold the given values (a column the
+// collection does not have is an error).
+type Filter struct {
+	Search string
+	Equals map[string]string
+}
+
+// ListFiltered is List over the entities f keeps; a cursor belongs to its filter.
+func (c *Collection[T]) ListFiltered(ctx context.Context, cursor string, limit int, f Filter) (Page[T], error) {
 	if limit < 1 {
 		return Page[T]{}, fmt.Errorf("list %s: limit %d must be positive", c.t.name, limit)
 	}
@@ -82,6 +97,17 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 		}
 		where = fmt.Sprintf(`(%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
 	}
+	if f.Search != "" {
+		args = append(args, "%"+likeEscaper.Replace(f.Search)+"%")
+		where += fmt.Sprintf(` AND %s ILIKE $%d`, c.t.key, len(args))
+	}
+	for _, col := range slices.Sorted(maps.Keys(f.Equals)) {
+		if !slices.Contains(c.t.columnNames(), col) {
+			return Page[T]{}, fmt.Errorf("list %s: no column %q to filter on", c.t.name, col)
+		}
+		args = append(args, f.Equals[col])
+		where += fmt.Sprintf(` AND %s::text = $%d`, col, len(args))
+	}
 	fmt.Fprintf(&q, ` WHERE %s%s%s`, where, c.t.visible(), c.t.scoped(ctx, &args))
 	args = append(args, limit+1)
 	fmt.Fprintf(&q, ` ORDER BY %s LIMIT $%d`, strings.Join(c.t.order, ", "), len(args))
@@ -100,6 +126,10 @@ func (c *Collection[T]) List(ctx context.Context, cursor string, limit int) (Pag
 	}
 	return page, nil
 }
+
+// likeEscaper escapes the wildcards of a LIKE pattern (the default escape is a
+// backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Create inserts e. An empty key is filled with a random id if the collection
 // generates keys. It returns a *DuplicateError if the key (or another unique key)
