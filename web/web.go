@@ -9,8 +9,17 @@ import (
 //go:embed console
 var content embed.FS
 
-// FS is the console's static content, rooted at the directory holding index.html.
+// FS is the console's content, rooted at the directory holding index.html (the
+// page for the signed out), templates/ (the pages, html/template files defining
+// "content" over base.html's "base") and static/ (stylesheet and vendored scripts,
+// see static/VENDORED.md).
 var FS fs.FS = mustSub(content, "console")
+
+// Templates and Static are FS's templates/ and static/.
+var (
+	Templates = mustSub(FS, "templates")
+	Static    = mustSub(FS, "static")
+)
 
 func mustSub(f fs.FS, dir string) fs.FS {
 	sub, err := fs.Sub(f, dir)

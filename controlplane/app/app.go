@@ -239,7 +239,10 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	ready := readiness{pingDB: a.st.Ping, natsConnected: a.nc.IsConnected, published: a.pub.Version}
 	e.GET("/healthz", ready.healthz)
 	e.GET("/readyz", ready.readyz)
-	e.GET("/", console.Handler(a.st))
+	con, err := console.New(a.st, a.log)
+	if err != nil {
+		return nil, err
+	}
 
 	e.IPExtractor = ipExtractor(cfg.trustedProxies())
 	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }
@@ -253,6 +256,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	}
 	api.WithAuditSigner(a.auditSigner)
 	admin := api.Mount(e, adminauth.Authenticate(a.st))
+	con.Register(e)
 	if err := a.signIn(e, cfg); err != nil {
 		return nil, err
 	}

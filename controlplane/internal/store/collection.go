@@ -97,18 +97,11 @@ func (c *Collection[T]) ListFiltered(ctx context.Context, cursor string, limit i
 		}
 		where = fmt.Sprintf(`(%s) > (%s)`, strings.Join(c.t.order, ", "), strings.Join(marks, ", "))
 	}
-	if f.Search != "" {
-		args = append(args, "%"+likeEscaper.Replace(f.Search)+"%")
-		where += fmt.Sprintf(` AND %s ILIKE $%d`, c.t.key, len(args))
+	cond, err := c.where(ctx, f, &args)
+	if err != nil {
+		return Page[T]{}, err
 	}
-	for _, col := range slices.Sorted(maps.Keys(f.Equals)) {
-		if !slices.Contains(c.t.columnNames(), col) {
-			return Page[T]{}, fmt.Errorf("list %s: no column %q to filter on", c.t.name, col)
-		}
-		args = append(args, f.Equals[col])
-		where += fmt.Sprintf(` AND %s::text = $%d`, col, len(args))
-	}
-	fmt.Fprintf(&q, ` WHERE %s%s%s`, where, c.t.visible(), c.t.scoped(ctx, &args))
+	fmt.Fprintf(&q, ` WHERE %s%s`, where, cond)
 	args = append(args, limit+1)
 	fmt.Fprintf(&q, ` ORDER BY %s LIMIT $%d`, strings.Join(c.t.order, ", "), len(args))
 	rows, err := c.s.pool.Query(ctx, q.String(), args...)
@@ -125,6 +118,40 @@ func (c *Collection[T]) ListFiltered(ctx context.Context, cursor string, limit i
 		page.Next = encodeCursor(c.t.orderOf(&items[limit-1].Entity))
 	}
 	return page, nil
+}
+
+// Count is how many entities f keeps.
+func (c *Collection[T]) Count(ctx context.Context, f Filter) (int, error) {
+	var args []any
+	cond, err := c.where(ctx, f, &args)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := c.s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE true%s`, c.t.name, cond), args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s: %w", c.t.name, err)
+	}
+	return n, nil
+}
+
+// where is the SQL that keeps what f keeps, the visible and in-scope entities,
+// starting with " AND "; its values are appended to args.
+func (c *Collection[T]) where(ctx context.Context, f Filter, args *[]any) (string, error) {
+	var b strings.Builder
+	if f.Search != "" {
+		*args = append(*args, "%"+likeEscaper.Replace(f.Search)+"%")
+		fmt.Fprintf(&b, ` AND %s ILIKE $%d`, c.t.key, len(*args))
+	}
+	for _, col := range slices.Sorted(maps.Keys(f.Equals)) {
+		if !slices.Contains(c.t.columnNames(), col) {
+			return "", fmt.Errorf("list %s: no column %q to filter on", c.t.name, col)
+		}
+		*args = append(*args, f.Equals[col])
+		fmt.Fprintf(&b, ` AND %s::text = $%d`, col, len(*args))
+	}
+	b.WriteString(c.t.visible())
+	b.WriteString(c.t.scoped(ctx, args))
+	return b.String(), nil
 }
 
 // likeEscaper escapes the wildcards of a LIKE pattern (the default escape is a

@@ -214,7 +214,7 @@ func TestSnapshotLeavesOutExpiredRevocations(t *testing.T) {
 	}
 }
 
-// TestListFiltered: a search matches part of the key in any case, with LIKE's
+// TestListFiltered: (and Count) a search matches part of the key in any case, with LIKE's
 // wildcards taken literally; equality filters narrow by a column; pages of a
 // filtered list walk it whole; an unknown column is refused.
 func TestListFiltered(t *testing.T) {
@@ -264,6 +264,9 @@ func TestListFiltered(t *testing.T) {
 			if got := strings.Join(ids(tc.f, limit), " "); got != tc.want {
 				t.Errorf("%+v (pages of %d): %q, want %q", tc.f, limit, got, tc.want)
 			}
+		}
+		if n, err := st.Clients().Count(ctx, tc.f); err != nil || n != len(strings.Fields(tc.want)) {
+			t.Errorf("count %+v: %d %v", tc.f, n, err)
 		}
 	}
 	if _, err := st.Clients().ListFiltered(ctx, "", 10, store.Filter{Equals: map[string]string{"1=1; --": "x"}}); err == nil {
