@@ -25,6 +25,7 @@ import (
 
 	cpapp "github.com/portcullis-gw/portcullis/controlplane/app"
 	"github.com/portcullis-gw/portcullis/controlplane/changelog"
+	"github.com/portcullis-gw/portcullis/controlplane/devoidc"
 	"github.com/portcullis-gw/portcullis/controlplane/pgtest"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/logtest"
@@ -56,7 +57,8 @@ type stack struct {
 	// auditKey keys the data planes' prompt and response hashes.
 	auditKey []byte
 	dbURL    string
-	dataDir  string // the control plane's: its dev issuer's signing key is there
+	dataDir  string            // the control plane's: its dev issuer's signing key is there
+	oidc     *devoidc.Provider // with withOIDC
 	// openAIAdminURL is the control plane's OpenAI admin API: a listener of its own
 	// that hands every request to the eu mock upstream (which speaks the admin API
 	// subset), never a deployment's base_url.
@@ -98,7 +100,14 @@ type stackConfig struct {
 	ownNATS  bool             // the test runs the nats-server, so it can stop it
 	workers  []worker
 	upstream map[string]mockupstream.Options // by region
+	// oidcPassword, when set, starts the dev OIDC provider with the demo people
+	// (this password each) and signs people in to the control plane through it.
+	oidcPassword string
 }
+
+// withOIDC starts the dev OIDC provider with make run's demo people, each with
+// password, and points the control plane at it (stack.oidc).
+func withOIDC(password string) stackOption { return func(c *stackConfig) { c.oidcPassword = password } }
 
 type stackOption func(*stackConfig)
 
@@ -177,6 +186,20 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 		cpCfg.AlertWebhookURL, cpCfg.AlertWebhookSecretFile = sc.anomaly.webhookURL, sc.anomaly.secretFile
 		cpCfg.AlertWebhookAllowPrivate = true // the tests' receivers are on loopback
 	}
+	var idp *devoidc.Provider
+	if sc.oidcPassword != "" {
+		var err error
+		if idp, err = devoidc.Start("127.0.0.1:0", devoidc.DemoPeople(sc.oidcPassword)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = idp.Stop() })
+		secret := filepath.Join(t.TempDir(), "oidc-secret")
+		if err := os.WriteFile(secret, []byte(idp.ClientSecret()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cpCfg.OIDC = cpapp.OIDCConfig{Issuer: idp.Issuer(), ClientID: idp.ClientID(), ClientSecretFile: secret,
+			Scopes: "email,profile,groups", RoleClaim: "groups", RoleMap: devoidc.RoleMap, NameClaim: "email"}
+	}
 	adminAPI := &openAIAdminFront{}
 	adminSrv := httptest.NewServer(adminAPI)
 	t.Cleanup(adminSrv.Close)
@@ -247,7 +270,11 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	}
 	t.Cleanup(func() { stopWithin(t, st.Stop) })
 
+	if idp != nil {
+		idp.AllowRedirect(st.AdminURL + "/auth/callback")
+	}
 	s := &stack{
+		oidc:       idp,
 		cp:         st.ControlPlane,
 		st:         st,
 		nats:       ns,

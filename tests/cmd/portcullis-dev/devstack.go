@@ -600,7 +600,7 @@ bin/portcullis secrets status
 Portcullis dev stack is up (logs in %s, Ctrl-C stops everything).
 
   control plane   %s   (admin API %s/admin/v1, dev-admin's API token in %s)
-  sign in         %s   as admin@, auditor@ or tenant-admin@demo.example,
+  console         %s   sign in as admin@, auditor@ or tenant-admin@demo.example,
                   password in %s (or bin/portcullis login)
   data plane eu   http://%s
   data plane us   http://%s
@@ -620,7 +620,7 @@ curl -sS http://%s/v1/chat/completions \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 %s%s
 `, cfg.logDir(), cfg.controlPlaneURL(), cfg.controlPlaneURL(), cfg.devAdminTokenFile(),
-		cfg.controlPlaneURL()+"/auth/login", cfg.oidcPasswordFile(),
+		cfg.controlPlaneURL()+"/console/", cfg.oidcPasswordFile(),
 		cfg.EUListen, cfg.USListen, metricsURL(cfg.ControlPlaneMetricsListen), metricsURL(cfg.EUMetricsListen),
 		metricsURL(cfg.USMetricsListen), cfg.MockListen, cfg.MockListen, controlLine, cfg.NATSListen,
 		filepath.Join(cpapp.NATSAuthDir(cfg.DataDir), natsauth.Ops().Name+natsauth.CredsSuffix), keysLine,
