@@ -21,7 +21,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint vet bench guardrails-eval fmt clean clean-data vaultdev
+.PHONY: help build run test lint vet bench guardrails-eval console-screenshots fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,10 @@ bench: ## benchmark the data plane against the mock upstream; writes docs/benchm
 
 guardrails-eval: ## score the guardrail detectors: precision, recall, F1 per family (more files: GUARDRAILS_EVAL_FILES="a.jsonl b.jsonl.gz")
 	$(GO) run ./tests/guardrails/cmd/guardrails-eval $(GUARDRAILS_EVAL_FLAGS) $(GUARDRAILS_EVAL_FILES)
+
+console-screenshots: ## the console's browser test, writing its screenshots to docs/console (needs Chromium)
+	mkdir -p docs/console
+	PORTCULLIS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInChromium ./tests/e2e/
 
 fmt: ## gofmt every module
 	gofmt -l -w $(MODULE_DIRS)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +102,23 @@ func (b *browser) text(sel string) string {
 	return s
 }
 
+// screenshot writes the page as name.png to $PORTCULLIS_CONSOLE_SCREENSHOTS, when
+// set (make console-screenshots sets it to docs/console).
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("PORTCULLIS_CONSOLE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)) // quality 100 makes a PNG
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // signIn signs email in through the dev OIDC provider's form, starting at the
 // console's path.
 func (b *browser) signIn(base, path, email, password string) {
@@ -136,6 +155,7 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#create-tenant")),
 		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
 	)
+	b.screenshot("tenants")
 	var tenant map[string]any
 	if status, _ := s.admin(t, http.MethodGet, "/tenants/initech", nil, &tenant); status != http.StatusOK || tenant["display_name"] != "Initech" {
 		t.Fatalf("the tenant made in the console: %d %v", status, tenant)
@@ -177,6 +197,19 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#set-override")),
 		chromedp.WaitVisible(chromedp.CSS("#override-now")),
 	)
+	b.screenshot("client")
+	b.do("the client list", chromedp.Navigate(base+"/console/clients"), chromedp.WaitVisible(chromedp.CSS("#client-rows")))
+	b.screenshot("clients")
+	b.do("search as you type (htmx)",
+		chromedp.SendKeys(chromedp.CSS("#q"), "initech"),
+		chromedp.WaitNotPresent(chromedp.CSS(`a[href="/console/clients/eu-app"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/console/clients/initech-app"]`)),
+	)
+	if loc, err := chromedp.Run(b.ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "q=initech") {
+		t.Fatalf("the search's URL: %q %v", loc, err)
+	}
+	b.do("the overview", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#count-clients")))
+	b.screenshot("overview")
 	var override map[string]any
 	if status, _ := s.admin(t, http.MethodGet, "/clients/initech-app/limit-override", nil, &override); status != http.StatusOK ||
 		fmt.Sprint(override["requests_per_minute"]) != "1" || override["set_by"] != "admin@demo.example" {
