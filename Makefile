@@ -70,7 +70,7 @@ guardrails-eval: ## score the guardrail detectors: precision, recall, F1 per fam
 
 console-screenshots: ## the console's browser test, writing its screenshots to docs/console (needs Chromium)
 	mkdir -p docs/console
-	PORTCULLIS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInChromium ./tests/e2e/
+	PORTCULLIS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run 'TestConsole.*InChromium' ./tests/e2e/
 
 fmt: ## gofmt every module
 	gofmt -l -w $(MODULE_DIRS)

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/console"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 )
 
 // form posts values as a browser form would, without following a redirect.
@@ -126,7 +129,44 @@ func TestConsoleWithRoles(t *testing.T) {
 		t.Fatalf("a form without the CSRF token: %d %s", r.status, r.body)
 	}
 
+	// Alerts: the admin acknowledges one; keys: file keys listed, rotation needs a
+	// reason and a tick (and then Vault, which this control plane has not).
+	st, err := store.Open(context.Background(), cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	alert, _, err := st.RaiseAlert(context.Background(), store.Alert{Kind: "token_spike", Severity: "warning", ClientID: "demo-app",
+		TenantID: "demo", Rule: "spike", DedupKey: "console-test", Message: "tokens 10x the baseline", Details: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := adm.do(http.MethodGet, "/console/alerts", "", "")
+	ackID := fmt.Sprintf("ack-%d", alert.ID)
+	if !strings.Contains(alerts.body, "tokens 10x the baseline") || !strings.Contains(alerts.body, ackID) {
+		t.Fatalf("the alerts page: %s", alerts.body)
+	}
+	if r := adm.form(fmt.Sprintf("/console/alerts/%d/ack", alert.ID), url.Values{"csrf": {adm.csrf}}); r.status != http.StatusSeeOther {
+		t.Fatalf("ack: %d %s", r.status, r.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/alerts?state=all", "", ""); !strings.Contains(r.body, "acknowledged by admin@demo.example") {
+		t.Fatalf("the acknowledged alert: %s", r.body)
+	}
+	if r := adm.form("/console/keys/rotate", url.Values{"csrf": {adm.csrf}, "provider": {"openai"}}); r.status != http.StatusUnprocessableEntity ||
+		!strings.Contains(r.body, "tick the box") || !strings.Contains(r.body, "say why") {
+		t.Fatalf("a rotation without reason and confirmation: %d %s", r.status, r.body)
+	}
+
 	aud := signIn(t, base, "auditor@demo.example", password)
+	if r := aud.do(http.MethodGet, "/console/alerts?state=all", "", ""); r.status != http.StatusOK || strings.Contains(r.body, `action="/console/alerts/`) {
+		t.Fatalf("the auditor's alerts: %d %s", r.status, r.body)
+	}
+	if r := aud.do(http.MethodGet, "/console/keys", "", ""); r.status != http.StatusOK || strings.Contains(r.body, `id="rotate"`) || strings.Contains(r.body, `id="revoke"`) {
+		t.Fatalf("the auditor's keys: %d %s", r.status, r.body)
+	}
+	if r := aud.form("/console/keys/revoke", url.Values{"csrf": {aud.csrf}, "provider": {"openai"}, "reason": {"x"}, "confirm": {"revoke"}}); r.status != http.StatusForbidden {
+		t.Fatalf("the auditor's forged revoke: %d %s", r.status, r.body)
+	}
 	for _, path := range []string{"/console/clients", "/console/clients/demo-app", "/console/tenants"} {
 		r := aud.do(http.MethodGet, path, "", "")
 		if r.status != http.StatusOK || strings.Contains(r.body, "<form method=\"post\" action=\"/console/") || strings.Contains(r.body, "/console/clients/new") {

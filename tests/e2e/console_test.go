@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/portcullis-gw/portcullis/shared/vaulttest"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
@@ -224,5 +225,127 @@ func TestConsoleInChromium(t *testing.T) {
 	forms, err := chromedp.Run(aud.ctx, chromedp.Evaluate[int](`document.querySelectorAll('main form[method="post"], a[href="/console/clients/new"]').length`))
 	if err != nil || forms != 0 {
 		t.Fatalf("the auditor's client page has %d write controls (%v)", forms, err)
+	}
+}
+
+// TestConsoleKeysInChromium: with the keys in Vault, a key custodian's flow in
+// Chromium: the keys page shows the eu worker's fetch of version 1; a rotation without a reason is
+// refused beside the fields; with a reason and the confirmation it rotates to the
+// version 2 an operator wrote, which the page and the admin API then show, with the
+// previous version in its overlap; and the eu data plane keeps serving. An
+// emergency revoke raises a key_revoked alert, which the admin acknowledges.
+func TestConsoleKeysInChromium(t *testing.T) {
+	t.Parallel()
+	const password = "console-keys-password"
+	v := vaulttest.Start(t)
+	s := startStack(t, withVault(v), withOIDC(password), withWorkers(worker{name: "eu", region: "eu"}))
+	stamp := fmt.Sprint(time.Now().UnixNano())
+	for _, region := range []string{"eu", "us"} {
+		writeKey(t, v, s.keyPaths[region], "canary-"+region+"-1-"+stamp, 0)
+		s.upstream[region].AcceptKey("canary-" + region + "-1-" + stamp)
+	}
+	s.seed(t)
+	s.waitReady(t)
+	token := s.mint(t, "eu-app")
+	if r := s.call(t, "eu", token, http.MethodPost, "/v1/chat/completions", chatBody("gpt-4o-mini")); r.Status != http.StatusOK {
+		t.Fatalf("eu before the rotation: %d %s", r.Status, r.Body)
+	}
+
+	b := newBrowser(t)
+	b.signIn(s.adminURL, "/console/keys", "admin@demo.example", password)
+	if got := b.text("#key-openai-eu"); !strings.Contains(got, "e2e-eu: v1 ok") {
+		t.Fatalf("the eu worker's fetch of version 1 is not shown: %q", got)
+	}
+	writeKey(t, v, s.keyPaths["eu"], "canary-eu-2-"+stamp, 1)
+	s.upstream["eu"].AcceptKey("canary-eu-2-" + stamp)
+	b.do("a rotation without a reason or confirmation",
+		chromedp.SetValue(chromedp.CSS("#rotate-deployment"), "openai-eu"),
+		chromedp.Click(chromedp.CSS("#rotate")),
+		chromedp.WaitVisible(chromedp.CSS(".flash.error")),
+	)
+	b.do("the rotation",
+		chromedp.SetValue(chromedp.CSS("#rotate-deployment"), "openai-eu"),
+		chromedp.SendKeys(chromedp.CSS("#rotate-reason"), "quarterly rotation"),
+		chromedp.Click(chromedp.CSS("#rotate-confirm")),
+		chromedp.Click(chromedp.CSS("#rotate")),
+		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+	)
+	b.screenshot("keys")
+	if got := b.text("#key-openai-eu .version"); !strings.HasPrefix(got, "2") || !strings.Contains(got, "previous 1") {
+		t.Fatalf("the key version shown after the rotation: %q", got)
+	}
+	var status struct {
+		Data []struct {
+			Deployment string `json:"deployment"`
+			Version    int    `json:"version"`
+		} `json:"data"`
+	}
+	s.admin(t, http.MethodGet, "/secrets/status", nil, &status)
+	found := false
+	for _, d := range status.Data {
+		found = found || d.Deployment == "openai-eu" && d.Version == 2
+	}
+	if !found {
+		t.Fatalf("the key status after the console's rotation: %+v", status.Data)
+	}
+	var history struct {
+		Data []struct {
+			Reason string `json:"reason"`
+			Actor  string `json:"actor"`
+		} `json:"data"`
+	}
+	s.admin(t, http.MethodGet, "/secrets/history?deployment=openai-eu&limit=1", nil, &history)
+	if len(history.Data) != 1 || history.Data[0].Reason != "quarterly rotation" {
+		t.Fatalf("the rotation history: %+v", history.Data)
+	}
+	waitfor.Within(t, 10*time.Second, "eu serving with the new key", func() bool {
+		return s.call(t, "eu", token, http.MethodPost, "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK
+	})
+
+	// Emergency revoke with version 3 written as the successor: the key_revoked
+	// alert it raises is acknowledged on the alerts page.
+	for _, region := range []string{"eu", "us"} {
+		writeKey(t, v, s.keyPaths[region], "canary-"+region+"-3-"+stamp, map[string]int{"eu": 2, "us": 1}[region])
+		s.upstream[region].AcceptKey("canary-" + region + "-3-" + stamp)
+	}
+	b.do("the emergency revoke",
+		chromedp.SendKeys(chromedp.CSS("#revoke-reason"), "key_suspected_compromise"),
+		chromedp.Click(chromedp.CSS("#revoke-confirm")),
+		chromedp.Click(chromedp.CSS("#revoke")),
+		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+	)
+	waitfor.Within(t, 10*time.Second, "the key_revoked alert", func() bool {
+		var open struct {
+			Data []struct {
+				Kind string `json:"kind"`
+			} `json:"data"`
+		}
+		s.admin(t, http.MethodGet, "/alerts?acknowledged=false", nil, &open)
+		for _, a := range open.Data {
+			if a.Kind == "key_revoked" {
+				return true
+			}
+		}
+		return false
+	})
+	b.do("acknowledge the key_revoked alert",
+		chromedp.Navigate(s.adminURL+"/console/alerts?kind=key_revoked"),
+		chromedp.Click(chromedp.CSS(`#alert-table button[id^="ack-"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+	)
+	b.screenshot("alerts")
+	var alerts struct {
+		Data []struct {
+			Kind           string  `json:"kind"`
+			AcknowledgedBy *string `json:"acknowledged_by"`
+		} `json:"data"`
+	}
+	s.admin(t, http.MethodGet, "/alerts", nil, &alerts)
+	acked := false
+	for _, a := range alerts.Data {
+		acked = acked || a.Kind == "key_revoked" && a.AcknowledgedBy != nil && *a.AcknowledgedBy == "admin@demo.example"
+	}
+	if !acked {
+		t.Fatalf("the key_revoked alert after the console's ack: %+v", alerts.Data)
 	}
 }

@@ -102,6 +102,11 @@ func (c *Console) Register(e *echo.Echo) {
 	g.POST("/clients/:id/disable", c.setEnabled(false))
 	g.POST("/clients/:id/override", c.setOverride)
 	g.POST("/clients/:id/override/clear", c.clearOverride)
+	g.GET("/keys", c.keys)
+	g.POST("/keys/rotate", c.rotateKeys)
+	g.POST("/keys/revoke", c.revokeKeys)
+	g.GET("/alerts", c.alerts)
+	g.POST("/alerts/:id/ack", c.ackAlert)
 }
 
 // viewer is the signed-in person a console request is for.
@@ -211,6 +216,8 @@ func nav(v *viewer, current string) []navItem {
 		{Prefix + "/", "Overview", ""},
 		{Prefix + "/tenants", "Tenants", adminauth.TenantsRead},
 		{Prefix + "/clients", "Clients", adminauth.ClientsRead},
+		{Prefix + "/keys", "Keys", adminauth.DeploymentsRead},
+		{Prefix + "/alerts", "Alerts", adminauth.AlertsRead},
 	}
 	var out []navItem
 	for _, it := range items {
@@ -254,6 +261,9 @@ var flashes = map[string]string{
 	"disabled":         "Client disabled: the data planes refuse it within seconds.",
 	"override-set":     "Limit override set.",
 	"override-cleared": "Limit override cleared.",
+	"alert-acked":      "Alert acknowledged.",
+	"rotated":          "Rotated: the new key version is in use; the previous one stays valid for the overlap.",
+	"revoked":          "Revoked: every key of the provider is invalid, and the data planes use the new ones.",
 }
 
 // fail renders an error page; v may be nil (not signed in).
