@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,10 +131,24 @@ func (b *browser) signIn(base, path, email, password string) {
 		chromedp.SendKeys(chromedp.CSS("#username"), email),
 		chromedp.SendKeys(chromedp.CSS("#password"), password),
 		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS("#principal")),
 	)
-	if got := b.text("#principal"); got != email {
-		b.t.Fatalf("signed in as %q, want %s", got, email)
+	// The sign-in ends with a page that moves on to the console by a meta refresh:
+	// wait until the console's page is the one loaded and stays.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+		if u, err := url.Parse(loc); err == nil && u.RequestURI() == path {
+			ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+			got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#principal")))
+			cancel()
+			if err == nil && got == email {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("signed in as %s: the console's %s did not load (at %s)", email, path, loc)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -154,7 +169,7 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#name"), "initech"),
 		chromedp.SendKeys(chromedp.CSS("#display_name"), "Initech"),
 		chromedp.Click(chromedp.CSS("#create-tenant")),
-		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+		chromedp.WaitVisible(chromedp.CSS(`.flash.ok[data-done="tenant-created"]`)),
 	)
 	b.screenshot("tenants")
 	var tenant map[string]any
@@ -268,7 +283,7 @@ func TestConsoleKeysInChromium(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#rotate-reason"), "quarterly rotation"),
 		chromedp.Click(chromedp.CSS("#rotate-confirm")),
 		chromedp.Click(chromedp.CSS("#rotate")),
-		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+		chromedp.WaitVisible(chromedp.CSS(`.flash.ok[data-done="rotated"]`)),
 	)
 	b.screenshot("keys")
 	if got := b.text("#key-openai-eu .version"); !strings.HasPrefix(got, "2") || !strings.Contains(got, "previous 1") {
@@ -312,7 +327,7 @@ func TestConsoleKeysInChromium(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#revoke-reason"), "key_suspected_compromise"),
 		chromedp.Click(chromedp.CSS("#revoke-confirm")),
 		chromedp.Click(chromedp.CSS("#revoke")),
-		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+		chromedp.WaitVisible(chromedp.CSS(`.flash.ok[data-done="revoked"]`)),
 	)
 	waitfor.Within(t, 10*time.Second, "the key_revoked alert", func() bool {
 		var open struct {
@@ -331,7 +346,7 @@ func TestConsoleKeysInChromium(t *testing.T) {
 	b.do("acknowledge the key_revoked alert",
 		chromedp.Navigate(s.adminURL+"/console/alerts?kind=key_revoked"),
 		chromedp.Click(chromedp.CSS(`#alert-table button[id^="ack-"]`)),
-		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
+		chromedp.WaitVisible(chromedp.CSS(`.flash.ok[data-done="alert-acked"]`)),
 	)
 	b.screenshot("alerts")
 	var alerts struct {

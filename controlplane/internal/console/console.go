@@ -196,6 +196,7 @@ type page struct {
 	Roles     string
 	CSRF      string
 	Flash     string
+	FlashCode string // which of flashes: the flash's data-done, for tests and scripts
 	Error     string
 	Data      any
 	Form      map[string]string // the values a form was sent with, to show it again
@@ -239,7 +240,9 @@ func (c *Console) render(ec echo.Context, status int, name string, p page) error
 		p.Nav = nav(v, p.Title)
 	}
 	if p.Flash == "" {
-		p.Flash = flashes[ec.QueryParam("done")]
+		if msg, ok := flashes[ec.QueryParam("done")]; ok {
+			p.Flash, p.FlashCode = msg, ec.QueryParam("done")
+		}
 	}
 	t, ok := c.pages[name]
 	if !ok {
