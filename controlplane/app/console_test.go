@@ -180,7 +180,34 @@ func TestConsoleWithRoles(t *testing.T) {
 		t.Fatalf("demo-app after the auditor's forged disable: %s", r.body)
 	}
 
+	// The auditor exports: the form sends the browser on to the admin API, which
+	// streams the download with the session; bad times are refused beside the fields.
+	if r := aud.do(http.MethodGet, "/console/audit", "", ""); r.status != http.StatusOK || !strings.Contains(r.body, `<option value="eu"`) {
+		t.Fatalf("the auditor's audit page: %d %s", r.status, r.body)
+	}
+	if r := aud.do(http.MethodGet, "/console/audit/export?region=eu&from=2026-01-02T10:00&to=2026-01-01T10:00", "", ""); r.status != http.StatusUnprocessableEntity ||
+		!strings.Contains(r.body, `id="to-error"`) {
+		t.Fatalf("an export ending before it starts: %d %s", r.status, r.body)
+	}
+	noFollow := *aud.b.Client
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err = noFollow.Get(base + "/console/audit/export?region=eu&from=2026-01-01T10:00&to=2026-01-02T10:00&format=csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || loc != "/admin/v1/audit/export?format=csv&from=2026-01-01T10%3A00%3A00Z&region=eu&to=2026-01-02T10%3A00%3A00Z" {
+		t.Fatalf("the export form: %d %s", resp.StatusCode, loc)
+	}
+	if r := aud.do(http.MethodGet, loc, "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("the export with the auditor's session: %d %v %.200s", r.status, r.header, r.body)
+	}
+
 	ta := signIn(t, base, "tenant-admin@demo.example", password)
+	if r := ta.do(http.MethodGet, "/console/audit", "", ""); r.status != http.StatusForbidden || strings.Contains(ta.do(http.MethodGet, "/console/", "", "").body, `href="/console/audit"`) {
+		t.Fatalf("the tenant admin's audit page: %d", r.status)
+	}
 	list := ta.do(http.MethodGet, "/console/clients", "", "")
 	if !strings.Contains(list.body, "demo-app") || strings.Contains(list.body, "globex") || strings.Contains(list.body, "initech") {
 		t.Fatalf("the tenant admin's clients: %s", list.body)

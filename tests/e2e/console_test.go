@@ -235,6 +235,41 @@ func TestConsoleInChromium(t *testing.T) {
 		return s.call(t, "eu", token, http.MethodPost, "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusTooManyRequests
 	})
 
+	// Audit: an export of eu taken through the admin API verifies in the console;
+	// the same file with one event changed does not.
+	exportFile := filepath.Join(t.TempDir(), "audit-eu.ndjson")
+	from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	var body string
+	waitfor.Within(t, 20*time.Second, "initech-app's events in eu's archive", func() bool {
+		body = s.adminRaw(t, "/audit/export?region=eu&from="+url.QueryEscape(from)+"&to="+url.QueryEscape(to))
+		return strings.Contains(body, `"chain_head"`) && strings.Contains(body, "initech-app")
+	})
+	if err := os.WriteFile(exportFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.do("verify the export",
+		chromedp.Navigate(base+"/console/audit"),
+		chromedp.SetUploadFiles(chromedp.CSS("#export-file"), []string{exportFile}),
+		chromedp.Click(chromedp.CSS("#verify")),
+		chromedp.WaitVisible(chromedp.CSS("#verified")),
+	)
+	if got := b.text("#verified"); !strings.Contains(got, "region eu") || !strings.Contains(got, "signed by") {
+		t.Fatalf("the verification: %q", got)
+	}
+	b.screenshot("audit")
+	tampered := strings.Replace(body, "initech-app", "initech-apq", 1)
+	if err := os.WriteFile(exportFile, []byte(tampered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.do("verify a tampered export",
+		chromedp.SetUploadFiles(chromedp.CSS("#export-file"), []string{exportFile}),
+		chromedp.Click(chromedp.CSS("#verify")),
+		chromedp.WaitVisible(chromedp.CSS("#verify-failed")),
+	)
+	if got := b.text("#verify-failed"); !strings.Contains(got, "line ") {
+		t.Fatalf("the tampered export's verification: %q", got)
+	}
+
 	aud := newBrowser(t)
 	aud.signIn(base, "/console/clients/initech-app", "auditor@demo.example", password)
 	forms, err := chromedp.Run(aud.ctx, chromedp.Evaluate[int](`document.querySelectorAll('main form[method="post"], a[href="/console/clients/new"]').length`))

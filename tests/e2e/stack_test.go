@@ -520,6 +520,26 @@ func (s *stack) seed(t *testing.T) {
 }
 
 // mint asks the control plane's dev issuer for a token for clientID.
+// adminRaw is the body of an admin API GET, which must answer 200.
+func (s *stack) adminRaw(t *testing.T, path string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.adminURL+"/admin/v1"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v %.300s", path, resp.StatusCode, err, b)
+	}
+	return string(b)
+}
+
 func (s *stack) mint(t *testing.T, clientID string) string {
 	t.Helper()
 	var out struct {

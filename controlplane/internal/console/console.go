@@ -41,6 +41,9 @@ const Prefix = "/console"
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// maxFormBytes bounds a form the console takes (an uploaded export aside).
+const maxFormBytes = 1 << 20
+
 // pageSize is how many rows a list page shows.
 const pageSize = 50
 
@@ -107,6 +110,9 @@ func (c *Console) Register(e *echo.Echo) {
 	g.POST("/keys/revoke", c.revokeKeys)
 	g.GET("/alerts", c.alerts)
 	g.POST("/alerts/:id/ack", c.ackAlert)
+	g.GET("/audit", c.audit)
+	g.GET("/audit/export", c.exportAudit)
+	g.POST("/audit/verify", c.verifyAudit)
 }
 
 // viewer is the signed-in person a console request is for.
@@ -156,6 +162,11 @@ func (c *Console) session(next echo.HandlerFunc) echo.HandlerFunc {
 			return c.fail(ec, nil, http.StatusForbidden, "Not signed in", "Sign in again: your session has ended.")
 		}
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			limit := int64(maxFormBytes)
+			if req.URL.Path == Prefix+"/audit/verify" {
+				limit = maxVerifyBytes
+			}
+			req.Body = http.MaxBytesReader(ec.Response(), req.Body, limit)
 			if subtle.ConstantTimeCompare([]byte(ec.FormValue("csrf")), []byte(v.csrf)) != 1 {
 				return c.fail(ec, v, http.StatusForbidden, "Refused", "The form was not sent from this console session (CSRF check failed). Reload the page and try again.")
 			}
@@ -219,6 +230,7 @@ func nav(v *viewer, current string) []navItem {
 		{Prefix + "/clients", "Clients", adminauth.ClientsRead},
 		{Prefix + "/keys", "Keys", adminauth.DeploymentsRead},
 		{Prefix + "/alerts", "Alerts", adminauth.AlertsRead},
+		{Prefix + "/audit", "Audit", adminauth.AuditExport},
 	}
 	var out []navItem
 	for _, it := range items {
