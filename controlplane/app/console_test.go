@@ -125,6 +125,14 @@ func TestConsoleWithRoles(t *testing.T) {
 	if r := do(t, http.MethodGet, base+"/admin/v1/changes?resource=clients", admin, ""); !strings.Contains(r.body, `"principal":"admin@demo.example","principal_kind":"person"`) {
 		t.Fatalf("the change history of the console's writes: %s", r.body)
 	}
+	changes := adm.do(http.MethodGet, "/console/changes?resource=clients", "", "")
+	if changes.status != http.StatusOK || !strings.Contains(changes.body, `<th scope="row">enabled</th><td class="before">true</td><td class="after">false</td>`) ||
+		!strings.Contains(changes.body, "session:ses_") || strings.Contains(changes.body, "update limit_overrides") {
+		t.Fatalf("the change history page: %d %s", changes.status, changes.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/changes?actor=admin@demo.example", "", ""); !strings.Contains(r.body, "initech") || strings.Contains(r.body, "demo-app") {
+		t.Fatalf("the history by actor: %s", r.body)
+	}
 	if r := adm.form("/console/clients/initech-app/disable", url.Values{"revision": {rev}}); r.status != http.StatusForbidden || !strings.Contains(r.body, "CSRF") {
 		t.Fatalf("a form without the CSRF token: %d %s", r.status, r.body)
 	}

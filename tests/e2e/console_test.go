@@ -224,6 +224,11 @@ func TestConsoleInChromium(t *testing.T) {
 	if loc, err := chromedp.Run(b.ctx, chromedp.Location()); err != nil || !strings.Contains(loc, "q=initech") {
 		t.Fatalf("the search's URL: %q %v", loc, err)
 	}
+	b.do("the change history", chromedp.Navigate(base+"/console/changes?actor=admin@demo.example"), chromedp.WaitVisible(chromedp.CSS("#change-table")))
+	if got := b.text("#change-table"); !strings.Contains(got, "initech-app") || !strings.Contains(got, "session:") {
+		t.Fatalf("the change history of the console's writes: %q", got)
+	}
+	b.screenshot("changes")
 	b.do("the overview", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#count-clients")))
 	b.screenshot("overview")
 	var override map[string]any

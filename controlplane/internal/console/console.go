@@ -113,6 +113,7 @@ func (c *Console) Register(e *echo.Echo) {
 	g.GET("/audit", c.audit)
 	g.GET("/audit/export", c.exportAudit)
 	g.POST("/audit/verify", c.verifyAudit)
+	g.GET("/changes", c.changes)
 }
 
 // viewer is the signed-in person a console request is for.
@@ -231,6 +232,7 @@ func nav(v *viewer, current string) []navItem {
 		{Prefix + "/keys", "Keys", adminauth.DeploymentsRead},
 		{Prefix + "/alerts", "Alerts", adminauth.AlertsRead},
 		{Prefix + "/audit", "Audit", adminauth.AuditExport},
+		{Prefix + "/changes", "Changes", adminauth.ChangesRead},
 	}
 	var out []navItem
 	for _, it := range items {

@@ -142,12 +142,28 @@ type ChangeFilter struct {
 	From, To  time.Time
 	AfterSeq  int64
 	Limit     int
+	// Newest lists newest first, from BeforeSeq down when it is set.
+	Newest    bool
+	BeforeSeq int64
 }
 
 const changeCols = `seq, at, principal, principal_kind, roles, credential, source, request_id, action, resource,
 	resource_key, before, after, policy_version, prev_hash, hash`
 
-// Changes returns the changes f selects, oldest first.
+// ChangeResources are the resources the change history holds changes of, sorted.
+func (s *Store) ChangeResources(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT resource FROM admin_changes ORDER BY resource`)
+	if err != nil {
+		return nil, fmt.Errorf("change resources: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("change resources: %w", err)
+	}
+	return out, nil
+}
+
+// Changes returns the changes f selects, oldest first (newest first with f.Newest).
 func (s *Store) Changes(ctx context.Context, f ChangeFilter) ([]ChangeRecord, error) {
 	var where []string
 	var args []any
@@ -168,7 +184,14 @@ func (s *Store) Changes(ctx context.Context, f ChangeFilter) ([]ChangeRecord, er
 		add("at < $%d", f.To)
 	}
 	add("seq > $%d", f.AfterSeq)
-	q := `SELECT ` + changeCols + ` FROM admin_changes WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq`
+	order := "seq"
+	if f.Newest {
+		order = "seq DESC"
+		if f.BeforeSeq > 0 {
+			add("seq < $%d", f.BeforeSeq)
+		}
+	}
+	q := `SELECT ` + changeCols + ` FROM admin_changes WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order
 	if f.Limit > 0 {
 		args = append(args, f.Limit)
 		q += fmt.Sprintf(" LIMIT $%d", len(args))

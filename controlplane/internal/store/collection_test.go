@@ -273,3 +273,35 @@ func TestListFiltered(t *testing.T) {
 		t.Fatal("a filter on a column that does not exist was taken")
 	}
 }
+
+// TestChangesNewestFirst: the change history lists newest first from a seq down,
+// a page at a time, and names the resources it holds.
+func TestChangesNewestFirst(t *testing.T) {
+	ctx := context.Background()
+	st, _ := storetest.Open(t)
+	for i := range 5 {
+		if _, err := st.Tenants().Create(ctx, policy.Tenant{Name: fmt.Sprintf("t%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seqs []int64
+	for before := int64(0); ; {
+		page, err := st.Changes(ctx, store.ChangeFilter{Resource: "tenants", Newest: true, BeforeSeq: before, Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			seqs = append(seqs, r.Seq)
+		}
+		if len(page) < 2 {
+			break
+		}
+		before = page[len(page)-1].Seq
+	}
+	if len(seqs) != 5 || !slices.IsSortedFunc(seqs, func(a, b int64) int { return int(b - a) }) {
+		t.Fatalf("newest first, by pages of 2: %v", seqs)
+	}
+	if res, err := st.ChangeResources(ctx); err != nil || !slices.Contains(res, "tenants") {
+		t.Fatalf("resources %v %v", res, err)
+	}
+}
