@@ -114,6 +114,9 @@ func (c *Console) Register(e *echo.Echo) {
 	g.GET("/audit/export", c.exportAudit)
 	g.POST("/audit/verify", c.verifyAudit)
 	g.GET("/changes", c.changes)
+	c.registerTiers(g)
+	c.registerAdmins(g)
+	c.registerRules(g)
 }
 
 // viewer is the signed-in person a console request is for.
@@ -229,10 +232,12 @@ func nav(v *viewer, current string) []navItem {
 		{Prefix + "/", "Overview", ""},
 		{Prefix + "/tenants", "Tenants", adminauth.TenantsRead},
 		{Prefix + "/clients", "Clients", adminauth.ClientsRead},
+		{Prefix + "/tiers", "Tiers", adminauth.TiersRead},
 		{Prefix + "/keys", "Keys", adminauth.DeploymentsRead},
 		{Prefix + "/alerts", "Alerts", adminauth.AlertsRead},
 		{Prefix + "/audit", "Audit", adminauth.AuditExport},
 		{Prefix + "/changes", "Changes", adminauth.ChangesRead},
+		{Prefix + "/admins", "Admins", adminauth.PrincipalsRead},
 	}
 	var out []navItem
 	for _, it := range items {
