@@ -271,6 +271,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 		return nil, err
 	}
 	iss.Register(e, admin, clientDirectory{a.st}, a.log)
+	con.OfferMinting()
 	return e, nil
 }
 

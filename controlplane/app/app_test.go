@@ -27,7 +27,7 @@ import (
 
 // startApp starts a control plane on a fresh database, a free port and an embedded
 // nats-server on a free port, stopped when the test ends.
-func startApp(t *testing.T, tweaks ...func(*Config)) (*App, Config) {
+func startApp(t testing.TB, tweaks ...func(*Config)) (*App, Config) {
 	t.Helper()
 	cfg := Config{
 		DatabaseURL:        pgtest.Database(t),
@@ -80,7 +80,7 @@ type httpResult struct {
 	body   string
 }
 
-func do(t *testing.T, method, url, token, body string) httpResult {
+func do(t testing.TB, method, url, token, body string) httpResult {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {

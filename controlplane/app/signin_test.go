@@ -20,7 +20,7 @@ import (
 // withOIDC starts the dev OIDC provider with the demo people and one person whose
 // group maps to no role, and returns the tweak that points a control plane at it.
 // Once the control plane runs, register its redirect URL with allow.
-func withOIDC(t *testing.T, password string) (p *devoidc.Provider, tweak func(*Config)) {
+func withOIDC(t testing.TB, password string) (p *devoidc.Provider, tweak func(*Config)) {
 	t.Helper()
 	people := append(devoidc.DemoPeople(password),
 		devoidc.Person{Email: "stranger@demo.example", Password: password, Groups: []string{"nobody"}},
@@ -45,13 +45,13 @@ var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]+)">`)
 
 // session is a signed-in browser and its CSRF token, read from the console page.
 type session struct {
-	t    *testing.T
+	t    testing.TB
 	b    *devoidc.Browser
 	base string
 	csrf string
 }
 
-func signIn(t *testing.T, base, email, password string) *session {
+func signIn(t testing.TB, base, email, password string) *session {
 	t.Helper()
 	b := devoidc.NewBrowser()
 	final, status, body, err := b.SignIn(base+"/auth/login", email, password)

@@ -54,6 +54,7 @@ type Console struct {
 	log   *slog.Logger
 	api   http.Handler // the control plane's router: admin API calls go through it
 	pages map[string]*template.Template
+	mint  bool // the development token issuer is on: client pages offer to mint
 }
 
 // New parses the console's templates.
@@ -67,7 +68,7 @@ func New(st *store.Store, log *slog.Logger) (*Console, error) {
 		if name == "base.html" {
 			continue
 		}
-		t, err := template.New(name).ParseFS(web.Templates, "base.html", name)
+		t, err := template.New(name).Funcs(funcs).ParseFS(web.Templates, "base.html", name)
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", name, err)
 		}
@@ -75,6 +76,10 @@ func New(st *store.Store, log *slog.Logger) (*Console, error) {
 	}
 	return c, nil
 }
+
+// OfferMinting makes client pages offer to mint a token with the development
+// issuer, which must be on.
+func (c *Console) OfferMinting() { c.mint = true }
 
 // Register serves the console on e, which must also serve the admin API (under
 // adminapi.Prefix) and the sign-in routes.
@@ -95,6 +100,8 @@ func (c *Console) Register(e *echo.Echo) {
 	g := e.Group(Prefix, c.session)
 	g.GET("", c.overview)
 	g.GET("/", c.overview)
+	g.GET("/live/overview", c.liveOverview)
+	g.GET("/live/breakers", c.liveBreakers)
 	g.GET("/tenants", c.tenants)
 	g.POST("/tenants", c.createTenant)
 	g.GET("/clients", c.clients)
@@ -105,6 +112,7 @@ func (c *Console) Register(e *echo.Echo) {
 	g.POST("/clients/:id/disable", c.setEnabled(false))
 	g.POST("/clients/:id/override", c.setOverride)
 	g.POST("/clients/:id/override/clear", c.clearOverride)
+	g.POST("/clients/:id/token", c.mintToken)
 	g.GET("/keys", c.keys)
 	g.POST("/keys/rotate", c.rotateKeys)
 	g.POST("/keys/revoke", c.revokeKeys)
@@ -114,6 +122,8 @@ func (c *Console) Register(e *echo.Echo) {
 	g.GET("/audit/export", c.exportAudit)
 	g.POST("/audit/verify", c.verifyAudit)
 	g.GET("/changes", c.changes)
+	g.GET("/usage", c.usage)
+	g.GET("/deployments", c.deployments)
 	c.registerTiers(g)
 	c.registerAdmins(g)
 	c.registerRules(g)
@@ -234,7 +244,9 @@ func nav(v *viewer, current string) []navItem {
 		{Prefix + "/clients", "Clients", adminauth.ClientsRead},
 		{Prefix + "/tiers", "Tiers", adminauth.TiersRead},
 		{Prefix + "/keys", "Keys", adminauth.DeploymentsRead},
+		{Prefix + "/deployments", "Deployments", adminauth.DeploymentsRead},
 		{Prefix + "/alerts", "Alerts", adminauth.AlertsRead},
+		{Prefix + "/usage", "Usage", adminauth.UsageRead},
 		{Prefix + "/audit", "Audit", adminauth.AuditExport},
 		{Prefix + "/changes", "Changes", adminauth.ChangesRead},
 		{Prefix + "/admins", "Admins", adminauth.PrincipalsRead},
@@ -286,6 +298,19 @@ var flashes = map[string]string{
 	"alert-acked":      "Alert acknowledged.",
 	"rotated":          "Rotated: the new key version is in use; the previous one stays valid for the overlap.",
 	"revoked":          "Revoked: every key of the provider is invalid, and the data planes use the new ones.",
+
+	// After changes on the tier and anomaly rule pages.
+	"tier-created": "Tier created. Its guardrails are set below.",
+	"tier-saved":   "Tier saved: the data planes apply it to its clients within seconds.",
+	"rule-created": "Anomaly rule created.",
+	"rule-saved":   "Anomaly rule saved: the detector uses it from its next run.",
+
+	// After changes on the admins pages.
+	"principal-created":  "Service account created. Give it an API token below.",
+	"roles-set":          "Roles set: they apply to its next request.",
+	"principal-enabled":  "Enabled: it may sign in and use its API tokens again.",
+	"principal-disabled": "Disabled: its sessions and API tokens stopped working at once.",
+	"token-revoked":      "Token revoked: it stopped working at once.",
 }
 
 // fail renders an error page; v may be nil (not signed in).

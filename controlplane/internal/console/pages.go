@@ -2,12 +2,14 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -15,43 +17,6 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
-
-// overviewRows is how many tenants and clients the overview lists.
-const overviewRows = 20
-
-// overview serves the console's first page: counts and the first tenants and
-// clients the viewer may read.
-func (c *Console) overview(ec echo.Context) error {
-	v, ctx := viewerOf(ec), ec.Request().Context()
-	data := map[string]any{}
-	if sctx, ok := scope(ctx, v, adminauth.TenantsRead); ok {
-		n, err := c.st.Tenants().Count(sctx, store.Filter{})
-		if err != nil {
-			return err
-		}
-		page, err := c.st.Tenants().List(sctx, "", overviewRows)
-		if err != nil {
-			return err
-		}
-		data["Tenants"], data["ShowTenants"], data["TenantList"] = strconv.Itoa(n), true, entities(page.Items)
-	}
-	if sctx, ok := scope(ctx, v, adminauth.ClientsRead); ok {
-		n, err := c.st.Clients().Count(sctx, store.Filter{})
-		if err != nil {
-			return err
-		}
-		off, err := c.st.Clients().Count(sctx, store.Filter{Equals: map[string]string{"enabled": "false"}})
-		if err != nil {
-			return err
-		}
-		page, err := c.st.Clients().List(sctx, "", overviewRows)
-		if err != nil {
-			return err
-		}
-		data["Clients"], data["Disabled"], data["ShowClients"], data["ClientList"] = strconv.Itoa(n), strconv.Itoa(off), true, entities(page.Items)
-	}
-	return c.render(ec, http.StatusOK, "overview", page{Title: "Overview", Data: data})
-}
 
 func entities[T any](recs []store.Record[T]) []T {
 	out := make([]T, len(recs))
@@ -281,7 +246,7 @@ func (c *Console) clientPage(ec echo.Context, status int, form, errs map[string]
 	if err != nil {
 		return err
 	}
-	data := map[string]any{"Client": rec.Entity, "Revision": rec.Revision, "Durations": overrideDurations,
+	data := map[string]any{"Client": rec.Entity, "Revision": rec.Revision, "Durations": overrideDurations, "Minted": ec.Get(mintedKey),
 		"CanWrite": allowsOn(v, adminauth.ClientsWrite, rec.Entity.Tenant), "CanOverride": allowsOn(v, adminauth.OverridesWrite, rec.Entity.Tenant)}
 	if octx, ok := scope(ec.Request().Context(), v, adminauth.OverridesRead); ok {
 		o, err := c.st.LimitOverrides().Get(octx, id)
@@ -292,8 +257,89 @@ func (c *Console) clientPage(ec echo.Context, status int, form, errs map[string]
 			return err
 		}
 	}
+	if err := c.clientActivity(ec, rec.Entity, data); err != nil {
+		return err
+	}
 	return c.render(ec, status, "client", page{Title: "Clients", Data: data, Form: form, Errors: errs, Error: msg})
 }
+
+// recentRequests is how many of a client's requests its page lists.
+const recentRequests = 20
+
+// clientWindow is how far back a client's usage chart looks.
+const clientWindow = 7 * 24 * time.Hour
+
+// clientActivity adds a client's tier limits, its newest requests (metadata only)
+// and its hourly tokens over clientWindow to data, for a viewer who may read the
+// usage of the client's tenant, and whether the viewer may mint it a token.
+func (c *Console) clientActivity(ec echo.Context, cl policy.Client, data map[string]any) error {
+	v, ctx := viewerOf(ec), ec.Request().Context()
+	tier, err := c.st.Tiers().Get(ctx, cl.Tier)
+	switch {
+	case err == nil:
+		data["Tier"] = tier.Entity // the client's own limits, which it is told of anyway
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	data["CanMint"] = c.mint && allowsOn(v, adminauth.TokensMint, cl.Tenant)
+	if !allowsOn(v, adminauth.UsageRead, cl.Tenant) {
+		return nil
+	}
+	recent, err := c.st.RecentRequests(ctx, cl.ClientID, recentRequests)
+	if err != nil {
+		return err
+	}
+	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	from := to.Add(-clientWindow)
+	sctx, _ := scope(ctx, v, adminauth.UsageRead)
+	byHour, err := c.st.UsageByHour(sctx, from, to, "client", cl.ClientID)
+	if err != nil {
+		return err
+	}
+	x := hours(from, to)
+	var regions []string
+	tokens := map[string]map[int64]float64{}
+	for _, u := range byHour {
+		if tokens[u.Region] == nil {
+			regions = append(regions, u.Region)
+			tokens[u.Region] = map[int64]float64{}
+		}
+		tokens[u.Region][u.Hour.Unix()] += float64(u.TokensIn + u.TokensOut)
+	}
+	slices.Sort(regions)
+	data["Recent"], data["ShowActivity"] = recent, true
+	data["TokensChart"] = chart{Title: "Tokens per hour, last 7 days", Unit: "tokens", X: x, Series: hourly(x, regions, tokens)}
+	return nil
+}
+
+// mintToken mints a token for the client with the development issuer, through the
+// admin API, and shows it once on the client's page (never in a URL or a log).
+func (c *Console) mintToken(ec echo.Context) error {
+	id := ec.Param("id")
+	ttl, err := strconv.Atoi(ec.FormValue("ttl_seconds"))
+	if err != nil || ttl <= 0 {
+		ttl = 3600
+	}
+	res, err := c.call(ec, http.MethodPost, "/tokens", map[string]any{"client_id": id, "ttl_seconds": ttl})
+	if err != nil {
+		return err
+	}
+	if res.status != http.StatusOK && res.status != http.StatusCreated {
+		_, msg := res.fieldErrors()
+		return c.clientPage(ec, res.status, map[string]string{"for": "3600"}, nil, "No token minted: "+msg)
+	}
+	var minted struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal(res.body, &minted); err != nil || minted.Token == "" {
+		return c.clientPage(ec, http.StatusBadGateway, map[string]string{"for": "3600"}, nil, "The issuer's answer held no token.")
+	}
+	ec.Set(mintedKey, minted)
+	return c.clientPage(ec, http.StatusOK, map[string]string{"for": "3600"}, nil, "")
+}
+
+const mintedKey = "console.minted"
 
 // allowsOn reports whether the viewer holds p on tenant.
 func allowsOn(v *viewer, p adminauth.Permission, tenant string) bool {

@@ -160,6 +160,9 @@ func (s *Store) appendAudit(ctx context.Context, region string, events []AuditEv
 		if err := addUsage(ctx, tx, archived); err != nil {
 			return err
 		}
+		if err := addTraffic(ctx, tx, archived); err != nil {
+			return err
+		}
 		if err := recordNetworks(ctx, tx, archived); err != nil {
 			return err
 		}
