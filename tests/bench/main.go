@@ -49,6 +49,7 @@ type config struct {
 	MaxDuration  time.Duration // a cell stops early after this long
 	Out          string        // markdown report path, relative to the repository root; "" skips it
 	DataplaneBin string        // a prebuilt data plane; "" builds one
+	Console      bool          // time the console's pages (BenchmarkConsolePages)
 }
 
 func loadConfig(args []string, stderr io.Writer) (config, error) {
@@ -61,6 +62,7 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.MaxDuration, "max-duration", 60*time.Second, "stop a cell early after this long")
 	fs.StringVar(&c.Out, "out", "docs/benchmarks.md", "markdown report, relative to the repository root (empty: none)")
 	fs.StringVar(&c.DataplaneBin, "dataplane-bin", "", "use this data plane binary instead of building ./dataplane/cmd/dataplane")
+	fs.BoolVar(&c.Console, "console", true, "time the console's pages at 10k clients and 1M archived events")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -173,8 +175,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	var console consoleResult
+	if cfg.Console {
+		fmt.Fprintln(stdout, "bench: console pages at 10k clients and 1M archived events (the seed takes about a minute)")
+		if console, err = consolePhase(ctx, root); err != nil {
+			return err
+		}
+	}
+
 	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
-		Config: cfg, Machine: host}
+		Console: console, Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, rep.Tables())

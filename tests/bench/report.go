@@ -79,8 +79,10 @@ type report struct {
 	// quality, measured in the benchmark's process.
 	TTFT       []ttftResult
 	Guardrails guardrailQuality
-	Config     config
-	Machine    machine
+	// Console is the console pages' times; empty when not measured.
+	Console consoleResult
+	Config  config
+	Machine machine
 }
 
 func fmtDur(d time.Duration) string {
@@ -357,6 +359,9 @@ func (r report) Tables() string {
 	b.WriteString("\nguardrails on − off:\n" + r.guardrailsCostTable().text())
 	b.WriteString("\ntime to first token, paced mock:\n" + r.ttftTable().text())
 	b.WriteString("\n" + r.guardrailSummary())
+	if len(r.Console.Pages) > 0 {
+		b.WriteString("\nconsole pages (" + r.Console.Seed + "):\n" + r.Console.table().text())
+	}
 	for _, n := range r.errorNotes() {
 		b.WriteString("errors: " + n + "\n")
 	}
@@ -448,6 +453,16 @@ func (r report) Markdown() string {
 		"(`tests/guardrails.MeasureSpeed`; the clean prompt is ordinary prose with figures, dates and a URL), and " +
 		"their quality on the generated evaluation set and the hand-written cases (item level, at the default threshold; `make guardrails-eval` " +
 		"prints the same and takes more files):\n\n```\n" + r.guardrailSummary() + "```\n")
+	if len(r.Console.Pages) > 0 {
+		b.WriteString("\n## Console\n\n")
+		b.WriteString("`BenchmarkConsolePages` (`controlplane/app`, run by `make bench` in a child `go test`) starts a " +
+			"control plane on a fresh database, seeds 10,000 clients in 100 tenants and 1,000,000 audit events over 30 days " +
+			"in two regions through the store's real archive path (hash chains, usage and traffic rollups), signs in an admin " +
+			"and a tenant admin through the dev OIDC provider, and requests each page " + consoleBenchTime + " over loopback. " +
+			"The time is the mean per request, so server time plus a little client time; the issue's bound is 200 ms. " +
+			"The benchmark " + r.Console.Seed + ".\n\n")
+		b.WriteString(r.Console.table().markdown())
+	}
 	if notes := r.errorNotes(); len(notes) > 0 {
 		b.WriteString("\n## Errors\n\n")
 		for _, n := range notes {

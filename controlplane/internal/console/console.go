@@ -170,6 +170,17 @@ func (c *Console) session(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		req := ec.Request()
 		if v == nil {
+			if req.Method == http.MethodGet && req.Header.Get("HX-Request") == "true" {
+				// A refresh or search from a page whose session has ended: htmx would
+				// follow a redirect and swap the sign-in page into the table, so tell it
+				// to load the sign-in page instead, coming back to the page it was on.
+				back := Prefix + "/"
+				if u, err := url.Parse(req.Header.Get("HX-Current-URL")); err == nil && strings.HasPrefix(u.Path, Prefix) {
+					back = u.RequestURI()
+				}
+				ec.Response().Header().Set("HX-Redirect", signin.LoginPath+"?return_to="+url.QueryEscape(back))
+				return ec.NoContent(http.StatusOK)
+			}
 			if req.Method == http.MethodGet {
 				return ec.Redirect(http.StatusSeeOther, signin.LoginPath+"?return_to="+url.QueryEscape(req.URL.RequestURI()))
 			}

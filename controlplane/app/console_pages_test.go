@@ -1,0 +1,229 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/portcullis-gw/portcullis/controlplane/admintest"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
+	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/health"
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
+)
+
+// TestConsoleTrafficUsageAndDeployments: with events archived through the store's
+// archive path and worker health reports on NATS, the admin's overview shows each
+// region's requests, error and refusal rates and latency, the top clients and an
+// open breaker first; its live part is served alone for htmx; the usage page ranks
+// clients by tokens and links a CSV the session may download; the deployments page
+// shows the residency matrix and the breakers; a client's page lists its requests
+// and mints a token once. A tenant admin sees its tenant's usage only, without the
+// gateway's error rates or latency, and no deployments.
+func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
+	const password = "pw-for-the-console-pages"
+	idp, tweak := withOIDC(t, password)
+	a, cfg := startApp(t, tweak)
+	base := "http://" + a.Addr()
+	idp.AllowRedirect(base + "/auth/callback")
+	admin := admintest.Admin(t, base, cfg.DataDir)
+	for _, r := range []struct{ path, body string }{
+		{"/tenants", `{"name":"demo"}`},
+		{"/tenants", `{"name":"globex"}`},
+		{"/tiers", `{"name":"default","requests_per_minute":60,"tokens_per_hour":100000,"max_concurrent_requests":5,"allowed_models":["gpt-4o-mini"]}`},
+		{"/residency-rules", `{"residency":"eu","allowed_regions":["eu"]}`},
+		{"/providers", `{"name":"openai","kind":"openai"}`},
+		{"/deployments", `{"name":"openai-eu","provider":"openai","region":"eu","base_url":"http://127.0.0.1:9100/v1","key_source":"none"}`},
+		{"/deployments", `{"name":"openai-us","provider":"openai","region":"us","base_url":"http://127.0.0.1:9100/v1","key_source":"none"}`},
+		{"/clients", `{"client_id":"demo-app","tenant":"demo","tier":"default","residency":"eu","enabled":true}`},
+		{"/clients", `{"client_id":"globex-app","tenant":"globex","tier":"default","residency":"global","enabled":true}`},
+	} {
+		if res := do(t, http.MethodPost, base+"/admin/v1"+r.path, admin, r.body); res.status != http.StatusCreated {
+			t.Fatalf("seed %s: %d %s", r.path, res.status, res.body)
+		}
+	}
+
+	// 10 eu requests of demo-app (one 502, two 429), 3 us requests of globex-app.
+	now := time.Now().UTC()
+	event := func(region, id, client, tenant string, status int, latency, tokens int64) store.AuditEvent {
+		e := audit.Event{V: audit.SchemaVersion, TS: now.Add(-time.Minute), RequestID: id, Region: region, Worker: region + "-1",
+			ClientID: client, TenantID: tenant, Operation: "chat", Model: "gpt-4o-mini", Deployment: "openai-" + region,
+			TokensIn: tokens, TokensOut: tokens, Status: status, LatencyMS: latency, CostUSDMicros: 1000,
+			Flags: []audit.Flag{}, Headers: map[string]string{}}
+		raw, err := chain.Canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.AuditEvent{Event: e, JSON: raw}
+	}
+	var eu, us []store.AuditEvent
+	for i := range 10 {
+		status := 200
+		switch i {
+		case 0:
+			status = 502
+		case 1, 2:
+			status = 429
+		}
+		eu = append(eu, event("eu", fmt.Sprintf("eu-%d", i), "demo-app", "demo", status, 40, 10))
+	}
+	for i := range 3 {
+		us = append(us, event("us", fmt.Sprintf("us-%d", i), "globex-app", "globex", 200, 700, 500))
+	}
+	ctx := context.Background()
+	if _, err := a.st.AppendAudit(ctx, "eu", eu); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.st.AppendAudit(ctx, "us", us); err != nil {
+		t.Fatal(err)
+	}
+
+	// Health: openai-us's breaker is open on its worker.
+	nc, err := nats.Connect(a.NATSURL(), asControlPlane(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, r := range []health.Report{
+		{Worker: "eu-1", Region: "eu", At: time.Now(), Deployments: []health.Deployment{{Name: "openai-eu", Breaker: "closed", Samples: 5}}},
+		{Worker: "us-1", Region: "us", At: time.Now(), Deployments: []health.Deployment{{Name: "openai-us", Breaker: "open", ErrorRate: 1, Samples: 6}}},
+	} {
+		data, err := health.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(natsnames.HealthSubject(r.Region, r.Worker), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A refresh whose session has ended sends htmx to sign in, back to its page.
+	req, _ := http.NewRequest(http.MethodGet, base+"/console/live/overview", nil)
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("HX-Current-URL", base+"/console/usage?group=model")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("HX-Redirect") != "/auth/login?return_to=%2Fconsole%2Fusage%3Fgroup%3Dmodel" {
+		t.Fatalf("a signed-out refresh: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	adm := signIn(t, base, "admin@demo.example", password)
+	var overview httpResult
+	waitfor.That(t, "both workers on the overview", func() bool {
+		overview = adm.do(http.MethodGet, "/console/", "", "")
+		return strings.Contains(overview.body, "2 workers reporting")
+	})
+	euRow := between(overview.body, `<tr id="region-eu">`, `</tr>`)
+	usRow := between(overview.body, `<tr id="region-us">`, `</tr>`)
+	if !strings.Contains(euRow, `<td class="requests">10</td>`) || !strings.Contains(euRow, `<td class="error-rate">10.00%</td>`) ||
+		!strings.Contains(euRow, "<td>20.00%</td>") || !strings.Contains(euRow, `<td class="p50">38 ms</td>`) {
+		t.Fatalf("eu's row: %s", euRow)
+	}
+	if !strings.Contains(usRow, `<td class="requests">3</td>`) || !strings.Contains(usRow, `<td class="p95">`) {
+		t.Fatalf("us's row: %s", usRow)
+	}
+	top := between(overview.body, `<table id="top-clients"`, `</table>`)
+	if strings.Index(top, "globex-app") < 0 || strings.Index(top, "globex-app") > strings.Index(top, "demo-app") {
+		t.Fatalf("top clients, most tokens first: %s", top)
+	}
+	breakers := between(overview.body, `<table id="breakers">`, `</table>`)
+	if !strings.Contains(breakers, `id="breaker-openai-us"`) || strings.Index(breakers, "openai-us") > strings.Index(breakers, "openai-eu") ||
+		!strings.Contains(breakers, "state-open") {
+		t.Fatalf("breakers, open first: %s", breakers)
+	}
+	if !strings.Contains(overview.body, `data-chart="`) || !strings.Contains(overview.body, `hx-get="/console/live/overview"`) {
+		t.Fatalf("the overview's charts and live part: %s", overview.body)
+	}
+	live := adm.do(http.MethodGet, "/console/live/overview", "", "")
+	if live.status != http.StatusOK || !strings.HasPrefix(live.body, `<section id="live"`) || strings.Contains(live.body, "<html") ||
+		!strings.Contains(live.body, "openai-us") {
+		t.Fatalf("the live part alone: %d %s", live.status, live.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/live/breakers", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.body, `<div id="breakers-live" hx-get=`) {
+		t.Fatalf("the breakers alone: %d %s", r.status, r.body)
+	}
+
+	usage := adm.do(http.MethodGet, "/console/usage?group=client&range=7d", "", "")
+	table := between(usage.body, `<table id="usage-table">`, `</table>`)
+	if usage.status != http.StatusOK || strings.Index(table, "globex-app") > strings.Index(table, "demo-app") || !strings.Contains(usage.body, `<div class="n" id="total-requests">13</div>`) {
+		t.Fatalf("usage by client: %d %s", usage.status, usage.body)
+	}
+	csvURL := strings.ReplaceAll(between(usage.body, `id="csv" href="`, `"`), "&amp;", "&")
+	if !strings.HasPrefix(csvURL, "/admin/v1/usage?") {
+		t.Fatalf("the CSV link: %q", csvURL)
+	}
+	csv := adm.do(http.MethodGet, csvURL, "", "")
+	if csv.status != http.StatusOK || !strings.Contains(csv.header.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(csv.body, "demo-app,10,") || !strings.Contains(csv.body, "globex-app,3,") {
+		t.Fatalf("the CSV with the session: %d %v %s", csv.status, csv.header, csv.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/usage?group=client&range=24h&key=globex", "", ""); strings.Contains(r.body, "demo-app") ||
+		!strings.Contains(r.body, "Tokens per hour for globex-app") {
+		t.Fatalf("usage searched: %s", r.body)
+	}
+
+	deps := adm.do(http.MethodGet, "/console/deployments", "", "")
+	eurow := between(deps.body, `<tr id="residency-eu">`, `</tr>`)
+	globalrow := between(deps.body, `<tr id="residency-global">`, `</tr>`)
+	// Columns: clients, then openai-eu, openai-us (by region).
+	if deps.status != http.StatusOK || strings.Count(eurow, `title="allowed"`) != 1 || strings.Count(eurow, `title="not allowed"`) != 1 ||
+		strings.Index(eurow, `title="allowed"`) > strings.Index(eurow, `title="not allowed"`) || !strings.Contains(eurow, "<td>1</td>") {
+		t.Fatalf("eu's residency row: %d %s", deps.status, eurow)
+	}
+	if strings.Count(globalrow, `title="allowed"`) != 2 || !strings.Contains(globalrow, "<td>1</td>") {
+		t.Fatalf("global's residency row: %s", globalrow)
+	}
+	if !strings.Contains(deps.body, `<tr id="deployment-openai-us">`) || !strings.Contains(deps.body, `id="breaker-openai-us"`) {
+		t.Fatalf("the deployments page: %s", deps.body)
+	}
+
+	client := adm.do(http.MethodGet, "/console/clients/demo-app", "", "")
+	recent := between(client.body, `<table id="recent"`, `</table>`)
+	if strings.Count(recent, "<tr>") != 11 || !strings.Contains(recent, "<code>upstream_error</code>") && !strings.Contains(recent, "502") {
+		t.Fatalf("demo-app's requests: %s", recent)
+	}
+	if !strings.Contains(client.body, `id="tier-limits">60 requests/minute, 100,000 tokens/hour, 5 concurrent`) {
+		t.Fatalf("demo-app's limits: %s", client.body)
+	}
+	minted := adm.form("/console/clients/demo-app/token", url.Values{"csrf": {adm.csrf}, "ttl_seconds": {"900"}})
+	token := between(minted.body, `<textarea id="token-value" readonly rows="4" cols="80">`, `</textarea>`)
+	if minted.status != http.StatusOK || strings.Count(token, ".") != 2 || minted.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("mint: %d %v %s", minted.status, minted.header, minted.body)
+	}
+	if again := adm.do(http.MethodGet, "/console/clients/demo-app", "", ""); strings.Contains(again.body, token) {
+		t.Fatal("the minted token is shown again")
+	}
+
+	tadm := signIn(t, base, "tenant-admin@demo.example", password)
+	tov := tadm.do(http.MethodGet, "/console/", "", "")
+	if !strings.Contains(tov.body, `<tr id="region-eu">`) || strings.Contains(tov.body, `<tr id="region-us">`) ||
+		strings.Contains(tov.body, "error-rate") || strings.Contains(tov.body, "globex-app") || strings.Contains(tov.body, `id="breakers"`) {
+		t.Fatalf("the tenant admin's overview: %s", tov.body)
+	}
+	if r := tadm.do(http.MethodGet, "/console/usage?group=client", "", ""); strings.Contains(r.body, "globex-app") || !strings.Contains(r.body, "demo-app") {
+		t.Fatalf("the tenant admin's usage: %s", r.body)
+	}
+	if r := tadm.do(http.MethodGet, "/console/deployments", "", ""); r.status != http.StatusForbidden {
+		t.Fatalf("the tenant admin's deployments: %d", r.status)
+	}
+	if r := tadm.do(http.MethodGet, "/console/clients/globex-app", "", ""); r.status != http.StatusNotFound || strings.Contains(r.body, "us-0") {
+		t.Fatalf("another tenant's client page: %d", r.status)
+	}
+	if r := tadm.form("/console/clients/globex-app/token", url.Values{"csrf": {tadm.csrf}}); r.status != http.StatusNotFound && r.status != http.StatusForbidden {
+		t.Fatalf("a token for another tenant's client: %d %s", r.status, r.body)
+	}
+}
