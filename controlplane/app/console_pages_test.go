@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/health"
+	"github.com/portcullis-gw/portcullis/shared/keyevents"
 	"github.com/portcullis-gw/portcullis/shared/natsnames"
 	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
@@ -206,6 +207,33 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 	}
 	if again := adm.do(http.MethodGet, "/console/clients/demo-app", "", ""); strings.Contains(again.body, token) {
 		t.Fatal("the minted token is shown again")
+	}
+
+	// The keys page's history and access log, for every deployment or one.
+	v1, v2 := 1, 2
+	if _, err := a.st.AddRotation(ctx, store.Rotation{Deployment: "openai-eu", Provider: "openai", Kind: "rotated", Trigger: store.TriggerManual,
+		Actor: "admin@demo.example", Reason: "quarterly", OldVersion: &v1, NewVersion: &v2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, acc := range []keyevents.Access{
+		{Version: keyevents.SchemaVersion, ID: "eu-1/1", At: now, ActorKind: "worker", ActorID: "eu-1", Region: "eu", Deployment: "openai-eu",
+			Path: "secret/data/openai-eu", KeyVersion: 2, Reason: "rotated", OK: true},
+		{Version: keyevents.SchemaVersion, ID: "us-1/1", At: now, ActorKind: "worker", ActorID: "us-1", Region: "us", Deployment: "openai-us",
+			Path: "secret/data/openai-us", Reason: "startup", OK: false, Error: "permission denied"},
+	} {
+		if _, err := a.st.AddKeyAccess(ctx, acc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := adm.do(http.MethodGet, "/console/keys", "", "")
+	history, access := between(keys.body, `<table id="key-history"`, `</table>`), between(keys.body, `<table id="key-access"`, `</table>`)
+	if !strings.Contains(history, "v1 → v2") || !strings.Contains(history, "quarterly") ||
+		!strings.Contains(access, "worker eu-1") || !strings.Contains(access, "permission denied") {
+		t.Fatalf("the keys page's logs: %s", keys.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/keys?deployment=openai-us", "", ""); strings.Contains(between(r.body, `<table id="key-access"`, `</table>`), "eu-1") ||
+		strings.Contains(between(r.body, `<table id="key-history"`, `</table>`), "quarterly") {
+		t.Fatalf("the keys page for openai-us: %s", r.body)
 	}
 
 	tadm := signIn(t, base, "tenant-admin@demo.example", password)

@@ -157,6 +157,9 @@ func (c *Console) keysPage(ec echo.Context, status int, form, errs map[string]st
 			}
 		}
 	}
+	if err := c.keyLogs(ec, rows, data); err != nil {
+		return err
+	}
 	return c.render(ec, status, "keys", page{Title: "Keys", Data: data, Form: form, Errors: errs, Error: msg})
 }
 
@@ -213,4 +216,34 @@ func (c *Console) revokeKeys(ec echo.Context) error {
 		return c.keysPage(ec, res.status, form, nil, "Not revoked: "+msg)
 	}
 	return ec.Redirect(http.StatusSeeOther, Prefix+"/keys?done=revoked")
+}
+
+// keyLogRows is how many rotations and fetches the keys page lists.
+const keyLogRows = 50
+
+// keyLogs adds the rotation history (secrets:read) and the access log of key
+// fetches from Vault (secrets:access) to the keys page's data, for every deployment
+// or the one ?deployment= names.
+func (c *Console) keyLogs(ec echo.Context, rows []keyRow, data map[string]any) error {
+	v, ctx := viewerOf(ec), ec.Request().Context()
+	dep := ec.QueryParam("deployment")
+	if !slices.ContainsFunc(rows, func(r keyRow) bool { return r.Deployment == dep }) {
+		dep = ""
+	}
+	data["Deployment"] = dep
+	if v.id.Can(adminauth.SecretsRead) {
+		h, err := c.st.Rotations(ctx, dep, keyLogRows)
+		if err != nil {
+			return err
+		}
+		data["History"], data["ShowHistory"] = h, true
+	}
+	if v.id.Can(adminauth.SecretsAccess) {
+		a, err := c.st.KeyAccessLog(ctx, dep, keyLogRows)
+		if err != nil {
+			return err
+		}
+		data["Access"], data["ShowAccess"] = a, true
+	}
+	return nil
 }
