@@ -243,6 +243,7 @@ func (a *App) routes(cfg Config, metrics *httpmetrics.HTTP) (*echo.Echo, error) 
 	if err != nil {
 		return nil, err
 	}
+	con.ReadLimits(limitsReader(a.nc))
 
 	e.IPExtractor = ipExtractor(cfg.trustedProxies())
 	onChange := func() { a.pub.Notify(); a.rotator.Nudge() }

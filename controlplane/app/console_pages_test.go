@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
@@ -192,7 +194,34 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 		t.Fatalf("the deployments page: %s", deps.body)
 	}
 
+	// What the workers hold of demo-app's limits, as they write it to PC_LIMITS (the
+	// next minute too, in case the page is read in it).
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limitsKV, err := js.KeyValue(ctx, natsnames.LimitsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minute := time.Now().UTC().Truncate(time.Minute)
+	for _, kv := range []struct{ key, value string }{
+		{natsnames.LimitsRequestsPrefix + "demo-app." + strconv.FormatInt(minute.Unix(), 10), "7"},
+		{natsnames.LimitsRequestsPrefix + "demo-app." + strconv.FormatInt(minute.Add(time.Minute).Unix(), 10), "7"},
+		{natsnames.LimitsConcurrencyPrefix + "demo-app", `{"v":1,"held":{"eu-1":2}}`},
+	} {
+		if _, err := limitsKV.Put(ctx, kv.key, []byte(kv.value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	client := adm.do(http.MethodGet, "/console/clients/demo-app", "", "")
+	limits := between(client.body, `<table id="limits-now"`, `</table>`)
+	if !strings.Contains(limits, `<td>Requests this minute</td><td class="held">7</td><td>60</td>`) ||
+		!strings.Contains(limits, `<td>Concurrent requests</td><td class="held">2</td><td>5</td>`) || !strings.Contains(limits, "<div>eu-1: 2</div>") ||
+		!strings.Contains(limits, `<td>Tokens this hour</td><td class="held">0</td><td>100,000</td>`) {
+		t.Fatalf("demo-app's limits in use: %s", limits)
+	}
 	recent := between(client.body, `<table id="recent"`, `</table>`)
 	if strings.Count(recent, "<tr>") != 11 || !strings.Contains(recent, "<code>upstream_error</code>") && !strings.Contains(recent, "502") {
 		t.Fatalf("demo-app's requests: %s", recent)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/portcullis-gw/portcullis/controlplane/internal/console"
 	"github.com/portcullis-gw/portcullis/shared/natsauth"
 	"github.com/portcullis-gw/portcullis/shared/natsbuckets"
 	"github.com/portcullis-gw/portcullis/shared/natsconn"
@@ -56,4 +58,32 @@ func ensureBuckets(ctx context.Context, nc *nats.Conn, cfg Config) (jetstream.Ke
 		return nil, fmt.Errorf("open bucket %s: %w", natsnames.PolicyBucket, err)
 	}
 	return kv, nil
+}
+
+// limitsReader reads PC_LIMITS keys for the console, through the bucket's stream as
+// the data planes do: a key's expiry or delete marker reads as nil. Each read is
+// bounded by a second.
+func limitsReader(nc *nats.Conn) console.LimitsReader {
+	return func(ctx context.Context, key string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, err
+		}
+		st, err := js.Stream(ctx, natsnames.KVStream(natsnames.LimitsBucket))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", natsnames.LimitsBucket, err)
+		}
+		msg, err := st.GetLastMsgForSubject(ctx, natsnames.KVSubject(natsnames.LimitsBucket, key))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		case msg.Header.Get("KV-Operation") != "" || msg.Header.Get("Nats-Marker-Reason") != "":
+			return nil, nil
+		}
+		return msg.Data, nil
+	}
 }

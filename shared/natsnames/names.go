@@ -2,7 +2,10 @@
 // that Portcullis uses. No other package spells these names out.
 package natsnames
 
-import "strings"
+import (
+	"encoding/base64"
+	"strings"
+)
 
 const (
 	// PolicyBucket is the KV bucket that carries the policy snapshot.
@@ -12,6 +15,14 @@ const (
 
 	// LimitsBucket holds the global limit counters, updated by compare-and-swap.
 	LimitsBucket = "PC_LIMITS"
+	// LimitsRequestsPrefix, LimitsTokensPrefix and LimitsConcurrencyPrefix begin
+	// LimitsBucket's keys: "rpm.<client>.<unix start of the UTC minute>" and
+	// "tph.<client>.<unix start of the UTC hour>" hold the requests and tokens the
+	// workers have leased in that window (a decimal count), "conc.<client>" the
+	// concurrency slots each worker holds (JSON); <client> is LimitsClientKey.
+	LimitsRequestsPrefix    = "rpm."
+	LimitsTokensPrefix      = "tph."
+	LimitsConcurrencyPrefix = "conc."
 	// WorkersBucket holds one heartbeat key per live data-plane worker.
 	WorkersBucket = "PC_WORKERS"
 
@@ -134,4 +145,21 @@ func token(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// LimitsClientKey makes a client id one token of a LimitsBucket key: ids of letters,
+// digits, '-' and '_' are used as they are; any other is base64url-encoded behind
+// '=', which no plain id contains.
+func LimitsClientKey(id string) string {
+	plain := id != ""
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return id
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(id))
 }

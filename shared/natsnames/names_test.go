@@ -25,3 +25,17 @@ func TestSubjectsAreSingleTokens(t *testing.T) {
 		})
 	}
 }
+
+func TestLimitsClientKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"app-1_x", "app-1_x"},
+		{"a.b", "=YS5i"},
+		{"", "="},
+		{"=x", "=PXg"},
+		{"é", "=w6k"},
+	} {
+		if got := LimitsClientKey(tc.in); got != tc.want {
+			t.Errorf("LimitsClientKey(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -55,7 +55,16 @@ type Console struct {
 	api   http.Handler // the control plane's router: admin API calls go through it
 	pages map[string]*template.Template
 	mint  bool // the development token issuer is on: client pages offer to mint
+
+	limits LimitsReader // nil: client pages do not show the limits in use
 }
+
+// LimitsReader reads one key of the PC_LIMITS bucket: its value, or nil when it
+// does not exist (never written, expired or deleted).
+type LimitsReader func(ctx context.Context, key string) ([]byte, error)
+
+// ReadLimits makes client pages show the limits in use now, read with r.
+func (c *Console) ReadLimits(r LimitsReader) { c.limits = r }
 
 // New parses the console's templates.
 func New(st *store.Store, log *slog.Logger) (*Console, error) {

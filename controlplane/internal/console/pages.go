@@ -282,6 +282,23 @@ func (c *Console) clientActivity(ec echo.Context, cl policy.Client, data map[str
 		return err
 	}
 	data["CanMint"] = c.mint && allowsOn(v, adminauth.TokensMint, cl.Tenant)
+	if c.limits != nil {
+		var t *policy.Tier
+		if tier.Entity.Name != "" {
+			t = &tier.Entity
+		}
+		var o *policy.LimitOverride
+		if rec, err := c.st.LimitOverrides().Get(ctx, cl.ClientID); err == nil {
+			o = &rec.Entity
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		use, err := c.limitsNow(ctx, cl.ClientID, t, o)
+		if err != nil {
+			data["LimitsError"] = "The limit counters cannot be read now: " + err.Error()
+		}
+		data["Limits"] = use
+	}
 	if !allowsOn(v, adminauth.UsageRead, cl.Tenant) {
 		return nil
 	}

@@ -2,11 +2,12 @@ package limits
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // Limit kinds, as OpenAI names them in a 429's error type.
@@ -183,7 +184,7 @@ func (l *Limiter) state(client string) *clientState {
 	if v, ok := l.clients.Load(client); ok {
 		return v.(*clientState)
 	}
-	k := clientKey(client)
+	k := natsnames.LimitsClientKey(client)
 	v, _ := l.clients.LoadOrStore(client, &clientState{
 		rpm:  newWindow(KindRequests, time.Minute, k),
 		tph:  newWindow(KindTokens, time.Hour, k),
@@ -201,16 +202,6 @@ func (st *clientState) status(now time.Time, lim Limits) Status {
 		s.Tokens = st.tph.status(now, lim.TokensPerHour)
 	}
 	return s
-}
-
-// clientKey makes a client id one KV key token: ids of letters, digits, '-' and '_'
-// are used as they are; any other is base64url-encoded behind '=', which no plain
-// id contains.
-func clientKey(id string) string {
-	if id != "" && keySafe(id) == id {
-		return id
-	}
-	return "=" + base64.RawURLEncoding.EncodeToString([]byte(id))
 }
 
 // leaseSize is how much to lease when need more units are wanted and remaining are

@@ -146,11 +146,11 @@ func (c *cluster) counter(key string) int64 {
 }
 
 func minuteKey(client string, now time.Time) string {
-	return "rpm." + clientKey(client) + "." + strconv.FormatInt(now.Truncate(time.Minute).Unix(), 10)
+	return natsnames.LimitsRequestsPrefix + natsnames.LimitsClientKey(client) + "." + strconv.FormatInt(now.Truncate(time.Minute).Unix(), 10)
 }
 
 func hourKey(client string, now time.Time) string {
-	return "tph." + clientKey(client) + "." + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10)
+	return natsnames.LimitsTokensPrefix + natsnames.LimitsClientKey(client) + "." + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10)
 }
 
 func TestExactRequestsPerMinuteAcrossWorkers(t *testing.T) {
@@ -418,19 +418,6 @@ func TestWindowRollsOver(t *testing.T) {
 	}
 	if r := tk.Status.Requests; r.Remaining != 1 || r.Reset != 59*time.Second {
 		t.Fatalf("status %+v, want 1 remaining, reset in 59s", r)
-	}
-}
-
-func TestClientKey(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"app-1_x", "app-1_x"},
-		{"a.b", "=YS5i"},
-		{"", "="},
-		{"=x", "=PXg"},
-	} {
-		if got := clientKey(tc.in); got != tc.want {
-			t.Errorf("clientKey(%q) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // concTTL is how long a concurrency key outlives its last write. It only clears
@@ -49,7 +51,7 @@ type slots struct {
 	returning bool
 }
 
-func newSlots(client string) *slots { return &slots{key: "conc." + client} }
+func newSlots(client string) *slots { return &slots{key: natsnames.LimitsConcurrencyPrefix + client} }
 
 // slotGrant records how one slot was admitted.
 type slotGrant struct{ owed bool }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/shared/natsnames"
 )
 
 // window is one client's budget of one kind (requests or tokens) in the current
@@ -34,9 +36,9 @@ type window struct {
 }
 
 func newWindow(kind string, period time.Duration, client string) *window {
-	p := "rpm."
+	p := natsnames.LimitsRequestsPrefix
 	if kind == KindTokens {
-		p = "tph."
+		p = natsnames.LimitsTokensPrefix
 	}
 	return &window{kind: kind, period: period, prefix: p + client + "."}
 }
