@@ -156,6 +156,10 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 		!strings.Contains(live.body, "openai-us") {
 		t.Fatalf("the live part alone: %d %s", live.status, live.body)
 	}
+	if r := adm.do(http.MethodGet, "/console/live/traffic", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.body, `<section id="traffic"`) ||
+		!strings.Contains(r.body, `<td class="requests">10</td>`) || strings.Contains(r.body, "<html") {
+		t.Fatalf("the traffic alone: %d %s", r.status, r.body)
+	}
 	if r := adm.do(http.MethodGet, "/console/live/breakers", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.body, `<div id="breakers-live" hx-get=`) {
 		t.Fatalf("the breakers alone: %d %s", r.status, r.body)
 	}

@@ -111,6 +111,7 @@ func (c *Console) Register(e *echo.Echo) {
 	g.GET("/", c.overview)
 	g.GET("/live/overview", c.liveOverview)
 	g.GET("/live/breakers", c.liveBreakers)
+	g.GET("/live/traffic", c.liveTraffic)
 	g.GET("/tenants", c.tenants)
 	g.POST("/tenants", c.createTenant)
 	g.GET("/clients", c.clients)

@@ -44,7 +44,7 @@ func (c *Console) alerts(ec echo.Context) error {
 		}
 	}
 	slices.Sort(kinds)
-	data := map[string]any{"Items": items, "State": state, "Kind": kind, "Kinds": kinds, "CanAck": v.id.Can(adminauth.AlertsAck),
+	data := map[string]any{"Items": items, "State": state, "Kind": kind, "Kinds": kinds, "CanAck": v.id.Can(adminauth.AlertsAck), "At": time.Now().UTC(),
 		"CanRules": v.id.Can(adminauth.AnomalyRulesRead)}
 	return c.render(ec, http.StatusOK, "alerts", page{Title: "Alerts", Data: data})
 }

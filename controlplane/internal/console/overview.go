@@ -244,6 +244,15 @@ func (c *Console) liveOverview(ec echo.Context) error {
 	return c.fragment(ec, "overview", "live", d)
 }
 
+// liveTraffic serves the overview's traffic section alone, for htmx to swap in.
+func (c *Console) liveTraffic(ec echo.Context) error {
+	data := map[string]any{}
+	if err := c.traffic(ec, data); err != nil {
+		return err
+	}
+	return c.fragment(ec, "overview", "traffic", data)
+}
+
 // fragment renders the template name of page alone, without the page around it.
 func (c *Console) fragment(ec echo.Context, pageName, name string, data any) error {
 	t, ok := c.pages[pageName]
