@@ -134,6 +134,7 @@ func (c *Console) Register(e *echo.Echo) {
 	g.GET("/changes", c.changes)
 	g.GET("/usage", c.usage)
 	g.GET("/deployments", c.deployments)
+	c.registerDeploymentEdits(g)
 	c.registerTiers(g)
 	c.registerAdmins(g)
 	c.registerRules(g)
@@ -332,6 +333,16 @@ var flashes = map[string]string{
 	"principal-enabled":  "Enabled: it may sign in and use its API tokens again.",
 	"principal-disabled": "Disabled: its sessions and API tokens stopped working at once.",
 	"token-revoked":      "Token revoked: it stopped working at once.",
+
+	// After changes on the deployment, model and residency pages.
+	"deployment-saved":  "Deployment saved: the data planes use its new settings within seconds.",
+	"provider-created":  "Provider created.",
+	"model-created":     "Model created: the data planes route to it within seconds.",
+	"model-saved":       "Model saved: the data planes use it within seconds.",
+	"fallback-created":  "Fallback map created.",
+	"fallback-deleted":  "Fallback map deleted.",
+	"residency-created": "Residency rule created. Clients may now be placed in it.",
+	"residency-saved":   "Residency rule saved: the data planes apply its regions within seconds.",
 }
 
 // fail renders an error page; v may be nil (not signed in).

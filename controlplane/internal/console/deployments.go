@@ -3,6 +3,7 @@ package console
 import (
 	"cmp"
 	"context"
+	"html/template"
 	"net/http"
 	"slices"
 
@@ -96,6 +97,13 @@ func (c *Console) deployments(ec echo.Context) error {
 		b.Poll = true
 		data["Live"] = b
 	}
+	controls := map[string]template.HTML{}
+	for section := range controlSections {
+		if controls[section], err = c.sectionControls(ec, section); err != nil {
+			return err
+		}
+	}
+	data["Controls"] = controls
 	return c.render(ec, http.StatusOK, "deployments", page{Title: "Deployments", Data: data})
 }
 
