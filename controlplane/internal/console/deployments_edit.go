@@ -22,9 +22,8 @@ import (
 // registerDeploymentEdits serves the pages that change what the deployments page
 // shows, under g: a deployment's settings, a model, a residency rule, and the
 // create (and, for fallback maps, delete) forms of providers, models, fallback maps
-// and residency rules, which the deployments page loads per section with htmx so
-// that only the controls the viewer may use are there. Every change goes through
-// the admin API as the viewer.
+// and residency rules, which the deployments page renders for a viewer who may use
+// them. Every change goes through the admin API as the viewer.
 func (c *Console) registerDeploymentEdits(g *echo.Group) {
 	g.GET("/deployments/:name", c.deployment)
 	g.POST("/deployments/:name", c.saveDeployment)

@@ -195,37 +195,6 @@ func (s *Store) UsageByHour(ctx context.Context, from, to time.Time, groupBy, ke
 	return out, nil
 }
 
-// TopUsage is the n rows of Usage(groupBy) over [from, to) with the most tokens (in
-// and out), most first; under a tenant scope, only its tenants' rows.
-func (s *Store) TopUsage(ctx context.Context, groupBy string, from, to time.Time, n int) ([]UsageRow, error) {
-	column, ok := usageColumn[groupBy]
-	if !ok {
-		return nil, fmt.Errorf("usage: cannot group by %q", groupBy)
-	}
-	args := []any{from, to, n}
-	scope := ""
-	if tenants, ok := TenantsOf(ctx); ok {
-		args = append(args, tenants)
-		scope = " AND tenant_id = ANY($4::text[])"
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+column+`, sum(requests)::bigint, sum(tokens_in)::bigint,
-		sum(tokens_out)::bigint, sum(cost_usd_micros)::bigint
-		FROM usage_hourly WHERE hour >= $1 AND hour < $2`+scope+`
-		GROUP BY 1 ORDER BY sum(tokens_in) + sum(tokens_out) DESC, 1 LIMIT $3`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read top usage: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UsageRow, error) {
-		var u UsageRow
-		err := r.Scan(&u.Key, &u.Requests, &u.TokensIn, &u.TokensOut, &u.CostUSDMicros)
-		return u, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read top usage: %w", err)
-	}
-	return out, nil
-}
-
 // RecentRequest is one archived request's metadata, for a client's page.
 type RecentRequest struct {
 	TS                  time.Time

@@ -95,6 +95,17 @@ type UsageRow struct {
 // [from, to), grouped by groupBy (one of UsageGroups), in key order; under a tenant
 // scope (WithTenants), only the rows of its tenants.
 func (s *Store) Usage(ctx context.Context, groupBy string, from, to time.Time) ([]UsageRow, error) {
+	return s.sumUsage(ctx, groupBy, from, to, 0)
+}
+
+// TopUsage is the n rows of Usage(groupBy) over [from, to) with the most tokens (in
+// and out), most first; under a tenant scope, only its tenants' rows.
+func (s *Store) TopUsage(ctx context.Context, groupBy string, from, to time.Time, n int) ([]UsageRow, error) {
+	return s.sumUsage(ctx, groupBy, from, to, max(n, 1))
+}
+
+// sumUsage is Usage in key order when top is 0, else its top rows by tokens.
+func (s *Store) sumUsage(ctx context.Context, groupBy string, from, to time.Time, top int) ([]UsageRow, error) {
 	column, ok := usageColumn[groupBy]
 	if !ok {
 		return nil, fmt.Errorf("usage: cannot group by %q", groupBy)
@@ -105,9 +116,14 @@ func (s *Store) Usage(ctx context.Context, groupBy string, from, to time.Time) (
 		args = append(args, tenants)
 		scope = " AND tenant_id = ANY($3::text[])"
 	}
+	order := " ORDER BY 1"
+	if top > 0 {
+		args = append(args, top)
+		order = fmt.Sprintf(" ORDER BY sum(tokens_in) + sum(tokens_out) DESC, 1 LIMIT $%d", len(args))
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+column+`, sum(requests)::bigint, sum(tokens_in)::bigint,
 		sum(tokens_out)::bigint, sum(cost_usd_micros)::bigint
-		FROM usage_hourly WHERE hour >= $1 AND hour < $2`+scope+` GROUP BY 1 ORDER BY 1`, args...)
+		FROM usage_hourly WHERE hour >= $1 AND hour < $2`+scope+` GROUP BY 1`+order, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
 	}
