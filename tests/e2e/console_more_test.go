@@ -3,15 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,31 +64,48 @@ func (b *browser) capture(name string) []byte {
 	return png
 }
 
-// writeShotOver writes png as name.png to $PORTCULLIS_CONSOLE_SCREENSHOTS, after the
-// test other, when this run has it too, has written its own screenshot of that
-// name (since this test started): the one of this test, taken with traffic, is the
-// one left. The wait is bounded: if other never writes it, this one is written
-// anyway.
-func writeShotOver(t *testing.T, name string, png []byte, other string, since time.Time) {
-	t.Helper()
-	dir := os.Getenv("PORTCULLIS_CONSOLE_SCREENSHOTS")
-	if dir == "" || png == nil {
+// finalShots are screenshots to write when every test of the run has ended, over
+// any of the same name a test wrote meanwhile: TestConsoleInChromium's overview and
+// client pages are taken before the archive has their traffic, and tests run in
+// any order.
+var finalShots struct {
+	sync.Mutex
+	png map[string][]byte
+}
+
+// shotAtEnd keeps png to be written as name.png to $PORTCULLIS_CONSOLE_SCREENSHOTS
+// when the run ends, if the test passes.
+func shotAtEnd(t *testing.T, name string, png []byte) {
+	if png == nil {
 		return
 	}
-	if f := flag.Lookup("test.run"); f != nil {
-		if re, err := regexp.Compile(f.Value.String()); err == nil && re.MatchString(other) {
-			deadline := time.Now().Add(90 * time.Second)
-			for time.Now().Before(deadline) {
-				if fi, err := os.Stat(filepath.Join(dir, name+".png")); err == nil && fi.ModTime().After(since) {
-					break
-				}
-				time.Sleep(250 * time.Millisecond)
+	t.Cleanup(func() {
+		if t.Failed() {
+			return
+		}
+		finalShots.Lock()
+		defer finalShots.Unlock()
+		if finalShots.png == nil {
+			finalShots.png = map[string][]byte{}
+		}
+		finalShots.png[name] = png
+	})
+}
+
+// TestMain runs the tests, then writes the screenshots kept by shotAtEnd.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir := os.Getenv("PORTCULLIS_CONSOLE_SCREENSHOTS"); dir != "" {
+		finalShots.Lock()
+		for name, png := range finalShots.png {
+			if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+				fmt.Fprintf(os.Stderr, "screenshot %s: %v\n", name, err)
+				code = 1
 			}
 		}
+		finalShots.Unlock()
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	os.Exit(code)
 }
 
 // TestConsoleTenantAdminInChromium: the demo tenant's admin, in Chromium, sees its
@@ -205,6 +222,42 @@ func TestConsoleTenantAdminInChromium(t *testing.T) {
 	if status, _ := s.admin(t, http.MethodGet, "/clients/eu-app", nil, &euApp); status != http.StatusOK || euApp["enabled"] != true {
 		t.Errorf("eu-app after the disable without CSRF token: %d %v", status, euApp)
 	}
+
+	// Usage: with requests of both tenants archived, the tenant admin's usage page,
+	// its CSV and its overview hold its own tenant's clients only.
+	rivalToken, euToken := s.mint(t, "rival-app"), s.mint(t, "eu-app")
+	waitfor.Within(t, 15*time.Second, "eu serving rival-app and eu-app", func() bool {
+		return s.call(t, "eu", rivalToken, http.MethodPost, "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK &&
+			s.call(t, "eu", euToken, http.MethodPost, "/v1/chat/completions", chatBody("gpt-4o-mini")).Status == http.StatusOK
+	})
+	from := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour).Format(time.RFC3339)
+	to := time.Now().UTC().Truncate(time.Hour).Add(2 * time.Hour).Format(time.RFC3339)
+	waitfor.Within(t, 30*time.Second, "both clients' usage archived", func() bool {
+		csv := s.adminRaw(t, "/usage?group_by=client&format=csv&from="+url.QueryEscape(from)+"&to="+url.QueryEscape(to))
+		return strings.Contains(csv, "rival-app") && strings.Contains(csv, "eu-app")
+	})
+	b.do("the tenant admin's usage page", chromedp.Navigate(base+"/console/usage?group=client&range=24h"), chromedp.WaitVisible(chromedp.CSS("#usage-table")))
+	if got := b.text("#usage-table"); !strings.Contains(got, "eu-app") || strings.Contains(got, "rival-app") {
+		t.Errorf("the tenant admin's usage by client: %q", got)
+	}
+	csv := eval[string](b, "the tenant admin's CSV", `(async () => {
+		try {
+			const r = await fetch(document.querySelector('#csv').href);
+			return r.status + '\n' + await r.text();
+		} catch (e) {
+			return 'error: ' + e;
+		}
+	})()`)
+	if status, rest, _ := strings.Cut(csv, "\n"); status != "200" || !strings.Contains(rest, "eu-app") || strings.Contains(rest, "rival-app") {
+		t.Errorf("the tenant admin's usage CSV: %.500q", csv)
+	}
+	b.do("the tenant admin's overview", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS("#live")))
+	if got := b.text("main"); strings.Contains(got, "rival-app") {
+		t.Errorf("the tenant admin's overview shows rival-app: %q", got)
+	}
+	if got := b.text("#top-clients"); !strings.Contains(got, "eu-app") {
+		t.Errorf("the tenant admin's overview's top clients: %q", got)
+	}
 }
 
 // TestConsolePagesInChromium: an admin, in Chromium, after real requests through
@@ -216,7 +269,6 @@ func TestConsoleTenantAdminInChromium(t *testing.T) {
 // against the admin API.
 func TestConsolePagesInChromium(t *testing.T) {
 	t.Parallel()
-	started := time.Now()
 	const password = "console-pages-password"
 	s := startStack(t, withOIDC(password))
 	s.seed(t)
@@ -263,7 +315,9 @@ func TestConsolePagesInChromium(t *testing.T) {
 	if got := b.text("#region-eu .p50"); got == "" {
 		t.Errorf("the overview's eu p50 is empty")
 	}
-	overviewPNG := b.capture("overview")
+	// The docs' overview, with traffic: written as the run ends, over
+	// TestConsoleInChromium's.
+	shotAtEnd(t, "overview", b.capture("overview"))
 
 	// The live part refreshes itself (htmx, every 10 s): its time changes.
 	stamp := eval[string](b, "the live part's time", `document.querySelector('#live time').getAttribute('datetime')`)
@@ -334,7 +388,7 @@ func TestConsolePagesInChromium(t *testing.T) {
 		t.Errorf("eu-app's page lists %d of its 6 requests: %q", n, b.text("#recent"))
 	}
 	b.waitJS("uPlot to draw eu-app's activity", `document.querySelectorAll('figure.chart canvas').length >= 1`, 10*time.Second)
-	clientPNG := b.capture("client")
+	shotAtEnd(t, "client", b.capture("client"))
 
 	// A tier change through its preview.
 	b.do("the tiers page", chromedp.Navigate(base+"/console/tiers"), chromedp.WaitVisible(chromedp.CSS("#tier-default")))
@@ -358,7 +412,8 @@ func TestConsolePagesInChromium(t *testing.T) {
 	}
 	b.screenshot("tier-preview")
 	var tier map[string]any
-	if _, _ = s.admin(t, http.MethodGet, "/tiers/default", nil, &tier); fmt.Sprint(tier["requests_per_minute"]) != "60" {
+	s.admin(t, http.MethodGet, "/tiers/default", nil, &tier)
+	if fmt.Sprint(tier["requests_per_minute"]) != "60" {
 		t.Errorf("the tier changed before it was saved: %v", tier)
 	}
 	b.do("save the change", chromedp.Click(chromedp.CSS("#save")), chromedp.WaitVisible(chromedp.CSS(`.flash.ok[data-done="tier-saved"]`)))
@@ -413,13 +468,9 @@ func TestConsolePagesInChromium(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &who) != nil || who.Principal != "admin@demo.example" || !strings.HasPrefix(who.Credential, "token:") {
 		t.Errorf("whoami with the console's API token: %d %s", resp.StatusCode, raw)
 	}
-	waitfor.Within(t, 5*time.Second, "the token's use on the tokens page", func() bool {
+	waitfor.Within(t, 10*time.Second, "the token's use on the tokens page", func() bool {
 		b.do("the tokens page", chromedp.Navigate(base+"/console/me/tokens"), chromedp.WaitVisible(chromedp.CSS("#token-table")))
 		return !strings.Contains(b.text("#token-table"), "never")
 	})
 
-	// The overview and the client page with traffic are the docs' screenshots:
-	// written after TestConsoleInChromium's of the same names.
-	writeShotOver(t, "overview", overviewPNG, "TestConsoleInChromium", started)
-	writeShotOver(t, "client", clientPNG, "TestConsoleInChromium", started)
 }
