@@ -242,6 +242,34 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 		t.Fatal("the minted token is shown again")
 	}
 
+	// Alerts: 55 token spikes and a revoked key, in pages of 50, by kind.
+	for i := range 55 {
+		if _, _, err := a.st.RaiseAlert(ctx, store.Alert{Kind: "token_spike", Severity: "warning", ClientID: "demo-app", Rule: "spike",
+			DedupKey: strconv.Itoa(i), Message: fmt.Sprintf("spike %d", i), Details: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := a.st.RaiseAlert(ctx, store.Alert{Kind: "key_revoked", Severity: "critical", Rule: "keys", DedupKey: "r",
+		Message: "openai keys revoked", Details: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	first := adm.do(http.MethodGet, "/console/alerts?state=all", "", "")
+	older := strings.ReplaceAll(between(first.body, `<a href="`, `" id="older">`), "&amp;", "&")
+	older = older[strings.LastIndex(older, `"`)+1:]
+	if strings.Count(first.body, `<tr id="alert-`) != 50 || !strings.Contains(first.body, "openai keys revoked") || !strings.HasPrefix(older, "/console/alerts?") {
+		t.Fatalf("the first page of alerts (older %q): %s", older, first.body)
+	}
+	second := adm.do(http.MethodGet, older, "", "")
+	if strings.Count(second.body, `<tr id="alert-`) != 6 || !strings.Contains(second.body, "spike 0<") || strings.Contains(second.body, `id="older"`) {
+		t.Fatalf("the second page of alerts: %s", second.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/alerts?state=all&kind=key_revoked", "", ""); strings.Count(r.body, `<tr id="alert-`) != 1 {
+		t.Fatalf("the key_revoked alerts: %s", r.body)
+	}
+	if r := adm.do(http.MethodGet, "/console/live/overview", "", ""); !strings.Contains(r.body, `id="open-alerts">56</a>`) {
+		t.Fatalf("the overview's open alerts: %s", r.body)
+	}
+
 	// The keys page's history and access log, for every deployment or one.
 	v1, v2 := 1, 2
 	if _, err := a.st.AddRotation(ctx, store.Rotation{Deployment: "openai-eu", Provider: "openai", Kind: "rotated", Trigger: store.TriggerManual,

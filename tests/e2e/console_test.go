@@ -281,6 +281,23 @@ func TestConsoleInChromium(t *testing.T) {
 	if err != nil || forms != 0 {
 		t.Fatalf("the auditor's client page has %d write controls (%v)", forms, err)
 	}
+	// A disable forged from the auditor's page with its session's CSRF token: the
+	// admin API refuses it, and the client stays as it was.
+	enabled := func() any {
+		var c map[string]any
+		if status, _ := s.admin(t, http.MethodGet, "/clients/initech-app", nil, &c); status != http.StatusOK {
+			t.Fatalf("GET /clients/initech-app = %d", status)
+		}
+		return c["enabled"]
+	}
+	before := enabled()
+	forged := eval[int](aud, "the auditor's forged disable", `(async () => {
+		const body = new URLSearchParams({csrf: document.querySelector('meta[name="csrf-token"]').content, revision: '1'});
+		try { return (await fetch('/console/clients/initech-app/disable', {method: 'POST', body, redirect: 'manual'})).status; } catch (e) { return -1; }
+	})()`)
+	if forged != http.StatusForbidden || enabled() != before {
+		t.Fatalf("the auditor's forged disable: %d", forged)
+	}
 }
 
 // TestConsoleKeysInChromium: with the keys in Vault, a key custodian's flow in

@@ -15,9 +15,6 @@ import (
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
-// alertRows is how many alerts the alerts page reads.
-const alertRows = 200
-
 // alerts serves the alert list: open ones or all, by kind, newest first, with an
 // acknowledge button for those who may.
 func (c *Console) alerts(ec echo.Context) error {
@@ -29,23 +26,26 @@ func (c *Console) alerts(ec echo.Context) error {
 	if state != "all" {
 		state = "open"
 	}
-	list, err := c.st.Alerts(ec.Request().Context(), state == "open", alertRows)
+	ctx := ec.Request().Context()
+	f := store.AlertFilter{Open: state == "open", Kind: kind, Limit: pageSize + 1}
+	if n, err := strconv.ParseInt(ec.QueryParam("before"), 10, 64); err == nil && n > 0 {
+		f.BeforeID = n
+	}
+	items, err := c.st.FilterAlerts(ctx, f)
 	if err != nil {
 		return err
 	}
-	var kinds []string
-	var items []store.Alert
-	for _, a := range list {
-		if !slices.Contains(kinds, a.Kind) {
-			kinds = append(kinds, a.Kind)
-		}
-		if kind == "" || a.Kind == kind {
-			items = append(items, a)
-		}
+	kinds, err := c.st.AlertKinds(ctx)
+	if err != nil {
+		return err
 	}
-	slices.Sort(kinds)
-	data := map[string]any{"Items": items, "State": state, "Kind": kind, "Kinds": kinds, "CanAck": v.id.Can(adminauth.AlertsAck), "At": time.Now().UTC(),
-		"CanRules": v.id.Can(adminauth.AnomalyRulesRead)}
+	data := map[string]any{"State": state, "Kind": kind, "Kinds": kinds, "CanAck": v.id.Can(adminauth.AlertsAck), "At": time.Now().UTC(),
+		"CanRules": v.id.Can(adminauth.AnomalyRulesRead), "Before": f.BeforeID}
+	if len(items) > pageSize {
+		items = items[:pageSize]
+		data["Older"] = strconv.FormatInt(items[pageSize-1].ID, 10)
+	}
+	data["Items"] = items
 	return c.render(ec, http.StatusOK, "alerts", page{Title: "Alerts", Data: data})
 }
 

@@ -200,11 +200,16 @@ func (c *Console) live(ec echo.Context) (liveData, error) {
 	v := viewerOf(ec)
 	d := liveData{At: time.Now().UTC()}
 	if v.id.Can(adminauth.AlertsRead) {
-		open, err := c.st.Alerts(ec.Request().Context(), true, alertRows)
+		ctx := ec.Request().Context()
+		n, err := c.st.OpenAlerts(ctx)
 		if err != nil {
 			return d, err
 		}
-		d.ShowAlerts, d.OpenAlerts, d.Alerts = true, len(open), open[:min(len(open), liveAlerts)]
+		open, err := c.st.FilterAlerts(ctx, store.AlertFilter{Open: true, Limit: liveAlerts})
+		if err != nil {
+			return d, err
+		}
+		d.ShowAlerts, d.OpenAlerts, d.Alerts = true, n, open
 	}
 	if v.id.Can(adminauth.HealthRead) {
 		fleet, err := c.fleet(ec)

@@ -315,8 +315,22 @@ func (s *Store) RaiseAlert(ctx context.Context, a Alert) (Alert, bool, error) {
 // Alerts returns the latest alerts, newest first; only the unacknowledged ones when
 // unacknowledged is set.
 func (s *Store) Alerts(ctx context.Context, unacknowledged bool, limit int) ([]Alert, error) {
+	return s.FilterAlerts(ctx, AlertFilter{Open: unacknowledged, Limit: limit})
+}
+
+// AlertFilter chooses alerts: the open ones only, of one kind, older than an id.
+type AlertFilter struct {
+	Open     bool   // unacknowledged only
+	Kind     string // "": every kind
+	BeforeID int64  // 0: from the newest
+	Limit    int
+}
+
+// FilterAlerts lists the alerts f chooses, newest first.
+func (s *Store) FilterAlerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+alertCols+` FROM alerts
-		WHERE NOT $1 OR acknowledged_at IS NULL ORDER BY id DESC LIMIT $2`, unacknowledged, limit)
+		WHERE (NOT $1 OR acknowledged_at IS NULL) AND ($2 = '' OR kind = $2) AND ($3 = 0 OR id < $3)
+		ORDER BY id DESC LIMIT $4`, f.Open, f.Kind, f.BeforeID, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
 	}
@@ -325,6 +339,28 @@ func (s *Store) Alerts(ctx context.Context, unacknowledged bool, limit int) ([]A
 		return nil, fmt.Errorf("list alerts: %w", err)
 	}
 	return out, nil
+}
+
+// AlertKinds are the kinds of the alerts stored, in order.
+func (s *Store) AlertKinds(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT kind FROM alerts ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("list alert kinds: %w", err)
+	}
+	kinds, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list alert kinds: %w", err)
+	}
+	return kinds, nil
+}
+
+// OpenAlerts counts the unacknowledged alerts.
+func (s *Store) OpenAlerts(ctx context.Context) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE acknowledged_at IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count open alerts: %w", err)
+	}
+	return n, nil
 }
 
 // AckAlert records that by acknowledged alert id, and returns it. Acknowledging it
