@@ -110,13 +110,14 @@ func TestConsoleDeployments(t *testing.T) {
 	}
 
 	// A save based on the old revision, after another change: refused with the
-	// deployment as it is now, the form keeping the typed value at the new revision.
+	// deployment as it is now in the form, the typed value named in the message.
 	patchAnyRevision(t, base+"/admin/v1/deployments/openai-eu", admin, `{"timeout_seconds":50}`)
 	form.Set("timeout_seconds", "55")
 	stale := adm.form("/console/deployments/openai-eu", form)
 	if stale.status != http.StatusPreconditionFailed || !strings.Contains(stale.body, "changed since you loaded it") ||
 		!strings.Contains(stale.body, `<span id="current-timeout">50</span>`) ||
-		formOf(t, stale.body, "deployment-form").Get("timeout_seconds") != "55" || formOf(t, stale.body, "deployment-form").Get("revision") == rev {
+		formOf(t, stale.body, "deployment-form").Get("timeout_seconds") != "50" || formOf(t, stale.body, "deployment-form").Get("revision") == rev ||
+		!strings.Contains(stale.body, `timeout_seconds &#34;55&#34;`) {
 		t.Fatalf("a save of an old revision: %d %s", stale.status, stale.body)
 	}
 	if d := get("openai-eu"); d.TimeoutSeconds != 50 {

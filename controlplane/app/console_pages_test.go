@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portcullis-gw/portcullis/controlplane/admintest"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/auditarchive/chain"
+	"github.com/portcullis-gw/portcullis/controlplane/internal/console"
 	"github.com/portcullis-gw/portcullis/controlplane/internal/store"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/health"
@@ -240,6 +242,39 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 	}
 	if again := adm.do(http.MethodGet, "/console/clients/demo-app", "", ""); strings.Contains(again.body, token) {
 		t.Fatal("the minted token is shown again")
+	}
+
+	// A page's automatic refresh does not count as the person's use of the session:
+	// an unattended page must not keep it from idling out.
+	db, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	idle := func() time.Duration {
+		var secs float64
+		if err := db.QueryRow(ctx, `SELECT extract(epoch FROM now() - max(last_seen_at)) FROM admin_sessions
+			WHERE principal = 'admin@demo.example'`).Scan(&secs); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if _, err := db.Exec(ctx, `UPDATE admin_sessions SET last_seen_at = now() - interval '20 minutes' WHERE principal = 'admin@demo.example'`); err != nil {
+		t.Fatal(err)
+	}
+	poll, _ := http.NewRequest(http.MethodGet, base+"/console/live/overview", nil)
+	poll.Header.Set("HX-Request", "true")
+	poll.Header.Set(console.PollHeader, "1")
+	if resp, err := adm.b.Client.Do(poll); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a poll: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if d := idle(); d < 19*time.Minute {
+		t.Fatalf("a poll marked the session used: idle %v", d)
+	}
+	if r := adm.do(http.MethodGet, "/console/alerts", "", ""); r.status != http.StatusOK || idle() > time.Minute {
+		t.Fatalf("a page the person loaded did not mark the session used: %d, idle %v", r.status, idle())
 	}
 
 	// Alerts: 55 token spikes and a revoked key, in pages of 50, by kind.

@@ -112,7 +112,7 @@ func (g Guardrails) Problems(prefix string) [][2]string {
 			switch {
 			case fam.name != "injection":
 				add(fam.name+".threshold", "is only for injection, whose detector scores; PII and secrets are validated matches")
-			case *t < 0 || *t > 1:
+			case !(*t >= 0 && *t <= 1): // NaN too
 				add(fam.name+".threshold", "must be a number from 0 to 1")
 			}
 		}

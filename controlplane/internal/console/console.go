@@ -41,6 +41,10 @@ const Prefix = "/console"
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// PollHeader marks a page's automatic refresh (the templates' htmx polls send it):
+// such a request does not count as the person's use of their session.
+const PollHeader = "X-Console-Poll"
+
 // maxFormBytes bounds a form the console takes (an uploaded export aside).
 const maxFormBytes = 1 << 20
 
@@ -175,6 +179,11 @@ func (c *Console) authenticate(ec echo.Context) (*viewer, error) {
 func (c *Console) session(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(ec echo.Context) error {
 		securityHeaders(ec.Response().Header())
+		if ec.Request().Header.Get(PollHeader) != "" {
+			// A page refreshing itself: no person is there, so it must not keep the
+			// session from idling out (the admin API calls it makes inherit this).
+			ec.SetRequest(ec.Request().WithContext(store.WithUnattended(ec.Request().Context())))
+		}
 		v, err := c.authenticate(ec)
 		if err != nil {
 			return err

@@ -89,13 +89,7 @@ func (c *Console) deployments(ec echo.Context) error {
 		data["Residency"], data["CountClients"] = rows, counts
 	}
 	if v.id.Can(adminauth.HealthRead) {
-		fleet, err := c.fleet(ec)
-		if err != nil {
-			return err
-		}
-		b := newBreakers(fleet)
-		b.Poll = true
-		data["Live"] = b
+		data["Live"] = c.breakers(ec, true)
 	}
 	controls := map[string]template.HTML{}
 	for section := range controlSections {
@@ -127,7 +121,8 @@ func all[T any](ctx context.Context, coll *store.Collection[T]) ([]T, error) {
 // deployments page.
 type breakersData struct {
 	Show     bool
-	Poll     bool // the table refreshes itself (on the overview, its section does)
+	Poll     bool   // the table refreshes itself (on the overview, its section does)
+	Error    string // why the fleet's health is not shown
 	Workers  int
 	Breakers []health.DeploymentHealth
 }
@@ -137,13 +132,20 @@ func (c *Console) liveBreakers(ec echo.Context) error {
 	if !viewerOf(ec).id.Can(adminauth.HealthRead) {
 		return c.forbidden(ec, adminauth.HealthRead)
 	}
+	return c.fragment(ec, "deployments", "breakers", c.breakers(ec, true))
+}
+
+// breakers is the breaker table's data, polling itself or not; a failure to read
+// the fleet's health is logged and said in the table, not made the page's failure.
+func (c *Console) breakers(ec echo.Context, poll bool) breakersData {
 	fleet, err := c.fleet(ec)
 	if err != nil {
-		return err
+		c.log.Error("console: read the deployments' health", "err", err)
+		return breakersData{Show: true, Poll: poll, Error: "The deployments' health cannot be read now; the control plane's log says why."}
 	}
 	b := newBreakers(fleet)
-	b.Poll = true
-	return c.fragment(ec, "deployments", "breakers", b)
+	b.Poll = poll
+	return b
 }
 
 // newBreakers is the fleet's breakers, trouble first: open, unusable, half-open,

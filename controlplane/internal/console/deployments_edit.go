@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
-	"math"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -180,8 +181,8 @@ func settingValue(kind, s string) (any, string) {
 		if s == "" {
 			return nil, ""
 		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		f, ok := parseNumber(s)
+		if !ok {
 			return nil, "must be a number"
 		}
 		return f, ""
@@ -255,10 +256,23 @@ func settle(res apiResult, what string, shown []string, page again) error {
 	return page(res.status, nil, what+": "+msg)
 }
 
-// changedMsg is what a form based on an old revision of an entity is told.
-func changedMsg(noun string) string {
-	return "The " + noun + " changed since you loaded it: its settings as they are now are above. " +
-		"The form keeps your values, at the current revision: save again to apply them."
+// changedMsg is what a form based on an old revision of an entity is told: the
+// form now shows the entity as it is, and the values the person typed that differ
+// from it are listed, to apply again if they still want them. Keeping the typed
+// form instead would write the person's stale copy of every other field over
+// someone else's change.
+func changedMsg(noun string, typed, current map[string]string) string {
+	var mine []string
+	for _, k := range slices.Sorted(maps.Keys(current)) {
+		if v, ok := typed[k]; ok && v != current[k] {
+			mine = append(mine, fmt.Sprintf("%s %q", k, v))
+		}
+	}
+	msg := "The " + noun + " changed since you loaded it: the form now shows it as it is, and nothing of yours was saved."
+	if len(mine) > 0 {
+		msg += " Your values that differ from it: " + strings.Join(mine, ", ") + "."
+	}
+	return msg
 }
 
 // deployment serves one deployment's settings, and the form to change them for
@@ -323,10 +337,11 @@ func (c *Console) saveDeployment(ec echo.Context) error {
 	case http.StatusOK:
 		return ec.Redirect(http.StatusSeeOther, Prefix+"/deployments/"+url.PathEscape(name)+"?done=deployment-saved")
 	case http.StatusPreconditionFailed:
+		current := map[string]string{}
 		if rec, err := c.st.Deployments().Get(ec.Request().Context(), name); err == nil {
-			form["revision"] = strconv.FormatInt(rec.Revision, 10)
+			current = deploymentValues(rec.Entity)
 		}
-		return c.deploymentPage(ec, res.status, form, nil, changedMsg("deployment"))
+		return c.deploymentPage(ec, res.status, nil, nil, changedMsg("deployment", form, current))
 	}
 	return settle(res, "Not saved", deploymentFieldNames, func(status int, errs map[string]string, msg string) error {
 		return c.deploymentPage(ec, status, form, errs, msg)
@@ -412,14 +427,20 @@ func (c *Console) saveModel(ec echo.Context) error {
 	case http.StatusOK:
 		return ec.Redirect(http.StatusSeeOther, Prefix+"/models/"+url.PathEscape(id)+"?done=model-saved")
 	case http.StatusPreconditionFailed:
+		current := map[string]string{}
 		if rec, err := c.st.Models().Get(ec.Request().Context(), id); err == nil {
-			form["revision"] = strconv.FormatInt(rec.Revision, 10)
+			current = modelValues(rec.Entity)
 		}
-		return c.modelPage(ec, res.status, form, nil, changedMsg("model"))
+		return c.modelPage(ec, res.status, nil, nil, changedMsg("model", form, current))
 	}
 	return settle(res, "Not saved", modelFieldNames, func(status int, errs map[string]string, msg string) error {
 		return c.modelPage(ec, status, form, errs, msg)
 	})
+}
+
+// residencyValues are r's settings as the form shows them.
+func residencyValues(r policy.ResidencyRule) map[string]string {
+	return map[string]string{"allowed_regions": strings.Join(r.AllowedRegions, ", "), "endpoint_url": r.EndpointURL}
 }
 
 // modelValues are m's settings as the form shows them.
@@ -464,8 +485,8 @@ func (c *Console) residencyPage(ec echo.Context, status int, form, errs map[stri
 		return err
 	}
 	if form == nil {
-		form = map[string]string{"allowed_regions": strings.Join(rec.Entity.AllowedRegions, ", "), "endpoint_url": rec.Entity.EndpointURL,
-			"revision": strconv.FormatInt(rec.Revision, 10)}
+		form = residencyValues(rec.Entity)
+		form["revision"] = strconv.FormatInt(rec.Revision, 10)
 	}
 	data := map[string]any{"Rule": rec.Entity, "Revision": rec.Revision, "CanWrite": v.id.Can(adminauth.ResidencyWrite),
 		"Group": viewOf(residencyGroup, "", form, errs, false, nil)}
@@ -500,10 +521,11 @@ func (c *Console) saveResidency(ec echo.Context) error {
 	case http.StatusOK:
 		return ec.Redirect(http.StatusSeeOther, Prefix+"/residency/"+url.PathEscape(name)+"?done=residency-saved")
 	case http.StatusPreconditionFailed:
+		current := map[string]string{}
 		if rec, err := c.st.ResidencyRules().Get(ec.Request().Context(), name); err == nil {
-			form["revision"] = strconv.FormatInt(rec.Revision, 10)
+			current = residencyValues(rec.Entity)
 		}
-		return c.residencyPage(ec, res.status, form, nil, changedMsg("residency rule"))
+		return c.residencyPage(ec, res.status, nil, nil, changedMsg("residency rule", form, current))
 	}
 	return settle(res, "Not saved", residencyFieldNames, func(status int, errs map[string]string, msg string) error {
 		return c.residencyPage(ec, status, form, errs, msg)

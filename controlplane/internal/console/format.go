@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"math"
 	"strconv"
 	"time"
 )
@@ -93,4 +94,11 @@ func formatRate(f float64) string {
 		return strconv.FormatFloat(f, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(f, 'f', 4, 64)
+}
+
+// parseNumber parses a form's decimal number: a finite one only (ParseFloat also
+// takes NaN and Inf, which JSON cannot carry).
+func parseNumber(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }

@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -119,9 +120,13 @@ func (c *Console) traffic(ec echo.Context, data map[string]any) error {
 		return nil
 	}
 	sctx, _ := scope(ctx, v, adminauth.UsageRead)
-	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	now := time.Now().UTC()
+	to := now.Truncate(time.Hour).Add(time.Hour)
 	from := to.Add(-overviewWindow)
 	x := hours(from, to)
+	// The rates are over the time the rows cover: the 23 whole hours and the one
+	// under way.
+	secs := now.Sub(from).Seconds()
 	byRegion := map[string]*regionTraffic{}
 	var regions []string
 	requests, tokens := map[string]map[int64]float64{}, map[string]map[int64]float64{}
@@ -168,7 +173,7 @@ func (c *Console) traffic(ec echo.Context, data map[string]any) error {
 	list := make([]regionTraffic, 0, len(regions))
 	for _, name := range regions {
 		r := byRegion[name]
-		secs, hrs := overviewWindow.Seconds(), overviewWindow.Hours()
+		hrs := secs / 3600
 		r.PerSecond = float64(r.Requests) / secs
 		r.ErrorRate, r.RefusedRate = ratio(r.Errors, r.Requests), ratio(r.Refused, r.Requests)
 		r.P50, r.P95 = store.LatencyQuantile(r.Latency, 0.5), store.LatencyQuantile(r.Latency, 0.95)
@@ -212,11 +217,7 @@ func (c *Console) live(ec echo.Context) (liveData, error) {
 		d.ShowAlerts, d.OpenAlerts, d.Alerts = true, n, open
 	}
 	if v.id.Can(adminauth.HealthRead) {
-		fleet, err := c.fleet(ec)
-		if err != nil {
-			return d, err
-		}
-		d.Breakers = newBreakers(fleet)
+		d.Breakers = c.breakers(ec, false)
 	}
 	return d, nil
 }
@@ -232,10 +233,10 @@ func (c *Console) fleet(ec echo.Context) (health.Fleet, error) {
 		Workers int                       `json:"workers"`
 	}
 	if res.status != http.StatusOK {
-		return health.Fleet{}, nil
+		return health.Fleet{}, fmt.Errorf("deployment health: the admin API answered %d: %s", res.status, res.problem().Message)
 	}
 	if err := json.Unmarshal(res.body, &body); err != nil {
-		return health.Fleet{}, err
+		return health.Fleet{}, fmt.Errorf("deployment health: %w", err)
 	}
 	return health.Fleet{Deployments: body.Data, Workers: body.Workers}, nil
 }

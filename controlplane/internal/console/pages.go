@@ -295,20 +295,22 @@ func (c *Console) clientActivity(ec echo.Context, cl policy.Client, data map[str
 		}
 		use, err := c.limitsNow(ctx, cl.ClientID, t, o)
 		if err != nil {
-			data["LimitsError"] = "The limit counters cannot be read now: " + err.Error()
+			c.log.Warn("console: read the limit counters", "client", cl.ClientID, "err", err)
+			data["LimitsError"] = "The limit counters in NATS cannot be read now; the control plane's log says why."
 		}
 		data["Limits"] = use
 	}
 	if !allowsOn(v, adminauth.UsageRead, cl.Tenant) {
 		return nil
 	}
-	recent, err := c.st.RecentRequests(ctx, cl.ClientID, recentRequests)
+	sctx, _ := scope(ctx, v, adminauth.UsageRead)
+	recent, err := c.st.RecentRequests(sctx, cl.ClientID, recentRequests)
 	if err != nil {
 		return err
 	}
+	data["ShowDeployment"] = v.id.Can(adminauth.DeploymentsRead) // which upstream served it is the operators' business
 	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
 	from := to.Add(-clientWindow)
-	sctx, _ := scope(ctx, v, adminauth.UsageRead)
 	byHour, err := c.st.UsageByHour(sctx, from, to, "client", cl.ClientID)
 	if err != nil {
 		return err
@@ -342,7 +344,15 @@ func (c *Console) mintToken(ec echo.Context) error {
 		return err
 	}
 	if res.status != http.StatusOK && res.status != http.StatusCreated {
-		_, msg := res.fieldErrors()
+		p := res.problem()
+		msg := p.Message
+		if len(p.Fields) > 0 { // the form has no such field to show them beside
+			var each []string
+			for _, f := range p.Fields {
+				each = append(each, f.Field+" "+f.Message)
+			}
+			msg = strings.Join(each, "; ")
+		}
 		return c.clientPage(ec, res.status, map[string]string{"for": "3600"}, nil, "No token minted: "+msg)
 	}
 	var minted struct {

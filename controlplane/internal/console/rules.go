@@ -165,11 +165,11 @@ func (c *Console) saveRule(ec echo.Context) error {
 	case http.StatusOK:
 		return ec.Redirect(http.StatusSeeOther, Prefix+"/alerts/rules/"+url.PathEscape(name)+"?done=rule-saved")
 	case http.StatusPreconditionFailed:
+		current := map[string]string{}
 		if rec, err := c.st.AnomalyRules().Get(ec.Request().Context(), name); err == nil {
-			form["revision"] = strconv.FormatInt(rec.Revision, 10)
+			current = ruleValues(rec.Entity)
 		}
-		return c.rulePage(ec, res.status, form, nil, "The rule changed since you loaded it: its settings as they are now are above. "+
-			"The form keeps your values; save again to write them over the current ones.")
+		return c.rulePage(ec, res.status, nil, nil, changedMsg("rule", form, current))
 	case http.StatusUnprocessableEntity:
 		errs, msg := formErrors(res, ruleNames)
 		return c.rulePage(ec, res.status, form, errs, msg)
@@ -213,13 +213,15 @@ func parseRule(form map[string]string, change bool) (map[string]any, map[string]
 				}
 				continue
 			}
-			var err error
+			ok := true
 			if f.Kind == "decimal" {
-				body[f.Name], err = strconv.ParseFloat(s, 64)
+				body[f.Name], ok = parseNumber(s)
 			} else {
+				var err error
 				body[f.Name], err = strconv.ParseInt(s, 10, 64)
+				ok = err == nil
 			}
-			if err != nil {
+			if !ok {
 				errs[f.Name] = "must be a number"
 			}
 		}

@@ -383,8 +383,8 @@ func parseTier(base policy.Tier, form map[string]string) (policy.Tier, map[strin
 	}
 	g.Injection.Classifier, g.Injection.Threshold, g.Pseudonymise = form["guardrails.injection.classifier"], nil, nil
 	if s := form["guardrails.injection.threshold"]; s != "" {
-		th, err := strconv.ParseFloat(s, 64)
-		if err != nil {
+		th, ok := parseNumber(s)
+		if !ok {
 			errs["guardrails.injection.threshold"] = "must be a number from 0 to 1"
 		}
 		g.Injection.Threshold = &th

@@ -77,9 +77,11 @@ func (c *Console) usage(ec echo.Context) error {
 	if key != "" && (len(rows) == 1 || (len(rows) > 0 && rows[0].Key == key)) {
 		exact = rows[0].Key
 	}
-	byHour, err := c.st.UsageByHour(sctx, from, to, group, exact)
-	if err != nil {
-		return err
+	var byHour []store.UsageHour
+	if key == "" || exact != "" { // a search that names no one row charts nothing
+		if byHour, err = c.st.UsageByHour(sctx, from, to, group, exact); err != nil {
+			return err
+		}
 	}
 	x := hours(from, to)
 	var regions []string

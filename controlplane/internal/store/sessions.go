@@ -245,10 +245,20 @@ type SessionAuth struct {
 // updates it; the idle timeout is that much less exact.
 const lastSeenEvery = 15 * time.Second
 
+// unattendedKey marks a context whose requests a person did not make (WithUnattended).
+type unattendedKey struct{}
+
+// WithUnattended marks ctx as a request no person made, such as a console page's
+// automatic refresh: AuthenticateSession under it does not record a use, so that an
+// open, unattended page does not keep its session from idling out.
+func WithUnattended(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unattendedKey{}, true)
+}
+
 // AuthenticateSession returns the live session whose cookie has the SHA-256 hash,
 // with its principal: ErrNotFound if there is none, it has been idle too long or it
 // is past its absolute expiry, ErrDisabled if its principal is disabled. It records
-// the use for the idle timeout.
+// the use for the idle timeout, unless ctx is WithUnattended.
 func (s *Store) AuthenticateSession(ctx context.Context, hash []byte) (SessionAuth, error) {
 	sess, err := scanSession(s.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM admin_sessions
 		WHERE token_hash = $1 AND expires_at > now() AND last_seen_at + make_interval(secs => idle_seconds) > now()`, hash))
@@ -265,7 +275,7 @@ func (s *Store) AuthenticateSession(ctx context.Context, hash []byte) (SessionAu
 	if p.Disabled {
 		return SessionAuth{}, ErrDisabled
 	}
-	if time.Since(sess.LastSeenAt) > lastSeenEvery {
+	if unattended, _ := ctx.Value(unattendedKey{}).(bool); !unattended && time.Since(sess.LastSeenAt) > lastSeenEvery {
 		if _, err := s.pool.Exec(ctx, `UPDATE admin_sessions SET last_seen_at = now() WHERE id = $1`, sess.ID); err != nil {
 			return SessionAuth{}, fmt.Errorf("record session use: %w", err)
 		}

@@ -212,13 +212,20 @@ type RecentRequest struct {
 
 // RecentRequests reads a client's n newest archived requests across every region,
 // newest first: each region's index on (region, client_id, ts) gives its newest,
-// and the newest n of those are kept.
+// and the newest n of those are kept. Under a tenant scope, only requests made
+// while the client was in one of its tenants.
 func (s *Store) RecentRequests(ctx context.Context, client string, n int) ([]RecentRequest, error) {
+	args := []any{client, n}
+	scope := ""
+	if tenants, ok := TenantsOf(ctx); ok {
+		args = append(args, tenants)
+		scope = " AND tenant_id = ANY($3::text[])"
+	}
 	rows, err := s.pool.Query(ctx, `SELECT e.* FROM audit_chain ch CROSS JOIN LATERAL (
 			SELECT ts, region, request_id, operation, model, deployment, status, error_code, tokens_in, tokens_out,
 				cost_usd_micros, latency_ms, stream, fallback, flagged
-			FROM audit_events WHERE region = ch.region AND client_id = $1 ORDER BY ts DESC LIMIT $2) e
-		ORDER BY e.ts DESC LIMIT $2`, client, n)
+			FROM audit_events WHERE region = ch.region AND client_id = $1`+scope+` ORDER BY ts DESC LIMIT $2) e
+		ORDER BY e.ts DESC LIMIT $2`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read recent requests: %w", err)
 	}

@@ -136,6 +136,13 @@ func TestUsageByHourTopAndRecent(t *testing.T) {
 	if err != nil || len(recent) != 3 || recent[0].RequestID != "us-0" || recent[1].RequestID != "eu-5" || recent[2].RequestID != "eu-4" {
 		t.Fatalf("recent: %+v %v", recent, err)
 	}
+	// A client moved to t2 later: t2's scope does not see what it did in t1.
+	if recent, err := st.RecentRequests(store.WithTenants(ctx, []string{"t2"}), "big", 3); err != nil || len(recent) != 0 {
+		t.Fatalf("big's requests under t2's scope: %+v %v", recent, err)
+	}
+	if recent, err := st.RecentRequests(store.WithTenants(ctx, []string{"t1"}), "big", 10); err != nil || len(recent) != 5 {
+		t.Fatalf("big's requests under t1's scope: %+v %v", recent, err)
+	}
 }
 
 // reencode makes e's JSON match its edited event.
