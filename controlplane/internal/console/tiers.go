@@ -25,25 +25,6 @@ func (c *Console) registerTiers(g *echo.Group) {
 	g.POST("/tiers/:name", c.saveTier)
 }
 
-// formField is one setting an edit form shows. Its name is the admin API's field
-// path (e.g. "guardrails.pii.input"), so that the API's field errors land beside it.
-type formField struct {
-	Name, Label, Hint string
-	Kind              string // "number", "decimal", "list", "select" or "check"
-	Options           []option
-}
-
-type option struct{ Value, Label string }
-
-// ID is the field's element id: its name with dashes for dots.
-func (f formField) ID() string { return strings.ReplaceAll(f.Name, ".", "-") }
-
-// fieldGroup is one fieldset of a form.
-type fieldGroup struct {
-	Legend string
-	Fields []formField
-}
-
 // fieldNames are the names of the fields of groups.
 func fieldNames(groups ...fieldGroup) []string {
 	var out []string
