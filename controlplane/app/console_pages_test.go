@@ -142,7 +142,7 @@ func TestConsoleTrafficUsageAndDeployments(t *testing.T) {
 		t.Fatalf("us's row: %s", usRow)
 	}
 	top := between(overview.body, `<table id="top-clients"`, `</table>`)
-	if strings.Index(top, "globex-app") < 0 || strings.Index(top, "globex-app") > strings.Index(top, "demo-app") {
+	if !strings.Contains(top, "globex-app") || strings.Index(top, "globex-app") > strings.Index(top, "demo-app") {
 		t.Fatalf("top clients, most tokens first: %s", top)
 	}
 	breakers := between(overview.body, `<table id="breakers">`, `</table>`)
