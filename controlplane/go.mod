@@ -3,24 +3,26 @@ module github.com/portcullis-gw/portcullis/controlplane
 go 1.26.8
 
 require (
+	github.com/coreos/go-oidc/v3 v3.21.0
+	github.com/goccy/go-yaml v1.19.2
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/lestrrat-go/jwx/v2 v2.1.7
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f
 	github.com/portcullis-gw/portcullis/migrations v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/shared v0.0.0-00010101000000-000000000000
 	github.com/portcullis-gw/portcullis/web v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	go.uber.org/goleak v1.3.0
+	golang.org/x/oauth2 v0.38.0
 )
 
 require (
-	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/hashicorp/vault/api v1.23.0 // indirect
-	github.com/oauth2-proxy/mockoidc v0.0.0-20261103160011-e06ed0b7cb7f // indirect
-	golang.org/x/oauth2 v0.38.0 // indirect
+	github.com/nyaruka/phonenumbers v1.8.1 // indirect
 )
 
 require (

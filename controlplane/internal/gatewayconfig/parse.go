@@ -1,0 +1,110 @@
+package gatewayconfig
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// MaxFileBytes bounds a gateway.yaml.
+const MaxFileBytes = 4 << 20
+
+// Document is a parsed gateway.yaml: the file and its syntax tree, which knows
+// where each setting is.
+type Document struct {
+	Name string // the file's name, for messages
+	File File
+	tree *ast.File
+}
+
+// Problem is one thing wrong with a file: where, the setting's path and why.
+type Problem struct {
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Path    string `json:"path"` // dotted, e.g. gateway.per_client_limits.default.requests_per_minute
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	where := fmt.Sprintf("%d:%d", p.Line, p.Column)
+	if p.Path == "" {
+		return where + ": " + p.Message
+	}
+	return where + ": " + p.Path + ": " + p.Message
+}
+
+// Problems is every problem of a file, as one error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Parse reads a gateway.yaml. A file that is not YAML, holds a setting the format
+// does not know, or gives a setting a value of the wrong type is refused as
+// Problems, with the line and column of the first such problem (YAML decoding stops
+// there); the rest of the file is checked once it decodes.
+func Parse(name string, data []byte) (*Document, error) {
+	if len(data) > MaxFileBytes {
+		return nil, Problems{{Line: 1, Column: 1, Message: fmt.Sprintf("the file is larger than %d bytes", MaxFileBytes)}}
+	}
+	tree, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlProblem(err)
+	}
+	d := &Document{Name: name, tree: tree}
+	if err := yaml.UnmarshalWithOptions(data, &d.File, yaml.DisallowUnknownField()); err != nil {
+		return nil, yamlProblem(err)
+	}
+	switch d.File.APIVersion {
+	case APIVersion:
+	case "":
+		return nil, Problems{{Line: 1, Column: 1, Path: "apiVersion", Message: "is required: apiVersion: " + APIVersion}}
+	default:
+		line, col := d.Pos("apiVersion")
+		return nil, Problems{{Line: line, Column: col, Path: "apiVersion",
+			Message: fmt.Sprintf("%q is not a version this control plane reads: use %s", d.File.APIVersion, APIVersion)}}
+	}
+	return d, nil
+}
+
+// yamlProblem is a YAML library error as a Problem at its token.
+func yamlProblem(err error) Problems {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		pos := ye.GetToken().Position
+		return Problems{{Line: pos.Line, Column: pos.Column, Message: ye.GetMessage()}}
+	}
+	return Problems{{Line: 1, Column: 1, Message: err.Error()}}
+}
+
+// Pos is the line and column of the setting at path (keys from the top), or of the
+// nearest enclosing one the file has; 1:1 when there is none.
+func (d *Document) Pos(path ...string) (line, column int) {
+	for n := len(path); n > 0; n-- {
+		b := (&yaml.PathBuilder{}).Root()
+		for _, k := range path[:n] {
+			b = b.Child(k)
+		}
+		node, err := b.Build().FilterFile(d.tree)
+		if err == nil && node != nil && node.GetToken() != nil {
+			pos := node.GetToken().Position
+			return pos.Line, pos.Column
+		}
+	}
+	return 1, 1
+}
+
+// problem is a Problem at path.
+func (d *Document) problem(message string, path ...string) Problem {
+	line, col := d.Pos(path...)
+	return Problem{Line: line, Column: col, Path: strings.Join(path, "."), Message: message}
+}
