@@ -58,7 +58,7 @@ func TestSeedBlocks(t *testing.T) {
 			`"timeout_seconds":30,"tls":{"min_version":"TLS1.3","verify":true}}`,
 		"deployments/anthropic": `{"base_url":"https://api.anthropic.com","key_path":"secret/llm/anthropic-api-key","key_source":"vault",` +
 			`"name":"anthropic","provider":"anthropic","region":"eu","rotation_interval_days":30}`,
-		"deployments/openai-fallback-eu": `{"base_url":"http://ollama.moltbot-infra:11434","key_source":"none","kind":"self_hosted","name":"openai-fallback-eu","provider":"ollama","region":"eu"}`,
+		"deployments/openai-fallback-eu":       `{"base_url":"http://ollama.moltbot-infra:11434","key_source":"none","kind":"self_hosted","name":"openai-fallback-eu","provider":"ollama","region":"eu"}`,
 		"models/llama3-70b.openai-fallback-eu": `{"deployment":"openai-fallback-eu","id":"llama3-70b.openai-fallback-eu","name":"llama3-70b","upstream_model":"llama3-70b"}`,
 		"models/gpt-4o.openai":                 `{"deployment":"openai","id":"gpt-4o.openai","name":"gpt-4o","upstream_model":"gpt-4o"}`,
 		"fallback-maps/openai.gpt-4o":          `{"from_model":"gpt-4o","id":"openai.gpt-4o","provider":"openai","to_model":"llama3-70b"}`,
