@@ -108,6 +108,7 @@ func (a *API) registerRoutes(g *echo.Group) {
 	a.registerIdentity(g)
 	a.registerChanges(g)
 	a.registerGuardrails(g)
+	a.registerConfig(g)
 	g.RouteNotFound("/*", func(c echo.Context) error { return unrouted(c, paths, ov) })
 }
 

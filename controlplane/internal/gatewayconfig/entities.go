@@ -180,6 +180,7 @@ func (b *builder) providers() {
 	}
 	for _, p := range names {
 		b.provider(p, p, b.providerPath(p))
+		keysOK := b.keySourceOK(p)
 		deps := b.deploymentsOf(p)
 		if len(deps) == 0 {
 			if b.f.Region == "" {
@@ -191,7 +192,9 @@ func (b *builder) providers() {
 			deps = []*Entity{e}
 		}
 		for _, e := range deps {
-			b.keySettings(p, e)
+			if keysOK {
+				b.keySettings(p, e)
+			}
 			b.upstreamSettings(p, e)
 			if u, ok := publicBaseURLs[p]; ok {
 				setDefault(e, "base_url", u, b.providerPath(p))
@@ -266,14 +269,6 @@ func (b *builder) keySettings(p string, e *Entity) {
 	}
 	path := []string{"llm_providers", p}
 	at := func(k string) []string { return append(slices.Clone(path), k) }
-	if why, refused := refusedKeySources[lp.KeySource]; refused {
-		b.fail("never: "+why, at("key_source")...)
-		return
-	}
-	if !slices.Contains(keySources, lp.KeySource) {
-		b.fail(fmt.Sprintf("must be one of %s", strings.Join(keySources, ", ")), at("key_source")...)
-		return
-	}
 	setDefault(e, "key_source", lp.KeySource, at("key_source"))
 	if lp.VaultPath != "" {
 		setDefault(e, "key_path", lp.VaultPath, at("vault_path"))
@@ -284,6 +279,25 @@ func (b *builder) keySettings(p string, e *Entity) {
 	if lp.RotationOverlapHours != nil {
 		setDefault(e, "rotation_overlap_hours", *lp.RotationOverlapHours, at("rotation_overlap_hours"))
 	}
+}
+
+// keySourceOK reports whether provider p's llm_providers key_source, if any, is one
+// Portcullis takes, else records why not.
+func (b *builder) keySourceOK(p string) bool {
+	lp, ok := b.f.LLMProviders[p]
+	if !ok {
+		return true
+	}
+	at := []string{"llm_providers", p, "key_source"}
+	if why, refused := refusedKeySources[lp.KeySource]; refused {
+		b.fail("never: "+why, at...)
+		return false
+	}
+	if !slices.Contains(keySources, lp.KeySource) {
+		b.fail(fmt.Sprintf("must be one of %s", strings.Join(keySources, ", ")), at...)
+		return false
+	}
+	return true
 }
 
 // upstreamSettings gives deployment e provider p's settings from upstream_providers.

@@ -108,3 +108,6 @@ func (d *Document) problem(message string, path ...string) Problem {
 	line, col := d.Pos(path...)
 	return Problem{Line: line, Column: col, Path: strings.Join(path, "."), Message: message}
 }
+
+// ToYAML renders a JSON document as YAML, keeping its keys' order.
+func ToYAML(jsonDoc []byte) ([]byte, error) { return yaml.JSONToYAML(jsonDoc) }

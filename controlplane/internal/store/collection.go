@@ -232,23 +232,26 @@ func (c *Collection[T]) Update(ctx context.Context, key string, revision int64, 
 // must equal it, else ErrStale. It returns ErrNotFound if there is no such entity and
 // an *InUseError if other entities still reference it.
 func (c *Collection[T]) Delete(ctx context.Context, key string, revision int64) error {
-	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
-		args := []any{key, revision}
-		q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)%s%s RETURNING %s`,
-			c.t.name, c.t.key, c.t.visible(), c.t.scoped(ctx, &args), c.t.selectList())
-		before, err := c.t.scan(tx.QueryRow(ctx, q, args...))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return Change{}, c.missing(ctx, tx, key)
-		}
-		if err != nil {
-			return Change{}, err
-		}
-		return c.change("delete", &before, nil), nil
-	})
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) { return c.deleteTx(ctx, tx, key, revision) })
 	if err != nil {
 		return fmt.Errorf("delete %s %q: %w", c.t.name, key, translate(c.t, err, true))
 	}
 	return nil
+}
+
+// deleteTx is Delete inside tx, untranslated errors.
+func (c *Collection[T]) deleteTx(ctx context.Context, tx pgx.Tx, key string, revision int64) (Change, error) {
+	args := []any{key, revision}
+	q := fmt.Sprintf(`DELETE FROM %s WHERE %s = $1 AND ($2::bigint = 0 OR revision = $2)%s%s RETURNING %s`,
+		c.t.name, c.t.key, c.t.visible(), c.t.scoped(ctx, &args), c.t.selectList())
+	before, err := c.t.scan(tx.QueryRow(ctx, q, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Change{}, c.missing(ctx, tx, key)
+	}
+	if err != nil {
+		return Change{}, err
+	}
+	return c.change("delete", &before, nil), nil
 }
 
 // Put creates the entity with e's key, or replaces it if it exists: the stored
@@ -260,6 +263,22 @@ func (c *Collection[T]) Put(ctx context.Context, e T) (Record[T], error) {
 	if key == "" {
 		return Record[T]{}, fmt.Errorf("put %s: empty %s", c.t.name, c.t.key)
 	}
+	var rec Record[T]
+	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
+		var ch Change
+		var err error
+		rec, ch, err = c.putTx(ctx, tx, e)
+		return ch, err
+	})
+	if err != nil {
+		return Record[T]{}, fmt.Errorf("put %s %q: %w", c.t.name, key, translate(c.t, err, false))
+	}
+	return rec, nil
+}
+
+// putTx is Put inside tx, untranslated errors; e's key is not empty.
+func (c *Collection[T]) putTx(ctx context.Context, tx pgx.Tx, e T) (Record[T], Change, error) {
+	key := *c.t.keyOf(&e)
 	cols := c.t.columnNames()
 	marks := make([]string, len(cols))
 	sets := make([]string, 0, len(cols)+2)
@@ -280,24 +299,18 @@ func (c *Collection[T]) Put(ctx context.Context, e T) (Record[T], error) {
 		"updated_at = now()")
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s RETURNING %s`,
 		c.t.name, strings.Join(cols, ", "), strings.Join(marks, ", "), c.t.key, strings.Join(sets, ", "), c.t.selectList())
-	var rec Record[T]
-	err := c.s.mutate(ctx, func(tx pgx.Tx) (Change, error) {
-		before, err := c.lockedGet(ctx, tx, key)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return Change{}, err
-		}
-		if rec, err = c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...)); err != nil {
-			return Change{}, err
-		}
-		if err := c.inScope(ctx, tx, key); err != nil {
-			return Change{}, err
-		}
-		return c.change("put", before, &rec), nil
-	})
-	if err != nil {
-		return Record[T]{}, fmt.Errorf("put %s %q: %w", c.t.name, key, translate(c.t, err, false))
+	before, err := c.lockedGet(ctx, tx, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Record[T]{}, Change{}, err
 	}
-	return rec, nil
+	rec, err := c.t.scan(tx.QueryRow(ctx, q, c.t.values(&e)...))
+	if err != nil {
+		return Record[T]{}, Change{}, err
+	}
+	if err := c.inScope(ctx, tx, key); err != nil {
+		return Record[T]{}, Change{}, err
+	}
+	return rec, c.change("put", before, &rec), nil
 }
 
 // lockedGet reads and locks the visible row with key inside tx: nil, ErrNotFound
