@@ -26,7 +26,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // exitCode reports err on stderr and maps it to the process exit status: 0 on
-// success, 2 for a command line that could not be understood, 1 otherwise. API errors
+// success, 2 for a command line that could not be understood or a diff with
+// changes, 1 otherwise. API errors
 // print as "code: message" followed by one line per field error.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
@@ -34,6 +35,8 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	var apiErr *cli.APIError
 	switch {
+	case errors.Is(err, cli.ErrChanges): // diff printed the plan
+		return 2
 	case errors.Is(err, cli.ErrUsage):
 		if err != cli.ErrUsage { // the bare sentinel means the usage was already printed
 			fmt.Fprintln(stderr, "portcullis:", err)

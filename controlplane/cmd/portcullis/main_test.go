@@ -27,6 +27,7 @@ func TestExitCode(t *testing.T) {
 		{"usage with reason", fmt.Errorf("%w: --client is required", cli.ErrUsage), 2, "portcullis: usage error: --client is required\n"},
 		{"api error", apiErr, 1, "validation_failed: invalid tenant\n  name: must be a slug\n"},
 		{"other", errors.New("boom"), 1, "portcullis: boom\n"},
+		{"diff with changes", cli.ErrChanges, 2, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -96,6 +96,9 @@ commands:
   changes verify [FILE]                              check its hash chain (default: fetch it)
   guardrails scan (-f FILE | --text TEXT) [--tier T] [--direction input|output]
                                                      the guardrails' dry run; FILE: {"text"} lines, a result a line
+  apply -f FILE [--dry-run] [--prune] [--force]      apply a gateway.yaml: the plan, then one policy version
+  diff -f FILE [--prune]                             the plan only; exit status 0: no changes, 2: changes
+  export [--format yaml|json] [-o FILE]              the live configuration as a gateway.yaml
   seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
@@ -132,6 +135,12 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 			return cmd.login(ctx, rest[1:])
 		case "logout":
 			return cmd.logout(ctx, rest[1:])
+		case "apply":
+			return cmd.apply(ctx, rest[1:])
+		case "diff":
+			return cmd.diff(ctx, rest[1:])
+		case "export":
+			return cmd.export(ctx, rest[1:])
 		case "changes":
 			if len(rest) == 1 || strings.HasPrefix(rest[1], "-") { // "portcullis changes --actor alice"
 				return cmd.changes(ctx, "list", rest[1:])
