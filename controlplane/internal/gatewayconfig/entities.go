@@ -499,3 +499,32 @@ func (b *builder) refusals() {
 		}
 	}
 }
+
+// Pending lists the settings of the file that Portcullis reads and checks but that do
+// not take effect yet, each with what decides the matter today, so that no setting
+// is dropped silently.
+func (d *Document) Pending() []Problem {
+	f := &d.File
+	var out []Problem
+	note := func(message string, path ...string) { out = append(out, d.problem(message, path...)) }
+	if f.Gateway != nil && f.Gateway.Auth != nil {
+		note("not applied yet: the data planes take the issuer, audience and claims from their own settings "+
+			"(PORTCULLIS_JWT_ISSUER, PORTCULLIS_JWT_AUDIENCE)", "gateway", "auth")
+	}
+	if f.Logging != nil && f.Logging.Request != nil && len(f.Logging.Request.LogHeaders) > 0 {
+		note("not applied yet: the data planes take the audit header allowlist from PORTCULLIS_AUDIT_HEADERS",
+			"logging", "request", "log_headers")
+	}
+	for _, p := range slices.Sorted(maps.Keys(f.UpstreamProviders)) {
+		up := f.UpstreamProviders[p]
+		if up.SelfHostedFallback != nil && up.SelfHostedFallback.EnabledWhen != "" {
+			note("not applied yet: a fallback is taken when the breaker is open or the error rate is above the data planes' "+
+				"PORTCULLIS_FALLBACK_ERROR_RATE", "upstream_providers", p, "self_hosted_fallback", "enabled_when")
+		}
+		if up.Proxy != nil {
+			note("not applied yet: the data planes reach upstreams directly, bounded by their egress allowlist",
+				"upstream_providers", p, "proxy")
+		}
+	}
+	return out
+}

@@ -191,3 +191,28 @@ func TestParseCondition(t *testing.T) {
 		}
 	}
 }
+
+// TestPending: the seed's settings that do not take effect yet are listed, each at
+// its place; a file without them has none.
+func TestPending(t *testing.T) {
+	raw, err := os.ReadFile("testdata/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Parse("gateway.yaml", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range d.Pending() {
+		got = append(got, p.Path)
+	}
+	want := "gateway.auth logging.request.log_headers upstream_providers.openai.self_hosted_fallback.enabled_when upstream_providers.openai.proxy"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("pending: %v", got)
+	}
+	d, _ = Parse("gateway.yaml", []byte("apiVersion: portcullis/v1\n"))
+	if len(d.Pending()) != 0 {
+		t.Fatal("an empty file has pending settings")
+	}
+}
