@@ -21,7 +21,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint vet bench guardrails-eval console-screenshots fmt clean clean-data vaultdev
+.PHONY: help build run test lint vet bench guardrails-eval console-screenshots config-schema fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ guardrails-eval: ## score the guardrail detectors: precision, recall, F1 per fam
 console-screenshots: ## the console's browser test, writing its screenshots to docs/console (needs Chromium)
 	mkdir -p docs/console
 	PORTCULLIS_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run 'TestConsole.*InChromium' ./tests/e2e/
+
+config-schema: ## regenerate docs/gateway.schema.json, the JSON Schema of gateway.yaml, from the Go types
+	PORTCULLIS_UPDATE_SCHEMA=1 $(GO) test -count=1 -run '^TestSchema$$' ./controlplane/internal/gatewayconfig/
 
 fmt: ## gofmt every module
 	gofmt -l -w $(MODULE_DIRS)
