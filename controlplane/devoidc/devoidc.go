@@ -36,7 +36,7 @@ const (
 	AuditorsGroup     = "portcullis-auditors"
 	TenantAdminsGroup = "demo-tenant-admins"
 	// RoleMap is the control plane's oidc-role-map for the demo people: the demo
-	// tenant's admins administer the tenant "demo" that `portcullis seed demo` makes.
+	// tenant's admins administer the tenant "demo" that make run applies (deploy/demo/gateway.yaml).
 	RoleMap = AdminsGroup + "=admin," + AuditorsGroup + "=auditor," + TenantAdminsGroup + "=tenant_admin:demo"
 )
 

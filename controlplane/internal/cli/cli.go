@@ -99,7 +99,6 @@ commands:
   apply -f FILE [--dry-run] [--prune] [--force]      apply a gateway.yaml: the plan, then one policy version
   diff -f FILE [--prune]                             the plan only; exit status 0: no changes, 2: changes
   export [--format yaml|json] [-o FILE]              the live configuration as a gateway.yaml
-  seed demo [--upstream-url http://127.0.0.1:9100] [--eu-endpoint-url URL] [--us-endpoint-url URL] --key-file PATH
 
 resources: ` + "tenants, tiers, clients, providers, deployments, models, residency-rules, fallback-maps, revoked-tokens, anomaly-rules" + `
 
@@ -158,8 +157,6 @@ func Run(ctx context.Context, args []string, stdio IO, getenv func(string) strin
 		return cmd.mint(ctx, tail)
 	case noun == "tokens" && verb == "revoke":
 		return cmd.revoke(ctx, tail)
-	case noun == "seed" && verb == "demo":
-		return cmd.seedDemo(ctx, tail)
 	case noun == "clients" && (verb == "disable" || verb == "enable"):
 		return cmd.setClientEnabled(ctx, verb == "enable", tail)
 	case noun == "deployments" && verb == "health":

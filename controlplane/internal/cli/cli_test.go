@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,58 +102,59 @@ func (c cliRun) mustRun(args ...string) string {
 	return out
 }
 
-func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
+// demoFile is make run's demo configuration, with its ${DEMO_...} values filled in
+// as the dev stack does, written to a temporary file.
+func demoFile(t *testing.T, keyFile, euURL string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../../deploy/demo/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.NewReplacer("${DEMO_UPSTREAM_URL}", "http://127.0.0.1:9100", "${DEMO_KEY_FILE}", keyFile,
+		"${DEMO_EU_ENDPOINT_URL}", euURL, "${DEMO_US_ENDPOINT_URL}", "http://127.0.0.1:8082").Replace(string(raw))
+	if regexp.MustCompile(`\$\{[A-Z0-9_]+\}`).MatchString(out) {
+		t.Fatalf("the demo configuration has a value the test does not fill in:\n%s", out)
+	}
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDemoConfigAndMintPrintsAJWT: make run's demo configuration applies, then
+// applies as no change; a new checkout's key file repoints exactly the four keyed
+// deployments, and another eu data plane exactly the eu residency rule; the demo
+// has the seed's three tiers, its models, deployments and clients; a minted token
+// verifies.
+func TestDemoConfigAndMintPrintsAJWT(t *testing.T) {
 	c := newCLI(t)
 	keyFile := filepath.Join(t.TempDir(), "upstream.key")
 	if err := os.WriteFile(keyFile, []byte("test-upstream-key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-
-	// The trailing slash is dropped: the second seed, with the default URL, finds nothing to change.
-	_, first, err := c.run("seed", "demo", "--upstream-url", "http://127.0.0.1:9100/", "--key-file", keyFile)
-	if err != nil {
-		t.Fatalf("first seed: %v\n%s", err, first)
+	first := c.mustRun("apply", "-f", demoFile(t, keyFile, "http://127.0.0.1:8081"))
+	if !strings.Contains(first, "+ create tenant demo") || !strings.Contains(first, "applied: policy version") {
+		t.Fatalf("the first apply:\n%s", first)
 	}
-	if !strings.Contains(first, " created, 0 updated, 0 unchanged") {
-		t.Fatalf("first seed found existing entities:\n%s", first)
+	if again := c.mustRun("apply", "-f", demoFile(t, keyFile, "http://127.0.0.1:8081")); !strings.HasPrefix(again, "no changes") {
+		t.Fatalf("the second apply changed something:\n%s", again)
 	}
-	_, second, err := c.run("seed", "demo", "--key-file", keyFile)
-	if err != nil {
-		t.Fatalf("second seed: %v\n%s", err, second)
-	}
-	if !strings.Contains(second, "0 created, 0 updated") {
-		t.Fatalf("second seed changed something:\n%s", second)
-	}
-	// A new checkout keeps its key file elsewhere: the seed repoints the deployments.
+	// A new checkout keeps its key file elsewhere: the apply repoints the deployments.
 	movedKey := filepath.Join(t.TempDir(), "moved.key")
 	if err := os.WriteFile(movedKey, []byte("test-upstream-key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, third, err := c.run("seed", "demo", "--key-file", movedKey)
-	if err != nil {
-		t.Fatalf("third seed: %v\n%s", err, third)
-	}
-	if !strings.Contains(third, "0 created, 4 updated") || !strings.Contains(third, "updated   deployments openai-eu") ||
-		!strings.Contains(third, "updated   deployments anthropic-eu") {
-		t.Fatalf("third seed did not repoint exactly the four keyed deployments:\n%s", third)
+	third := c.mustRun("apply", "-f", demoFile(t, movedKey, "http://127.0.0.1:8081"))
+	if strings.Count(third, "~ update deployment ") != 4 || strings.Count(third, "~ update ") != 4 ||
+		!strings.Contains(third, "~ update deployment openai-eu\n    key_path: ") {
+		t.Fatalf("the apply with a moved key file did not repoint exactly the four keyed deployments:\n%s", third)
 	}
 	var dep policy.Deployment
 	decode(t, c.mustRun("deployments", "get", "openai-us"), &dep)
 	if dep.KeyPath != movedKey {
 		t.Fatalf("openai-us key_path = %q, want %q", dep.KeyPath, movedKey)
 	}
-	// A dev database seeded before deployments had a path of their own on the mock
-	// is repointed too.
-	c.mustRun("deployments", "update", "openai-eu", "--json", `{"base_url":"http://127.0.0.1:9100"}`)
-	_, fourth, err := c.run("seed", "demo", "--key-file", movedKey)
-	if err != nil {
-		t.Fatalf("fourth seed: %v\n%s", err, fourth)
-	}
-	if !strings.Contains(fourth, "0 created, 1 updated") || !strings.Contains(fourth, "updated   deployments openai-eu") {
-		t.Fatalf("fourth seed did not repoint exactly openai-eu:\n%s", fourth)
-	}
-	// Each residency rule names its region's data plane; a dev stack on other ports
-	// passes them, and a reseed repoints the rule.
 	var rules []policy.ResidencyRule
 	decode(t, c.mustRun("residency-rules", "list"), &rules)
 	wantRules := []policy.ResidencyRule{
@@ -162,17 +164,9 @@ func TestSeedDemoIsIdempotentAndMintPrintsAJWT(t *testing.T) {
 	if !equalJSON(t, rules, wantRules) {
 		t.Errorf("residency rules = %+v, want %+v", rules, wantRules)
 	}
-	_, fifth, err := c.run("seed", "demo", "--key-file", movedKey, "--eu-endpoint-url", "http://127.0.0.1:18081")
-	if err != nil {
-		t.Fatalf("fifth seed: %v\n%s", err, fifth)
-	}
-	if !strings.Contains(fifth, "0 created, 1 updated") || !strings.Contains(fifth, "updated   residency-rules eu") {
-		t.Fatalf("fifth seed did not repoint exactly residency rule eu:\n%s", fifth)
-	}
-	var eu policy.ResidencyRule
-	decode(t, c.mustRun("residency-rules", "get", "eu"), &eu)
-	if eu.EndpointURL != "http://127.0.0.1:18081" {
-		t.Errorf("residency rule eu after the fifth seed = %+v", eu)
+	fifth := c.mustRun("apply", "-f", demoFile(t, movedKey, "http://127.0.0.1:18081"))
+	if strings.Count(fifth, "~ update ") != 1 || !strings.Contains(fifth, "~ update residency-rule eu") {
+		t.Fatalf("another eu data plane did not repoint exactly residency rule eu:\n%s", fifth)
 	}
 
 	var tiers []policy.Tier
@@ -325,7 +319,6 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"unknown verb", []string{"tenants", "explode"}, nil, "usage error"},
 		{"mint without client", []string{"tokens", "mint"}, nil, "--client is required"},
 		{"revoke with bad time", []string{"tokens", "revoke", "--jti", "x", "--expires-at", "tomorrow"}, nil, "RFC 3339"},
-		{"seed without key file", []string{"seed", "demo"}, nil, "--key-file is required"},
 		{"create without body", []string{"tenants", "create"}, tok, "JSON body is required"},
 		{"update without body or field flag", []string{"tiers", "update", "t1"}, tok, "JSON body is required"},
 		{"client without residency", []string{"clients", "create", "--json", `{"client_id":"a","tenant":"t","tier":"t"}`},
@@ -333,7 +326,6 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"client residency twice", []string{"clients", "create", "--residency", "eu", "--json",
 			`{"client_id":"a","tenant":"t","tier":"t","residency":"global"}`}, tok, "residency is given twice"},
 		{"max choices not an integer", []string{"tiers", "update", "t1", "--max-choices", "four"}, tok, "want an integer"},
-		{"seed with a bad endpoint", []string{"seed", "demo", "--key-file", "k", "--eu-endpoint-url", "eu:8081"}, tok, "--eu-endpoint-url"},
 		{"no token file", []string{"--data-dir", "/nonexistent", "tenants", "list"}, nil, "no admin token"},
 		{"token on the command line", []string{"--admin-token", "pca_secret", "tenants", "list"}, nil, "--admin-token is refused"},
 		{"token flag with =", []string{"-admin-token=pca_secret", "tenants", "list"}, nil, "PORTCULLIS_ADMIN_TOKEN"},

@@ -273,6 +273,9 @@ func (b *builder) keySettings(p string, e *Entity) {
 	if lp.VaultPath != "" {
 		setDefault(e, "key_path", lp.VaultPath, at("vault_path"))
 	}
+	if lp.KeyPath != "" {
+		setDefault(e, "key_path", lp.KeyPath, at("key_path"))
+	}
 	if lp.RotationIntervalDays != nil {
 		setDefault(e, "rotation_interval_days", *lp.RotationIntervalDays, at("rotation_interval_days"))
 	}
@@ -295,6 +298,10 @@ func (b *builder) keySourceOK(p string) bool {
 	}
 	if !slices.Contains(keySources, lp.KeySource) {
 		b.fail(fmt.Sprintf("must be one of %s", strings.Join(keySources, ", ")), at...)
+		return false
+	}
+	if lp.VaultPath != "" && lp.KeyPath != "" {
+		b.fail("give vault_path (a Vault key) or key_path (a key file), not both", "llm_providers", p, "key_path")
 		return false
 	}
 	return true

@@ -44,8 +44,11 @@ type Body = map[string]any
 // LLMProvider is the seed's llm_providers.<provider>: where its key comes from and
 // how it rotates.
 type LLMProvider struct {
-	KeySource            string   `yaml:"key_source" json:"key_source"`
+	KeySource string `yaml:"key_source" json:"key_source"`
+	// VaultPath is a Vault key's path; KeyPath is the path of a key_source file
+	// (development only), which the seed has no word for.
 	VaultPath            string   `yaml:"vault_path,omitempty" json:"vault_path,omitempty"`
+	KeyPath              string   `yaml:"key_path,omitempty" json:"key_path,omitempty"`
 	RotationIntervalDays *int     `yaml:"rotation_interval_days,omitempty" json:"rotation_interval_days,omitempty"`
 	RotationOverlapHours *float64 `yaml:"rotation_overlap_hours,omitempty" json:"rotation_overlap_hours,omitempty"`
 }

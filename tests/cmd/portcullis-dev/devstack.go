@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -314,7 +315,7 @@ func (d *devStack) stackOptions(databaseURL string, vault *teststack.VaultOption
 		"PORTCULLIS_DATA_DIR":             cfg.DataDir,
 		"PORTCULLIS_DEV_ISSUER":           "true",
 		"PORTCULLIS_ISSUER_URL":           cfg.controlPlaneURL(),
-		// key_source file only under the dev key directory (seed demo's key file).
+		// key_source file only under the dev key directory (the demo's key file).
 		"PORTCULLIS_KEY_DIR": cfg.keyDir(),
 	}
 	for k, v := range d.vaultEnv() {
@@ -418,10 +419,10 @@ func (d *devStack) mockOptions() teststack.UpstreamOptions {
 	return o
 }
 
-// seed makes sure the admin token works, then seeds the demo tenant with
-// "portcullis seed demo", which points deployment NAME at the mock's base URL
-// <mock>/d/NAME so that the mock can tell the deployments apart, and residency rules
-// eu and us at the eu and us data planes' URLs. With a Vault it then
+// seed makes sure the admin token works, then applies the demo tenant,
+// deploy/demo/gateway.yaml, with "portcullis apply": deployment NAME at the mock's
+// base URL <mock>/d/NAME so that the mock can tell the deployments apart, and
+// residency rules eu and us at the eu and us data planes' URLs. With a Vault it then
 // moves the keys there (seedVault), and writes the mock's key files, before the mock
 // starts.
 func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL string) error {
@@ -447,12 +448,22 @@ func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL str
 	if err := writeFileAtomic(cfg.devAdminTokenFile(), []byte(s.AdminToken+"\n")); err != nil {
 		return fmt.Errorf("write the dev administrator's token: %w", err)
 	}
-	d.say("seeding the demo tenant")
+	d.say("applying the demo tenant: deploy/demo/gateway.yaml")
 	mockURL := "http://" + cfg.MockListen
+	demo, err := renderDemo(filepath.Join(cfg.Root, "deploy", "demo", "gateway.yaml"), map[string]string{
+		"DEMO_UPSTREAM_URL": mockURL, "DEMO_KEY_FILE": cfg.keyFile(),
+		"DEMO_EU_ENDPOINT_URL": dataPlaneURL(cfg.EUListen), "DEMO_US_ENDPOINT_URL": dataPlaneURL(cfg.USListen),
+	})
+	if err != nil {
+		return err
+	}
+	rendered := filepath.Join(cfg.DataDir, "demo-gateway.yaml")
+	if err := writeFileAtomic(rendered, demo); err != nil {
+		return err
+	}
 	if err := d.runTool(ctx, "seed", []string{"PORTCULLIS_ADMIN_URL=" + s.AdminURL, "PORTCULLIS_DATA_DIR=" + cfg.DataDir,
 		"PORTCULLIS_ADMIN_TOKEN=" + s.AdminToken},
-		cfg.bin("portcullis"), "seed", "demo", "--upstream-url", mockURL, "--key-file", cfg.keyFile(),
-		"--eu-endpoint-url", dataPlaneURL(cfg.EUListen), "--us-endpoint-url", dataPlaneURL(cfg.USListen)); err != nil {
+		cfg.bin("portcullis"), "apply", "-f", rendered); err != nil {
 		return err
 	}
 	if d.vaultURL == "" {
@@ -471,6 +482,31 @@ func (d *devStack) seed(ctx context.Context, s *teststack.Stack, databaseURL str
 		return fmt.Errorf("seed the demo's keys in Vault: %w", err)
 	}
 	return nil
+}
+
+// demoValue is a ${NAME} of the demo gateway.yaml.
+var demoValue = regexp.MustCompile(`\$\{[A-Z0-9_]+\}`)
+
+// renderDemo is the demo gateway.yaml at path with its ${NAME} values filled in; a
+// ${...} it does not know is an error, so that none reaches the control plane.
+func renderDemo(path string, values map[string]string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the demo configuration: %w", err)
+	}
+	var missing []string
+	out := demoValue.ReplaceAllStringFunc(string(raw), func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		v, ok := values[name]
+		if !ok {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: no value for %s", path, strings.Join(missing, ", "))
+	}
+	return []byte(out), nil
 }
 
 // mintOpenAIKeys, with a Vault, has the mock's admin API mint the openai deployments'

@@ -23,7 +23,7 @@ import (
 	"github.com/portcullis-gw/portcullis/vaultclient"
 )
 
-// The demo's keys in Vault. "portcullis seed demo" creates the demo with the key file
+// The demo's keys in Vault. make run's demo (deploy/demo/gateway.yaml) creates the demo with the key file
 // (key_source file); with a Vault, seedVault then moves every demo deployment (each
 // one whose base URL is on the mock upstream) to key_source vault: its key is the
 // field api_key of the KV v2 secret demoKeyPath(name). The mock upstream stands in

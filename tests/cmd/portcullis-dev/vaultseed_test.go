@@ -26,7 +26,7 @@ import (
 // nothing serves it.
 const testUpstream = "http://127.0.0.1:9"
 
-// demoNames are the demo deployments, with their providers, as "portcullis seed demo"
+// demoNames are the demo deployments, with their providers, as make run's demo (deploy/demo/gateway.yaml)
 // creates them.
 var demoNames = []struct{ name, provider string }{
 	{"openai-us", "openai"}, {"openai-eu", "openai"},
@@ -76,7 +76,7 @@ func forgetDemoSecrets(t *testing.T, v *vaulttest.Vault) {
 }
 
 // startControlPlane starts a control plane whose rotator uses v, with package stack,
-// and creates the demo's deployments on the key file, as "portcullis seed demo" does.
+// and creates the demo's deployments on the key file, as make run's demo (deploy/demo/gateway.yaml) does.
 func startControlPlane(t *testing.T, v *vaulttest.Vault) *adminClient {
 	t.Helper()
 	ctx := context.Background()
