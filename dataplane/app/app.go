@@ -203,6 +203,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	if err != nil {
 		return nil, err
 	}
+	// The policy's gateway settings narrow what tokens must carry, without a restart.
+	a.policy.OnApply(func(p *policycache.Policy) {
+		verifier.Expect(auth.Expectations{Issuer: p.Auth.Issuer, Audience: p.Auth.Audience, RequireClaims: p.Auth.RequireClaims})
+	})
 	trusted, _ := api.ParseTrustedProxies(cfg.TrustedProxies) // validated with the config
 	var classifier api.Classifier
 	if cfg.GuardrailsClassifierURL != "" {

@@ -96,6 +96,11 @@ func (s *Snapshot) Validate() error {
 			}
 		}
 	}
+	if s.Settings != nil {
+		for _, p := range s.Settings.Problems() {
+			bad("settings: %s %s", p[0], p[1])
+		}
+	}
 	for _, r := range s.ResidencyRules {
 		if r.Residency == ResidencyGlobal {
 			bad("residency rule %q: the name is reserved for clients without a residency restriction", r.Residency)

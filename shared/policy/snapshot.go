@@ -119,6 +119,8 @@ type Snapshot struct {
 	FallbackMaps   []FallbackMap   `json:"fallback_maps"`
 	RevokedTokens  []RevokedToken  `json:"revoked_tokens"`
 	LimitOverrides []LimitOverride `json:"limit_overrides"`
+	// Settings are the gateway-wide settings; nil leaves every data plane's own.
+	Settings *GatewaySettings `json:"settings,omitempty"`
 }
 
 // Tenant is an organisation that owns clients.

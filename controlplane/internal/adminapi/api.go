@@ -98,6 +98,7 @@ func (a *API) registerRoutes(g *echo.Group) {
 		register(g, a.fallbackMaps()),
 		register(g, a.revokedTokens()),
 		register(g, a.anomalyRules()),
+		register(g, a.settings()),
 	}
 	ov := a.limitOverrides()
 	ov.register(g)

@@ -168,6 +168,7 @@ func (a *API) configKinds() []configKind {
 		configOf[policy.FallbackMap]{r: a.fallbackMaps(), sectionName: "fallback_maps", read: adminauth.FallbacksRead, write: adminauth.FallbacksWrite},
 		configOf[policy.Client]{r: a.clients(), sectionName: "clients", read: adminauth.ClientsRead, write: adminauth.ClientsWrite},
 		configOf[store.AnomalyRule]{r: a.anomalyRules(), sectionName: "anomaly_rules", read: adminauth.AnomalyRulesRead, write: adminauth.AnomalyRulesWrite},
+		configOf[policy.GatewaySettings]{r: a.settings(), sectionName: "settings", read: adminauth.SettingsRead, write: adminauth.SettingsWrite},
 	}
 }
 

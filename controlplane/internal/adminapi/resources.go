@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -274,3 +275,20 @@ func (a *API) revokedTokens() *resource[policy.RevokedToken] {
 
 // checkGuardrails reports the problems of a guardrail policy (nil: none set).
 func checkGuardrails(r *report, g *policy.Guardrails) { checkGuardrailsAt(r, "guardrails.", g) }
+
+// settingsKey is the one key of the gateway settings.
+var settingsKey = rule{regexp.MustCompile(`^` + policy.SettingsName + `$`),
+	"must be " + policy.SettingsName + ": the policy holds one set of gateway settings"}
+
+// settings is the policy's one set of gateway settings, /settings/gateway.
+func (a *API) settings() *resource[policy.GatewaySettings] {
+	return newResource(a, "settings", "gateway settings", a.st.Settings(), settingsKey,
+		func() policy.GatewaySettings { return policy.GatewaySettings{Name: policy.SettingsName} },
+		func(r *report, s *policy.GatewaySettings) {
+			for _, p := range s.Problems() {
+				if p[0] != "name" {
+					r.check(p[0], false, p[1])
+				}
+			}
+		})
+}

@@ -72,6 +72,10 @@ const (
 	ResidencyWrite  Permission = "residency:write"
 	FallbacksRead   Permission = "fallbacks:read"
 	FallbacksWrite  Permission = "fallbacks:write"
+	// SettingsRead and SettingsWrite are the policy's gateway-wide settings: token
+	// issuer, audience and claims, the audit header allowlist.
+	SettingsRead  Permission = "settings:read"
+	SettingsWrite Permission = "settings:write"
 
 	SecretsRead   Permission = "secrets:read" // key status and rotation history
 	SecretsRotate Permission = "secrets:rotate"
@@ -94,7 +98,7 @@ const (
 // readAll is every read permission: the auditor's base.
 var readAll = []Permission{
 	TenantsRead, TiersRead, ClientsRead, OverridesRead, RevokedRead, ProvidersRead, DeploymentsRead, HealthRead,
-	ModelsRead, ResidencyRead, FallbacksRead, SecretsRead, SecretsAccess, AlertsRead, AnomalyRulesRead, UsageRead,
+	ModelsRead, ResidencyRead, FallbacksRead, SettingsRead, SecretsRead, SecretsAccess, AlertsRead, AnomalyRulesRead, UsageRead,
 	ChangesRead, PrincipalsRead,
 }
 
@@ -105,7 +109,7 @@ var rolePermissions = map[Role][]Permission{
 		TenantsRead, TenantsWrite, TiersRead, TiersWrite, ClientsRead, ClientsWrite, ClientsPlacement,
 		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
 		ProvidersRead, DeploymentsRead, DeploymentsWrite, HealthRead,
-		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
+		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite, SettingsRead, SettingsWrite,
 		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, GuardrailsScan,
 	},
 	KeyCustodian: {
@@ -123,7 +127,7 @@ func AllPermissions() []Permission {
 		TenantsRead, TenantsWrite, TiersRead, TiersWrite, ClientsRead, ClientsWrite, ClientsPlacement,
 		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
 		ProvidersRead, ProvidersWrite, DeploymentsRead, DeploymentsWrite, DeploymentsKeys, HealthRead,
-		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite,
+		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite, SettingsRead, SettingsWrite,
 		SecretsRead, SecretsRotate, SecretsRevoke, SecretsAccess,
 		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, UsageRead, AuditExport, ChangesRead,
 		GuardrailsScan, PrincipalsRead, PrincipalsWrite,
@@ -165,6 +169,7 @@ var descriptions = map[Permission]string{
 	ModelsRead:      "read models and prices", ModelsWrite: "create, change, delete models",
 	ResidencyRead: "read residency rules", ResidencyWrite: "create, change, delete residency rules",
 	FallbacksRead: "read fallback maps", FallbacksWrite: "create, change, delete fallback maps",
+	SettingsRead: "read the gateway settings (token issuer, audience, claims; audit headers)", SettingsWrite: "change the gateway settings",
 	SecretsRead: "key status and rotation history", SecretsRotate: "rotate keys", SecretsRevoke: "revoke keys",
 	SecretsAccess: "the key access log (which worker fetched which version)",
 	AlertsRead:    "read alerts", AlertsAck: "acknowledge alerts",

@@ -14,12 +14,12 @@ import (
 // Resources are the admin API's collections a file may hold, in the order their
 // references need: what an entity names comes before it. Deletions go in reverse.
 var Resources = []string{"tenants", "tiers", "residency-rules", "providers", "deployments", "models", "fallback-maps",
-	"clients", "anomaly-rules"}
+	"clients", "anomaly-rules", "settings"}
 
 // KeyFields are the body fields that hold each resource's key.
 var KeyFields = map[string]string{
 	"tenants": "name", "tiers": "name", "residency-rules": "residency", "providers": "name", "deployments": "name",
-	"models": "id", "fallback-maps": "id", "clients": "client_id", "anomaly-rules": "name",
+	"models": "id", "fallback-maps": "id", "clients": "client_id", "anomaly-rules": "name", "settings": "name",
 }
 
 // Entity is one resource a file asks for: its collection, key and admin API body,
@@ -53,6 +53,7 @@ func (d *Document) Entities() ([]Entity, Problems) {
 	b.tiers()
 	b.providers()
 	b.anomalyRules()
+	b.settings()
 	b.refusals()
 	out := make([]Entity, 0, len(b.byKey))
 	for _, e := range b.byKey {
@@ -121,6 +122,7 @@ func (b *builder) explicit() {
 		{"fallback_maps", "fallback-maps", b.f.FallbackMaps},
 		{"clients", "clients", b.f.Clients},
 		{"anomaly_rules", "anomaly-rules", b.f.AnomalyRules},
+		{"settings", "settings", b.f.Settings},
 	}
 	for _, s := range sections {
 		for _, key := range slices.Sorted(maps.Keys(s.bodies)) {
@@ -458,6 +460,46 @@ func parseRuleCondition(rule, cond string) (field string, v float64, err error) 
 	return field, v, nil
 }
 
+// settings puts gateway.auth's issuer, audience and claims and logging.request's
+// log_headers into the gateway settings (settings.gateway), where the file does not
+// set them there itself.
+func (b *builder) settings() {
+	var auth *Auth
+	if b.f.Gateway != nil {
+		auth = b.f.Gateway.Auth
+	}
+	var headers []string
+	if b.f.Logging != nil && b.f.Logging.Request != nil {
+		headers = b.f.Logging.Request.LogHeaders
+	}
+	if auth == nil && headers == nil {
+		return
+	}
+	e := b.get("settings", policy.SettingsName)
+	if e == nil {
+		path := []string{"gateway", "auth"}
+		if auth == nil {
+			path = []string{"logging", "request"}
+		}
+		e = b.add(Entity{Resource: "settings", Key: policy.SettingsName, Body: Body{}, Path: path})
+	}
+	at := func(k ...string) []string { return append([]string{"gateway", "auth"}, k...) }
+	if auth != nil {
+		if auth.JWTIssuer != "" {
+			setDefault(e, "auth.issuer", auth.JWTIssuer, at("jwt_issuer"))
+		}
+		if auth.JWTAudience != "" {
+			setDefault(e, "auth.audience", auth.JWTAudience, at("jwt_audience"))
+		}
+		if len(auth.RequireClaims) > 0 {
+			setDefault(e, "auth.require_claims", slices.Clone(auth.RequireClaims), at("require_claims"))
+		}
+	}
+	if headers != nil {
+		setDefault(e, "audit_headers", slices.Clone(headers), []string{"logging", "request", "log_headers"})
+	}
+}
+
 // refusals checks the seed's settings that have no entity: the logging and
 // authentication blocks. A setting Portcullis cannot honour is refused, never
 // ignored.
@@ -514,14 +556,6 @@ func (d *Document) Pending() []Problem {
 	f := &d.File
 	var out []Problem
 	note := func(message string, path ...string) { out = append(out, d.problem(message, path...)) }
-	if f.Gateway != nil && f.Gateway.Auth != nil {
-		note("not applied yet: the data planes take the issuer, audience and claims from their own settings "+
-			"(PORTCULLIS_JWT_ISSUER, PORTCULLIS_JWT_AUDIENCE)", "gateway", "auth")
-	}
-	if f.Logging != nil && f.Logging.Request != nil && len(f.Logging.Request.LogHeaders) > 0 {
-		note("not applied yet: the data planes take the audit header allowlist from PORTCULLIS_AUDIT_HEADERS",
-			"logging", "request", "log_headers")
-	}
 	for _, p := range slices.Sorted(maps.Keys(f.UpstreamProviders)) {
 		up := f.UpstreamProviders[p]
 		if up.SelfHostedFallback != nil && up.SelfHostedFallback.EnabledWhen != "" {

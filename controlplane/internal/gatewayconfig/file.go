@@ -36,6 +36,8 @@ type File struct {
 	FallbackMaps   map[string]Body `yaml:"fallback_maps,omitempty" json:"fallback_maps,omitempty"`
 	Clients        map[string]Body `yaml:"clients,omitempty" json:"clients,omitempty"`
 	AnomalyRules   map[string]Body `yaml:"anomaly_rules,omitempty" json:"anomaly_rules,omitempty"`
+	// Settings holds the gateway settings, under the one key "gateway".
+	Settings map[string]Body `yaml:"settings,omitempty" json:"settings,omitempty"`
 }
 
 // Body is one resource as the admin API takes it in JSON.

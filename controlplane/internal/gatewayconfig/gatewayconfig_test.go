@@ -64,6 +64,8 @@ func TestSeedBlocks(t *testing.T) {
 		"fallback-maps/openai.gpt-4o":          `{"from_model":"gpt-4o","id":"openai.gpt-4o","provider":"openai","to_model":"llama3-70b"}`,
 		"fallback-maps/openai.gpt-4o-mini":     `{"from_model":"gpt-4o-mini","id":"openai.gpt-4o-mini","provider":"openai","to_model":"llama3-8b"}`,
 		"anomaly-rules/token_spike":            `{"action":"alert_and_throttle","factor":5,"kind":"token_spike","name":"token_spike"}`,
+		"settings/gateway": `{"audit_headers":["x-client-id","x-request-id","content-type"],"auth":{"audience":"moltbot-gateway",` +
+			`"issuer":"https://auth.internal","require_claims":["client_id","scope"]},"name":"gateway"}`,
 	}
 	for id, body := range want {
 		res, key, _ := strings.Cut(id, "/")
@@ -207,7 +209,7 @@ func TestPending(t *testing.T) {
 	for _, p := range d.Pending() {
 		got = append(got, p.Path)
 	}
-	want := "gateway.auth logging.request.log_headers upstream_providers.openai.self_hosted_fallback.enabled_when upstream_providers.openai.proxy"
+	want := "upstream_providers.openai.self_hosted_fallback.enabled_when upstream_providers.openai.proxy"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("pending: %v", got)
 	}

@@ -21,22 +21,23 @@ const schemaPath = "../../../docs/gateway.schema.json"
 // schemaDoc is File as its JSON Schema describes it: the same settings, with
 // Portcullis's own resources typed as the admin API takes them.
 type schemaDoc struct {
-	APIVersion        string                          `json:"apiVersion" jsonschema:"required,enum=portcullis/v1"`
-	Region            string                          `json:"region,omitempty" jsonschema:"description=Where the seed's blocks put a provider's deployment when the file declares none for it."`
-	LLMProviders      map[string]LLMProvider          `json:"llm_providers,omitempty"`
-	Gateway           *schemaGateway                  `json:"gateway,omitempty"`
-	Logging           *Logging                        `json:"logging,omitempty"`
-	AnomalyDetection  []AnomalyDetection              `json:"anomaly_detection,omitempty"`
-	UpstreamProviders map[string]schemaUpstream       `json:"upstream_providers,omitempty"`
-	Tenants           map[string]policy.Tenant        `json:"tenants,omitempty"`
-	Tiers             map[string]policy.Tier          `json:"tiers,omitempty"`
-	ResidencyRules    map[string]policy.ResidencyRule `json:"residency_rules,omitempty"`
-	Providers         map[string]policy.Provider      `json:"providers,omitempty"`
-	Deployments       map[string]policy.Deployment    `json:"deployments,omitempty"`
-	Models            map[string]policy.Model         `json:"models,omitempty"`
-	FallbackMaps      map[string]policy.FallbackMap   `json:"fallback_maps,omitempty"`
-	Clients           map[string]policy.Client        `json:"clients,omitempty"`
-	AnomalyRules      map[string]store.AnomalyRule    `json:"anomaly_rules,omitempty"`
+	APIVersion        string                            `json:"apiVersion" jsonschema:"required,enum=portcullis/v1"`
+	Region            string                            `json:"region,omitempty" jsonschema:"description=Where the seed's blocks put a provider's deployment when the file declares none for it."`
+	LLMProviders      map[string]LLMProvider            `json:"llm_providers,omitempty"`
+	Gateway           *schemaGateway                    `json:"gateway,omitempty"`
+	Logging           *Logging                          `json:"logging,omitempty"`
+	AnomalyDetection  []AnomalyDetection                `json:"anomaly_detection,omitempty"`
+	UpstreamProviders map[string]schemaUpstream         `json:"upstream_providers,omitempty"`
+	Tenants           map[string]policy.Tenant          `json:"tenants,omitempty"`
+	Tiers             map[string]policy.Tier            `json:"tiers,omitempty"`
+	ResidencyRules    map[string]policy.ResidencyRule   `json:"residency_rules,omitempty"`
+	Providers         map[string]policy.Provider        `json:"providers,omitempty"`
+	Deployments       map[string]policy.Deployment      `json:"deployments,omitempty"`
+	Models            map[string]policy.Model           `json:"models,omitempty"`
+	FallbackMaps      map[string]policy.FallbackMap     `json:"fallback_maps,omitempty"`
+	Clients           map[string]policy.Client          `json:"clients,omitempty"`
+	AnomalyRules      map[string]store.AnomalyRule      `json:"anomaly_rules,omitempty"`
+	Settings          map[string]policy.GatewaySettings `json:"settings,omitempty"`
 }
 
 type schemaGateway struct {

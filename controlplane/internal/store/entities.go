@@ -172,3 +172,13 @@ var limitOverrides = (&table[policy.LimitOverride]{
 	live:     "limit_overrides.expires_at > now()",
 	liveOnly: true,
 }).init()
+
+var gatewaySettings = (&table[policy.GatewaySettings]{
+	name:  "gateway_settings",
+	key:   "name",
+	keyOf: func(e *policy.GatewaySettings) *string { return &e.Name },
+	columns: []column[policy.GatewaySettings]{
+		col("auth", func(e *policy.GatewaySettings) *policy.AuthSettings { return &e.Auth }),
+		col("audit_headers", func(e *policy.GatewaySettings) *[]string { return &e.AuditHeaders }),
+	},
+}).init()

@@ -47,7 +47,13 @@ func (s *Store) Snapshot(ctx context.Context) (*policy.Snapshot, error) {
 			if snap.RevokedTokens, err = revokedTokens.all(ctx, tx); err != nil {
 				return err
 			}
-			snap.LimitOverrides, err = limitOverrides.all(ctx, tx)
+			if snap.LimitOverrides, err = limitOverrides.all(ctx, tx); err != nil {
+				return err
+			}
+			settings, err := gatewaySettings.all(ctx, tx)
+			if len(settings) > 0 {
+				snap.Settings = &settings[0]
+			}
 			return err
 		})
 	if err != nil {

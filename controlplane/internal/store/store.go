@@ -63,6 +63,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // Tenants is the tenants collection.
 func (s *Store) Tenants() *Collection[policy.Tenant] { return &Collection[policy.Tenant]{s, tenants} }
 
+// Settings is the policy's one set of gateway settings (key policy.SettingsName).
+func (s *Store) Settings() *Collection[policy.GatewaySettings] {
+	return &Collection[policy.GatewaySettings]{s, gatewaySettings}
+}
+
 // Tiers is the tiers collection.
 func (s *Store) Tiers() *Collection[policy.Tier] { return &Collection[policy.Tier]{s, tiers} }
 

@@ -134,9 +134,13 @@ func (s *server) audit(c echo.Context, ri *requestInfo, start time.Time, elapsed
 	}
 }
 
-// auditHeaders are the allowlisted request headers, lower-cased and bounded.
+// auditHeaders are the allowlisted request headers, lower-cased and bounded: the
+// policy's allowlist, else the data plane's own, else audit.DefaultHeaders.
 func (s *server) auditHeaders(h http.Header) map[string]string {
 	names := s.AuditHeaders
+	if p := s.Policy.Current(); p != nil && p.AuditHeaders != nil {
+		names = p.AuditHeaders
+	}
 	if names == nil {
 		names = audit.DefaultHeaders
 	}

@@ -29,7 +29,8 @@ const (
 	ReasonMissingJTI      Reason = "missing_jti"       // Config.AllowMissingJTI is off
 	ReasonLifetime        Reason = "lifetime_too_long" // exp - iat over Config.MaxLifetime
 	ReasonCritical        Reason = "crit_not_supported"
-	ReasonWrongType       Reason = "wrong_typ" // Config.RequiredType
+	ReasonWrongType       Reason = "wrong_typ"     // Config.RequiredType
+	ReasonMissingClaim    Reason = "missing_claim" // Expectations.RequireClaims
 )
 
 // RejectedError is the internal cause of every rejection. Its message carries the

@@ -27,6 +27,9 @@ type verifiedToken struct {
 	// valid while validFrom <= now < validUntil. validFrom is zero when the token
 	// has neither iat nor nbf.
 	validFrom, validUntil time.Time
+	// expect is the Expectations the token was checked against; the verdict holds
+	// only while they are the Verifier's.
+	expect *Expectations
 }
 
 // newVerifiedToken records tok, just verified against keys, as id. It returns false

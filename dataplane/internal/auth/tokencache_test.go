@@ -211,3 +211,30 @@ func TestCachedVerifyIsSafeForConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestExpectationsChange: new expectations from the policy apply to the next
+// request, a remembered token included: another audience refuses it, a required
+// claim it lacks refuses it, and the data plane's own audience again accepts it.
+func TestExpectationsChange(t *testing.T) {
+	iss := testissuer.New(t)
+	v := newCachingVerifier(t, iss, nil, 0)
+	authz := "Bearer " + iss.Token(t, iss.Key, iss.Claims("app-1"))
+	if _, err := v.Verify(t.Context(), authz, nil); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	v.Expect(Expectations{Audience: "moltbot-gateway"})
+	if _, err := v.Verify(t.Context(), authz, nil); rejection(t, err) != ReasonWrongAudience {
+		t.Fatalf("a remembered token under another audience: %v", err)
+	}
+	v.Expect(Expectations{RequireClaims: []string{"tenant"}})
+	if _, err := v.Verify(t.Context(), authz, nil); rejection(t, err) != ReasonMissingClaim {
+		t.Fatalf("a token without a required claim: %v", err)
+	}
+	v.Expect(Expectations{RequireClaims: []string{"sub"}})
+	if _, err := v.Verify(t.Context(), authz, nil); err != nil {
+		t.Fatalf("under the configured audience, with sub required: %v", err)
+	}
+	if v.tokens.count() != 1 {
+		t.Fatalf("%d tokens remembered", v.tokens.count())
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -91,12 +92,40 @@ type Identity struct {
 	Scopes   []string
 }
 
+// Expectations are what a token's claims must say: its issuer and audience, and
+// claims it must carry beyond exp, client_id and scope. The policy sets them
+// (policy.AuthSettings), so that they change without a restart.
+type Expectations struct {
+	Issuer, Audience string
+	RequireClaims    []string
+}
+
 // Verifier checks bearer tokens. It is safe for concurrent use.
 type Verifier struct {
 	cfg    Config
 	keys   *keySet
 	tokens *tokenCache      // nil when the cache is off
 	now    func() time.Time // the clock exp, nbf and iat are checked against
+	// expect is what tokens are checked against now; a remembered verdict holds
+	// only under the same one.
+	expect atomic.Pointer[Expectations]
+}
+
+// Expect makes tokens be checked against e from now on: an empty Issuer or Audience
+// is Config's. A token remembered under other expectations is verified afresh.
+func (v *Verifier) Expect(e Expectations) {
+	if e.Issuer == "" {
+		e.Issuer = v.cfg.Issuer
+	}
+	if e.Audience == "" {
+		e.Audience = v.cfg.Audience
+	}
+	if cur := v.expect.Load(); cur != nil && cur.Issuer == e.Issuer && cur.Audience == e.Audience &&
+		slices.Equal(cur.RequireClaims, e.RequireClaims) {
+		return // unchanged: remembered verdicts still hold
+	}
+	e.RequireClaims = slices.Clone(e.RequireClaims)
+	v.expect.Store(&e)
 }
 
 // NewVerifier returns a Verifier whose JWKS cache refreshes in the background until
@@ -125,7 +154,9 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, keys: ks, tokens: newTokenCache(cfg.TokenCacheSize), now: time.Now}, nil
+	v := &Verifier{cfg: cfg, keys: ks, tokens: newTokenCache(cfg.TokenCacheSize), now: time.Now}
+	v.expect.Store(&Expectations{Issuer: cfg.Issuer, Audience: cfg.Audience})
+	return v, nil
 }
 
 // Verify checks the Authorization header value and returns the caller's identity.
@@ -146,13 +177,13 @@ func (v *Verifier) Verify(ctx context.Context, authorization string, revoked Rev
 	}
 	digest := tokenDigest(sha256.Sum256([]byte(token)))
 	if vt, ok := v.tokens.get(digest); ok {
-		if v.stillValid(ctx, vt) {
+		if vt.expect == v.expect.Load() && v.stillValid(ctx, vt) {
 			if vt.id.TokenID != "" && revoked != nil && revoked.Revoked(vt.id.TokenID) {
 				return Identity{}, reject(ReasonRevoked)
 			}
 			return vt.identity(), nil
 		}
-		v.tokens.remove(digest) // expired, or the JWKS changed: verify afresh
+		v.tokens.remove(digest) // expired, the JWKS or the expectations changed: verify afresh
 	}
 	id, vt, err := v.verify(ctx, token, revoked)
 	if err != nil {
@@ -204,11 +235,12 @@ func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations
 	if ka := key.Algorithm(); ka != nil && ka.String() != "" && ka.String() != alg.String() {
 		return Identity{}, nil, reject(ReasonKeyAlgMismatch)
 	}
+	expect := v.expect.Load()
 	tok, err := jwt.Parse([]byte(token),
 		jwt.WithKey(alg, key),
 		jwt.WithValidate(true),
-		jwt.WithIssuer(v.cfg.Issuer),
-		jwt.WithAudience(v.cfg.Audience),
+		jwt.WithIssuer(expect.Issuer),
+		jwt.WithAudience(expect.Audience),
 		jwt.WithAcceptableSkew(Skew),
 		jwt.WithClock(jwt.ClockFunc(v.now)),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
@@ -237,6 +269,11 @@ func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations
 			return Identity{}, nil, reject(ReasonLifetime)
 		}
 	}
+	for _, c := range expect.RequireClaims {
+		if claim(tok, c) == nil {
+			return Identity{}, nil, reject(ReasonMissingClaim)
+		}
+	}
 	jti := tok.JwtID()
 	if jti == "" && !v.cfg.AllowMissingJTI {
 		return Identity{}, nil, reject(ReasonMissingJTI)
@@ -249,6 +286,7 @@ func (v *Verifier) verify(ctx context.Context, token string, revoked Revocations
 	if !ok {
 		return id, nil, nil
 	}
+	vt.expect = expect
 	return vt.identity(), vt, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,20 @@ type Cache struct {
 	version  prometheus.Gauge
 	rejected *prometheus.CounterVec
 	fresh    freshness // when the policy in use was last confirmed current (freshness.go)
+
+	onApplyMu sync.Mutex
+	onApply   func(*Policy) // told of each policy applied; onApplyMu guards it
+}
+
+// OnApply has fn told of each policy the cache applies from now on, and at once of
+// the one in use, if any. fn runs on the cache's goroutine and must not block long.
+func (c *Cache) OnApply(fn func(*Policy)) {
+	c.onApplyMu.Lock()
+	defer c.onApplyMu.Unlock()
+	c.onApply = fn
+	if p := c.current.Load(); p != nil {
+		fn(p)
+	}
 }
 
 // New returns a Cache that has no policy until Run has applied the first snapshot.
@@ -277,7 +292,12 @@ func (c *Cache) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	p, retired := compile(s, c.opts.Region, cur, c.log, c.opts.Upstream)
+	c.onApplyMu.Lock()
 	c.current.Store(p)
+	if c.onApply != nil {
+		c.onApply(p)
+	}
+	c.onApplyMu.Unlock()
 	c.fresh.confirm(e.Revision())
 	c.version.Set(float64(p.Version))
 	for _, t := range retired {

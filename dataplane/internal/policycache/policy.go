@@ -25,6 +25,13 @@ type Policy struct {
 	deployments map[string]*Deployment
 	revoked     map[string]struct{}
 	fallbacks   map[fallbackKey]string
+
+	// Auth is what client tokens must carry, from the policy's gateway settings;
+	// its empty fields leave the data plane's own settings.
+	Auth policy.AuthSettings
+	// AuditHeaders is the audit header allowlist from the gateway settings; nil
+	// leaves the data plane's own.
+	AuditHeaders []string
 }
 
 type fallbackKey struct{ provider, model string }
@@ -189,13 +196,15 @@ func Compile(s *policy.Snapshot, region string, log *slog.Logger) *Policy {
 // caller can close their idle connections once the new policy is in place.
 func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, uo upstream.Options) (*Policy, []*upstream.Target) {
 	p := &Policy{
-		Version:     s.Version,
-		GeneratedAt: s.GeneratedAt,
-		clients:     make(map[string]*Client, len(s.Clients)),
-		models:      make(map[string]*Model, len(s.Models)),
-		deployments: make(map[string]*Deployment, len(s.Deployments)),
-		revoked:     make(map[string]struct{}, len(s.RevokedTokens)),
-		fallbacks:   make(map[fallbackKey]string, len(s.FallbackMaps)),
+		Version:      s.Version,
+		GeneratedAt:  s.GeneratedAt,
+		Auth:         settingsOf(s).Auth,
+		AuditHeaders: settingsOf(s).AuditHeaders,
+		clients:      make(map[string]*Client, len(s.Clients)),
+		models:       make(map[string]*Model, len(s.Models)),
+		deployments:  make(map[string]*Deployment, len(s.Deployments)),
+		revoked:      make(map[string]struct{}, len(s.RevokedTokens)),
+		fallbacks:    make(map[fallbackKey]string, len(s.FallbackMaps)),
 	}
 	for _, f := range s.FallbackMaps {
 		p.fallbacks[fallbackKey{f.Provider, f.FromModel}] = f.ToModel
@@ -342,4 +351,12 @@ func set(items []string) map[string]struct{} {
 		s[it] = struct{}{}
 	}
 	return s
+}
+
+// settingsOf is s's gateway settings, the zero ones when it has none.
+func settingsOf(s *policy.Snapshot) policy.GatewaySettings {
+	if s.Settings == nil {
+		return policy.GatewaySettings{}
+	}
+	return *s.Settings
 }

@@ -1,0 +1,71 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// SettingsName is the key of the one GatewaySettings the policy holds.
+const SettingsName = "gateway"
+
+// GatewaySettings are the gateway-wide settings of the policy: what each data plane
+// would otherwise take from its own configuration, changed here without a restart.
+// A zero field leaves the data plane's own setting in force.
+type GatewaySettings struct {
+	Name string       `json:"name"` // always SettingsName
+	Auth AuthSettings `json:"auth"`
+	// AuditHeaders is the allowlist of request headers audit events record; nil
+	// leaves the data plane's PORTCULLIS_AUDIT_HEADERS. Credential headers are never
+	// recorded, whatever it says.
+	AuditHeaders []string `json:"audit_headers,omitempty"`
+}
+
+// AuthSettings are what a client token must carry.
+type AuthSettings struct {
+	// Issuer and Audience are the required iss and aud claims; "" leaves the data
+	// plane's PORTCULLIS_JWT_ISSUER and PORTCULLIS_JWT_AUDIENCE.
+	Issuer   string `json:"issuer,omitempty"`
+	Audience string `json:"audience,omitempty"`
+	// RequireClaims are claims a token must carry beyond those always required
+	// (exp, client_id, and scope holding llm:access).
+	RequireClaims []string `json:"require_claims,omitempty"`
+}
+
+var (
+	claimName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$`)
+	headerName = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$`)
+)
+
+// CredentialHeaders are request headers that carry credentials: never audited.
+var CredentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "x-api-key"}
+
+// Problems lists what is wrong with s, as field and message pairs.
+func (s GatewaySettings) Problems() [][2]string {
+	var out [][2]string
+	add := func(field, msg string) { out = append(out, [2]string{field, msg}) }
+	if s.Name != SettingsName {
+		add("name", fmt.Sprintf("must be %q: the policy holds one set of gateway settings", SettingsName))
+	}
+	if s.Auth.Issuer != "" && (len(s.Auth.Issuer) > 512 || strings.ContainsAny(s.Auth.Issuer, " \t\r\n")) {
+		add("auth.issuer", "must be at most 512 characters, without spaces")
+	}
+	if s.Auth.Audience != "" && (len(s.Auth.Audience) > 512 || strings.ContainsAny(s.Auth.Audience, " \t\r\n")) {
+		add("auth.audience", "must be at most 512 characters, without spaces")
+	}
+	for _, c := range s.Auth.RequireClaims {
+		if !claimName.MatchString(c) {
+			add("auth.require_claims", fmt.Sprintf("%q is not a claim name", c))
+		}
+	}
+	for _, h := range s.AuditHeaders {
+		switch {
+		case !headerName.MatchString(h):
+			add("audit_headers", fmt.Sprintf("%q is not a header name", h))
+		case slices.Contains(CredentialHeaders, strings.ToLower(h)):
+			add("audit_headers", fmt.Sprintf("%q carries credentials and is never audited", h))
+		}
+	}
+	return out
+}
