@@ -27,6 +27,14 @@ func fallbackEnv(t *testing.T, threshold int, window time.Duration) (*env, map[s
 // falling back above errorRate (0: the default).
 func fallbackEnvAttempts(t *testing.T, attempts, threshold int, window time.Duration, errorRate float64) (*env, map[string]*atomic.Int32) {
 	t.Helper()
+	e, hits, _ := fallbackEnvSnapshot(t, attempts, threshold, window, errorRate)
+	return e, hits
+}
+
+// fallbackEnvSnapshot is fallbackEnvAttempts, and the snapshot it published, to
+// publish again changed.
+func fallbackEnvSnapshot(t *testing.T, attempts, threshold int, window time.Duration, errorRate float64) (*env, map[string]*atomic.Int32, *policy.Snapshot) {
+	t.Helper()
 	e := newEnv(t, envOptions{configure: func(c *app.Config) { c.FallbackWindow, c.FallbackErrorRate = window, errorRate }})
 	hits := map[string]*atomic.Int32{}
 	s := e.snapshot()
@@ -57,7 +65,7 @@ func fallbackEnvAttempts(t *testing.T, attempts, threshold int, window time.Dura
 		}
 	}
 	e.publish(t, s)
-	return e, hits
+	return e, hits, s
 }
 
 // TestFallbackWithinTheRequestStaysInTheResidency: with openai-eu failing, every
@@ -213,4 +221,73 @@ func TestFallbackOnErrorRateAndBack(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		return resp.Header.Get("X-Portcullis-Fallback") == "" && strings.Contains(string(raw), "from openai-eu")
 	})
+}
+
+// TestFallbackTriggerFromThePolicy: the policy's fallback trigger for openai (a
+// self-hosted fallback's enabled_when) decides: at 25 % errors, a trigger above 0.5
+// keeps serving from openai-eu, failures and all, where the data plane's own 0.1
+// would fall back; a new policy with 0.2 falls back, without a restart; a trigger
+// with the breaker only does not fall back on the error rate.
+func TestFallbackTriggerFromThePolicy(t *testing.T) {
+	e, hits, s := fallbackEnvSnapshot(t, 1, 1000, 2*time.Second, 0) // the breaker never opens
+	half := 0.5
+	s.Settings = &policy.GatewaySettings{Name: policy.SettingsName,
+		Fallbacks: []policy.FallbackTrigger{{Provider: "openai", CircuitOpen: true, ErrorRateAbove: &half}}}
+	e.publish(t, s)
+	token := e.token(t, "eu-app")
+	var calls atomic.Int32
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%4 == 0 { // 25 % errors
+			http.Error(w, "flaky", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
+	})
+	// Every request tries openai-eu first (a failed one then falls back after its
+	// attempt, whatever the trigger): none skips it for the error rate.
+	for range 40 {
+		resp := e.chat(t, token, "gpt-4o-mini")
+		resp.Body.Close()
+	}
+	if n := calls.Load(); n != 40 {
+		t.Fatalf("openai-eu saw %d of 40 requests under a 0.5 trigger at 25 %% errors", n)
+	}
+	fifth := 0.2
+	s.Settings.Fallbacks[0].ErrorRateAbove = &fifth
+	e.publish(t, s)
+	waitfor.That(t, "the error rate above 0.2 to switch to the fallback", func() bool {
+		resp := e.chat(t, token, "gpt-4o-mini")
+		resp.Body.Close()
+		return resp.Header.Get("X-Portcullis-Fallback") == "llama3-8b"
+	})
+	if hits["ollama-eu"].Load() == 0 {
+		t.Fatal("the fallback deployment was not called")
+	}
+}
+
+// TestFallbackTriggerWithoutTheErrorRate: a trigger of the breaker alone keeps
+// requests on openai-eu above the data plane's own error rate.
+func TestFallbackTriggerWithoutTheErrorRate(t *testing.T) {
+	e, _, s := fallbackEnvSnapshot(t, 1, 1000, 2*time.Second, 0)
+	s.Settings = &policy.GatewaySettings{Name: policy.SettingsName,
+		Fallbacks: []policy.FallbackTrigger{{Provider: "openai", CircuitOpen: true}}}
+	e.publish(t, s)
+	token := e.token(t, "eu-app")
+	var calls atomic.Int32
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 0 { // 50 %: far above the data plane's 0.1
+			http.Error(w, "flaky", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
+	})
+	for range 30 {
+		resp := e.chat(t, token, "gpt-4o-mini")
+		resp.Body.Close()
+	}
+	if n := calls.Load(); n != 30 {
+		t.Fatalf("openai-eu saw %d of 30 requests: the error rate made requests skip it", n)
+	}
 }

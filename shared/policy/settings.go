@@ -20,6 +20,34 @@ type GatewaySettings struct {
 	// leaves the data plane's PORTCULLIS_AUDIT_HEADERS. Credential headers are never
 	// recorded, whatever it says.
 	AuditHeaders []string `json:"audit_headers,omitempty"`
+	// Fallbacks say, per provider, when its requests go to the fallback models of
+	// its fallback maps; a provider without one falls back when its deployments'
+	// breakers are open or their error rate is above the data plane's
+	// PORTCULLIS_FALLBACK_ERROR_RATE.
+	Fallbacks []FallbackTrigger `json:"fallbacks,omitempty"`
+}
+
+// FallbackTrigger is when a provider's requests fall back (a self-hosted fallback's
+// enabled_when): while its deployments' breakers are open (CircuitOpen), or while
+// their error rate is above ErrorRateAbove (when set). A request whose attempts all
+// failed falls back whatever it says.
+type FallbackTrigger struct {
+	Provider       string   `json:"provider"`
+	CircuitOpen    bool     `json:"circuit_open"`
+	ErrorRateAbove *float64 `json:"error_rate_above,omitempty"`
+}
+
+// Fallback is the trigger of provider, if s has one.
+func (s *GatewaySettings) Fallback(provider string) (FallbackTrigger, bool) {
+	if s == nil {
+		return FallbackTrigger{}, false
+	}
+	for _, f := range s.Fallbacks {
+		if f.Provider == provider {
+			return f, true
+		}
+	}
+	return FallbackTrigger{}, false
 }
 
 // AuthSettings are what a client token must carry.
@@ -65,6 +93,23 @@ func (s GatewaySettings) Problems() [][2]string {
 			add("audit_headers", fmt.Sprintf("%q is not a header name", h))
 		case slices.Contains(CredentialHeaders, strings.ToLower(h)):
 			add("audit_headers", fmt.Sprintf("%q carries credentials and is never audited", h))
+		}
+	}
+	seen := map[string]bool{}
+	for i, f := range s.Fallbacks {
+		field := fmt.Sprintf("fallbacks[%d]", i)
+		switch {
+		case f.Provider == "":
+			add(field+".provider", "names the provider")
+		case seen[f.Provider]:
+			add(field+".provider", fmt.Sprintf("%q has a trigger already", f.Provider))
+		}
+		seen[f.Provider] = true
+		if r := f.ErrorRateAbove; r != nil && !(*r >= 0 && *r < 1) {
+			add(field+".error_rate_above", "must be a rate from 0 up to (not including) 1")
+		}
+		if !f.CircuitOpen && f.ErrorRateAbove == nil {
+			add(field, "never falls back: set circuit_open, error_rate_above or both")
 		}
 	}
 	return out

@@ -472,14 +472,38 @@ func (b *builder) settings() {
 	if b.f.Logging != nil && b.f.Logging.Request != nil {
 		headers = b.f.Logging.Request.LogHeaders
 	}
-	if auth == nil && headers == nil {
+	// Each self-hosted fallback's enabled_when, in provider order.
+	var triggers []any
+	var triggerPath []string
+	for _, p := range slices.Sorted(maps.Keys(b.f.UpstreamProviders)) {
+		sh := b.f.UpstreamProviders[p].SelfHostedFallback
+		if sh == nil || sh.EnabledWhen == "" {
+			continue
+		}
+		c, err := ParseCondition(sh.EnabledWhen, p)
+		if err != nil {
+			continue // reported by fallback
+		}
+		t := map[string]any{"provider": p, "circuit_open": c.CircuitOpen}
+		if c.ErrorRateAbove != nil {
+			t["error_rate_above"] = *c.ErrorRateAbove
+		}
+		triggers = append(triggers, t)
+		if triggerPath == nil {
+			triggerPath = []string{"upstream_providers", p, "self_hosted_fallback", "enabled_when"}
+		}
+	}
+	if auth == nil && headers == nil && triggers == nil {
 		return
 	}
 	e := b.get("settings", policy.SettingsName)
 	if e == nil {
 		path := []string{"gateway", "auth"}
-		if auth == nil {
+		switch {
+		case auth == nil && headers != nil:
 			path = []string{"logging", "request"}
+		case auth == nil:
+			path = triggerPath
 		}
 		e = b.add(Entity{Resource: "settings", Key: policy.SettingsName, Body: Body{}, Path: path})
 	}
@@ -497,6 +521,9 @@ func (b *builder) settings() {
 	}
 	if headers != nil {
 		setDefault(e, "audit_headers", slices.Clone(headers), []string{"logging", "request", "log_headers"})
+	}
+	if triggers != nil {
+		setDefault(e, "fallbacks", triggers, triggerPath)
 	}
 }
 
@@ -558,10 +585,6 @@ func (d *Document) Pending() []Problem {
 	note := func(message string, path ...string) { out = append(out, d.problem(message, path...)) }
 	for _, p := range slices.Sorted(maps.Keys(f.UpstreamProviders)) {
 		up := f.UpstreamProviders[p]
-		if up.SelfHostedFallback != nil && up.SelfHostedFallback.EnabledWhen != "" {
-			note("not applied yet: a fallback is taken when the breaker is open or the error rate is above the data planes' "+
-				"PORTCULLIS_FALLBACK_ERROR_RATE", "upstream_providers", p, "self_hosted_fallback", "enabled_when")
-		}
 		if up.Proxy != nil {
 			note("not applied yet: the data planes reach upstreams directly, bounded by their egress allowlist",
 				"upstream_providers", p, "proxy")

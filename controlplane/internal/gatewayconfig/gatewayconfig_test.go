@@ -65,7 +65,8 @@ func TestSeedBlocks(t *testing.T) {
 		"fallback-maps/openai.gpt-4o-mini":     `{"from_model":"gpt-4o-mini","id":"openai.gpt-4o-mini","provider":"openai","to_model":"llama3-8b"}`,
 		"anomaly-rules/token_spike":            `{"action":"alert_and_throttle","factor":5,"kind":"token_spike","name":"token_spike"}`,
 		"settings/gateway": `{"audit_headers":["x-client-id","x-request-id","content-type"],"auth":{"audience":"moltbot-gateway",` +
-			`"issuer":"https://auth.internal","require_claims":["client_id","scope"]},"name":"gateway"}`,
+			`"issuer":"https://auth.internal","require_claims":["client_id","scope"]},` +
+			`"fallbacks":[{"circuit_open":true,"error_rate_above":0.1,"provider":"openai"}],"name":"gateway"}`,
 	}
 	for id, body := range want {
 		res, key, _ := strings.Cut(id, "/")
@@ -209,7 +210,7 @@ func TestPending(t *testing.T) {
 	for _, p := range d.Pending() {
 		got = append(got, p.Path)
 	}
-	want := "upstream_providers.openai.self_hosted_fallback.enabled_when upstream_providers.openai.proxy"
+	want := "upstream_providers.openai.proxy"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("pending: %v", got)
 	}

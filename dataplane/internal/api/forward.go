@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // forward calls the request's upstream and relays the answer. routes are the
@@ -205,9 +206,13 @@ func outcome(ctx context.Context, status int, relayErr error) upstream.Outcome {
 // fallBack). With no usable fallback the primary candidates stay, and fail as they
 // will.
 func (s *server) healthyRoutes(c echo.Context, p *policycache.Policy, client *policycache.Client, req *request, routes []policycache.Route) []policycache.Route {
-	ordered, ok, reason := router.Balance(routes, s.fallbackThreshold())
+	provider := routes[0].Deployment.Provider
+	ordered, ok, reason := router.Balance(routes, s.fallbackThreshold(p, provider))
 	if ok {
 		return ordered
+	}
+	if t, set := p.FallbackTrigger(provider); set && !triggered(t, reason) {
+		return routes // the policy's enabled_when does not hold: no fallback
 	}
 	to, fallback := s.fallbackRoutes(p, client, req, routes)
 	if fallback == nil {
@@ -262,8 +267,20 @@ func (s *server) fallbackRoutes(p *policycache.Policy, client *policycache.Clien
 	if len(fallback) == 0 {
 		return "", nil
 	}
-	fallback, _, _ = router.Balance(fallback, s.fallbackThreshold())
+	fallback, _, _ = router.Balance(fallback, s.fallbackThreshold(p, fallback[0].Deployment.Provider))
 	return to, fallback
+}
+
+// triggered reports whether a provider's fallback trigger holds for the reason its
+// deployments are unhealthy ("circuit_open" or "error_rate").
+func triggered(t policy.FallbackTrigger, reason string) bool {
+	switch reason {
+	case "circuit_open":
+		return t.CircuitOpen
+	case "error_rate":
+		return t.ErrorRateAbove != nil
+	}
+	return false
 }
 
 // markFallback records that the request fell back to the model to for reason: the
@@ -315,8 +332,12 @@ func fallbackReason(err error) string {
 	return string(apierr.UpstreamError)
 }
 
-// fallbackThreshold is the error rate above which a deployment counts as unhealthy.
-func (s *server) fallbackThreshold() float64 {
+// fallbackThreshold is the error rate above which a deployment of provider counts
+// as unhealthy: the policy's fallback trigger's, else the data plane's own.
+func (s *server) fallbackThreshold(p *policycache.Policy, provider string) float64 {
+	if t, ok := p.FallbackTrigger(provider); ok && t.ErrorRateAbove != nil {
+		return *t.ErrorRateAbove
+	}
 	if s.FallbackErrorRate <= 0 {
 		return DefaultFallbackErrorRate
 	}

@@ -32,6 +32,14 @@ type Policy struct {
 	// AuditHeaders is the audit header allowlist from the gateway settings; nil
 	// leaves the data plane's own.
 	AuditHeaders []string
+	// triggers are the gateway settings' fallback triggers, by provider.
+	triggers map[string]policy.FallbackTrigger
+}
+
+// FallbackTrigger is when provider's requests fall back, if the policy says.
+func (p *Policy) FallbackTrigger(provider string) (policy.FallbackTrigger, bool) {
+	t, ok := p.triggers[provider]
+	return t, ok
 }
 
 type fallbackKey struct{ provider, model string }
@@ -200,6 +208,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		GeneratedAt:  s.GeneratedAt,
 		Auth:         settingsOf(s).Auth,
 		AuditHeaders: settingsOf(s).AuditHeaders,
+		triggers:     map[string]policy.FallbackTrigger{},
 		clients:      make(map[string]*Client, len(s.Clients)),
 		models:       make(map[string]*Model, len(s.Models)),
 		deployments:  make(map[string]*Deployment, len(s.Deployments)),
@@ -209,6 +218,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 	for _, f := range s.FallbackMaps {
 		p.fallbacks[fallbackKey{f.Provider, f.FromModel}] = f.ToModel
 	}
+	triggersOf(p, s)
 
 	providerKind := make(map[string]string, len(s.Providers))
 	for _, pr := range s.Providers {
@@ -351,6 +361,13 @@ func set(items []string) map[string]struct{} {
 		s[it] = struct{}{}
 	}
 	return s
+}
+
+// triggersOf adds s's fallback triggers to p.
+func triggersOf(p *Policy, s *policy.Snapshot) {
+	for _, t := range settingsOf(s).Fallbacks {
+		p.triggers[t.Provider] = t
+	}
 }
 
 // settingsOf is s's gateway settings, the zero ones when it has none.
