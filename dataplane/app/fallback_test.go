@@ -291,3 +291,41 @@ func TestFallbackTriggerWithoutTheErrorRate(t *testing.T) {
 		t.Fatalf("openai-eu saw %d of 30 requests: the error rate made requests skip it", n)
 	}
 }
+
+// TestRegionProxyFromThePolicy: the policy's proxies for the worker's region carry
+// its upstream calls, without a restart; a proxy the worker's egress allowlist does
+// not let through is refused, and calls go as the worker is configured.
+func TestRegionProxyFromThePolicy(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	var proxied atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.URL.IsAbs() { // a forward proxy gets the absolute URL
+			http.Error(w, "not a proxy request", http.StatusBadRequest)
+			return
+		}
+		proxied.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"p","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"through the proxy"},"finish_reason":"stop"}]}`)
+	}))
+	t.Cleanup(proxy.Close)
+	token := e.token(t, "eu-app")
+	s := e.snapshot()
+	s.Settings = &policy.GatewaySettings{Name: policy.SettingsName, Proxies: []policy.RegionProxy{{Region: "eu", HTTPProxy: proxy.URL}}}
+	e.publish(t, s)
+	resp := e.chat(t, token, "gpt-4o-mini")
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(raw), "through the proxy") || proxied.Load() != 1 {
+		t.Fatalf("with the policy's proxy: %d %s (%d proxied)", resp.StatusCode, raw, proxied.Load())
+	}
+
+	// localhost is not in the allowlist (127.0.0.1 is): the proxy is refused.
+	s.Settings.Proxies[0].HTTPProxy = strings.Replace(proxy.URL, "127.0.0.1", "localhost", 1)
+	e.publish(t, s)
+	resp = e.chat(t, token, "gpt-4o-mini")
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(raw), "through the proxy") || proxied.Load() != 1 {
+		t.Fatalf("with a proxy outside the allowlist: %d %s (%d proxied)", resp.StatusCode, raw, proxied.Load())
+	}
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,6 +26,31 @@ type GatewaySettings struct {
 	// breakers are open or their error rate is above the data plane's
 	// PORTCULLIS_FALLBACK_ERROR_RATE.
 	Fallbacks []FallbackTrigger `json:"fallbacks,omitempty"`
+	// Proxies are, per region, the proxies the region's data planes call upstreams
+	// through (in place of their own PORTCULLIS_EGRESS_*_PROXY); each data plane's
+	// egress allowlist still bounds both the proxy and the upstreams.
+	Proxies []RegionProxy `json:"proxies,omitempty"`
+}
+
+// RegionProxy is one region's upstream proxies.
+type RegionProxy struct {
+	Region     string   `json:"region"`
+	HTTPProxy  string   `json:"http_proxy,omitempty"`
+	HTTPSProxy string   `json:"https_proxy,omitempty"`
+	NoProxy    []string `json:"no_proxy,omitempty"` // hosts or domain suffixes called directly ("*": all)
+}
+
+// Proxy is region's proxies, if s has them.
+func (s *GatewaySettings) Proxy(region string) (RegionProxy, bool) {
+	if s == nil {
+		return RegionProxy{}, false
+	}
+	for _, p := range s.Proxies {
+		if p.Region == region {
+			return p, true
+		}
+	}
+	return RegionProxy{}, false
 }
 
 // FallbackTrigger is when a provider's requests fall back (a self-hosted fallback's
@@ -112,5 +138,44 @@ func (s GatewaySettings) Problems() [][2]string {
 			add(field, "never falls back: set circuit_open, error_rate_above or both")
 		}
 	}
+	regions := map[string]bool{}
+	for i, p := range s.Proxies {
+		field := fmt.Sprintf("proxies[%d]", i)
+		switch {
+		case p.Region == "":
+			add(field+".region", "names the region")
+		case regions[p.Region]:
+			add(field+".region", fmt.Sprintf("%q has proxies already", p.Region))
+		}
+		regions[p.Region] = true
+		for _, u := range []struct{ name, url string }{{"http_proxy", p.HTTPProxy}, {"https_proxy", p.HTTPSProxy}} {
+			if msg := proxyURLProblem(u.url); msg != "" {
+				add(field+"."+u.name, msg)
+			}
+		}
+		if p.HTTPProxy == "" && p.HTTPSProxy == "" {
+			add(field, "names no proxy: set http_proxy, https_proxy or both")
+		}
+		for _, h := range p.NoProxy {
+			if h == "" || strings.ContainsAny(h, " /,") {
+				add(field+".no_proxy", fmt.Sprintf("%q is not a host or domain suffix", h))
+			}
+		}
+	}
 	return out
+}
+
+// proxyURLProblem says what is wrong with a proxy URL, "" for none or a good one.
+func proxyURLProblem(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return "must be an http(s) URL of a proxy: scheme, host and port"
+	}
+	if u.User != nil {
+		return "must not hold credentials: the policy is no place for secrets"
+	}
+	return ""
 }

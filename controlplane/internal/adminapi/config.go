@@ -197,9 +197,6 @@ type configPlan struct {
 	// Unmanaged counts live entities the file does not hold, which only --prune
 	// deletes.
 	Unmanaged int `json:"unmanaged"`
-	// Pending are the file's settings that are read and checked but do not take
-	// effect yet, with what decides the matter today.
-	Pending []configProblem `json:"pending,omitempty"`
 }
 
 // configProblem is a problem of the file, where it is.
@@ -273,7 +270,7 @@ func (a *API) applyConfig(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	plan := configPlan{Version: version, Changes: []configChange{}, Pending: doc.Pending()}
+	plan := configPlan{Version: version, Changes: []configChange{}}
 	var deletes []configChange
 	for _, k := range kinds {
 		read, _ := k.perms()

@@ -36,12 +36,6 @@ type configPlan struct {
 		} `json:"fields"`
 	} `json:"changes"`
 	Unmanaged int `json:"unmanaged"`
-	Pending   []struct {
-		Line    int    `json:"line"`
-		Column  int    `json:"column"`
-		Path    string `json:"path"`
-		Message string `json:"message"`
-	} `json:"pending"`
 }
 
 // apply runs `portcullis apply -f FILE [--dry-run] [--prune] [--force]`: the plan,
@@ -221,9 +215,6 @@ func (cmd *command) printPlan(p configPlan) {
 	}
 	if p.Unmanaged > 0 {
 		fmt.Fprintf(w, "(%d live entities are not in the file; --prune would delete them)\n", p.Unmanaged)
-	}
-	for _, n := range p.Pending {
-		fmt.Fprintf(cmd.io.Stderr, "note: %d:%d: %s: %s\n", n.Line, n.Column, n.Path, n.Message)
 	}
 }
 

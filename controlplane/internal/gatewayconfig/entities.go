@@ -3,6 +3,7 @@ package gatewayconfig
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -493,7 +494,8 @@ func (b *builder) settings() {
 			triggerPath = []string{"upstream_providers", p, "self_hosted_fallback", "enabled_when"}
 		}
 	}
-	if auth == nil && headers == nil && triggers == nil {
+	proxies, proxyPath := b.proxies()
+	if auth == nil && headers == nil && triggers == nil && proxies == nil {
 		return
 	}
 	e := b.get("settings", policy.SettingsName)
@@ -502,8 +504,10 @@ func (b *builder) settings() {
 		switch {
 		case auth == nil && headers != nil:
 			path = []string{"logging", "request"}
-		case auth == nil:
+		case auth == nil && triggers != nil:
 			path = triggerPath
+		case auth == nil:
+			path = proxyPath
 		}
 		e = b.add(Entity{Resource: "settings", Key: policy.SettingsName, Body: Body{}, Path: path})
 	}
@@ -525,6 +529,57 @@ func (b *builder) settings() {
 	if triggers != nil {
 		setDefault(e, "fallbacks", triggers, triggerPath)
 	}
+	if proxies != nil {
+		setDefault(e, "proxies", proxies, proxyPath)
+	}
+}
+
+// proxies are the upstream_providers' proxy blocks, per region of each provider's
+// deployments, and where the first is; two providers that give one region
+// different proxies are a problem.
+func (b *builder) proxies() ([]any, []string) {
+	type proxy struct {
+		body Body
+		from string
+	}
+	byRegion := map[string]proxy{}
+	var first []string
+	for _, p := range slices.Sorted(maps.Keys(b.f.UpstreamProviders)) {
+		px := b.f.UpstreamProviders[p].Proxy
+		if px == nil {
+			continue
+		}
+		path := []string{"upstream_providers", p, "proxy"}
+		if first == nil {
+			first = path
+		}
+		for _, d := range b.deploymentsOf(p) {
+			region, _ := d.Body["region"].(string)
+			body := Body{"region": region}
+			if px.HTTPProxy != "" {
+				body["http_proxy"] = px.HTTPProxy
+			}
+			if px.HTTPSProxy != "" {
+				body["https_proxy"] = px.HTTPSProxy
+			}
+			if len(px.NoProxy) > 0 {
+				body["no_proxy"] = slices.Clone(px.NoProxy)
+			}
+			if prev, ok := byRegion[region]; ok && !reflect.DeepEqual(prev.body, body) {
+				b.fail(fmt.Sprintf("region %s has other proxies from upstream_providers.%s: a region's data planes have one set of proxies", region, prev.from), path...)
+				continue
+			}
+			byRegion[region] = proxy{body, p}
+		}
+	}
+	if len(byRegion) == 0 {
+		return nil, nil
+	}
+	var out []any
+	for _, r := range slices.Sorted(maps.Keys(byRegion)) {
+		out = append(out, byRegion[r].body)
+	}
+	return out, first
 }
 
 // refusals checks the seed's settings that have no entity: the logging and
@@ -574,21 +629,4 @@ func (b *builder) refusals() {
 			}
 		}
 	}
-}
-
-// Pending lists the settings of the file that Portcullis reads and checks but that do
-// not take effect yet, each with what decides the matter today, so that no setting
-// is dropped silently.
-func (d *Document) Pending() []Problem {
-	f := &d.File
-	var out []Problem
-	note := func(message string, path ...string) { out = append(out, d.problem(message, path...)) }
-	for _, p := range slices.Sorted(maps.Keys(f.UpstreamProviders)) {
-		up := f.UpstreamProviders[p]
-		if up.Proxy != nil {
-			note("not applied yet: the data planes reach upstreams directly, bounded by their egress allowlist",
-				"upstream_providers", p, "proxy")
-		}
-	}
-	return out
 }

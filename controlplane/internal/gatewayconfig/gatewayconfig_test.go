@@ -66,7 +66,8 @@ func TestSeedBlocks(t *testing.T) {
 		"anomaly-rules/token_spike":            `{"action":"alert_and_throttle","factor":5,"kind":"token_spike","name":"token_spike"}`,
 		"settings/gateway": `{"audit_headers":["x-client-id","x-request-id","content-type"],"auth":{"audience":"moltbot-gateway",` +
 			`"issuer":"https://auth.internal","require_claims":["client_id","scope"]},` +
-			`"fallbacks":[{"circuit_open":true,"error_rate_above":0.1,"provider":"openai"}],"name":"gateway"}`,
+			`"fallbacks":[{"circuit_open":true,"error_rate_above":0.1,"provider":"openai"}],"name":"gateway",` +
+			`"proxies":[{"http_proxy":"http://squid-proxy.internal:3128","no_proxy":["*.internal","localhost"],"region":"eu"}]}`,
 	}
 	for id, body := range want {
 		res, key, _ := strings.Cut(id, "/")
@@ -192,30 +193,5 @@ func TestParseCondition(t *testing.T) {
 		if _, err := ParseCondition(tc.expr, "openai"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want …%s…", tc.expr, err, tc.want)
 		}
-	}
-}
-
-// TestPending: the seed's settings that do not take effect yet are listed, each at
-// its place; a file without them has none.
-func TestPending(t *testing.T) {
-	raw, err := os.ReadFile("testdata/seed.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Parse("gateway.yaml", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, p := range d.Pending() {
-		got = append(got, p.Path)
-	}
-	want := "upstream_providers.openai.proxy"
-	if strings.Join(got, " ") != want {
-		t.Fatalf("pending: %v", got)
-	}
-	d, _ = Parse("gateway.yaml", []byte("apiVersion: portcullis/v1\n"))
-	if len(d.Pending()) != 0 {
-		t.Fatal("an empty file has pending settings")
 	}
 }

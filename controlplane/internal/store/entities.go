@@ -181,5 +181,6 @@ var gatewaySettings = (&table[policy.GatewaySettings]{
 		col("auth", func(e *policy.GatewaySettings) *policy.AuthSettings { return &e.Auth }),
 		col("audit_headers", func(e *policy.GatewaySettings) *[]string { return &e.AuditHeaders }),
 		col("fallbacks", func(e *policy.GatewaySettings) *[]policy.FallbackTrigger { return &e.Fallbacks }),
+		col("proxies", func(e *policy.GatewaySettings) *[]policy.RegionProxy { return &e.Proxies }),
 	},
 }).init()

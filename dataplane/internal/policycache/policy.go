@@ -2,9 +2,11 @@ package policycache
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
@@ -34,6 +36,9 @@ type Policy struct {
 	AuditHeaders []string
 	// triggers are the gateway settings' fallback triggers, by provider.
 	triggers map[string]policy.FallbackTrigger
+	// proxies are the region's proxies from the gateway settings that the upstream
+	// targets were built with ("" for the worker's own): a change rebuilds them.
+	proxies string
 }
 
 // FallbackTrigger is when provider's requests fall back, if the policy says.
@@ -219,6 +224,7 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 		p.fallbacks[fallbackKey{f.Provider, f.FromModel}] = f.ToModel
 	}
 	triggersOf(p, s)
+	uo.Egress, p.proxies = regionEgress(s, region, uo.Egress, log)
 
 	providerKind := make(map[string]string, len(s.Providers))
 	for _, pr := range s.Providers {
@@ -229,7 +235,8 @@ func compile(s *policy.Snapshot, region string, prev *Policy, log *slog.Logger, 
 			Name: d.Name, Region: d.Region, Kind: d.Kind, Provider: d.Provider,
 			ProviderKind: providerKind[d.Provider], Enabled: d.Enabled, spec: d,
 		}
-		if old, ok := prev.deployment(d.Name); ok && old.Target != nil && old.ProviderKind == dep.ProviderKind && reflect.DeepEqual(old.spec, d) {
+		if old, ok := prev.deployment(d.Name); ok && old.Target != nil && old.ProviderKind == dep.ProviderKind && reflect.DeepEqual(old.spec, d) &&
+			prev.proxies == p.proxies {
 			dep.Target = old.Target
 		} else if t, err := upstream.New(d, uo); err != nil {
 			dep.BuildErr = err
@@ -361,6 +368,23 @@ func set(items []string) map[string]struct{} {
 		s[it] = struct{}{}
 	}
 	return s
+}
+
+// regionEgress is the egress of the region's upstream calls: the worker's own, with
+// the proxies the policy gives the region in place of its own, if its allowlist
+// lets them through; and those proxies, as a key ("" for the worker's own).
+func regionEgress(s *policy.Snapshot, region string, own *upstream.Egress, log *slog.Logger) (*upstream.Egress, string) {
+	px, ok := s.Settings.Proxy(region)
+	if !ok {
+		return own, ""
+	}
+	e, err := own.WithProxies(px.HTTPProxy, px.HTTPSProxy, px.NoProxy)
+	if err != nil {
+		log.Error("the policy's proxies for this region are refused; upstreams are called as this worker is configured",
+			"region", region, "err", err)
+		return own, ""
+	}
+	return e, fmt.Sprintf("%s|%s|%s", px.HTTPProxy, px.HTTPSProxy, strings.Join(px.NoProxy, ","))
 }
 
 // triggersOf adds s's fallback triggers to p.

@@ -43,6 +43,41 @@ func NewEgress(httpProxy, httpsProxy, noProxy, allowHosts string) (*Egress, erro
 	return e, nil
 }
 
+// WithProxies is e with these proxies in place of its own (the same allowlist), for
+// a region whose policy names them. A proxy whose host the allowlist does not let
+// through is refused: the worker's own allowlist bounds the policy.
+func (e *Egress) WithProxies(httpProxy, httpsProxy string, noProxy []string) (*Egress, error) {
+	out := &Egress{noProxy: splitList(strings.Join(noProxy, ","))}
+	if e != nil {
+		out.allow = e.allow
+	}
+	var err error
+	if out.httpProxy, err = proxyURL("http_proxy", httpProxy); err != nil {
+		return nil, err
+	}
+	if out.httpsProxy, err = proxyURL("https_proxy", httpsProxy); err != nil {
+		return nil, err
+	}
+	for _, u := range []*url.URL{out.httpProxy, out.httpsProxy} {
+		if u != nil && !out.Allowed(hostPort(u)) {
+			return nil, fmt.Errorf("proxy %s: %w", u.Host, ErrHostNotAllowed)
+		}
+	}
+	return out, nil
+}
+
+// hostPort is u's host:port, with the scheme's default port.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
 func proxyURL(name, raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, nil
@@ -120,15 +155,7 @@ func (e *Egress) dialContext(dialer *net.Dialer) func(ctx context.Context, netwo
 // checkRequest refuses a request to a host outside the allowlist, whether or not
 // it goes through a proxy.
 func (e *Egress) checkRequest(u *url.URL) error {
-	hostport := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-		hostport = net.JoinHostPort(u.Hostname(), port)
-	}
-	if !e.Allowed(hostport) {
+	if !e.Allowed(hostPort(u)) {
 		return fmt.Errorf("%s: %w", u.Host, ErrHostNotAllowed)
 	}
 	return nil
