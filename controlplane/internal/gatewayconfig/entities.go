@@ -382,9 +382,12 @@ func (b *builder) fallback(p string, deps []*Entity) {
 	var targets []string
 	for _, r := range regions {
 		name := p + "-fallback-" + r
+		targets = append(targets, name)
+		if b.get("deployments", name) != nil {
+			continue // declared under deployments: that one stands
+		}
 		b.add(Entity{Resource: "deployments", Key: name, Path: path, Fields: map[string][]string{"base_url": at("base_url")},
 			Body: Body{"provider": provider, "region": r, "kind": policy.KindSelfHosted, "base_url": sh.BaseURL, "key_source": policy.KeySourceNone}})
-		targets = append(targets, name)
 	}
 	for _, from := range slices.Sorted(maps.Keys(sh.ModelMap)) {
 		to := sh.ModelMap[from]
