@@ -187,3 +187,53 @@ logging:
 func itoa(n int64) string { return jsonInt(n) }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestConfigPrincipals: a file's principals are created with their role bindings,
+// changed, exported, never pruned, and a bad role is reported at its line.
+func TestConfigPrincipals(t *testing.T) {
+	a, cfg := startApp(t)
+	base := "http://" + a.Addr()
+	admin := admintest.Admin(t, base, cfg.DataDir)
+	file := `apiVersion: portcullis/v1
+tenants:
+  demo: {}
+principals:
+  ci-bot:
+    kind: service
+    display_name: "CI"
+    roles: [{role: operator}, {role: tenant_admin, tenant: demo}]
+`
+	if p := plan(t, applyYAML(t, base, admin, "", file)); len(p.Changes) != 2 || p.Changes[1].Resource != "principals" || p.Changes[1].Action != "create" {
+		t.Fatalf("the first apply: %+v", p)
+	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/principals/ci-bot", admin, ""); !strings.Contains(r.body, `"role":"operator"`) ||
+		!strings.Contains(r.body, `"role":"tenant_admin","tenant":"demo"`) {
+		t.Fatalf("ci-bot: %s", r.body)
+	}
+	if p := plan(t, applyYAML(t, base, admin, "", file)); len(p.Changes) != 0 {
+		t.Fatalf("a second apply: %+v", p)
+	}
+	changed := strings.Replace(file, "{role: operator}, ", "", 1)
+	p := plan(t, applyYAML(t, base, admin, "", changed))
+	if len(p.Changes) != 1 || p.Changes[0].Action != "update" || p.Changes[0].Fields[0].Field != "roles" {
+		t.Fatalf("dropping a role: %+v", p)
+	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/principals/ci-bot", admin, ""); strings.Contains(r.body, `"role":"operator"`) {
+		t.Fatalf("ci-bot after dropping operator: %s", r.body)
+	}
+	if exp := do(t, http.MethodGet, base+"/admin/v1/config", admin, ""); !strings.Contains(exp.body, "ci-bot:") {
+		t.Fatalf("the export has no ci-bot: %s", exp.body)
+	}
+	for _, ch := range plan(t, applyYAML(t, base, admin, "?prune=true", "apiVersion: portcullis/v1\ntenants:\n  demo: {}\n")).Changes {
+		if ch.Resource == "principals" {
+			t.Fatalf("--prune touched principal %s", ch.Key)
+		}
+	}
+	if r := do(t, http.MethodGet, base+"/admin/v1/principals/ci-bot", admin, ""); r.status != http.StatusOK {
+		t.Fatalf("ci-bot after --prune: %d", r.status)
+	}
+	bad := applyYAML(t, base, admin, "", strings.Replace(changed, "role: tenant_admin", "role: superuser", 1))
+	if bad.status != http.StatusUnprocessableEntity || !strings.Contains(bad.body, `"line":8,"column":20,"path":"principals.ci-bot.roles[0].role"`) {
+		t.Fatalf("a bad role: %d %s", bad.status, bad.body)
+	}
+}

@@ -52,6 +52,11 @@ type configKind interface {
 	guard(c echo.Context, before, after any) error
 	put(b *store.Batch, e any)
 	del(b *store.Batch, key string)
+	// optional kinds are left out of a plan or an export for a caller who may not
+	// read them, unless the file holds some; pruned kinds lose what the file does
+	// not hold under --prune.
+	optional() bool
+	pruned() bool
 }
 
 // configOf adapts a resource to configKind.
@@ -66,6 +71,8 @@ type configOf[T any] struct {
 func (k configOf[T]) resource() string                          { return k.r.path }
 func (k configOf[T]) section() string                           { return k.sectionName }
 func (k configOf[T]) perms() (read, write adminauth.Permission) { return k.read, k.write }
+func (k configOf[T]) optional() bool                            { return false }
+func (k configOf[T]) pruned() bool                              { return true }
 func (k configOf[T]) put(b *store.Batch, e any)                 { store.PutIn(b, k.r.coll, e.(T)) }
 func (k configOf[T]) del(b *store.Batch, key string)            { store.DeleteIn(b, k.r.coll, key) }
 
@@ -169,7 +176,87 @@ func (a *API) configKinds() []configKind {
 		configOf[policy.Client]{r: a.clients(), sectionName: "clients", read: adminauth.ClientsRead, write: adminauth.ClientsWrite},
 		configOf[store.AnomalyRule]{r: a.anomalyRules(), sectionName: "anomaly_rules", read: adminauth.AnomalyRulesRead, write: adminauth.AnomalyRulesWrite},
 		configOf[policy.GatewaySettings]{r: a.settings(), sectionName: "settings", read: adminauth.SettingsRead, write: adminauth.SettingsWrite},
+		principalsKind{a},
 	}
+}
+
+// principalsKind is the principals as apply and export see them: people and service
+// accounts with their manual role bindings (those from the identity provider are
+// its). Apply never deletes one: --prune leaves principals alone, so that a file
+// cannot lock its own appliers out.
+type principalsKind struct{ a *API }
+
+func (principalsKind) resource() string { return "principals" }
+func (principalsKind) section() string  { return "principals" }
+func (principalsKind) perms() (read, write adminauth.Permission) {
+	return adminauth.PrincipalsRead, adminauth.PrincipalsWrite
+}
+func (principalsKind) optional() bool                     { return true }
+func (principalsKind) pruned() bool                       { return false }
+func (principalsKind) guard(echo.Context, any, any) error { return nil }
+func (principalsKind) put(b *store.Batch, e any)          { store.PutPrincipalIn(b, e.(store.Principal)) }
+func (principalsKind) del(*store.Batch, string)           {}
+
+// decode validates a principal's body as POST /principals does.
+func (principalsKind) decode(body gatewayconfig.Body) (any, []apierr.FieldError) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, []apierr.FieldError{{Message: "cannot be read as JSON: " + err.Error()}}
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, []apierr.FieldError{{Message: "is not an object"}}
+	}
+	rep := &report{}
+	rolesRaw := obj["roles"]
+	delete(obj, "roles")
+	req := principalRequest{Kind: store.PrincipalService}
+	decodeObject(rep, "", obj, reflect.ValueOf(&req).Elem(), reflect.ValueOf(principalRequest{Kind: store.PrincipalService}))
+	req.Roles = decodeRoles(rep, rolesRaw)
+	rep.check("name", principalName.valid(req.Name), principalName.message)
+	ok, msg := oneOf(req.Kind, []string{store.PrincipalPerson, store.PrincipalService})
+	rep.check("kind", ok, msg)
+	rep.check("display_name", text(req.DisplayName, 200), "must be printable text of at most 200 characters")
+	rep.check("email", req.Email == "" || (text(req.Email, 254) && strings.Contains(req.Email, "@")), "must be an email address")
+	if len(rep.fields) > 0 {
+		return nil, rep.fields
+	}
+	return store.Principal{Name: req.Name, Kind: req.Kind, DisplayName: req.DisplayName, Email: req.Email,
+		Disabled: req.Disabled, Roles: req.Roles}, nil
+}
+
+func (k principalsKind) live(ctx context.Context) (map[string]any, error) {
+	ps, err := k.a.st.Principals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(ps))
+	for _, p := range ps {
+		out[p.Name] = p
+	}
+	return out, nil
+}
+
+// shown is a principal as the file holds it: its manual bindings only.
+func (principalsKind) shown(e any) (map[string]any, error) {
+	p := e.(store.Principal)
+	roles := []any{}
+	for _, b := range p.Roles {
+		if b.Source != "" && b.Source != store.BindingManual {
+			continue
+		}
+		r := map[string]any{"role": b.Role}
+		if b.Tenant != "" {
+			r["tenant"] = b.Tenant
+		}
+		roles = append(roles, r)
+	}
+	slices.SortFunc(roles, func(x, y any) int {
+		a, b := x.(map[string]any), y.(map[string]any)
+		return strings.Compare(fmt.Sprint(a["role"], a["tenant"]), fmt.Sprint(b["role"], b["tenant"]))
+	})
+	return map[string]any{"name": p.Name, "kind": p.Kind, "display_name": p.DisplayName, "email": p.Email,
+		"disabled": p.Disabled, "roles": roles}, nil
 }
 
 // configChange is one write of a plan.
@@ -275,6 +362,9 @@ func (a *API) applyConfig(c echo.Context) error {
 	for _, k := range kinds {
 		read, _ := k.perms()
 		if all, _, ok := id.Allows(read); !ok || !all {
+			if k.optional() && len(desired[k.resource()]) == 0 {
+				continue
+			}
 			return forbidden(read, ", which a configuration apply needs to compare the file with the live "+k.resource())
 		}
 		live, err := k.live(ctx)
@@ -304,6 +394,9 @@ func (a *API) applyConfig(c echo.Context) error {
 		for _, key := range slices.Sorted(maps.Keys(live)) {
 			if _, ok := want[key]; ok {
 				continue
+			}
+			if !k.pruned() {
+				continue // never deleted, so not counted
 			}
 			if !prune {
 				plan.Unmanaged++
@@ -427,6 +520,9 @@ func (a *API) exportConfig(c echo.Context) error {
 	for _, k := range a.configKinds() {
 		read, _ := k.perms()
 		if all, _, ok := id.Allows(read); !ok || !all {
+			if k.optional() {
+				continue
+			}
 			return forbidden(read, ", which exporting the whole configuration needs")
 		}
 		live, err := k.live(c.Request().Context())

@@ -15,12 +15,13 @@ import (
 // Resources are the admin API's collections a file may hold, in the order their
 // references need: what an entity names comes before it. Deletions go in reverse.
 var Resources = []string{"tenants", "tiers", "residency-rules", "providers", "deployments", "models", "fallback-maps",
-	"clients", "anomaly-rules", "settings"}
+	"clients", "anomaly-rules", "settings", "principals"}
 
 // KeyFields are the body fields that hold each resource's key.
 var KeyFields = map[string]string{
 	"tenants": "name", "tiers": "name", "residency-rules": "residency", "providers": "name", "deployments": "name",
 	"models": "id", "fallback-maps": "id", "clients": "client_id", "anomaly-rules": "name", "settings": "name",
+	"principals": "name",
 }
 
 // Entity is one resource a file asks for: its collection, key and admin API body,
@@ -124,6 +125,7 @@ func (b *builder) explicit() {
 		{"clients", "clients", b.f.Clients},
 		{"anomaly_rules", "anomaly-rules", b.f.AnomalyRules},
 		{"settings", "settings", b.f.Settings},
+		{"principals", "principals", b.f.Principals},
 	}
 	for _, s := range sections {
 		for _, key := range slices.Sorted(maps.Keys(s.bodies)) {

@@ -38,6 +38,9 @@ type File struct {
 	AnomalyRules   map[string]Body `yaml:"anomaly_rules,omitempty" json:"anomaly_rules,omitempty"`
 	// Settings holds the gateway settings, under the one key "gateway".
 	Settings map[string]Body `yaml:"settings,omitempty" json:"settings,omitempty"`
+	// Principals are people and service accounts with their role bindings (the
+	// manual ones); apply creates and changes them, never deletes one.
+	Principals map[string]Body `yaml:"principals,omitempty" json:"principals,omitempty"`
 }
 
 // Body is one resource as the admin API takes it in JSON.

@@ -3,6 +3,8 @@ package gatewayconfig
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -92,7 +94,7 @@ func (d *Document) Pos(path ...string) (line, column int) {
 	for n := len(path); n > 0; n-- {
 		b := (&yaml.PathBuilder{}).Root()
 		for _, k := range path[:n] {
-			b = b.Child(k)
+			b = step(b, k)
 		}
 		node, err := b.Build().FilterFile(d.tree)
 		if err == nil && node != nil && node.GetToken() != nil {
@@ -101,6 +103,23 @@ func (d *Document) Pos(path ...string) (line, column int) {
 		}
 	}
 	return 1, 1
+}
+
+// indexed is a path element that names a list item: "roles[2]".
+var indexed = regexp.MustCompile(`^(.*)\[(\d+)\]$`)
+
+// step is b one element further: a key, a list index ("3", as a Problem's path
+// holds anomaly_detection's items) or a key's list item ("roles[2]", as the admin
+// API names fields).
+func step(b *yaml.PathBuilder, k string) *yaml.PathBuilder {
+	if i, err := strconv.ParseUint(k, 10, 32); err == nil {
+		return b.Index(uint(i))
+	}
+	if m := indexed.FindStringSubmatch(k); m != nil {
+		i, _ := strconv.ParseUint(m[2], 10, 32)
+		return b.Child(m[1]).Index(uint(i))
+	}
+	return b.Child(k)
 }
 
 // problem is a Problem at path.

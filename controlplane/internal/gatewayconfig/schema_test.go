@@ -38,6 +38,19 @@ type schemaDoc struct {
 	Clients           map[string]policy.Client          `json:"clients,omitempty"`
 	AnomalyRules      map[string]store.AnomalyRule      `json:"anomaly_rules,omitempty"`
 	Settings          map[string]policy.GatewaySettings `json:"settings,omitempty"`
+	Principals        map[string]schemaPrincipal        `json:"principals,omitempty"`
+}
+
+// schemaPrincipal is a principal as POST /admin/v1/principals takes it.
+type schemaPrincipal struct {
+	Kind        string `json:"kind,omitempty" jsonschema:"enum=person,enum=service"`
+	DisplayName string `json:"display_name,omitempty"`
+	Email       string `json:"email,omitempty"`
+	Disabled    bool   `json:"disabled,omitempty"`
+	Roles       []struct {
+		Role   string `json:"role" jsonschema:"required,enum=admin,enum=operator,enum=key_custodian,enum=auditor,enum=tenant_admin"`
+		Tenant string `json:"tenant,omitempty"`
+	} `json:"roles,omitempty"`
 }
 
 type schemaGateway struct {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -83,4 +84,43 @@ func (s *Store) ApplyBatch(ctx context.Context, expect int64, b *Batch) (int64, 
 		return 0, err
 	}
 	return version, nil
+}
+
+// PutPrincipalIn adds to b: create the principal p with p.Roles as its manual role
+// bindings, or make an existing one's display name, email, disabled flag and manual
+// bindings p's. Its kind cannot change, and the bindings from the identity provider
+// stay.
+func PutPrincipalIn(b *Batch, p Principal) {
+	b.ops = append(b.ops, func(ctx context.Context, tx pgx.Tx) (Change, error) {
+		before, err := getPrincipal(ctx, tx, p.Name, true)
+		if errors.Is(err, ErrNotFound) {
+			if _, err := tx.Exec(ctx, `INSERT INTO principals (name, kind, display_name, email, disabled)
+				VALUES ($1, $2, $3, $4, $5)`, p.Name, p.Kind, p.DisplayName, p.Email, p.Disabled); err != nil {
+				return Change{}, fmt.Errorf("create principal %q: %w", p.Name, principalError(err))
+			}
+			if err := setBindings(ctx, tx, p.Name, BindingManual, p.Roles); err != nil {
+				return Change{}, fmt.Errorf("principal %q: %w", p.Name, err)
+			}
+			after, err := getPrincipal(ctx, tx, p.Name, false)
+			return Change{Action: "create", Resource: "principals", Key: p.Name, After: after}, err
+		}
+		if err != nil {
+			return Change{}, err
+		}
+		if before.Kind != p.Kind {
+			return Change{}, fmt.Errorf("principal %q: %w: its kind is %s and cannot change", p.Name, ErrInvalid, before.Kind)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE principals SET display_name = $2, email = $3, disabled = $4,
+			revision = revision + 1, updated_at = now() WHERE name = $1`, p.Name, p.DisplayName, p.Email, p.Disabled); err != nil {
+			return Change{}, fmt.Errorf("update principal %q: %w", p.Name, principalError(err))
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM role_bindings WHERE principal = $1 AND source = $2`, p.Name, BindingManual); err != nil {
+			return Change{}, fmt.Errorf("replace role bindings: %w", err)
+		}
+		if err := setBindings(ctx, tx, p.Name, BindingManual, p.Roles); err != nil {
+			return Change{}, fmt.Errorf("principal %q: %w", p.Name, err)
+		}
+		after, err := getPrincipal(ctx, tx, p.Name, false)
+		return Change{Action: "update", Resource: "principals", Key: p.Name, Before: before, After: after}, err
+	})
 }
