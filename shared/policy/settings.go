@@ -18,9 +18,9 @@ type GatewaySettings struct {
 	Name string       `json:"name"` // always SettingsName
 	Auth AuthSettings `json:"auth"`
 	// AuditHeaders is the allowlist of request headers audit events record; nil
-	// leaves the data plane's PORTCULLIS_AUDIT_HEADERS. Credential headers are never
+	// leaves the data plane's PORTCULLIS_AUDIT_HEADERS, empty records none. Credential headers are never
 	// recorded, whatever it says.
-	AuditHeaders []string `json:"audit_headers,omitempty"`
+	AuditHeaders []string `json:"audit_headers"` // [] records none; null is the data plane's own
 	// Fallbacks say, per provider, when its requests go to the fallback models of
 	// its fallback maps; a provider without one falls back when its deployments'
 	// breakers are open or their error rate is above the data plane's
@@ -37,7 +37,7 @@ type RegionProxy struct {
 	Region     string   `json:"region"`
 	HTTPProxy  string   `json:"http_proxy,omitempty"`
 	HTTPSProxy string   `json:"https_proxy,omitempty"`
-	NoProxy    []string `json:"no_proxy,omitempty"` // hosts or domain suffixes called directly ("*": all)
+	NoProxy    []string `json:"no_proxy,omitempty"` // hosts, ".suffix" or "*.suffix" domains called directly
 }
 
 // Proxy is region's proxies, if s has them.
@@ -157,8 +157,11 @@ func (s GatewaySettings) Problems() [][2]string {
 			add(field, "names no proxy: set http_proxy, https_proxy or both")
 		}
 		for _, h := range p.NoProxy {
-			if h == "" || strings.ContainsAny(h, " /,") {
-				add(field+".no_proxy", fmt.Sprintf("%q is not a host or domain suffix", h))
+			switch {
+			case h == "*":
+				add(field+".no_proxy", `"*" would bypass the proxy for every host: list the hosts or domains reached directly`)
+			case h == "" || strings.ContainsAny(h, " /,") || strings.Contains(strings.TrimPrefix(h, "*."), "*"):
+				add(field+".no_proxy", fmt.Sprintf("%q is not a host or domain suffix (host, .domain or *.domain)", h))
 			}
 		}
 	}

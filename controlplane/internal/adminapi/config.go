@@ -358,6 +358,7 @@ func (a *API) applyConfig(c echo.Context) error {
 		return err
 	}
 	plan := configPlan{Version: version, Changes: []configChange{}}
+	lives := map[string]map[string]any{} // resource → key → live entity, as planned
 	var deletes []configChange
 	for _, k := range kinds {
 		read, _ := k.perms()
@@ -371,6 +372,7 @@ func (a *API) applyConfig(c echo.Context) error {
 		if err != nil {
 			return err
 		}
+		lives[k.resource()] = live
 		want := desired[k.resource()]
 		for _, key := range slices.Sorted(maps.Keys(want)) {
 			after, err := k.shown(want[key])
@@ -422,11 +424,7 @@ func (a *API) applyConfig(c echo.Context) error {
 		}
 		var before any
 		if ch.Action != "create" {
-			live, err := ch.kind.live(ctx)
-			if err != nil {
-				return err
-			}
-			before = live[ch.Key]
+			before = lives[ch.Resource][ch.Key]
 		}
 		if err := ch.kind.guard(c, before, ch.entity); err != nil {
 			return err
@@ -437,13 +435,12 @@ func (a *API) applyConfig(c echo.Context) error {
 			ch.kind.put(&b, ch.entity)
 		}
 	}
-	expectVersion := version
-	if expect == 0 {
-		expectVersion = 0 // --force: whatever changed since this request's own read
-	}
-	applied, err := a.st.ApplyBatch(ctx, expectVersion, &b)
+	// The plan above, and each guard's judgment, hold only for the version they were
+	// made at: the batch lands on that version or not at all (--force only skips
+	// comparing it with the caller's earlier plan).
+	applied, err := a.st.ApplyBatch(ctx, version, &b)
 	if errors.Is(err, store.ErrStale) {
-		return apierr.New(apierr.PreconditionFailed, "the configuration changed while this apply ran: plan again")
+		return apierr.New(apierr.PreconditionFailed, "the configuration changed while this apply ran: apply again")
 	}
 	if err != nil {
 		return configStoreError(err)

@@ -73,7 +73,9 @@ const (
 	FallbacksRead   Permission = "fallbacks:read"
 	FallbacksWrite  Permission = "fallbacks:write"
 	// SettingsRead and SettingsWrite are the policy's gateway-wide settings: token
-	// issuer, audience and claims, the audit header allowlist.
+	// issuer, audience and claims, the audit header allowlist, fallback triggers and
+	// each region's upstream proxies. Writing them decides which tokens the gateway
+	// accepts and where its upstream traffic goes, so only admin holds it.
 	SettingsRead  Permission = "settings:read"
 	SettingsWrite Permission = "settings:write"
 
@@ -109,7 +111,7 @@ var rolePermissions = map[Role][]Permission{
 		TenantsRead, TenantsWrite, TiersRead, TiersWrite, ClientsRead, ClientsWrite, ClientsPlacement,
 		OverridesRead, OverridesWrite, TokensMint, RevokedRead, RevokedWrite,
 		ProvidersRead, DeploymentsRead, DeploymentsWrite, HealthRead,
-		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite, SettingsRead, SettingsWrite,
+		ModelsRead, ModelsWrite, ResidencyRead, ResidencyWrite, FallbacksRead, FallbacksWrite, SettingsRead,
 		AlertsRead, AlertsAck, AnomalyRulesRead, AnomalyRulesWrite, GuardrailsScan,
 	},
 	KeyCustodian: {
@@ -169,7 +171,7 @@ var descriptions = map[Permission]string{
 	ModelsRead:      "read models and prices", ModelsWrite: "create, change, delete models",
 	ResidencyRead: "read residency rules", ResidencyWrite: "create, change, delete residency rules",
 	FallbacksRead: "read fallback maps", FallbacksWrite: "create, change, delete fallback maps",
-	SettingsRead: "read the gateway settings (token issuer, audience, claims; audit headers)", SettingsWrite: "change the gateway settings",
+	SettingsRead: "read the gateway settings (token issuer, audience, claims; audit headers)", SettingsWrite: "change the gateway settings (admin only: they decide which tokens are accepted and where upstream traffic goes)",
 	SecretsRead: "key status and rotation history", SecretsRotate: "rotate keys", SecretsRevoke: "revoke keys",
 	SecretsAccess: "the key access log (which worker fetched which version)",
 	AlertsRead:    "read alerts", AlertsAck: "acknowledge alerts",

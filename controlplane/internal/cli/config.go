@@ -19,7 +19,7 @@ import (
 var ErrChanges = errors.New("the file would change the configuration")
 
 // maxConfigFile bounds a gateway.yaml read (the control plane refuses more).
-const maxConfigFile = 4 << 20
+const maxConfigFile = 1 << 20
 
 // configPlan is the admin API's answer to a configuration apply.
 type configPlan struct {

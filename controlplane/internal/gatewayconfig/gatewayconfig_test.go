@@ -195,3 +195,29 @@ func TestParseCondition(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileYAML: aliases (which the decoder copies as often as they are named) and
+// deep nesting (which the parser pays for more than linearly) are refused before
+// any decoding, at their place, and quickly.
+func TestHostileYAML(t *testing.T) {
+	bomb := "apiVersion: portcullis/v1\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+	if _, err := Parse("f.yaml", []byte(bomb)); err == nil || !strings.HasPrefix(err.Error(), "2:4: anchors (&) and aliases (*) are not supported") {
+		t.Fatalf("an alias bomb: %v", err)
+	}
+	deep := "apiVersion: portcullis/v1\nx: " + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + "\n"
+	if _, err := Parse("f.yaml", []byte(deep)); err == nil || !strings.Contains(err.Error(), "2:36: nests deeper than 32 levels") {
+		t.Fatalf("deep flow nesting: %v", err)
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: portcullis/v1\n")
+	for i := range 40 {
+		b.WriteString(strings.Repeat("  ", i) + "k:\n")
+	}
+	if _, err := Parse("f.yaml", []byte(b.String())); err == nil || !strings.Contains(err.Error(), "nests deeper than 32 levels") {
+		t.Fatalf("deep block nesting: %v", err)
+	}
+	// Brackets in quotes and comments are text.
+	if _, err := Parse("f.yaml", []byte("apiVersion: portcullis/v1 # [[[[\nregion: \""+strings.Repeat("[", 100)+"\"\n")); err != nil {
+		t.Fatalf("brackets in a quote and a comment: %v", err)
+	}
+}

@@ -9,11 +9,18 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // MaxFileBytes bounds a gateway.yaml.
-const MaxFileBytes = 4 << 20
+const MaxFileBytes = 1 << 20
+
+// maxDepth bounds how deep a file's collections nest ([ and { inside each other, or
+// block indentation in steps of two): the format needs a handful, and the parser's
+// cost grows faster than the depth.
+const maxDepth = 32
 
 // Document is a parsed gateway.yaml: the file and its syntax tree, which knows
 // where each setting is.
@@ -57,6 +64,16 @@ func (ps Problems) Error() string {
 func Parse(name string, data []byte) (*Document, error) {
 	if len(data) > MaxFileBytes {
 		return nil, Problems{{Line: 1, Column: 1, Message: fmt.Sprintf("the file is larger than %d bytes", MaxFileBytes)}}
+	}
+	if p := tooDeep(data); p != nil {
+		return nil, Problems{*p}
+	}
+	for _, t := range lexer.Tokenize(string(data)) {
+		if t.Type == token.AnchorType || t.Type == token.AliasType {
+			// An alias is a copy the decoder makes as often as it is named, so a few
+			// lines could stand for gigabytes; the format has no use for them.
+			return nil, Problems{{Line: t.Position.Line, Column: t.Position.Column, Message: "anchors (&) and aliases (*) are not supported: write each setting out"}}
+		}
 	}
 	tree, err := parser.ParseBytes(data, 0)
 	if err != nil {
@@ -130,3 +147,49 @@ func (d *Document) problem(message string, path ...string) Problem {
 
 // ToYAML renders a JSON document as YAML, keeping its keys' order.
 func ToYAML(jsonDoc []byte) ([]byte, error) { return yaml.JSONToYAML(jsonDoc) }
+
+// tooDeep finds where data nests deeper than maxDepth: flow collections ([ and {
+// outside quotes and comments) or block indentation, before any parser sees it.
+func tooDeep(data []byte) *Problem {
+	line, col, depth := 1, 0, 0
+	var quote byte
+	comment := false
+	for i, c := range data {
+		col++
+		switch {
+		case c == '\n':
+			line, col, comment = line+1, 0, false
+			if quote == '\'' || quote == '"' {
+				continue // a quoted scalar may span lines
+			}
+			indent := 0
+			for indent < len(data)-i-1 && data[i+1+indent] == ' ' {
+				indent++
+			}
+			if indent > 2*maxDepth {
+				return &Problem{Line: line + 1, Column: 1, Message: fmt.Sprintf("nests deeper than %d levels", maxDepth)}
+			}
+			continue
+		case comment:
+			continue
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+			continue
+		}
+		switch c {
+		case '#':
+			comment = i == 0 || data[i-1] == ' ' || data[i-1] == '\t'
+		case '\'', '"':
+			quote = c
+		case '[', '{':
+			if depth++; depth > maxDepth {
+				return &Problem{Line: line, Column: col, Message: fmt.Sprintf("nests deeper than %d levels", maxDepth)}
+			}
+		case ']', '}':
+			depth = max(depth-1, 0)
+		}
+	}
+	return nil
+}

@@ -123,6 +123,11 @@ func (s *Store) PolicyVersion(ctx context.Context) (int64, error) {
 // commits.
 func (s *Store) mutate(ctx context.Context, fn func(pgx.Tx) (Change, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The policy version first, then the entity rows, as ApplyBatch locks them:
+		// one order, so that a write and a configuration apply never deadlock.
+		if _, err := tx.Exec(ctx, `SELECT version FROM policy_state FOR UPDATE`); err != nil {
+			return fmt.Errorf("lock policy version: %w", err)
+		}
 		ch, err := fn(tx)
 		if err != nil {
 			return err

@@ -44,13 +44,14 @@ func NewEgress(httpProxy, httpsProxy, noProxy, allowHosts string) (*Egress, erro
 }
 
 // WithProxies is e with these proxies in place of its own (the same allowlist), for
-// a region whose policy names them. A proxy whose host the allowlist does not let
-// through is refused: the worker's own allowlist bounds the policy.
+// a region whose policy names them. The worker's own allowlist bounds the policy: a
+// worker without one takes no proxy from it, and a proxy whose host the allowlist
+// does not let through is refused.
 func (e *Egress) WithProxies(httpProxy, httpsProxy string, noProxy []string) (*Egress, error) {
-	out := &Egress{noProxy: splitList(strings.Join(noProxy, ","))}
-	if e != nil {
-		out.allow = e.allow
+	if e == nil || len(e.allow) == 0 {
+		return nil, errors.New("this worker has no egress allowlist to bound a proxy the policy names")
 	}
+	out := &Egress{noProxy: splitList(strings.Join(noProxy, ",")), allow: e.allow}
 	var err error
 	if out.httpProxy, err = proxyURL("http_proxy", httpProxy); err != nil {
 		return nil, err
@@ -130,7 +131,8 @@ func (e *Egress) proxy(r *http.Request) (*url.URL, error) {
 	}
 	host := strings.ToLower(r.URL.Hostname())
 	for _, n := range e.noProxy {
-		if n == "*" || n == host || (strings.HasPrefix(n, ".") && strings.HasSuffix(host, n)) || strings.HasSuffix(host, "."+n) {
+		n = strings.TrimPrefix(n, "*") // "*.internal" is ".internal", as Go's own NO_PROXY reads it
+		if n == "" || n == host || (strings.HasPrefix(n, ".") && strings.HasSuffix(host, n)) || strings.HasSuffix(host, "."+n) {
 			return nil, nil
 		}
 	}
