@@ -232,6 +232,14 @@ principals:
 	if r := do(t, http.MethodGet, base+"/admin/v1/principals/ci-bot", admin, ""); r.status != http.StatusOK {
 		t.Fatalf("ci-bot after --prune: %d", r.status)
 	}
+	if r := applyYAML(t, base, admin, "?dry_run=true", strings.Replace(changed, "kind: service", "kind: person", 1)); r.status != http.StatusUnprocessableEntity ||
+		!strings.Contains(r.body, `"line":6`) || !strings.Contains(r.body, "kind cannot change") {
+		t.Fatalf("a kind change: %d %s", r.status, r.body)
+	}
+	if r := applyYAML(t, base, admin, "?dry_run=true", strings.Replace(changed, "roles: [", "roles: [{role: tenant_admin, tenant: demo}, ", 1)); r.status != http.StatusUnprocessableEntity ||
+		!strings.Contains(r.body, "is listed twice") {
+		t.Fatalf("a role twice: %d %s", r.status, r.body)
+	}
 	bad := applyYAML(t, base, admin, "", strings.Replace(changed, "role: tenant_admin", "role: superuser", 1))
 	if bad.status != http.StatusUnprocessableEntity || !strings.Contains(bad.body, `"line":8,"column":20,"path":"principals.ci-bot.roles[0].role"`) {
 		t.Fatalf("a bad role: %d %s", bad.status, bad.body)

@@ -213,6 +213,11 @@ func (principalsKind) decode(body gatewayconfig.Body) (any, []apierr.FieldError)
 	req := principalRequest{Kind: store.PrincipalService}
 	decodeObject(rep, "", obj, reflect.ValueOf(&req).Elem(), reflect.ValueOf(principalRequest{Kind: store.PrincipalService}))
 	req.Roles = decodeRoles(rep, rolesRaw)
+	seen := map[store.RoleBinding]bool{}
+	for i, b := range req.Roles {
+		rep.check(fmt.Sprintf("roles[%d]", i), !seen[b], "is listed twice")
+		seen[b] = true
+	}
 	rep.check("name", principalName.valid(req.Name), principalName.message)
 	ok, msg := oneOf(req.Kind, []string{store.PrincipalPerson, store.PrincipalService})
 	rep.check("kind", ok, msg)
@@ -295,9 +300,12 @@ type configProblem = gatewayconfig.Problem
 // run, the plan applied in one transaction as one policy version. An If-Match with
 // a plan's version refuses (412) to apply when the policy has changed since.
 func (a *API) applyConfig(c echo.Context) error {
-	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, gatewayconfig.MaxFileBytes+1))
-	if err != nil {
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, gatewayconfig.MaxFileBytes))
+	if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
 		return apierr.New(apierr.InvalidRequest, "the request body is larger than %d bytes", gatewayconfig.MaxFileBytes)
+	}
+	if err != nil {
+		return apierr.Wrap(apierr.InvalidRequest, err, "the request body could not be read")
 	}
 	q := c.QueryParams()
 	dryRun, prune := q.Get("dry_run") == "true", q.Get("prune") == "true"
@@ -309,7 +317,11 @@ func (a *API) applyConfig(c echo.Context) error {
 	}
 	doc, err := gatewayconfig.Parse("gateway.yaml", raw)
 	if err != nil {
-		return configInvalid(c, err.(gatewayconfig.Problems))
+		var problems gatewayconfig.Problems
+		if errors.As(err, &problems) {
+			return configInvalid(c, problems)
+		}
+		return err
 	}
 	entities, problems := doc.Entities()
 	kinds := a.configKinds()
@@ -318,7 +330,8 @@ func (a *API) applyConfig(c echo.Context) error {
 		byResource[k.resource()] = k
 	}
 	id := adminauth.IdentityOf(c)
-	desired := map[string]map[string]any{} // resource → key → entity
+	desired := map[string]map[string]any{}                   // resource → key → entity
+	entityOf := map[string]map[string]gatewayconfig.Entity{} // resource → key → where it is
 	// A setting the file format refused is not reported again by the entity's
 	// validation (a refused key source is also a missing one).
 	reported := map[[2]int]bool{}
@@ -338,9 +351,9 @@ func (a *API) applyConfig(c echo.Context) error {
 		}
 		if v != nil {
 			if desired[e.Resource] == nil {
-				desired[e.Resource] = map[string]any{}
+				desired[e.Resource], entityOf[e.Resource] = map[string]any{}, map[string]gatewayconfig.Entity{}
 			}
-			desired[e.Resource][e.Key] = v
+			desired[e.Resource][e.Key], entityOf[e.Resource][e.Key] = v, e
 		}
 	}
 	if len(problems) > 0 {
@@ -387,6 +400,12 @@ func (a *API) applyConfig(c echo.Context) error {
 			was, err := k.shown(before)
 			if err != nil {
 				return err
+			}
+			if was["kind"] != nil && k.resource() == "principals" && was["kind"] != after["kind"] {
+				e := entityOf[k.resource()][key]
+				line, col := doc.Pos(e.FieldPath("kind")...)
+				return configInvalid(c, gatewayconfig.Problems{{Line: line, Column: col, Path: strings.Join(e.FieldPath("kind"), "."),
+					Message: fmt.Sprintf("%s is a %v: a principal's kind cannot change", key, was["kind"])}})
 			}
 			if fields := diffFields(was, after); len(fields) > 0 {
 				plan.Changes = append(plan.Changes, configChange{Action: "update", Resource: k.resource(), Key: key, Fields: fields,

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/audit"
+	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
 // Auditor delivers audit events without losing them (the audit package's
@@ -146,8 +148,8 @@ func (s *server) auditHeaders(h http.Header) map[string]string {
 	}
 	out := make(map[string]string, len(names))
 	for _, name := range names {
-		if neverAudited[strings.ToLower(name)] {
-			continue
+		if slices.Contains(policy.CredentialHeaders, strings.ToLower(name)) {
+			continue // credentials are never recorded, whatever the allowlist says
 		}
 		if v := h.Get(name); v != "" {
 			if len(v) > maxHeaderValue {
@@ -158,10 +160,6 @@ func (s *server) auditHeaders(h http.Header) map[string]string {
 	}
 	return out
 }
-
-// neverAudited are headers that carry credentials: never recorded, whatever the
-// allowlist says.
-var neverAudited = map[string]bool{"authorization": true, "x-api-key": true, "cookie": true, "proxy-authorization": true}
 
 // sourceNet is the network of a (see audit.SourceNet), "" for an invalid one.
 func sourceNet(a netip.Addr) string {
