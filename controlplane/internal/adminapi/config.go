@@ -76,8 +76,8 @@ func (k configOf[T]) pruned() bool                              { return true }
 func (k configOf[T]) put(b *store.Batch, e any)                 { store.PutIn(b, k.r.coll, e.(T)) }
 func (k configOf[T]) del(b *store.Batch, key string)            { store.DeleteIn(b, k.r.coll, key) }
 
-func (k configOf[T]) decode(body gatewayconfig.Body) (any, []apierr.FieldError) {
-	rep := &report{}
+// objectOf is a file's body as the admin API's decoders read a request's.
+func objectOf(body gatewayconfig.Body) (map[string]json.RawMessage, []apierr.FieldError) {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return nil, []apierr.FieldError{{Message: "cannot be read as JSON: " + err.Error()}}
@@ -86,6 +86,15 @@ func (k configOf[T]) decode(body gatewayconfig.Body) (any, []apierr.FieldError) 
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return nil, []apierr.FieldError{{Message: "is not an object"}}
 	}
+	return obj, nil
+}
+
+func (k configOf[T]) decode(body gatewayconfig.Body) (any, []apierr.FieldError) {
+	obj, problems := objectOf(body)
+	if problems != nil {
+		return nil, problems
+	}
+	rep := &report{}
 	e := k.r.defaults()
 	k.r.decode(rep, obj, &e)
 	key := *k.r.coll.Key(&e)
@@ -199,13 +208,9 @@ func (principalsKind) del(*store.Batch, string)           {}
 
 // decode validates a principal's body as POST /principals does.
 func (principalsKind) decode(body gatewayconfig.Body) (any, []apierr.FieldError) {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, []apierr.FieldError{{Message: "cannot be read as JSON: " + err.Error()}}
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, []apierr.FieldError{{Message: "is not an object"}}
+	obj, problems := objectOf(body)
+	if problems != nil {
+		return nil, problems
 	}
 	rep := &report{}
 	rolesRaw := obj["roles"]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,18 +48,10 @@ func (cmd *command) apply(ctx context.Context, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "show the plan only")
 	prune := fs.Bool("prune", false, "delete what the file does not hold")
 	force := fs.Bool("force", false, "apply even if the configuration changed since the plan")
-	if _, err := cmd.parse(fs, args, 0); err != nil {
-		return err
-	}
-	name, data, err := cmd.readConfig(*file)
+	name, data, plan, err := cmd.showPlan(ctx, fs, args, file, prune)
 	if err != nil {
 		return err
 	}
-	plan, err := cmd.planConfig(ctx, name, data, true, *prune, "")
-	if err != nil {
-		return err
-	}
-	cmd.printPlan(plan)
 	if *dryRun || len(plan.Changes) == 0 {
 		return nil
 	}
@@ -80,22 +73,33 @@ func (cmd *command) diff(ctx context.Context, args []string) error {
 	fs := cmd.newFlags("diff", "diff -f FILE [--prune]      exit status 0: no changes, 2: changes")
 	file := fs.String("f", "", `the gateway.yaml ("-" for stdin)`)
 	prune := fs.Bool("prune", false, "count what the file does not hold as deletions")
-	if _, err := cmd.parse(fs, args, 0); err != nil {
-		return err
-	}
-	name, data, err := cmd.readConfig(*file)
+	_, _, plan, err := cmd.showPlan(ctx, fs, args, file, prune)
 	if err != nil {
 		return err
 	}
-	plan, err := cmd.planConfig(ctx, name, data, true, *prune, "")
-	if err != nil {
-		return err
-	}
-	cmd.printPlan(plan)
 	if len(plan.Changes) > 0 {
 		return ErrChanges
 	}
 	return nil
+}
+
+// showPlan parses apply's or diff's flags (into file and prune, among fs's), reads
+// the file they name, and prints the control plane's plan of it; it returns the
+// file's name and bytes, to apply after.
+func (cmd *command) showPlan(ctx context.Context, fs *flag.FlagSet, args []string, file *string, prune *bool) (string, []byte, configPlan, error) {
+	if _, err := cmd.parse(fs, args, 0); err != nil {
+		return "", nil, configPlan{}, err
+	}
+	name, data, err := cmd.readConfig(*file)
+	if err != nil {
+		return "", nil, configPlan{}, err
+	}
+	plan, err := cmd.planConfig(ctx, name, data, true, *prune, "")
+	if err != nil {
+		return "", nil, configPlan{}, err
+	}
+	cmd.printPlan(plan)
+	return name, data, plan, nil
 }
 
 // export runs `portcullis export [--format yaml|json] [-o FILE]`.

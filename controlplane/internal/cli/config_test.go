@@ -40,6 +40,18 @@ func TestApplyDiffExport(t *testing.T) {
 		t.Fatalf("export as JSON: %.200s", out)
 	}
 
+	// --prune counts what a file leaves out as deletions.
+	small := filepath.Join(t.TempDir(), "small.yaml")
+	if err := os.WriteFile(small, []byte("apiVersion: portcullis/v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := c.run("diff", "-f", small); err != nil || !strings.Contains(out, "--prune would delete them") || strings.Contains(out, "- delete") {
+		t.Fatalf("diff of a small file: %v\n%s", err, out)
+	}
+	if out, _, err := c.run("diff", "-f", small, "--prune"); !errors.Is(err, ErrChanges) || !strings.Contains(out, "- delete tier tier_premium") {
+		t.Fatalf("diff --prune of a small file: %v\n%s", err, out)
+	}
+
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("apiVersion: portcullis/v1\nregion: eu\nupstream_providers:\n  openai:\n    tls:\n      verify: false\n"), 0o644); err != nil {
 		t.Fatal(err)
