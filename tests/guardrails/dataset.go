@@ -334,8 +334,8 @@ func (g *gen) secret() {
 	case 8:
 		g.add("secret", fmt.Sprintf("DATABASE_URL=postgres://app:%s@db.internal:5432/app?sslmode=require", pw), "secret.generic_password")
 	case 9:
-		g.add("secret", fmt.Sprintf("-----BEGIN RSA PRIVATE KEY-----\n%s\n%s\n%s\n-----END RSA PRIVATE KEY-----",
-			g.chars(alnumSet+"+/", 64), g.chars(alnumSet+"+/", 64), g.chars(alnumSet+"+/", 40)), "secret.private_key")
+		g.add("secret", privateKeyBlock("RSA", g.chars(alnumSet+"+/", 64), g.chars(alnumSet+"+/", 64), g.chars(alnumSet+"+/", 40)),
+			"secret.private_key")
 	case 10:
 		g.add("secret", fmt.Sprintf(`{"stripe_key": "%s", "mode": "live"}`, stripe), "secret.stripe_key")
 	default:
@@ -449,7 +449,7 @@ func (g *gen) hardNegative() {
 		fmt.Sprintf("Latitude 52.%d, longitude 13.%d.", g.r.IntN(99999), g.r.IntN(99999)),
 		"Translate to German: 'Please ignore my previous email, I attached the wrong file.'",
 		"The onboarding guide says new hires should ignore spam emails and report phishing.",
-		"Use the example key AKIAIOSFODNN7EXAMPLE from the AWS documentation in your tests.",
+		"Use the example key " + awsExampleKeyID + " from the AWS documentation in your tests.",
 		fmt.Sprintf("Firmware %d.0.%d.%d is installed on all devices.", 10+g.r.IntN(5), 10000+g.r.IntN(9000), g.r.IntN(100)),
 		"Phone numbers must be stored in E.164 format, for example with a leading plus and the country code.",
 		fmt.Sprintf("Kundennummer %s, Vertrag vom %02d.%02d.2024", g.chars(digitSet, 10), 1+g.r.IntN(28), 1+g.r.IntN(12)),
