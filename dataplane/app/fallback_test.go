@@ -235,15 +235,7 @@ func TestFallbackTriggerFromThePolicy(t *testing.T) {
 		Fallbacks: []policy.FallbackTrigger{{Provider: "openai", CircuitOpen: true, ErrorRateAbove: &half}}}
 	e.publish(t, s)
 	token := e.token(t, "eu-app")
-	var calls atomic.Int32
-	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1)%4 == 0 { // 25 % errors
-			http.Error(w, "flaky", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
-	})
+	calls := failEvery(e, 4) // 25 % errors
 	// Every request tries openai-eu first (a failed one then falls back after its
 	// attempt, whatever the trigger): none skips it for the error rate.
 	for range 40 {
@@ -274,15 +266,7 @@ func TestFallbackTriggerWithoutTheErrorRate(t *testing.T) {
 		Fallbacks: []policy.FallbackTrigger{{Provider: "openai", CircuitOpen: true}}}
 	e.publish(t, s)
 	token := e.token(t, "eu-app")
-	var calls atomic.Int32
-	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1)%2 == 0 { // 50 %: far above the data plane's 0.1
-			http.Error(w, "flaky", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
-	})
+	calls := failEvery(e, 2) // 50 %: far above the data plane's 0.1
 	for range 30 {
 		resp := e.chat(t, token, "gpt-4o-mini")
 		resp.Body.Close()
@@ -328,4 +312,19 @@ func TestRegionProxyFromThePolicy(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || strings.Contains(string(raw), "through the proxy") || proxied.Load() != 1 {
 		t.Fatalf("with a proxy outside the allowlist: %d %s (%d proxied)", resp.StatusCode, raw, proxied.Load())
 	}
+}
+
+// failEvery makes openai-eu's spy fail every nth call with a 500 and answer the
+// others; it returns the count of calls.
+func failEvery(e *env, n int32) *atomic.Int32 {
+	var calls atomic.Int32
+	e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%n == 0 {
+			http.Error(w, "flaky", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"ok","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"from openai-eu"},"finish_reason":"stop"}]}`)
+	})
+	return &calls
 }

@@ -340,11 +340,8 @@ func (c *Console) setRoles(ec echo.Context) error {
 func (c *Console) setPrincipalDisabled(disabled bool) echo.HandlerFunc {
 	return func(ec echo.Context) error {
 		o := ownerOf(ec, false)
-		rev := ec.FormValue("revision")
-		if _, err := strconv.ParseInt(rev, 10, 64); err != nil {
-			rev = "0" // matches no revision: the API answers 412
-		}
-		res, err := c.call(ec, http.MethodPatch, "/principals/"+url.PathEscape(o.name), map[string]any{"disabled": disabled}, "If-Match", `"`+rev+`"`)
+		res, err := c.call(ec, http.MethodPatch, "/principals/"+url.PathEscape(o.name), map[string]any{"disabled": disabled},
+			"If-Match", ifMatch(ec.FormValue("revision")))
 		if err != nil {
 			return err
 		}

@@ -75,6 +75,15 @@ func viewOf(g fieldGroup, prefix string, form, errs map[string]string, locked bo
 	return out
 }
 
+// views are groups with the form's values and errors, for the setting template.
+func views(groups []fieldGroup, form, errs map[string]string) []groupView {
+	out := make([]groupView, len(groups))
+	for i, g := range groups {
+		out[i] = viewOf(g, "", form, errs, false, nil)
+	}
+	return out
+}
+
 // settingsBody is the merge patch (or creation body) that sets the fields of groups
 // to the form's values: nested objects (tls, retry, circuit_breaker) by their
 // fields, an empty number or list as null (the API's default); and what is wrong

@@ -105,23 +105,17 @@ func (c *Console) keysPage(ec echo.Context, status int, form, errs map[string]st
 		return c.forbidden(ec, adminauth.DeploymentsRead)
 	}
 	ctx := ec.Request().Context()
+	deps, err := all(ctx, c.st.Deployments())
+	if err != nil {
+		return err
+	}
 	var rows []keyRow
 	var providers []string
-	for cursor := ""; ; {
-		pg, err := c.st.Deployments().List(ctx, cursor, 500)
-		if err != nil {
-			return err
-		}
-		for _, r := range pg.Items {
-			d := r.Entity
-			rows = append(rows, keyRow{Deployment: d.Name, Provider: d.Provider, Region: d.Region, KeySource: d.KeySource, KeyPath: d.KeyPath,
-				Vault: d.KeySource == policy.KeySourceVault || d.KeySource == policy.KeySourceVaultDynamic})
-			if !slices.Contains(providers, d.Provider) {
-				providers = append(providers, d.Provider)
-			}
-		}
-		if cursor = pg.Next; cursor == "" {
-			break
+	for _, d := range deps {
+		rows = append(rows, keyRow{Deployment: d.Name, Provider: d.Provider, Region: d.Region, KeySource: d.KeySource, KeyPath: d.KeyPath,
+			Vault: d.KeySource == policy.KeySourceVault || d.KeySource == policy.KeySourceVaultDynamic})
+		if !slices.Contains(providers, d.Provider) {
+			providers = append(providers, d.Provider)
 		}
 	}
 	slices.Sort(providers)

@@ -379,11 +379,8 @@ func allowsOn(v *viewer, p adminauth.Permission, tenant string) bool {
 func (c *Console) setEnabled(enabled bool) echo.HandlerFunc {
 	return func(ec echo.Context) error {
 		id := ec.Param("id")
-		rev := ec.FormValue("revision")
-		if _, err := strconv.ParseInt(rev, 10, 64); err != nil {
-			rev = "0"
-		}
-		res, err := c.call(ec, http.MethodPatch, "/clients/"+url.PathEscape(id), map[string]any{"enabled": enabled}, "If-Match", `"`+rev+`"`)
+		res, err := c.call(ec, http.MethodPatch, "/clients/"+url.PathEscape(id), map[string]any{"enabled": enabled},
+			"If-Match", ifMatch(ec.FormValue("revision")))
 		if err != nil {
 			return err
 		}

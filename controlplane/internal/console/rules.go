@@ -78,20 +78,15 @@ func (c *Console) rulesPage(ec echo.Context, status int, form, errs map[string]s
 	if !v.id.Can(adminauth.AnomalyRulesRead) {
 		return c.forbidden(ec, adminauth.AnomalyRulesRead)
 	}
-	var rows []ruleRow
-	for cursor := ""; ; {
-		pg, err := c.st.AnomalyRules().List(ec.Request().Context(), cursor, 500)
-		if err != nil {
-			return err
-		}
-		for _, r := range pg.Items {
-			rows = append(rows, newRuleRow(r.Entity))
-		}
-		if cursor = pg.Next; cursor == "" {
-			break
-		}
+	rules, err := all(ec.Request().Context(), c.st.AnomalyRules())
+	if err != nil {
+		return err
 	}
-	data := map[string]any{"Items": rows, "Groups": ruleGroups, "CanWrite": v.id.Can(adminauth.AnomalyRulesWrite)}
+	rows := make([]ruleRow, len(rules))
+	for i, r := range rules {
+		rows[i] = newRuleRow(r)
+	}
+	data := map[string]any{"Items": rows, "Groups": views(ruleGroups, form, errs), "CanWrite": v.id.Can(adminauth.AnomalyRulesWrite)}
 	return c.render(ec, status, "rules", page{Title: "Alerts", Data: data, Form: form, Errors: errs, Error: msg})
 }
 
@@ -139,7 +134,7 @@ func (c *Console) rulePage(ec echo.Context, status int, form, errs map[string]st
 		form = ruleValues(rec.Entity)
 		form["revision"] = strconv.FormatInt(rec.Revision, 10)
 	}
-	data := map[string]any{"Row": newRuleRow(rec.Entity), "Revision": rec.Revision, "Groups": ruleGroups,
+	data := map[string]any{"Row": newRuleRow(rec.Entity), "Revision": rec.Revision, "Groups": views(ruleGroups, form, errs),
 		"CanWrite": v.id.Can(adminauth.AnomalyRulesWrite)}
 	return c.render(ec, status, "rule", page{Title: "Alerts", Data: data, Form: form, Errors: errs, Error: msg})
 }
@@ -153,11 +148,7 @@ func (c *Console) saveRule(ec echo.Context) error {
 	if len(errs) > 0 {
 		return c.rulePage(ec, http.StatusUnprocessableEntity, form, errs, "Some fields need attention.")
 	}
-	rev := form["revision"]
-	if _, err := strconv.ParseInt(rev, 10, 64); err != nil {
-		rev = "0"
-	}
-	res, err := c.call(ec, http.MethodPatch, "/anomaly-rules/"+url.PathEscape(name), body, "If-Match", `"`+rev+`"`)
+	res, err := c.call(ec, http.MethodPatch, "/anomaly-rules/"+url.PathEscape(name), body, "If-Match", ifMatch(form["revision"]))
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func (c *Console) tiersPage(ec echo.Context, status int, form, errs map[string]s
 		rows[i] = tierRow{Tier: r.Entity, Guardrails: guardrailSummary(r.Entity.Guardrails)}
 	}
 	data := map[string]any{"Items": rows, "Next": pg.Next, "Query": q, "CanWrite": v.id.Can(adminauth.TiersWrite),
-		"Groups": []fieldGroup{tierLimits, tierAccess}}
+		"Groups": views([]fieldGroup{tierLimits, tierAccess}, form, errs)}
 	return c.render(ec, status, "tiers", page{Title: "Tiers", Data: data, Form: form, Errors: errs, Error: msg})
 }
 
@@ -188,7 +188,7 @@ func (c *Console) tierPage(ec echo.Context, status int, form, errs map[string]st
 		form["revision"] = strconv.FormatInt(rec.Revision, 10)
 	}
 	data := map[string]any{"Tier": rec.Entity, "Revision": rec.Revision, "Guardrails": guardrailSummary(rec.Entity.Guardrails),
-		"Groups": tierGroups, "CanWrite": v.id.Can(adminauth.TiersWrite)}
+		"Groups": views(tierGroups, form, errs), "CanWrite": v.id.Can(adminauth.TiersWrite)}
 	if err := c.countClients(ec, rec.Entity.Name, data); err != nil {
 		return err
 	}
@@ -266,11 +266,7 @@ func (c *Console) saveTier(ec echo.Context) error {
 	if len(errs) > 0 {
 		return c.tierPage(ec, http.StatusUnprocessableEntity, form, errs, "Some fields need attention.")
 	}
-	rev := form["revision"]
-	if _, err := strconv.ParseInt(rev, 10, 64); err != nil {
-		rev = "0"
-	}
-	res, err := c.call(ec, http.MethodPatch, "/tiers/"+url.PathEscape(name), tierBody(proposed), "If-Match", `"`+rev+`"`)
+	res, err := c.call(ec, http.MethodPatch, "/tiers/"+url.PathEscape(name), tierBody(proposed), "If-Match", ifMatch(form["revision"]))
 	if err != nil {
 		return err
 	}
