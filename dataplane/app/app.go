@@ -40,6 +40,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/usage"
 	"github.com/portcullis-gw/portcullis/shared/config"
@@ -66,6 +67,10 @@ type App struct {
 	audit  *dpaudit.Publisher
 	spool  *asyncAudit // spools events behind the answers
 	sink   io.Closer   // the audit sink file, if any
+
+	// tracer traces the API's requests and exports the spans; nil when tracing is
+	// off. closeAll flushes it.
+	tracer *tracing.Tracer
 
 	// metricsSrv serves /metrics (and /debug/pprof/) apart from the API; nil when
 	// the metrics listener is off.
@@ -212,7 +217,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, extra []component)
 	if cfg.GuardrailsClassifierURL != "" {
 		classifier = &api.HTTPClassifier{URL: cfg.GuardrailsClassifierURL, Timeout: cfg.GuardrailsClassifierTimeout}
 	}
+	if a.tracer, err = tracing.New(ctx, cfg.Tracing, tracing.Options{WorkerID: cfg.WorkerID, Region: cfg.Region, Log: log}); err != nil {
+		return nil, err
+	}
 	handler := api.New(api.Options{
+		Tracer:               a.tracer,
 		Classifier:           classifier,
 		Policy:               a.policy,
 		Verifier:             verifier,
@@ -360,11 +369,15 @@ func (a *App) stop(ctx context.Context) error {
 
 // closeAll closes what the components used, once they are done with it (or Stop
 // ran out of time waiting for them): the audit publisher (its drain bounded by
-// ctx), the key manager, Vault and the NATS connection.
+// ctx), the key manager, Vault and the NATS connection, then the tracer (flushing
+// its spans with what is left of ctx; the audit goes first).
 func (a *App) closeAll(ctx context.Context) {
 	a.closeKeys(ctx)
 	if a.nc != nil {
 		a.nc.Close()
+	}
+	if err := a.tracer.Shutdown(ctx); err != nil {
+		a.log.Warn("spans not exported by the stop's deadline are lost", "err", err)
 	}
 }
 

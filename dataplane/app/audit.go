@@ -118,59 +118,87 @@ func splitList(s string) []string {
 	return out
 }
 
-// maxAsyncAudit bounds the audit events being spooled behind answered requests; past
-// it, a request waits for its own event's spooling.
+// maxAsyncAudit bounds the audit events waiting to be spooled behind answered
+// requests; past it, a request spools its own event before it returns.
 const maxAsyncAudit = 1024
 
 // asyncAudit spools each event after its request has been answered, so that the
-// spool's group-committed fsync is not part of any request's latency. The event is
-// durable within one group commit of the answer (the answer is sent before the event
-// is built in any case); Wait lets a stop spool every event of the requests served.
+// spool's fsync is not part of any request's latency. One goroutine takes every
+// event waiting and hands them to the publisher together: one sink write and one
+// spool append (one fsync) for all of them, while the next ones gather. An event is
+// durable within one group commit of its answer (the answer is sent before the
+// event is built in any case); Wait lets a stop spool every event of the requests
+// served.
 type asyncAudit struct {
 	p   *dpaudit.Publisher
 	log *slog.Logger
-	sem chan struct{}
 
-	mu     sync.RWMutex // orders wg.Add against Wait: guards closed
-	closed bool         // Wait began: hand events to the publisher directly
-	wg     sync.WaitGroup
+	mu      sync.Mutex    // guards queue and closed
+	queue   []audit.Event // waiting for the writer
+	closed  bool          // Wait began: hand events to the publisher directly
+	wake    chan struct{} // a token when queue is not empty
+	stopped chan struct{} // closed when the writer has spooled the last of queue
 }
 
 func newAsyncAudit(p *dpaudit.Publisher, log *slog.Logger) *asyncAudit {
-	return &asyncAudit{p: p, log: log, sem: make(chan struct{}, maxAsyncAudit)}
+	a := &asyncAudit{p: p, log: log, wake: make(chan struct{}, 1), stopped: make(chan struct{}),
+		queue: make([]audit.Event, 0, 64)}
+	go a.write()
+	return a
 }
 
 func (a *asyncAudit) Accepting() error { return a.p.Accepting() }
 
 func (a *asyncAudit) Publish(e audit.Event) error {
-	a.mu.RLock()
-	if a.closed {
-		a.mu.RUnlock()
-		return a.p.Publish(e) // a handler still running after a kill
+	a.mu.Lock()
+	if a.closed || len(a.queue) >= maxAsyncAudit {
+		// After Wait (a handler still running after a kill), or too many behind:
+		// this request waits for its own event (backpressure).
+		a.mu.Unlock()
+		return a.p.Publish(e)
 	}
+	a.queue = append(a.queue, e)
+	a.mu.Unlock()
 	select {
-	case a.sem <- struct{}{}:
+	case a.wake <- struct{}{}:
 	default:
-		a.mu.RUnlock()
-		return a.p.Publish(e) // too many behind: this request waits (backpressure)
 	}
-	a.wg.Add(1)
-	a.mu.RUnlock()
-	go func() {
-		defer a.wg.Done()
-		defer func() { <-a.sem }()
-		if err := a.p.Publish(e); err != nil {
-			a.log.Error("audit event not kept", "request_id", e.RequestID, "err", err)
-		}
-	}()
 	return nil
 }
 
+// write is the writer goroutine: it spools what is queued, in turns, until Wait
+// has begun and the queue is empty.
+func (a *asyncAudit) write() {
+	defer close(a.stopped)
+	var batch []audit.Event
+	for range a.wake {
+		a.mu.Lock()
+		batch, a.queue = a.queue, batch[:0]
+		closed := a.closed
+		a.mu.Unlock()
+		if len(batch) > 0 {
+			a.p.PublishAll(batch, a.refused)
+			clear(batch) // no event outlives its turn
+		}
+		if closed {
+			return
+		}
+	}
+}
+
+func (a *asyncAudit) refused(e audit.Event, err error) {
+	a.log.Error("audit event not kept", "request_id", e.RequestID, "err", err)
+}
+
 // Wait returns once every event handed over is spooled (or refused); events handed
-// over later go to the publisher directly.
+// over later go to the publisher directly. Call it once.
 func (a *asyncAudit) Wait() {
 	a.mu.Lock()
 	a.closed = true
 	a.mu.Unlock()
-	a.wg.Wait()
+	select { // the writer takes what is queued, then stops
+	case a.wake <- struct{}{}:
+	default:
+	}
+	<-a.stopped
 }

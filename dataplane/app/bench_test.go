@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-gw/portcullis/dataplane/app"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 )
 
 // The benchmarks below send the request make bench sends (tests/bench) through a real
@@ -90,9 +93,9 @@ type benchEnv struct {
 	authz string
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B, configure func(*app.Config)) *benchEnv {
 	b.Helper()
-	e := newEnv(b, envOptions{region: "eu", quiet: true})
+	e := newEnv(b, envOptions{region: "eu", quiet: true, configure: configure})
 	up := newBenchUpstream(b)
 	s := e.snapshot()
 	for i := range s.Deployments {
@@ -137,7 +140,12 @@ func (e *benchEnv) call(body []byte, stream bool, buf *bytes.Buffer) error {
 }
 
 func benchmarkChat(b *testing.B, stream bool, parallelism int) {
-	e := newBenchEnv(b)
+	benchmarkChatWith(b, stream, parallelism, nil)
+}
+
+// benchmarkChatWith is benchmarkChat on a data plane whose config configure changes.
+func benchmarkChatWith(b *testing.B, stream bool, parallelism int, configure func(*app.Config)) {
+	e := newBenchEnv(b, configure)
 	body := benchBody(stream)
 	var buf bytes.Buffer
 	if err := e.call(body, stream, &buf); err != nil { // fetches the JWKS
@@ -179,3 +187,11 @@ func BenchmarkChatStream(b *testing.B) { benchmarkChat(b, true, 0) }
 // BenchmarkChatParallel is non-streaming chat completions from 16 goroutines per
 // CPU (32 on the 2-core bench machine, make bench's c=32).
 func BenchmarkChatParallel(b *testing.B) { benchmarkChat(b, false, 16) }
+
+// BenchmarkChatTraced is BenchmarkChat with every request traced (sampled) and its
+// spans exported over OTLP/HTTP to an in-process collector: the cost of tracing
+// on, against BenchmarkChat's tracing off.
+func BenchmarkChatTraced(b *testing.B) {
+	rcv := newOTLPReceiver(b, tracing.ProtocolHTTP)
+	benchmarkChatWith(b, false, 0, func(c *app.Config) { c.Tracing.Endpoint = rcv.endpoint })
+}

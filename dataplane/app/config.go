@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/limits"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/audit"
 	"github.com/portcullis-gw/portcullis/shared/config"
@@ -170,6 +171,13 @@ type Config struct {
 	AuditStreamMaxAge   time.Duration // how long the stream keeps events
 	AuditStreamReplicas int           // replicas of the region's stream
 
+	// Tracing (docs/tracing.md) traces requests over OTLP when the standard
+	// OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) is set, and is off
+	// otherwise. Its OTLP settings come from the standard OTEL_* variables only
+	// (see tracing.Config.ReadEnv); ClientContext (PORTCULLIS_TRACE_CLIENT_CONTEXT)
+	// and Upstream (PORTCULLIS_TRACE_PROPAGATE_UPSTREAM) have flags too.
+	Tracing tracing.Config
+
 	// Clock is the limiter's clock: its minute and hour windows follow it. It has
 	// no flag; nil is the wall clock. Tests move it so that no window turns while
 	// they count.
@@ -232,6 +240,8 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.Duration(&cfg.PolicyMaxAge, "policy-max-age", 0, "/readyz answers 503 policy_too_old once the policy has not been confirmed current for this long (0: never)")
 	l.String(&cfg.GuardrailsClassifierURL, "guardrails-classifier-url", "", `prompt-injection classifier URL, answering POST {"texts":[...]} with {"scores":[...]} (https://, or http:// on loopback; empty: none)`)
 	l.Duration(&cfg.GuardrailsClassifierTimeout, "guardrails-classifier-timeout", cfg.GuardrailsClassifierTimeout, "bound of one classifier call; past it the call has failed (fail_open passes, fail_closed refuses)")
+	l.String(&cfg.Tracing.ClientContext, tracing.KeyClientContext, cfg.Tracing.ClientContext, "a client's traceparent: accept (the parent of the request's span) or ignore (a new trace, linked to it); tracing is on with OTEL_EXPORTER_OTLP_ENDPOINT")
+	l.String(&cfg.Tracing.Upstream, tracing.KeyUpstream, cfg.Tracing.Upstream, "which upstream requests carry the trace context: never, self_hosted (deployments of kind self_hosted) or always")
 	l.String(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	l.String(&cfg.WorkerID, "worker-id", cfg.WorkerID, "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
@@ -241,6 +251,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 		return Config{}, fmt.Errorf("dataplane config: %w", err)
 	}
+	cfg.Tracing.ReadEnv(getenv) // the standard OTEL_* variables, which have no flags
 	var p config.Problems
 	if len(rest) > 0 {
 		p.Add("args", strings.Join(rest, " "), "unexpected positional arguments")
@@ -278,6 +289,7 @@ func Default() Config {
 		Vault:                       vaultclient.DefaultConfig(),
 		KeyRefreshInterval:          keys.DefaultRefreshInterval,
 		GuardrailsClassifierTimeout: api.DefaultClassifierTimeout,
+		Tracing:                     tracing.Default(),
 		LogLevel:                    "info",
 		WorkerID:                    defaultWorkerID(),
 	}
@@ -437,6 +449,7 @@ func (c *Config) validate(p *config.Problems) {
 	if c.LimitsIdleReturn < 10*time.Millisecond || c.LimitsIdleReturn > time.Minute {
 		p.Add("limits-idle-return", c.LimitsIdleReturn, "must be between 10ms and 1m")
 	}
+	c.Tracing.Check(p)
 }
 
 // egress is the worker's outbound policy.

@@ -114,5 +114,12 @@ func (p *Problems) Add(key string, value any, reason string) {
 	p.errs = append(p.errs, fmt.Errorf("%s=%q: %s", EnvName(key), fmt.Sprint(value), reason))
 }
 
+// AddEnv records that the environment variable env, one without a flag and outside
+// the PORTCULLIS_ prefix (such as OpenTelemetry's OTEL_*), has the bad value for
+// the reason given.
+func (p *Problems) AddEnv(env string, value any, reason string) {
+	p.errs = append(p.errs, fmt.Errorf("%s=%q: %s", env, fmt.Sprint(value), reason))
+}
+
 // Err returns every recorded problem joined, or nil.
 func (p *Problems) Err() error { return errors.Join(p.errs...) }

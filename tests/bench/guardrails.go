@@ -39,7 +39,16 @@ func ttftPhase(ctx context.Context, st *stack, n int) ([]ttftResult, error) {
 	}{
 		{target{Name: targetDirect, URL: st.pacedURL, Auth: st.upstreamAuth, Client: st.direct.Client}, benchModel},
 		{st.gateway, pacedModel},
+		{st.limited, pacedModel},
 		{st.guarded, pacedModel},
+	}
+	if st.nginx != nil { // after direct: nginx passes the model on to the paced mock
+		n := *st.nginx
+		n.URL = st.nginxPacedURL
+		targets = slices.Insert(targets, 1, struct {
+			t     target
+			model string
+		}{n, benchModel})
 	}
 	var out []ttftResult
 	for _, x := range targets {

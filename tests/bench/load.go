@@ -181,3 +181,45 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
+
+// medianOfRounds combines each cell's results over the rounds: the median of its
+// p50, p99 and req/s; its requests, errors and limiter counters summed; the first
+// error seen. The cells keep the order of the first round.
+func medianOfRounds(rounds [][]result) []result {
+	if len(rounds) == 0 {
+		return nil
+	}
+	var out []result
+	for i, first := range rounds[0] {
+		var p50, p99 []time.Duration
+		var rps []float64
+		r := result{cell: first.cell}
+		for _, round := range rounds {
+			x := round[i]
+			p50, p99, rps = append(p50, x.P50), append(p99, x.P99), append(rps, x.RPS)
+			r.Requests += x.Requests
+			r.Errors += x.Errors
+			if r.FirstError == "" {
+				r.FirstError = x.FirstError
+			}
+			if x.Limits != nil {
+				var sum limitsCounters
+				if r.Limits != nil {
+					sum = *r.Limits
+				}
+				sum = sum.add(*x.Limits)
+				r.Limits = &sum
+			}
+		}
+		r.P50, r.P99, r.RPS = median(p50), median(p99), median(rps)
+		out = append(out, r)
+	}
+	return out
+}
+
+// median is the middle value of xs (the lower middle of an even count).
+func median[T time.Duration | float64](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}

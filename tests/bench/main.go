@@ -43,26 +43,39 @@ func main() {
 
 // config is the benchmark's configuration, from flags.
 type config struct {
-	Requests     int           // measured requests per cell
+	Requests     int           // measured requests per cell and round
+	Rounds       int           // interleaved rounds; each figure is the median over them
 	Warmup       int           // unmeasured requests before each cell
 	Concurrency  []int         // levels
 	MaxDuration  time.Duration // a cell stops early after this long
 	Out          string        // markdown report path, relative to the repository root; "" skips it
 	DataplaneBin string        // a prebuilt data plane; "" builds one
 	Console      bool          // time the console's pages (BenchmarkConsolePages)
+	Profile      bool          // profile the data plane under load (PORTCULLIS_PPROF)
+	ProfileDir   string        // where the raw profiles go; "" keeps none
+	// ProfileBefore is a saved breakdown the report compares this run's with
+	// (relative to the repository root; missing: no comparison); ProfileSave is
+	// where this run's breakdown is saved ("": not saved).
+	ProfileBefore, ProfileSave string
 }
 
 func loadConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&c.Requests, "requests", 5000, "measured requests per cell (target, mode, concurrency)")
+	fs.IntVar(&c.Requests, "requests", 3000, "measured requests per cell (target, mode, concurrency) and round")
+	fs.IntVar(&c.Rounds, "rounds", 3, "interleaved rounds of every cell; each figure is the median over the rounds")
 	fs.IntVar(&c.Warmup, "warmup", 200, "unmeasured warm-up requests before each cell")
-	levels := fs.String("concurrency", "1,32", "comma-separated concurrency levels")
+	levels := fs.String("concurrency", "1,16,64", "comma-separated concurrency levels")
 	fs.DurationVar(&c.MaxDuration, "max-duration", 60*time.Second, "stop a cell early after this long")
 	fs.StringVar(&c.Out, "out", "docs/benchmarks.md", "markdown report, relative to the repository root (empty: none)")
 	fs.StringVar(&c.DataplaneBin, "dataplane-bin", "", "use this data plane binary instead of building ./dataplane/cmd/dataplane")
 	fs.BoolVar(&c.Console, "console", true, "time the console's pages at 10k clients and 1M archived events")
+	fs.BoolVar(&c.Profile, "profile", true, "profile the data plane's CPU and allocations under load, limits off and on")
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "write the raw profiles here, for go tool pprof (empty: none)")
+	fs.StringVar(&c.ProfileBefore, "profile-before", "docs/benchmarks-profile-before.json",
+		"a breakdown saved with -profile-save, shown beside this run's (relative to the repository root; empty: none)")
+	fs.StringVar(&c.ProfileSave, "profile-save", "", "save this run's per-request breakdown as JSON, relative to the repository root")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -72,6 +85,9 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.Requests < 1 || c.Requests > 1_000_000 {
 		problems = append(problems, fmt.Errorf("requests %d: want 1..1000000", c.Requests))
+	}
+	if c.Rounds < 1 || c.Rounds > 100 {
+		problems = append(problems, fmt.Errorf("rounds %d: want 1..100", c.Rounds))
 	}
 	if c.Warmup < 0 || c.Warmup > 100_000 {
 		problems = append(problems, fmt.Errorf("warmup %d: want 0..100000", c.Warmup))
@@ -125,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Fprintln(stdout, "bench: starting NATS, issuer, mock upstream and data plane")
-	st, err := startStack(ctx, root, tmp, cfg.DataplaneBin, stdout)
+	st, err := startStack(ctx, root, tmp, cfg.DataplaneBin, cfg.Profile, stdout)
 	if err != nil {
 		return err
 	}
@@ -135,21 +151,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var results []result
-	for _, stream := range []bool{false, true} {
-		for _, c := range cfg.Concurrency {
-			for _, t := range st.targets() {
-				r, err := runCell(ctx, st, t, cell{Target: t.Name, Stream: stream, Concurrency: c}, cfg)
-				if err != nil {
-					return err
+	var rounds [][]result
+	for round := 1; round <= cfg.Rounds; round++ {
+		fmt.Fprintf(stdout, "bench: round %d of %d\n", round, cfg.Rounds)
+		var results []result
+		for _, stream := range []bool{false, true} {
+			for _, c := range cfg.Concurrency {
+				for _, t := range st.targets() {
+					r, err := runCell(ctx, st, t, cell{Target: t.Name, Stream: stream, Concurrency: c}, cfg)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "bench: %-40s p50 %8s  p99 %8s  %8.0f req/s  %d errors%s\n",
+						r.cell, fmtDur(r.P50), fmtDur(r.P99), r.RPS, r.Errors, limitsNote(r))
+					results = append(results, r)
 				}
-				fmt.Fprintf(stdout, "bench: %-40s p50 %8s  p99 %8s  %8.0f req/s  %d errors%s\n",
-					r.cell, fmtDur(r.P50), fmtDur(r.P99), r.RPS, r.Errors, limitsNote(r))
-				results = append(results, r)
 			}
 		}
+		rounds = append(rounds, results)
 	}
+	results := medianOfRounds(rounds)
 	runEnd, err := st.scrapeLimits(ctx)
+	if err != nil {
+		return err
+	}
+	var profiles []profileSummary
+	if cfg.Profile {
+		if profiles, err = profileAndSummarize(ctx, st, cfg, host, root, stdout); err != nil {
+			return err
+		}
+	}
+	before, err := loadProfileBefore(root, cfg.ProfileBefore)
 	if err != nil {
 		return err
 	}
@@ -183,7 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	rep := report{Results: results, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
+	rep := report{Results: results, Rounds: cfg.Rounds, NginxNote: st.nginxNote, Profiles: profiles, ProfileBefore: before, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
 		Console: console, Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)

@@ -68,7 +68,14 @@ const kvOpsGoal = 0.05
 
 // report renders the results.
 type report struct {
+	// Results are the cells, each the median of Rounds interleaved rounds.
 	Results []result
+	Rounds  int
+	// NginxNote says why there is no bare-proxy row; "" when there is one.
+	NginxNote string
+	// Profiles are this run's per-request breakdowns; ProfileBefore an earlier
+	// commit's, saved with -profile-save (nil: none).
+	Profiles, ProfileBefore []profileSummary
 	// WholeRun is how the limiter's counters changed from before the first cell to
 	// after the last: warm-ups and leases given back between cells included.
 	WholeRun   limitsCounters
@@ -348,6 +355,16 @@ func (r report) Tables() string {
 	var b strings.Builder
 	b.WriteString(r.resultsTable().text())
 	b.WriteString("\n")
+	if len(r.proxyCells()) > 0 {
+		b.WriteString(r.proxyTable().text() + "\n")
+	}
+	for _, l := range r.targetsSummary() {
+		b.WriteString(l + "\n")
+	}
+	if len(r.Profiles) > 0 {
+		b.WriteString("\nCPU per request, µs:\n" + r.cpuBreakdown().text())
+		b.WriteString("\nallocated per request, KiB:\n" + r.allocBreakdown().text() + "\n")
+	}
 	b.WriteString(r.addedTable().text())
 	b.WriteString("\n")
 	b.WriteString(r.limitsCostTable().text())
@@ -383,12 +400,14 @@ func (r report) Markdown() string {
 		"JSON line to a file sink, fsync'd to the on-disk spool in group commits behind the answer, and relayed "+
 		"to the region's `PC_AUDIT_<REGION>` stream.\n")
 	fmt.Fprintf(&b, "- Each cell sends %d `POST /v1/chat/completions` requests (after %d warm-up requests) "+
-		"from a Go load generator at a fixed concurrency, over kept-alive connections, to four targets in turn: "+
-		"straight to the mock (`%s`), through the gateway as a client whose tier sets no limits (`%s`), and "+
+		"from a Go load generator (`tests/bench/load.go`) at a fixed concurrency, over kept-alive connections, to the targets in turn; "+
+		"the cells run in %d interleaved rounds, so that a slow moment of the machine does not fall on one target only. The targets: "+
+		"straight to the mock (`%s`, which also shows what the load generator itself costs), through nginx as a bare proxy (`%s`, "+
+		"when nginx is installed), through the gateway as a client whose tier sets no limits (`%s`), and "+
 		"through the gateway as a client whose tier has global limits (`%s`), and through the gateway as the "+
 		"first client with every guardrail on (`%s`, see [Guardrails](#guardrails)). A request's latency runs from "+
 		"sending it to reading the whole answer; a stream must end in `data: [DONE]`.\n",
-		r.Config.Requests, r.Config.Warmup, targetDirect, targetGateway, targetLimitsOn, targetGuarded)
+		r.Config.Requests, r.Config.Warmup, r.Rounds, targetDirect, targetNginx, targetGateway, targetLimitsOn, targetGuarded)
 	fmt.Fprintf(&b, "- Limits on means the limits are enforced but far out of reach (2^%d requests per minute, "+
 		"2^%d tokens per hour, 2^%d concurrent requests), the common case: every request takes a concurrency slot, "+
 		"a request from the minute window and a token reservation, which the data plane settles afterwards. "+
@@ -413,7 +432,22 @@ func (r report) Markdown() string {
 	fmt.Fprintf(&b, "- Go: %s\n", m.Go)
 	fmt.Fprintf(&b, "- Commit: %s\n", m.Commit)
 	fmt.Fprintf(&b, "- Date: %s\n\n", m.Date.Format(time.RFC3339))
-	b.WriteString("## Results\n\n")
+	b.WriteString("## Against a bare proxy\n\n")
+	if r.NginxNote != "" {
+		b.WriteString(r.NginxNote + ".\n\n")
+	} else {
+		fmt.Fprintf(&b, "nginx, one worker process with no access log and kept-alive connections to the mock, proxies the same "+
+			"mock as the gateway (`%s`). Each side's *added* latency is its p50 or p99 minus the mock's own (`%s`); the "+
+			"gateway here is the limits-on client, with everything on: JWT, global limits, residency routing, breakers, "+
+			"audit through the spool. Every figure is the median of %d interleaved rounds.\n\n", targetNginx, targetDirect, r.Rounds)
+		b.WriteString(r.proxyTable().markdown() + "\n")
+	}
+	for _, l := range r.targetsSummary() {
+		b.WriteString("- " + l + "\n")
+	}
+	b.WriteString(r.profileMarkdown())
+	b.WriteString("\n## Results\n\n")
+	fmt.Fprintf(&b, "Each figure is the median over %d rounds; requests and errors are summed over them.\n\n", r.Rounds)
 	b.WriteString(r.resultsTable().markdown())
 	b.WriteString("\n## Added by the gateway\n\n")
 	b.WriteString("Latency the gateway adds over the mock on its own, with limits off and on.\n\n")

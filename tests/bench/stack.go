@@ -54,6 +54,7 @@ const (
 // Target names, as the report shows them.
 const (
 	targetDirect   = "direct"
+	targetNginx    = "nginx (bare proxy)"
 	targetGateway  = "gateway (limits off)"
 	targetLimitsOn = "gateway (limits on)"
 	targetGuarded  = "gateway (guardrails on)"
@@ -84,6 +85,12 @@ func newClient() *http.Client {
 // child process, whose memory is measured). Stop tears it down; it is idempotent.
 type stack struct {
 	direct, gateway, limited, guarded target
+	// nginx is the bare-proxy reference; nil when nginx is not installed, which
+	// nginxNote then says.
+	nginx     *target
+	nginxNote string
+	// nginxPacedURL is nginx's proxy of the paced mock, for time to first token.
+	nginxPacedURL string
 	// pacedURL is the paced mock's base URL; upstreamAuth authorises a request to it.
 	pacedURL, upstreamAuth string
 	gw                     *teststack.DataPlane
@@ -107,7 +114,7 @@ func (s *stack) Stop() {
 // stopTimeout bounds the stop of the benchmark's stack.
 const stopTimeout = 15 * time.Second
 
-func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writer) (_ *stack, err error) {
+func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool, log io.Writer) (_ *stack, err error) {
 	s := &stack{}
 	defer func() {
 		if err != nil {
@@ -178,6 +185,9 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 		// host:port) comes from the stack.
 		"PORTCULLIS_KEY_DIR="+keyDir,
 	)
+	if pprof {
+		env = append(env, "PORTCULLIS_PPROF=true") // on the metrics listener, for the profile phase
+	}
 	st, err := teststack.Start(ctx, teststack.Options{
 		LogDir:           tmp,
 		WaitReady:        true,
@@ -224,11 +234,29 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, log io.Writ
 	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.guarded.Client, s.metrics} {
 		s.onStop(c.CloseIdleConnections)
 	}
+	if bin := findNginx(); bin == "" {
+		s.nginxNote = "nginx is not installed, so there is no bare-proxy reference row (" + nginxInstall + ")"
+		fmt.Fprintln(log, "bench: note:", s.nginxNote)
+	} else {
+		urls, stop, err := startNginx(ctx, bin, filepath.Join(tmp, "nginx"), []string{mockURL, s.pacedURL}, log)
+		if err != nil {
+			return nil, err
+		}
+		s.onStop(stop)
+		s.nginx = &target{Name: targetNginx, URL: urls[0], Auth: "Bearer " + upstreamKey, Client: newClient()}
+		s.nginxPacedURL = urls[1]
+		s.onStop(s.nginx.Client.CloseIdleConnections)
+	}
 	return s, nil
 }
 
 // targets are the stack's targets in the order each cell runs them.
-func (s *stack) targets() []target { return []target{s.direct, s.gateway, s.limited, s.guarded} }
+func (s *stack) targets() []target {
+	if s.nginx == nil {
+		return []target{s.direct, s.gateway, s.limited, s.guarded}
+	}
+	return []target{s.direct, *s.nginx, s.gateway, s.limited, s.guarded}
+}
 
 // scrapeLimits returns the data plane's limiter counters, admissions of the limited
 // client only.

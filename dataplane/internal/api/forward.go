@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -53,7 +55,10 @@ func (s *server) forward(c echo.Context, routes []policycache.Route, x *exchange
 			return last, res.err
 		}
 		lastErr = res.err
-		if !s.waitToRetry(ctx, last, attempt, maxAttempts, res.wait) {
+		waited := time.Now()
+		retry := s.waitToRetry(ctx, last, attempt, maxAttempts, res.wait)
+		info(c).upstreamTime += time.Since(waited)
+		if !retry {
 			return last, res.err
 		}
 	}
@@ -87,14 +92,20 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 		report(upstream.Ignored)
 		return attemptResult{err: err}
 	}
-	actx, cancel := context.WithTimeout(ctx, dep.Target.TotalTimeout())
+	ri.attempts++
+	n := ri.attempts
+	actx, span := s.startAttempt(ctx, ri, route, x, n)
+	actx, cancel := context.WithTimeout(actx, dep.Target.TotalTimeout())
 	defer cancel()
 	ri.provider, ri.route = dep.Provider, route
 	sent := time.Now()
-	resp, keyVersion, err := dep.Target.Send(actx, upstream.Call{Path: upPath, Body: body, RequestID: ri.id, Key: pair.key})
+	defer func() { ri.upstreamTime += time.Since(sent) }()
+	resp, keyVersion, err := dep.Target.Send(actx, upstream.Call{Path: upPath, Body: body, RequestID: ri.id, Key: pair.key,
+		Trace: s.traceInjector(dep)})
 	ri.upstreamLatency += time.Since(sent)
 	ri.keyVersion = keyVersion
 	if err != nil {
+		endSpan(span, err)
 		if ctx.Err() != nil {
 			report(upstream.Ignored) // the client went away
 			return attemptResult{err: err}
@@ -103,6 +114,7 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 		return attemptResult{err: err, retryable: true}
 	}
 	defer resp.Body.Close()
+	span.SetInt(tracing.HTTPResponseStatusCode, int64(resp.StatusCode))
 	if upstream.RetryableStatus(resp.StatusCode) && more {
 		if wait, ok := upstream.RetryAfter(resp.Header); !ok || wait <= upstream.RetryAfterCap {
 			upstream.Discard(resp.Body)
@@ -113,20 +125,40 @@ func (s *server) attempt(c echo.Context, route policycache.Route, report func(up
 				err = apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", dep.Name),
 					"the upstream is rate limiting requests; retry later")
 			}
+			endSpan(span, err)
 			return attemptResult{err: err, retryable: true, wait: wait}
 		}
 	}
+	if resp.StatusCode >= 400 && span.Recording() {
+		span.Fail(upstreamErrorType(resp.StatusCode))
+	}
+	span.End() // the attempt has its answer; the relay is a span of its own
 	if s.ExposeRoutingHeaders {
 		c.Response().Header().Set(HeaderDeployment, dep.Name)
 	}
 	x.tr = tr
+	relaySpan := s.startRelay(ctx, dep.Name, n, x.req.Stream, resp.StatusCode)
 	err = tr.relay(c, resp, dep.Name)
+	endSpan(relaySpan, err)
 	report(outcome(ctx, resp.StatusCode, err))
 	if errors.Is(err, errStreamNotStarted) && !c.Response().Committed {
 		x.tr = nil // nothing reached the client: the attempt may be retried
 		return attemptResult{err: err, retryable: true}
 	}
 	return attemptResult{err: err}
+}
+
+// upstreamErrorType is the error.type of an attempt the upstream answered with
+// status, 400 or more: the code the gateway maps it to, or for the upstream's own
+// client errors, which are relayed, the status.
+func upstreamErrorType(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return string(apierr.RateLimited)
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status >= 500:
+		return string(apierr.UpstreamError)
+	}
+	return strconv.Itoa(status)
 }
 
 // pickRoute returns the index of the candidate the next attempt goes to, with the

@@ -44,12 +44,14 @@ const (
 // may use (writing the output budget into the request), takes them with a
 // concurrency slot and a request from the client's windows, and sets the
 // x-ratelimit-* headers. The returned ticket must be finished with the tokens used.
-func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) (*limits.Ticket, error) {
+func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) (ticket *limits.Ticket, err error) {
 	req := x.req
 	lim := client.Limits(time.Now())
 	if s.Limiter == nil {
 		return nil, nil
 	}
+	_, span := s.Tracer.Start(c.Request().Context(), spanLimits)
+	defer func() { endSpan(span, err) }()
 	var tokens int64
 	if lim.TokensPerHour > 0 {
 		x.prompt = usage.EstimatePrompt(req.op, req.fields)
@@ -64,7 +66,7 @@ func (s *server) admit(c echo.Context, client *policycache.Client, x *exchange) 
 			tokens += out * req.choices
 		}
 	}
-	ticket, err := s.Limiter.Admit(c.Request().Context(), client.ID, limits.Limits{
+	ticket, err = s.Limiter.Admit(c.Request().Context(), client.ID, limits.Limits{
 		RequestsPerMinute:     lim.RequestsPerMinute,
 		TokensPerHour:         lim.TokensPerHour,
 		MaxConcurrentRequests: lim.MaxConcurrentRequests,

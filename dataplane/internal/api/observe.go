@@ -46,6 +46,15 @@ type requestInfo struct {
 	unaudited bool
 	errReason string
 	errCause  string
+
+	// attempts counts the request's upstream attempts (the fallback's included);
+	// upstreamTime is their time, from sending each to the end of its answer's
+	// relay, plus the backoff waits between them; firstEvent is when the first
+	// event of a streamed answer was sent to the client (zero: none). For the
+	// latency metrics.
+	attempts     int
+	upstreamTime time.Duration
+	firstEvent   time.Time
 }
 
 const infoKey = "portcullis.request"
@@ -84,6 +93,7 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			h.Set(HeaderRegion, s.Region)
 		}
 		respHash := s.hashResponse(c)
+		span := s.startRequestSpan(c, ri)
 
 		err := s.auditAccepting()
 		if err == nil {
@@ -100,6 +110,8 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = routeUnmatched // keeps the metric's label set bounded
 		}
 		s.Metrics.Observe(route, req.Method, status, elapsed)
+		s.latency.observe(route, ri, start, elapsed)
+		endRequestSpan(span, ri, status)
 		level := slog.LevelInfo
 		if status >= 500 {
 			level = slog.LevelWarn
@@ -126,6 +138,9 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if ri.errCause != "" {
 			attrs = append(attrs, slog.String("error", ri.errCause))
+		}
+		if id := span.TraceID(); id != "" {
+			attrs = append(attrs, slog.String("trace_id", id))
 		}
 		s.Log.LogAttrs(req.Context(), level, "request", attrs...)
 		if s.Audit != nil && audited(route) && !ri.unaudited {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/router"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
@@ -23,7 +24,9 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		if p == nil {
 			return errPolicyNotReady
 		}
+		_, span := s.Tracer.Start(c.Request().Context(), spanAuth)
 		client, err := s.authenticate(c, p)
+		endSpan(span, err)
 		if err != nil {
 			return err
 		}
@@ -59,7 +62,10 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 					s.Log.Warn("the guardrail classifier failed; the request passed (fail_open)", "request_id", ri.id, "err", g.classifierErr)
 				}
 			}()
-			if err := g.guardInput(c.Request().Context(), req); err != nil {
+			_, span := s.Tracer.Start(c.Request().Context(), spanGuardrails)
+			err := g.guardInput(c.Request().Context(), req)
+			endSpan(span, err)
+			if err != nil {
 				return err
 			}
 		}
@@ -70,10 +76,12 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 		}
 		x := &exchange{req: req, capture: s.Audit != nil, guard: guard} // the audit event has the answer's tokens
 		if s.Guard != nil {
+			_, span := s.Tracer.Start(c.Request().Context(), spanGuard)
 			watch, err := s.Guard.Inspect(c.Request().Context(), GuardRequest{
 				ClientID: client.ID, Tenant: client.Tenant, Model: req.Model, Operation: op,
 				Messages: requestMessages(req),
 			})
+			endSpan(span, err)
 			if err != nil {
 				return err
 			}
@@ -89,13 +97,33 @@ func (s *server) proxy(api clientAPI, op, path string) echo.HandlerFunc {
 			x.capture = x.capture || x.limited
 			defer func() { ticket.Finish(x.used(ticket.Reserved())) }()
 		}
-		routes, err := router.Candidates(p, client, req.Model)
+		routes, err := s.route(c, p, client, req)
 		if err != nil {
 			return err
 		}
-		routes = s.healthyRoutes(c, p, client, req, routes)
 		return s.forwardWithFallback(c, p, client, routes, x)
 	}
+}
+
+// route returns the candidates for req, in the order of preference (see
+// healthyRoutes): the compliant deployments of its model, or of its fallback's.
+func (s *server) route(c echo.Context, p *policycache.Policy, client *policycache.Client, req *request) ([]policycache.Route, error) {
+	_, span := s.Tracer.Start(c.Request().Context(), spanRouting)
+	routes, err := router.Candidates(p, client, req.Model)
+	if err != nil {
+		endSpan(span, err)
+		return nil, err
+	}
+	routes = s.healthyRoutes(c, p, client, req, routes)
+	if span.Recording() {
+		ri := info(c)
+		span.SetInt(tracing.Candidates, int64(len(routes)))
+		span.SetString(tracing.Deployment, routes[0].Deployment.Name)
+		span.SetString(tracing.Fallback, ri.fallback)
+		span.SetString(tracing.FallbackReason, ri.fallbackReason)
+	}
+	span.End()
+	return routes, nil
 }
 
 // authenticate verifies the bearer token, resolves its client in p, and refuses a

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -42,6 +43,17 @@ func upstreamFailure(c echo.Context, resp *http.Response, deployment string) err
 			"the upstream failed to answer")
 	}
 	return nil
+}
+
+// reachesClient reports whether an answer with status is relayed to the client,
+// as upstreamFailure decides: success and the upstream's own 4xx, not 429, a
+// refused key, 5xx, 1xx or 3xx.
+func reachesClient(status int) bool {
+	switch {
+	case status == http.StatusTooManyRequests, status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return false
+	}
+	return status/100 == 2 || status/100 == 4
 }
 
 // copyAnswer relays a non-streamed answer with its status and content type,
@@ -218,6 +230,7 @@ func relayStream(c echo.Context, body io.Reader, deployment string, cutEvent []b
 		}
 		if !started {
 			started = true
+			info(c).firstEvent = time.Now()
 			h := w.Header()
 			h.Set("Content-Type", "text/event-stream")
 			h.Set("Cache-Control", "no-cache")

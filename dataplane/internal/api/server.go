@@ -25,6 +25,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/auth"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
+	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
@@ -96,19 +97,27 @@ type Options struct {
 	// policy_too_old. Requests are still served with the policy in use.
 	PolicyAge    func() (age time.Duration, ok bool)
 	PolicyMaxAge time.Duration
+	// Tracer traces each API request (nil: tracing is off, and costs a nil check
+	// per span); see docs/tracing.md.
+	Tracer *tracing.Tracer
 }
 
 type server struct {
 	Options
 	unauthenticated chan struct{} // a slot per request being authenticated; nil: no bound
 	guardMetrics    *guardMetrics
+	latency         *latencyMetrics // nil without Metrics
 }
+
+// proxiedRoutes are the routes whose requests go to an upstream.
+var proxiedRoutes = []string{upstream.PathChatCompletions, upstream.PathCompletions, upstream.PathEmbeddings, messagesRoute}
 
 // New returns the API's HTTP handler.
 func New(o Options) http.Handler {
 	s := &server{Options: o}
 	if o.Metrics != nil {
 		s.guardMetrics = newGuardMetrics(o.Metrics.Registry)
+		s.latency = newLatencyMetrics(o.Metrics.Registry, proxiedRoutes)
 	}
 	if o.MaxUnauthenticated > 0 {
 		s.unauthenticated = make(chan struct{}, o.MaxUnauthenticated)
@@ -122,7 +131,7 @@ func New(o Options) http.Handler {
 	e.POST("/v1/completions", s.proxy(apiOpenAI, policy.OpTextCompletion, upstream.PathCompletions))
 	e.POST("/v1/embeddings", s.proxy(apiOpenAI, policy.OpEmbeddings, upstream.PathEmbeddings))
 	e.POST(messagesRoute, s.proxy(apiAnthropic, policy.OpMessages, upstream.PathMessages))
-	e.GET("/v1/models", s.listModels)
+	e.GET(modelsRoute, s.listModels)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -157,5 +166,8 @@ func (s *server) readyz(c echo.Context) error {
 
 // messagesRoute is Anthropic's Messages API, served natively by Anthropic deployments.
 const messagesRoute = "/v1/messages"
+
+// modelsRoute lists the models a client may use.
+const modelsRoute = "/v1/models"
 
 var errPolicyNotReady = apierr.New(apierr.PolicyNotReady, "the gateway has not received its policy yet; retry shortly")

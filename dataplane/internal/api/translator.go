@@ -58,6 +58,21 @@ type exchange struct {
 	prompt  int64      // estimated prompt tokens; 0 when the client has no token limit
 	limited bool       // the client has a token limit: the answer's tokens settle its reservation
 	tr      translator // the translator of the attempt whose answer is relayed; nil before one
+
+	// counted is what tr's usage said, once asked (the answer is complete by
+	// then): used and split both need it, and it may parse the whole answer.
+	counted translator
+	in, out int64
+	known   bool
+}
+
+// usage is x.tr's usage of the answer, read once.
+func (x *exchange) usage() (in, out int64, known bool) {
+	if x.counted != x.tr {
+		x.in, x.out, x.known = x.tr.usage(x.prompt)
+		x.counted = x.tr
+	}
+	return x.in, x.out, x.known
 }
 
 // used is the number of tokens the request consumed, to settle a reservation of
@@ -68,7 +83,7 @@ func (x *exchange) used(reserved int64) int64 {
 	if !x.limited || x.tr == nil || !x.tr.started() {
 		return 0
 	}
-	in, out, known := x.tr.usage(x.prompt)
+	in, out, known := x.usage()
 	if !known {
 		return reserved
 	}
@@ -83,7 +98,7 @@ func (x *exchange) split() (in, out int64) {
 	if x.tr == nil || !x.tr.started() {
 		return 0, 0
 	}
-	in, out, known := x.tr.usage(x.prompt)
+	in, out, known := x.usage()
 	if !known {
 		return x.prompt, 0
 	}

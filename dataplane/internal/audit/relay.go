@@ -82,11 +82,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue
 		case stepIdle:
 			backoff = minBackoff
-			_ = p.saveCursor(true)
-			select {
-			case <-ctx.Done():
-			case <-p.spool.notify:
-			}
+			p.idle(ctx)
 		case stepRetry:
 			t := time.NewTimer(backoff)
 			select {
@@ -100,6 +96,26 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	_ = p.saveCursor(true)
 	return nil
+}
+
+// idle waits for more events to publish. A cursor that moved is saved once
+// cursorEvery has passed since the last save: at once if it has, else when it has
+// unless events come first (a cursor write is an fsync and a rename, which a busy
+// relay going idle after every few events would otherwise pay each time).
+func (p *Publisher) idle(ctx context.Context) {
+	_ = p.saveCursor(false)
+	var due <-chan time.Time
+	if r := &p.relay; p.spool.position() != r.saved {
+		t := time.NewTimer(cursorEvery - time.Since(r.savedAt))
+		defer t.Stop()
+		due = t.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-p.spool.notify:
+	case <-due:
+		_ = p.saveCursor(true)
+	}
 }
 
 // drain publishes what is spooled until it is all acknowledged, an attempt fails,

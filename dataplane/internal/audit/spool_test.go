@@ -46,7 +46,7 @@ func (s *testSpool) add(t *testing.T, from, to int) {
 	for i := from; i < to; i++ {
 		id := requestID(i)
 		rec := appendRecord(nil, int64(i+1), "audit.eu.c", id, []byte(`{"request_id":"`+id+`"}`))
-		if err := s.append(rec, int64(i+1)); err != nil {
+		if err := s.append(rec, 1, int64(i+1)); err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}
@@ -199,7 +199,7 @@ func TestSpoolRejectsWhenFull(t *testing.T) {
 	n := 0
 	for ; n < 10000 && err == nil; n++ {
 		rec := appendRecord(nil, 1, "audit.eu.c", requestID(n), make([]byte, 500))
-		err = s.append(rec, 1)
+		err = s.append(rec, 1, 1)
 	}
 	if !errors.Is(err, ErrSpoolFull) {
 		t.Fatalf("append to a full spool = %v, want ErrSpoolFull", err)

@@ -20,11 +20,12 @@ type batch struct {
 	err     error
 }
 
-// append makes rec durable: it returns nil only once rec is written and fsync'd. It
-// returns ErrSpoolFull when the spool has no room (after dropping the oldest
-// segments, under drop_oldest), and ErrClosed after close.
-func (s *spool) append(rec []byte, ts int64) error {
-	n := int64(len(rec))
+// append makes recs, which hold events whole records, durable: it returns nil only
+// once they are written and fsync'd. It returns ErrSpoolFull when the spool has no
+// room for them all (after dropping the oldest segments, under drop_oldest), and
+// ErrClosed after close.
+func (s *spool) append(recs []byte, events, ts int64) error {
+	n := int64(len(recs))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -40,8 +41,8 @@ func (s *spool) append(rec []byte, ts int64) error {
 	if b.events == 0 {
 		b.firstTS = ts
 	}
-	b.buf = append(b.buf, rec...)
-	b.events++
+	b.buf = append(b.buf, recs...)
+	b.events += events
 	s.inflight += n
 	for !b.done {
 		if s.flushing {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/secretfile"
@@ -29,8 +30,10 @@ type None struct{}
 func (None) Key(context.Context) (string, error) { return "", nil }
 
 // File reads the key from a file and re-reads it whenever the file's modification
-// time or size changes, so a rotated dev key is picked up without a restart. It is
-// safe for concurrent use.
+// time or size changes, so a rotated dev key is picked up without a restart. The
+// file is looked at again (path, mode, modification time, size) at most once per
+// FileOptions.Recheck, not on every request: a change, a rotated key or a refused
+// mode, is seen within that time. It is safe for concurrent use.
 //
 // The file must lie under FileOptions.Dir (PORTCULLIS_KEY_DIR), symlinks resolved,
 // unless AllowAnyDir, and it must be readable by its owner only (see
@@ -39,6 +42,10 @@ func (None) Key(context.Context) (string, error) { return "", nil }
 type File struct {
 	path string
 	opts FileOptions
+
+	// checked is the key last read and until when it is served without looking at
+	// the file; nil before the first read and after a failed one.
+	checked atomic.Pointer[checkedKey]
 
 	mu      sync.Mutex // guards the fields below
 	real    string     // the file read, symlinks resolved
@@ -55,6 +62,19 @@ type FileOptions struct {
 	// AllowAnyDir lets the file be anywhere (PORTCULLIS_DEV_ALLOW_ANY_KEY_FILE,
 	// development only).
 	AllowAnyDir bool
+	// Recheck is how long a key read is served before the file is looked at
+	// again; zero means DefaultFileRecheck, a negative value every call.
+	Recheck time.Duration
+}
+
+// DefaultFileRecheck is the default of FileOptions.Recheck.
+const DefaultFileRecheck = time.Second
+
+// checkedKey is a key read from the file and the time until which it is served
+// without looking at the file again.
+type checkedKey struct {
+	key   string
+	until time.Time
 }
 
 // Settings named by File's refusals.
@@ -71,6 +91,25 @@ func NewFile(path string, o FileOptions) *File { return &File{path: path, opts: 
 // file others can read, and an empty or unreadable file are errors that name the
 // path and the setting, never the content.
 func (f *File) Key(context.Context) (string, error) {
+	now := time.Now()
+	if c := f.checked.Load(); c != nil && now.Before(c.until) {
+		return c.key, nil
+	}
+	key, err := f.check()
+	if err != nil {
+		f.checked.Store(nil)
+		return "", err
+	}
+	recheck := f.opts.Recheck
+	if recheck == 0 {
+		recheck = DefaultFileRecheck
+	}
+	f.checked.Store(&checkedKey{key: key, until: now.Add(recheck)})
+	return key, nil
+}
+
+// check looks at the file and returns its key, read again if it changed.
+func (f *File) check() (string, error) {
 	path, err := f.resolve()
 	if err != nil {
 		return "", err

@@ -25,7 +25,7 @@ func TestFileRereadsOnChange(t *testing.T) {
 	}
 	base := time.Now().Add(-time.Hour)
 	write("  first-key\n", base)
-	src := keys.NewFile(path, keys.FileOptions{Dir: filepath.Dir(path)})
+	src := keys.NewFile(path, keys.FileOptions{Dir: filepath.Dir(path), Recheck: -1})
 
 	tests := []struct {
 		name    string
@@ -51,6 +51,47 @@ func TestFileRereadsOnChange(t *testing.T) {
 				t.Fatalf("Key = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFileRecheck: within Recheck the key read is served without looking at the
+// file; after it, a changed file is read again; a failed read is not remembered.
+func TestFileRecheck(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	if err := os.WriteFile(path, []byte("first-key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	held := keys.NewFile(path, keys.FileOptions{Dir: dir, Recheck: time.Hour})
+	quick := keys.NewFile(path, keys.FileOptions{Dir: dir, Recheck: time.Millisecond})
+	for _, src := range []*keys.File{held, quick} {
+		if k, err := src.Key(ctx); err != nil || k != "first-key" {
+			t.Fatalf("first read: %q, %v", k, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("second-key-longer"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := held.Key(ctx); err != nil || k != "first-key" {
+		t.Fatalf("within Recheck: %q, %v; want the key read before", k, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if k, err := quick.Key(ctx); err != nil || k != "second-key-longer" {
+		t.Fatalf("after Recheck: %q, %v; want the new key", k, err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := quick.Key(ctx); err == nil {
+		t.Fatal("a removed file after Recheck: no error")
+	}
+	if err := os.WriteFile(path, []byte("third-key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := quick.Key(ctx); err != nil || k != "third-key" {
+		t.Fatalf("after a failed read: %q, %v; want the file read at once", k, err)
 	}
 }
 
@@ -135,7 +176,7 @@ func TestFileOnlyUnderTheKeyDirectory(t *testing.T) {
 		t.Fatalf("with the dev flag: %q, %v", k, err)
 	}
 	// A key already read stops being served once others can read it.
-	src := keys.NewFile(inside, keys.FileOptions{Dir: dir})
+	src := keys.NewFile(inside, keys.FileOptions{Dir: dir, Recheck: -1})
 	if _, err := src.Key(context.Background()); err != nil {
 		t.Fatal(err)
 	}

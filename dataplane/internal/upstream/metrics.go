@@ -16,6 +16,7 @@ type Metrics struct {
 	errRate    *prometheus.GaugeVec
 	latency    *prometheus.GaugeVec
 	keyRetries *prometheus.CounterVec
+	firstByte  *prometheus.HistogramVec
 }
 
 // NewMetrics registers the series with reg.
@@ -38,8 +39,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Recent time to an answer's headers per deployment (moving average), which load balancing prefers low."}, []string{"deployment"}),
 		keyRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "key_retries_total",
 			Help: "Requests retried once with the other valid key after the upstream refused the current one (401)."}, []string{"deployment"}),
+		firstByte: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "first_byte_seconds",
+			Help: "Time from sending an attempt to the status and headers of its answer (the first byte), per deployment, " +
+				"for answers that were not 429 or 5xx; not the whole attempt (a streamed answer's body comes later). " +
+				"For a non-streamed answer the upstream has usually generated it by then.",
+			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60, 120}}, []string{"deployment"}),
 	}
-	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate, m.latency, m.keyRetries} {
+	for _, c := range []prometheus.Collector{m.breaker, m.attempts, m.retries, m.refused, m.budget, m.errRate, m.latency, m.keyRetries, m.firstByte} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -87,6 +93,16 @@ func (m *Metrics) latencyObserved(deployment string, seconds float64) {
 	if m != nil {
 		m.latency.WithLabelValues(deployment).Set(seconds)
 	}
+}
+
+// firstByteOf is the first-byte histogram of deployment, nil for nil metrics. A
+// Target takes its own once, when it is built, so that a request does not look
+// its label up.
+func (m *Metrics) firstByteOf(deployment string) prometheus.Observer {
+	if m == nil {
+		return nil
+	}
+	return m.firstByte.WithLabelValues(deployment)
 }
 
 func (m *Metrics) keyRetry(deployment string) {

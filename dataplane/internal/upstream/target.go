@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-gw/portcullis/dataplane/internal/keys"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/policy"
@@ -86,7 +88,8 @@ type Target struct {
 	metrics   *Metrics
 	res       *resilience
 	latency   latencyEWMA
-	total     time.Duration // bound of one whole attempt
+	firstByte prometheus.Observer // portcullis_upstream_first_byte_seconds of this deployment; nil: none
+	total     time.Duration       // bound of one whole attempt
 }
 
 // New builds the target of deployment d.
@@ -147,12 +150,13 @@ func New(d policy.Deployment, o Options) (*Target, error) {
 			// configured host, and the 3xx is reported as an upstream error.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		keys:    keySource(d, o.Keys),
-		log:     o.Log,
-		egress:  o.Egress,
-		metrics: o.Metrics,
-		res:     newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
-		total:   total,
+		keys:      keySource(d, o.Keys),
+		log:       o.Log,
+		egress:    o.Egress,
+		metrics:   o.Metrics,
+		res:       newResilience(d, o.Metrics, o.Log, o.ErrorRateWindow),
+		firstByte: o.Metrics.firstByteOf(d.Name),
+		total:     total,
 	}
 	return t, nil
 }
@@ -189,13 +193,20 @@ func (t *Target) TotalTimeout() time.Duration { return t.total }
 func (t *Target) CloseIdle() { t.transport.CloseIdleConnections() }
 
 // Call is one upstream request: Body (JSON) POSTed to Path under the deployment's
-// base URL, carrying the gateway's RequestID and the deployment's key as Key
-// presents it (nil: BearerKey).
+// base URL, carrying the gateway's RequestID, the deployment's key as Key presents
+// it (nil: BearerKey) and, when Trace is set, the trace context of Send's context.
 type Call struct {
 	Path      string
 	Body      []byte
 	RequestID string
 	Key       KeyHeader
+	Trace     TraceInjector
+}
+
+// TraceInjector writes the trace context of ctx (W3C traceparent and tracestate)
+// into an upstream request's headers.
+type TraceInjector interface {
+	Inject(ctx context.Context, h http.Header)
 }
 
 // KeyHeader presents an upstream key on a request, the way the provider takes it.
@@ -284,6 +295,9 @@ func (t *Target) send(ctx context.Context, call Call, key string) (*http.Respons
 	if call.RequestID != "" {
 		req.Header.Set("X-Request-Id", call.RequestID)
 	}
+	if call.Trace != nil {
+		call.Trace.Inject(ctx, req.Header)
+	}
 	start := time.Now()
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -295,7 +309,11 @@ func (t *Target) send(ctx context.Context, call Call, key string) (*http.Respons
 		return nil, e
 	}
 	if !RetryableStatus(resp.StatusCode) { // a quick failure is no sign of speed
-		t.metrics.latencyObserved(t.name, t.latency.observe(time.Since(start)))
+		took := time.Since(start)
+		t.metrics.latencyObserved(t.name, t.latency.observe(took))
+		if t.firstByte != nil {
+			t.firstByte.Observe(took.Seconds())
+		}
 	}
 	return resp, nil
 }
