@@ -9,6 +9,7 @@ import (
 )
 
 // New returns a JSON logger writing to w at level ("debug", "info", "warn", "error").
+// Its handler is a *Handler: see Lines for building a line by hand.
 func New(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -21,7 +22,7 @@ func New(w io.Writer, level string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(newHandler(w, l))
 }
 
 // ValidLevel reports whether level is one New understands.

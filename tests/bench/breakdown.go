@@ -101,6 +101,8 @@ var stageRules = []stageRule{
 	{apiPkg + "copyAnswer", stageRelay},
 	{apiPkg + "(*server).attempt", stageUpstream},
 	{"log/slog.", stageAccessLog},
+	{"portcullis/shared/logging.", stageAccessLog},
+	{apiPkg + "(*server).logAccess", stageAccessLog},
 	{"github.com/prometheus/", stageMetrics},
 	{"portcullis/shared/httpmetrics.", stageMetrics},
 	{"github.com/labstack/echo", stageRouter},

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/portcullis-gw/portcullis/shared/audit"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/policycache"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/logging"
 )
 
 // requestInfo collects what the access log line says about one request. Handlers
@@ -116,38 +119,82 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if status >= 500 {
 			level = slog.LevelWarn
 		}
-		attrs := []slog.Attr{
-			slog.String("request_id", ri.id),
-			slog.String("client_request_id", ri.clientRequestID),
-			slog.String("method", httpmetrics.Method(req.Method)),
-			slog.String("route", route),
-			slog.Int("status", status),
-			slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000),
-			slog.String("client_id", ri.clientID),
-			slog.String("model", ri.model),
-			slog.String("deployment", ri.deployment),
-		}
+		tail := make([]logField, 0, 10)
+		tail = append(tail, logField{"client_id", ri.clientID}, logField{"model", ri.model}, logField{"deployment", ri.deployment})
 		if ri.fallback != "" {
-			attrs = append(attrs, slog.String("fallback", ri.fallback), slog.String("fallback_reason", ri.fallbackReason))
+			tail = append(tail, logField{"fallback", ri.fallback}, logField{"fallback_reason", ri.fallbackReason})
 		}
 		if ri.errCode != "" {
-			attrs = append(attrs, slog.String("error_code", ri.errCode))
+			tail = append(tail, logField{"error_code", ri.errCode})
 		}
 		if ri.errReason != "" {
-			attrs = append(attrs, slog.String("reason", ri.errReason))
+			tail = append(tail, logField{"reason", ri.errReason})
 		}
 		if ri.errCause != "" {
-			attrs = append(attrs, slog.String("error", ri.errCause))
+			tail = append(tail, logField{"error", ri.errCause})
 		}
 		if id := span.TraceID(); id != "" {
-			attrs = append(attrs, slog.String("trace_id", id))
+			tail = append(tail, logField{"trace_id", id})
 		}
-		s.Log.LogAttrs(req.Context(), level, "request", attrs...)
+		s.logAccess(req.Context(), level, accessLine{
+			head: [...]logField{{"request_id", ri.id}, {"client_request_id", ri.clientRequestID},
+				{"method", httpmetrics.Method(req.Method)}, {"route", route}},
+			status: status, latencyMS: float64(elapsed.Microseconds()) / 1000, tail: tail,
+		})
 		if s.Audit != nil && audited(route) && !ri.unaudited {
 			s.audit(c, ri, start, elapsed, respHash)
 		}
 		return nil
 	}
+}
+
+// logField is a string field of the access log line.
+type logField struct{ key, value string }
+
+// accessLine is the access log line of a request: its head fields, status,
+// latency_ms, and its tail fields, in that order.
+type accessLine struct {
+	head      [4]logField
+	status    int
+	latencyMS float64
+	tail      []logField
+}
+
+// lineBufs are the buffers access log lines are built in.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// logAccess writes the request's access log line: built by hand when the logger
+// allows it (logging.Lines), which costs a fraction of slog's formatting, else
+// through slog. Both write the same fields.
+func (s *server) logAccess(ctx context.Context, level slog.Level, l accessLine) {
+	if s.lines == nil {
+		attrs := make([]slog.Attr, 0, len(l.head)+2+len(l.tail))
+		for _, f := range l.head {
+			attrs = append(attrs, slog.String(f.key, f.value))
+		}
+		attrs = append(attrs, slog.Int("status", l.status), slog.Float64("latency_ms", l.latencyMS))
+		for _, f := range l.tail {
+			attrs = append(attrs, slog.String(f.key, f.value))
+		}
+		s.Log.LogAttrs(ctx, level, "request", attrs...)
+		return
+	}
+	if !s.lines.Enabled(ctx, level) {
+		return
+	}
+	bp := lineBufs.Get().(*[]byte)
+	defer lineBufs.Put(bp)
+	b := s.lines.StartLine((*bp)[:0], time.Now(), level, "request")
+	for _, f := range l.head {
+		b = logging.AppendString(b, f.key, f.value)
+	}
+	b = logging.AppendInt(b, "status", int64(l.status))
+	b = logging.AppendFloat(b, "latency_ms", l.latencyMS)
+	for _, f := range l.tail {
+		b = logging.AppendString(b, f.key, f.value)
+	}
+	_ = s.lines.WriteLine(b)
+	*bp = b
 }
 
 // newRequestID returns a fresh request id: 128 random bits in hex. The gateway

@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-gw/portcullis/dataplane/internal/upstream"
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 	"github.com/portcullis-gw/portcullis/shared/httpmetrics"
+	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/shared/policy"
 )
 
@@ -106,7 +107,8 @@ type server struct {
 	Options
 	unauthenticated chan struct{} // a slot per request being authenticated; nil: no bound
 	guardMetrics    *guardMetrics
-	latency         *latencyMetrics // nil without Metrics
+	latency         *latencyMetrics  // nil without Metrics
+	lines           *logging.Handler // builds access log lines by hand; nil: through slog
 }
 
 // proxiedRoutes are the routes whose requests go to an upstream.
@@ -114,7 +116,7 @@ var proxiedRoutes = []string{upstream.PathChatCompletions, upstream.PathCompleti
 
 // New returns the API's HTTP handler.
 func New(o Options) http.Handler {
-	s := &server{Options: o}
+	s := &server{Options: o, lines: logging.Lines(o.Log)}
 	if o.Metrics != nil {
 		s.guardMetrics = newGuardMetrics(o.Metrics.Registry)
 		s.latency = newLatencyMetrics(o.Metrics.Registry, proxiedRoutes)
