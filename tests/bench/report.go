@@ -424,7 +424,9 @@ func (r report) Markdown() string {
 		"SSE events and no delay between them, so they measure per-event overhead, not model speed.\n")
 	b.WriteString("- Load generator, mock upstream, NATS and gateway share one machine, so the gateway " +
 		"competes with its own load for CPU; treat the numbers as an upper bound on overhead and " +
-		"compare runs on the same machine only.\n\n")
+		"compare runs on the same machine only. The nats-server runs inside the benchmark's process, beside " +
+		"the load generator and the mock: the JetStream work of each audit event (store, dedupe, ack) is paid " +
+		"there, on the same cores, and nginx has no such work.\n\n")
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, %d cores\n", m.CPU, m.Cores)
 	fmt.Fprintf(&b, "- OS: %s, kernel %s\n", m.OSArch, m.Kernel)
