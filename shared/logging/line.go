@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/portcullis-gw/portcullis/shared/jsontext"
 )
 
 // Handler is the handler New builds: slog's JSON handler, and beside it a way for a
@@ -84,9 +85,9 @@ func (h *Handler) StartLine(buf []byte, t time.Time, level slog.Level, msg strin
 	buf = append(buf, `{"time":"`...)
 	buf = t.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, `","level":`...)
-	buf = appendString(buf, level.String())
+	buf = jsontext.AppendString(buf, level.String())
 	buf = append(buf, `,"msg":`...)
-	buf = appendString(buf, msg)
+	buf = jsontext.AppendString(buf, msg)
 	return append(buf, h.with...)
 }
 
@@ -99,7 +100,7 @@ func (h *Handler) WriteLine(buf []byte) error {
 // AppendString appends the field key with a string value.
 func AppendString(buf []byte, key, value string) []byte {
 	buf = appendKey(buf, key)
-	return appendString(buf, value)
+	return jsontext.AppendString(buf, value)
 }
 
 // AppendInt appends the field key with an integer value.
@@ -116,7 +117,7 @@ func AppendFloat(buf []byte, key string, value float64) []byte {
 
 func appendKey(buf []byte, key string) []byte {
 	buf = append(buf, ',')
-	buf = appendString(buf, key)
+	buf = jsontext.AppendString(buf, key)
 	return append(buf, ':')
 }
 
@@ -164,57 +165,4 @@ func appendFloat(buf []byte, f float64) []byte {
 		}
 	}
 	return buf
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped as slog's JSON handler escapes
-// it: quotes, backslashes and control characters, invalid UTF-8 as U+FFFD, and
-// U+2028 and U+2029.
-func appendString(buf []byte, s string) []byte {
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			buf = append(buf, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				buf = append(buf, '\\', c)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
 }

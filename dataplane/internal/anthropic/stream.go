@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/portcullis-gw/portcullis/shared/jsontext"
+
 	"github.com/portcullis-gw/portcullis/shared/apierr"
 )
 
@@ -224,11 +226,11 @@ func (t *StreamTranslator) start() ([]byte, error) {
 	t.started = true
 	t.addUsage()
 	p := append(t.prefix[:0], `data: {"id":`...)
-	p = appendString(p, completionID(t.ev.Message.ID))
+	p = jsontext.AppendString(p, completionID(t.ev.Message.ID))
 	p = append(p, `,"object":"chat.completion.chunk","created":`...)
 	p = strconv.AppendInt(p, t.created, 10)
 	p = append(p, `,"model":`...)
-	p = appendString(p, t.model)
+	p = jsontext.AppendString(p, t.model)
 	t.prefix = append(p, `,"choices":[`...)
 	t.chunk(roleDelta, "")
 	return t.out, nil
@@ -261,9 +263,9 @@ func (t *StreamTranslator) blockStart() {
 		d := append(t.delta[:0], `{"tool_calls":[{"index":`...)
 		d = strconv.AppendInt(d, int64(ts.index), 10)
 		d = append(d, `,"id":`...)
-		d = appendString(d, b.ID)
+		d = jsontext.AppendString(d, b.ID)
 		d = append(d, `,"type":"function","function":{"name":`...)
-		d = appendString(d, b.Name)
+		d = jsontext.AppendString(d, b.Name)
 		t.delta = append(d, `,"arguments":""}}]}`...)
 		t.chunk(t.delta, "")
 		// A non-empty input on the start block is sent now; input_json_delta
@@ -306,7 +308,7 @@ func (t *StreamTranslator) blockStop() {
 
 func (t *StreamTranslator) textChunk(text string) {
 	d := append(t.delta[:0], `{"content":`...)
-	d = appendString(d, text)
+	d = jsontext.AppendString(d, text)
 	t.delta = append(d, '}')
 	t.chunk(t.delta, "")
 }
@@ -316,7 +318,7 @@ func (t *StreamTranslator) argsChunk(ts *toolState, args string) {
 	d := append(t.delta[:0], `{"tool_calls":[{"index":`...)
 	d = strconv.AppendInt(d, int64(ts.index), 10)
 	d = append(d, `,"function":{"arguments":`...)
-	d = appendString(d, args)
+	d = jsontext.AppendString(d, args)
 	t.delta = append(d, `}}]}`...)
 	t.chunk(t.delta, "")
 }
@@ -344,7 +346,7 @@ func (t *StreamTranslator) chunk(delta []byte, finish string) {
 	if finish == "" {
 		o = append(o, "null"...)
 	} else {
-		o = appendString(o, finish)
+		o = jsontext.AppendString(o, finish)
 	}
 	t.out = append(o, "}]}\n\n"...)
 }

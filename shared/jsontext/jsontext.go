@@ -1,13 +1,16 @@
-package anthropic
+// Package jsontext appends JSON text to a byte slice without reflection, for hot
+// paths that write JSON by hand (a streamed event, a log line).
+package jsontext
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s to dst as a JSON string. Like encoding/json it escapes
+// AppendString appends s to dst as a JSON string. Like encoding/json it escapes
 // control characters, U+2028 and U+2029, and replaces invalid UTF-8 with U+FFFD;
-// unlike it, it leaves <, > and & alone, as an event stream is not HTML.
-func appendString(dst []byte, s string) []byte {
+// unlike it, and like slog's JSON handler, it leaves <, > and & alone: an event
+// stream or a log line is not HTML.
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
