@@ -215,7 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	rep := report{Results: results, Rounds: cfg.Rounds, NginxNote: st.nginxNote, Profiles: profiles, ProfileBefore: before, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
+	rep := report{OTLPExports: st.otlp.Exports(), OTLPBytes: st.otlp.Bytes(), Results: results, Rounds: cfg.Rounds, NginxNote: st.nginxNote, Profiles: profiles, ProfileBefore: before, WholeRun: runEnd.sub(runStart), PeakRSSKiB: rss, Slow: slow, TTFT: ttft, Guardrails: guard,
 		Console: console, Config: cfg, Machine: host}
 	md := rep.Markdown()
 	fmt.Fprintln(stdout)

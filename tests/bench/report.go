@@ -86,6 +86,9 @@ type report struct {
 	// quality, measured in the benchmark's process.
 	TTFT       []ttftResult
 	Guardrails guardrailQuality
+	// OTLPExports and OTLPBytes are what the traced data plane exported to the
+	// benchmark's OTLP sink over the whole run.
+	OTLPExports, OTLPBytes int64
 	// Console is the console pages' times; empty when not measured.
 	Console consoleResult
 	Config  config
@@ -230,16 +233,19 @@ func cmpCell(a, b []string) int {
 }
 
 // limitsCostTable is what turning limits on adds to the gateway.
-func (r report) limitsCostTable() table { return r.costTable(targetLimitsOn) }
+func (r report) limitsCostTable() table { return r.costTable(targetGateway, targetLimitsOn) }
 
 // guardrailsCostTable is what turning every guardrail on adds to the gateway.
-func (r report) guardrailsCostTable() table { return r.costTable(targetGuarded) }
+func (r report) guardrailsCostTable() table { return r.costTable(targetGateway, targetGuarded) }
 
-// costTable compares target, the gateway with something on, with the gateway
-// with limits and guardrails off.
-func (r report) costTable(target string) table {
+// tracingCostTable is what tracing every request adds to the gateway with limits on.
+func (r report) tracingCostTable() table { return r.costTable(targetLimitsOn, targetTraced) }
+
+// costTable compares target, the gateway with something on, with base, the gateway
+// without it.
+func (r report) costTable(base, target string) table {
 	t := table{head: []string{"mode", "concurrency", "p50 on − off", "p99 on − off", "req/s off", "req/s on"}}
-	for _, p := range r.pairs(targetGateway, target) {
+	for _, p := range r.pairs(base, target) {
 		off, on := p[0], p[1]
 		t.rows = append(t.rows, []string{
 			on.Mode(), fmt.Sprint(on.Concurrency), fmtSigned(on.P50 - off.P50), fmtSigned(on.P99 - off.P99),
@@ -374,6 +380,7 @@ func (r report) Tables() string {
 	fmt.Fprintf(&b, "\ngateway peak RSS (VmHWM): %.1f MiB\n", float64(r.PeakRSSKiB)/1024)
 	b.WriteString("slow bodies: " + r.Slow.Summary() + "\n")
 	b.WriteString("\nguardrails on − off:\n" + r.guardrailsCostTable().text())
+	b.WriteString("\ntracing on − off (limits on):\n" + r.tracingCostTable().text())
 	b.WriteString("\ntime to first token, paced mock:\n" + r.ttftTable().text())
 	b.WriteString("\n" + r.guardrailSummary())
 	if len(r.Console.Pages) > 0 {
@@ -472,6 +479,14 @@ func (r report) Markdown() string {
 		"requests take the smallest leases, and leases given back while the limited client sat idle during " +
 		"the other targets' cells. Budget given back resets the lease size, and so does a new UTC minute for the request window, so a cell may start again from small leases (more KV operations) or still spend a lease left over from the previous limits-on cell (fewer); a cell that crosses a minute takes more request leases than one that does not. Heartbeats to `PC_WORKERS` are not KV operations on `PC_LIMITS` and are not counted.\n\n")
 	b.WriteString(r.kvTable().markdown())
+	b.WriteString("\n## Tracing\n\n")
+	fmt.Fprintf(&b, "The `%s` target is the limits-on client on a second data plane that traces every request "+
+		"(`OTEL_TRACES_SAMPLER=always_on`) and exports the spans over OTLP/HTTP to a stand-in collector in the benchmark, "+
+		"which took %d exports (%.1f MiB) over the run. What tracing adds over the same client on the untraced data plane "+
+		"(`%s`). With no OTLP endpoint, as on every other target, a span costs a nil check and no allocation "+
+		"(`TestOffAllocatesNothing` in `dataplane/internal/tracing`):\n\n",
+		targetTraced, r.OTLPExports, float64(r.OTLPBytes)/(1<<20), targetLimitsOn)
+	b.WriteString(r.tracingCostTable().markdown())
 	b.WriteString("\n## Guardrails\n\n")
 	fmt.Fprintf(&b, "The `%s` target is the limits-off client on a tier with every guardrail family on in both "+
 		"directions (PII redact, secrets block, injection block): each request's messages are decoded, scanned and "+

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,7 @@ const (
 	targetGateway  = "gateway (limits off)"
 	targetLimitsOn = "gateway (limits on)"
 	targetGuarded  = "gateway (guardrails on)"
+	targetTraced   = "gateway (limits on, tracing on)"
 )
 
 // target is somewhere the load generator sends requests.
@@ -85,6 +87,10 @@ func newClient() *http.Client {
 // child process, whose memory is measured). Stop tears it down; it is idempotent.
 type stack struct {
 	direct, gateway, limited, guarded target
+	// traced is the limited client on a second data plane that traces every
+	// request and exports the spans over OTLP to the sink's collector.
+	traced target
+	otlp   *otlpSink
 	// nginx is the bare-proxy reference; nil when nginx is not installed, which
 	// nginxNote then says.
 	nginx     *target
@@ -136,6 +142,11 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 		return nil, err
 	}
 
+	if s.otlp, err = startOTLPSink(); err != nil {
+		return nil, err
+	}
+	s.onStop(s.otlp.Close)
+
 	iss, err := testissuer.Start()
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
@@ -173,10 +184,6 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 		}
 	}
 	env = append(env,
-		// Every request is audited through the spool to NATS, as in production; the
-		// JSON lines go to a file rather than the gateway's stdout.
-		"PORTCULLIS_AUDIT_SPOOL_DIR="+filepath.Join(tmp, "audit-spool"),
-		"PORTCULLIS_AUDIT_SINK="+filepath.Join(tmp, "audit.jsonl"),
 		// The report counts the limited client's admissions alone: the limiter's
 		// series by client (off by default). The stack gives the data plane a
 		// metrics listener of its own (PORTCULLIS_METRICS_LISTEN).
@@ -208,8 +215,16 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 		DataPlanes: []teststack.DataPlaneOptions{{
 			Name:   "dataplane",
 			Binary: dataplaneBin,
-			Env:    env,
+			Env:    append(slices.Clone(env), dataplaneFiles(tmp, "dataplane")...),
 			Config: dpapp.Config{Region: benchRegion, WorkerID: "bench-1", JWTAudience: identity.DefaultAudience},
+		}, {
+			// The same with tracing on at 100% sampling, exporting to s.otlp.
+			Name:   "traced",
+			Binary: dataplaneBin,
+			Env: append(slices.Clone(env), append(dataplaneFiles(tmp, "traced"),
+				"OTEL_EXPORTER_OTLP_ENDPOINT="+s.otlp.URL(), "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+				"OTEL_TRACES_SAMPLER=always_on")...),
+			Config: dpapp.Config{Region: benchRegion, WorkerID: "bench-traced", JWTAudience: identity.DefaultAudience},
 		}},
 	})
 	if err != nil {
@@ -229,9 +244,10 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 	s.gateway = target{Name: targetGateway, URL: s.gw.URL, Auth: "Bearer " + token, Client: newClient()}
 	s.limited = target{Name: targetLimitsOn, URL: s.gw.URL, Auth: "Bearer " + limitedToken, Client: newClient(), Limited: true}
 	s.guarded = target{Name: targetGuarded, URL: s.gw.URL, Auth: "Bearer " + guardedToken, Client: newClient()}
+	s.traced = target{Name: targetTraced, URL: st.DataPlane("traced").URL, Auth: "Bearer " + limitedToken, Client: newClient()}
 	s.pacedURL, s.upstreamAuth = st.Upstream("paced").URL, "Bearer "+upstreamKey
 	s.metrics = &http.Client{}
-	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.guarded.Client, s.metrics} {
+	for _, c := range []*http.Client{s.direct.Client, s.gateway.Client, s.limited.Client, s.guarded.Client, s.traced.Client, s.metrics} {
 		s.onStop(c.CloseIdleConnections)
 	}
 	if bin := findNginx(); bin == "" {
@@ -253,9 +269,9 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 // targets are the stack's targets in the order each cell runs them.
 func (s *stack) targets() []target {
 	if s.nginx == nil {
-		return []target{s.direct, s.gateway, s.limited, s.guarded}
+		return []target{s.direct, s.gateway, s.limited, s.traced, s.guarded}
 	}
-	return []target{s.direct, *s.nginx, s.gateway, s.limited, s.guarded}
+	return []target{s.direct, *s.nginx, s.gateway, s.limited, s.traced, s.guarded}
 }
 
 // scrapeLimits returns the data plane's limiter counters, admissions of the limited
@@ -366,6 +382,16 @@ func publishPolicy(ctx context.Context, natsURL, creds string, snap *policy.Snap
 		return fmt.Errorf("put policy: %w", err)
 	}
 	return nil
+}
+
+// dataplaneFiles are the settings of a data plane's own files under tmp: every
+// request is audited through its spool to NATS, as in production, and the JSON
+// lines go to a file rather than the gateway's stdout.
+func dataplaneFiles(tmp, name string) []string {
+	return []string{
+		"PORTCULLIS_AUDIT_SPOOL_DIR=" + filepath.Join(tmp, name+"-audit-spool"),
+		"PORTCULLIS_AUDIT_SINK=" + filepath.Join(tmp, name+"-audit.jsonl"),
+	}
 }
 
 func randomHex(n int) (string, error) {
