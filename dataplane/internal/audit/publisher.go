@@ -206,7 +206,8 @@ func (p *Publisher) Publish(e audit.Event) error {
 // It returns once every event is spooled or refused; refused is called, in order,
 // with each event that was not kept and why (as Publish would have returned it).
 // A refused event does not stop the others, except that a failed spool append
-// refuses every event of the call that got that far.
+// refuses every event of the call that got that far. PublishAll works in events:
+// it fills in each event's region and worker and moves the kept ones to the front.
 func (p *Publisher) PublishAll(events []audit.Event, refused func(audit.Event, error)) {
 	if p.closed.Load() {
 		for _, e := range events {
