@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-gw/portcullis/dataplane/internal/tracing"
+	"github.com/portcullis-gw/portcullis/shared/waitfor"
 )
 
 // dashboard is the Grafana dashboard of the data plane's metrics.
@@ -52,8 +54,18 @@ func TestDashboardNamesRealMetrics(t *testing.T) {
 	e.send(t, nil)
 	resp := e.do(t, http.MethodPost, "/v1/chat/completions", e.token(t, "premium-app"),
 		`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	exported := e.metrics(t)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the streamed request answered %d", resp.StatusCode)
+	}
+	// A request's latencies are observed once its handler returns, which may be
+	// after the client has read the whole answer.
+	var exported string
+	waitfor.That(t, "the streamed request's time to first token in the metrics", func() bool {
+		exported = e.metrics(t)
+		return strings.Contains(exported, "# TYPE portcullis_dataplane_time_to_first_token_seconds ")
+	})
 	for _, name := range queried {
 		if strings.Contains(exported, "# TYPE "+name+" ") {
 			continue
