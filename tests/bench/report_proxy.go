@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -49,15 +50,13 @@ func (c proxyCell) rpsRatio() float64 { return ratio(c.gw.RPS, c.nginx.RPS) }
 // ratio is a/b, or NaN when b is not positive (the proxy added nothing measurable).
 func ratio(a, b float64) float64 {
 	if b <= 0 {
-		return nan
+		return math.NaN()
 	}
 	return a / b
 }
 
-var nan = func() float64 { var zero float64; return zero / zero }()
-
 func fmtRatio(x float64) string {
-	if x != x {
+	if math.IsNaN(x) {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f×", x)
@@ -89,7 +88,7 @@ func (r report) proxyCells() []proxyCell {
 
 // verdict says whether x meets a target (at most or at least it) and the floor.
 func verdict(x, target, floor float64, atMost bool) string {
-	if x != x {
+	if math.IsNaN(x) {
 		return "not measured"
 	}
 	meets := func(bound float64) bool {

@@ -25,29 +25,28 @@ import (
 // nil for the answers that pass through: success and the upstream's own 4xx.
 func upstreamFailure(c echo.Context, resp *http.Response, deployment string) error {
 	status := resp.StatusCode
-	switch {
-	case status == http.StatusTooManyRequests:
-		upstream.Discard(resp.Body)
+	if reachesClient(status) {
+		return nil
+	}
+	upstream.Discard(resp.Body)
+	switch status {
+	case http.StatusTooManyRequests:
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
 			c.Response().Header().Set("Retry-After", ra)
 		}
 		return apierr.Wrap(apierr.RateLimited, fmt.Errorf("deployment %s answered 429", deployment),
 			"the upstream is rate limiting requests; retry later")
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		upstream.Discard(resp.Body)
+	case http.StatusUnauthorized, http.StatusForbidden:
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s refused the gateway's key with %d", deployment, status),
 			"the upstream failed to answer")
-	case status >= 500 || status < 200 || (status >= 300 && status < 400):
-		upstream.Discard(resp.Body)
-		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
-			"the upstream failed to answer")
 	}
-	return nil
+	return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("deployment %s answered %d", deployment, status),
+		"the upstream failed to answer")
 }
 
-// reachesClient reports whether an answer with status is relayed to the client,
-// as upstreamFailure decides: success and the upstream's own 4xx, not 429, a
-// refused key, 5xx, 1xx or 3xx.
+// reachesClient reports whether an answer with status is relayed to the client as
+// it is (upstreamFailure maps the others): success and the upstream's own 4xx, not
+// 429, a refused key, 5xx, 1xx or 3xx.
 func reachesClient(status int) bool {
 	switch {
 	case status == http.StatusTooManyRequests, status == http.StatusUnauthorized, status == http.StatusForbidden:
