@@ -67,7 +67,8 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 	var counting atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var errOnce sync.Once
+	var firstErr error // set once, by errOnce
 	body := requestBody(false)
 	for range profileConcurrency {
 		wg.Add(1)
@@ -83,7 +84,7 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 				default:
 				}
 				if err := do(ctx, t, false, body); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					errOnce.Do(func() { firstErr = err })
 					continue
 				}
 				if counting.Load() {
@@ -92,8 +93,8 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 			}
 		}()
 	}
-	defer wg.Wait()
-	defer close(stop)
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
 
 	time.Sleep(200 * time.Millisecond) // the workers' connections are open
 	url := fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", st.gw.MetricsURL, kind, int(profileWindow/time.Second))
@@ -115,8 +116,9 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("GET %s: status %d: %.200s (is PORTCULLIS_PPROF on?)", url, resp.StatusCode, data)
 	}
-	if err, _ := firstErr.Load().(error); err != nil {
-		return nil, 0, fmt.Errorf("a request failed under the profile's load: %w", err)
+	stopLoad() // firstErr is settled
+	if firstErr != nil {
+		return nil, 0, fmt.Errorf("a request failed under the profile's load: %w", firstErr)
 	}
 	prof, err := profile.Parse(bytes.NewReader(data))
 	if err != nil {
