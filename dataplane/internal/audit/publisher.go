@@ -223,6 +223,7 @@ func (p *Publisher) PublishAll(events []audit.Event, refused func(audit.Event, e
 	recs := (*rp)[:0]
 	now := time.Now().UnixNano()
 	kept := 0
+	var ends []int // where each kept event's record ends in recs
 	for i := range events {
 		e := &events[i]
 		data, subject, err := p.encode(e)
@@ -232,6 +233,7 @@ func (p *Publisher) PublishAll(events []audit.Event, refused func(audit.Event, e
 		}
 		lines = append(append(lines, data...), '\n')
 		recs = appendRecord(recs, now, subject, e.RequestID, data)
+		ends = append(ends, len(recs))
 		events[kept] = *e // the kept events, in order, for a failed append
 		kept++
 	}
@@ -240,7 +242,20 @@ func (p *Publisher) PublishAll(events []audit.Event, refused func(audit.Event, e
 		return
 	}
 	p.writeSink(lines)
-	if err := p.spool.append(recs, int64(kept), now); err != nil {
+	err := p.spool.append(recs, int64(kept), now)
+	if errors.Is(err, ErrSpoolFull) && kept > 1 {
+		// Not room for them all: keep the ones there is room for, as many calls
+		// to Publish would.
+		start := 0
+		for i, end := range ends {
+			if err := p.spool.append(recs[start:end], 1, now); err != nil {
+				refused(events[i], err)
+			}
+			start = end
+		}
+		return
+	}
+	if err != nil {
 		for _, e := range events[:kept] {
 			refused(e, err)
 		}

@@ -113,6 +113,37 @@ func TestOutageLosesNothing(t *testing.T) {
 	})
 }
 
+// TestPublishAllKeepsWhatFits: near a full spool under reject_requests, a
+// PublishAll of more events than there is room for keeps the ones that fit, as
+// one Publish each would, and refuses the rest with ErrSpoolFull.
+func TestPublishAllKeepsWhatFits(t *testing.T) {
+	e := newNATS(t)
+	p := newPub(t, e, Options{SpoolMaxBytes: MinSpoolMaxBytes}) // no relay: nothing leaves the spool
+	const n = 400 // far more than 64 KiB holds
+	events := make([]audit.Event, n)
+	for i := range events {
+		events[i] = event(i)
+	}
+	var refused []string
+	p.PublishAll(events, func(e audit.Event, err error) {
+		if !errors.Is(err, ErrSpoolFull) {
+			t.Errorf("event %s refused with %v, want ErrSpoolFull", e.RequestID, err)
+		}
+		refused = append(refused, e.RequestID)
+	})
+	kept := n - len(refused)
+	if kept == 0 || len(refused) == 0 {
+		t.Fatalf("kept %d and refused %d of %d events, want some of each", kept, len(refused), n)
+	}
+	if got := int(p.metric(t, "portcullis_audit_spool_events")); got != kept {
+		t.Errorf("spool depth = %d, want the %d events kept", got, kept)
+	}
+	if refused[0] != requestID(kept) || refused[len(refused)-1] != requestID(n-1) {
+		t.Errorf("refused %s..%s, want the last %d events (%s..%s)", refused[0], refused[len(refused)-1],
+			len(refused), requestID(kept), requestID(n-1))
+	}
+}
+
 func TestFullSpool(t *testing.T) {
 	tests := []struct {
 		name   string
