@@ -119,7 +119,7 @@ func TestOutageLosesNothing(t *testing.T) {
 func TestPublishAllKeepsWhatFits(t *testing.T) {
 	e := newNATS(t)
 	p := newPub(t, e, Options{SpoolMaxBytes: MinSpoolMaxBytes}) // no relay: nothing leaves the spool
-	const n = 400 // far more than 64 KiB holds
+	const n = 400                                               // far more than 64 KiB holds
 	events := make([]audit.Event, n)
 	for i := range events {
 		events[i] = event(i)
