@@ -118,8 +118,9 @@ func TestOutageLosesNothing(t *testing.T) {
 // one Publish each would, and refuses the rest with ErrSpoolFull.
 func TestPublishAllKeepsWhatFits(t *testing.T) {
 	e := newNATS(t)
-	p := newPub(t, e, Options{SpoolMaxBytes: MinSpoolMaxBytes}) // no relay: nothing leaves the spool
-	const n = 400                                               // far more than 64 KiB holds
+	// No relay: nothing leaves the spool, and 400 events are far more than 64 KiB holds.
+	p := newPub(t, e, Options{SpoolMaxBytes: MinSpoolMaxBytes})
+	const n = 400
 	events := make([]audit.Event, n)
 	for i := range events {
 		events[i] = event(i)
