@@ -21,7 +21,7 @@ TEST_FLAGS    ?=
 BENCH_FLAGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint vet bench guardrails-eval console-screenshots config-schema fmt clean clean-data vaultdev
+.PHONY: help build run test lint vet bench soak guardrails-eval console-screenshots config-schema fmt clean clean-data vaultdev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,10 @@ test: lint ## make lint, then every module's tests with -race (needs PostgreSQL;
 
 bench: ## benchmark the data plane against the mock upstream; writes docs/benchmarks.md
 	$(GO) run ./tests/bench $(BENCH_FLAGS)
+
+SOAK_DURATION ?= 10m
+soak: ## the whole gateway at 16 connections for SOAK_DURATION (10m): RSS flat, no errors, every audit event archived; writes docs/soak.md
+	$(GO) run ./tests/bench -soak $(SOAK_DURATION) $(SOAK_FLAGS)
 
 guardrails-eval: ## score the guardrail detectors: precision, recall, F1 per family (more files: GUARDRAILS_EVAL_FILES="a.jsonl b.jsonl.gz")
 	$(GO) run ./tests/guardrails/cmd/guardrails-eval $(GUARDRAILS_EVAL_FLAGS) $(GUARDRAILS_EVAL_FILES)

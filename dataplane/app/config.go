@@ -45,6 +45,9 @@ const (
 	// Authentication is from the headers alone and takes microseconds, except while
 	// an unknown kid refreshes the JWKS, when requests pile up behind the fetch.
 	DefaultMaxUnauthenticated = 1024
+	// DefaultAccessLogFlush is how long an info access log line may wait to go out
+	// with others in one write.
+	DefaultAccessLogFlush = 100 * time.Millisecond
 )
 
 // Bounds of PORTCULLIS_POLICY_MAX_AGE when it is on. The worker checks that its
@@ -78,7 +81,12 @@ type Config struct {
 	// snapshot none of them signed is never applied. Required.
 	PolicyPublicKeys string
 	LogLevel         string // PORTCULLIS_LOG_LEVEL: debug, info, warn or error
-	WorkerID         string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
+	// AccessLogFlush (PORTCULLIS_ACCESS_LOG_FLUSH) is the longest an info access log
+	// line waits to go out with others in one write (the binary's logger; see
+	// logging.NewBuffered); 0 writes each at once. Any other line, warnings and
+	// 5xx access lines included, goes out at once with those waiting.
+	AccessLogFlush time.Duration
+	WorkerID       string // PORTCULLIS_WORKER_ID: this worker's name in logs and NATS
 
 	// MetricsListen (PORTCULLIS_METRICS_LISTEN) is the host:port of the listener
 	// serving /metrics, and /debug/pprof/ with Pprof; "off" turns it off. A Config
@@ -243,6 +251,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	l.String(&cfg.Tracing.ClientContext, tracing.KeyClientContext, cfg.Tracing.ClientContext, "a client's traceparent: accept (the parent of the request's span) or ignore (a new trace, linked to it); tracing is on with OTEL_EXPORTER_OTLP_ENDPOINT")
 	l.String(&cfg.Tracing.Upstream, tracing.KeyUpstream, cfg.Tracing.Upstream, "which upstream requests carry the trace context: never, self_hosted (deployments of kind self_hosted) or always")
 	l.String(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+	l.Duration(&cfg.AccessLogFlush, "access-log-flush", cfg.AccessLogFlush, "longest an info access log line waits to go out with others in one write (0: each at once)")
 	l.String(&cfg.WorkerID, "worker-id", cfg.WorkerID, "this worker's id in logs")
 	rest, err := l.Parse(args, getenv)
 	if err != nil {
@@ -291,6 +300,7 @@ func Default() Config {
 		GuardrailsClassifierTimeout: api.DefaultClassifierTimeout,
 		Tracing:                     tracing.Default(),
 		LogLevel:                    "info",
+		AccessLogFlush:              DefaultAccessLogFlush,
 		WorkerID:                    defaultWorkerID(),
 	}
 }
@@ -380,6 +390,9 @@ func (c *Config) validate(p *config.Problems) {
 		p.Add("trusted-proxies", c.TrustedProxies, "must be comma-separated CIDRs or IP addresses: "+err.Error())
 	} else if c.ProxyProtocol && len(trusted) == 0 {
 		p.Add("proxy-protocol", c.ProxyProtocol, "needs trusted-proxies: the PROXY protocol is only accepted from them")
+	}
+	if c.AccessLogFlush < 0 || c.AccessLogFlush > time.Minute {
+		p.Add("access-log-flush", c.AccessLogFlush.String(), "must be from 0 to 1m")
 	}
 	if !logging.ValidLevel(c.LogLevel) {
 		p.Add("log-level", c.LogLevel, "must be debug, info, warn or error")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -378,6 +379,12 @@ func TestUpstreamFailuresAreMapped(t *testing.T) {
 					t.Fatalf("body = %s", body)
 				}
 			}},
+		{name: "an answer cut short of its Content-Length becomes 502", wantStatus: 502, wantCode: apierr.UpstreamError,
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", "4000")
+				_, _ = io.WriteString(w, `{"id":"chatcmpl-cut","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"part`)
+			}},
 		{name: "no answer in time becomes 504", wantStatus: 504, wantCode: apierr.UpstreamTimeout,
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				select {
@@ -398,6 +405,36 @@ func TestUpstreamFailuresAreMapped(t *testing.T) {
 			if tt.check != nil {
 				body, _ := io.ReadAll(resp.Body)
 				tt.check(t, resp, string(body))
+			}
+		})
+	}
+}
+
+// TestAnswersCarryTheirLength: a non-streamed answer that fits the relay's buffer
+// goes out whole with its Content-Length (so it is flushed before the access log
+// and audit work); a larger one is relayed as it comes, whole too.
+func TestAnswersCarryTheirLength(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	token := e.token(t, "premium-app")
+	for _, size := range []int{10, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			content := strings.Repeat("x", size)
+			e.spies["eu"].handle(func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, map[string]any{"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+					"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": content}, "finish_reason": "stop"}},
+					"usage":   map[string]any{"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
+			})
+			resp := e.chat(t, token, "gpt-4o")
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, %v", resp.StatusCode, err)
+			}
+			if !strings.Contains(string(body), content) {
+				t.Fatalf("the answer (%d bytes) lost its content", len(body))
+			}
+			small := size < 32<<10
+			if got := resp.ContentLength; small && got != int64(len(body)) || !small && got != -1 {
+				t.Fatalf("Content-Length %d for a %d-byte answer (small %t)", got, len(body), small)
 			}
 		})
 	}

@@ -30,20 +30,73 @@ type Handler struct {
 
 var _ slog.Handler = (*Handler)(nil)
 
-// lockedWriter serialises writes: each Write is one whole line.
+// lockedWriter serialises writes: each Write is one whole line. With holdFor set
+// (NewBuffered), a line written with hold waits in buf until the next flush: when
+// buf passes holdBytes, holdFor after the first line held, or when any other line
+// is written, which goes out after the held ones, in one write.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	holdFor time.Duration // 0: nothing is held
+	buf     []byte
+	timer   *time.Timer
 }
+
+// holdBytes is the most a buffered logger holds before it writes.
+const holdBytes = 32 << 10
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	if len(l.buf) == 0 {
+		return l.w.Write(p)
+	}
+	l.buf = append(l.buf, p...)
+	return len(p), l.flushLocked()
 }
 
-func newHandler(w io.Writer, level slog.Leveler) *Handler {
-	lw := &lockedWriter{w: w}
+// hold writes p, or with holdFor set keeps it for the next flush.
+func (l *lockedWriter) hold(p []byte) error {
+	if l.holdFor <= 0 {
+		_, err := l.Write(p)
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := len(l.buf) == 0
+	l.buf = append(l.buf, p...)
+	switch {
+	case len(l.buf) >= holdBytes:
+		return l.flushLocked()
+	case !first:
+	case l.timer == nil:
+		l.timer = time.AfterFunc(l.holdFor, func() { _ = l.flush() })
+	default:
+		l.timer.Reset(l.holdFor)
+	}
+	return nil
+}
+
+func (l *lockedWriter) flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.flushLocked()
+}
+
+func (l *lockedWriter) flushLocked() error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	_, err := l.w.Write(l.buf)
+	l.buf = l.buf[:0]
+	if cap(l.buf) > 4*holdBytes { // one burst of long lines does not keep its memory
+		l.buf = nil
+	}
+	return err
+}
+
+func newHandler(w io.Writer, level slog.Leveler, holdFor time.Duration) *Handler {
+	lw := &lockedWriter{w: w, holdFor: holdFor}
 	return &Handler{json: slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: level}), w: lw, byHand: true}
 }
 
@@ -95,6 +148,24 @@ func (h *Handler) StartLine(buf []byte, t time.Time, level slog.Level, msg strin
 func (h *Handler) WriteLine(buf []byte) error {
 	_, err := h.w.Write(append(buf, '}', '\n'))
 	return err
+}
+
+// HoldLine is WriteLine for a frequent, routine line (an access log line at info):
+// a logger made by NewBuffered may hold it up to its hold time, so that many go
+// out in one write. Any line written otherwise goes out after it, never before.
+func (h *Handler) HoldLine(buf []byte) error {
+	return h.w.hold(append(buf, '}', '\n'))
+}
+
+// Flush writes the lines a buffered logger holds.
+func (h *Handler) Flush() error { return h.w.flush() }
+
+// Flush writes the lines l holds, if l is a logger of this package's.
+func Flush(l *slog.Logger) error {
+	if h, ok := l.Handler().(*Handler); ok {
+		return h.Flush()
+	}
+	return nil
 }
 
 // AppendString appends the field key with a string value.

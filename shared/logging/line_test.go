@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,4 +77,109 @@ func TestNoLinesAfterAGroupOrAnOddAttribute(t *testing.T) {
 	if strings.Contains(b.String(), "hidden") {
 		t.Error("a debug record was written at level info")
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the hold timer's goroutine, counting writes.
+type syncBuffer struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	writes int
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) state() (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String(), s.writes
+}
+
+// TestHeldLines: a buffered logger holds HoldLine's lines until its hold time ends,
+// or another line is written (which goes out after them, in the same write), or
+// Flush; holding nothing, each line is its own write at once.
+func TestHeldLines(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	line := func(h *Handler, msg string) []byte {
+		return AppendString(h.StartLine(nil, now, slog.LevelInfo, msg), "k", "v")
+	}
+
+	t.Run("held until another line", func(t *testing.T) {
+		var out syncBuffer
+		l := NewBuffered(&out, "info", time.Hour)
+		h := Lines(l)
+		for _, m := range []string{"a", "b"} {
+			if err := h.HoldLine(line(h, m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, n := out.state(); n != 0 || got != "" {
+			t.Fatalf("held lines written early: %d writes %q", n, got)
+		}
+		l.Warn("c")
+		got, n := out.state()
+		if n != 1 {
+			t.Fatalf("%d writes, want the held lines and the warning in one", n)
+		}
+		if lines := strings.Split(strings.TrimSpace(got), "\n"); len(lines) != 3 ||
+			!strings.Contains(lines[0], `"msg":"a"`) || !strings.Contains(lines[1], `"msg":"b"`) || !strings.Contains(lines[2], `"msg":"c"`) {
+			t.Fatalf("lines out of order: %q", got)
+		}
+	})
+	t.Run("held until the hold time", func(t *testing.T) {
+		var out syncBuffer
+		h := Lines(NewBuffered(&out, "info", 20*time.Millisecond))
+		if err := h.HoldLine(line(h, "a")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if got, _ := out.state(); strings.Contains(got, `"msg":"a"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the held line was not written after its hold time")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	t.Run("held until Flush, or too many", func(t *testing.T) {
+		var out syncBuffer
+		l := NewBuffered(&out, "info", time.Hour)
+		h := Lines(l)
+		if err := h.HoldLine(line(h, "a")); err != nil {
+			t.Fatal(err)
+		}
+		if err := Flush(l); err != nil {
+			t.Fatal(err)
+		}
+		if got, n := out.state(); n != 1 || !strings.Contains(got, `"msg":"a"`) {
+			t.Fatalf("after Flush: %d writes %q", n, got)
+		}
+		long := line(h, strings.Repeat("x", 1000))
+		for range holdBytes / 1000 {
+			if err := h.HoldLine(append([]byte(nil), long...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, n := out.state(); n != 2 {
+			t.Fatalf("%d writes after %d KiB held, want one more", n, holdBytes>>10)
+		}
+	})
+	t.Run("holding nothing", func(t *testing.T) {
+		var out syncBuffer
+		h := Lines(New(&out, "info"))
+		for _, m := range []string{"a", "b"} {
+			if err := h.HoldLine(line(h, m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, n := out.state(); n != 2 || strings.Count(got, "\n") != 2 {
+			t.Fatalf("%d writes %q, want each line at once", n, got)
+		}
+	})
 }

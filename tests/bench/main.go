@@ -53,10 +53,13 @@ type config struct {
 	Console      bool          // time the console's pages (BenchmarkConsolePages)
 	Profile      bool          // profile the data plane under load (PORTCULLIS_PPROF)
 	ProfileDir   string        // where the raw profiles go; "" keeps none
+	TraceDir     string        // where an execution trace at concurrency 1 goes; "" takes none
 	// ProfileBefore is a saved breakdown the report compares this run's with
 	// (relative to the repository root; missing: no comparison); ProfileSave is
 	// where this run's breakdown is saved ("": not saved).
 	ProfileBefore, ProfileSave string
+	// Soak, when its Duration is set, runs the soak (make soak) instead of the benchmark.
+	Soak soakConfig
 }
 
 func loadConfig(args []string, stderr io.Writer) (config, error) {
@@ -72,10 +75,17 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.DataplaneBin, "dataplane-bin", "", "use this data plane binary instead of building ./dataplane/cmd/dataplane")
 	fs.BoolVar(&c.Console, "console", true, "time the console's pages at 10k clients and 1M archived events")
 	fs.BoolVar(&c.Profile, "profile", true, "profile the data plane's CPU and allocations under load, limits off and on")
-	fs.StringVar(&c.ProfileDir, "profile-dir", "", "write the raw profiles here, for go tool pprof (empty: none)")
+	fs.StringVar(&c.ProfileDir, "profile-dir", "", "write the raw profiles here, for go tool pprof (the soak: heap profiles as it settles and as it ends; empty: none)")
+	fs.StringVar(&c.TraceDir, "trace-dir", "", "save a 2 s execution trace of the data plane at concurrency 1, limits on, here (go tool trace; empty: none)")
 	fs.StringVar(&c.ProfileBefore, "profile-before", "docs/benchmarks-profile-before.json",
 		"a breakdown saved with -profile-save, shown beside this run's (relative to the repository root; empty: none)")
 	fs.StringVar(&c.ProfileSave, "profile-save", "", "save this run's per-request breakdown as JSON, relative to the repository root")
+	fs.DurationVar(&c.Soak.Duration, "soak", 0, "run the soak instead of the benchmark, for this long (make soak: 10m)")
+	fs.IntVar(&c.Soak.Concurrency, "soak-concurrency", 16, "the soak's connections")
+	fs.DurationVar(&c.Soak.Sample, "soak-sample", 10*time.Second, "how often the soak samples RSS and the archive")
+	fs.DurationVar(&c.Soak.Settle, "soak-settle", time.Minute, "the start of the soak left out of the RSS spread")
+	fs.DurationVar(&c.Soak.DrainTimeout, "soak-drain-timeout", 10*time.Minute, "how long the archive may take to catch up after the soak's load")
+	fs.StringVar(&c.Soak.Out, "soak-out", "docs/soak.md", "the soak's markdown report, relative to the repository root (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -102,6 +112,9 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 			break
 		}
 		c.Concurrency = append(c.Concurrency, n)
+	}
+	if c.Soak.Duration < 0 || c.Soak.Concurrency < 1 || c.Soak.Concurrency > 1024 || c.Soak.Sample <= 0 || c.Soak.Settle < 0 || c.Soak.DrainTimeout <= 0 {
+		problems = append(problems, errors.New("soak: want a duration ≥ 0, 1..1024 connections, and a positive sample interval and drain timeout"))
 	}
 	return c, errors.Join(problems...)
 }
@@ -134,6 +147,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	host := describeMachine(root) // before the load, for its load average
+	if cfg.Soak.Duration > 0 {
+		return runSoak(ctx, cfg, root, host, stdout)
+	}
 	tmp, err := os.MkdirTemp("", "portcullis-bench-")
 	if err != nil {
 		return err
@@ -141,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Fprintln(stdout, "bench: starting NATS, issuer, mock upstream and data plane")
-	st, err := startStack(ctx, root, tmp, cfg.DataplaneBin, cfg.Profile, stdout)
+	st, err := startStack(ctx, root, tmp, cfg.DataplaneBin, cfg.Profile || cfg.TraceDir != "", stdout)
 	if err != nil {
 		return err
 	}
@@ -174,6 +190,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runEnd, err := st.scrapeLimits(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.TraceDir != "" {
+		saved, err := traceAtOne(ctx, st, st.limited, cfg.TraceDir)
+		if err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		fmt.Fprintln(stdout, "bench: execution trace:", saved)
 	}
 	var profiles []profileSummary
 	if cfg.Profile {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,29 +136,58 @@ func limitsFromMetrics(page, client string) (limitsCounters, error) {
 // and returns its limiter counters for client (whose series carry the client label:
 // PORTCULLIS_METRICS_CLIENT_LABELS=true).
 func scrapeLimits(ctx context.Context, hc *http.Client, baseURL, client string) (limitsCounters, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	page, err := scrapeMetrics(ctx, hc, baseURL)
 	if err != nil {
 		return limitsCounters{}, err
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return limitsCounters{}, fmt.Errorf("scrape /metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return limitsCounters{}, fmt.Errorf("scrape /metrics: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return limitsCounters{}, fmt.Errorf("scrape /metrics: status %d", resp.StatusCode)
-	}
-	c, err := limitsFromMetrics(string(body), client)
+	c, err := limitsFromMetrics(page, client)
 	if err != nil {
 		return limitsCounters{}, fmt.Errorf("parse /metrics: %w", err)
 	}
 	return c, nil
+}
+
+// scrapeMetrics reads the /metrics page at baseURL.
+func scrapeMetrics(ctx context.Context, hc *http.Client, baseURL string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("scrape /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("scrape /metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("scrape /metrics: status %d", resp.StatusCode)
+	}
+	return string(body), nil
+}
+
+// gauges are the values of the unlabelled series names holds on a /metrics page.
+func gauges(page string, names ...string) (map[string]float64, error) {
+	samples, err := parseMetrics(page)
+	if err != nil {
+		return nil, fmt.Errorf("parse /metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for _, s := range samples {
+		if len(s.Labels) == 0 && slices.Contains(names, s.Name) {
+			out[s.Name] = s.Value
+		}
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("/metrics has no %s", n)
+		}
+	}
+	return out, nil
 }
 
 // sample is one line of the Prometheus text exposition format.

@@ -63,6 +63,43 @@ func profilePhase(ctx context.Context, st *stack, targets []target, dir string) 
 // profileUnderLoad fetches /debug/pprof/KIND?seconds=N while load runs against t and
 // returns the profile and the requests answered while it was recorded.
 func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*profile.Profile, int64, error) {
+	data, answered, err := fetchUnderLoad(ctx, st, t, profileConcurrency, kind)
+	if err != nil {
+		return nil, 0, err
+	}
+	prof, err := profile.Parse(bytes.NewReader(data))
+	if err != nil {
+		return nil, 0, fmt.Errorf("parse the %s profile: %w", kind, err)
+	}
+	return prof, answered, nil
+}
+
+// traceWindow is how long -trace-dir's execution trace runs.
+const traceWindow = 2 * time.Second
+
+// traceAtOne saves an execution trace of the data plane (go tool trace) while one
+// connection sends requests to t back to back: where a request's wall time goes
+// at concurrency 1, scheduler and network waits included, which a CPU profile
+// does not show.
+func traceAtOne(ctx context.Context, st *stack, t target, dir string) (string, error) {
+	data, answered, err := fetchUnderLoad(ctx, st, t, 1, "trace")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fileSafe(t.Name)+".c1.trace")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s (%d requests at concurrency 1 in %s)", path, answered, traceWindow), nil
+}
+
+// fetchUnderLoad fetches /debug/pprof/KIND?seconds=N (profileWindow, or
+// traceWindow for a trace) while concurrency workers load t, and returns what it
+// answered and the requests answered meanwhile.
+func fetchUnderLoad(ctx context.Context, st *stack, t target, concurrency int, kind string) ([]byte, int64, error) {
 	var answered atomic.Int64
 	var counting atomic.Bool
 	stop := make(chan struct{})
@@ -70,7 +107,7 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 	var errOnce sync.Once
 	var firstErr error // set once, by errOnce
 	body := requestBody(false)
-	for range profileConcurrency {
+	for range concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -97,7 +134,11 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 	defer stopLoad()
 
 	time.Sleep(200 * time.Millisecond) // the workers' connections are open
-	url := fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", st.gw.MetricsURL, kind, int(profileWindow/time.Second))
+	window := profileWindow
+	if kind == "trace" {
+		window = traceWindow
+	}
+	url := fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", st.gw.MetricsURL, kind, int(window/time.Second))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
@@ -120,11 +161,7 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 	if firstErr != nil {
 		return nil, 0, fmt.Errorf("a request failed under the profile's load: %w", firstErr)
 	}
-	prof, err := profile.Parse(bytes.NewReader(data))
-	if err != nil {
-		return nil, 0, fmt.Errorf("parse the %s profile: %w", kind, err)
-	}
-	return prof, answered.Load(), nil
+	return data, answered.Load(), nil
 }
 
 func saveProfiles(dir string, p targetProfile) error {

@@ -129,7 +129,8 @@ func (r report) targetsSummary() []string {
 	if rssMiB > peakRSSTargetMiB {
 		rssVerdict = "NOT met"
 	}
-	lines = append(lines, fmt.Sprintf("Gateway peak RSS over the run: %.1f MiB (target ≤ %d MiB): %s.", rssMiB, peakRSSTargetMiB, rssVerdict))
+	lines = append(lines, fmt.Sprintf("Gateway peak RSS over the run: %.1f MiB (target ≤ %d MiB): %s. "+
+		"Whether it stays flat over 10 minutes under load is `make soak`'s to show ([soak.md](soak.md)).", rssMiB, peakRSSTargetMiB, rssVerdict))
 	if added, ok := r.ttftAdded(targetLimitsOn); ok {
 		v := "met"
 		if added > ttftTarget {

@@ -80,6 +80,16 @@ func (d *DataPlane) RSS() (int64, error) {
 	return d.proc.RSS()
 }
 
+// MemoryKiB is a KiB field of the /proc status of a data plane that runs as a child
+// process: RssAnon (its heap, stacks and other private memory) or RssFile (the
+// pages of its binary and other files it maps), for instance.
+func (d *DataPlane) MemoryKiB(field string) (int64, error) {
+	if d.proc == nil {
+		return 0, errors.New("the data plane runs in this process: no RSS of its own")
+	}
+	return d.proc.status(field)
+}
+
 // startDataPlane starts o's data plane; with Options.WaitReady it waits until its
 // /readyz answers 200.
 func (s *Stack) startDataPlane(ctx context.Context, o DataPlaneOptions) (*DataPlane, error) {

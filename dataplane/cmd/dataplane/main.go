@@ -54,7 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := logging.New(stdout, cfg.LogLevel)
+	log := logging.NewBuffered(stdout, cfg.LogLevel, cfg.AccessLogFlush)
+	defer func() { _ = logging.Flush(log) }() // the lines held for one write; an error has nowhere to go
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err

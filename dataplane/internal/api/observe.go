@@ -193,7 +193,11 @@ func (s *server) logAccess(ctx context.Context, level slog.Level, l accessLine) 
 	for _, f := range l.tail {
 		b = logging.AppendString(b, f.key, f.value)
 	}
-	_ = s.lines.WriteLine(b)
+	if level < slog.LevelWarn {
+		_ = s.lines.HoldLine(b)
+	} else {
+		_ = s.lines.WriteLine(b)
+	}
 	*bp = b
 }
 

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -83,12 +84,37 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 		return copyGuardedAnswer(c, resp, deployment, keep, ct, guard)
 	}
 	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(resp.StatusCode)
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	var dst io.Writer = w
 	if keep != nil {
 		dst = io.MultiWriter(w, keep)
+	}
+	// An answer that fits the buffer, nearly every one, is read whole first: it goes
+	// out with its Content-Length and is flushed at once, so the client has it before
+	// the access log line, the metrics and the audit event are made, and an upstream
+	// that breaks off before its end gets a clean 502 rather than a cut 200.
+	b, n := *buf, 0
+	var err error
+	for n < len(b) && err == nil {
+		var m int
+		m, err = resp.Body.Read(b[n:])
+		n += m
+	}
+	if err != nil && err != io.EOF { // io.ErrUnexpectedEOF too: the body is shorter than its Content-Length
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
+	}
+	whole := err == io.EOF
+	if whole {
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := dst.Write((*buf)[:n]); err != nil {
+		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
+	}
+	if whole {
+		_ = http.NewResponseController(w).Flush()
+		return nil
 	}
 	if _, err := io.CopyBuffer(dst, resp.Body, *buf); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
