@@ -296,5 +296,11 @@ func limitsNote(r result) string {
 		return ""
 	}
 	ratio, _ := r.Limits.OpsPerAdmitted()
-	return fmt.Sprintf("  %.0f KV ops (%.4f per admitted request)", r.Limits.TotalKVOps(), ratio)
+	note := fmt.Sprintf("  %.0f KV ops (%.4f per admitted request)", r.Limits.TotalKVOps(), ratio)
+	handler, ok1 := r.Limits.TimingMean(timingMetrics[0])
+	upstream, ok2 := r.Limits.TimingMean(timingMetrics[1])
+	if ok1 && ok2 {
+		note += fmt.Sprintf("; the gateway's own mean: %s in the handler, %s of it to the upstream's first byte", fmtDur(handler), fmtDur(upstream))
+	}
+	return note
 }

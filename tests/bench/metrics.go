@@ -35,6 +35,27 @@ type limitsCounters struct {
 	Leases    map[string]float64 // by kind
 	KVSeconds float64            // sum of the KV latency histogram, every op
 	KVCount   float64            // count of the KV latency histogram, every op
+	// Timing holds the sums and counts (name_sum, name_count) of the data plane's
+	// own timing histograms (timingMetrics), every series together: its view of
+	// where a request's time went.
+	Timing map[string]float64
+}
+
+// timingMetrics are the data plane's histograms of a request's time: in the
+// handler, to the upstream's first byte, and the difference (its overhead).
+var timingMetrics = []string{
+	"portcullis_dataplane_http_request_duration_seconds",
+	"portcullis_upstream_first_byte_seconds",
+	"portcullis_dataplane_gateway_overhead_seconds",
+}
+
+// TimingMean is the mean of the timing histogram name over c, false if it saw no request.
+func (c limitsCounters) TimingMean(name string) (time.Duration, bool) {
+	n := c.Timing[name+"_count"]
+	if n <= 0 {
+		return 0, false
+	}
+	return time.Duration(c.Timing[name+"_sum"] / n * float64(time.Second)), true
 }
 
 // TotalKVOps is the number of KV operations on PC_LIMITS, of every op and result.
@@ -86,6 +107,7 @@ func (c limitsCounters) plus(o limitsCounters, f float64) limitsCounters {
 		Leases:    plusMap(c.Leases, o.Leases, f),
 		KVSeconds: c.KVSeconds + f*o.KVSeconds,
 		KVCount:   c.KVCount + f*o.KVCount,
+		Timing:    plusMap(c.Timing, o.Timing, f),
 	}
 }
 
@@ -109,8 +131,13 @@ func limitsFromMetrics(page, client string) (limitsCounters, error) {
 	if err != nil {
 		return limitsCounters{}, err
 	}
-	c := limitsCounters{KVOps: map[string]float64{}, KVErrors: map[string]float64{}, Leases: map[string]float64{}}
+	c := limitsCounters{KVOps: map[string]float64{}, KVErrors: map[string]float64{}, Leases: map[string]float64{}, Timing: map[string]float64{}}
 	for _, s := range samples {
+		if base, ok := strings.CutSuffix(s.Name, "_sum"); ok && slices.Contains(timingMetrics, base) {
+			c.Timing[s.Name] += s.Value
+		} else if base, ok := strings.CutSuffix(s.Name, "_count"); ok && slices.Contains(timingMetrics, base) {
+			c.Timing[s.Name] += s.Value
+		}
 		switch s.Name {
 		case metricKVOps:
 			c.KVOps[s.Labels["op"]] += s.Value

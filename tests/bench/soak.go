@@ -6,6 +6,7 @@ package main
 // database of the local Postgres, that archives the region's audit stream.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +35,7 @@ import (
 
 const (
 	soakClient = "soak-client"
-	// soakRSSSpread is the most the data plane's RSS may vary over the run after
+	// soakRSSSpread is the most the data plane's mean RSS per minute may vary over the run after
 	// the settle time: (max - min) / min.
 	soakRSSSpread = 0.10
 )
@@ -68,6 +70,7 @@ type soakResult struct {
 	Config      soakConfig
 	Machine     machine
 	Samples     []soakSample
+	RSS         []rssPoint // once a second
 	Sent        int64
 	Errors      int64
 	FirstError  string
@@ -79,31 +82,64 @@ type soakResult struct {
 	DrainFailed bool // the archive did not reach Sent within DrainTimeout
 }
 
-// settled are the samples taken after the settle time, the final one included.
-func (r soakResult) settled() []soakSample {
-	var out []soakSample
-	for _, s := range r.Samples {
-		if s.At >= r.Config.Settle {
-			out = append(out, s)
-		}
-	}
-	return out
+// rssPoint is one reading of the data plane's RSS, taken once a second.
+type rssPoint struct {
+	At  time.Duration // since the load started
+	KiB int64
 }
 
-// rssSpread is (max - min) / min of the settled samples' RSS, and the two.
-func (r soakResult) rssSpread() (spread float64, lo, hi int64, ok bool) {
-	s := r.settled()
-	if len(s) < 2 {
+// rssWindow is the span whose mean RSS is one point of the flatness check.
+const rssWindow = time.Minute
+
+// rssMeans are the mean RSS of each whole rssWindow after the settle time: the
+// level the GC's sawtooth (its heap grows to GOGC% over the live heap, then drops)
+// moves about, which is what a leak would raise.
+func (r soakResult) rssMeans() []float64 {
+	var means []float64
+	for from := r.Config.Settle; ; from += rssWindow {
+		var sum float64
+		n := 0
+		last := false
+		for _, p := range r.RSS {
+			if p.At >= from && p.At < from+rssWindow {
+				sum += float64(p.KiB)
+				n++
+			}
+			last = last || p.At >= from+rssWindow-time.Second
+		}
+		if !last || n == 0 { // a window the run did not cover to its end
+			return means
+		}
+		means = append(means, sum/float64(n))
+	}
+}
+
+// rssSpread is (max - min) / min of rssMeans, and the two; ok is false with fewer
+// than two windows.
+func (r soakResult) rssSpread() (spread, lo, hi float64, ok bool) {
+	m := r.rssMeans()
+	if len(m) < 2 {
 		return math.NaN(), 0, 0, false
 	}
-	lo, hi = s[0].RSSKiB, s[0].RSSKiB
-	for _, x := range s[1:] {
-		lo, hi = min(lo, x.RSSKiB), max(hi, x.RSSKiB)
-	}
+	lo, hi = slices.Min(m), slices.Max(m)
 	if lo <= 0 {
 		return math.NaN(), lo, hi, false
 	}
-	return float64(hi-lo) / float64(lo), lo, hi, true
+	return (hi - lo) / lo, lo, hi, true
+}
+
+// rssRange is the lowest and highest single reading after the settle time.
+func (r soakResult) rssRange() (lo, hi int64) {
+	for _, p := range r.RSS {
+		if p.At < r.Config.Settle {
+			continue
+		}
+		if lo == 0 || p.KiB < lo {
+			lo = p.KiB
+		}
+		hi = max(hi, p.KiB)
+	}
+	return lo, hi
 }
 
 // checks are the soak's verdicts: each a line, and whether it passed.
@@ -118,10 +154,12 @@ func (r soakResult) checks() (lines []string, passed bool) {
 	}
 	spread, lo, hi, ok := r.rssSpread()
 	if ok {
-		add(spread <= soakRSSSpread, "RSS after the first %s stayed between %.1f and %.1f MiB: a spread of %.1f%% (at most %.0f%%)",
-			r.Config.Settle, kib(lo), kib(hi), 100*spread, 100*soakRSSSpread)
+		one, top := r.rssRange()
+		add(spread <= soakRSSSpread, "RSS, the mean of each minute after the first %s, stayed between %.1f and %.1f MiB: "+
+			"a spread of %.1f%% (at most %.0f%%); single readings, once a second, from %.1f to %.1f MiB",
+			r.Config.Settle, lo/1024, hi/1024, 100*spread, 100*soakRSSSpread, kib(one), kib(top))
 	} else {
-		add(false, "RSS: too few samples after the first %s to judge", r.Config.Settle)
+		add(false, "RSS: fewer than two whole minutes after the first %s to judge", r.Config.Settle)
 	}
 	errNote := ""
 	if r.FirstError != "" {
@@ -480,6 +518,8 @@ func soakLoad(ctx context.Context, t target, sc soakConfig, db *pgx.Conn, dp *te
 	}
 	tick := time.NewTicker(sc.Sample)
 	defer tick.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
 	settled := time.After(sc.Settle)
 	var sampleErr error
 loop:
@@ -494,6 +534,12 @@ loop:
 		case <-tick.C:
 			if sampleErr == nil {
 				sampleErr = sample()
+			}
+		case <-second.C:
+			if kb, err := dp.RSS(); err != nil {
+				sampleErr = cmp.Or(sampleErr, fmt.Errorf("data plane RSS: %w", err))
+			} else {
+				res.RSS = append(res.RSS, rssPoint{At: time.Since(start), KiB: kb})
 			}
 		}
 	}
@@ -588,8 +634,11 @@ func (r soakResult) Markdown(checks []string) string {
 		r.Config.Concurrency, r.Config.Duration, r.Config.Sample)
 	fmt.Fprintf(&b, "- After the load it waits (up to %s) for the archive to hold an event for each request sent, "+
 		"then counts the client's events and their distinct request ids in Postgres.\n", r.Config.DrainTimeout)
-	fmt.Fprintf(&b, "- RSS is judged after the first %s (connection pools, buffers and the GC's target settle then): "+
-		"flat means the spread (max − min) / min is at most %.0f%%.\n\n", r.Config.Settle, 100*soakRSSSpread)
+	fmt.Fprintf(&b, "- RSS is read once a second and judged after the first %s (connection pools, buffers and the GC's "+
+		"target settle then), by the mean of each minute: a single reading lands anywhere on the GC's sawtooth (the heap grows "+
+		"to GOGC%% over the live heap, then drops), the mean of a minute is the level a leak would raise. Flat means the "+
+		"spread (max − min) / min of those means is at most %.0f%%; the single readings' range is shown too.\n\n",
+		r.Config.Settle, 100*soakRSSSpread)
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s, Linux %s, %s; commit %s; load average before the run %s; %s.\n\n",
 		m.CPU, m.Cores, m.OSArch, m.Kernel, m.Go, m.Commit, m.LoadAvg, m.Date.Format("2006-01-02 15:04 UTC"))
 	b.WriteString("## Result\n\n")
@@ -598,6 +647,13 @@ func (r soakResult) Markdown(checks []string) string {
 	}
 	rps := float64(r.Sent) / r.Elapsed.Seconds()
 	fmt.Fprintf(&b, "\n%d requests in %s: %.0f req/s. Peak RSS %.1f MiB.\n\n", r.Sent, r.Elapsed.Round(time.Second), rps, kib(r.PeakRSSKiB))
+	if m := r.rssMeans(); len(m) > 0 {
+		parts := make([]string, len(m))
+		for i, v := range m {
+			parts[i] = fmt.Sprintf("%.1f", v/1024)
+		}
+		fmt.Fprintf(&b, "Mean RSS of each minute after the first %s, MiB: %s.\n\n", r.Config.Settle, strings.Join(parts, ", "))
+	}
 	b.WriteString("## Samples\n\n")
 	t := table{head: []string{"at", "RSS (MiB)", "anon", "file", "Go heap in use (MiB)", "goroutines", "sent", "errors", "archived", "archive behind", "req/s since the last"}}
 	var prev soakSample

@@ -11,7 +11,10 @@ import (
 func soakOf(rss ...int64) soakResult {
 	r := soakResult{Config: soakConfig{Settle: time.Minute, DrainTimeout: time.Minute}, Sent: 1000, Archived: 1000, Distinct: 1000}
 	for i, m := range rss {
-		r.Samples = append(r.Samples, soakSample{At: time.Duration(i) * time.Minute, RSSKiB: m * 1024})
+		for s := range 60 { // once a second, a sawtooth of ±5% about m
+			kb := m * 1024 * int64(95+s%11) / 100
+			r.RSS = append(r.RSS, rssPoint{At: time.Duration(i)*time.Minute + time.Duration(s)*time.Second, KiB: kb})
+		}
 	}
 	return r
 }
@@ -24,8 +27,8 @@ func TestSoakChecks(t *testing.T) {
 	}{
 		{name: "flat", r: soakOf(40, 90, 95, 92, 99)},
 		{name: "the settle time is left out", r: soakOf(10, 100, 100)},
-		{name: "growing", r: soakOf(90, 90, 95, 100), fail: "FAIL: RSS after the first 1m0s stayed between 90.0 and 100.0 MiB: a spread of 11.1%"},
-		{name: "too few samples", r: soakOf(90, 90), fail: "FAIL: RSS: too few samples"},
+		{name: "growing", r: soakOf(90, 90, 95, 100), fail: "FAIL: RSS, the mean of each minute after the first 1m0s, stayed between 89.8 and 99.8 MiB: a spread of 11.1%"},
+		{name: "too few minutes", r: soakOf(90, 90), fail: "FAIL: RSS: fewer than two whole minutes"},
 		{name: "errors", r: func() soakResult {
 			r := soakOf(90, 90, 90)
 			r.Errors, r.FirstError = 2, "status 502"
