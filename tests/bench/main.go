@@ -76,7 +76,7 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Console, "console", true, "time the console's pages at 10k clients and 1M archived events")
 	fs.BoolVar(&c.Profile, "profile", true, "profile the data plane's CPU and allocations under load, limits off and on")
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "write the raw profiles here, for go tool pprof (the soak: heap profiles as it settles and as it ends; empty: none)")
-	fs.StringVar(&c.TraceDir, "trace-dir", "", "save a 2 s execution trace of the data plane at concurrency 1, limits on, here (go tool trace; empty: none)")
+	fs.StringVar(&c.TraceDir, "trace-dir", "", "save 2 s execution traces of the data plane at concurrency 1, limits on, here: chat completions, and streams from the paced mock (go tool trace; empty: none)")
 	fs.StringVar(&c.ProfileBefore, "profile-before", "docs/benchmarks-profile-before.json",
 		"a breakdown saved with -profile-save, shown beside this run's (relative to the repository root; empty: none)")
 	fs.StringVar(&c.ProfileSave, "profile-save", "", "save this run's per-request breakdown as JSON, relative to the repository root")
@@ -196,7 +196,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("trace: %w", err)
 		}
-		fmt.Fprintln(stdout, "bench: execution trace:", saved)
+		fmt.Fprintln(stdout, "bench: execution traces:", strings.Join(saved, ", "))
 	}
 	var profiles []profileSummary
 	if cfg.Profile {

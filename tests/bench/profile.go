@@ -63,7 +63,8 @@ func profilePhase(ctx context.Context, st *stack, targets []target, dir string) 
 // profileUnderLoad fetches /debug/pprof/KIND?seconds=N while load runs against t and
 // returns the profile and the requests answered while it was recorded.
 func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*profile.Profile, int64, error) {
-	data, answered, err := fetchUnderLoad(ctx, st, t, profileConcurrency, kind)
+	body := requestBody(false)
+	data, answered, err := fetchUnderLoad(ctx, st, profileConcurrency, kind, func(ctx context.Context) error { return do(ctx, t, false, body) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -77,36 +78,48 @@ func profileUnderLoad(ctx context.Context, st *stack, t target, kind string) (*p
 // traceWindow is how long -trace-dir's execution trace runs.
 const traceWindow = 2 * time.Second
 
-// traceAtOne saves an execution trace of the data plane (go tool trace) while one
-// connection sends requests to t back to back: where a request's wall time goes
-// at concurrency 1, scheduler and network waits included, which a CPU profile
-// does not show.
-func traceAtOne(ctx context.Context, st *stack, t target, dir string) (string, error) {
-	data, answered, err := fetchUnderLoad(ctx, st, t, 1, "trace")
-	if err != nil {
-		return "", err
-	}
+// traceAtOne saves two execution traces of the data plane (go tool trace): one
+// while one connection sends chat completions to t back to back, and one while it
+// streams answers from the paced mock one after another (time to first token).
+// They show where a request's wall time goes at concurrency 1, scheduler and
+// network waits included, which a CPU profile does not.
+func traceAtOne(ctx context.Context, st *stack, t target, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return nil, err
 	}
-	path := filepath.Join(dir, fileSafe(t.Name)+".c1.trace")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return "", err
+	chat := requestBody(false)
+	paced := []byte(`{"model":"` + pacedModel + `","messages":[{"role":"user","content":"` + prompt + `"}],"max_tokens":64,"stream":true}`)
+	var saved []string
+	for _, x := range []struct {
+		name string
+		load func(context.Context) error
+	}{
+		{"c1", func(ctx context.Context) error { return do(ctx, t, false, chat) }},
+		{"ttft", func(ctx context.Context) error { _, _, err := firstToken(ctx, t, paced); return err }},
+	} {
+		data, answered, err := fetchUnderLoad(ctx, st, 1, "trace", x.load)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, fileSafe(t.Name)+"."+x.name+".trace")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return nil, err
+		}
+		saved = append(saved, fmt.Sprintf("%s (%d requests in %s)", path, answered, traceWindow))
 	}
-	return fmt.Sprintf("%s (%d requests at concurrency 1 in %s)", path, answered, traceWindow), nil
+	return saved, nil
 }
 
 // fetchUnderLoad fetches /debug/pprof/KIND?seconds=N (profileWindow, or
-// traceWindow for a trace) while concurrency workers load t, and returns what it
-// answered and the requests answered meanwhile.
-func fetchUnderLoad(ctx context.Context, st *stack, t target, concurrency int, kind string) ([]byte, int64, error) {
+// traceWindow for a trace) while concurrency workers call load back to back, and
+// returns what it answered and the loads that succeeded meanwhile.
+func fetchUnderLoad(ctx context.Context, st *stack, concurrency int, kind string, load func(context.Context) error) ([]byte, int64, error) {
 	var answered atomic.Int64
 	var counting atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var errOnce sync.Once
 	var firstErr error // set once, by errOnce
-	body := requestBody(false)
 	for range concurrency {
 		wg.Add(1)
 		go func() {
@@ -120,7 +133,7 @@ func fetchUnderLoad(ctx context.Context, st *stack, t target, concurrency int, k
 					return
 				default:
 				}
-				if err := do(ctx, t, false, body); err != nil {
+				if err := load(ctx); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					continue
 				}

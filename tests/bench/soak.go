@@ -63,6 +63,9 @@ type soakSample struct {
 	// HeapInUse (bytes) and Goroutines are the data plane's Go runtime's: a leak
 	// shows in them before RSS makes it plain.
 	HeapInUse, Goroutines float64
+	// NextGC is the heap size the next GC starts at (bytes): GOGC% over the live
+	// heap the last one left, so a live heap that grows makes it grow.
+	NextGC float64
 }
 
 // soakResult is what the soak measured.
@@ -496,15 +499,15 @@ func soakLoad(ctx context.Context, t target, sc soakConfig, db *pgx.Conn, dp *te
 		if err != nil {
 			return err
 		}
-		g, err := gauges(page, "go_memstats_heap_inuse_bytes", "go_goroutines")
+		g, err := gauges(page, "go_memstats_heap_inuse_bytes", "go_goroutines", "go_memstats_next_gc_bytes")
 		if err != nil {
 			return err
 		}
 		s := soakSample{At: time.Since(start), RSSKiB: mem[0], AnonKiB: mem[1], FileKiB: mem[2], Sent: sent.Load(), Errors: errs.Load(), Archived: archived,
-			HeapInUse: g["go_memstats_heap_inuse_bytes"], Goroutines: g["go_goroutines"]}
+			HeapInUse: g["go_memstats_heap_inuse_bytes"], Goroutines: g["go_goroutines"], NextGC: g["go_memstats_next_gc_bytes"]}
 		res.Samples = append(res.Samples, s)
-		fmt.Fprintf(log, "soak: %7s  RSS %6.1f MiB (anon %5.1f, file %4.1f)  heap %5.1f MiB  %4.0f goroutines  %9d sent  %d errors  %9d archived\n",
-			s.At.Round(time.Second), kib(s.RSSKiB), kib(s.AnonKiB), kib(s.FileKiB), s.HeapInUse/(1<<20), s.Goroutines, s.Sent, s.Errors, s.Archived)
+		fmt.Fprintf(log, "soak: %7s  RSS %6.1f MiB (anon %5.1f, file %4.1f)  heap %5.1f MiB, next GC at %5.1f  %4.0f goroutines  %9d sent  %d errors  %9d archived\n",
+			s.At.Round(time.Second), kib(s.RSSKiB), kib(s.AnonKiB), kib(s.FileKiB), s.HeapInUse/(1<<20), s.NextGC/(1<<20), s.Goroutines, s.Sent, s.Errors, s.Archived)
 		return nil
 	}
 	heap := func(name string) error {
@@ -655,13 +658,13 @@ func (r soakResult) Markdown(checks []string) string {
 		fmt.Fprintf(&b, "Mean RSS of each minute after the first %s, MiB: %s.\n\n", r.Config.Settle, strings.Join(parts, ", "))
 	}
 	b.WriteString("## Samples\n\n")
-	t := table{head: []string{"at", "RSS (MiB)", "anon", "file", "Go heap in use (MiB)", "goroutines", "sent", "errors", "archived", "archive behind", "req/s since the last"}}
+	t := table{head: []string{"at", "RSS (MiB)", "anon", "file", "Go heap in use (MiB)", "next GC at (MiB)", "goroutines", "sent", "errors", "archived", "archive behind", "req/s since the last"}}
 	var prev soakSample
 	for _, s := range r.Samples {
 		d := (s.At - prev.At).Seconds()
 		t.rows = append(t.rows, []string{
 			s.At.Round(time.Second).String(), fmt.Sprintf("%.1f", kib(s.RSSKiB)), fmt.Sprintf("%.1f", kib(s.AnonKiB)),
-			fmt.Sprintf("%.1f", kib(s.FileKiB)), fmt.Sprintf("%.1f", s.HeapInUse/(1<<20)),
+			fmt.Sprintf("%.1f", kib(s.FileKiB)), fmt.Sprintf("%.1f", s.HeapInUse/(1<<20)), fmt.Sprintf("%.1f", s.NextGC/(1<<20)),
 			fmt.Sprintf("%.0f", s.Goroutines), fmt.Sprint(s.Sent), fmt.Sprint(s.Errors),
 			fmt.Sprint(s.Archived), fmt.Sprint(s.Sent - s.Archived), fmt.Sprintf("%.0f", float64(s.Sent-prev.Sent)/d),
 		})

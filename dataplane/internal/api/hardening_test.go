@@ -38,6 +38,23 @@ func (r *recordedAudit) all() []audit.Event {
 	return append([]audit.Event(nil), r.events...)
 }
 
+// atLeast returns the events once there are n or more: a 200's event is made after
+// its answer is flushed, so it can reach the auditor after the client has the
+// answer. It fails the test after 10 s.
+func (r *recordedAudit) atLeast(t *testing.T, n int) []audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if events := r.all(); len(events) >= n {
+			return events
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d audit events after 10 s, want %d", len(r.all()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestTierCapsOnChoicesAndOutput: a tier's max_choices refuses a larger n with a 400
 // naming n, its max_output_tokens refuses a larger max_tokens and caps the default;
 // within the caps every choice is reserved.
@@ -117,7 +134,7 @@ func TestWrongRegionIsRefusedAtTheDoor(t *testing.T) {
 	if n := len(up.seen()); n != 1 {
 		t.Fatalf("the upstream saw %d calls, want only the unrestricted client's", n)
 	}
-	for _, e := range rec.all() {
+	for _, e := range rec.atLeast(t, 1) {
 		if e.ClientID != "c1" {
 			t.Fatalf("an audit event of %s was written in region eu: %+v", e.ClientID, e)
 		}
@@ -199,7 +216,7 @@ func TestAuditEventKeepsTheClientsIDApartAndItsForwardedSource(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			events := rec.all()
+			events := rec.atLeast(t, 1)
 			if len(events) != 1 {
 				t.Fatalf("%d events", len(events))
 			}
