@@ -116,6 +116,10 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	if c.Soak.Duration < 0 || c.Soak.Concurrency < 1 || c.Soak.Concurrency > 1024 || c.Soak.Sample <= 0 || c.Soak.Settle < 0 || c.Soak.DrainTimeout <= 0 {
 		problems = append(problems, errors.New("soak: want a duration ≥ 0, 1..1024 connections, and a positive sample interval and drain timeout"))
 	}
+	if d := c.Soak.Duration; d > 0 && d < c.Soak.Settle+2*rssWindow {
+		problems = append(problems, fmt.Errorf("soak %s: RSS is judged by the mean of each whole minute after the first %s, so the soak needs at least %s",
+			d, c.Soak.Settle, c.Soak.Settle+2*rssWindow))
+	}
 	return c, errors.Join(problems...)
 }
 

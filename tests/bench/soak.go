@@ -336,16 +336,8 @@ clients:
 // audit archive, the mock upstream and one data plane (bin, a child process, for its
 // RSS) in eu, and applies soakGatewayYAML once the mock serves.
 func startSoakStack(ctx context.Context, tmp, dbURL, bin string) (*teststack.Stack, error) {
-	upstreamKey, err := randomHex(24)
+	upstreamKey, keyDir, keyFile, err := writeUpstreamKey(tmp)
 	if err != nil {
-		return nil, err
-	}
-	keyDir := filepath.Join(tmp, "keys")
-	if err := os.MkdirAll(keyDir, 0o700); err != nil {
-		return nil, err
-	}
-	keyFile := filepath.Join(keyDir, "upstream.key")
-	if err := os.WriteFile(keyFile, []byte(upstreamKey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	cpEnv := map[string]string{
@@ -366,14 +358,7 @@ func startSoakStack(ctx context.Context, tmp, dbURL, bin string) (*teststack.Sta
 	if !cpCfg.AuditIngest {
 		return nil, errors.New("control plane configuration: the audit archive is off")
 	}
-	// The data plane gets none of this process's PORTCULLIS_* variables.
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PORTCULLIS_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "PORTCULLIS_KEY_DIR="+keyDir, "PORTCULLIS_PPROF=true") // heap profiles with -profile-dir
+	env := append(childEnv(), "PORTCULLIS_KEY_DIR="+keyDir, "PORTCULLIS_PPROF=true") // heap profiles with -profile-dir
 	env = append(env, dataplaneFiles(tmp, "soak")...)
 	return teststack.Start(ctx, teststack.Options{
 		LogDir:       tmp,

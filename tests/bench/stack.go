@@ -128,17 +128,8 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 		}
 	}()
 
-	upstreamKey, err := randomHex(24)
+	upstreamKey, keyDir, keyFile, err := writeUpstreamKey(tmp)
 	if err != nil {
-		return nil, err
-	}
-	// The key file in a directory of its own, the data plane's PORTCULLIS_KEY_DIR.
-	keyDir := filepath.Join(tmp, "keys")
-	if err := os.MkdirAll(keyDir, 0o700); err != nil {
-		return nil, err
-	}
-	keyFile := filepath.Join(keyDir, "upstream.key")
-	if err := os.WriteFile(keyFile, []byte(upstreamKey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 
@@ -176,14 +167,7 @@ func startStack(ctx context.Context, root, tmp, dataplaneBin string, pprof bool,
 			return nil, err
 		}
 	}
-	// The data plane gets none of the benchmark's own PORTCULLIS_* variables.
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PORTCULLIS_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env,
+	env := append(childEnv(),
 		// The report counts the limited client's admissions alone: the limiter's
 		// series by client (off by default). The stack gives the data plane a
 		// metrics listener of its own (PORTCULLIS_METRICS_LISTEN).
@@ -392,6 +376,35 @@ func dataplaneFiles(tmp, name string) []string {
 		"PORTCULLIS_AUDIT_SPOOL_DIR=" + filepath.Join(tmp, name+"-audit-spool"),
 		"PORTCULLIS_AUDIT_SINK=" + filepath.Join(tmp, name+"-audit.jsonl"),
 	}
+}
+
+// writeUpstreamKey makes the mock's key and writes it to a file in a directory of
+// its own under tmp, the data plane's PORTCULLIS_KEY_DIR.
+func writeUpstreamKey(tmp string) (key, dir, file string, err error) {
+	if key, err = randomHex(24); err != nil {
+		return "", "", "", err
+	}
+	dir = filepath.Join(tmp, "keys")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", "", err
+	}
+	file = filepath.Join(dir, "upstream.key")
+	if err := os.WriteFile(file, []byte(key+"\n"), 0o600); err != nil {
+		return "", "", "", err
+	}
+	return key, dir, file, nil
+}
+
+// childEnv is this process's environment without its PORTCULLIS_* variables: a
+// data plane started by the benchmark gets only the settings it is given.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PORTCULLIS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func randomHex(n int) (string, error) {
