@@ -50,10 +50,12 @@ type config struct {
 	MaxDuration  time.Duration // a cell stops early after this long
 	Out          string        // markdown report path, relative to the repository root; "" skips it
 	DataplaneBin string        // a prebuilt data plane; "" builds one
-	Console      bool          // time the console's pages (BenchmarkConsolePages)
-	Profile      bool          // profile the data plane under load (PORTCULLIS_PPROF)
-	ProfileDir   string        // where the raw profiles go; "" keeps none
-	TraceDir     string        // where an execution trace at concurrency 1 goes; "" takes none
+	// DataplaneLabel says what DataplaneBin was built from, for its saved breakdown.
+	DataplaneLabel string
+	Console        bool   // time the console's pages (BenchmarkConsolePages)
+	Profile        bool   // profile the data plane under load (PORTCULLIS_PPROF)
+	ProfileDir     string // where the raw profiles go; "" keeps none
+	TraceDir       string // where an execution trace at concurrency 1 goes; "" takes none
 	// ProfileBefore is a saved breakdown the report compares this run's with
 	// (relative to the repository root; missing: no comparison); ProfileSave is
 	// where this run's breakdown is saved ("": not saved).
@@ -73,6 +75,8 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.MaxDuration, "max-duration", 60*time.Second, "stop a cell early after this long")
 	fs.StringVar(&c.Out, "out", "docs/benchmarks.md", "markdown report, relative to the repository root (empty: none)")
 	fs.StringVar(&c.DataplaneBin, "dataplane-bin", "", "use this data plane binary instead of building ./dataplane/cmd/dataplane")
+	fs.StringVar(&c.DataplaneLabel, "dataplane-label", "a prebuilt data plane",
+		"what -dataplane-bin was built from (a commit), named in its breakdown saved with -profile-save")
 	fs.BoolVar(&c.Console, "console", true, "time the console's pages at 10k clients and 1M archived events")
 	fs.BoolVar(&c.Profile, "profile", true, "profile the data plane's CPU and allocations under load, limits off and on")
 	fs.StringVar(&c.ProfileDir, "profile-dir", "", "write the raw profiles here, for go tool pprof (the soak: heap profiles as it settles and as it ends; empty: none)")

@@ -215,7 +215,11 @@ func profileAndSummarize(ctx context.Context, st *stack, cfg config, host machin
 	}
 	var out []profileSummary
 	for _, p := range raw {
-		s, err := summarize(p, host)
+		built := host
+		if cfg.DataplaneBin != "" { // the breakdown is of that binary's commit, not of this checkout's
+			built.Commit = cfg.DataplaneLabel
+		}
+		s, err := summarize(p, built)
 		if err != nil {
 			return nil, err
 		}
