@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-gw/portcullis/controlplane/pglocal"
 	dpapp "github.com/portcullis-gw/portcullis/dataplane/app"
 	"github.com/portcullis-gw/portcullis/shared/identity"
+	"github.com/portcullis-gw/portcullis/shared/logging"
 	"github.com/portcullis-gw/portcullis/tests/mockupstream"
 	teststack "github.com/portcullis-gw/portcullis/tests/stack"
 )
@@ -268,7 +269,7 @@ func soakDatabase(ctx context.Context) (string, func(), error) {
 	}
 	if err := pglocal.Ping(ctx, server); err != nil {
 		return "", nil, fmt.Errorf("no PostgreSQL at %s (%v): start it, or %s, or set PORTCULLIS_DATABASE_URL",
-			redactURL(server), err, pglocal.InstallHint)
+			logging.RedactURL(server), err, pglocal.InstallHint)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -289,16 +290,6 @@ func soakDatabase(ctx context.Context) (string, func(), error) {
 		return "", nil, err
 	}
 	return dbURL, drop, nil
-}
-
-// redactURL is u without its password, for a message.
-func redactURL(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
-			return u[:scheme+3] + "…" + u[at:]
-		}
-	}
-	return u
 }
 
 // soakGatewayYAML is the soak's configuration, applied as portcullis apply would:

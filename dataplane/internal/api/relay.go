@@ -109,14 +109,14 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 		w.Header().Set("Content-Length", strconv.Itoa(n))
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := dst.Write((*buf)[:n]); err != nil {
+	if _, err := dst.Write(b[:n]); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	if whole {
 		_ = http.NewResponseController(w).Flush()
 		return nil
 	}
-	if _, err := io.CopyBuffer(dst, resp.Body, *buf); err != nil {
+	if _, err := io.CopyBuffer(dst, resp.Body, b); err != nil {
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	return nil
