@@ -50,7 +50,9 @@ func lastTexts(s *stack, region string) string {
 func TestGuardrailsWithTheOfficialSDKs(t *testing.T) {
 	t.Parallel()
 	s, claudeToken := claudeStack(t)
-	guardTiers(t, s, "default", "claude")
+	// default last: each patch publishes a whole snapshot, so the probe below, which
+	// waits for default's guardrails on the worker, also sees claude's.
+	guardTiers(t, s, "claude", "default")
 	oai := openai.NewClient(option.WithBaseURL("http://"+s.dp["eu"].Addr()+"/v1/"), option.WithAPIKey(s.mint(t, "global-app")),
 		option.WithMaxRetries(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
