@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -58,6 +59,9 @@ type requestInfo struct {
 	attempts     int
 	upstreamTime time.Duration
 	firstEvent   time.Time
+	// whole marks an answer written whole with its Content-Length (copyAnswer):
+	// observe flushes it as soon as the handler is done, before its own work.
+	whole bool
 }
 
 const infoKey = "portcullis.request"
@@ -104,6 +108,10 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if err != nil {
 			c.Error(err)
+		} else if ri.whole {
+			// The handler is done (its limits settled, its breaker told): the client
+			// gets the answer now, not after the log line and the audit event.
+			_ = http.NewResponseController(c.Response()).Flush()
 		}
 
 		elapsed := time.Since(start)

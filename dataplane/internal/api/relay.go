@@ -91,9 +91,9 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 		dst = io.MultiWriter(w, keep)
 	}
 	// An answer that fits the buffer, nearly every one, is read whole first: it goes
-	// out with its Content-Length and is flushed at once, so the client has it before
-	// the access log line, the metrics and the audit event are made, and an upstream
-	// that breaks off before its end gets a clean 502 rather than a cut 200.
+	// out with its Content-Length, so that observe can flush it before the access log
+	// line, the metrics and the audit event are made, and an upstream that breaks off
+	// before its end gets a clean 502 rather than a cut 200.
 	b, n := *buf, 0
 	var err error
 	for n < len(b) && err == nil {
@@ -113,7 +113,7 @@ func copyAnswer(c echo.Context, resp *http.Response, deployment string, keep *ca
 		return apierr.Wrap(apierr.UpstreamError, fmt.Errorf("relay body from deployment %s: %w", deployment, err), "the upstream answer was cut")
 	}
 	if whole {
-		_ = http.NewResponseController(w).Flush()
+		info(c).whole = true
 		return nil
 	}
 	if _, err := io.CopyBuffer(dst, resp.Body, b); err != nil {
